@@ -1,0 +1,80 @@
+# Two commands set up a brand-new machine:
+#   make run   - install, migrate, create the demo, serve on http://127.0.0.1:$(PORT)/
+#   make test  - install dev requirements, run the suite on SQLite, then on PostgreSQL + Redis when reachable
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+WORKERS ?= 2
+PYTEST_ARGS ?=
+# Local services used by the second test pass (override, or leave the variables empty to skip it).
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/autopilot
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test install install-dev migrate demo serve bench lint browser clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=... to another 3.11 interpreter)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.base-installed: requirements/base.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev-installed: requirements/dev.txt requirements/scale.txt requirements/base.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@ $(VENV)/.base-installed
+
+install: $(VENV)/.base-installed
+install-dev: $(VENV)/.dev-installed
+
+migrate: install
+	$(BIN)/autopilot setup
+
+demo: migrate
+	$(BIN)/autopilot demo
+
+run: demo
+	@echo "Autopilot: http://$(HOST):$(PORT)/  (admin: /admin/, health: /healthz, API schema: /api/schema/)"
+	$(BIN)/autopilot serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+serve: install
+	$(BIN)/autopilot serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+# Headless Chromium for the browser tests (Debian package; Playwright drives it).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || { echo "could not install chromium"; exit 1; }; \
+	else echo "Chromium is missing: install the 'chromium' package (browser tests will be skipped)"; fi
+
+test: install-dev browser
+	@echo "== Test pass 1: SQLite (embedded default)"
+	AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-sqlite $(BIN)/pytest -m "not postgres" $(PYTEST_ARGS); \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	@if [ -n "$(PG_TEST_URL)" ] && $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null \
+	   && $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_TEST_URL)', socket_connect_timeout=3).ping()" 2>/dev/null; then \
+	  echo "== Test pass 2: PostgreSQL + Redis ($(PG_TEST_URL), $(REDIS_TEST_URL))"; \
+	  AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-pg DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) AUTOPILOT_CHANNEL_PREFIX=autopilot-test \
+	    $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc; \
+	elif [ -n "$$AUTOPILOT_REQUIRE_SERVICES" ]; then \
+	  echo "PostgreSQL ($(PG_TEST_URL)) or Redis ($(REDIS_TEST_URL)) is not reachable, and AUTOPILOT_REQUIRE_SERVICES is set: failing"; exit 1; \
+	else \
+	  echo "== Test pass 2 SKIPPED: PostgreSQL ($(PG_TEST_URL)) or Redis ($(REDIS_TEST_URL)) not reachable"; \
+	fi
+
+bench: install-dev
+	$(BIN)/python bench/ingest.py
+	@for b in bench/tick.py bench/chain.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var/test-sqlite var/test-pg

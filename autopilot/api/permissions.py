@@ -1,0 +1,15 @@
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from autopilot.models import Role
+from autopilot.permissions import has_role
+
+
+class ProjectRolePermission(BasePermission):
+    """Object permission: viewers read, operators act. Objects expose `project` or are a Project."""
+
+    write_role = Role.OPERATOR
+
+    def has_object_permission(self, request, view, obj):
+        project = obj if obj._meta.model_name == "project" else obj.project
+        minimum = Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", self.write_role)
+        return has_role(request.user, project, minimum)

@@ -1,0 +1,28 @@
+"""django-q2 schedules, registered idempotently by `autopilot setup` and `autopilot serve`."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django_q.models import Schedule
+
+SCHEDULES = {
+    # name: (function path, minutes)
+    "autopilot-tick": ("autopilot.tasks.scheduled_tick", 1),
+}
+
+
+def ensure_schedules() -> list[str]:
+    names = []
+    minutes_default = max(1, settings.AUTOPILOT_TICK_SECONDS // 60)
+    for name, (func, minutes) in SCHEDULES.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes or minutes_default,
+                "repeats": -1,
+            },
+        )
+        names.append(name)
+    return names

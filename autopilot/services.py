@@ -1,0 +1,205 @@
+"""Writes for projects, membership and autonomy settings. Every door calls these."""
+
+from __future__ import annotations
+
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from autopilot.errors import ApplicationError, NotFound
+from autopilot.events import record_event
+from autopilot.models import AutonomyMode, Project, ProjectMembership, Role
+
+AUTONOMY_FIELDS = (
+    "autonomy_mode",
+    "paused",
+    "active_phase",
+    "max_parallel_runs",
+    "default_run_budget_usd",
+    "daily_budget_usd",
+    "max_attempts",
+    "auto_complete_on_tests",
+    "plan_order_policy",
+    "model_matrix",
+)
+KNOWN_ROLES = ("manager", "code", "test", "docs")
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+
+
+def validate_repository(repo_path: str, base_branch: str, subdirectory: str = "") -> Path:
+    """A project's repository must be a local git repository with the base branch."""
+    path = Path(repo_path).expanduser()
+    if not path.is_absolute():
+        raise ApplicationError(f"repo_path must be an absolute path, got '{repo_path}'.")
+    path = path.resolve()
+    if not path.is_dir():
+        raise ApplicationError(f"repo_path '{path}' does not exist or is not a directory.")
+    top = _git(path, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        raise ApplicationError(f"repo_path '{path}' is not a git repository.")
+    if _git(path, "rev-parse", "--verify", "--quiet", f"refs/heads/{base_branch}").returncode != 0:
+        raise ApplicationError(f"The repository at '{path}' has no branch '{base_branch}'.")
+    if subdirectory:
+        sub = (path / subdirectory).resolve()
+        if not sub.is_relative_to(path) or not sub.is_dir():
+            raise ApplicationError(f"subdirectory '{subdirectory}' is not a directory inside '{path}'.")
+    return path
+
+
+def _validate_model_matrix(matrix: Any) -> dict:
+    from runs.models import AgentBackend
+
+    if not isinstance(matrix, dict):
+        raise ApplicationError("model_matrix must be an object mapping a role to {agent, model}.")
+    for role, entry in matrix.items():
+        if role not in KNOWN_ROLES:
+            raise ApplicationError(f"model_matrix: unknown role '{role}'; roles are {', '.join(KNOWN_ROLES)}.")
+        if not isinstance(entry, dict) or set(entry) - {"agent", "model"}:
+            raise ApplicationError(f"model_matrix['{role}'] must be an object with 'agent' and/or 'model'.")
+        agent = entry.get("agent")
+        if agent and agent not in AgentBackend.values:
+            raise ApplicationError(
+                f"model_matrix['{role}']: unknown agent backend '{agent}'; choose from {', '.join(AgentBackend.values)}."
+            )
+    return matrix
+
+
+def _full_clean_or_raise(obj) -> None:
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        parts = []
+        for field, messages in exc.message_dict.items():
+            label = "" if field == "__all__" else f"{field}: "
+            parts.append(label + " ".join(messages))
+        raise ApplicationError("; ".join(parts), extra={"fields": exc.message_dict}) from exc
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    repo_path: str,
+    base_branch: str = "main",
+    subdirectory: str = "",
+    description: str = "",
+    test_command: str = "",
+    setup_script: str = "",
+    command_allowlist: list[str] | None = None,
+    owner=None,
+    **settings_fields: Any,
+) -> Project:
+    if not name or not name.strip():
+        raise ApplicationError("A project needs a name.")
+    repo = validate_repository(repo_path, base_branch, subdirectory)
+    unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell"}
+    if unknown:
+        raise ApplicationError(f"Unknown project field(s): {', '.join(sorted(unknown))}.")
+    if "model_matrix" in settings_fields:
+        _validate_model_matrix(settings_fields["model_matrix"])
+    project = Project(
+        name=name.strip(),
+        slug=slugify(name)[:200] or "project",
+        repo_path=str(repo),
+        base_branch=base_branch,
+        subdirectory=subdirectory.strip("/"),
+        description=description,
+        test_command=test_command,
+        setup_script=setup_script,
+        command_allowlist=list(command_allowlist or []),
+        created_by=owner if getattr(owner, "is_authenticated", False) else None,
+        **settings_fields,
+    )
+    _full_clean_or_raise(project)
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError as exc:
+        raise ApplicationError(f"A project named '{project.name}' already exists.") from exc
+    if owner is not None and getattr(owner, "is_authenticated", False):
+        ProjectMembership.objects.create(project=project, user=owner, role=Role.OWNER)
+    record_event(kind="project.created", subject=project, actor=owner, data={"name": project.name})
+    return project
+
+
+@transaction.atomic
+def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> Project:
+    """Change autonomy settings under a row lock; every change is an Event naming who made it."""
+    unknown = set(changes) - set(AUTONOMY_FIELDS)
+    if unknown:
+        raise ApplicationError(f"Not an autonomy setting: {', '.join(sorted(unknown))}.")
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if "autonomy_mode" in changes and changes["autonomy_mode"] not in AutonomyMode.values:
+        raise ApplicationError(
+            f"Unknown autonomy mode '{changes['autonomy_mode']}'; choose from {', '.join(AutonomyMode.values)}."
+        )
+    if "model_matrix" in changes:
+        _validate_model_matrix(changes["model_matrix"])
+    if "active_phase" in changes and changes["active_phase"] is not None:
+        phase = changes["active_phase"]
+        if phase.project_id != locked.pk:
+            raise ApplicationError("The active phase must be a plan node of this project.")
+    for key in ("default_run_budget_usd", "daily_budget_usd"):
+        if changes.get(key) is not None:
+            changes[key] = Decimal(str(changes[key]))
+    before = {}
+    for key, value in changes.items():
+        old = getattr(locked, key)
+        if old != value:
+            before[key] = old
+            setattr(locked, key, value)
+    if not before:
+        return locked
+    _full_clean_or_raise(locked)
+    locked.save()
+
+    def show(value):
+        return getattr(value, "pk", value) if not isinstance(value, Decimal) else str(value)
+
+    record_event(
+        kind="project.autonomy",
+        subject=locked,
+        actor=actor,
+        data={"changes": {k: {"from": show(before[k]), "to": show(getattr(locked, k))} for k in before}},
+    )
+    _after_autonomy_change(locked)
+    return locked
+
+
+def _after_autonomy_change(project: Project) -> None:
+    """Hook for the manager: a mode change can unblock work. Replaced by the manager's tick request."""
+    try:
+        from autopilot.manager import request_tick
+    except ImportError:
+        return
+    request_tick(project.pk, reason="autonomy changed")
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user, role: str, actor=None) -> ProjectMembership:
+    if role not in Role.values:
+        raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(Role.values)}.")
+    membership, _ = ProjectMembership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    record_event(kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": role})
+    return membership
+
+
+def project_get(identifier: str | int) -> Project:
+    """Find a project by id, slug or name (CLI and MCP take any of them)."""
+    text = str(identifier)
+    query = Project.objects.all()
+    project = None
+    if text.isdigit():
+        project = query.filter(pk=int(text)).first()
+    project = project or query.filter(slug=text).first() or query.filter(name=text).first()
+    if project is None:
+        raise NotFound(f"No project '{identifier}' (give its id, slug or name).")
+    return project

@@ -1,0 +1,297 @@
+"""Settings, all from the environment. See README.md "Configuration" for every variable.
+
+Embedded default: SQLite (WAL, IMMEDIATE transactions) in the data directory, django-q2 on the ORM
+broker, and a SQLite-backed channel layer that carries messages between processes.
+Scale-out: DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer; broker with AUTOPILOT_BROKER=redis).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DATA_DIR = Path(os.environ.get("AUTOPILOT_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = os.environ.get("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        # Generated once per data directory; O_EXCL makes two first starts agree on one key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_htmx",
+    "template_partials",
+    "channels",
+    "django_q",
+    "autopilot",
+    "blueprints",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "autopilot.urls"
+WSGI_APPLICATION = "autopilot.wsgi.application"
+ASGI_APPLICATION = "autopilot.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases -----------------------------------------------------------------------------------
+
+SQLITE_OPTIONS = {
+    # IMMEDIATE: a write transaction takes the write lock at BEGIN, so "lock the row, then re-check"
+    # holds on SQLite too (select_for_update is a no-op there).
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; "
+        "PRAGMA foreign_keys=ON;"
+    ),
+}
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "autopilot.sqlite3",
+            "OPTIONS": dict(SQLITE_OPTIONS),
+            # A file, not :memory:, so worker subprocesses started by tests see the same data.
+            "TEST": {"NAME": str(DATA_DIR / "test-autopilot.sqlite3")},
+        }
+    }
+IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels ------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("AUTOPILOT_CHANNEL_PREFIX", "autopilot")},
+        }
+    }
+else:
+    # The in-memory layer cannot carry a message from a worker process to the web process; this one
+    # stores messages in a SQLite file of its own (kept apart from the main database so websocket
+    # traffic never waits on the main write lock) that every process on the machine polls.
+    DATABASES["channels"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "channels.sqlite3",
+        "OPTIONS": dict(SQLITE_OPTIONS),
+        "TEST": {"NAME": str(DATA_DIR / "test-channels.sqlite3")},
+    }
+    INSTALLED_APPS.append("channels_lite")
+    DATABASE_ROUTERS = ["autopilot.db_routers.ChannelLayerRouter"]
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
+            "CONFIG": {"database": "channels", "polling_interval": 0.05, "expiry": 60},
+        }
+    }
+
+# --- Cache (django-q2 stats, tick de-duplication) ------------------------------------------------
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "autopilot_cache",
+        }
+    }
+
+# --- django-q2 -----------------------------------------------------------------------------------
+
+Q_TIMEOUT = env_int("AUTOPILOT_TASK_TIMEOUT", 4 * 3600)
+Q_CLUSTER = {
+    "name": "autopilot",
+    "workers": env_int("AUTOPILOT_WORKERS", 2),
+    "recycle": 200,
+    "timeout": Q_TIMEOUT,
+    # retry must exceed timeout, or a task still running is handed out a second time.
+    "retry": Q_TIMEOUT + 300,
+    "max_attempts": 3,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 500,
+    "label": "Task queue",
+    "poll": 0.1,
+    "guard_cycle": 0.5,
+}
+if REDIS_URL and os.environ.get("AUTOPILOT_BROKER", "orm") == "redis":
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Auth, REST ----------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "autopilot.api.exceptions.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Autopilot API",
+    "DESCRIPTION": "Projects, blueprints, tasks, execution runs and the manager.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- I18N, static --------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("AUTOPILOT_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Autopilot -----------------------------------------------------------------------------------
+
+AUTOPILOT_WORKTREE_ROOT = Path(os.environ.get("AUTOPILOT_WORKTREE_ROOT", DATA_DIR / "worktrees"))
+AUTOPILOT_ARTIFACT_ROOT = Path(os.environ.get("AUTOPILOT_ARTIFACT_ROOT", DATA_DIR / "artifacts"))
+AUTOPILOT_MAX_CONCURRENT_RUNS = env_int("AUTOPILOT_MAX_CONCURRENT_RUNS", 4)
+AUTOPILOT_QUEUE_MAX = env_int("AUTOPILOT_QUEUE_MAX", 200)
+AUTOPILOT_MAX_BLUEPRINT_BYTES = env_int("AUTOPILOT_MAX_BLUEPRINT_BYTES", 50 * 1024 * 1024)
+AUTOPILOT_LEASE_SECONDS = env_int("AUTOPILOT_LEASE_SECONDS", 60)
+AUTOPILOT_TICK_SECONDS = env_int("AUTOPILOT_TICK_SECONDS", 60)
+AUTOPILOT_DEFAULT_AGENT = os.environ.get("AUTOPILOT_DEFAULT_AGENT", "scripted")
+AUTOPILOT_DEFAULT_MODEL = os.environ.get("AUTOPILOT_DEFAULT_MODEL", "claude-sonnet-4-5")
+
+# LLM endpoints. Nothing here is inherited by agent subprocesses except what a backend passes on.
+ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
+ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+
+# USD per million tokens: input, output, cache read, cache write. Unknown models cost 0 and are
+# flagged as unpriced in analyses.
+AUTOPILOT_PRICES: dict[str, dict[str, Decimal]] = {
+    "claude-opus-4-5": {"input": Decimal("5"), "output": Decimal("25"), "cache_read": Decimal("0.5"), "cache_write": Decimal("6.25")},
+    "claude-sonnet-4-5": {"input": Decimal("3"), "output": Decimal("15"), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75")},
+    "claude-haiku-4-5": {"input": Decimal("1"), "output": Decimal("5"), "cache_read": Decimal("0.1"), "cache_write": Decimal("1.25")},
+    "gpt-5": {"input": Decimal("1.25"), "output": Decimal("10"), "cache_read": Decimal("0.125"), "cache_write": Decimal("0")},
+    "gpt-5-mini": {"input": Decimal("0.25"), "output": Decimal("2"), "cache_read": Decimal("0.025"), "cache_write": Decimal("0")},
+    "scripted": {"input": Decimal("0"), "output": Decimal("0"), "cache_read": Decimal("0"), "cache_write": Decimal("0")},
+}
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from autopilot import views
+
+api_patterns = [
+    path("", include("autopilot.api.urls")),
+    path("", include("blueprints.api.urls")),
+    path("", include("runs.api.urls")),
+]
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include(api_patterns)),
+    path("", views.dashboard, name="dashboard"),
+    path("projects/<int:pk>/", views.project_detail, name="project-detail"),
+    path("", include("blueprints.urls")),
+    path("", include("runs.urls")),
+]

@@ -1,0 +1,290 @@
+"""Blueprints (versioned specs), their ingestion, the plan tree, tasks and the dependency graph."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Blueprint(models.Model):
+    """One version of a project's spec document. Exactly one version per project is active."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        SUPERSEDED = "superseded", "Superseded"
+
+    TRANSITIONS = {
+        Status.DRAFT: frozenset({Status.ACTIVE}),
+        Status.ACTIVE: frozenset({Status.SUPERSEDED}),
+        Status.SUPERSEDED: frozenset({Status.ACTIVE}),
+    }
+
+    class Format(models.TextChoices):
+        MARKDOWN = "markdown", "Markdown"
+        TEXT = "text", "Plain text"
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="blueprints")
+    title = models.CharField(max_length=300, blank=True)
+    version = models.PositiveIntegerField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    format = models.CharField(max_length=20, choices=Format.choices, default=Format.MARKDOWN)
+    source_text = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    diff = models.JSONField(default=dict, blank=True, help_text="Added / changed / removed / moved against the parent.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="blueprint_unique_version",
+                violation_error_message="This project already has a blueprint with that version number.",
+            ),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status="active"), name="blueprint_one_active_per_project",
+                violation_error_message="A project can have only one active blueprint.",
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="blueprint_version_positive",
+                violation_error_message="Blueprint versions start at 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title or 'Blueprint'} v{self.version}"
+
+
+class IngestionJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED}),
+        Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset({Status.QUEUED}),
+    }
+
+    blueprint = models.ForeignKey(Blueprint, on_delete=models.CASCADE, related_name="ingestion_jobs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=50, blank=True)
+    progress = models.FloatField(default=0, help_text="0.0 – 1.0")
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    elapsed_s = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="ingestion_progress_range",
+                violation_error_message="Progress must be between 0 and 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ingestion #{self.pk} of {self.blueprint_id} ({self.status})"
+
+
+class PlanNode(models.Model):
+    """A node of a blueprint's plan tree. Keeps its identity across versions while its anchor and
+    content match; `blueprint` is the latest version that contains it."""
+
+    class Kind(models.TextChoices):
+        PHASE = "phase", "Phase"
+        EPIC = "epic", "Epic"
+        FEATURE = "feature", "Feature"
+        STORY = "story", "Story"
+        TASK_SPEC = "task_spec", "Task spec"
+
+    class Origin(models.TextChoices):
+        HEADING = "heading", "Heading"
+        CHECKLIST = "checklist", "Checklist item"
+
+    class Status(models.TextChoices):
+        TODO = "todo", "To do"
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+        ARCHIVED = "archived", "Archived"
+
+    TRANSITIONS = {
+        Status.TODO: frozenset({Status.IN_PROGRESS, Status.DONE, Status.ARCHIVED}),
+        Status.IN_PROGRESS: frozenset({Status.TODO, Status.DONE, Status.ARCHIVED}),
+        Status.DONE: frozenset({Status.TODO, Status.IN_PROGRESS, Status.ARCHIVED}),
+        Status.ARCHIVED: frozenset({Status.TODO}),
+    }
+
+    class Change(models.TextChoices):
+        ADDED = "added", "Added"
+        UNCHANGED = "unchanged", "Unchanged"
+        CHANGED = "changed", "Changed"
+        MOVED = "moved", "Moved"
+        REMOVED = "removed", "Removed"
+
+    class Risk(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="plan_nodes")
+    blueprint = models.ForeignKey(Blueprint, on_delete=models.CASCADE, related_name="nodes")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.HEADING)
+    level = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=1000)
+    anchor = models.CharField(max_length=1000)
+    order = models.PositiveIntegerField(help_text="Document order within the blueprint.")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)
+    checked = models.BooleanField(null=True, blank=True, help_text="Checklist items: done in the spec.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
+    change = models.CharField(max_length=20, choices=Change.choices, default=Change.ADDED)
+    priority = models.PositiveSmallIntegerField(default=2)
+    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.LOW)
+    summary = models.TextField(blank=True)
+    difficulty = models.FloatField(default=0)
+    failure_count = models.PositiveIntegerField(default=0)
+    rework_count = models.PositiveIntegerField(default=0)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["blueprint_id", "order"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["blueprint", "anchor"], condition=Q(archived_at__isnull=True),
+                name="plannode_unique_anchor_per_blueprint",
+                violation_error_message="Anchors are unique within a blueprint.",
+            ),
+            models.CheckConstraint(
+                condition=Q(end__gte=F("start")), name="plannode_end_after_start",
+                violation_error_message="A node's end offset cannot precede its start.",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__lte=5), name="plannode_priority_range",
+                violation_error_message="Priority is 0–5.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["blueprint", "order"], name="plannode_blueprint_order"),
+            models.Index(fields=["project", "anchor"], name="plannode_project_anchor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.title}"
+
+
+class Task(models.Model):
+    """A unit of work (an "issue"). Exists with or without a blueprint."""
+
+    class Status(models.TextChoices):
+        TODO = "todo", "To do"
+        READY = "ready", "Ready"
+        IN_PROGRESS = "in_progress", "In progress"
+        REVIEW = "review", "In review"
+        DONE = "done", "Done"
+        BLOCKED = "blocked", "Blocked"
+        CANCELLED = "cancelled", "Cancelled"
+
+    TRANSITIONS = {
+        Status.TODO: frozenset({Status.READY, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}),
+        Status.READY: frozenset({Status.TODO, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}),
+        Status.IN_PROGRESS: frozenset({Status.READY, Status.REVIEW, Status.DONE, Status.BLOCKED, Status.CANCELLED, Status.TODO}),
+        Status.REVIEW: frozenset({Status.DONE, Status.READY, Status.TODO, Status.IN_PROGRESS, Status.CANCELLED}),
+        Status.DONE: frozenset({Status.TODO, Status.READY, Status.REVIEW}),
+        Status.BLOCKED: frozenset({Status.TODO, Status.READY, Status.CANCELLED}),
+        Status.CANCELLED: frozenset({Status.TODO}),
+    }
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="tasks")
+    plan_node = models.ForeignKey(PlanNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    title = models.CharField(max_length=500)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
+    priority = models.PositiveSmallIntegerField(default=2, help_text="0 (lowest) – 5 (highest)")
+    complexity = models.PositiveSmallIntegerField(default=3, help_text="1 – 10")
+    learned_priority = models.FloatField(default=0)
+    plan_order = models.PositiveIntegerField(default=0, help_text="Position in the plan; lower runs first.")
+    attempts = models.PositiveIntegerField(default=0)
+    rework_count = models.PositiveIntegerField(default=0)
+    needs_review = models.BooleanField(default=False, help_text="Its spec section changed since the task was made.")
+    removed_from_spec = models.BooleanField(default=False)
+    source_key = models.CharField(
+        max_length=200, blank=True, help_text="Key of the generator that made it; keeps generation idempotent."
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project_id", "plan_order", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__lte=5), name="task_priority_range",
+                violation_error_message="Priority is 0–5.",
+            ),
+            models.CheckConstraint(
+                condition=Q(complexity__gte=1) & Q(complexity__lte=10), name="task_complexity_range",
+                violation_error_message="Complexity is 1–10.",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "source_key"], condition=~Q(source_key=""), name="task_unique_source_key",
+                violation_error_message="A task was already generated from this source.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "-priority", "plan_order"], name="task_project_ready"),
+            models.Index(fields=["plan_node", "status"], name="task_node_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+
+class TaskDependency(models.Model):
+    """`task` depends on `depends_on` (same project, no cycles: enforced by the service)."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "Added by hand"
+        TEXT = "text", "From the spec text"
+        POLICY = "policy", "From the plan-order policy"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependency_links")
+    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependent_links")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task_id", "depends_on_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "depends_on"], name="dependency_unique_pair",
+                violation_error_message="This dependency already exists.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(task=F("depends_on")), name="dependency_not_self",
+                violation_error_message="A task cannot depend on itself.",
+            ),
+        ]
+        indexes = [models.Index(fields=["depends_on", "task"], name="dependency_reverse")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} → {self.depends_on_id}"

@@ -1,0 +1,259 @@
+"""Execution runs ("sessions"), their steps, messages to them, and LLM usage."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class AgentBackend(models.TextChoices):
+    CLAUDE_CODE = "claude_code", "Claude Code"
+    CODEX = "codex", "Codex CLI"
+    NATIVE = "native", "Native tool-use loop"
+    SCRIPTED = "scripted", "Scripted (offline demo/test backend)"
+    TEST_WORKER = "test_worker", "Test worker (no model)"
+
+
+class RunRole(models.TextChoices):
+    CODE = "code", "Code"
+    TEST = "test", "Test"
+    DOCS = "docs", "Docs"
+
+
+class ExecutionRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PREPARING = "preparing", "Preparing"
+        RUNNING = "running", "Running"
+        WAITING_APPROVAL = "waiting_approval", "Waiting for approval"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+    ACTIVE = frozenset({Status.PREPARING, Status.RUNNING, Status.WAITING_APPROVAL})
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.PREPARING, Status.CANCELLED, Status.FAILED}),
+        Status.PREPARING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}),
+        Status.RUNNING: frozenset(
+            {Status.WAITING_APPROVAL, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}
+        ),
+        Status.WAITING_APPROVAL: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset(),
+        Status.CANCELLED: frozenset(),
+        Status.TIMED_OUT: frozenset(),
+    }
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="runs")
+    task = models.ForeignKey("blueprints.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    role = models.CharField(max_length=20, choices=RunRole.choices, default=RunRole.CODE)
+    agent_backend = models.CharField(max_length=40, choices=AgentBackend.choices)
+    model = models.CharField(max_length=200, blank=True)
+    prompt = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    status_reason = models.TextField(blank=True, help_text="Why the run is in its current (terminal) state.")
+    autonomy_mode = models.CharField(max_length=20, blank=True, help_text="The project's mode when the run was created.")
+    priority = models.PositiveSmallIntegerField(default=2)
+
+    # Workspace
+    worktree_path = models.CharField(max_length=1000, blank=True)
+    branch = models.CharField(max_length=300, blank=True)
+    base_commit = models.CharField(max_length=64, blank=True)
+    head_commit = models.CharField(max_length=64, blank=True)
+    diff_summary = models.JSONField(default=dict, blank=True)
+    worktree_removed_at = models.DateTimeField(null=True, blank=True)
+
+    # Claiming and liveness
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+
+    # Lineage
+    attempt = models.PositiveSmallIntegerField(default=1)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes")
+    backend_session_id = models.CharField(max_length=200, blank=True)
+
+    # Limits and cost
+    budget_usd = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("5"))
+    max_turns = models.PositiveIntegerField(default=50)
+    max_wall_seconds = models.PositiveIntegerField(default=3600)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    turns = models.PositiveIntegerField(default=0)
+
+    # Outcome
+    result_summary = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_step_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(budget_usd__gte=0), name="run_budget_not_negative",
+                violation_error_message="A run's budget cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_usd__gte=0), name="run_cost_not_negative",
+                violation_error_message="A run's cost cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__lte=5), name="run_priority_range",
+                violation_error_message="Priority is 0–5.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"], name="run_queue"),
+            models.Index(fields=["project", "status"], name="run_project_status"),
+            models.Index(fields=["project", "-created_at"], name="run_project_recent"),
+            models.Index(fields=["status", "lease_expires_at"], name="run_lease"),
+            models.Index(fields=["task", "status"], name="run_task_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+
+class ExecutionStep(models.Model):
+    class Kind(models.TextChoices):
+        LLM_TURN = "llm_turn", "LLM turn"
+        READ_FILE = "read_file", "Read file"
+        WRITE_FILE = "write_file", "Write file"
+        EDIT_FILE = "edit_file", "Edit file"
+        LIST_DIR = "list_dir", "List directory"
+        RUN_TERMINAL = "run_terminal", "Run command"
+        SEARCH = "search", "Search"
+        MESSAGE = "message", "Message"
+        APPROVAL = "approval", "Approval"
+        SETUP = "setup", "Setup script"
+        TEST = "test", "Test run"
+        COMMIT = "commit", "Commit"
+        FINISH = "finish", "Finish"
+        TOOL = "tool", "Other tool"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        NEEDS_APPROVAL = "needs_approval", "Needs approval"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.ROLLED_BACK})
+    TRANSITIONS = {
+        Status.PENDING: frozenset({Status.NEEDS_APPROVAL, Status.RUNNING, Status.SKIPPED, Status.COMPLETED, Status.FAILED}),
+        Status.NEEDS_APPROVAL: frozenset({Status.RUNNING, Status.SKIPPED, Status.FAILED}),
+        Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED}),
+        Status.COMPLETED: frozenset({Status.ROLLED_BACK}),
+        Status.FAILED: frozenset({Status.ROLLED_BACK}),
+        Status.SKIPPED: frozenset(),
+        Status.ROLLED_BACK: frozenset(),
+    }
+
+    run = models.ForeignKey(ExecutionRun, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    tool_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    risky = models.BooleanField(default=False)
+    risk_reason = models.CharField(max_length=500, blank=True)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.TextField(blank=True)
+    output_truncated = models.BooleanField(default=False)
+    artifact_path = models.CharField(max_length=1000, blank=True, help_text="Full output when it was too large.")
+    diff = models.TextField(blank=True)
+    rollback = models.JSONField(default=dict, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decision_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "seq"], name="step_unique_seq_per_run",
+                violation_error_message="Step sequence numbers are unique within a run.",
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "status"], name="step_run_status")]
+
+    def __str__(self) -> str:
+        return f"Step {self.seq} of run {self.run_id}: {self.kind}"
+
+
+class RunMessage(models.Model):
+    """A human's message to a running or finished run."""
+
+    run = models.ForeignKey(ExecutionRun, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "created_at", "id"]
+        indexes = [models.Index(fields=["run", "delivered_at"], name="runmessage_pending")]
+
+    def __str__(self) -> str:
+        return f"Message to run {self.run_id}"
+
+
+class UsageRecord(models.Model):
+    """One LLM call or agent turn."""
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="usage_records")
+    run = models.ForeignKey(ExecutionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="usage_records")
+    step = models.ForeignKey(ExecutionStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records")
+    agent_backend = models.CharField(max_length=40, blank=True)
+    model = models.CharField(max_length=200)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    priced = models.BooleanField(default=True, help_text="False when the model was missing from the price table.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cost_usd__gte=0), name="usage_cost_not_negative",
+                violation_error_message="Cost cannot be negative.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="usage_project_day"),
+            models.Index(fields=["run", "created_at"], name="usage_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.input_tokens}+{self.output_tokens} tok, ${self.cost_usd}"

@@ -1,0 +1,67 @@
+"""Fixtures shared by every test. App-specific fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+from django.conf import settings
+
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]
+    return [
+        f"autopilot database: {db['ENGINE'].rsplit('.', 1)[-1]} ({db.get('HOST') or db['NAME']})",
+        f"autopilot channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}",
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_repos():
+    root = settings.DATA_DIR / "test-repos"
+    shutil.rmtree(root, ignore_errors=True)
+    yield
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def operator(db, project):
+    return MembershipFactory(project=project, role="operator").user
+
+
+@pytest.fixture
+def viewer(db, project):
+    return MembershipFactory(project=project, role="viewer").user
+
+
+@pytest.fixture
+def owner(db, project):
+    return MembershipFactory(project=project, role="owner").user
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every database test may touch every database alias: on the embedded default the channel layer
+    keeps its messages in a second SQLite file, and on-commit pushes write there."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and "databases" not in marker.kwargs:
+            marker.kwargs["databases"] = "__all__"
