@@ -1,0 +1,79 @@
+"""Shared plumbing for `autopilot …` subcommands (Django management commands).
+
+`AutopilotCommand` adds `--json` and `--user`, turns domain errors into a clear message with exit
+code 2 (never a traceback), and gives `emit()` to print either a JSON object or human text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from autopilot.errors import ApplicationError
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+class AutopilotCommand(BaseCommand):
+    json_option = True
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name.replace("manage.py", "autopilot"), subcommand, **kwargs)
+        if self.json_option:
+            parser.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+        parser.add_argument("--user", help="Act as this user (recorded in events); default: the first superuser.")
+        return parser
+
+    def execute(self, *args, **options):
+        self.as_json = options.get("json", False)
+        try:
+            return super().execute(*args, **options)
+        except ApplicationError as exc:
+            if self.as_json:
+                self.stdout.write(json.dumps({"error": exc.message, **({"extra": to_jsonable(exc.extra)} if exc.extra else {})}))
+            raise CommandError(exc.message, returncode=2) from exc
+
+    def actor(self, options):
+        User = get_user_model()
+        username = options.get("user")
+        if username:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                raise ApplicationError(f"No user '{username}'.")
+            return user
+        return User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+
+    def emit(self, data: Any, text: str | None = None) -> None:
+        """Print `data` as one JSON line with --json, else `text` (or a readable rendering)."""
+        if self.as_json:
+            self.stdout.write(json.dumps(to_jsonable(data), ensure_ascii=False))
+        else:
+            self.stdout.write(text if text is not None else json.dumps(to_jsonable(data), indent=2, ensure_ascii=False))
+        self.stdout.flush()
+
+    def progress(self, done: float, label: str = "") -> None:
+        """A one-line progress bar on stderr (only on a terminal, never in --json mode)."""
+        if self.as_json or not sys.stderr.isatty():
+            return
+        width = 30
+        filled = int(width * max(0.0, min(1.0, done)))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100:5.1f}% {label[:40]:<40}")
+        if done >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()

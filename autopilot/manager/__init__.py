@@ -1,0 +1,1 @@
+"""The manager: autonomy, the tick, the queue, proposals, explanations and learning metrics."""
