@@ -135,7 +135,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "autopilot.sqlite3",
+            # AUTOPILOT_SQLITE_PATH lets a child process (a test's worker or server) open a given file.
+            "NAME": os.environ.get("AUTOPILOT_SQLITE_PATH") or DATA_DIR / "autopilot.sqlite3",
             "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not :memory:, so worker subprocesses started by tests see the same data.
             "TEST": {"NAME": str(DATA_DIR / "test-autopilot.sqlite3")},
@@ -161,7 +162,7 @@ else:
     # traffic never waits on the main write lock) that every process on the machine polls.
     DATABASES["channels"] = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "channels.sqlite3",
+        "NAME": os.environ.get("AUTOPILOT_CHANNELS_SQLITE_PATH") or DATA_DIR / "channels.sqlite3",
         "OPTIONS": dict(SQLITE_OPTIONS),
         "TEST": {"NAME": str(DATA_DIR / "test-channels.sqlite3")},
     }

@@ -65,3 +65,25 @@ def pytest_collection_modifyitems(config, items):
         marker = item.get_closest_marker("django_db")
         if marker is not None and "databases" not in marker.kwargs:
             marker.kwargs["databases"] = "__all__"
+
+
+@pytest.fixture
+def subprocess_env(transactional_db):
+    """Environment for a child process (worker, `autopilot serve`, the CLI) that must see this test's
+    databases. Needs committed data: tests using it run with `django_db(transaction=True)`."""
+    import os
+
+    from django.db import connections
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "autopilot.settings", "PYTHONUNBUFFERED": "1"}
+    default = connections["default"].settings_dict
+    if default["ENGINE"].endswith("sqlite3"):
+        env["AUTOPILOT_SQLITE_PATH"] = str(default["NAME"])
+    else:
+        user = default.get("USER") or "postgres"
+        host = default.get("HOST") or "127.0.0.1"
+        port = default.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{default['NAME']}"
+    if "channels" in connections.settings:
+        env["AUTOPILOT_CHANNELS_SQLITE_PATH"] = str(connections["channels"].settings_dict["NAME"])
+    return env
