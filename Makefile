@@ -1,6 +1,7 @@
 # Two commands set up a brand-new machine:
 #   make run   - install, migrate, create the demo, serve on http://127.0.0.1:$(PORT)/
 #   make test  - install dev requirements, run the suite on SQLite, then on PostgreSQL + Redis when reachable
+#                (unreachable: pass 2 is SKIPPED with a message; AUTOPILOT_REQUIRE_SERVICES=1 makes that a failure)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -9,9 +10,12 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 WORKERS ?= 2
 PYTEST_ARGS ?=
-# Local services used by the second test pass (override, or leave the variables empty to skip it).
-PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/autopilot
-REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
+# Services for the second test pass: DATABASE_URL / REDIS_URL when set, else the local defaults.
+# pytest-django creates and drops its own test database (test_<name>); it never writes to <name>.
+PG_TEST_URL ?= $(if $(DATABASE_URL),$(DATABASE_URL),postgres://postgres@127.0.0.1:5432/autopilot)
+REDIS_TEST_URL ?= $(if $(REDIS_URL),$(REDIS_URL),redis://127.0.0.1:6379/0)
+# The SQLite pass must not inherit the scale-out settings from the environment.
+EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u AUTOPILOT_BROKER
 
 .PHONY: run test install install-dev migrate demo serve bench lint browser clean
 
@@ -37,10 +41,11 @@ migrate: install
 	$(BIN)/autopilot setup
 
 demo: migrate
-	$(BIN)/autopilot demo
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/autopilot demo
 
 run: demo
-	@echo "Autopilot: http://$(HOST):$(PORT)/  (admin: /admin/, health: /healthz, API schema: /api/schema/)"
+	@echo "Autopilot: http://$(HOST):$(PORT)/  log in as 'admin', password: $$(cat "$${AUTOPILOT_DATA_DIR:-var}/admin-password.txt")"
+	@echo "  back-office /admin/, API docs /api/docs/ (schema /api/schema/), health /healthz. Ctrl-C stops everything."
 	$(BIN)/autopilot serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 serve: install
@@ -56,7 +61,7 @@ browser:
 
 test: install-dev browser
 	@echo "== Test pass 1: SQLite (embedded default)"
-	AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-sqlite $(BIN)/pytest -m "not postgres" $(PYTEST_ARGS); \
+	$(EMBEDDED_ENV) AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-sqlite $(BIN)/pytest -m "not postgres and not redis" $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 	@if [ -n "$(PG_TEST_URL)" ] && $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null \
 	   && $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_TEST_URL)', socket_connect_timeout=3).ping()" 2>/dev/null; then \
@@ -69,9 +74,13 @@ test: install-dev browser
 	  echo "== Test pass 2 SKIPPED: PostgreSQL ($(PG_TEST_URL)) or Redis ($(REDIS_TEST_URL)) not reachable"; \
 	fi
 
+# Every bench/*.py (except _helpers.py) runs; the target fails as soon as one benchmark fails.
 bench: install-dev
-	$(BIN)/python bench/ingest.py
-	@for b in bench/tick.py bench/chain.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@shopt -s nullglob; benches=(bench/[!_]*.py); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "No benchmarks in bench/"; exit 0; fi; \
+	for b in "$${benches[@]}"; do \
+	  echo "== $$b"; $(BIN)/python $$b || { echo "Benchmark FAILED: $$b"; exit 1; }; \
+	done
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -34,7 +34,10 @@ def _project_id_of(subject: models.Model | None) -> int | None:
         return None
     if subject._meta.model_name == "project":
         return subject.pk
-    return getattr(subject, "project_id", None)
+    project_id = getattr(subject, "project_id", None)
+    if project_id is None and getattr(subject, "run_id", None) is not None:
+        project_id = subject.run.project_id  # steps and messages belong to their run's project
+    return project_id
 
 
 def serialize_event(event: Event) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -54,7 +55,12 @@ def check_cluster() -> dict:
         stats = Stat.get_all()
     except Exception as exc:  # noqa: BLE001
         return {"clusters": None, "error": str(exc)}
-    return {"clusters": len(stats), "statuses": sorted({s.status for s in stats})}
+    return {
+        "clusters": len(stats),
+        "statuses": sorted({s.status for s in stats}),
+        "workers": sum(len(s.workers) for s in stats),
+        "pids": sorted(s.pid for s in stats),
+    }
 
 
 async def check_channel_layer() -> dict:
@@ -62,13 +68,12 @@ async def check_channel_layer() -> dict:
     layer = get_channel_layer()
     if layer is None:
         return {"ok": False, "error": "no channel layer is configured"}
-    # A plain (not process-specific) channel name: receive() polls it directly, no background poller.
+    # A process-specific channel, like every websocket consumer's: on the SQLite layer this goes
+    # through the per-process background poller, so a broken poller shows up here.
     token = uuid.uuid4().hex
-    channel = f"healthz.{token}"
+    channel = await layer.new_channel(prefix="healthz")
     await layer.send(channel, {"type": "healthz", "token": token})
     try:
-        import asyncio
-
         message = await asyncio.wait_for(layer.receive(channel), timeout=5)
     except TimeoutError:
         return {"ok": False, "backend": type(layer).__name__, "error": "no message came back within 5 s"}
@@ -88,5 +93,7 @@ async def run_checks() -> dict:
     except Exception as exc:  # noqa: BLE001
         results["channel_layer"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     results["cluster"] = await sync_to_async(check_cluster, thread_sensitive=True)()
-    ok = all(results[name]["ok"] for name in ("database", "broker", "channel_layer"))
-    return {"status": "ok" if ok else "error", "checks": results}
+    failed = [name for name in ("database", "broker", "channel_layer") if not results[name]["ok"]]
+    if results["channel_layer"].get("backend") is None and (layer := get_channel_layer()) is not None:
+        results["channel_layer"]["backend"] = type(layer).__name__
+    return {"status": "error" if failed else "ok", "failed": failed, "checks": results}

@@ -61,6 +61,13 @@ class Project(models.Model):
         help_text='Role → {"agent": backend, "model": name}; roles: manager, code, test, docs.',
     )
 
+    # Manager bookkeeping (written by autopilot.manager only)
+    tick_pending = models.BooleanField(
+        default=False, help_text="A tick is enqueued and not started yet (de-duplicates event-driven ticks)."
+    )
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_tick_summary = models.JSONField(default=dict, blank=True, help_text="What the last tick did and why.")
+
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -193,3 +200,26 @@ class Proposal(models.Model):
 
     def __str__(self) -> str:
         return f"Proposal #{self.pk} for task {self.task_id} ({self.status})"
+
+
+class FileStat(models.Model):
+    """Learning signal per file: how often runs touching it failed or had to be redone."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="file_stats")
+    path = models.CharField(max_length=1000)
+    runs = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    reworks = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "-failures", "path"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "path"], name="filestat_unique_path",
+                violation_error_message="One statistics row per file and project.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.failures} failures, {self.reworks} reworks"

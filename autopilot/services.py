@@ -187,6 +187,12 @@ def _after_autonomy_change(project: Project) -> None:
 def membership_set(*, project: Project, user, role: str, actor=None) -> ProjectMembership:
     if role not in Role.values:
         raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(Role.values)}.")
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialize membership changes
+    current = ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    if current == Role.OWNER and role != Role.OWNER and _owner_count(project) <= 1:
+        raise ApplicationError(
+            f"'{user.get_username()}' is the last owner of project '{project.name}'; add another owner first."
+        )
     membership, _ = ProjectMembership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     record_event(kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": role})
     return membership
@@ -203,3 +209,146 @@ def project_get(identifier: str | int) -> Project:
     if project is None:
         raise NotFound(f"No project '{identifier}' (give its id, slug or name).")
     return project
+
+
+# --- Basic project fields, deletion, membership removal --------------------------------------------
+
+BASIC_FIELDS = (
+    "name",
+    "description",
+    "repo_path",
+    "subdirectory",
+    "base_branch",
+    "test_command",
+    "setup_script",
+    "command_allowlist",
+    "allow_shell",
+)
+
+
+def _show(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return getattr(value, "pk", value)
+
+
+@transaction.atomic
+def project_update(*, project: Project, actor=None, **changes: Any) -> Project:
+    """Change a project's basic (non-autonomy) fields under a row lock; records `project.updated`."""
+    unknown = set(changes) - set(BASIC_FIELDS)
+    if unknown:
+        hint = " (use project_update_autonomy for autonomy settings)" if unknown & set(AUTONOMY_FIELDS) else ""
+        raise ApplicationError(f"Not a basic project field: {', '.join(sorted(unknown))}{hint}.")
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if "name" in changes:
+        changes["name"] = (changes["name"] or "").strip()
+        if not changes["name"]:
+            raise ApplicationError("A project needs a name.")
+    if "command_allowlist" in changes:
+        allow = changes["command_allowlist"]
+        if not isinstance(allow, list) or not all(isinstance(item, str) and item for item in allow):
+            raise ApplicationError("command_allowlist must be a list of program names.")
+    if "subdirectory" in changes:
+        changes["subdirectory"] = (changes["subdirectory"] or "").strip("/")
+    if {"repo_path", "base_branch", "subdirectory"} & set(changes):
+        repo = validate_repository(
+            changes.get("repo_path", locked.repo_path),
+            changes.get("base_branch", locked.base_branch),
+            changes.get("subdirectory", locked.subdirectory),
+        )
+        if "repo_path" in changes:
+            changes["repo_path"] = str(repo)
+    before = {}
+    for key, value in changes.items():
+        old = getattr(locked, key)
+        if old != value:
+            before[key] = old
+            setattr(locked, key, value)
+    if not before:
+        return locked
+    _full_clean_or_raise(locked)
+    try:
+        with transaction.atomic():
+            locked.save()
+    except IntegrityError as exc:
+        raise ApplicationError(f"A project named '{locked.name}' already exists.") from exc
+    record_event(
+        kind="project.updated",
+        subject=locked,
+        actor=actor,
+        data={"changes": {k: {"from": _show(before[k]), "to": _show(getattr(locked, k))} for k in before}},
+    )
+    return locked
+
+
+@transaction.atomic
+def project_delete(*, project: Project, actor=None) -> None:
+    """Delete a project and everything under it. The deletion itself stays in the log (no project)."""
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    data = {"id": locked.pk, "name": locked.name, "slug": locked.slug}
+    locked.delete()
+    record_event(kind="project.deleted", project=None, actor=actor, data=data)
+
+
+def _owner_count(project: Project) -> int:
+    return ProjectMembership.objects.filter(project=project, role=Role.OWNER).count()
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, user, actor=None) -> None:
+    """Remove a member. A project keeps at least one owner."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialize membership changes
+    membership = ProjectMembership.objects.filter(project=project, user=user).first()
+    if membership is None:
+        raise NotFound(f"User '{user.get_username()}' is not a member of project '{project.name}'.")
+    if membership.role == Role.OWNER and _owner_count(project) <= 1:
+        raise ApplicationError(f"'{user.get_username()}' is the last owner of project '{project.name}'; add another owner first.")
+    membership.delete()
+    record_event(kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": None})
+
+
+# --- Users and API tokens -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, password: str | None = None, superuser: bool = False, email: str = "", actor=None
+):
+    """Create a Django user; a superuser is also staff (admin access)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+
+    User = get_user_model()
+    username = (username or "").strip()
+    if not username:
+        raise ApplicationError("A user needs a name.")
+    if User.objects.filter(username=username).exists():
+        raise ApplicationError(f"A user named '{username}' already exists.")
+    user = User(username=username, email=email, is_staff=superuser, is_superuser=superuser)
+    if password:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise ApplicationError("Password refused: " + " ".join(exc.messages)) from exc
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    _full_clean_or_raise(user)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        raise ApplicationError(f"A user named '{username}' already exists.") from exc
+    record_event(kind="user.created", actor=actor, data={"user": user.pk, "username": username, "superuser": superuser})
+    return user
+
+
+@transaction.atomic
+def user_token(*, user, rotate: bool = False) -> str:
+    """The user's DRF API token (created on first use; `rotate` replaces it)."""
+    from rest_framework.authtoken.models import Token
+
+    if rotate:
+        Token.objects.filter(user=user).delete()
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "channels",
@@ -170,7 +171,8 @@ else:
     DATABASE_ROUTERS = ["autopilot.db_routers.ChannelLayerRouter"]
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
+            # channels-lite's layer with its per-process poller isolated (see autopilot/channel_layer.py).
+            "BACKEND": "autopilot.channel_layer.SQLiteChannelLayer",
             "CONFIG": {"database": "channels", "polling_interval": 0.05, "expiry": 60},
         }
     }
@@ -238,6 +240,24 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # One stable name per choice set (several models have a "status" or "role" field).
+    "ENUM_NAME_OVERRIDES": {
+        "MemberRoleEnum": "autopilot.models.Role",
+        "AutonomyModeEnum": "autopilot.models.AutonomyMode",
+        "ProposalStatusEnum": "autopilot.models.Proposal.Status",
+        "BlueprintStatusEnum": "blueprints.models.Blueprint.Status",
+        "IngestionJobStatusEnum": "blueprints.models.IngestionJob.Status",
+        "PlanNodeStatusEnum": "blueprints.models.PlanNode.Status",
+        "TaskStatusEnum": "blueprints.models.Task.Status",
+        "RunStatusEnum": "runs.models.ExecutionRun.Status",
+        "StepStatusEnum": "runs.models.ExecutionStep.Status",
+        "RunRoleEnum": "runs.models.RunRole",
+        "AgentBackendEnum": "runs.models.AgentBackend",
+    },
 }
 
 # --- I18N, static --------------------------------------------------------------------------------

@@ -13,8 +13,17 @@ def ping(token: str) -> str:
 
 def scheduled_tick() -> dict:
     """Every minute: one tick over every project (reconcile leases, start ready work)."""
-    try:
-        from autopilot.manager import tick_all
-    except ImportError:  # the manager arrives with its own issue
-        return {"skipped": "manager not installed"}
-    return tick_all(reason="schedule")
+    from autopilot.manager.tick import tick_all
+
+    return tick_all(reason="schedule").as_dict(projects=False)
+
+
+def tick_project_task(project_id: int, reason: str = "") -> dict:
+    """An event-driven tick of one project (enqueued on commit, de-duplicated by Project.tick_pending)."""
+    from autopilot.manager.tick import tick_project
+    from autopilot.models import Project
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"skipped": f"project {project_id} is gone"}
+    return tick_project(project, reason=reason or "event").as_dict(projects=False)

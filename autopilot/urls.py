@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("", views.dashboard, name="dashboard"),
     path("projects/<int:pk>/", views.project_detail, name="project-detail"),
+    path("", include("autopilot.manager.web_urls")),
     path("", include("blueprints.urls")),
     path("", include("runs.urls")),
 ]

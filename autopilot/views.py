@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from autopilot.health import run_checks
-from autopilot.permissions import visible_projects
+from autopilot.selectors import project_list
+
+DEMO_BACKEND = "scripted"
+OPEN_TASK_STATUSES = ("todo", "ready", "in_progress", "review", "blocked")
+ACTIVE_RUN_STATUSES = ("queued", "preparing", "running", "waiting_approval")
 
 
 async def healthz(request):
@@ -15,17 +21,46 @@ async def healthz(request):
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
 
+def _count(model_path: str, statuses: tuple[str, ...]) -> Coalesce:
+    from django.apps import apps
+
+    model = apps.get_model(model_path)
+    counts = (
+        model.objects.filter(project=OuterRef("pk"), status__in=statuses)
+        .order_by()
+        .values("project")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+
+
+def _with_overview(projects: QuerySet) -> list:
+    """One query: each project with its open tasks and active runs; the code agent from its matrix."""
+    rows = list(
+        projects.annotate(
+            open_tasks=_count("blueprints.Task", OPEN_TASK_STATUSES),
+            active_runs=_count("runs.ExecutionRun", ACTIVE_RUN_STATUSES),
+        )
+    )
+    for project in rows:
+        project.code_agent, project.code_model = project.agent_for("code")
+        project.is_demo = project.code_agent == DEMO_BACKEND
+    return rows
+
+
 @login_required
 def dashboard(request):
-    projects = visible_projects(request.user).select_related("active_phase")
+    projects = _with_overview(project_list(user=request.user))
     return render(request, "autopilot/dashboard.html", {"projects": projects})
 
 
 @login_required
 def project_detail(request, pk: int):
-    from django.http import Http404
-
-    project = visible_projects(request.user).filter(pk=pk).select_related("active_phase").first()
-    if project is None:
+    found = _with_overview(project_list(user=request.user).filter(pk=pk))
+    if not found:
         raise Http404("No such project.")
-    return render(request, "autopilot/project_detail.html", {"project": project})
+    return render(request, "autopilot/project_detail.html", {"project": found[0]})
+
+
+

@@ -35,6 +35,7 @@ class Blueprint(models.Model):
     content_hash = models.CharField(max_length=64)
     size_bytes = models.PositiveBigIntegerField(default=0)
     diff = models.JSONField(default=dict, blank=True, help_text="Added / changed / removed / moved against the parent.")
+    counts = models.JSONField(default=dict, blank=True, help_text="Nodes, headings, checklist items, diff sizes, tasks.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -74,11 +75,20 @@ class IngestionJob(models.Model):
         Status.FAILED: frozenset({Status.QUEUED}),
     }
 
-    blueprint = models.ForeignKey(Blueprint, on_delete=models.CASCADE, related_name="ingestion_jobs")
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="ingestion_jobs")
+    blueprint = models.ForeignKey(
+        Blueprint, null=True, blank=True, on_delete=models.CASCADE, related_name="ingestion_jobs",
+        help_text="The version this job created (set when it succeeds).",
+    )
+    title = models.CharField(max_length=300, blank=True)
+    source_text = models.TextField(blank=True, help_text="The submitted text, kept until the job succeeds.")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    generate_tasks = models.BooleanField(default=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=50, blank=True)
     progress = models.FloatField(default=0, help_text="0.0 – 1.0")
     counts = models.JSONField(default=dict, blank=True)
+    diff = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     elapsed_s = models.FloatField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -97,7 +107,7 @@ class IngestionJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Ingestion #{self.pk} of {self.blueprint_id} ({self.status})"
+        return f"Ingestion #{self.pk} for project {self.project_id} ({self.status})"
 
 
 class PlanNode(models.Model):
@@ -145,13 +155,15 @@ class PlanNode(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.HEADING)
-    level = models.PositiveSmallIntegerField()
+    level = models.PositiveSmallIntegerField(help_text="Markdown heading level; checklist items: parent level + 1.")
+    depth = models.PositiveSmallIntegerField(default=1, help_text="Depth in the tree (1 = top level).")
     title = models.CharField(max_length=1000)
     anchor = models.CharField(max_length=1000)
     order = models.PositiveIntegerField(help_text="Document order within the blueprint.")
     start = models.PositiveIntegerField()
     end = models.PositiveIntegerField()
-    content_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64, help_text="Hash of the node's own text (its section without subsections).")
+    body_hash = models.CharField(max_length=64, blank=True, help_text="The same without the heading line (finds renames).")
     checked = models.BooleanField(null=True, blank=True, help_text="Checklist items: done in the spec.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
     change = models.CharField(max_length=20, choices=Change.choices, default=Change.ADDED)
@@ -167,10 +179,13 @@ class PlanNode(models.Model):
     class Meta:
         ordering = ["blueprint_id", "order"]
         constraints = [
+            # A project has one current plan tree (its non-archived nodes, all on the active version).
+            # No index combines `blueprint` with other columns: re-ingest re-points every kept node at
+            # the new version, and each such index would be rewritten for every node.
             models.UniqueConstraint(
-                fields=["blueprint", "anchor"], condition=Q(archived_at__isnull=True),
-                name="plannode_unique_anchor_per_blueprint",
-                violation_error_message="Anchors are unique within a blueprint.",
+                fields=["project", "anchor"], condition=Q(archived_at__isnull=True),
+                name="plannode_unique_anchor_per_project",
+                violation_error_message="Anchors are unique within a project's current plan tree.",
             ),
             models.CheckConstraint(
                 condition=Q(end__gte=F("start")), name="plannode_end_after_start",
@@ -181,17 +196,23 @@ class PlanNode(models.Model):
                 violation_error_message="Priority is 0–5.",
             ),
         ]
-        indexes = [
-            models.Index(fields=["blueprint", "order"], name="plannode_blueprint_order"),
-            models.Index(fields=["project", "anchor"], name="plannode_project_anchor"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.title}"
 
 
 class Task(models.Model):
-    """A unit of work (an "issue"). Exists with or without a blueprint."""
+    """A unit of work (an "issue"). Exists with or without a blueprint.
+
+    `kind=milestone` tasks are gates the generator adds so that "every task of group B waits for every
+    task of group A" costs |A| + |B| edges instead of |A| × |B|: a milestone depends on all of A,
+    every task of B depends on the milestone. Milestones are never runnable: `refresh_ready` moves
+    them straight from todo to done once all their dependencies are done.
+    """
+
+    class Kind(models.TextChoices):
+        WORK = "work", "Work"
+        MILESTONE = "milestone", "Milestone"
 
     class Status(models.TextChoices):
         TODO = "todo", "To do"
@@ -212,10 +233,15 @@ class Task(models.Model):
         Status.CANCELLED: frozenset({Status.TODO}),
     }
 
-    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="tasks")
-    plan_node = models.ForeignKey(PlanNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    # No single-column FK indexes: task_project_ready / task_unique_source_key lead with project and
+    # task_node_status with plan_node (fewer indexes to maintain on bulk generation).
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="tasks", db_index=False)
+    plan_node = models.ForeignKey(
+        PlanNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
+    )
     title = models.CharField(max_length=500)
     body = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.WORK)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
     priority = models.PositiveSmallIntegerField(default=2, help_text="0 (lowest) – 5 (highest)")
     complexity = models.PositiveSmallIntegerField(default=3, help_text="1 – 10")
@@ -267,8 +293,9 @@ class TaskDependency(models.Model):
         TEXT = "text", "From the spec text"
         POLICY = "policy", "From the plan-order policy"
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependency_links")
-    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependent_links")
+    # Covered by dependency_unique_pair (task, depends_on) and dependency_reverse (depends_on, task).
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependency_links", db_index=False)
+    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependent_links", db_index=False)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -288,3 +315,8 @@ class TaskDependency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} → {self.depends_on_id}"
+
+    @property
+    def project(self):
+        """The project of both tasks (permission checks look for `obj.project`)."""
+        return self.task.project

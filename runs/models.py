@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
+from django.conf import settings as conf
 from django.db import models
 from django.db.models import Q
 
@@ -59,6 +59,9 @@ class ExecutionRun(models.Model):
     status_reason = models.TextField(blank=True, help_text="Why the run is in its current (terminal) state.")
     autonomy_mode = models.CharField(max_length=20, blank=True, help_text="The project's mode when the run was created.")
     priority = models.PositiveSmallIntegerField(default=2)
+    settings = models.JSONField(
+        default=dict, blank=True, help_text='Backend settings, e.g. {"script": [...], "step_through": true} for scripted.'
+    )
 
     # Workspace
     worktree_path = models.CharField(max_length=1000, blank=True)
@@ -74,6 +77,9 @@ class ExecutionRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_force = models.BooleanField(default=False, help_text="The stop asked to kill the agent after a grace period.")
+    child_pids = models.JSONField(default=list, blank=True, help_text="Agent process groups to kill on a forced stop.")
+    last_step_seq = models.PositiveIntegerField(default=0, help_text="Counter that allocates step sequence numbers.")
 
     # Lineage
     attempt = models.PositiveSmallIntegerField(default=1)
@@ -96,7 +102,7 @@ class ExecutionRun(models.Model):
     result_summary = models.TextField(blank=True)
     error = models.TextField(blank=True)
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -118,6 +124,13 @@ class ExecutionRun(models.Model):
             models.CheckConstraint(
                 condition=Q(priority__lte=5), name="run_priority_range",
                 violation_error_message="Priority is 0–5.",
+            ),
+            # The manager never starts a task twice: at most one queued or active code run per task.
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(role="code", status__in=["queued", "preparing", "running", "waiting_approval"]),
+                name="run_one_open_code_run_per_task",
+                violation_error_message="This task already has a queued or active run.",
             ),
         ]
         indexes = [
@@ -189,8 +202,9 @@ class ExecutionStep(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     decision_note = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -208,12 +222,21 @@ class ExecutionStep(models.Model):
     def __str__(self) -> str:
         return f"Step {self.seq} of run {self.run_id}: {self.kind}"
 
+    @property
+    def project(self):
+        """The run's project (permissions and event routing treat a step as part of its project)."""
+        return self.run.project
+
+    @property
+    def project_id(self) -> int:
+        return self.run.project_id
+
 
 class RunMessage(models.Model):
     """A human's message to a running or finished run."""
 
     run = models.ForeignKey(ExecutionRun, on_delete=models.CASCADE, related_name="messages")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     body = models.TextField()
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

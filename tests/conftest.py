@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
@@ -24,6 +25,23 @@ def _clean_test_repos():
     root = settings.DATA_DIR / "test-repos"
     shutil.rmtree(root, ignore_errors=True)
     yield
+
+
+class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """PBKDF2 with few iterations (a user with a password costs ~0.4 s at Django's default). Same
+    algorithm id, so child processes with the default hashers still verify these passwords."""
+
+    iterations = 1000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    from django.test import override_settings
+
+    override = override_settings(PASSWORD_HASHERS=["tests.conftest.FastPBKDF2PasswordHasher"])
+    override.enable()
+    yield
+    override.disable()
 
 
 @pytest.fixture

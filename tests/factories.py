@@ -73,6 +73,7 @@ class IngestionJobFactory(factory.django.DjangoModelFactory):
         model = IngestionJob
 
     blueprint = factory.SubFactory(BlueprintFactory)
+    project = factory.SelfAttribute("blueprint.project")
 
 
 class PlanNodeFactory(factory.django.DjangoModelFactory):

@@ -1,7 +1,7 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from autopilot.models import Role
-from autopilot.permissions import has_role
+from autopilot.permissions import require_role
 
 
 class ProjectRolePermission(BasePermission):
@@ -12,4 +12,6 @@ class ProjectRolePermission(BasePermission):
     def has_object_permission(self, request, view, obj):
         project = obj if obj._meta.model_name == "project" else obj.project
         minimum = Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", self.write_role)
-        return has_role(request.user, project, minimum)
+        # Raises NotFound for non-members (404) and PermissionDenied naming the role needed (403).
+        require_role(request.user, project, minimum)
+        return True

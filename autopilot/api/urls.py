@@ -1,5 +1,13 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter(trailing_slash=True)
+from autopilot.api.views import EventViewSet, ProjectViewSet, TokenObtainView
 
-urlpatterns = router.urls
+router = DefaultRouter(trailing_slash=True)
+router.register("projects", ProjectViewSet, basename="project")
+router.register("events", EventViewSet, basename="event")
+
+urlpatterns = [
+    path("auth/token/", TokenObtainView.as_view(), name="api-token"),
+    *router.urls,
+]

@@ -1,5 +1,25 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter(trailing_slash=True)
+from blueprints.api import blueprints as blueprint_api
+from blueprints.api import tasks as task_api
 
-urlpatterns = router.urls
+router = SimpleRouter(trailing_slash=True)
+router.register("tasks", task_api.TaskViewSet, basename="task")
+router.register("dependencies", task_api.DependencyViewSet, basename="dependency")
+# blueprints ("ingest")
+router.register("blueprints", blueprint_api.BlueprintViewSet, basename="blueprint")
+router.register("plan_nodes", blueprint_api.PlanNodeViewSet, basename="plannode")
+router.register("ingestion_jobs", blueprint_api.IngestionJobViewSet, basename="ingestionjob")
+
+urlpatterns = [
+    # blueprints ("ingest")
+    path("projects/<int:project_id>/blueprints/", blueprint_api.project_blueprints, name="project-blueprints"),
+    # tasks ("graph")
+    path("projects/<int:project_id>/tasks/ready/", task_api.project_ready_tasks, name="project-tasks-ready"),
+    path("projects/<int:project_id>/tasks/next/", task_api.project_next_task, name="project-tasks-next"),
+    path("plan_nodes/<int:node_id>/generate_tasks/", task_api.plan_node_generate_tasks, name="plannode-generate-tasks"),
+    path("blueprints/<int:blueprint_id>/generate_all_tasks/", task_api.blueprint_generate_all_tasks,
+         name="blueprint-generate-all-tasks"),
+    *router.urls,
+]

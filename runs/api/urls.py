@@ -1,5 +1,13 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter(trailing_slash=True)
+from runs.api.runs import ProjectRunsView, RunViewSet, StepViewSet
 
-urlpatterns = router.urls
+router = SimpleRouter(trailing_slash=True)
+router.register("runs", RunViewSet, basename="run")
+router.register("steps", StepViewSet, basename="step")
+
+urlpatterns = [
+    path("projects/<int:project_id>/runs/", ProjectRunsView.as_view(), name="project-runs"),
+    *router.urls,
+]

@@ -1,0 +1,365 @@
+"""Back-office for the core app: projects and their members, the event log, proposals.
+
+Rules kept here:
+- Every list is one query plus a constant: counts come from subqueries annotated in get_queryset,
+  foreign keys shown in lists are in list_select_related.
+- Writes go through services: project create/update (basic fields and autonomy settings),
+  membership changes, pause/resume/mode actions, proposal status via autopilot.state.transition —
+  so each change is an Event naming the admin user who made it.
+- The event log is append-only: viewable, never added, changed or deleted here.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils.html import format_html
+
+from autopilot import services
+from autopilot.errors import ApplicationError
+from autopilot.models import AutonomyMode, Event, FileStat, Project, ProjectMembership, Proposal
+from autopilot.state import transition
+
+
+def count_of(model, fk: str, outer: str = "pk", **filters) -> Coalesce:
+    """A correlated COUNT subquery: `model` rows whose `fk` equals the outer row's `outer`."""
+    subquery = (
+        model._default_manager.filter(**{fk: OuterRef(outer)}, **filters)
+        .order_by()
+        .values(fk)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(subquery, output_field=IntegerField()), 0)
+
+
+def admin_link(obj, text: str | None = None) -> str:
+    if obj is None:
+        return "—"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
+
+
+def report_outcome(modeladmin: admin.ModelAdmin, request, done: int, errors: list[str], verb: str) -> None:
+    if done:
+        modeladmin.message_user(request, f"{verb}: {done}.", messages.SUCCESS)
+    for error in errors[:10]:
+        modeladmin.message_user(request, error, messages.ERROR)
+    if len(errors) > 10:
+        modeladmin.message_user(request, f"… and {len(errors) - 10} more refused.", messages.ERROR)
+
+
+# --- Project ------------------------------------------------------------------------------------
+
+
+class ProjectAdminForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = "__all__"  # noqa: DJ007 - the admin narrows it to its fieldsets
+
+    def clean(self):
+        cleaned = super().clean()
+        repo_fields = {"repo_path", "base_branch", "subdirectory"}
+        if repo_fields & set(self.changed_data) and not (repo_fields & set(self.errors)):
+            try:
+                services.validate_repository(
+                    cleaned.get("repo_path") or "", cleaned.get("base_branch") or "main", cleaned.get("subdirectory") or ""
+                )
+            except ApplicationError as exc:
+                self.add_error("repo_path", exc.message)
+        phase = cleaned.get("active_phase")
+        if phase is not None and self.instance.pk and phase.project_id != self.instance.pk:
+            self.add_error("active_phase", "The active phase must be a plan node of this project.")
+        return cleaned
+
+
+class MembershipInline(admin.TabularInline):
+    """Change a member's role or remove them here (through membership_set / membership_remove).
+    Adding a member is on the membership page (linked above the inline): a user picker per row would
+    cost a query per row."""
+
+    model = ProjectMembership
+    extra = 0
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("user", "created_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "project")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+MANAGER_FIELDS = ("tick_pending", "last_tick_at", "last_tick_summary")  # written by the manager only
+
+
+def _set_mode_action(mode: str):
+    def action(modeladmin, request, queryset):
+        modeladmin.apply_autonomy(request, queryset, f"Autonomy mode set to {mode}", autonomy_mode=mode)
+
+    action.__name__ = f"set_mode_{mode}"
+    return admin.action(description=f"Set autonomy mode: {AutonomyMode(mode).label}")(action)
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
+    list_display = (
+        "name",
+        "slug",
+        "autonomy_mode",
+        "paused",
+        "max_parallel_runs",
+        "members",
+        "open_tasks",
+        "active_runs",
+        "updated_at",
+    )
+    list_filter = ("autonomy_mode", "paused", "plan_order_policy", "allow_shell")
+    search_fields = ("name", "slug", "repo_path", "description")
+    raw_id_fields = ("active_phase",)
+    inlines = (MembershipInline,)
+    actions = [
+        "pause_autopilot",
+        "resume_autopilot",
+        *(_set_mode_action(mode) for mode in AutonomyMode.values),
+    ]
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "description", "add_member", "created_by", "created_at", "updated_at")}),
+        (
+            "Repository",
+            {"fields": ("repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
+                        "command_allowlist", "allow_shell")},
+        ),
+        (
+            "Autonomy (changes are recorded as events)",
+            {"fields": ("autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd",
+                        "daily_budget_usd", "max_attempts", "auto_complete_on_tests", "plan_order_policy",
+                        "model_matrix")},
+        ),
+        ("Manager", {"fields": ("tick_pending", "last_tick_at", "last_tick_summary"), "classes": ("collapse",)}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("slug", "add_member", "created_by", "created_at", "updated_at", *MANAGER_FIELDS)
+
+    @admin.display(description="Members")
+    def add_member(self, obj):
+        if obj is None or obj.pk is None:
+            return "You become the owner; add members after saving."
+        add = reverse("admin:autopilot_projectmembership_add") + f"?project={obj.pk}"
+        listing = reverse("admin:autopilot_projectmembership_changelist") + f"?project__id__exact={obj.pk}"
+        return format_html('<a href="{}">Add a member</a> · <a href="{}">all members</a>', add, listing)
+
+    def get_queryset(self, request):
+        from blueprints.models import Task
+        from runs.models import ExecutionRun
+
+        open_statuses = [s for s in Task.Status.values if s not in (Task.Status.DONE, Task.Status.CANCELLED)]
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                member_count=count_of(ProjectMembership, "project"),
+                open_task_count=count_of(Task, "project", status__in=open_statuses),
+                active_run_count=count_of(ExecutionRun, "project", status__in=list(ExecutionRun.ACTIVE)),
+            )
+        )
+
+    @admin.display(description="Members", ordering="member_count")
+    def members(self, obj):
+        return obj.member_count
+
+    @admin.display(description="Open tasks", ordering="open_task_count")
+    def open_tasks(self, obj):
+        return obj.open_task_count
+
+    @admin.display(description="Active runs", ordering="active_run_count")
+    def active_runs(self, obj):
+        return obj.active_run_count
+
+    # Writes: through the services, so every change is an Event with the acting user.
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if not change:
+            fields = {name: data[name] for name in services.AUTONOMY_FIELDS if name in data}
+            fields["allow_shell"] = data.get("allow_shell", False)
+            created = services.project_create(
+                name=data["name"],
+                repo_path=data["repo_path"],
+                base_branch=data.get("base_branch") or "main",
+                subdirectory=data.get("subdirectory") or "",
+                description=data.get("description") or "",
+                test_command=data.get("test_command") or "",
+                setup_script=data.get("setup_script") or "",
+                command_allowlist=data.get("command_allowlist") or [],
+                owner=request.user,
+                **fields,
+            )
+            for field in Project._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(created, field.attname))
+            obj._state.adding = False
+            obj._state.db = created._state.db
+            return
+        basic = {name: data[name] for name in form.changed_data if name in services.BASIC_FIELDS}
+        autonomy = {name: data[name] for name in form.changed_data if name in services.AUTONOMY_FIELDS}
+        if basic:
+            services.project_update(project=obj, actor=request.user, **basic)
+        if autonomy:
+            services.project_update_autonomy(project=obj, actor=request.user, **autonomy)
+        obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ProjectMembership:
+            return super().save_formset(request, form, formset, change)
+        project = form.instance
+        instances = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            services.membership_remove(project=project, user=membership.user, actor=request.user)
+        for membership in instances:
+            services.membership_set(project=project, user=membership.user, role=membership.role, actor=request.user)
+
+    def delete_model(self, request, obj):
+        services.project_delete(project=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for project in queryset:
+            services.project_delete(project=project, actor=request.user)
+
+    def apply_autonomy(self, request, queryset: QuerySet[Project], verb: str, **changes) -> None:
+        done, errors = 0, []
+        for project in queryset.order_by("pk"):
+            try:
+                services.project_update_autonomy(project=project, actor=request.user, **changes)
+                done += 1
+            except ApplicationError as exc:
+                errors.append(f"{project.name}: {exc.message}")
+        report_outcome(self, request, done, errors, verb)
+
+    @admin.action(description="Pause the autopilot")
+    def pause_autopilot(self, request, queryset):
+        self.apply_autonomy(request, queryset, "Paused", paused=True)
+
+    @admin.action(description="Resume the autopilot")
+    def resume_autopilot(self, request, queryset):
+        self.apply_autonomy(request, queryset, "Resumed", paused=False)
+
+
+@admin.register(ProjectMembership)
+class ProjectMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "project", "role", "created_at")
+    list_filter = ("role",)
+    list_select_related = ("user", "project")
+    search_fields = ("user__username", "user__email", "project__name", "project__slug")
+    autocomplete_fields = ("project", "user")
+    readonly_fields = ("created_at",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another project or user is a remove + add, not an edit.
+        return ("project", "user", "created_at") if obj else ("created_at",)
+
+    def save_model(self, request, obj, form, change):
+        saved = services.membership_set(project=obj.project, user=obj.user, role=obj.role, actor=request.user)
+        obj.pk = saved.pk
+        obj.created_at = saved.created_at
+
+    def delete_model(self, request, obj):
+        services.membership_remove(project=obj.project, user=obj.user, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("project", "user"):
+            services.membership_remove(project=membership.project, user=membership.user, actor=request.user)
+
+
+# --- Event log ----------------------------------------------------------------------------------
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Append-only audit log: view only."""
+
+    list_display = ("id", "created_at", "kind", "project", "subject", "actor")
+    list_filter = ("kind", "subject_type")
+    list_select_related = ("project", "actor")
+    search_fields = ("kind", "subject_type", "=subject_id", "actor__username", "project__name")
+    show_full_result_count = False
+    readonly_fields = ("id", "created_at", "kind", "project", "subject_type", "subject_id", "actor", "data")
+    fields = readonly_fields
+
+    @admin.display(description="Subject")
+    def subject(self, obj):
+        return f"{obj.subject_type} #{obj.subject_id}" if obj.subject_type else "—"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Proposals ----------------------------------------------------------------------------------
+
+
+@admin.register(Proposal)
+class ProposalAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "project", "status", "score", "role", "agent_backend", "decided_by", "created_at")
+    list_filter = ("status", "role", "agent_backend")
+    list_select_related = ("task", "project", "decided_by")
+    search_fields = ("task__title", "project__name", "reason")
+    raw_id_fields = ("task", "run", "decided_by")
+    actions = ["dismiss", "expire"]
+
+    def has_add_permission(self, request):
+        return False  # the manager makes proposals
+
+    def get_readonly_fields(self, request, obj=None):
+        return tuple(f.name for f in Proposal._meta.fields)
+
+    def _move(self, request, queryset, target: str, verb: str) -> None:
+        from django.utils import timezone
+
+        done, errors = 0, []
+        for proposal in queryset.order_by("pk"):
+            try:
+                transition(
+                    proposal, target, actor=request.user, reason=f"{verb.lower()} in admin",
+                    fields={"decided_by": request.user, "decided_at": timezone.now()},
+                )
+                done += 1
+            except ApplicationError as exc:
+                errors.append(exc.message)
+        report_outcome(self, request, done, errors, verb)
+
+    @admin.action(description="Dismiss selected proposals")
+    def dismiss(self, request, queryset):
+        self._move(request, queryset, Proposal.Status.DISMISSED, "Dismissed")
+
+    @admin.action(description="Expire selected proposals")
+    def expire(self, request, queryset):
+        self._move(request, queryset, Proposal.Status.EXPIRED, "Expired")
+
+
+# --- Learning signals ---------------------------------------------------------------------------
+
+
+@admin.register(FileStat)
+class FileStatAdmin(admin.ModelAdmin):
+    """Counters written by the manager's learning step: view only."""
+
+    list_display = ("path", "project", "runs", "failures", "reworks", "updated_at")
+    list_filter = ("project",)
+    list_select_related = ("project",)
+    search_fields = ("path", "project__name")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

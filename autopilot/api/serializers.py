@@ -1,0 +1,119 @@
+"""Serializers of the core API. They validate shapes and types; the services validate the domain."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
+
+BASIC_FIELDS = (
+    "name", "description", "repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
+    "command_allowlist", "allow_shell",
+)
+AUTONOMY_FIELDS = (
+    "autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd", "daily_budget_usd",
+    "max_attempts", "auto_complete_on_tests", "plan_order_policy", "model_matrix",
+)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    my_role = serializers.ChoiceField(choices=Role.choices, read_only=True, allow_null=True,
+                                      help_text="Your role on this project.")
+
+    class Meta:
+        model = Project
+        fields = (
+            "id", "slug", *BASIC_FIELDS, *AUTONOMY_FIELDS, "my_role", "last_tick_at", "created_at", "updated_at",
+        )
+        read_only_fields = fields
+
+
+class _ProjectWriteFields(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True)
+    subdirectory = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    base_branch = serializers.CharField(required=False, max_length=200)
+    test_command = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    setup_script = serializers.CharField(required=False, allow_blank=True)
+    command_allowlist = serializers.ListField(child=serializers.CharField(), required=False)
+    allow_shell = serializers.BooleanField(required=False)
+    autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
+    paused = serializers.BooleanField(required=False)
+    active_phase = serializers.IntegerField(required=False, allow_null=True, help_text="A plan node id of this project.")
+    max_parallel_runs = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    default_run_budget_usd = serializers.DecimalField(required=False, max_digits=10, decimal_places=4, min_value=0)
+    daily_budget_usd = serializers.DecimalField(
+        required=False, allow_null=True, max_digits=10, decimal_places=4, min_value=0
+    )
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    auto_complete_on_tests = serializers.BooleanField(required=False)
+    plan_order_policy = serializers.ChoiceField(choices=PlanOrderPolicy.choices, required=False)
+    model_matrix = serializers.DictField(child=serializers.DictField(child=serializers.CharField()), required=False)
+
+    def validate_active_phase(self, value):
+        if value is None:
+            return None
+        from blueprints.models import PlanNode
+
+        node = PlanNode.objects.filter(pk=value).first()
+        if node is None:
+            raise serializers.ValidationError(f"No plan node {value}.")
+        return node
+
+
+class ProjectCreateSerializer(_ProjectWriteFields):
+    name = serializers.CharField(max_length=200)
+    repo_path = serializers.CharField(max_length=1000, help_text="Absolute path of a local git repository.")
+
+
+class ProjectUpdateSerializer(_ProjectWriteFields):
+    name = serializers.CharField(max_length=200, required=False)
+    repo_path = serializers.CharField(max_length=1000, required=False)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ProjectMembership
+        fields = ("user", "username", "role", "created_at")
+        read_only_fields = fields
+
+
+class MembershipWriteSerializer(serializers.Serializer):
+    user = serializers.IntegerField(required=False, help_text="User id (or give username).")
+    username = serializers.CharField(required=False)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    def validate(self, attrs):
+        User = get_user_model()
+        if attrs.get("user") is not None:
+            user = User.objects.filter(pk=attrs["user"], is_active=True).first()
+        elif attrs.get("username"):
+            user = User.objects.filter(username=attrs["username"], is_active=True).first()
+        else:
+            raise serializers.ValidationError("Give the member's user id or username.")
+        if user is None:
+            raise serializers.ValidationError({"user": "No such active user."})
+        attrs["user_obj"] = user
+        return attrs
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor_username = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Event
+        fields = ("id", "kind", "project", "subject_type", "subject_id", "actor", "actor_username", "data", "created_at")
+        read_only_fields = fields
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, write_only=True)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text='Send as "Authorization: Token <token>".')
+    username = serializers.CharField()

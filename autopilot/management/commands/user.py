@@ -1,0 +1,81 @@
+"""`autopilot user create NAME [--superuser] [--password-stdin]`, `autopilot user token NAME [--rotate]`,
+`autopilot user list`: accounts for the web UI and API tokens.
+
+Run from a shell on the machine (whoever can open the database is the administrator here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+from django.contrib.auth import get_user_model
+
+from autopilot import services
+from autopilot.cli_support import AutopilotCommand
+from autopilot.errors import ApplicationError
+
+
+class Command(AutopilotCommand):
+    help = "Create users, print API tokens, list users."
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{create,token,list}")
+
+        def add(name: str, help_text: str):
+            action = sub.add_parser(name, help=help_text, description=help_text)
+            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print JSON.")
+            return action
+
+        create = add("create", "Create a user (a password is generated and printed unless --password-stdin).")
+        create.add_argument("name")
+        create.add_argument("--superuser", action="store_true", help="Full access, including the admin.")
+        create.add_argument("--email", default="")
+        create.add_argument("--password-stdin", action="store_true", help="Read the password from standard input.")
+
+        token = add("token", "Print the user's API token (created on first use).")
+        token.add_argument("name")
+        token.add_argument("--rotate", action="store_true", help="Replace the token with a new one.")
+
+        add("list", "List users.")
+
+    def handle(self, *args, **options):
+        getattr(self, f"do_{options['action']}")(options)
+
+    def do_create(self, options):
+        generated = None
+        if options["password_stdin"]:
+            stream = options.get("stdin") or sys.stdin
+            password = stream.readline().rstrip("\r\n")
+            if not password:
+                raise ApplicationError("--password-stdin: standard input had no password.")
+        else:
+            password = generated = secrets.token_urlsafe(12)
+        user = services.user_create(
+            username=options["name"], password=password, superuser=options["superuser"], email=options["email"]
+        )
+        data = {"id": user.pk, "username": user.username, "superuser": user.is_superuser}
+        text = f"created {'superuser' if user.is_superuser else 'user'} {user.username}"
+        if generated:
+            data["password"] = generated
+            text += f"\npassword: {generated}  (shown once; change it in the admin or recreate the user)"
+        self.emit(data, text)
+
+    def do_token(self, options):
+        user = get_user_model().objects.filter(username=options["name"]).first()
+        if user is None:
+            raise ApplicationError(f"No user '{options['name']}'.")
+        if not user.is_active:
+            raise ApplicationError(f"User '{user.username}' is inactive.")
+        key = services.user_token(user=user, rotate=options["rotate"])
+        self.emit({"username": user.username, "token": key}, key)
+
+    def do_list(self, options):
+        users = list(
+            get_user_model().objects.order_by("username").values("id", "username", "email", "is_superuser", "is_active")
+        )
+        lines = [f"{u['id']:>4}  {u['username']:<24} {'superuser' if u['is_superuser'] else ''}"
+                 f"{'' if u['is_active'] else ' (inactive)'}" for u in users]
+        self.emit(users, "\n".join(lines) or "no users")

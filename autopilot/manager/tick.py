@@ -1,0 +1,600 @@
+"""The tick: reconcile, then start (or propose) the best ready work within every limit.
+
+One code path serves every trigger (schedule, events, API, CLI, admin, the terminal driver):
+`tick_all(project_ids=None)`; `tick_project(project)` is the same for one project.
+
+Safety under concurrency (two ticks at once, threads or processes, SQLite or PostgreSQL):
+- the part that starts work runs in one transaction per project that first takes a global tick lock
+  (PostgreSQL: a transaction-scoped advisory lock; SQLite: IMMEDIATE transactions already serialize
+  writers) and the Project row lock (select_for_update), then re-reads capacity and candidates
+  under those locks — so a concurrent tick sees the runs the other one created;
+- the database refuses a second queued/active code run for a task (UniqueConstraint on runs).
+
+Queries: a constant number for the whole tick plus a constant number per project that can start
+something; nothing per task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from autopilot.events import record_event
+from autopilot.manager import ranking
+from autopilot.models import AutonomyMode, Project, Proposal
+from blueprints.models import Task
+
+logger = logging.getLogger(__name__)
+
+TICK_LOCK_KEY = 0x6175746F  # "auto": the global tick lock on PostgreSQL
+EVENT_TASK_IDS = 50
+
+# Projects whose ticks are driven inline by `drive_full_auto` in this process: no enqueued ticks.
+_inline_projects: set[int] = set()
+_inline_lock = threading.Lock()
+
+
+# --- Reports --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    task: Task
+    action: str  # start | propose | skip
+    reasons: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "task": self.task.pk,
+            "title": self.task.title,
+            "priority": self.task.priority,
+            "learned_priority": self.task.learned_priority,
+            "plan_order": self.task.plan_order,
+            "action": self.action,
+            "reasons": self.reasons,
+        }
+
+
+@dataclass
+class ProjectTick:
+    project_id: int
+    mode: str
+    paused: bool
+    ready: int = 0
+    started: list[dict] = field(default_factory=list)
+    proposed: list[dict] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+    capacity: dict | None = None
+    readiness: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The comparable part (no ids of what started): used to avoid logging identical ticks."""
+        return {"mode": self.mode, "paused": self.paused, "ready": self.ready, "skipped": self.skipped, "note": self.note}
+
+    def as_dict(self) -> dict:
+        return {
+            "project": self.project_id,
+            "mode": self.mode,
+            "paused": self.paused,
+            "ready": self.ready,
+            "started": self.started,
+            "proposed": self.proposed,
+            "skipped": self.skipped,
+            "note": self.note,
+            **({"readiness": self.readiness} if self.readiness else {}),
+            **({"capacity": self.capacity} if self.capacity is not None else {}),
+        }
+
+
+@dataclass
+class TickReport:
+    reason: str
+    elapsed_s: float = 0.0
+    reaped: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+    promoted: int = 0
+    demoted: int = 0
+    completed_milestones: int = 0
+    projects: dict[int, ProjectTick] = field(default_factory=dict)
+
+    @property
+    def started(self) -> list[dict]:
+        return [item for p in self.projects.values() for item in p.started]
+
+    @property
+    def proposed(self) -> list[dict]:
+        return [item for p in self.projects.values() for item in p.proposed]
+
+    def as_dict(self, *, projects: bool = True) -> dict:
+        data = {
+            "reason": self.reason,
+            "elapsed_s": round(self.elapsed_s, 4),
+            "reaped_runs": self.reaped,
+            "recovered_tasks": self.recovered,
+            "promoted": self.promoted,
+            "demoted": self.demoted,
+            "completed_milestones": self.completed_milestones,
+            "started": self.started,
+            "proposed": self.proposed,
+        }
+        if projects:
+            data["projects"] = [p.as_dict() for p in self.projects.values()]
+        return data
+
+
+# --- Requests (event-driven ticks) ----------------------------------------------------------------
+
+
+def request_tick(project_id: int, *, reason: str = "") -> None:
+    """Enqueue one tick of a project after commit; at most one is pending per project.
+
+    De-duplication: a conditional UPDATE sets Project.tick_pending from false to true; only the
+    request that flips it enqueues. The tick clears the flag when it starts, so a change that lands
+    while a tick runs gets a tick of its own.
+    """
+    transaction.on_commit(lambda: _enqueue_tick(project_id, reason))
+
+
+def _enqueue_tick(project_id: int, reason: str) -> None:
+    if project_id in _inline_projects:
+        return
+    if not Project.objects.filter(pk=project_id, tick_pending=False).update(tick_pending=True):
+        return
+    try:
+        from django_q.tasks import async_task
+
+        async_task("autopilot.tasks.tick_project_task", project_id, reason, task_name=f"tick-project-{project_id}")
+    except Exception:  # noqa: BLE001 - the schedule will tick anyway; don't leave the flag stuck
+        Project.objects.filter(pk=project_id).update(tick_pending=False)
+        logger.exception("could not enqueue a tick for project %s", project_id)
+
+
+class inline_ticks:
+    """Context manager: this process drives the ticks of `project_id` itself (no enqueued ticks)."""
+
+    def __init__(self, project_id: int):
+        self.project_id = project_id
+
+    def __enter__(self):
+        with _inline_lock:
+            _inline_projects.add(self.project_id)
+        return self
+
+    def __exit__(self, *exc):
+        with _inline_lock:
+            _inline_projects.discard(self.project_id)
+        return False
+
+
+# --- Reconcile ------------------------------------------------------------------------------------
+
+
+def _reap(now) -> list[int]:
+    try:
+        from runs.services import reap_expired_leases
+    except ImportError:
+        return []
+    return list(reap_expired_leases(now=now) or [])
+
+
+def _recover_orphans(project_ids: list[int]) -> list[int]:
+    """Tasks left in progress without an open run (a missed on_run_finished): apply the outcome now."""
+    from autopilot.manager.outcomes import apply_run_finished
+    from runs.models import ExecutionRun
+
+    orphans = list(
+        Task.objects.filter(project_id__in=project_ids, status=Task.Status.IN_PROGRESS)
+        .filter(~ranking.open_run())
+        .values_list("pk", flat=True)[:100]
+    )
+    if not orphans:
+        return []
+    latest = {}
+    for run_id, task_id in (
+        ExecutionRun.objects.filter(task_id__in=orphans, role="code", status__in=ExecutionRun.TERMINAL)
+        .order_by("task_id", "-pk")
+        .values_list("pk", "task_id")
+    ):
+        latest.setdefault(task_id, run_id)
+    for run_id in latest.values():
+        apply_run_finished(run_id)
+    return list(latest)
+
+
+def refresh_readiness(project_ids: list[int], *, now=None) -> dict:
+    """Set-based: to-do tasks whose dependencies are all done become ready (milestones become done);
+    ready tasks that gained an unfinished dependency go back to to-do. Returns counts and, per
+    project, the changed task ids (the tick's decision event reports them)."""
+    now = now or timezone.now()
+    counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "by_project": {}}
+    if not project_ids:
+        return counts
+    by_project: dict[int, dict[str, list[int]]] = counts["by_project"]
+    with transaction.atomic():
+        # SELECT the changing ids (for the report), then one set-based UPDATE with the same condition:
+        # the statement count doesn't depend on how many tasks change.
+        demote = list(ranking.demotable_tasks(project_ids).values_list("pk", "project_id"))
+        if demote:
+            counts["demoted"] = ranking.demotable_tasks(project_ids).update(status=Task.Status.TODO, updated_at=now)
+            for pk, pid in demote:
+                by_project.setdefault(pid, {}).setdefault("todo", []).append(pk)
+        for _ in range(20):  # milestones completing can make further tasks promotable
+            rows = list(ranking.promotable_tasks(project_ids).values_list("pk", "project_id", "kind"))
+            if not rows:
+                break
+            promotable = ranking.promotable_tasks(project_ids)
+            gates = any(kind != Task.Kind.WORK for _, _, kind in rows)
+            if gates:
+                counts["milestones"] += promotable.exclude(kind=Task.Kind.WORK).update(
+                    status=Task.Status.DONE, completed_at=now, updated_at=now
+                )
+            counts["promoted"] += promotable.filter(kind=Task.Kind.WORK).update(status=Task.Status.READY, updated_at=now)
+            for pk, pid, kind in rows:
+                by_project.setdefault(pid, {}).setdefault("ready" if kind == Task.Kind.WORK else "done", []).append(pk)
+            if not gates:
+                break
+    return counts
+
+
+def _readiness_summary(changes: dict[str, list[int]] | None) -> dict:
+    if not changes:
+        return {}
+    return {to: {"count": len(ids), "task_ids": ids[:EVENT_TASK_IDS]} for to, ids in changes.items()}
+
+
+# --- Decisions ------------------------------------------------------------------------------------
+
+
+def effective_mode(project: Project, mode_override: str | None = None) -> str:
+    return mode_override or project.autonomy_mode
+
+
+def decide(
+    project: Project,
+    *,
+    mode: str,
+    capacity: ranking.Capacity,
+    candidates: list[Task],
+    failures: dict,
+    now,
+) -> list[Decision]:
+    """Pure: what to do with each candidate (best first), with the reasons. The tick and the plan
+    explanation both call this, so the explanation is exactly what the next tick would do."""
+    if mode == AutonomyMode.OFF:
+        return [Decision(t, "skip", ["autonomy mode is off"]) for t in candidates]
+    if project.paused:
+        return [Decision(t, "skip", ["project is paused"]) for t in candidates]
+    proposing = mode == AutonomyMode.SUGGEST
+    project_slots = capacity.project_slots - (capacity.pending_proposals if proposing else 0)
+    global_slots = capacity.global_slots
+    queue_room = capacity.queue_room
+    budget_slots = capacity.budget_slots()
+    decisions = []
+    rank = 0
+    for task in candidates:
+        rank += 1
+        last_failure = failures.get(task.pk)
+        if last_failure is not None and task.attempts:
+            wait = ranking.backoff_seconds(task.attempts)
+            retry_at = last_failure + timezone.timedelta(seconds=wait)
+            if retry_at > now:
+                decisions.append(Decision(task, "skip", [
+                    f"retry backoff: attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
+                ]))
+                continue
+        if project_slots <= 0:
+            used = capacity.project_open + (capacity.pending_proposals if proposing else 0)
+            what = "runs and pending proposals" if proposing else "queued/active runs"
+            decisions.append(Decision(task, "skip", [f"capacity: project limit reached ({used}/{capacity.max_parallel} {what})"]))
+            continue
+        if not proposing and global_slots <= 0:
+            decisions.append(Decision(task, "skip", [
+                f"capacity: global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
+            ]))
+            continue
+        if not proposing and queue_room <= 0:
+            decisions.append(Decision(task, "skip", [f"queue full ({capacity.queue_size}/{capacity.queue_max})"]))
+            continue
+        if budget_slots is not None and budget_slots <= 0:
+            decisions.append(Decision(task, "skip", [
+                f"budget: daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
+                f"${capacity.reserved:.2f} reserved by open runs, a run reserves ${capacity.run_budget})"
+            ]))
+            continue
+        why = (
+            f"rank {rank}: all dependencies done; priority {task.priority}, learned priority "
+            f"{task.learned_priority:.2f}, plan order {task.plan_order}"
+        )
+        decisions.append(Decision(task, "propose" if proposing else "start", [why]))
+        project_slots -= 1
+        global_slots -= 1
+        queue_room -= 1
+        if budget_slots is not None:
+            budget_slots -= 1
+    return decisions
+
+
+def wanted_slots(project: Project, mode: str, capacity: ranking.Capacity) -> int:
+    """How many tasks the project could start now (0 means: don't bother locking)."""
+    if mode == AutonomyMode.OFF or project.paused:
+        return 0
+    if mode == AutonomyMode.SUGGEST:
+        return max(0, capacity.project_slots - capacity.pending_proposals)
+    slots = min(capacity.project_slots, capacity.global_slots, capacity.queue_room)
+    budget = capacity.budget_slots()
+    return slots if budget is None else min(slots, budget)
+
+
+def build_prompt(task: Task, backend: str = "") -> str:
+    """The agent's instructions for a task. For the offline `scripted` backend a task whose body is a
+    JSON script (a list of actions) runs that script verbatim (demos, tests, benchmarks)."""
+    if backend == "scripted" and task.body.strip().startswith("["):
+        return task.body.strip()
+    parts = [f"Task #{task.pk}: {task.title}"]
+    if task.plan_node_id and task.plan_node is not None:
+        parts.append(f"Spec section: {task.plan_node.title} ({task.plan_node.anchor})")
+    if task.body:
+        parts.append(task.body)
+    parts.append("Implement it in this repository, keep the change focused, and make the tests pass.")
+    return "\n\n".join(parts)
+
+
+# --- Acting (under the locks) ---------------------------------------------------------------------
+
+
+def _global_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TICK_LOCK_KEY])
+
+
+def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, enqueue: bool = True,
+                       reason: str = "", budget_usd=None, expire_proposals: bool = True, previous=False):
+    """Create the run of a task (queued; the worker is enqueued on commit). Caller holds the locks.
+
+    `previous`: the task's latest code run (pk, attempt) when the caller fetched it in bulk; a retry
+    links to it. run_create runs in a savepoint, so the DB guard refusing a duplicate (IntegrityError)
+    leaves the caller's transaction usable."""
+    from runs.models import ExecutionRun
+    from runs.services import run_create
+
+    backend, model = project.agent_for("code")
+    if previous is False:
+        previous = ExecutionRun.objects.filter(task=task, role="code").order_by("-pk").only("pk", "attempt").first()
+    run = run_create(
+        project=project,
+        prompt=build_prompt(task, backend),
+        task=task,
+        role="code",
+        agent_backend=backend,
+        model=model,
+        budget_usd=budget_usd if budget_usd is not None else project.default_run_budget_usd,
+        priority=task.priority,
+        actor=actor,
+        enqueue=enqueue,
+        retry_of=previous,
+        attempt=(previous.attempt + 1) if previous is not None else 1,
+    )
+    if run.autonomy_mode != mode:
+        ExecutionRun.objects.filter(pk=run.pk).update(autonomy_mode=mode)
+        run.autonomy_mode = mode
+    if expire_proposals:
+        Proposal.objects.filter(task=task, status=Proposal.Status.PENDING).update(
+            status=Proposal.Status.EXPIRED, run=run, updated_at=timezone.now()
+        )
+    return run
+
+
+def _latest_runs(task_ids: list[int]) -> dict:
+    """Each task's latest code run (pk, attempt), in one query."""
+    from runs.models import ExecutionRun
+
+    latest: dict = {}
+    if not task_ids:
+        return latest
+    for run in ExecutionRun.objects.filter(task_id__in=task_ids, role="code").order_by("task_id", "-pk").only("pk", "attempt", "task_id"):
+        latest.setdefault(run.task_id, run)
+    return latest
+
+
+def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue: bool, mode_override: str | None,
+         now, readiness: dict, skipped: dict[str, int] | None = None) -> ProjectTick:
+    """Start (or propose) work for one project under the locks, re-checking everything the pre-pass
+    decided: capacity is recounted and the chosen tasks re-validated as runnable."""
+    with transaction.atomic():
+        _global_lock()
+        project = Project.objects.select_for_update().get(pk=project_id)
+        mode = effective_mode(project, mode_override)
+        result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, readiness=readiness,
+                             skipped=dict(skipped or {}))
+        capacity = ranking.capacities([project], now=now)[project.pk]
+        result.capacity = capacity.as_dict()
+        result.ready = ranking.ready_counts([project.pk]).get(project.pk, 0)
+        slots = wanted_slots(project, mode, capacity)
+        candidates = ranking.candidate_tasks(project, mode=mode, limit=None, only_ids=chosen_ids) if slots > 0 else []
+        failures = ranking.last_failures([t.pk for t in candidates if t.attempts])
+        decisions = decide(project, mode=mode, capacity=capacity, candidates=candidates, failures=failures, now=now)
+        starting = [d.task.pk for d in decisions if d.action == "start"]
+        latest = _latest_runs(starting)
+        for decision in decisions:
+            if decision.action == "skip":
+                key = decision.reasons[0].split(":")[0]
+                result.skipped[key] = result.skipped.get(key, 0) + 1
+                continue
+            task = decision.task
+            if decision.action == "propose":
+                backend, model = project.agent_for("code")
+                proposal = Proposal.objects.create(
+                    project=project, task=task, role="code", agent_backend=backend, model=model,
+                    score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
+                )
+                result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
+                continue
+            try:
+                run = start_run_for_task(project=project, task=task, mode=mode, actor=actor, enqueue=enqueue, reason=reason,
+                                         previous=latest.get(task.pk), expire_proposals=False)
+            except IntegrityError:
+                result.skipped["already running"] = result.skipped.get("already running", 0) + 1
+                continue
+            result.started.append({"task": task.pk, "run": run.pk, "reason": decision.reasons[0]})
+        if result.started and mode != AutonomyMode.SUGGEST:
+            Proposal.objects.filter(task_id__in=[s["task"] for s in result.started], status=Proposal.Status.PENDING).update(
+                status=Proposal.Status.EXPIRED, updated_at=now
+            )
+        if not result.started and not result.proposed:
+            result.note = _idle_note(project, mode, capacity, result.ready)
+        _finish(project, result, reason=reason, actor=actor, now=now)
+    return result
+
+
+def _idle_note(project: Project, mode: str, capacity: ranking.Capacity, ready: int) -> str:
+    if mode == AutonomyMode.OFF:
+        return "autonomy mode is off"
+    if project.paused:
+        return "project is paused"
+    if not ready:
+        return "no ready task"
+    if mode == AutonomyMode.SUGGEST:
+        return "capacity: pending proposals fill the project limit"
+    if capacity.project_slots <= 0:
+        return "capacity: project limit reached"
+    if capacity.global_slots <= 0:
+        return "capacity: global limit reached"
+    if capacity.queue_room <= 0:
+        return "queue full"
+    return "budget: daily cap reached"
+
+
+def _finish(project: Project, result: ProjectTick, *, reason: str, actor, now) -> None:
+    """Store the tick's summary; log a decision event when it did something or its reasons changed."""
+    summary = result.summary()
+    changed = (project.last_tick_summary or {}).get("summary") != summary
+    Project.objects.filter(pk=project.pk).update(
+        last_tick_at=now,
+        last_tick_summary={"summary": summary, "started": len(result.started), "proposed": len(result.proposed),
+                           "at": now.isoformat(), "reason": reason},
+    )
+    if result.started or result.proposed or result.readiness or changed:
+        record_event(
+            kind="tick.decision", subject=project, actor=actor,
+            data={"trigger": reason, **result.as_dict()},
+        )
+
+
+# --- Entry points ---------------------------------------------------------------------------------
+
+
+def tick_all(
+    *,
+    reason: str,
+    actor=None,
+    project_ids: list[int] | None = None,
+    enqueue: bool = True,
+    mode_override: str | None = None,
+    dry_run: bool = False,
+) -> TickReport:
+    """One tick over every project (or the given ones). Idempotent; safe to run concurrently.
+
+    1. reconcile: reap expired leases, repair tasks whose finish was missed, refresh readiness
+       (all set-based); 2. a pre-pass decides for every project at once (grouped capacity queries and
+    one ranked window query for the candidates); 3. only projects that can start something take
+    the locks and act (re-checking under them). `dry_run` computes the decisions only: no writes,
+    and to-do tasks whose dependencies are done count as ready."""
+    started = time.perf_counter()
+    now = timezone.now()
+    report = TickReport(reason=reason)
+    projects_qs = Project.objects.all() if project_ids is None else Project.objects.filter(pk__in=project_ids)
+    if not dry_run:
+        projects_qs.filter(tick_pending=True).update(tick_pending=False)
+    projects = list(projects_qs.order_by("pk"))
+    modes = {p.pk: effective_mode(p, mode_override) for p in projects}
+    working = [p for p in projects if modes[p.pk] != AutonomyMode.OFF]
+
+    readiness: dict = {}
+    if not dry_run:
+        report.reaped = _reap(now)
+        if working:
+            ids = [p.pk for p in working]
+            report.recovered = _recover_orphans(ids)
+            counts = refresh_readiness(ids, now=now)
+            report.promoted, report.demoted = counts["promoted"], counts["demoted"]
+            report.completed_milestones = counts["milestones"]
+            readiness = counts["by_project"]
+
+    active = [p for p in working if not p.paused]
+    capacity = ranking.capacities(active, now=now)
+    ready = ranking.ready_counts([p.pk for p in active])
+    limits = {p.pk: wanted_slots(p, modes[p.pk], capacity[p.pk]) for p in active}
+    # A few extra candidates per project: some may be waiting out a retry backoff.
+    candidates = ranking.ranked_candidates(
+        active, modes=modes, limits={pid: n + 5 for pid, n in limits.items() if n > 0}, include_todo=dry_run
+    )
+    failures = ranking.last_failures([t.pk for tasks in candidates.values() for t in tasks if t.attempts])
+    quiet: list[tuple[Project, ProjectTick]] = []
+    for project in projects:
+        mode = modes[project.pk]
+        cap = capacity.get(project.pk)
+        changes = _readiness_summary(readiness.get(project.pk))
+        result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, ready=ready.get(project.pk, 0),
+                             readiness=changes)
+        decisions = []
+        if cap is not None and candidates.get(project.pk):
+            decisions = decide(project, mode=mode, capacity=cap, candidates=candidates[project.pk], failures=failures, now=now)
+        chosen = [d.task.pk for d in decisions if d.action != "skip"]
+        for d in decisions:
+            if d.action == "skip":
+                key = d.reasons[0].split(":")[0]
+                result.skipped[key] = result.skipped.get(key, 0) + 1
+        if chosen and not dry_run:
+            report.projects[project.pk] = _act(
+                project.pk, chosen, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override,
+                now=now, readiness=changes, skipped=result.skipped,
+            )
+            continue
+        for d in decisions:
+            if d.action == "skip":
+                continue
+            elif d.action == "start":
+                result.started.append({"task": d.task.pk, "run": None, "reason": d.reasons[0]})
+            else:
+                result.proposed.append({"task": d.task.pk, "proposal": None, "reason": d.reasons[0]})
+        if not chosen:
+            result.note = _idle_note(project, mode, cap, result.ready) if cap is not None else (
+                "autonomy mode is off" if mode == AutonomyMode.OFF else "project is paused"
+            )
+        report.projects[project.pk] = result
+        quiet.append((project, result))
+    if not dry_run:
+        _finish_quiet(quiet, reason=reason, actor=actor, now=now)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, actor, now) -> None:
+    """Summaries of projects that start nothing: one bulk update; events only where reasons changed."""
+    if not items:
+        return
+    changed = []
+    for project, result in items:
+        summary = result.summary()
+        if result.readiness or (project.last_tick_summary or {}).get("summary") != summary:
+            changed.append((project, result))
+        project.last_tick_at = now
+        project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "at": now.isoformat(), "reason": reason}
+    with transaction.atomic():
+        Project.objects.bulk_update([p for p, _ in items], ["last_tick_at", "last_tick_summary"], batch_size=500)
+        for project, result in changed:
+            record_event(kind="tick.decision", subject=project, actor=actor, data={"trigger": reason, **result.as_dict()})
+
+
+def tick_project(project: Project, *, reason: str, actor=None, enqueue: bool = True, mode_override: str | None = None,
+                 dry_run: bool = False) -> TickReport:
+    """One tick of one project (the same code path as tick_all)."""
+    return tick_all(reason=reason, actor=actor, project_ids=[project.pk], enqueue=enqueue, mode_override=mode_override,
+                    dry_run=dry_run)

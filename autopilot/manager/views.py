@@ -1,0 +1,138 @@
+"""Manager web pages: the autopilot controls in every project header (htmx) and /projects/<id>/manager/."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+
+from autopilot.errors import ApplicationError
+from autopilot.manager import explain, metrics, proposals, queue
+from autopilot.manager.tick import tick_project
+from autopilot.models import AutonomyMode, Project, Proposal, Role
+from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.services import project_update_autonomy
+
+
+def _visible(request, pk: int) -> Project:
+    project = visible_projects(request.user).filter(pk=pk).select_related("active_phase").first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def _header(request, project: Project, *, error: str = "", status: int = 200):
+    project.refresh_from_db()
+    return render(request, "autopilot/_project_header.html",
+                  {"project": project, "header_error": error, "can_operate": has_role(request.user, project, Role.OPERATOR)},
+                  status=status)
+
+
+@login_required
+def autonomy_update(request, pk: int):
+    """POST from the header controls: mode, pause/resume, max parallel runs."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    project = _visible(request, pk)
+    changes = {}
+    data = request.POST
+    if "autonomy_mode" in data:
+        changes["autonomy_mode"] = data["autonomy_mode"]
+    if "paused" in data:
+        changes["paused"] = data["paused"] in ("1", "true", "on", "yes")
+    error = ""
+    if "max_parallel_runs" in data:
+        try:
+            changes["max_parallel_runs"] = int(data["max_parallel_runs"])
+        except ValueError:
+            error = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'."
+    if not error:
+        try:
+            require_role(request.user, project, Role.OPERATOR)
+            project_update_autonomy(project=project, actor=request.user, **changes)
+        except ApplicationError as exc:
+            error = exc.message
+    if request.htmx:
+        return _header(request, project, error=error)
+    return redirect(request.headers.get("referer") or f"/projects/{project.pk}/")
+
+
+@login_required
+def manager_page(request, pk: int):
+    project = _visible(request, pk)
+    plan = explain.manager_plan(project)
+    learned = metrics.learning_metrics(project)
+    peak = max([n["score"] for n in learned["fragile_nodes"]] + [f["score"] for f in learned["fragile_files"]] + [1])
+    cycles = learned["cycle_times_s"]
+    cycle_peak = max(cycles + [1])
+    context = {
+        "project": project,
+        "plan": plan,
+        "metrics": learned,
+        "peak": peak,
+        "cycle_bars": [
+            {"value": c, "x": i * 10, "h": round(60 * c / cycle_peak, 1), "y": round(60 - 60 * c / cycle_peak, 1)}
+            for i, c in enumerate(cycles)
+        ],
+        "chart_width": max(10, len(cycles) * 10),
+        "queue": queue.queue_status(projects=None if request.user.is_superuser else visible_projects(request.user)),
+        "pending": proposals.proposals_for(project, status=Proposal.Status.PENDING)[:100],
+        "recent": proposals.proposals_for(project).exclude(status=Proposal.Status.PENDING)[:20],
+        "can_operate": has_role(request.user, project, Role.OPERATOR),
+        "modes": AutonomyMode.choices,
+        "notice": request.GET.get("notice", ""),
+    }
+    template = "autopilot/manager.html"
+    if request.htmx and request.htmx.target:
+        part = {"manager-plan": "plan", "manager-queue": "queue", "manager-proposals": "proposals"}.get(request.htmx.target)
+        if part:
+            template = f"autopilot/manager.html#{part}"
+    return render(request, template, context)
+
+
+@login_required
+def tick_now(request, pk: int):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    project = _visible(request, pk)
+    try:
+        require_role(request.user, project, Role.OPERATOR)
+        report = tick_project(project, reason="web", actor=request.user)
+        notice = f"Tick: {len(report.started)} started, {len(report.proposed)} proposed."
+    except ApplicationError as exc:
+        notice = exc.message
+    return redirect(f"/projects/{project.pk}/manager/?notice={notice}")
+
+
+@login_required
+def proposal_decide(request, pk: int, decision: str):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    proposal = Proposal.objects.select_related("project").filter(pk=pk).first()
+    if proposal is None or not visible_projects(request.user).filter(pk=proposal.project_id).exists():
+        raise Http404("No such proposal.")
+    try:
+        require_role(request.user, proposal.project, Role.OPERATOR)
+        if decision == "accept":
+            run = proposals.proposal_accept(proposal=proposal, actor=request.user)
+            notice = f"Proposal #{proposal.pk} accepted: run #{run.pk} queued."
+        else:
+            proposals.proposal_dismiss(proposal=proposal, actor=request.user)
+            notice = f"Proposal #{proposal.pk} dismissed."
+    except ApplicationError as exc:
+        notice = exc.message
+    return redirect(f"/projects/{proposal.project_id}/manager/?notice={notice}")
+
+
+@login_required
+def queue_clear_view(request, pk: int):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    project = _visible(request, pk)
+    try:
+        require_role(request.user, project, Role.OWNER)
+        cancelled = queue.queue_clear(actor=request.user, projects=Project.objects.filter(pk=project.pk))
+        notice = f"Cancelled {len(cancelled)} queued run(s) of this project."
+    except ApplicationError as exc:
+        notice = exc.message
+    return redirect(f"/projects/{project.pk}/manager/?notice={notice}")

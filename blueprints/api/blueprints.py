@@ -1,0 +1,220 @@
+"""REST doors for blueprints, their plan nodes and ingestion jobs: validate, call a service, render."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action, api_view, parser_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from autopilot.api.permissions import ProjectRolePermission
+from autopilot.errors import ApplicationError, NotFound
+from autopilot.models import Project, Role
+from autopilot.permissions import require_role, visible_projects
+from blueprints.ingestion import (
+    blueprint_update,
+    ingest_blueprint,
+    ingestion_job_create,
+    plan_node_update,
+    regenerate_plan,
+)
+from blueprints.models import Blueprint, IngestionJob, PlanNode
+
+
+class BlueprintSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Blueprint
+        fields = ["id", "project", "title", "version", "parent", "status", "format", "content_hash", "size_bytes",
+                  "counts", "created_by", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class BlueprintDetailSerializer(BlueprintSerializer):
+    class Meta(BlueprintSerializer.Meta):
+        fields = [*BlueprintSerializer.Meta.fields, "diff"]
+        read_only_fields = fields
+
+
+class PlanNodeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PlanNode
+        fields = ["id", "project", "blueprint", "parent", "kind", "origin", "level", "depth", "title", "anchor",
+                  "order", "start", "end", "content_hash", "checked", "status", "change", "priority", "risk",
+                  "summary", "difficulty", "failure_count", "rework_count", "archived_at", "updated_at"]
+        read_only_fields = fields
+
+
+class PlanNodeUpdateSerializer(serializers.Serializer):
+    priority = serializers.IntegerField(required=False, min_value=0, max_value=5)
+    risk = serializers.ChoiceField(choices=PlanNode.Risk.choices, required=False)
+    summary = serializers.CharField(required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=PlanNode.Status.choices, required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class IngestionJobSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="blueprint.version", read_only=True, default=None)
+
+    class Meta:
+        model = IngestionJob
+        fields = ["id", "project", "blueprint", "version", "title", "status", "stage", "progress", "counts", "diff",
+                  "error", "elapsed_s", "size_bytes", "generate_tasks", "created_by", "created_at", "started_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+
+class IngestSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    file = serializers.FileField(required=False)
+    generate_tasks = serializers.BooleanField(required=False, default=True)
+
+
+class BlueprintUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False, max_length=300)
+    status = serializers.ChoiceField(choices=Blueprint.Status.choices, required=False)
+
+
+def _project(user, project_id: int, minimum: str = Role.VIEWER) -> Project:
+    project = visible_projects(user).filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project '{project_id}' was not found.")
+    require_role(user, project, minimum)
+    return project
+
+
+def ingest_response(result) -> dict:
+    return {**result.as_dict(), "status": result.blueprint.status, "title": result.blueprint.title}
+
+
+@extend_schema(
+    methods=["GET"], responses=BlueprintSerializer(many=True), summary="A project's blueprint versions, newest first.")
+@extend_schema(
+    methods=["POST"], request=IngestSerializer,
+    parameters=[OpenApiParameter("async", bool, description="Queue an IngestionJob and answer 202 with its id.")],
+    summary="Ingest a new version (JSON {title, text} or a multipart file upload).",
+)
+@api_view(["GET", "POST"])
+@parser_classes([JSONParser, MultiPartParser, FormParser])
+def project_blueprints(request, project_id: int):
+    if request.method == "GET":
+        project = _project(request.user, project_id)
+        versions = Blueprint.objects.filter(project=project).defer("source_text", "diff").order_by("-version")
+        return Response(BlueprintSerializer(versions, many=True).data)
+    project = _project(request.user, project_id, Role.OPERATOR)
+    data = IngestSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = data.validated_data
+    upload = values.get("file")
+    if upload is not None and values.get("text"):
+        raise ApplicationError("Give either 'text' or a 'file', not both.")
+    if upload is not None:
+        if upload.size > _max_bytes():
+            raise ApplicationError(
+                f"The blueprint is too large: {upload.size:,} bytes, over the limit of {_max_bytes():,} bytes "
+                "(AUTOPILOT_MAX_BLUEPRINT_BYTES).")
+        text: str | bytes = upload.read()
+        title = values["title"] or upload.name.rsplit("/", 1)[-1]
+    elif "text" in values:
+        text, title = values["text"], values["title"]
+    else:
+        raise ApplicationError("Give the blueprint as 'text' (JSON or form field) or as a 'file' upload.")
+    if request.query_params.get("async") in ("1", "true", "yes"):
+        job = ingestion_job_create(project=project, text=text, title=title, actor=request.user,
+                                   generate_tasks=values["generate_tasks"])
+        body = IngestionJobSerializer(job).data
+        body["url"] = f"/api/ingestion_jobs/{job.pk}/"
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+    result = ingest_blueprint(project=project, text=text, title=title, actor=request.user,
+                              generate_tasks=values["generate_tasks"])
+    return Response(ingest_response(result), status=status.HTTP_201_CREATED)
+
+
+def _max_bytes() -> int:
+    from django.conf import settings
+
+    return settings.AUTOPILOT_MAX_BLUEPRINT_BYTES
+
+
+class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """One blueprint version. PATCH renames it, or (status=active) makes it the active version again."""
+
+    serializer_class = BlueprintDetailSerializer
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+
+    def get_queryset(self):
+        return Blueprint.objects.filter(project__in=visible_projects(self.request.user)).defer("source_text")
+
+    @extend_schema(request=BlueprintUpdateSerializer, responses=BlueprintDetailSerializer)
+    def partial_update(self, request, pk=None):
+        blueprint = self.get_object()
+        data = BlueprintUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        extra = set(request.data) - set(BlueprintUpdateSerializer().fields)
+        if extra:
+            raise ApplicationError(f"Cannot edit {', '.join(sorted(extra))} of a blueprint; editable: title, status.")
+        blueprint, result = blueprint_update(blueprint=blueprint, actor=request.user, **data.validated_data)
+        body = BlueprintDetailSerializer(blueprint).data
+        if result is not None:
+            body["reconciled"] = {"counts": result.counts, "diff": result.diff}
+        return Response(body)
+
+    @extend_schema(request=None, responses=BlueprintDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def generate_plan(self, request, pk=None):
+        """Re-parse this version's text into the plan tree (idempotent); the version becomes active."""
+        blueprint = self.get_object()
+        result = regenerate_plan(blueprint=blueprint, actor=request.user)
+        return Response(ingest_response(result))
+
+    @extend_schema(responses=dict)
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        """What this version added, changed, moved and removed against its parent."""
+        blueprint = self.get_object()
+        return Response({"blueprint": blueprint.pk, "version": blueprint.version, "counts": blueprint.counts,
+                         **blueprint.diff})
+
+    @extend_schema(responses=PlanNodeSerializer(many=True),
+                   parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")])
+    @action(detail=True, methods=["get"])
+    def nodes(self, request, pk=None):
+        """The plan nodes of this version (the whole current tree for the active version), flat, in order."""
+        blueprint = self.get_object()
+        nodes = PlanNode.objects.filter(blueprint=blueprint)
+        if request.query_params.get("archived") not in ("1", "true", "yes"):
+            nodes = nodes.filter(archived_at__isnull=True)
+        return Response(PlanNodeSerializer(nodes.order_by("order", "id"), many=True).data)
+
+
+class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A plan node: PATCH priority, risk, summary, or status (through the node's transitions)."""
+
+    serializer_class = PlanNodeSerializer
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+
+    def get_queryset(self):
+        return PlanNode.objects.filter(project__in=visible_projects(self.request.user))
+
+    @extend_schema(request=PlanNodeUpdateSerializer, responses=PlanNodeSerializer)
+    def partial_update(self, request, pk=None):
+        node = self.get_object()
+        data = PlanNodeUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        extra = set(request.data) - set(PlanNodeUpdateSerializer().fields)
+        if extra:
+            raise ApplicationError(
+                f"Cannot edit {', '.join(sorted(extra))} of a plan node; editable: priority, risk, summary, status.")
+        node = plan_node_update(node=node, actor=request.user, **data.validated_data)
+        return Response(PlanNodeSerializer(node).data)
+
+
+class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = IngestionJobSerializer
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+
+    def get_queryset(self):
+        return IngestionJob.objects.filter(project__in=visible_projects(self.request.user)).select_related(
+            "blueprint").defer("source_text", "blueprint__source_text")

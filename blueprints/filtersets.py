@@ -1,0 +1,46 @@
+"""One task filterset for the REST API and the web board (and the CLI's list)."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q
+
+from blueprints.models import PlanNode, Task
+
+
+def within_node(queryset, node: PlanNode):
+    """Tasks of a plan node's subtree (sections nest by character range within one blueprint)."""
+    return queryset.filter(
+        plan_node__blueprint_id=node.blueprint_id,
+        plan_node__start__gte=node.start,
+        plan_node__end__lte=node.end,
+    )
+
+
+class TaskFilterSet(django_filters.FilterSet):
+    project = django_filters.NumberFilter(field_name="project_id")
+    status = django_filters.MultipleChoiceFilter(choices=Task.Status.choices)
+    kind = django_filters.ChoiceFilter(choices=Task.Kind.choices)
+    plan_node = django_filters.NumberFilter(method="filter_plan_node", label="Plan node (with its subtree)")
+    priority = django_filters.NumberFilter()
+    min_priority = django_filters.NumberFilter(field_name="priority", lookup_expr="gte")
+    max_priority = django_filters.NumberFilter(field_name="priority", lookup_expr="lte")
+    needs_review = django_filters.BooleanFilter()
+    removed_from_spec = django_filters.BooleanFilter()
+    q = django_filters.CharFilter(method="filter_q", label="Title or body contains")
+
+    class Meta:
+        model = Task
+        fields = ["project", "status", "kind", "plan_node", "priority", "needs_review", "removed_from_spec"]
+
+    def filter_plan_node(self, queryset, name, value):
+        node = PlanNode.objects.filter(pk=int(value)).only("blueprint_id", "start", "end").first()
+        if node is None:
+            return queryset.none()
+        return within_node(queryset, node)
+
+    def filter_q(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(title__icontains=value) | Q(body__icontains=value))

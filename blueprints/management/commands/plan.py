@@ -1,0 +1,51 @@
+"""`autopilot plan show PROJECT [--json]`: the current plan tree."""
+
+from __future__ import annotations
+
+import argparse
+
+from autopilot.cli_support import AutopilotCommand
+from autopilot.models import Role
+from autopilot.permissions import require_role
+from autopilot.services import project_get
+from blueprints.models import PlanNode
+
+FIELDS = ("id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "start", "end", "status",
+          "change", "checked", "priority", "blueprint_id")
+
+
+class Command(AutopilotCommand):
+    help = "The plan tree of the project's active blueprint."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        p = sub.add_parser("show", help="show the plan tree (indented; --json lists every node)")
+        p.add_argument("project", help="project id, slug or name")
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
+        p.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
+
+    def handle(self, *args, **options):
+        self.as_json = bool(options.get("json"))
+        actor = self.actor(options)
+        project = project_get(options["project"])
+        if actor is not None:
+            require_role(actor, project, Role.VIEWER)
+        rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True)
+                    .order_by("order", "id").values_list(*FIELDS))
+        if self.as_json:
+            nodes = [dict(zip(FIELDS, row, strict=True)) for row in rows]
+            for node in nodes:
+                node["parent"] = node.pop("parent_id")
+                node["blueprint"] = node.pop("blueprint_id")
+            self.emit({"project": project.pk, "nodes": nodes})
+            return
+        if not rows:
+            self.emit({}, f"{project.name} has no plan yet: autopilot blueprint ingest {project.slug} FILE")
+            return
+        lines = []
+        for row in rows:
+            node = dict(zip(FIELDS, row, strict=True))
+            box = "" if node["checked"] is None else ("[x] " if node["checked"] else "[ ] ")
+            lines.append(f"{'  ' * (node['depth'] - 1)}{box}{node['title'] or '(untitled)'}  "
+                         f"<{node['kind']} #{node['id']}>")
+        self.stdout.write("\n".join(lines))

@@ -1,0 +1,253 @@
+"""`autopilot task create|list|show|edit|delete|ready|next|depend|generate|refresh PROJECT …` (each with --json)."""
+
+from __future__ import annotations
+
+import argparse
+
+from autopilot.cli_support import AutopilotCommand
+from autopilot.errors import ApplicationError
+from autopilot.models import Role
+from autopilot.permissions import require_role
+from autopilot.services import project_get
+from blueprints import selectors, services
+from blueprints.filtersets import TaskFilterSet
+from blueprints.models import Blueprint, Task
+
+WRITES = {"create", "edit", "delete", "depend", "generate", "refresh"}
+
+
+def task_data(task: Task, *, depends_on: list[int] | None = None) -> dict:
+    node = task.plan_node if task.plan_node_id else None
+    data = {
+        "id": task.pk,
+        "project": task.project_id,
+        "title": task.title,
+        "kind": task.kind,
+        "status": task.status,
+        "priority": task.priority,
+        "complexity": task.complexity,
+        "learned_priority": task.learned_priority,
+        "plan_order": task.plan_order,
+        "plan_node": task.plan_node_id,
+        "plan_node_anchor": node.anchor if node is not None else None,
+        "needs_review": task.needs_review,
+        "removed_from_spec": task.removed_from_spec,
+        "source_key": task.source_key,
+        "attempts": task.attempts,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    }
+    if depends_on is not None:
+        data["depends_on"] = depends_on
+    return data
+
+
+def line(task: Task) -> str:
+    flags = "".join(f" [{f}]" for f, on in (("review", task.needs_review), ("removed", task.removed_from_spec),
+                                             ("milestone", task.kind == Task.Kind.MILESTONE)) if on)
+    return f"#{task.pk:<6} {task.status:<11} P{task.priority} C{task.complexity:<2} {task.title}{flags}"
+
+
+class Command(AutopilotCommand):
+    help = "Tasks and their dependencies: create, list, show, edit, delete, ready, next, depend, generate."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        def add(name, help_text):
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            p.add_argument("project", help="project id, slug or name")
+            # Accept --json/--user after the action's own arguments too (SUPPRESS keeps a value given earlier).
+            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
+            p.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
+            return p
+
+        p = add("create", "create a task by hand")
+        p.add_argument("title")
+        p.add_argument("--body", default="")
+        p.add_argument("--priority", type=int, default=2, help="0 (lowest) – 5 (highest); default 2")
+        p.add_argument("--complexity", type=int, default=3, help="1 – 10; default 3")
+        p.add_argument("--node", help="plan node (id, anchor or title) to link the task to")
+
+        p = add("list", "list tasks (filters as on the board)")
+        p.add_argument("--status", action="append", help="status (repeat or comma-separate for several)")
+        p.add_argument("--node", help="only tasks of this plan node's subtree (id, anchor or title)")
+        p.add_argument("--min-priority", type=int)
+        p.add_argument("--needs-review", action="store_true")
+        p.add_argument("--limit", type=int, default=1000)
+
+        p = add("show", "show a task with its dependencies (upstream and downstream)")
+        p.add_argument("task", help="task id")
+
+        p = add("edit", "edit a task's fields, or move it to another status")
+        p.add_argument("task", help="task id")
+        p.add_argument("--title")
+        p.add_argument("--body")
+        p.add_argument("--priority", type=int)
+        p.add_argument("--complexity", type=int)
+        p.add_argument("--node", help="plan node (id, anchor or title); 'none' to unlink")
+        p.add_argument("--status", choices=Task.Status.values)
+        p.add_argument("--reason", default="", help="why (recorded with a status change)")
+
+        p = add("delete", "delete a task")
+        p.add_argument("task", help="task id")
+
+        p = add("ready", "tasks whose dependencies are all done, best first")
+        p.add_argument("--limit", type=int, default=200)
+
+        add("next", "the single best ready task, and why")
+
+        p = add("depend", "make TASK depend on OTHER (or --remove it)")
+        p.add_argument("task", help="task id")
+        p.add_argument("--on", required=True, dest="on", help="the task it depends on (id)")
+        p.add_argument("--remove", action="store_true")
+
+        p = add("generate", "generate tasks and dependencies from the active blueprint (idempotent)")
+        p.add_argument("--node", help="only this plan node's subtree (id, anchor or title)")
+        p.add_argument("--blueprint", type=int, help="a blueprint version id instead of the active one")
+
+        add("refresh", "promote todo tasks whose dependencies are all done to ready")
+
+    def handle(self, *args, **options):
+        self.as_json = bool(options.get("json"))
+        actor = self.actor(options)
+        project = project_get(options["project"])
+        action = options["action"]
+        if actor is not None:
+            require_role(actor, project, Role.OPERATOR if action in WRITES else Role.VIEWER)
+        getattr(self, f"do_{action}")(project, actor, options)
+
+    # -- actions ---------------------------------------------------------------------------------
+    def do_create(self, project, actor, options):
+        node = selectors.node_get(project, options["node"]) if options.get("node") else None
+        task = services.task_create(
+            project=project, title=options["title"], body=options["body"], priority=options["priority"],
+            complexity=options["complexity"], plan_node=node, actor=actor,
+        )
+        task = Task.objects.select_related("plan_node").get(pk=task.pk)
+        self.emit(task_data(task, depends_on=[]), f"created {line(task)}")
+
+    def do_list(self, project, actor, options):
+        data: dict = {}
+        statuses = [s for value in options.get("status") or [] for s in value.split(",") if s]
+        bad = [s for s in statuses if s not in Task.Status.values]
+        if bad:
+            raise ApplicationError(f"Unknown status {', '.join(bad)}; choose from {', '.join(Task.Status.values)}.")
+        if statuses:
+            data["status"] = statuses
+        if options.get("node"):
+            data["plan_node"] = str(selectors.node_get(project, options["node"]).pk)
+        if options.get("min_priority") is not None:
+            data["min_priority"] = str(options["min_priority"])
+        if options.get("needs_review"):
+            data["needs_review"] = "true"
+        filterset = TaskFilterSet(data=data, queryset=Task.objects.filter(project=project))
+        if not filterset.is_valid():
+            raise ApplicationError(f"Bad filter: {filterset.errors.as_text()}")
+        qs = filterset.qs.select_related("plan_node").order_by("plan_order", "id")
+        total = qs.count()
+        tasks = list(qs[: options["limit"]])
+        rows = [task_data(t) for t in tasks]
+        text = "\n".join(line(t) for t in tasks) or "no tasks"
+        if total > len(tasks):
+            text += f"\n… {total - len(tasks)} more (raise --limit)"
+        self.emit({"count": total, "tasks": rows}, text)
+
+    def do_show(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        view = selectors.dependency_view(task)
+        data = task_data(task, depends_on=[d.depends_on_id for d in view.upstream])
+        data["body"] = task.body
+        data["ready"] = view.is_ready
+        data["upstream"] = [
+            {"id": d.depends_on_id, "title": d.depends_on.title, "status": d.depends_on.status, "source": d.source}
+            for d in view.upstream
+        ]
+        data["downstream"] = [
+            {"id": d.task_id, "title": d.task.title, "status": d.task.status, "source": d.source} for d in view.downstream
+        ]
+        text = [line(task)]
+        if task.plan_node_id:
+            text.append(f"  plan node: {task.plan_node.anchor}")
+        text.append(f"  depends on ({len(view.upstream)}, {len(view.blocking)} unfinished):")
+        text += [f"    #{u['id']} [{u['status']}] {u['title']} ({u['source']})" for u in data["upstream"]]
+        text.append(f"  needed by ({len(view.downstream)}):")
+        text += [f"    #{d['id']} [{d['status']}] {d['title']} ({d['source']})" for d in data["downstream"]]
+        if task.body:
+            text += ["", task.body[:2000]]
+        self.emit(data, "\n".join(text))
+
+    def do_edit(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        changes = {k: options[k] for k in ("title", "body", "priority", "complexity") if options.get(k) is not None}
+        if options.get("node") is not None:
+            changes["plan_node"] = None if options["node"].lower() == "none" else selectors.node_get(project, options["node"])
+        if not changes and not options.get("status"):
+            raise ApplicationError("Nothing to change: give --title, --body, --priority, --complexity, --node or --status.")
+        if changes:
+            task = services.task_update(task=task, actor=actor, **changes)
+        if options.get("status") and options["status"] != task.status:
+            task = services.task_transition(task=task, to=options["status"], actor=actor, reason=options["reason"])
+        task = Task.objects.select_related("plan_node").get(pk=task.pk)
+        self.emit(task_data(task), f"updated {line(task)}")
+
+    def do_delete(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        data = {"id": task.pk, "deleted": True}
+        services.task_delete(task=task, actor=actor)
+        self.emit(data, f"deleted task #{data['id']}")
+
+    def do_ready(self, project, actor, options):
+        qs = selectors.ready_tasks(project).select_related("plan_node")
+        total = qs.count()
+        tasks = list(qs[: options["limit"]])
+        self.emit({"count": total, "tasks": [task_data(t) for t in tasks]},
+                  "\n".join(line(t) for t in tasks) or "no task is ready")
+
+    def do_next(self, project, actor, options):
+        task, reason = selectors.next_task(project)
+        if task is None:
+            self.emit({"task": None, "reason": reason}, reason)
+            return
+        self.emit({"task": task_data(task), "reason": reason}, f"{line(task)}\n  {reason}")
+
+    def do_depend(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        other = selectors.task_get(project, options["on"])
+        if options["remove"]:
+            services.dependency_remove(task=task, depends_on=other, actor=actor)
+            self.emit({"task": task.pk, "depends_on": other.pk, "removed": True},
+                      f"#{task.pk} no longer depends on #{other.pk}")
+            return
+        dependency = services.dependency_add(task=task, depends_on=other, actor=actor)
+        self.emit({"id": dependency.pk, "task": task.pk, "depends_on": other.pk, "source": dependency.source},
+                  f"#{task.pk} '{task.title}' now depends on #{other.pk} '{other.title}'")
+
+    def do_generate(self, project, actor, options):
+        if options.get("blueprint"):
+            blueprint = Blueprint.objects.filter(project=project, pk=options["blueprint"]).first()
+            if blueprint is None:
+                raise ApplicationError(f"No blueprint {options['blueprint']} in project '{project.name}'.")
+        else:
+            blueprint = (
+                Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
+                or Blueprint.objects.filter(project=project).order_by("-version").first()
+            )
+            if blueprint is None:
+                raise ApplicationError(f"Project '{project.name}' has no blueprint yet; ingest one first.")
+        if options.get("node"):
+            node = selectors.node_get(project, options["node"])
+            result = services.generate_for_node(node=node, actor=actor)
+        else:
+            result = services.generate_for_blueprint(blueprint=blueprint, actor=actor)
+        data = {"blueprint": blueprint.pk, **result.as_dict()}
+        self.emit(data, (
+            f"{result.tasks_created} task(s) created ({result.milestones_created} milestone(s)), "
+            f"{result.dependencies_created} dependenc(ies) added, {result.dependencies_removed} removed; "
+            f"{result.tasks_total} generated task(s) in total"
+            + (f"; {len(result.unresolved)} reference(s) not understood" if result.unresolved else "")
+        ))
+
+    def do_refresh(self, project, actor, options):
+        counts = services.refresh_ready(project)
+        self.emit(counts, ", ".join(f"{k}: {v}" for k, v in counts.items()))

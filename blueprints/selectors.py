@@ -1,0 +1,198 @@
+"""Reads for tasks and the dependency graph: ready / next, the board, the dependency view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Exists, OuterRef, QuerySet
+
+from autopilot.models import Project
+from autopilot.permissions import visible_projects
+from blueprints.filtersets import TaskFilterSet, within_node
+from blueprints.models import PlanNode, Task, TaskDependency
+
+# A dependency is satisfied only when its task is done (cancel → remove the dependency to unblock).
+SATISFIED_STATUSES = (Task.Status.DONE,)
+OPEN_STATUSES = (Task.Status.TODO, Task.Status.READY)
+RANKING = ("-priority", "-learned_priority", "plan_order", "id")
+
+
+def unfinished_dependency_exists() -> Exists:
+    """`Exists(...)` for "this task (OuterRef pk) has a dependency that is not done"."""
+    return Exists(
+        TaskDependency.objects.filter(task_id=OuterRef("pk")).exclude(depends_on__status__in=SATISFIED_STATUSES)
+    )
+
+
+def visible_tasks(user) -> QuerySet[Task]:
+    return Task.objects.filter(project__in=visible_projects(user))
+
+
+def ready_tasks(project: Project | int, *, phase: PlanNode | None = None) -> QuerySet[Task]:
+    """Work tasks in todo/ready whose dependencies are ALL done, not removed from the spec, best first."""
+    project_id = getattr(project, "pk", project)
+    qs = (
+        Task.objects.filter(
+            project_id=project_id, kind=Task.Kind.WORK, status__in=OPEN_STATUSES, removed_from_spec=False
+        )
+        .exclude(unfinished_dependency_exists())
+        .order_by(*RANKING)
+    )
+    if phase is not None:
+        qs = within_node(qs, phase)
+    return qs
+
+
+def next_task(project: Project | int, *, phase: PlanNode | None = None) -> tuple[Task | None, str]:
+    """The single best ready task and why (priority, then learned priority, then plan order)."""
+    ready = list(ready_tasks(project, phase=phase).select_related("plan_node")[:2])
+    scope = f" in phase '{phase.title}'" if phase is not None else ""
+    if not ready:
+        return None, _why_nothing_ready(project, phase=phase, scope=scope)
+    best = ready[0]
+    total = ready_tasks(project, phase=phase).count()
+    deps = TaskDependency.objects.filter(task=best).count()
+    if len(ready) == 1:
+        why = f"it is the only ready task{scope}"
+    else:
+        other = ready[1]
+        if best.priority != other.priority:
+            why = f"it has the highest priority (P{best.priority}) among the {total} ready tasks{scope}"
+        elif best.learned_priority != other.learned_priority:
+            why = (
+                f"it ties at priority P{best.priority} and has the highest learned priority "
+                f"({best.learned_priority:.2f}) among the {total} ready tasks{scope}"
+            )
+        else:
+            why = (
+                f"it ties at priority P{best.priority} and learned priority {best.learned_priority:.2f}, "
+                f"and comes first in plan order (position {best.plan_order}) among the {total} ready tasks{scope}"
+            )
+    deps_text = "it has no dependencies" if deps == 0 else (
+        f"its {deps} dependenc{'y is' if deps == 1 else 'ies are all'} done"
+    )
+    return best, f"Task #{best.pk} '{best.title}': {why}; {deps_text}."
+
+
+def _why_nothing_ready(project, *, phase, scope: str) -> str:
+    project_id = getattr(project, "pk", project)
+    qs = Task.objects.filter(project_id=project_id, kind=Task.Kind.WORK)
+    if phase is not None:
+        qs = within_node(qs, phase)
+    counts = dict(qs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    if not counts:
+        return f"No task is ready{scope}: there are no tasks yet (create one or generate them from a blueprint)."
+    blocked = (
+        qs.filter(status__in=OPEN_STATUSES, removed_from_spec=False).filter(unfinished_dependency_exists()).count()
+    )
+    parts = []
+    if blocked:
+        parts.append(f"{blocked} wait{'s' if blocked == 1 else ''} for unfinished dependencies")
+    for status in (Task.Status.IN_PROGRESS, Task.Status.REVIEW, Task.Status.BLOCKED, Task.Status.DONE, Task.Status.CANCELLED):
+        if counts.get(status):
+            parts.append(f"{counts[status]} {Task.Status(status).label.lower()}")
+    removed = qs.filter(status__in=OPEN_STATUSES, removed_from_spec=True).count()
+    if removed:
+        parts.append(f"{removed} removed from the spec")
+    return f"No task is ready{scope}: " + (", ".join(parts) or "nothing is open") + "."
+
+
+@dataclass
+class BoardColumn:
+    status: str
+    label: str
+    count: int
+    tasks: list[Task]
+    offset: int
+    next_offset: int | None
+
+
+@dataclass
+class Board:
+    filterset: TaskFilterSet
+    columns: list[BoardColumn] = field(default_factory=list)
+    total: int = 0
+
+
+def task_board(project: Project, data, *, per_column: int = 50, column: str | None = None, offset: int = 0) -> Board:
+    """The board: per-status columns with counts over the filtered tasks, each paginated.
+
+    `column` + `offset` load one more page of one column (htmx "more").
+    """
+    base = Task.objects.filter(project=project)
+    filterset = TaskFilterSet(data=data if data is not None else {}, queryset=base)
+    qs = filterset.qs if filterset.is_valid() else base.none()
+    counts = dict(qs.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    selected = set(filterset.form.cleaned_data.get("status") or []) if filterset.is_valid() else set()
+    board = Board(filterset=filterset, total=sum(counts.values()))
+    for status, label in Task.Status.choices:
+        if selected and status not in selected:
+            continue
+        if column is not None and status != column:
+            continue
+        start = offset if column == status else 0
+        page = list(
+            qs.filter(status=status).select_related("plan_node").order_by(*RANKING)[start:start + per_column]
+        ) if counts.get(status) else []
+        more = start + per_column if counts.get(status, 0) > start + per_column else None
+        board.columns.append(BoardColumn(status, label, counts.get(status, 0), page, start, more))
+    return board
+
+
+@dataclass
+class DependencyView:
+    task: Task
+    upstream: list[TaskDependency]
+    downstream: list[TaskDependency]
+
+    @property
+    def blocking(self) -> list[TaskDependency]:
+        return [d for d in self.upstream if d.depends_on.status not in SATISFIED_STATUSES]
+
+    @property
+    def is_ready(self) -> bool:
+        return not self.blocking
+
+
+def dependency_view(task: Task) -> DependencyView:
+    upstream = list(
+        TaskDependency.objects.filter(task=task).select_related("depends_on").order_by("depends_on__plan_order", "depends_on_id")
+    )
+    downstream = list(TaskDependency.objects.filter(depends_on=task).select_related("task").order_by("task__plan_order", "task_id"))
+    return DependencyView(task=task, upstream=upstream, downstream=downstream)
+
+
+def task_get(project: Project, identifier) -> Task:
+    """A task of a project by id (`12` or `#12`)."""
+    from autopilot.errors import NotFound
+
+    text = str(identifier).strip().lstrip("#")
+    task = Task.objects.filter(project=project, pk=int(text)).first() if text.isdigit() else None
+    if task is None:
+        raise NotFound(f"No task '{identifier}' in project '{project.name}'.")
+    return task
+
+
+def node_get(project: Project, identifier) -> PlanNode:
+    """A plan node of the project's active (else latest) blueprint by id, anchor, anchor tail or title."""
+    from autopilot.errors import NotFound
+
+    text = str(identifier).strip().lstrip("#")
+    qs = PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("-blueprint__status", "-blueprint__version", "order")
+    node = None
+    if text.isdigit():
+        node = qs.filter(pk=int(text)).first()
+    node = (
+        node or qs.filter(anchor=text).first() or qs.filter(anchor__endswith="/" + text).first()
+        or qs.filter(title__iexact=text).first()
+    )
+    if node is None:
+        raise NotFound(f"No plan node '{identifier}' in project '{project.name}' (give its id, anchor or title).")
+    return node
+
+
+def refresh_ready(project: Project | int) -> dict[str, int]:
+    """Alias of `blueprints.services.refresh_ready` (a set-based write, so it lives in services)."""
+    from blueprints.services import refresh_ready as refresh
+
+    return refresh(project)

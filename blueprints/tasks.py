@@ -1,0 +1,10 @@
+"""django-q2 entry points of the blueprints app: fetch by id, call a service. Nothing else lives here."""
+
+from __future__ import annotations
+
+
+def run_ingestion_job(job_id: int) -> dict:
+    from blueprints.ingestion import ingestion_job_run
+
+    job = ingestion_job_run(job_id=job_id)
+    return {"job": job.pk, "status": job.status, "blueprint": job.blueprint_id, "error": job.error}

@@ -1,0 +1,218 @@
+"""Web pages for blueprints (htmx): versions with their diff, the upload/paste form with live progress of
+its IngestionJob, and the plan tree. Thin: permissions via autopilot.permissions, writes via
+blueprints.ingestion.
+
+The plan tree must stay usable with thousands of nodes: it is one query for the nodes, one aggregated
+query for the task counts per node and status, and the nested <details> markup is built in one pass
+(no template include per node).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from autopilot.errors import ApplicationError, NotFound, PermissionDenied
+from autopilot.models import Project, Role
+from autopilot.permissions import has_role, require_role, visible_projects
+from blueprints.ingestion import ingestion_job_create
+from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
+
+DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
+
+
+def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
+    project = visible_projects(request.user).filter(pk=pk).first()
+    if project is None:
+        raise Http404("No such project.")
+    try:
+        require_role(request.user, project, minimum)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from exc
+    return project
+
+
+class IngestForm(forms.Form):
+    title = forms.CharField(max_length=300, required=False)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "placeholder": "# Phase 1\n\n## Feature\n\n- [ ] task"}),
+                           required=False, strip=False, label="Paste the spec")
+    file = forms.FileField(required=False, label="or upload a file")
+    generate_tasks = forms.BooleanField(required=False, initial=True, label="Generate tasks and dependencies")
+
+
+@login_required
+def blueprint_versions(request, pk: int):
+    project = _project(request, pk)
+    versions = list(Blueprint.objects.filter(project=project).defer("source_text").order_by("-version"))
+    selected = None
+    wanted = request.GET.get("version")
+    if wanted and wanted.isdigit():
+        selected = next((b for b in versions if b.version == int(wanted)), None)
+    if selected is None:
+        selected = next((b for b in versions if b.status == Blueprint.Status.ACTIVE), versions[0] if versions else None)
+    jobs = list(IngestionJob.objects.filter(project=project).defer("source_text").select_related("blueprint")
+                .only("id", "status", "stage", "progress", "error", "title", "created_at", "blueprint__version")[:5])
+    context = {
+        "project": project,
+        "versions": versions,
+        "selected": selected,
+        "diff": _diff_context(selected),
+        "form": IngestForm(),
+        "jobs": jobs,
+        "can_write": has_role(request.user, project, Role.OPERATOR),
+    }
+    if request.htmx and request.htmx.target == "version-diff":
+        return render(request, "blueprints/blueprints.html#version-diff", context)
+    return render(request, "blueprints/blueprints.html", context)
+
+
+def _diff_context(blueprint: Blueprint | None) -> list[tuple[str, list, int]]:
+    if blueprint is None:
+        return []
+    diff = blueprint.diff or {}
+    counts = blueprint.counts or {}
+    return [(c, diff.get(c, []), counts.get(c, len(diff.get(c, [])))) for c in DIFF_CATEGORIES]
+
+
+@login_required
+def blueprint_diff(request, pk: int, version: int):
+    project = _project(request, pk)
+    blueprint = Blueprint.objects.filter(project=project, version=version).defer("source_text").first()
+    if blueprint is None:
+        raise Http404("No such version.")
+    return render(request, "blueprints/blueprint_diff.html",
+                  {"project": project, "blueprint": blueprint, "diff": _diff_context(blueprint)})
+
+
+@login_required
+@require_POST
+def blueprint_ingest(request, pk: int):
+    """Start an IngestionJob from the form; answer with the job's progress partial (htmx) or redirect."""
+    project = _project(request, pk, Role.OPERATOR)
+    form = IngestForm(request.POST, request.FILES)
+    error = None
+    job = None
+    if form.is_valid():
+        upload = form.cleaned_data.get("file")
+        text = form.cleaned_data.get("text") or ""
+        try:
+            if upload is not None:
+                job = ingestion_job_create(project=project, text=upload.read(),
+                                           title=form.cleaned_data["title"] or upload.name, actor=request.user,
+                                           generate_tasks=form.cleaned_data["generate_tasks"])
+            elif text.strip():
+                job = ingestion_job_create(project=project, text=text, title=form.cleaned_data["title"],
+                                           actor=request.user, generate_tasks=form.cleaned_data["generate_tasks"])
+            else:
+                error = "Paste the spec or choose a file."
+        except ApplicationError as exc:
+            error = exc.message
+    else:
+        error = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+    if not request.htmx:
+        if job is not None:
+            return redirect(reverse("blueprint-job", args=[project.pk, job.pk]))
+        context = {"project": project, "versions": [], "form": form, "error": error, "can_write": True}
+        return render(request, "blueprints/blueprints.html", context, status=400)
+    return render(request, "blueprints/blueprints.html#job", {"project": project, "job": job, "error": error},
+                  status=200)
+
+
+@login_required
+def blueprint_job(request, pk: int, job_id: int):
+    """The job's progress: a partial polled by htmx every half second; polling stops when it is done."""
+    project = _project(request, pk)
+    job = IngestionJob.objects.filter(project=project, pk=job_id).defer("source_text").select_related(
+        "blueprint").first()
+    if job is None:
+        raise Http404("No such ingestion job.")
+    context = {"project": project, "job": job}
+    if request.htmx:
+        response = render(request, "blueprints/blueprints.html#job", context)
+        if job.status in (IngestionJob.Status.SUCCEEDED, IngestionJob.Status.FAILED):
+            stop = HttpResponseStopPolling(response.content)
+            return stop
+        return response
+    return render(request, "blueprints/blueprint_job.html", context)
+
+
+@login_required
+def plan_tree(request, pk: int):
+    project = _project(request, pk)
+    active = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).defer(
+        "source_text", "diff").first()
+    rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("order", "id")
+                .values_list("id", "parent_id", "depth", "kind", "origin", "title", "anchor", "status", "change",
+                             "checked", "priority"))
+    counts: dict[int, dict[str, int]] = {}
+    for node_id, status, n in (Task.objects.filter(project=project, plan_node__isnull=False)
+                               .values_list("plan_node_id", "status").annotate(n=Count("id")).order_by()):
+        counts.setdefault(node_id, {})[status] = n
+    open_depth = 1
+    try:
+        open_depth = max(0, min(6, int(request.GET.get("open", "1"))))
+    except ValueError:
+        pass
+    tree = render_tree(rows, counts, open_depth=open_depth, project_id=project.pk)
+    totals: dict[str, int] = {}
+    for per_status in counts.values():
+        for status, n in per_status.items():
+            totals[status] = totals.get(status, 0) + n
+    return render(request, "blueprints/plan.html", {
+        "project": project, "active": active, "tree": tree, "node_count": len(rows),
+        "totals": sorted(totals.items()), "open_depth": open_depth,
+    })
+
+
+STATUS_LABELS = dict(Task.Status.choices)
+
+
+def render_tree(rows, counts, *, open_depth: int, project_id: int) -> str:
+    """Nested <details> for the tree (rows in document order), built in one pass."""
+    out: list[str] = []
+    stack: list[tuple[int, bool]] = []  # (depth, is a <details> container) of the open <li>s
+    has_children = {row[1] for row in rows if row[1] is not None}
+    tasks_url = reverse("task-board", args=[project_id])
+
+    def close():
+        _, container = stack.pop()
+        out.append("</ul></details></li>" if container else "</li>")
+
+    for node_id, _parent, depth, kind, _origin, title, anchor, status, change, checked, priority in rows:
+        while stack and stack[-1][0] >= depth:
+            close()
+        label = escape(title or "(untitled)")
+        box = "" if checked is None else ('<span class="box">☑</span> ' if checked else '<span class="box">☐</span> ')
+        badges = "".join(
+            f'<a class="count status-{s}" href="{tasks_url}?plan_node={node_id}&amp;status={s}" '
+            f'title="{escape(STATUS_LABELS.get(s, s))}">{n} {escape(STATUS_LABELS.get(s, s).lower())}</a>'
+            for s, n in sorted(counts.get(node_id, {}).items()))
+        change_mark = f' <span class="change change-{change}">{change}</span>' if change != "unchanged" else ""
+        if status != PlanNode.Status.TODO:
+            change_mark += f' <span class="pill node-{status}">{status.replace("_", " ")}</span>'
+        if priority != 2:
+            change_mark += f' <span class="muted">P{priority}</span>'
+        line = (f'<span class="kind kind-{kind}">{kind.replace("_", " ")}</span> {box}'
+                f'<span class="title" title="{escape(anchor)}">{label}</span>{change_mark}'
+                f'<span class="counts">{badges}</span>')
+        if node_id in has_children:
+            opened = " open" if depth <= open_depth else ""
+            out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary><ul>')
+            stack.append((depth, True))
+        else:
+            out.append(f'<li id="node-{node_id}" class="leaf">{line}')
+            stack.append((depth, False))
+    while stack:
+        close()
+    return mark_safe('<ul class="plan-tree">' + "".join(out) + "</ul>")  # noqa: S308 - every value is escaped above

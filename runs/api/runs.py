@@ -1,0 +1,250 @@
+"""REST doors for runs: list/create per project, detail with steps, and the run/step actions.
+
+Every action validates input, checks the caller's role on the run's project (viewers read, operators
+act) and calls one service. Domain errors become clean 4xx answers (autopilot.api.exceptions).
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from autopilot.api.permissions import ProjectRolePermission
+from autopilot.errors import ApplicationError
+from autopilot.models import Role
+from autopilot.permissions import require_role, visible_projects
+from blueprints.models import Task
+from runs import selectors, services
+from runs.backends import backend_label
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
+
+
+class StepSerializer(serializers.ModelSerializer):
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    has_rollback = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExecutionStep
+        fields = [
+            "id", "run", "seq", "kind", "tool_name", "status", "risky", "risk_reason", "input", "output",
+            "output_truncated", "artifact_path", "diff", "has_rollback", "input_tokens", "output_tokens", "cost_usd",
+            "decided_by", "decision_note", "decided_at", "created_at", "started_at", "ended_at",
+        ]
+        read_only_fields = fields
+
+    def get_has_rollback(self, obj) -> bool:
+        return bool((obj.rollback or {}).get("path"))
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = RunMessage
+        fields = ["id", "run", "author", "body", "delivered_at", "created_at"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    agent_label = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExecutionRun
+        fields = [
+            "id", "project", "task", "role", "agent_backend", "agent_label", "model", "prompt", "status",
+            "status_reason", "autonomy_mode", "priority", "settings", "branch", "worktree_path", "base_commit",
+            "head_commit", "diff_summary", "attempt", "retry_of", "resumed_from", "backend_session_id", "budget_usd",
+            "max_turns", "max_wall_seconds", "cost_usd", "input_tokens", "output_tokens", "cache_read_tokens",
+            "cache_write_tokens", "turns", "result_summary", "error", "stop_requested_at", "created_by", "created_at",
+            "queued_at", "started_at", "first_step_at", "ended_at",
+        ]
+        read_only_fields = fields
+
+    def get_agent_label(self, obj) -> str:
+        return backend_label(obj.agent_backend)
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = StepSerializer(many=True, read_only=True)
+    messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "steps", "messages"]
+        read_only_fields = fields
+
+
+class RunCreateInput(serializers.Serializer):
+    prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    task = serializers.IntegerField(required=False, allow_null=True, default=None)
+    role = serializers.ChoiceField(choices=RunRole.choices, default=RunRole.CODE)
+    agent = serializers.ChoiceField(choices=AgentBackend.choices, required=False, allow_null=True, default=None)
+    model = serializers.CharField(required=False, allow_blank=True, default="")
+    budget_usd = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False, allow_null=True, default=None)
+    max_turns = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    max_wall_seconds = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    priority = serializers.IntegerField(min_value=0, max_value=5, default=2)
+    settings = serializers.DictField(required=False, default=dict)
+
+
+class ApproveInput(serializers.Serializer):
+    step = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RejectInput(serializers.Serializer):
+    step = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    message = serializers.CharField(help_text="Sent back to the agent.")
+
+
+class MessageInput(serializers.Serializer):
+    body = serializers.CharField()
+
+
+class StopInput(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    force = serializers.BooleanField(default=False)
+
+
+class ResumeInput(serializers.Serializer):
+    prompt = serializers.CharField()
+    settings = serializers.DictField(required=False, default=dict)
+
+
+def _valid(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ProjectRunsView(APIView):
+    """GET: the project's runs (filters: status=a,b, task, agent). POST: start a run."""
+
+    @extend_schema(responses=RunSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = get_object_or_404(visible_projects(request.user), pk=project_id)
+        require_role(request.user, project, Role.VIEWER)
+        qs = selectors.run_list(
+            project=project, status=request.query_params.get("status"),
+            task_id=request.query_params.get("task") or None, agent=request.query_params.get("agent"),
+        )
+        from rest_framework.pagination import LimitOffsetPagination
+
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+    @extend_schema(request=RunCreateInput, responses={201: RunSerializer})
+    def post(self, request, project_id: int):
+        project = get_object_or_404(visible_projects(request.user), pk=project_id)
+        require_role(request.user, project, Role.OPERATOR)
+        data = _valid(RunCreateInput, request)
+        task = None
+        if data["task"] is not None:
+            task = Task.objects.filter(pk=data["task"]).first()
+            if task is None:
+                raise ApplicationError(f"No task #{data['task']}.")
+        run = services.run_create(
+            project=project, prompt=data["prompt"], task=task, role=data["role"], agent_backend=data["agent"],
+            model=data["model"] or None, budget_usd=data["budget_usd"], max_turns=data["max_turns"],
+            max_wall_seconds=data["max_wall_seconds"], priority=data["priority"], actor=request.user,
+            run_settings=data["settings"],
+        )
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Runs visible to the caller; detail includes steps and messages. Actions need the operator role."""
+
+    permission_classes = [ProjectRolePermission]
+    filterset_fields = ["project", "status", "task", "agent_backend"]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        qs = selectors.runs_visible_to(self.request.user)
+        if self.action == "retrieve":
+            qs = qs.prefetch_related("steps__decided_by", "messages__author")
+        return qs
+
+    def get_serializer_class(self):
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    def _run(self) -> ExecutionRun:
+        return self.get_object()  # checks the object permission (operator for POST)
+
+    def _answer(self, run: ExecutionRun, code=status.HTTP_200_OK) -> Response:
+        run = selectors.run_get(run.pk, with_steps=True)
+        return Response(RunDetailSerializer(run).data, status=code)
+
+    @extend_schema(request=None, responses=StepSerializer)
+    @action(detail=True, methods=["post"])
+    def advance(self, request, pk=None):
+        """Step-through runs: release the next pending step."""
+        step = services.run_advance(run=self._run(), actor=request.user)
+        return Response(StepSerializer(step).data)
+
+    @extend_schema(request=ApproveInput, responses=StepSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        data = _valid(ApproveInput, request)
+        step = services.run_approve(run=self._run(), seq=data["step"], actor=request.user, note=data["note"])
+        return Response(StepSerializer(step).data)
+
+    @extend_schema(request=RejectInput, responses=StepSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        data = _valid(RejectInput, request)
+        step = services.run_reject(run=self._run(), seq=data["step"], actor=request.user, message=data["message"])
+        return Response(StepSerializer(step).data)
+
+    @extend_schema(request=MessageInput, responses={201: MessageSerializer})
+    @action(detail=True, methods=["post"])
+    def message(self, request, pk=None):
+        data = _valid(MessageInput, request)
+        message = services.run_message(run=self._run(), body=data["body"], actor=request.user)
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=StopInput, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        data = _valid(StopInput, request)
+        run = services.run_stop(run=self._run(), actor=request.user, reason=data["reason"], force=data["force"])
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(request=None, responses={201: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        run = services.run_retry(run=self._run(), actor=request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ResumeInput, responses={201: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        data = _valid(ResumeInput, request)
+        run = services.run_resume(run=self._run(), prompt=data["prompt"], actor=request.user, run_settings=data["settings"])
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=dict)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        return Response(services.run_rollback(run=self._run(), actor=request.user))
+
+
+class StepViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [ProjectRolePermission]
+    serializer_class = StepSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return ExecutionStep.objects.filter(run__project__in=visible_projects(self.request.user)).select_related(
+            "run__project", "decided_by"
+        )
+
+    @extend_schema(request=None, responses=dict)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        step = self.get_object()
+        return Response(services.step_rollback(step=step, actor=request.user))

@@ -1,0 +1,120 @@
+"""`scripted`: a deterministic, offline backend for tests and the zero-configuration demo.
+
+It uses no model at all and is labelled "scripted (offline demo)" wherever it appears. It follows a
+script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
+JSON list, or else the built-in demo script (write a notes file with the prompt, list the
+directory, finish). Every action is one turn and goes through the same guarded tools as the native
+backend, so approvals, refusals, diffs and rollback behave exactly as with a real agent.
+
+Actions (one key names the action):
+    {"say": "text"}                               an assistant message (llm_turn step)
+    {"read": "path"}                              read_file
+    {"write": "path", "content": "..."}           write_file
+    {"edit": "path", "old": "...", "new": "..."}  edit_file
+    {"list": "dir"}                               list_dir
+    {"search": "query"}                           search
+    {"run": "command"}                            run_terminal
+    {"sleep": seconds}                            wait (stop-aware), e.g. to stop a run mid-way
+    {"usage": {"model": m, "input_tokens": n, "output_tokens": n}}   record a model call's usage
+    {"fail": "reason"}                            end the run as failed
+    {"finish": "summary"}                         end the run (also the default at the end)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
+from runs.models import ExecutionStep
+from runs.tools import execute_tool
+
+TOOL_OF = {"read": "read_file", "write": "write_file", "edit": "edit_file", "list": "list_dir", "search": "search", "run": "run_terminal"}
+
+
+def demo_script(prompt: str) -> list[dict[str, Any]]:
+    return [
+        {"say": "Scripted (offline demo) backend: no model is called. Writing the prompt to AUTOPILOT_NOTES.md."},
+        {"write": "AUTOPILOT_NOTES.md", "content": f"# Notes from a scripted run\n\n{prompt.strip()}\n"},
+        {"list": "."},
+        {"finish": "Wrote AUTOPILOT_NOTES.md (scripted demo)."},
+    ]
+
+
+def script_for(ctx: RunContext) -> list[dict[str, Any]]:
+    script = ctx.settings.get("script")
+    if script is None:
+        text = (ctx.run.prompt or "").strip()
+        if text.startswith("["):
+            try:
+                script = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise BackendError(f"The prompt looks like a JSON script but does not parse: {exc}.") from exc
+        else:
+            script = demo_script(ctx.prompt)
+    if not isinstance(script, list) or not all(isinstance(a, dict) and a for a in script):
+        raise BackendError("A scripted run's script must be a list of one-key action objects.")
+    return script
+
+
+def validate_script(script: Any) -> None:
+    """Raise ValueError naming the first bad action (used by run_create for a clear 400)."""
+    if not isinstance(script, list):
+        raise ValueError("script must be a list of actions")
+    known = set(TOOL_OF) | {"say", "sleep", "usage", "fail", "finish"}
+    for index, action in enumerate(script):
+        if not isinstance(action, dict) or not (set(action) & known):
+            raise ValueError(f"script[{index}] is not a known action (one of {', '.join(sorted(known))})")
+
+
+class ScriptedBackend(Backend):
+    name = "scripted"
+    label = "scripted (offline demo)"
+
+    def run(self, ctx: RunContext) -> BackendResult:
+        script = script_for(ctx)
+        session = ctx.resume_session_id or f"scripted-{ctx.run_id}"
+        ctx.set_session_id(session)
+        for action in script:
+            ctx.check()
+            for message in ctx.take_messages():
+                ctx.record_step(ExecutionStep.Kind.LLM_TURN, tool_name="assistant", output=f"Noted: {message}")
+            ctx.count_turn()
+            if "finish" in action:
+                execute_tool(ctx, "finish", {"summary": str(action["finish"])})
+                return BackendResult(summary=str(action["finish"]), session_id=session)
+            if "fail" in action:
+                return BackendResult(succeeded=False, error=str(action["fail"]), session_id=session)
+            if "say" in action:
+                ctx.record_step(ExecutionStep.Kind.LLM_TURN, tool_name="assistant", output=str(action["say"]))
+                continue
+            if "sleep" in action:
+                if ctx.stop_event_wait(float(action["sleep"])):
+                    raise RunStopped(ctx.stop_reason or "stopped by request")
+                continue
+            if "usage" in action:
+                usage = dict(action["usage"])
+                ctx.record_usage(
+                    model=str(usage.pop("model", ctx.model or "scripted")),
+                    **{k: int(v) for k, v in usage.items() if k.endswith("_tokens")},
+                )
+                continue
+            key = next((k for k in action if k in TOOL_OF), None)
+            if key is None:
+                raise BackendError(f"Unknown scripted action {action!r}.")
+            execute_tool(ctx, TOOL_OF[key], self._args(key, action))
+        ctx.check()
+        return BackendResult(summary="script finished", session_id=session)
+
+    @staticmethod
+    def _args(key: str, action: dict[str, Any]) -> dict[str, Any]:
+        value = action[key]
+        if key == "write":
+            return {"path": value, "content": action.get("content", "")}
+        if key == "edit":
+            return {"path": value, "old_string": action.get("old", ""), "new_string": action.get("new", "")}
+        if key == "search":
+            return {"query": value, **({"regex": action["regex"]} if "regex" in action else {})}
+        if key == "run":
+            return {"command": value, **({"timeout": action["timeout"]} if "timeout" in action else {})}
+        return {"path": value}

@@ -1,0 +1,511 @@
+"""Writes for runs: create, stop, retry, resume, approve/reject, advance, message, rollback, reap.
+
+Every function is keyword-only, validates first and writes inside one transaction; status changes go
+through autopilot.state.transition; enqueueing and the manager hooks happen on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
+from autopilot.events import record_event
+from autopilot.state import transition
+from runs import workspace
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
+from runs.redaction import Redactor
+
+logger = logging.getLogger(__name__)
+Status = ExecutionRun.Status
+StepStatus = ExecutionStep.Status
+
+DEFAULT_MAX_TURNS = 50
+DEFAULT_MAX_WALL_SECONDS = 3600
+
+
+def _who(actor) -> str:
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return "the system"
+
+
+def _actor(actor):
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ApplicationError(f"{name} must be a number, got '{value}'.") from exc
+    if not number.is_finite() or number < 0:
+        raise ApplicationError(f"{name} must be zero or more, got '{value}'.")
+    return number
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError(f"{name} must be a whole number, got '{value}'.") from exc
+    if number < 1:
+        raise ApplicationError(f"{name} must be at least 1, got {number}.")
+    return number
+
+
+def enqueue_run(run_id: int) -> None:
+    """Hand a run to django-q2 (call on commit). The task claims the row; duplicates do nothing."""
+    from django_q.tasks import async_task
+
+    async_task("runs.tasks.execute_run", run_id, task_name=f"run-{run_id}", group="runs")
+
+
+# --- Create, retry, resume ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_create(
+    *,
+    project,
+    prompt: str,
+    task=None,
+    role: str = "code",
+    agent_backend: str | None = None,
+    model: str | None = None,
+    budget_usd: Decimal | float | str | None = None,
+    max_turns: int | None = None,
+    max_wall_seconds: int | None = None,
+    priority: int = 2,
+    actor=None,
+    enqueue: bool = True,
+    run_settings: dict[str, Any] | None = None,
+    retry_of: ExecutionRun | None = None,
+    resumed_from: ExecutionRun | None = None,
+    attempt: int = 1,
+) -> ExecutionRun:
+    """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
+
+    `run_settings` is the run's backend settings (e.g. {"script": [...]} for scripted; "step_through",
+    "write_scope", "stuck_repeat", "stuck_idle_turns"). With enqueue=False the caller executes it
+    (e.g. `autopilot run` in the foreground calls runs.worker.execute_run itself).
+    """
+    prompt = (prompt or "").strip()
+    if task is not None:
+        if task.project_id != project.pk:
+            raise ApplicationError(f"Task #{task.pk} belongs to another project.")
+        prompt = prompt or task.title
+    if not prompt:
+        raise ApplicationError("A run needs a prompt (or a task).")
+    if role not in RunRole.values:
+        raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(RunRole.values)}.")
+    default_agent, default_model = project.agent_for(role)
+    agent = agent_backend or default_agent
+    if agent not in AgentBackend.values:
+        raise ApplicationError(f"Unknown agent backend '{agent}'; choose from {', '.join(AgentBackend.values)}.")
+    if agent == AgentBackend.SCRIPTED:
+        model = model or "scripted"
+    elif model is None or model == "":
+        model = default_model if not agent_backend or agent == default_agent else ""
+    if agent == AgentBackend.TEST_WORKER:
+        model = ""
+    budget = _decimal(project.default_run_budget_usd if budget_usd is None else budget_usd, "budget_usd")
+    turns = _positive_int(max_turns if max_turns is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_TURNS", DEFAULT_MAX_TURNS), "max_turns")
+    wall = _positive_int(
+        max_wall_seconds if max_wall_seconds is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_WALL_SECONDS", DEFAULT_MAX_WALL_SECONDS),
+        "max_wall_seconds",
+    )
+    try:
+        priority = int(priority)
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError(f"priority must be a whole number 0–5, got '{priority}'.") from exc
+    if not 0 <= priority <= 5:
+        raise ApplicationError(f"priority must be 0–5, got {priority}.")
+    if not isinstance(run_settings or {}, dict):
+        raise ApplicationError("settings must be an object.")
+    options = dict(run_settings or {})
+    if "script" in options:
+        from runs.backends.scripted import validate_script
+
+        try:
+            validate_script(options["script"])
+        except ValueError as exc:
+            raise ApplicationError(f"settings.script: {exc}.") from exc
+    queued = ExecutionRun.objects.filter(status=Status.QUEUED).count()
+    if queued >= settings.AUTOPILOT_QUEUE_MAX:
+        raise CapacityExceeded(f"The run queue is full ({queued} queued runs); try again later.")
+    redactor = Redactor.for_project(project)
+    run = ExecutionRun.objects.create(
+        project=project,
+        task=task,
+        role=role,
+        agent_backend=agent,
+        model=model or "",
+        prompt=redactor(prompt),
+        autonomy_mode=project.autonomy_mode,
+        priority=priority,
+        settings=options,
+        budget_usd=budget,
+        max_turns=turns,
+        max_wall_seconds=wall,
+        attempt=attempt,
+        retry_of=retry_of,
+        resumed_from=resumed_from,
+        created_by=_actor(actor),
+        queued_at=timezone.now(),
+    )
+    record_event(
+        kind="executionrun.created",
+        subject=run,
+        actor=actor,
+        data={"task": run.task_id, "agent": agent, "model": run.model, "role": role, "attempt": attempt,
+              "retry_of": getattr(retry_of, "pk", None), "resumed_from": getattr(resumed_from, "pk", None)},
+    )
+    if enqueue:
+        run_id = run.pk
+        transaction.on_commit(lambda: enqueue_run(run_id))
+    return run
+
+
+def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> ExecutionRun:
+    """A new attempt of a finished run (same project, task, prompt, backend, limits)."""
+    run.refresh_from_db()
+    if not run.is_terminal:
+        raise Conflict(f"Run #{run.pk} is still {run.status}; stop it before retrying.")
+    return run_create(
+        project=run.project, prompt=run.prompt, task=run.task, role=run.role, agent_backend=run.agent_backend,
+        model=run.model, budget_usd=run.budget_usd, max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds,
+        priority=run.priority, actor=actor, enqueue=enqueue, run_settings=run.settings, retry_of=run,
+        attempt=run.attempt + 1,
+    )
+
+
+def run_resume(*, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = True, run_settings: dict | None = None) -> ExecutionRun:
+    """Continue a finished or interrupted run: a new run with the backend session id and a new prompt,
+    in the same worktree and branch when they still exist."""
+    run.refresh_from_db()
+    if not run.is_terminal:
+        raise Conflict(f"Run #{run.pk} is still {run.status}; send it a message instead, or stop it first.")
+    if not (prompt or "").strip():
+        raise ApplicationError("Resuming needs a prompt (what the agent should do next).")
+    inherited = {k: v for k, v in (run.settings or {}).items() if k != "script"}
+    inherited.update(run_settings or {})
+    return run_create(
+        project=run.project, prompt=prompt, task=run.task, role=run.role, agent_backend=run.agent_backend,
+        model=run.model, budget_usd=run.budget_usd, max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds,
+        priority=run.priority, actor=actor, enqueue=enqueue, run_settings=inherited, resumed_from=run,
+        attempt=run.attempt,
+    )
+
+
+# --- Stop -----------------------------------------------------------------------------------------
+
+
+def _local_pid_alive(owner: str, pid: int | None) -> bool:
+    from runs.context import pid_alive
+    from runs.worker import parse_lease_owner
+
+    host, owner_pid = parse_lease_owner(owner)
+    return host == socket.gethostname() and pid_alive(owner_pid or pid)
+
+
+def _kill_children(run: ExecutionRun) -> list[int]:
+    from runs.guard import kill_group
+    from runs.worker import parse_lease_owner
+
+    host, _ = parse_lease_owner(run.lease_owner)
+    if host and host != socket.gethostname():
+        return []
+    return [pid for pid in (run.child_pids or []) if isinstance(pid, int) and kill_group(pid)]
+
+
+def _finish_fields(reason: str) -> dict:
+    return {
+        "status_reason": reason,
+        "ended_at": timezone.now(),
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "child_pids": [],
+    }
+
+
+def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = False) -> ExecutionRun:
+    """Ask a run to stop. Queued → cancelled at once. Running → the worker notices within about a
+    second, interrupts the agent and ends the run cancelled; with force it also kills the agent's
+    process groups after a grace period. A forced stop of a run whose worker is gone (lease expired
+    or its process dead) cancels it here and now."""
+    who = _who(actor)
+    text = f"stopped by {who}" + (f": {reason}" if reason else "")
+    finished = False
+    with transaction.atomic():
+        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        if locked.is_terminal:
+            raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
+        if locked.status == Status.QUEUED:
+            transition(locked, Status.CANCELLED, actor=actor, reason=f"cancelled by {who} before it started",
+                       fields=_finish_fields(f"cancelled by {who} before it started" + (f": {reason}" if reason else "")))
+            finished = True
+        else:
+            now = timezone.now()
+            changes = {"stop_force": locked.stop_force or force}
+            if locked.stop_requested_at is None:
+                changes.update(stop_requested_at=now, status_reason=text)
+            ExecutionRun.objects.filter(pk=locked.pk).update(**changes)
+            record_event(kind="executionrun.stop_requested", subject=locked, actor=actor,
+                         data={"force": force, "reason": reason})
+            worker_gone = (
+                locked.lease_expires_at is None
+                or locked.lease_expires_at < now
+                or not _local_pid_alive(locked.lease_owner, locked.pid) and _is_local(locked.lease_owner)
+            )
+            if force and worker_gone:
+                _kill_children(locked)
+                transition(locked, Status.CANCELLED, actor=actor, reason=text, fields=_finish_fields(text + " (forced)"))
+                finished = True
+        if finished:
+            run_id = locked.pk
+            transaction.on_commit(lambda: _hook("on_run_finished", run_id))
+    run.refresh_from_db()
+    return run
+
+
+def _is_local(owner: str) -> bool:
+    from runs.worker import parse_lease_owner
+
+    host, _ = parse_lease_owner(owner)
+    return host == socket.gethostname()
+
+
+def _hook(name: str, run_id: int) -> None:
+    from runs.worker import _hook as call
+
+    call(name, run_id)
+
+
+# --- Approvals, advance, messages -----------------------------------------------------------------
+
+
+def _decide(*, step: ExecutionStep, actor, approve: bool, text: str) -> ExecutionStep:
+    who = _who(actor)
+    with transaction.atomic():
+        locked = ExecutionStep.objects.select_for_update().select_related("run").get(pk=step.pk)
+        if locked.status != StepStatus.NEEDS_APPROVAL:
+            raise Conflict(f"Step {locked.seq} of run #{locked.run_id} is {locked.status}, not waiting for approval.")
+        redactor = Redactor.for_project(locked.run.project)
+        note = redactor(text or "")
+        fields = {"decided_by": _actor(actor), "decision_note": note, "decided_at": timezone.now()}
+        if approve:
+            transition(locked, StepStatus.RUNNING, actor=actor, reason=f"approved by {who}", fields=fields,
+                       event_data={"run": locked.run_id})
+        else:
+            fields.update(output=f"Rejected by {who}: {note}", ended_at=timezone.now())
+            transition(locked, StepStatus.SKIPPED, actor=actor, reason=f"rejected by {who}", fields=fields,
+                       event_data={"run": locked.run_id})
+        run = ExecutionRun.objects.select_for_update().get(pk=locked.run_id)
+        record_event(
+            kind="executionstep.approved" if approve else "executionstep.rejected",
+            subject=run, actor=actor, data={"step": locked.pk, "seq": locked.seq, "by": who, "note": note},
+        )
+        waiting = ExecutionStep.objects.filter(run_id=run.pk, status=StepStatus.NEEDS_APPROVAL).exists()
+        if run.status == Status.WAITING_APPROVAL and not waiting:
+            transition(run, Status.RUNNING, actor=actor, reason=f"{'approved' if approve else 'rejected'} by {who}",
+                       fields={"status_reason": ""})
+    return locked
+
+
+def _step_of(run: ExecutionRun, seq: int | None, status: str) -> ExecutionStep:
+    steps = ExecutionStep.objects.filter(run=run)
+    if seq is not None:
+        step = steps.filter(seq=seq).first()
+        if step is None:
+            raise ApplicationError(f"Run #{run.pk} has no step {seq}.")
+        return step
+    step = steps.filter(status=status).order_by("seq").first()
+    if step is None:
+        raise Conflict(f"Run #{run.pk} has no step {status.replace('_', ' ')}.")
+    return step
+
+
+def run_approve(*, step: ExecutionStep | None = None, run: ExecutionRun | None = None, seq: int | None = None,
+                actor=None, note: str = "") -> ExecutionStep:
+    """Approve a step waiting for approval (by step, or by run + seq / the run's oldest waiting step)."""
+    step = step or _step_of(run, seq, StepStatus.NEEDS_APPROVAL)
+    return _decide(step=step, actor=actor, approve=True, text=note)
+
+
+def run_reject(*, step: ExecutionStep | None = None, run: ExecutionRun | None = None, seq: int | None = None,
+               actor=None, message: str = "") -> ExecutionStep:
+    """Reject a step; `message` goes back to the agent as the tool's result."""
+    if not (message or "").strip():
+        raise ApplicationError("A rejection needs a message for the agent (what to do instead).")
+    step = step or _step_of(run, seq, StepStatus.NEEDS_APPROVAL)
+    return _decide(step=step, actor=actor, approve=False, text=message.strip())
+
+
+def run_advance(*, run: ExecutionRun, actor=None) -> ExecutionStep:
+    """Step-through mode (settings.step_through): release the run's next pending step.
+
+    The backend creates each step as `pending` and waits; advancing moves the oldest pending step to
+    `running`, the agent performs it and prepares the next one. A step waiting for approval must be
+    approved or rejected instead.
+    """
+    with transaction.atomic():
+        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        if locked.is_terminal:
+            raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
+        if ExecutionStep.objects.filter(run=locked, status=StepStatus.NEEDS_APPROVAL).exists():
+            raise Conflict(f"Run #{locked.pk} is waiting for an approval; approve or reject the step instead.")
+        step = ExecutionStep.objects.select_for_update().filter(run=locked, status=StepStatus.PENDING).order_by("seq").first()
+        if step is None:
+            hint = "" if (locked.settings or {}).get("step_through") else " (it does not run step by step)"
+            raise Conflict(f"Run #{locked.pk} has no pending step to advance{hint}.")
+        transition(step, StepStatus.RUNNING, actor=actor, reason=f"advanced by {_who(actor)}", event_data={"run": locked.pk})
+        record_event(kind="executionrun.advanced", subject=locked, actor=actor, data={"step": step.pk, "seq": step.seq})
+    return step
+
+
+@transaction.atomic
+def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
+    """A human's message; delivered to a running agent between turns without stopping it."""
+    body = (body or "").strip()
+    if not body:
+        raise ApplicationError("A message needs a body.")
+    locked = ExecutionRun.objects.select_for_update().select_related("project").get(pk=run.pk)
+    redactor = Redactor.for_project(locked.project, locked.worktree_path or None)
+    message = RunMessage.objects.create(run=locked, author=_actor(actor), body=redactor(body),
+                                        delivered_at=timezone.now() if locked.is_terminal else None)
+    record_event(kind="executionrun.message", subject=locked, actor=actor,
+                 data={"message": message.pk, "body": message.body[:500], "delivered": message.delivered_at is not None})
+    return message
+
+
+# --- Rollback -------------------------------------------------------------------------------------
+
+
+def run_rollback(*, run: ExecutionRun, actor=None) -> dict:
+    """Put the run's worktree and branch back to its base commit, verified byte for byte."""
+    with transaction.atomic():
+        locked = ExecutionRun.objects.select_for_update().select_related("project").get(pk=run.pk)
+        if not locked.is_terminal:
+            raise Conflict(f"Run #{locked.pk} is {locked.status}; stop it before rolling it back.")
+        if not locked.base_commit or not locked.branch:
+            raise ApplicationError(f"Run #{locked.pk} never got a workspace; nothing to roll back.")
+        previous = locked.head_commit
+        path = Path(locked.worktree_path) if locked.worktree_path else None
+        if path is not None and workspace.is_worktree(path):
+            differences = workspace.rollback_worktree(path, locked.base_commit)
+            if differences:
+                raise ApplicationError(
+                    f"Rollback of run #{locked.pk} could not be verified; these files differ from the base commit: "
+                    + ", ".join(differences[:20])
+                )
+        else:
+            workspace.git(locked.project.repo_path, "branch", "-f", locked.branch, locked.base_commit)
+        ExecutionStep.objects.filter(
+            run=locked, status=StepStatus.COMPLETED, kind__in=[ExecutionStep.Kind.WRITE_FILE, ExecutionStep.Kind.EDIT_FILE]
+        ).update(status=StepStatus.ROLLED_BACK)
+        ExecutionRun.objects.filter(pk=locked.pk).update(head_commit=locked.base_commit, diff_summary={"files": [], "added": 0, "removed": 0})
+        record_event(kind="executionrun.rolled_back", subject=locked, actor=actor,
+                     data={"base_commit": locked.base_commit, "previous_head": previous, "verified": True})
+    run.refresh_from_db()
+    return {"run": run.pk, "base_commit": run.base_commit, "previous_head": previous, "verified": True}
+
+
+def step_rollback(*, step: ExecutionStep, actor=None) -> dict:
+    """Restore the file a native/scripted step changed to its previous bytes (or remove it if it did not
+    exist), verify, and commit the restore on the run's branch."""
+    with transaction.atomic():
+        locked = ExecutionStep.objects.select_for_update().select_related("run__project").get(pk=step.pk)
+        run = locked.run
+        if not run.is_terminal:
+            raise Conflict(f"Run #{run.pk} is {run.status}; stop it before rolling back one of its steps.")
+        data = locked.rollback or {}
+        if locked.status != StepStatus.COMPLETED or not data.get("path"):
+            raise Conflict(f"Step {locked.seq} of run #{run.pk} has nothing to roll back ({locked.status}, {locked.kind}).")
+        if not run.worktree_path or not workspace.is_worktree(run.worktree_path):
+            raise ApplicationError(f"Run #{run.pk}'s worktree was removed; roll back the whole run instead.")
+        later = (
+            ExecutionStep.objects.filter(run=run, seq__gt=locked.seq, status=StepStatus.COMPLETED, rollback__path=data["path"])
+            .order_by("-seq").values_list("seq", flat=True).first()
+        )
+        if later is not None:
+            raise Conflict(f"Step {later} changed {data['path']} later; roll that step back first.")
+        root = Path(run.worktree_path).resolve()
+        target = (root / data["path"]).resolve()
+        if not target.is_relative_to(root):
+            raise ApplicationError("The step's rollback path is outside the worktree.")
+        ok = workspace.restore_snapshot(target, data)
+        if not ok:
+            raise ApplicationError(f"Could not verify the restored bytes of {data['path']}.")
+        head = workspace.commit_all(root, f"autopilot: roll back step {locked.seq} of run #{run.pk}") or run.head_commit
+        summary = workspace.diff_summary(root, run.base_commit, head)
+        transition(locked, StepStatus.ROLLED_BACK, actor=actor, reason=f"rolled back by {_who(actor)}",
+                   event_data={"run": run.pk})
+        ExecutionRun.objects.filter(pk=run.pk).update(head_commit=head, diff_summary=summary)
+        record_event(kind="executionstep.rolled_back", subject=run, actor=actor,
+                     data={"step": locked.pk, "seq": locked.seq, "path": data["path"], "verified": True})
+    return {"step": locked.pk, "path": data["path"], "verified": True, "head_commit": head}
+
+
+# --- Leases and retention -------------------------------------------------------------------------
+
+
+def reap_expired_leases(now=None) -> list[int]:
+    """Fail active runs whose lease expired (worker killed, machine lost); kill leftover agent processes
+    when they are on this machine. The manager decides whether to retry."""
+    now = now or timezone.now()
+    reaped = []
+    candidates = list(
+        ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE), lease_expires_at__lt=now).values_list("pk", flat=True)
+    )
+    for run_id in candidates:
+        with transaction.atomic():
+            locked = ExecutionRun.objects.select_for_update().filter(pk=run_id).first()
+            if locked is None or locked.status not in ExecutionRun.ACTIVE:
+                continue
+            if locked.lease_expires_at is None or locked.lease_expires_at >= now:
+                continue
+            killed = _kill_children(locked)
+            reason = "worker lost: lease expired"
+            transition(locked, Status.FAILED, reason=reason, fields=_finish_fields(reason),
+                       event_data={"lease_owner": locked.lease_owner, "killed": killed})
+            transaction.on_commit(lambda rid=run_id: _hook("on_run_finished", rid))
+        reaped.append(run_id)
+    return reaped
+
+
+def cleanup_worktrees(*, older_than_days: int | None = None, keep_last: int | None = None, now=None) -> dict:
+    """Remove worktrees of finished runs older than N days, keeping each project's last N (branches are
+    kept). A path still used by an unfinished run (a resume) is never removed. Reports disk use."""
+    now = now or timezone.now()
+    days = older_than_days if older_than_days is not None else getattr(settings, "AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
+    keep = keep_last if keep_last is not None else getattr(settings, "AUTOPILOT_WORKTREE_KEEP_LAST", 20)
+    cutoff = now - timedelta(days=days)
+    with_path = ExecutionRun.objects.exclude(worktree_path="").filter(worktree_removed_at__isnull=True)
+    in_use = set(with_path.exclude(status__in=list(ExecutionRun.TERMINAL)).values_list("worktree_path", flat=True))
+    removed, freed_paths = [], set()
+    finished = with_path.filter(status__in=list(ExecutionRun.TERMINAL)).select_related("project").order_by("project_id", "-ended_at", "-pk")
+    seen: dict[int, int] = {}
+    for run in finished:
+        seen[run.project_id] = seen.get(run.project_id, 0) + 1
+        if seen[run.project_id] <= keep or run.ended_at is None or run.ended_at > cutoff:
+            continue
+        if run.worktree_path in in_use or run.worktree_path in freed_paths:
+            continue
+        newer_active = ExecutionRun.objects.filter(worktree_path=run.worktree_path, ended_at__gt=cutoff).exists()
+        if newer_active:
+            continue
+        workspace.remove_worktree(run.project.repo_path, run.worktree_path)
+        freed_paths.add(run.worktree_path)
+    if freed_paths:
+        removed = list(ExecutionRun.objects.filter(worktree_path__in=freed_paths).values_list("pk", flat=True))
+        ExecutionRun.objects.filter(worktree_path__in=freed_paths).update(worktree_removed_at=now)
+    return {"removed_runs": sorted(removed), "removed_paths": sorted(freed_paths), "disk_bytes": workspace.disk_usage()}

@@ -1,0 +1,326 @@
+"""Executing one run: claim → prepare → run the backend → commit → terminal status.
+
+Shaped like NetBox's JobRunner.handle: `RunWorker.handle()` starts the run, runs the backend and
+always terminates it; a known failure (BackendError, WorkspaceError, a limit, a stop) becomes its
+status with a reason, anything else becomes `failed` with the traceback in `run.error`.
+
+The database row is the source of truth, never the queue message:
+- `claim()` is a compare-and-set UPDATE (status queued and no lease owner → lease owner = this
+  worker, lease expiry), preceded on PostgreSQL by `select_for_update(skip_locked=True)`; only the
+  winner moves the run to `preparing`. A duplicate delivery or a run already claimed does nothing.
+- A heartbeat thread renews the lease every few seconds, notices stop requests within
+  STOP_POLL_SECONDS, interrupts the backend, and on a forced stop kills the agent's process groups
+  after a grace period. If the lease was taken away (reaped) the worker stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from autopilot.errors import InvalidTransition
+from autopilot.events import record_event
+from autopilot.state import transition
+from runs import budget, workspace
+from runs.backends import get_backend
+from runs.backends.base import BackendError, BackendResult, LimitExceeded, RunStopped
+from runs.context import WorkerRunContext, create_step
+from runs.models import ExecutionRun, ExecutionStep
+from runs.redaction import Redactor
+
+logger = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.25
+Status = ExecutionRun.Status
+
+
+def lease_seconds() -> int:
+    return int(settings.AUTOPILOT_LEASE_SECONDS)
+
+
+def stop_grace_seconds() -> float:
+    return float(getattr(settings, "AUTOPILOT_STOP_GRACE_SECONDS", 3))
+
+
+def new_lease_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def parse_lease_owner(owner: str) -> tuple[str, int | None]:
+    parts = (owner or "").split(":")
+    if len(parts) >= 3 and parts[-2].isdigit():
+        return ":".join(parts[:-2]), int(parts[-2])
+    return "", None
+
+
+def claim(run_id: int, owner: str) -> ExecutionRun | None:
+    """Claim a queued run for this worker; None if it is not queued or someone else won."""
+    now = timezone.now()
+    with transaction.atomic():
+        queued = ExecutionRun.objects.filter(pk=run_id, status=Status.QUEUED, lease_owner="")
+        if connection.vendor == "postgresql" and queued.select_for_update(skip_locked=True).first() is None:
+            return None
+        won = queued.update(
+            lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now, pid=os.getpid()
+        )
+        if not won:
+            return None
+        run = ExecutionRun.objects.select_related("project", "task", "resumed_from").get(pk=run_id)
+        transition(run, Status.PREPARING, reason="claimed by a worker", event_data={"worker": owner})
+    return run
+
+
+def execute_run(run_id: int) -> str:
+    """Entry point (django-q2 task and in-process CLI): claim and execute, or do nothing."""
+    close_old_connections()
+    owner = new_lease_owner()
+    run = claim(run_id, owner)
+    if run is None:
+        logger.info("run %s not claimed (not queued or claimed by another worker)", run_id)
+        return "not claimed"
+    RunWorker(run, owner).handle()
+    return ExecutionRun.objects.values_list("status", flat=True).get(pk=run_id)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, worker: RunWorker):
+        super().__init__(name=f"heartbeat-run-{worker.run.pk}", daemon=True)
+        self.worker = worker
+        self.done = threading.Event()
+
+    def run(self) -> None:  # noqa: C901 - one loop, several duties
+        worker = self.worker
+        renew_every = max(0.5, min(5.0, lease_seconds() / 3))
+        last_renew = time.monotonic()
+        stop_seen = False
+        kill_at: float | None = None
+        try:
+            while not self.done.wait(STOP_POLL_SECONDS):
+                row = (
+                    ExecutionRun.objects.filter(pk=worker.run.pk)
+                    .values("lease_owner", "stop_requested_at", "stop_force", "status_reason", "status")
+                    .first()
+                )
+                if row is None:
+                    break
+                now = time.monotonic()
+                if row["lease_owner"] != worker.owner:
+                    worker.lease_lost("lease taken over")
+                    break
+                if row["stop_requested_at"] and not stop_seen:
+                    stop_seen = True
+                    worker.stop(row["status_reason"] or "stopped by request")
+                if row["stop_force"] and kill_at is None and stop_seen:
+                    kill_at = now + stop_grace_seconds()
+                if kill_at is not None and now >= kill_at:
+                    worker.kill_children()
+                    kill_at = float("inf")
+                if now - last_renew >= renew_every:
+                    stamp = timezone.now()
+                    renewed = ExecutionRun.objects.filter(pk=worker.run.pk, lease_owner=worker.owner).update(
+                        lease_expires_at=stamp + timedelta(seconds=lease_seconds()), heartbeat_at=stamp
+                    )
+                    last_renew = now
+                    if not renewed:
+                        worker.lease_lost("lease taken over")
+                        break
+        except Exception:  # noqa: BLE001 - the heartbeat must never take the worker down
+            logger.exception("heartbeat of run %s failed", worker.run.pk)
+        finally:
+            connection.close()
+
+
+class RunWorker:
+    def __init__(self, run: ExecutionRun, owner: str):
+        self.run = run
+        self.owner = owner
+        self.backend = None
+        self.ctx: WorkerRunContext | None = None
+        self.ws: workspace.Workspace | None = None
+        self.heartbeat = Heartbeat(self)
+        self._stop_reason = ""
+        self._lost = False
+
+    # -- called from the heartbeat thread -------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        self._stop_reason = reason
+        if self.ctx is not None:
+            self.ctx.request_stop(reason)
+        if self.backend is not None:
+            try:
+                self.backend.interrupt()
+            except Exception:  # noqa: BLE001
+                logger.exception("interrupting run %s failed", self.run.pk)
+
+    def kill_children(self) -> None:
+        if self.ctx is not None:
+            killed = self.ctx.kill_processes()
+            logger.warning("run %s: forced stop killed process groups %s", self.run.pk, killed)
+
+    def lease_lost(self, reason: str) -> None:
+        self._lost = True
+        if self.ctx is not None:
+            self.ctx.lease_lost = True
+        self.stop(reason)
+        self.kill_children()
+
+    # -- the job --------------------------------------------------------------------------------
+
+    def handle(self) -> None:
+        status, reason, error = Status.FAILED, "", ""
+        result: BackendResult | None = None
+        self.heartbeat.start()
+        try:
+            self.backend = get_backend(self.run.agent_backend)
+            self.prepare()
+            self.start()
+            result = self.backend.run(self.ctx)
+            if result.succeeded:
+                status, reason = Status.SUCCEEDED, _summary_reason(result.summary)
+            else:
+                status, reason = Status.FAILED, result.error or "the agent reported a failure"
+        except RunStopped as exc:
+            status, reason = Status.CANCELLED, str(exc) or self._stop_reason or "stopped by request"
+        except LimitExceeded as exc:
+            status, reason = exc.status, exc.reason
+        except (BackendError, workspace.WorkspaceError) as exc:
+            status, reason = Status.FAILED, str(exc)
+        except InvalidTransition as exc:
+            status, reason = Status.FAILED, f"run changed state under the worker: {exc.message}"
+        except Exception as exc:  # noqa: BLE001 - anything unexpected fails the run with its traceback
+            logger.exception("run %s crashed", self.run.pk)
+            status, reason, error = Status.FAILED, f"unexpected error: {type(exc).__name__}: {exc}", traceback.format_exc()
+        finally:
+            self.heartbeat.done.set()
+            self.heartbeat.join(timeout=5)
+        if self._lost:
+            logger.warning("run %s: lease lost; leaving the run to whoever holds it", self.run.pk)
+            return
+        self.terminate(status, reason, error, result)
+
+    def prepare(self) -> None:
+        run = self.run
+        self.ws = workspace.create(run, reuse_from=run.resumed_from)
+        ExecutionRun.objects.filter(pk=run.pk).update(
+            worktree_path=str(self.ws.path), branch=self.ws.branch, base_commit=self.ws.base_commit
+        )
+        run.worktree_path, run.branch, run.base_commit = str(self.ws.path), self.ws.branch, self.ws.base_commit
+        home = Path(settings.DATA_DIR) / "run-homes" / f"run-{run.pk}"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        artifacts = Path(settings.AUTOPILOT_ARTIFACT_ROOT) / "runs" / str(run.pk)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        resume_id = run.resumed_from.backend_session_id if run.resumed_from_id else ""
+        self.ctx = WorkerRunContext(run=run, workspace=self.ws, home=home, artifacts_dir=artifacts, resume_session_id=resume_id)
+        if self._stop_reason:
+            self.ctx.request_stop(self._stop_reason)
+        if run.project.setup_script and not self.ws.reused:
+            self.setup()
+
+    def setup(self) -> None:
+        ctx = self.ctx
+        timeout = float(getattr(settings, "AUTOPILOT_SETUP_TIMEOUT", 600))
+        handle = ctx.begin_step(ExecutionStep.Kind.SETUP, input={"script": self.run.project.setup_script, "timeout": timeout})
+        code, output = workspace.run_setup(self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout)
+        if code == 0:
+            handle.complete(output, extra_input={"exit_code": code})
+            return
+        handle.fail(output, extra_input={"exit_code": code})
+        raise BackendError("setup script timed out" if code is None else f"setup script failed (exit {code})")
+
+    def start(self) -> None:
+        ctx = self.ctx
+        ctx.check()
+        with transaction.atomic():
+            transition(self.run, Status.RUNNING, reason="agent started", fields={"started_at": timezone.now()})
+            run_id = self.run.pk
+            transaction.on_commit(lambda: _hook("on_run_started", run_id))
+
+    def terminate(self, status: str, reason: str, error: str, result: BackendResult | None) -> None:
+        run = self.run
+        redactor = self.ctx.redactor if self.ctx else Redactor.for_project(run.project)
+        fields: dict = {}
+        if self.ws is not None:
+            try:
+                fields.update(self.commit())
+            except workspace.WorkspaceError as exc:
+                if status == Status.SUCCEEDED:
+                    status, reason = Status.FAILED, f"could not commit the run's changes: {exc}"
+                error = error or str(exc)
+        if result is not None:
+            if result.session_id:
+                fields["backend_session_id"] = result.session_id[:200]
+            if result.summary:
+                fields["result_summary"] = redactor(result.summary)
+            if result.total_cost_usd is not None:
+                recorded = budget.run_cost(run.pk)
+                missing = Decimal(str(result.total_cost_usd)) - recorded
+                if missing > 0:
+                    budget.usage_record(run=run, model=run.model or run.agent_backend, cost_usd=missing,
+                                        input_tokens=int(result.usage.get("input_tokens", 0)),
+                                        output_tokens=int(result.usage.get("output_tokens", 0)))
+            if result.turns is not None:
+                fields["turns"] = max(result.turns, ExecutionRun.objects.values_list("turns", flat=True).get(pk=run.pk))
+        fields.update(
+            status_reason=redactor(reason)[:5000],
+            error=redactor(error),
+            ended_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+            child_pids=[],
+        )
+        with transaction.atomic():
+            current = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+            if current.is_terminal or current.lease_owner != self.owner:
+                # Force-cancelled by a human or reaped meanwhile: keep its status, record the commit.
+                keep = {k: v for k, v in fields.items() if k in {"head_commit", "diff_summary", "backend_session_id"}}
+                if keep:
+                    ExecutionRun.objects.filter(pk=run.pk).update(**keep)
+                return
+            transition(current, status, reason=fields["status_reason"], fields=fields)
+            transaction.on_commit(lambda: _hook("on_run_finished", run.pk))
+
+    def commit(self) -> dict:
+        run, ws = self.run, self.ws
+        head = workspace.commit_all(ws.path, workspace.commit_message(run))
+        if head is None:
+            head = workspace.git(ws.path, "rev-parse", "HEAD")
+        summary = workspace.diff_summary(ws.path, ws.base_commit, head)
+        if head != ws.base_commit and self.ctx is not None:
+            create_step(
+                run=run, kind=ExecutionStep.Kind.COMMIT, redactor=self.ctx.redactor, artifacts_dir=self.ctx.artifacts_dir,
+                tool_name="git commit", input={"branch": ws.branch, "message": workspace.commit_message(run)},
+                status=ExecutionStep.Status.COMPLETED,
+                output=f"{head[:12]} on {ws.branch}: {len(summary['files'])} file(s), +{summary['added']} -{summary['removed']}",
+            )
+        return {"head_commit": head, "diff_summary": summary}
+
+
+def _summary_reason(summary: str) -> str:
+    first = (summary or "").strip().splitlines()
+    return ("agent finished: " + first[0][:300]) if first else "agent finished"
+
+
+def _hook(name: str, run_id: int) -> None:
+    from autopilot.manager import hooks
+
+    try:
+        getattr(hooks, name)(run_id)
+    except Exception:  # noqa: BLE001 - the manager's reaction must never undo the run's outcome
+        logger.exception("manager hook %s(%s) failed", name, run_id)
+
+
+def record_worker_event(run: ExecutionRun, kind: str, data: dict) -> None:
+    record_event(kind=kind, subject=run, data=data)

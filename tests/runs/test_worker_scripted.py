@@ -1,0 +1,60 @@
+"""A scripted run executed by the real worker code, in a real git worktree."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs import services
+from runs.models import ExecutionRun, ExecutionStep
+from runs.worker import execute_run
+from tests.gitrepo import git
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_scripted_run_writes_runs_and_commits_on_its_branch_only(project):
+    # given a project on a real repository and a scripted run that writes a file and runs a command
+    base_before = git(project.repo_path, "rev-parse", "main")
+    script = [
+        {"write": "hello.txt", "content": "hello\n"},
+        {"run": "cat hello.txt"},
+        {"finish": "wrote hello"},
+    ]
+    run = services.run_create(project=project, prompt="say hello", run_settings={"script": script}, enqueue=False)
+
+    # when the worker executes it
+    assert execute_run(run.pk) == "succeeded"
+
+    # then the change is committed on the run's branch, and the base branch is untouched
+    run.refresh_from_db()
+    assert run.status == ExecutionRun.Status.SUCCEEDED
+    assert run.branch == f"autopilot/run-{run.pk}"
+    assert git(project.repo_path, "rev-parse", "main") == base_before
+    assert run.base_commit == base_before
+    assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hello"
+    assert "hello.txt" not in git(project.repo_path, "ls-tree", "--name-only", "main")
+    assert git(project.repo_path, "status", "--porcelain") == ""
+    assert git(project.repo_path, "log", "-1", "--format=%s", run.branch) == f"autopilot: say hello (run #{run.pk})"
+    assert run.diff_summary == {"files": [{"path": "hello.txt", "added": 1, "removed": 0}], "added": 1, "removed": 0}
+    steps = list(run.steps.order_by("seq"))
+    assert [s.kind for s in steps] == ["write_file", "run_terminal", "finish", "commit"]
+    assert [s.seq for s in steps] == [1, 2, 3, 4]
+    assert steps[0].diff.startswith("--- /dev/null\n+++ b/hello.txt")
+    assert steps[0].rollback == {"path": "hello.txt", "before_b64": None, "absent": True}
+    assert "hello" in steps[1].output and steps[1].status == ExecutionStep.Status.COMPLETED
+    assert run.first_step_at is not None and run.started_at is not None and run.ended_at is not None
+    assert run.lease_owner == "" and run.head_commit == git(project.repo_path, "rev-parse", run.branch)
+
+
+def test_duplicate_delivery_does_nothing(project):
+    # given a run that already ran
+    run = services.run_create(project=project, prompt="x", run_settings={"script": [{"finish": "ok"}]}, enqueue=False)
+    execute_run(run.pk)
+    steps = ExecutionStep.objects.filter(run=run).count()
+
+    # when the queue delivers it again
+    outcome = execute_run(run.pk)
+
+    # then nothing happens
+    assert outcome == "not claimed"
+    assert ExecutionStep.objects.filter(run=run).count() == steps
