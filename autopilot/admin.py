@@ -23,6 +23,10 @@ from autopilot.errors import ApplicationError
 from autopilot.models import AutonomyMode, Event, FileStat, Project, ProjectMembership, Proposal
 from autopilot.state import transition
 
+admin.site.site_header = "Autopilot back-office"
+admin.site.site_title = "Autopilot admin"
+admin.site.index_title = "Projects, plans, runs and the event log"
+
 
 def count_of(model, fk: str, outer: str = "pk", **filters) -> Coalesce:
     """A correlated COUNT subquery: `model` rows whose `fk` equals the outer row's `outer`."""
@@ -70,6 +74,15 @@ class ProjectAdminForm(forms.ModelForm):
                 )
             except ApplicationError as exc:
                 self.add_error("repo_path", exc.message)
+        # The services check these too; checking here shows the message on the field instead of a 500.
+        if "model_matrix" in self.changed_data and "model_matrix" in cleaned:
+            try:
+                services._validate_model_matrix(cleaned["model_matrix"])
+            except ApplicationError as exc:
+                self.add_error("model_matrix", exc.message)
+        allowlist = cleaned.get("command_allowlist")
+        if allowlist is not None and not (isinstance(allowlist, list) and all(isinstance(i, str) and i for i in allowlist)):
+            self.add_error("command_allowlist", 'A JSON list of program names, e.g. ["pytest", "ruff"].')
         phase = cleaned.get("active_phase")
         if phase is not None and self.instance.pk and phase.project_id != self.instance.pk:
             self.add_error("active_phase", "The active phase must be a plan node of this project.")
@@ -125,6 +138,7 @@ class ProjectAdmin(admin.ModelAdmin):
     actions = [
         "pause_autopilot",
         "resume_autopilot",
+        "tick_now",
         *(_set_mode_action(mode) for mode in AutonomyMode.values),
     ]
     fieldsets = (
@@ -247,6 +261,14 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the autopilot")
     def resume_autopilot(self, request, queryset):
         self.apply_autonomy(request, queryset, "Resumed", paused=False)
+
+    @admin.action(description="Run a manager tick now")
+    def tick_now(self, request, queryset):
+        from autopilot.manager.tick import tick_all
+
+        report = tick_all(reason="admin", actor=request.user, project_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} proposed, "
+                                   f"{report.promoted} task(s) became ready.", messages.SUCCESS)
 
 
 @admin.register(ProjectMembership)

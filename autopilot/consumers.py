@@ -1,11 +1,14 @@
 """Live events over websockets: `/ws/events/?project=ID[&subject=executionrun.ID][&after=EVENT_ID]`.
 
 On connect the client gets every event after `after` from the table (so a reconnect misses nothing),
-then live pushes from the channel layer. Messages are `{"type": "event", "event": {...}}`.
+then live pushes from the channel layer. Messages are `{"type": "event", "event": {...}}`. When more
+than REPLAY_LIMIT events were missed, the replay stops there and a `{"type": "resync"}` message tells
+the client to reload its state instead (app.js reloads the page).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -16,13 +19,15 @@ from autopilot.models import Event, Project
 from autopilot.permissions import has_role
 
 REPLAY_LIMIT = 500
+SENT_MEMORY = 2000  # ids remembered to drop duplicates between the replay and live pushes
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         params = parse_qs(self.scope.get("query_string", b"").decode())
         self.groups_joined: list[str] = []
-        self.last_id = 0
+        self.sent_ids: set[int] = set()
+        self.sent_order: deque[int] = deque()
         try:
             project_id = int(params.get("project", [""])[0])
             after = int(params.get("after", ["0"])[0] or 0)
@@ -47,8 +52,11 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
-        for payload in await self._replay(after):
+        replayed = await self._replay(after)
+        for payload in replayed[:REPLAY_LIMIT]:
             await self._forward(payload)
+        if len(replayed) > REPLAY_LIMIT:
+            await self.send_json({"type": "resync", "reason": f"more than {REPLAY_LIMIT} events were missed"})
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", []):
@@ -58,10 +66,16 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         await self._forward(message["event"])
 
     async def _forward(self, payload):
-        # Replay and live pushes can overlap; ids are increasing, so drop what was already sent.
-        if payload["id"] <= self.last_id:
+        # Replay and live pushes overlap (the group is joined before the replay query), so drop what
+        # was already sent. By id, not "id <= last": on PostgreSQL a lower id can commit (and be
+        # pushed) after a higher one.
+        event_id = payload["id"]
+        if event_id in self.sent_ids:
             return
-        self.last_id = payload["id"]
+        self.sent_ids.add(event_id)
+        self.sent_order.append(event_id)
+        if len(self.sent_order) > SENT_MEMORY:
+            self.sent_ids.discard(self.sent_order.popleft())
         await self.send_json({"type": "event", "event": payload})
 
     @database_sync_to_async
@@ -77,4 +91,4 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         events = Event.objects.filter(project_id=self.project_id, id__gt=after)
         if self.subject:
             events = events.filter(subject_type=self.subject[0], subject_id=self.subject[1])
-        return [serialize_event(e) for e in events.order_by("id")[:REPLAY_LIMIT]]
+        return [serialize_event(e) for e in events.order_by("id")[: REPLAY_LIMIT + 1]]

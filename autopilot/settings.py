@@ -269,6 +269,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing root before collectstatic (tests)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -293,6 +294,9 @@ AUTOPILOT_QUEUE_MAX = env_int("AUTOPILOT_QUEUE_MAX", 200)
 AUTOPILOT_MAX_BLUEPRINT_BYTES = env_int("AUTOPILOT_MAX_BLUEPRINT_BYTES", 50 * 1024 * 1024)
 AUTOPILOT_LEASE_SECONDS = env_int("AUTOPILOT_LEASE_SECONDS", 60)
 AUTOPILOT_TICK_SECONDS = env_int("AUTOPILOT_TICK_SECONDS", 60)
+# Manager retry policy: a failed task waits base × 2^(attempts-1) seconds (capped) before its next attempt.
+AUTOPILOT_RETRY_BACKOFF_SECONDS = env_int("AUTOPILOT_RETRY_BACKOFF_SECONDS", 30)
+AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS = env_int("AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS", 3600)
 AUTOPILOT_DEFAULT_AGENT = os.environ.get("AUTOPILOT_DEFAULT_AGENT", "scripted")
 AUTOPILOT_DEFAULT_MODEL = os.environ.get("AUTOPILOT_DEFAULT_MODEL", "claude-sonnet-4-5")
 

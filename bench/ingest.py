@@ -98,14 +98,22 @@ def main() -> int:
                  .values_list("start", "end"))
     edit_every = 100
     cut_points = sorted({end for i, (start, end) in enumerate(nodes) if i % edit_every == 50})
-    pieces, last = [], 0
-    for n, pos in enumerate(cut_points):
-        pieces.append(text[last:pos])
-        pieces.append(f"\n\nEdited for the benchmark ({n}).\n\n")
-        last = pos
-    pieces.append(text[last:])
-    edited = "".join(pieces)
-    re_ingest = ingest_blueprint(project=project, text=edited)
+
+    def edited(round_: int) -> str:
+        pieces, last = [], 0
+        for n, pos in enumerate(cut_points):
+            pieces.append(text[last:pos])
+            pieces.append(f"\n\nEdited for the benchmark (round {round_}, section {n}).\n\n")
+            last = pos
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    # Each round is a new version whose edited sections differ from the previous version's (best of N).
+    re_ingest = None
+    for round_ in range(args.repeat):
+        result = ingest_blueprint(project=project, text=edited(round_))
+        if re_ingest is None or result.elapsed_s < re_ingest.elapsed_s:
+            re_ingest = result
 
     # Memory: an untimed ingestion into another fresh project, under tracemalloc.
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -131,7 +139,8 @@ def main() -> int:
     print(f"ratio ingest / markdown-it-py: {ratio:.2f}  (target <= 1.0: {'OK' if ratio <= 1.0 else 'MISSED'})")
     print(f"headings: {headings:,} vs markdown-it-py {reference_headings:,}: "
           f"{'OK' if headings == reference_headings else 'MISMATCH'}")
-    print(f"re-ingest with {len(cut_points)} of {len(nodes):,} sections edited ({len(cut_points) / len(nodes):.1%}): "
+    print(f"re-ingest (best of {args.repeat}) with {len(cut_points)} of {len(nodes):,} sections edited "
+          f"({len(cut_points) / len(nodes):.1%}): "
           f"{re_ingest.elapsed_s:.3f} s = {re_ratio:.1%} of the first ingest (target <= 25%: "
           f"{'OK' if re_ratio <= 0.25 else 'MISSED'})  [parse {re_ingest.timings.get('parse_s', 0):.3f} s, "
           f"persist {re_ingest.timings.get('persist_s', 0):.3f} s, tasks {re_ingest.timings.get('tasks_s', 0):.3f} s]")

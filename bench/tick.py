@@ -40,6 +40,7 @@ def child(projects: int, tasks: int, seed: int) -> dict:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -48,8 +49,6 @@ def child(projects: int, tasks: int, seed: int) -> dict:
     from autopilot.models import Project
     from blueprints.models import Task, TaskDependency
     from runs.models import ExecutionRun
-
-    from django.conf import settings
 
     call_command("migrate", verbosity=0, interactive=False)
     if "channels" in settings.DATABASES:  # the embedded channel layer keeps its own SQLite file

@@ -1,62 +1,56 @@
 """Back-office for blueprints, ingestion jobs, the plan tree, tasks and dependencies.
 
-- History is not editable: a blueprint's source, hash and version are read-only once created;
-  ingestion jobs are read-only; status fields are read-only everywhere and change only through
-  actions that call autopilot.state.transition (locked, checked against TRANSITIONS, recorded).
+- Writes go through blueprints.services (and so through autopilot.state.transition for statuses):
+  each change is an Event naming the admin, and the manager is told when tasks change.
+- History is not editable: a blueprint's source, hash and version are read-only (new versions come
+  from ingestion: web, API or `autopilot blueprint ingest`, which parses, diffs and activates);
+  ingestion jobs are read-only (a failed one can be retried); status fields are read-only everywhere
+  and change only through actions.
 - A blueprint can have 5,000+ plan nodes. Its change page shows a read-only inline capped at
   PLAN_NODE_INLINE_LIMIT nodes in document order, plus a link to the PlanNode changelist filtered
-  on the blueprint (paginated, searchable, filterable) — the page stays fast whatever the size.
-- Dependencies are shown read-only (inline and changelist; deleting one is allowed): adding one
-  needs the same-project and no-cycle checks of the blueprint services (API and CLI).
+  on the blueprint (paginated, searchable, filterable): the page costs the same whatever the size.
+- Dependencies are shown read-only (inline and changelist); deleting one goes through
+  dependency_remove. Adding one needs the no-cycle check with a readable error: the task board,
+  the API and `autopilot task depend` do that.
 - No query per row: counts are annotated subqueries, FKs in lists are select_related, FKs to big
   tables use raw_id_fields.
 """
 
 from __future__ import annotations
 
-import hashlib
-
+from django import forms
 from django.contrib import admin
-from django.db import transaction
-from django.db.models import Max
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
 from autopilot.admin import count_of, report_outcome
 from autopilot.errors import ApplicationError
-from autopilot.state import transition
+from blueprints import services
+from blueprints.ingestion import PLAN_NODE_EDITABLE, blueprint_update, ingestion_job_retry, plan_node_update
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
 
 PLAN_NODE_INLINE_LIMIT = 50
+SOURCE_PREVIEW_CHARS = 20_000
 
 
-def _tasks_changed(project_ids: set[int], reason: str) -> None:
-    from autopilot.manager import hooks
-
-    for project_id in sorted(project_ids):
-        transaction.on_commit(lambda pid=project_id: hooks.on_tasks_changed(pid, reason))
-
-
-def _transition_each(modeladmin, request, queryset, target: str, verb: str, **fields) -> set[int]:
-    """Move each selected row to `target` through the one transition function; returns touched projects."""
-    done, errors, projects = 0, [], set()
+def _each(modeladmin, request, queryset, verb: str, call) -> None:
+    """Call `call(obj)` for each selected row (in pk order); report successes and refusals."""
+    done, errors = 0, []
     for obj in queryset.order_by("pk"):
         try:
-            transition(obj, target, actor=request.user, reason=f"{verb.lower()} in admin", fields=fields or None)
+            call(obj)
             done += 1
-            projects.add(obj.project_id)
         except ApplicationError as exc:
-            errors.append(exc.message)
+            errors.append(f"#{obj.pk}: {exc.message}")
     report_outcome(modeladmin, request, done, errors, verb)
-    return projects
 
 
 # --- Blueprint ----------------------------------------------------------------------------------
 
 
 class LimitedInlineFormSet(BaseInlineFormSet):
-    """Only the first `limit` rows (in the model's ordering) are loaded and shown."""
+    """Only the first `limit` rows (in the inline's ordering) are loaded and shown."""
 
     limit = PLAN_NODE_INLINE_LIMIT
 
@@ -77,7 +71,10 @@ class PlanNodeInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = f"Plan nodes (first {PLAN_NODE_INLINE_LIMIT} in document order; see “All plan nodes” above)"
+    verbose_name_plural = f"Plan nodes (the first {PLAN_NODE_INLINE_LIMIT} in document order; “All plan nodes” above lists every one)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("summary")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -94,78 +91,47 @@ class BlueprintAdmin(admin.ModelAdmin):
     list_display = ("__str__", "project", "version", "status", "format", "size_bytes", "nodes", "created_at")
     list_filter = ("status", "format")
     list_select_related = ("project",)
-    search_fields = ("title", "project__name", "content_hash")
-    autocomplete_fields = ("project",)
-    raw_id_fields = ("parent",)
+    search_fields = ("title", "project__name", "=content_hash")
     inlines = (PlanNodeInline,)
     actions = ["activate"]
+    fields = (
+        "project", "title", "version", "status", "format", "parent", "all_nodes", "size_bytes", "content_hash",
+        "counts", "diff", "created_by", "created_at", "updated_at", "source_preview",
+    )
+    readonly_fields = tuple(name for name in fields if name != "title")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(node_count=count_of(PlanNode, "blueprint"))
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ("project", "title", "format", "parent", "source_text")
         return (
-            "project", "title", "version", "status", "format", "parent", "all_nodes", "size_bytes", "content_hash",
-            "diff", "created_by", "created_at", "updated_at", "source_text",
+            super().get_queryset(request).defer("source_text").annotate(node_count=count_of(PlanNode, "blueprint"))
         )
 
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return ()
-        return (
-            "project", "version", "status", "parent", "all_nodes", "size_bytes", "content_hash", "diff",
-            "created_by", "created_at", "updated_at", "source_text",
-        )
+    def has_add_permission(self, request):
+        return False  # versions come from ingestion (parse, diff, activate), never typed in here
 
     @admin.display(description="Nodes", ordering="node_count")
     def nodes(self, obj):
         return obj.node_count
 
+    @admin.display(description="Source")
+    def source_preview(self, obj):
+        text = Blueprint.objects.filter(pk=obj.pk).values_list("source_text", flat=True).first() or ""
+        shown = text[:SOURCE_PREVIEW_CHARS]
+        more = f"\n… ({len(text) - len(shown):,} more characters)" if len(text) > len(shown) else ""
+        return format_html('<pre style="white-space:pre-wrap;max-height:30em;overflow:auto">{}{}</pre>', shown, more)
+
     @admin.display(description="All plan nodes")
     def all_nodes(self, obj):
         url = reverse("admin:blueprints_plannode_changelist") + f"?blueprint__id__exact={obj.pk}"
-        count = getattr(obj, "node_count", None)
-        if count is None:
-            count = PlanNode.objects.filter(blueprint=obj).count()
-        return format_html('<a href="{}">{} plan node(s) →</a>', url, count)
+        return format_html('<a href="{}">{} plan node(s) →</a>', url, obj.node_count)
 
     def save_model(self, request, obj, form, change):
-        if change:  # title and format only: the source, hash and version are history
-            super().save_model(request, obj, form, change)
-            return
-        with transaction.atomic():
-            # Lock the project row so two concurrent adds cannot pick the same version number.
-            type(obj.project)._default_manager.select_for_update().get(pk=obj.project_id)
-            latest = Blueprint.objects.filter(project=obj.project).aggregate(v=Max("version"))["v"] or 0
-            obj.version = latest + 1
-            encoded = obj.source_text.encode()
-            obj.content_hash = hashlib.sha256(encoded).hexdigest()
-            obj.size_bytes = len(encoded)
-            obj.status = Blueprint.Status.DRAFT
-            obj.created_by = request.user
-            obj.save()
+        if "title" in form.changed_data:
+            blueprint_update(blueprint=obj, actor=request.user, title=form.cleaned_data["title"])
 
-    @admin.action(description="Activate (supersedes the project's active version)")
+    @admin.action(description="Activate (supersedes the active version; the plan tree follows)")
     def activate(self, request, queryset):
-        done, errors = 0, []
-        for blueprint in queryset.order_by("pk"):
-            try:
-                with transaction.atomic():
-                    current = (
-                        Blueprint.objects.select_for_update()
-                        .filter(project_id=blueprint.project_id, status=Blueprint.Status.ACTIVE)
-                        .exclude(pk=blueprint.pk)
-                        .first()
-                    )
-                    if current is not None:
-                        transition(current, Blueprint.Status.SUPERSEDED, actor=request.user, reason="activated another version in admin")
-                    transition(blueprint, Blueprint.Status.ACTIVE, actor=request.user, reason="activated in admin")
-                done += 1
-            except ApplicationError as exc:
-                errors.append(exc.message)
-        report_outcome(self, request, done, errors, "Activated")
+        _each(self, request, queryset.defer("source_text"), "Activated",
+              lambda bp: blueprint_update(blueprint=bp, actor=request.user, status=Blueprint.Status.ACTIVE))
 
 
 # --- Ingestion jobs (read-only) -----------------------------------------------------------------
@@ -179,6 +145,10 @@ class IngestionJobAdmin(admin.ModelAdmin):
     list_select_related = ("project", "blueprint")
     search_fields = ("title", "project__name", "error")
     exclude = ("source_text",)  # can be megabytes; the blueprint version keeps the text
+    actions = ["retry"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("source_text")
 
     @admin.display(description="Progress", ordering="progress")
     def progress_pct(self, obj):
@@ -190,6 +160,10 @@ class IngestionJobAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.action(description="Retry failed jobs")
+    def retry(self, request, queryset):
+        _each(self, request, queryset, "Queued again", lambda job: ingestion_job_retry(job=job, actor=request.user))
+
 
 # --- Plan nodes ---------------------------------------------------------------------------------
 
@@ -200,7 +174,6 @@ class PlanNodeAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status", "change", "risk", "origin")
     list_select_related = ("blueprint", "project")
     search_fields = ("title", "anchor", "summary")
-    raw_id_fields = ("project", "blueprint", "parent")
     actions = ["mark_todo", "mark_in_progress", "mark_done", "archive"]
     list_per_page = 100
 
@@ -211,34 +184,38 @@ class PlanNodeAdmin(admin.ModelAdmin):
         return False  # nodes come from ingesting a blueprint
 
     def get_readonly_fields(self, request, obj=None):
-        editable = {"priority", "risk", "summary"}
+        editable = set(PLAN_NODE_EDITABLE)
         return tuple(f.name for f in PlanNode._meta.fields if f.name not in editable) + ("tasks",)
 
     @admin.display(description="Tasks", ordering="task_count")
     def tasks(self, obj):
-        count = getattr(obj, "task_count", None)
-        if count is None:
-            return "—"
         url = reverse("admin:blueprints_task_changelist") + f"?plan_node__id__exact={obj.pk}"
-        return format_html('<a href="{}">{}</a>', url, count)
+        return format_html('<a href="{}">{}</a>', url, obj.task_count)
 
-    @admin.action(description="Mark to do")
+    def save_model(self, request, obj, form, change):
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if changes:
+            plan_node_update(node=obj, actor=request.user, **changes)
+
+    def _set_status(self, request, queryset, status: str, verb: str) -> None:
+        _each(self, request, queryset, verb,
+              lambda node: plan_node_update(node=node, actor=request.user, status=status, reason="admin"))
+
+    @admin.action(description="Mark to do (also restores archived nodes)")
     def mark_todo(self, request, queryset):
-        _transition_each(self, request, queryset, PlanNode.Status.TODO, "Marked to do", archived_at=None)
+        self._set_status(request, queryset, PlanNode.Status.TODO, "Marked to do")
 
     @admin.action(description="Mark in progress")
     def mark_in_progress(self, request, queryset):
-        _transition_each(self, request, queryset, PlanNode.Status.IN_PROGRESS, "Marked in progress")
+        self._set_status(request, queryset, PlanNode.Status.IN_PROGRESS, "Marked in progress")
 
     @admin.action(description="Mark done")
     def mark_done(self, request, queryset):
-        _transition_each(self, request, queryset, PlanNode.Status.DONE, "Marked done")
+        self._set_status(request, queryset, PlanNode.Status.DONE, "Marked done")
 
     @admin.action(description="Archive")
     def archive(self, request, queryset):
-        from django.utils import timezone
-
-        _transition_each(self, request, queryset, PlanNode.Status.ARCHIVED, "Archived", archived_at=timezone.now())
+        self._set_status(request, queryset, PlanNode.Status.ARCHIVED, "Archived")
 
 
 # --- Tasks and dependencies ---------------------------------------------------------------------
@@ -251,11 +228,12 @@ class DependencyInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     max_num = 0
+    can_delete = False
     verbose_name = "dependency"
-    verbose_name_plural = "Depends on (add dependencies through the API or CLI: they are checked for cycles)"
+    verbose_name_plural = "Depends on (add dependencies on the task board, the API or `autopilot task depend`)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("depends_on")
+        return super().get_queryset(request).select_related("depends_on", "task")
 
     @admin.display(description="Status")
     def depends_on_status(self, obj):
@@ -268,20 +246,41 @@ class DependencyInline(admin.TabularInline):
         return False
 
 
+class TaskAdminForm(forms.ModelForm):
+    class Meta:
+        model = Task
+        fields = ("project", "title", "body", "priority", "complexity", "plan_node")
+
+    def clean(self):
+        cleaned = super().clean()
+        project = cleaned.get("project") or (self.instance.project if self.instance.pk else None)
+        node = cleaned.get("plan_node")
+        if node is not None and project is not None and node.project_id != project.pk:
+            self.add_error("plan_node", "This plan node belongs to another project.")
+        if node is not None and node.archived_at is not None:
+            self.add_error("plan_node", "This plan node was removed from the spec (archived).")
+        return cleaned
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    form = TaskAdminForm
     list_display = (
-        "id", "title", "project", "status", "priority", "complexity", "dependencies", "runs", "attempts",
+        "id", "title", "project", "kind", "status", "priority", "complexity", "dependencies", "runs", "attempts",
         "needs_review", "updated_at",
     )
     list_display_links = ("id", "title")
-    list_filter = ("status", "priority", "needs_review", "removed_from_spec", "project")
+    list_filter = ("status", "kind", "priority", "needs_review", "removed_from_spec", "project")
     list_select_related = ("project",)
     search_fields = ("title", "body", "source_key", "=id")
     autocomplete_fields = ("project",)
-    raw_id_fields = ("plan_node", "created_by")
+    raw_id_fields = ("plan_node",)
     inlines = (DependencyInline,)
-    actions = ["cancel", "reopen"]
+    actions = ["cancel", "reopen", "mark_done"]
+    history = (
+        "kind", "status", "attempts", "rework_count", "learned_priority", "plan_order", "needs_review",
+        "removed_from_spec", "source_key", "created_by", "created_at", "updated_at", "started_at", "completed_at",
+    )
 
     def get_queryset(self, request):
         from runs.models import ExecutionRun
@@ -295,12 +294,12 @@ class TaskAdmin(admin.ModelAdmin):
             )
         )
 
+    def get_fields(self, request, obj=None):
+        editable = ("project", "title", "body", "priority", "complexity", "plan_node")
+        return editable + self.history if obj else editable
+
     def get_readonly_fields(self, request, obj=None):
-        history = (
-            "status", "attempts", "rework_count", "learned_priority", "source_key", "removed_from_spec",
-            "created_by", "created_at", "updated_at", "started_at", "completed_at",
-        )
-        return history + ("project",) if obj else history
+        return ("project", *self.history) if obj else ()
 
     @admin.display(description="Deps", ordering="dependency_count")
     def dependencies(self, obj):
@@ -311,20 +310,42 @@ class TaskAdmin(admin.ModelAdmin):
         return obj.run_count
 
     def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
         if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        _tasks_changed({obj.project_id}, "task edited in admin")
+            created = services.task_create(
+                project=data["project"], title=data["title"], body=data.get("body") or "",
+                priority=data["priority"], complexity=data["complexity"], plan_node=data.get("plan_node"),
+                actor=request.user,
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
+            return
+        changes = {name: data[name] for name in form.changed_data if name in services.EDITABLE_FIELDS}
+        if changes:
+            services.task_update(task=obj, actor=request.user, **changes)
+
+    def delete_model(self, request, obj):
+        services.task_delete(task=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for task in queryset.order_by("pk"):
+            services.task_delete(task=task, actor=request.user)
+
+    def _move(self, request, queryset, status: str, verb: str) -> None:
+        _each(self, request, queryset, verb,
+              lambda task: services.task_transition(task=task, to=status, actor=request.user, reason="admin"))
 
     @admin.action(description="Cancel selected tasks")
     def cancel(self, request, queryset):
-        projects = _transition_each(self, request, queryset, Task.Status.CANCELLED, "Cancelled")
-        _tasks_changed(projects, "tasks cancelled in admin")
+        self._move(request, queryset, Task.Status.CANCELLED, "Cancelled")
 
     @admin.action(description="Reopen selected tasks (to do)")
     def reopen(self, request, queryset):
-        projects = _transition_each(self, request, queryset, Task.Status.TODO, "Reopened", completed_at=None)
-        _tasks_changed(projects, "tasks reopened in admin")
+        self._move(request, queryset, Task.Status.TODO, "Reopened")
+
+    @admin.action(description="Mark selected tasks done")
+    def mark_done(self, request, queryset):
+        self._move(request, queryset, Task.Status.DONE, "Marked done")
 
 
 @admin.register(TaskDependency)
@@ -333,24 +354,23 @@ class TaskDependencyAdmin(admin.ModelAdmin):
     list_filter = ("source",)
     list_select_related = ("task__project", "depends_on")
     search_fields = ("task__title", "depends_on__title", "=task__id", "=depends_on__id")
-    raw_id_fields = ("task", "depends_on")
 
     @admin.display(description="Project", ordering="task__project__name")
     def project(self, obj):
         return obj.task.project
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("task__project", "depends_on")
+
     def has_add_permission(self, request):
-        return False  # needs the no-cycle check of the blueprint services
+        return False  # needs the no-cycle check: task board, API, `autopilot task depend`
 
     def has_change_permission(self, request, obj=None):
         return False
 
     def delete_model(self, request, obj):
-        project_id = obj.task.project_id
-        super().delete_model(request, obj)
-        _tasks_changed({project_id}, "dependency removed in admin")
+        services.dependency_remove(dependency=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
-        projects = set(queryset.values_list("task__project_id", flat=True))
-        super().delete_queryset(request, queryset)
-        _tasks_changed(projects, "dependencies removed in admin")
+        for dependency in queryset.order_by("pk"):
+            services.dependency_remove(dependency=dependency, actor=request.user)

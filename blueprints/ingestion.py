@@ -104,6 +104,7 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
     report(0.05, "parsing")
     mark = time.perf_counter()
     previous_parse, old_rows, based_on = _previous_parse(project.pk)
+    timings["previous_s"] = time.perf_counter() - mark
     doc = parse_blueprint(source, data, previous=previous_parse)
     timings["parse_s"] = time.perf_counter() - mark
     timings.update(doc.stats)
@@ -282,11 +283,26 @@ class TreePlan:
             if row is None:
                 continue
             node = nodes[i]
-            new = (ids[node.parent] if node.parent is not None else None, i, node.start, node.end, node.level,
-                   node.depth, node.kind, node.origin, node.title, node.anchor, node.content_hash, node.body_hash,
-                   node.checked, change[i])
-            cols = tuple(name for name, old_value, value in zip(_VALUE_FIELDS, row[1:15], new, strict=True) if old_value != value)
-            values = tuple(value for old_value, value in zip(row[1:15], new, strict=True) if old_value != value)
+            parent_id = ids[node.parent] if node.parent is not None else None
+            if (parent_id == row[1] and i == row[2] and node.title == row[9] and node.anchor == row[10]
+                    and node.content_hash == row[11] and node.level == row[5] and node.depth == row[6]):
+                # The common case (same place, same content): at most the offsets and the marker moved.
+                cols, values = (), ()
+                if node.start != row[3]:
+                    cols, values = ("start",), (node.start,)
+                if node.end != row[4]:
+                    cols, values = (*cols, "end"), (*values, node.end)
+                if change[i] != row[14]:
+                    cols, values = (*cols, "change"), (*values, change[i])
+                if node.kind != row[7] or node.origin != row[8] or node.body_hash != row[12] or node.checked != row[13]:
+                    cols, values = (*cols, "kind", "origin", "body_hash", "checked"), (
+                        *values, node.kind, node.origin, node.body_hash, node.checked)
+            else:
+                new = (parent_id, i, node.start, node.end, node.level, node.depth, node.kind, node.origin,
+                       node.title, node.anchor, node.content_hash, node.body_hash, node.checked, change[i])
+                old = row[1:15]
+                cols = tuple(name for name, a, b in zip(_VALUE_FIELDS, old, new, strict=True) if a != b)
+                values = tuple(b for a, b in zip(old, new, strict=True) if a != b)
             if row[_BP] != bp_id:
                 cols += ("blueprint_id",)
                 values += (bp_id,)
@@ -294,9 +310,9 @@ class TreePlan:
                 if "anchor" in cols:
                     renamed.append(row[_ID])
                 groups.setdefault(cols, []).append((*values, row[_ID]))
-        if renamed:  # anchors can swap between kept nodes: park them on unique placeholders first
+        if renamed:  # anchors can swap between kept nodes: park them on unique placeholders first (a slug has no ~)
             for chunk in _chunks(renamed, 5000):
-                PlanNode.objects.filter(pk__in=chunk).update(anchor=Concat(Value("\x00"), Cast("id", CharField())))
+                PlanNode.objects.filter(pk__in=chunk).update(anchor=Concat(Value("~parked~"), Cast("id", CharField())))
         for cols, rows in groups.items():
             _execute_updates(cols, rows, now)
         report(0.6, "saving nodes")

@@ -423,17 +423,23 @@ class PreviousParse:
 
 def _top_candidates(text: str) -> list[int]:
     """Character offsets of lines that start with `#` + space/tab/end of line: level-1 ATX headings at
-    column 0, unless the parser is inside a fenced code block or an HTML block there."""
-    found = [0] if text.startswith("#") else []
+    column 0, unless the parser is inside a fenced code block or an HTML block there. One pass."""
+    found = [0] if text.startswith(("# ", "#\t", "#\n")) or text == "#" else []
     find = text.find
-    pos = find("\n#")
     n = len(text)
+    pos = find("\n#")
     while pos != -1:
         after = pos + 2
-        if after == n or text[after] in " \t\r\n":
+        if after == n or text[after] in " \t\n":
             found.append(pos + 1)
         pos = find("\n#", after)
     return found
+
+
+def _is_top_heading_line(text: str, pos: int) -> bool:
+    if not text.startswith("#", pos) or (pos and text[pos - 1] != "\n"):
+        return False
+    return pos + 1 == len(text) or text[pos + 1] in " \t\n"
 
 
 def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> ParsedDocument | None:
@@ -448,22 +454,22 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
     data kept); any other stretch is parsed on its own, together with the `#` line that follows it,
     and accepted only when that line comes out as a level-1 heading (otherwise the stretch grows to
     the next candidate line). Link reference definitions are document-wide: a stretch is parsed with
-    every label of the whole document defined, and when the set of labels differs from the previous
-    version's, the caller does a full parse. Returns None when an incremental parse does not apply.
+    every label of the whole document defined, and a unit whose text mentions a label that was added
+    or removed since the previous version is parsed again rather than taken over. Returns None when an
+    incremental parse does not apply (no previous nodes, front matter).
     """
     old_text = previous.text
     if not previous.rows or front_matter_length(data) or old_text.startswith("---"):
         return None
     new_labels = _labels(text)
-    if new_labels != _labels(old_text):
-        return None
+    changed_labels = new_labels ^ _labels(old_text)  # a unit using one of these must be parsed again
     blake = hashlib.blake2b
     rows = previous.rows
     row_index = {row[0]: i for i, row in enumerate(rows)}
     old_starts = [row[2] for row in rows]
     # Previous units: between old level-1 headings at column 0 (origin heading, depth 1).
-    old_candidates = set(_top_candidates(old_text))
-    boundaries = [row[2] for row in rows if row[5] == 1 and row[4] == 1 and row[7] == HEADING and row[2] in old_candidates]
+    boundaries = [row[2] for row in rows
+                  if row[5] == 1 and row[4] == 1 and row[7] == HEADING and _is_top_heading_line(old_text, row[2])]
     if not boundaries or boundaries[0] != 0:
         boundaries.insert(0, 0)
     boundaries.append(len(old_text))
@@ -483,7 +489,16 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
         )
     candidates = _top_candidates(text)
     candidate_set = set(candidates)
-    candidates.append(len(text))
+    # Stretches to re-parse end at a line that starts a previous unit: `# …` lines in code blocks are
+    # candidates too, and stopping there would only make the sentinel check fail and the stretch grow.
+    n = len(text)
+    known = []
+    for c in candidates:
+        line_end = text.find("\n", c)
+        if text[c:n if line_end == -1 else line_end] in units:
+            known.append(c)
+    candidates = known
+    candidates.append(n)
     nodes: list[ParsedNode] = []
     kept: dict[int, tuple[int, str]] = {}
     headings = checklist = 0
@@ -501,6 +516,10 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
             stop = pos + b - a
             if (stop == n or (b < old_n and stop in candidate_set)) and \
                     blake(text[pos:stop].encode("utf-8"), digest_size=16).hexdigest() == digest:
+                if changed_labels:
+                    folded = " ".join(text[pos:stop].casefold().split())
+                    if any(label in folded for label in changed_labels):
+                        break
                 unit = (a, b)
                 break
         if unit is not None:
@@ -555,7 +574,7 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
                         node.end = q - pos
                 break
             grow += 1
-            if grow >= 3:
+            if grow >= 8:
                 q = n
             else:
                 ci2 = bisect.bisect_right(candidates, q)

@@ -490,7 +490,9 @@ def cleanup_worktrees(*, older_than_days: int | None = None, keep_last: int | No
     keep = keep_last if keep_last is not None else getattr(settings, "AUTOPILOT_WORKTREE_KEEP_LAST", 20)
     cutoff = now - timedelta(days=days)
     with_path = ExecutionRun.objects.exclude(worktree_path="").filter(worktree_removed_at__isnull=True)
-    in_use = set(with_path.exclude(status__in=list(ExecutionRun.TERMINAL)).values_list("worktree_path", flat=True))
+    unfinished = ExecutionRun.objects.exclude(status__in=list(ExecutionRun.TERMINAL))
+    in_use = set(unfinished.exclude(worktree_path="").values_list("worktree_path", flat=True))
+    in_use |= set(unfinished.filter(resumed_from__isnull=False).values_list("resumed_from__worktree_path", flat=True))
     removed, freed_paths = [], set()
     finished = with_path.filter(status__in=list(ExecutionRun.TERMINAL)).select_related("project").order_by("project_id", "-ended_at", "-pk")
     seen: dict[int, int] = {}

@@ -206,8 +206,8 @@ def verify_tree_matches(path: Path | str, commit: str) -> list[str]:
                 sha = hashlib.sha1(b"blob %d\0" % len(os.readlink(path / name).encode()) + os.readlink(path / name).encode()).hexdigest()
             if sha != expected[name]:
                 differences.append(name)
-    extra = git(path, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    differences += [n for n in extra if n]
+    on_disk = git(path, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
+    differences += [n for n in on_disk if n and n not in expected and ((path / n).exists() or (path / n).is_symlink())]
     return sorted(set(differences))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from blueprints.models import Task
 from runs.models import ExecutionRun
 
 MAX_ROUNDS = 100_000
+BACKOFF_POLL_SECONDS = 1.0
 
 
 class _Printer:
@@ -62,6 +64,7 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
     totals = {"runs": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "cost_usd": Decimal("0")}
     started_ids: list[int] = []
     stopped_because = ""
+    waiting = False
 
     def execute(run: ExecutionRun) -> None:
         try:
@@ -89,7 +92,14 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
                 .select_related("task").order_by(*QUEUE_ORDER)
             )
             if not queued:
-                note = report.projects[project.pk].note if project.pk in report.projects else ""
+                result = report.projects.get(project.pk)
+                note = result.note if result else ""
+                if until_empty and result and "retry backoff" in result.skipped:
+                    if not waiting:
+                        say({"event": "waiting", "reason": "retry backoff"}, "… waiting for a retry backoff to pass")
+                    waiting = True
+                    time.sleep(BACKOFF_POLL_SECONDS)
+                    continue
                 runnable = ranking.runnable_tasks([project.pk]).exists()
                 stopped_because = "no ready task remains" if not runnable else (note or "nothing could start")
                 break
@@ -98,6 +108,7 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
                 for run in queued:
                     if run.budget_usd > left:
                         ExecutionRun.objects.filter(pk=run.pk).update(budget_usd=max(left, Decimal("0")))
+            waiting = False
             started_ids.extend(r.pk for r in queued)
             workers = max(1, min(project.max_parallel_runs, len(queued)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drive") as pool:

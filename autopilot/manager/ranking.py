@@ -105,8 +105,8 @@ def demotable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
 
 def backoff_seconds(attempts: int) -> float:
     """Retry backoff after a failed attempt: base × 2^(attempts-1), capped."""
-    base = getattr(settings, "AUTOPILOT_RETRY_BACKOFF_SECONDS", 30)
-    cap = getattr(settings, "AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS", 3600)
+    base = settings.AUTOPILOT_RETRY_BACKOFF_SECONDS
+    cap = settings.AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS
     if attempts <= 0 or base <= 0:
         return 0.0
     return float(min(cap, base * (2 ** (attempts - 1))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
@@ -17,6 +18,7 @@ from blueprints.ingestion import (
     blueprint_update,
     ingest_blueprint,
     ingestion_job_create,
+    ingestion_job_retry,
     plan_node_update,
     regenerate_plan,
 )
@@ -93,6 +95,7 @@ def ingest_response(result) -> dict:
     methods=["GET"], responses=BlueprintSerializer(many=True), summary="A project's blueprint versions, newest first.")
 @extend_schema(
     methods=["POST"], request=IngestSerializer,
+    responses={201: OpenApiTypes.OBJECT, 202: IngestionJobSerializer},
     parameters=[OpenApiParameter("async", bool, description="Queue an IngestionJob and answer 202 with its id.")],
     summary="Ingest a new version (JSON {title, text} or a multipart file upload).",
 )
@@ -169,7 +172,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         result = regenerate_plan(blueprint=blueprint, actor=request.user)
         return Response(ingest_response(result))
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
         """What this version added, changed, moved and removed against its parent."""
@@ -218,3 +221,10 @@ class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         return IngestionJob.objects.filter(project__in=visible_projects(self.request.user)).select_related(
             "blueprint").defer("source_text", "blueprint__source_text")
+
+    @extend_schema(request=None, responses=IngestionJobSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Queue a failed job again (its text is kept until it succeeds)."""
+        job = ingestion_job_retry(job=self.get_object(), actor=request.user)
+        return Response(IngestionJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -17,7 +17,7 @@ from runs.backends.base import Backend, BackendError, BackendResult, RunContext
 from runs.models import ExecutionStep
 
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?)")
-PYTEST_SUMMARY = re.compile(r"^=+ .*(?:passed|failed|error|skipped|no tests ran).* in [\d.]+s.*=+$", re.M)
+PYTEST_SUMMARY = re.compile(r"^(?:=+ )?(?:\d+ \w+(?:, )?)+.* in [\d.]+s(?: \([^)]*\))?(?: =+)?\s*$|^=+ no tests ran.*$", re.M)
 UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in [\d.]+s", re.M)
 UNITTEST_RESULT = re.compile(r"^(OK|FAILED)(?: \((.*)\))?\s*$", re.M)
 PYTEST_FAILED_ID = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)

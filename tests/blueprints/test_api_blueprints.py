@@ -105,6 +105,12 @@ def test_async_job_that_fails_records_the_reason(project, operator, django_captu
     body = _client(operator).get(f"/api/ingestion_jobs/{job_id}/").json()
     assert body["status"] == "failed" and "does not look like a spec" in body["error"]
     assert not Blueprint.objects.filter(project=project).exists()
+    # a failed job can be queued again (and fails again, for the same reason)
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = _client(operator).post(f"/api/ingestion_jobs/{job_id}/retry/")
+    assert retried.status_code == 202 and retried.json()["status"] == "queued"
+    run_ingestion_job(job_id)
+    assert IngestionJob.objects.get(pk=job_id).status == "failed"
 
 
 def test_blueprint_detail_patch_diff_nodes_and_generate_plan(project, operator, viewer):

@@ -300,6 +300,7 @@ def test_references_by_duplicate_titles_and_unknown_names():
     assert [u["reference"] for u in result.unresolved] == ["Nonexistent thing"]
 
 
+@pytest.mark.slow
 def test_generation_speed_on_the_500k_word_spec(rust_rfcs_text, capsys):
     """A measurement, not a timed assertion: prints the figure; asserts a constant number of queries."""
     # given the 500k-word benchmark spec ingested without tasks (4,062 headings)

@@ -243,3 +243,66 @@ def test_bom_is_dropped():
 def test_line_endings_are_normalized():
     text, data = decode_source(b"# A\r\n\r\nbody\r\n# B\rx\n", max_bytes=100)
     assert text == "# A\n\nbody\n# B\nx\n" and data == text.encode()
+
+
+# --- Incremental re-parse: always the same result as a full parse ---------------------------------
+
+FIELDS = ("index", "parent", "depth", "level", "kind", "origin", "title", "anchor", "start", "end", "content_hash",
+          "body_hash", "checked")
+
+
+def _previous(text):
+    from blueprints.parsing import PreviousParse
+
+    doc = parse_blueprint(text)
+    rows = [(n.index + 1000, None if n.parent is None else n.parent + 1000, n.start, n.end, n.level, n.depth, n.kind,
+             n.origin, n.title, n.anchor, n.content_hash, n.body_hash or "", n.checked) for n in doc.nodes]
+    return PreviousParse(text, rows)
+
+
+def _same_as_full(new_text, previous):
+    incremental = parse_blueprint(new_text, previous=previous)
+    full = parse_blueprint(new_text)
+    assert [tuple(getattr(n, f) for f in FIELDS) for n in incremental.nodes] == \
+        [tuple(getattr(n, f) for f in FIELDS) for n in full.nodes]
+    assert (incremental.headings, incremental.checklist_items) == (full.headings, full.checklist_items)
+    return incremental
+
+
+OLD = (
+    "Intro paragraph.\n\n# One\n\n## A\n\ntext\n\n```sh\n# a shell comment\n```\n\n- [ ] task one\n\n"
+    "# Two\n\n## B\n\n<div>\n# not a heading\n</div>\n\n# Three\n\nSee [the spec].\n\n## [the spec]\n\n"
+    "[the spec]: https://example.com\n\n# Four\n\n## D\n"
+)
+EDITS = {
+    "unchanged": OLD,
+    "edit-inside": OLD.replace("## B\n", "## B\n\nmore text\n"),
+    "opens-a-fence": OLD.replace("## A\n", "## A\n\n```\n"),
+    "closes-nothing-html": OLD.replace("# Two\n", "<div>\n# Two\n"),
+    "moves-units": OLD.replace("# Four\n\n## D\n", "").replace("# Two\n", "# Four\n\n## D\n\n# Two\n"),
+    "drops-ref-definition": OLD.replace("[the spec]: https://example.com\n", ""),
+    "new-top-heading": OLD.replace("# Three", "# New\n\nbody\n\n# Three"),
+    "setext-before": "Title\n=====\n\n" + OLD,
+    "front-matter": "---\na: b\n---\n" + OLD,
+    "checklist-edit": OLD.replace("- [ ] task one", "- [x] task one\n- [ ] task two"),
+    "emptied": "# Only\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_incremental_parse_equals_full_parse(name):
+    _same_as_full(EDITS[name], _previous(OLD))
+
+
+def test_incremental_parse_of_the_real_spec_reuses_unchanged_units(rust_rfcs_text):
+    # given the corpus edited in ~1% of its sections, a code fence opened in one place, a unit removed
+    previous = _previous(rust_rfcs_text)
+    edited = rust_rfcs_text.replace("## Motivation", "## Motivation\n\nEdited.\n", 40)
+    edited = edited.replace("## Drawbacks", "## Drawbacks\n\n```\n", 1)
+    first_rfc = edited.index("# RFC 0002")
+    second_rfc = edited.index("# RFC 0003")
+    edited = edited[:first_rfc] + edited[second_rfc:]
+    # when parsed incrementally, then the result is the full parse's, and most units were taken over
+    doc = _same_as_full(edited, previous)
+    assert doc.stats["incremental"] and doc.stats["reused_units"] > 250
+

@@ -122,7 +122,7 @@ def test_offsets_follow_edits_before_a_node(project):
     ingest_blueprint(project=project, text=V1, generate_tasks=False)
     # when text is inserted near the top
     v2 = V1.replace("Password login.", "Password login.\n\nA long new paragraph about sessions.")
-    bp = ingest_blueprint(project=project, text=v2, generate_tasks=False).blueprint
+    ingest_blueprint(project=project, text=v2, generate_tasks=False)
     # then every later node's slice still starts at its own heading
     for node in _current(project).values():
         assert v2[node.start:node.end].startswith("#" * node.level + " " + node.title)

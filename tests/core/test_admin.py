@@ -475,3 +475,133 @@ def test_membership_admin_goes_through_membership_set(admin_client, admin_user, 
     event = Event.objects.get(kind="project.membership")
     assert event.actor == admin_user and event.data == {"user": member.pk, "role": "operator"}
 
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model_matrix", '{"wizard": {"agent": "scripted"}}', "unknown role"),
+        ("command_allowlist", '"pytest"', "JSON list of program names"),
+        ("max_parallel_runs", "0", "max_parallel_runs must be at least 1."),
+    ],
+    ids=["bad-matrix", "allowlist-not-a-list", "zero-parallel"],
+)
+def test_project_form_shows_domain_errors_on_the_field(admin_client, project, field, value, message):
+    url = reverse("admin:autopilot_project_change", args=[project.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
+    data.update({"command_allowlist": "[]", "model_matrix": "{}", "paused": "", "allow_shell": "",
+                 "auto_complete_on_tests": "", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    data[field] = value
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Event.objects.filter(kind__startswith="project.").exists()
+
+
+@pytest.mark.django_db
+def test_membership_inline_changes_roles_and_removes_through_services(admin_client, admin_user, project):
+    # Given an owner and a viewer shown in the project's member inline
+    keep = MembershipFactory(project=project, role="owner")
+    drop = MembershipFactory(project=project, role="viewer")
+    url = reverse("admin:autopilot_project_change", args=[project.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
+    data.update({"command_allowlist": "[]", "model_matrix": "{}", "paused": "", "allow_shell": "",
+                 "auto_complete_on_tests": "", "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "2",
+                 "memberships-0-id": str(keep.pk), "memberships-0-project": str(project.pk), "memberships-0-role": "owner",
+                 "memberships-1-id": str(drop.pk), "memberships-1-project": str(project.pk),
+                 "memberships-1-role": "operator", "memberships-1-DELETE": "on"})
+    # When the admin deletes the second row
+    response = admin_client.post(url, data)
+    # Then the removal went through membership_remove, recorded with the admin as actor
+    assert response.status_code == 302
+    assert list(ProjectMembership.objects.filter(project=project).values_list("pk", flat=True)) == [keep.pk]
+    event = Event.objects.get(kind="project.membership")
+    assert event.actor == admin_user and event.data == {"user": drop.user_id, "role": None}
+
+
+# --- Blueprint-app writes go through blueprints.services ----------------------------------------
+
+
+def _form_data(client, url: str) -> dict:
+    form = client.get(url).context["adminform"].form
+    return {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
+
+
+@pytest.mark.django_db
+def test_add_and_edit_task_in_admin_use_the_task_services(admin_client, admin_user, project):
+    # When a task is added in the admin
+    response = admin_client.post(reverse("admin:blueprints_task_add"), {
+        "project": project.pk, "title": "Write docs", "body": "", "priority": "4", "complexity": "2",
+        "plan_node": "", "dependency_links-TOTAL_FORMS": "0", "dependency_links-INITIAL_FORMS": "0",
+    })
+    # Then task_create made it, with an event naming the admin
+    assert response.status_code == 302
+    task = Task.objects.get(title="Write docs")
+    assert (task.priority, task.complexity, task.created_by) == (4, 2, admin_user)
+    assert Event.objects.get(kind="task.created").actor == admin_user
+    # And an edit goes through task_update
+    url = reverse("admin:blueprints_task_change", args=[task.pk])
+    data = _form_data(admin_client, url) | {"title": "Write better docs", "dependency_links-TOTAL_FORMS": "0",
+                                            "dependency_links-INITIAL_FORMS": "0"}
+    assert admin_client.post(url, data).status_code == 302
+    event = Event.objects.get(kind="task.updated")
+    assert event.actor == admin_user and event.data["changes"]["title"]["to"] == "Write better docs"
+
+
+@pytest.mark.django_db
+def test_task_plan_node_of_another_project_is_refused(admin_client, project):
+    foreign = PlanNodeFactory()
+    response = admin_client.post(reverse("admin:blueprints_task_add"), {
+        "project": project.pk, "title": "X", "priority": "2", "complexity": "3", "plan_node": foreign.pk,
+        "dependency_links-TOTAL_FORMS": "0", "dependency_links-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 200 and "belongs to another project" in response.content.decode()
+    assert not Task.objects.filter(title="X").exists()
+
+
+@pytest.mark.django_db
+def test_deleting_a_dependency_uses_dependency_remove(admin_client, admin_user):
+    dependency = TaskDependencyFactory()
+    url = reverse("admin:blueprints_taskdependency_delete", args=[dependency.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not TaskDependency.objects.exists()
+    event = Event.objects.get(kind="task.dependency_removed")
+    assert event.actor == admin_user and event.data == {"depends_on": dependency.depends_on_id}
+
+
+@pytest.mark.django_db
+def test_plan_node_actions_and_edits_use_plan_node_update(admin_client, admin_user):
+    node = PlanNodeFactory()
+    _run_action(admin_client, PlanNode, "mark_done", [node.pk])
+    node.refresh_from_db()
+    assert node.status == PlanNode.Status.DONE
+    status_event = Event.objects.get(kind="plannode.status")
+    assert status_event.actor == admin_user and (status_event.data["from"], status_event.data["to"]) == ("todo", "done")
+    url = reverse("admin:blueprints_plannode_change", args=[node.pk])
+    assert admin_client.post(url, _form_data(admin_client, url) | {"priority": "5"}).status_code == 302
+    assert Event.objects.get(kind="plannode.updated").data["changes"]["priority"] == {"from": 2, "to": 5}
+
+
+@pytest.mark.django_db
+def test_blueprint_title_edit_uses_blueprint_update(admin_client, admin_user):
+    blueprint = BlueprintFactory()
+    url = reverse("admin:blueprints_blueprint_change", args=[blueprint.pk])
+    data = {"title": "Renamed", "nodes-TOTAL_FORMS": "0", "nodes-INITIAL_FORMS": "0"}
+    assert admin_client.post(url, data).status_code == 302
+    blueprint.refresh_from_db()
+    assert blueprint.title == "Renamed" and Event.objects.get(kind="blueprint.updated").actor == admin_user
+
+
+@pytest.mark.django_db
+def test_retry_failed_ingestion_job(admin_client, admin_user):
+    from django_q.models import OrmQ
+
+    job = IngestionJobFactory(status=IngestionJob.Status.FAILED, error="boom")
+    _run_action(admin_client, IngestionJob, "retry", [job.pk])
+    job.refresh_from_db()
+    assert (job.status, job.error) == (IngestionJob.Status.QUEUED, "")
+    assert Event.objects.get(kind="ingestionjob.status").actor == admin_user
+    assert OrmQ.objects.count() == 0  # enqueued on commit only; this test's transaction never commits

@@ -154,6 +154,27 @@ def test_patch_refuses_phase_of_another_project_and_saves_nothing(project, opera
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"name": "{taken}"}, "already exists"),
+        ({"name": "  "}, "may not be blank"),
+        ({"repo_path": "/nonexistent/elsewhere"}, "does not exist"),
+        ({"base_branch": "nope"}, "has no branch 'nope'"),
+        ({"model_matrix": {"code": {"agent": "skynet"}}}, "unknown agent backend 'skynet'"),
+    ],
+    ids=["name-taken", "blank-name", "missing-repo", "missing-branch", "unknown-agent"],
+)
+def test_patch_refuses_bad_input(project, operator, payload, message):
+    taken = ProjectFactory(repo_path=project.repo_path).name
+    payload = {k: v.format(taken=taken) if isinstance(v, str) else v for k, v in payload.items()}
+    response = client_for(operator).patch(f"/api/projects/{project.pk}/", payload, format="json")
+    assert response.status_code == 400
+    assert message in str(response.json())
+    assert Project.objects.get(pk=project.pk).name == project.name
+
+
+@pytest.mark.django_db
 def test_viewer_cannot_patch_and_is_told_the_role_needed(project, viewer):
     response = client_for(viewer).patch(f"/api/projects/{project.pk}/", {"paused": True}, format="json")
     assert response.status_code == 403

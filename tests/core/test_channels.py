@@ -131,3 +131,22 @@ def test_channel_layer_in_use_is_the_configured_one(web):
     _, report = http_json(web.url + "/healthz")
     expected = "RedisChannelLayer" if settings.REDIS_URL else "SQLiteChannelLayer"
     assert report["checks"]["channel_layer"]["backend"] == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconnect_after_too_many_missed_events_gets_the_first_page_then_resync(project, member, web):
+    # Given more events were missed than a replay sends (written directly: nothing is pushed)
+    from autopilot.consumers import REPLAY_LIMIT
+
+    Event.objects.bulk_create([Event(project=project, kind=f"test.bulk.{i}") for i in range(REPLAY_LIMIT + 2)])
+    first = Event.objects.filter(project=project).order_by("id").first()
+    cookie = login(web.url, member.username, PASSWORD)
+
+    # When the client reconnects after the first one
+    with open_socket(web, cookie, f"project={project.pk}&after={first.pk}") as ws:
+        replayed = [next_event(ws) for _ in range(REPLAY_LIMIT)]
+        tail = json.loads(ws.recv(timeout=RECV_TIMEOUT))
+
+    # Then it gets the oldest REPLAY_LIMIT missed events in order, then a resync instruction
+    assert [e["kind"] for e in replayed] == [f"test.bulk.{i}" for i in range(1, REPLAY_LIMIT + 1)]
+    assert tail["type"] == "resync"

@@ -4,7 +4,12 @@ from rest_framework.test import APIClient
 from autopilot.models import Event, Proposal
 from blueprints.models import Task
 from runs.models import ExecutionRun
-from tests.factories import BlueprintFactory, ExecutionRunFactory, MembershipFactory, PlanNodeFactory, ProjectFactory
+from tests.factories import (
+    BlueprintFactory,
+    ExecutionRunFactory,
+    PlanNodeFactory,
+    ProjectFactory,
+)
 from tests.manager.conftest import make_task, set_mode
 
 pytestmark = pytest.mark.django_db

@@ -116,7 +116,7 @@ def test_concurrent_ticks_in_two_processes_never_start_a_task_twice(project, sub
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     started = [item for out, _ in outputs for item in json.loads(out.strip().splitlines()[-1])["started"]]
     # Then 4 runs exist in total, for 4 different tasks, and the two reports agree with the table

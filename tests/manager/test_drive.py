@@ -60,3 +60,57 @@ def test_drive_refuses_a_paused_project(project):
     set_mode(project, "full_auto", paused=True)
     with pytest.raises(ApplicationError, match="paused"):
         drive(project=project, stdout=io.StringIO())
+
+
+def test_with_a_test_command_the_test_worker_decides_completion(project):
+    # Given a project that auto-completes on tests, with a passing test command, and two chained tasks
+    set_mode(project, "off", auto_complete_on_tests=True, model_matrix={"code": {"agent": "scripted"}})
+    project.test_command = "true"
+    project.save(update_fields=["test_command"])
+    first = make_task(project, status=Task.Status.TODO, plan_order=1)
+    second = make_task(project, status=Task.Status.TODO, plan_order=2)
+    depend(second, first)
+    out = io.StringIO()
+    # When the driver runs until empty
+    summary = drive(project=project, until_empty=True, as_json=True, stdout=out)
+    # Then each task had a code run and a test run in the code run's worktree, and both are done
+    runs = list(ExecutionRun.objects.filter(project=project).order_by("pk").values_list("task_id", "role", "status", "resumed_from_id"))
+    assert [(t, r, s) for t, r, s, _ in runs] == [
+        (first.pk, "code", "succeeded"), (first.pk, "test", "succeeded"),
+        (second.pk, "code", "succeeded"), (second.pk, "test", "succeeded"),
+    ]
+    assert runs[1][3] is not None and runs[3][3] is not None
+    assert set(Task.objects.filter(project=project).values_list("status", flat=True)) == {"done"}
+    assert summary["stopped_because"] == "no ready task remains"
+
+
+def test_failing_tests_send_the_task_back_for_rework_until_attempts_run_out(project, settings):
+    settings.AUTOPILOT_RETRY_BACKOFF_SECONDS = 1
+    set_mode(project, "off", auto_complete_on_tests=True, max_attempts=2, model_matrix={"code": {"agent": "scripted"}})
+    project.test_command = "false"
+    project.save(update_fields=["test_command"])
+    task = make_task(project)
+    drive(project=project, until_empty=True, as_json=True, stdout=io.StringIO())
+    task.refresh_from_db()
+    roles = list(ExecutionRun.objects.filter(task=task).order_by("pk").values_list("role", "status"))
+    assert roles == [("code", "succeeded"), ("test", "failed"), ("code", "succeeded"), ("test", "failed")]
+    assert task.status == Task.Status.REVIEW and task.attempts == 2 and task.rework_count == 1
+
+
+def test_autopilot_run_full_auto_command_drives_the_project(project):
+    # Given a project with two independent ready tasks, done when their run succeeds
+    set_mode(project, "off", auto_complete_on_tests=True, model_matrix={"code": {"agent": "scripted"}})
+    make_task(project)
+    make_task(project)
+    from tests.factories import UserFactory
+
+    UserFactory(username="root", is_superuser=True)
+    out = io.StringIO()
+    # When `autopilot run PROJECT --full-auto --until-empty --json` runs
+    from django.core.management import call_command
+
+    call_command("run", project.slug, "--full-auto", "--until-empty", "--json", stdout=out)
+    # Then it printed JSON lines for each start and finish and a summary last
+    events = lines_of(out)
+    assert [e["event"] for e in events].count("start") == 2
+    assert events[-1]["event"] == "summary" and events[-1]["succeeded"] == 2

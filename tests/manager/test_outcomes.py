@@ -1,11 +1,11 @@
-from django.utils import timezone
 import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
 
 from autopilot.manager import hooks
 from autopilot.manager.tick import request_tick, tick_project
 from autopilot.models import Event, FileStat, Project
 from blueprints.models import Task
-from django_q.models import OrmQ
 from runs.models import ExecutionRun
 from tests.factories import BlueprintFactory, ExecutionRunFactory, ExecutionStepFactory, PlanNodeFactory
 from tests.manager.conftest import make_task, set_mode

@@ -63,3 +63,15 @@ def test_manager_page_partial_for_htmx(project, viewer):
 
 def test_strangers_get_404(project, user):
     assert login(user).get(f"/projects/{project.pk}/manager/").status_code == 404
+
+
+def test_admin_action_ticks_the_selected_projects(project, client):
+    from tests.factories import UserFactory
+
+    admin_user = UserFactory(username="boss", is_superuser=True, is_staff=True)
+    set_mode(project, "full_auto")
+    task = make_task(project)
+    client.force_login(admin_user)
+    response = client.post("/admin/autopilot/project/", {"action": "tick_now", "_selected_action": [project.pk]}, follow=True)
+    assert response.status_code == 200 and b"1 run(s) started" in response.content
+    assert ExecutionRun.objects.filter(task=task).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autopilot.cli_support import AutopilotCommand
 from autopilot.manager.tick import tick_all, tick_project
 from autopilot.models import Role
-from autopilot.permissions import require_role
+from autopilot.permissions import has_role, require_role, visible_projects
 from autopilot.services import project_get
 
 
@@ -22,6 +22,9 @@ class Command(AutopilotCommand):
             if actor is not None:
                 require_role(actor, project, Role.OPERATOR)
             report = tick_project(project, reason="cli", actor=actor)
+        elif actor is not None and not actor.is_superuser:
+            allowed = [p.pk for p in visible_projects(actor) if has_role(actor, p, Role.OPERATOR)]
+            report = tick_all(reason="cli", actor=actor, project_ids=allowed)
         else:
             report = tick_all(reason="cli", actor=actor)
         data = report.as_dict()

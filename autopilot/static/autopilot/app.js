@@ -1,20 +1,29 @@
-// Live updates: any element with data-live-events="project=ID[&subject=TYPE.ID]" reloads its
-// htmx target when an event arrives over the websocket; reconnects resume after the last event id.
+// Live updates. Any element with data-live-events="project=ID[&subject=TYPE.ID]" opens a websocket to
+// /ws/events/ and dispatches an "autopilot:event" DOM event (detail = the event) for every event;
+// htmx targets listen with hx-trigger="autopilot:event from:closest [data-live-events]" (or similar).
+// Render data-last-event="{{ last_event_id }}" with the page so nothing between render and connect is
+// missed: the server replays every event after it, on the first connect and on each reconnect.
 (function () {
-  function connect(el) {
+  function connect(el, delay) {
     var params = el.getAttribute("data-live-events");
     var last = el.getAttribute("data-last-event") || "0";
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(proto + location.host + "/ws/events/?" + params + "&after=" + last);
+    ws.onopen = function () { delay = 1000; };
     ws.onmessage = function (msg) {
       var data = JSON.parse(msg.data);
+      if (data.type === "resync") { location.reload(); return; }  // too much was missed: start afresh
       if (data.type !== "event") return;
-      el.setAttribute("data-last-event", data.event.id);
+      var seen = parseInt(el.getAttribute("data-last-event") || "0", 10);
+      if (data.event.id > seen) el.setAttribute("data-last-event", data.event.id);
       el.dispatchEvent(new CustomEvent("autopilot:event", { detail: data.event, bubbles: true }));
     };
-    ws.onclose = function () { setTimeout(function () { connect(el); }, 1000); };
+    // Reconnect with backoff (1 s doubling to 30 s), resuming after the last event seen.
+    ws.onclose = function () {
+      setTimeout(function () { connect(el, Math.min(delay * 2, 30000)); }, delay);
+    };
   }
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("[data-live-events]").forEach(connect);
+    document.querySelectorAll("[data-live-events]").forEach(function (el) { connect(el, 1000); });
   });
 })();
