@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from autopilot import services
 from autopilot.errors import ApplicationError
@@ -45,6 +45,19 @@ def admin_link(obj, text: str | None = None) -> str:
         return "—"
     url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
     return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
+
+
+def apply_each(modeladmin: admin.ModelAdmin, request, queryset, verb: str, call) -> None:
+    """An admin action's body: call `call(obj)` (a service) for each selected row in pk order, then
+    report how many succeeded and each refusal (the service's message), without a 500."""
+    done, errors = 0, []
+    for obj in queryset.order_by("pk"):
+        try:
+            call(obj)
+            done += 1
+        except ApplicationError as exc:
+            errors.append(f"{obj}: {exc.message}")
+    report_outcome(modeladmin, request, done, errors, verb)
 
 
 def report_outcome(modeladmin: admin.ModelAdmin, request, done: int, errors: list[str], verb: str) -> None:
@@ -142,7 +155,8 @@ class ProjectAdmin(admin.ModelAdmin):
         *(_set_mode_action(mode) for mode in AutonomyMode.values),
     ]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "description", "add_member", "created_by", "created_at", "updated_at")}),
+        (None, {"fields": ("name", "slug", "description", "add_member", "related", "created_by", "created_at",
+                           "updated_at")}),
         (
             "Repository",
             {"fields": ("repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
@@ -158,7 +172,20 @@ class ProjectAdmin(admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request, obj=None):
-        return ("slug", "add_member", "created_by", "created_at", "updated_at", *MANAGER_FIELDS)
+        return ("slug", "add_member", "related", "created_by", "created_at", "updated_at", *MANAGER_FIELDS)
+
+    @admin.display(description="Browse")
+    def related(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        links = [
+            (reverse("admin:blueprints_blueprint_changelist"), "blueprints"),
+            (reverse("admin:blueprints_task_changelist"), "tasks"),
+            (reverse("admin:runs_executionrun_changelist"), "runs"),
+            (reverse("admin:autopilot_event_changelist"), "events"),
+        ]
+        return format_html_join(" · ", '<a href="{}?project__id__exact={}">{}</a>',
+                                ((url, obj.pk, label) for url, label in links))
 
     @admin.display(description="Members")
     def add_member(self, obj):
@@ -245,14 +272,8 @@ class ProjectAdmin(admin.ModelAdmin):
             services.project_delete(project=project, actor=request.user)
 
     def apply_autonomy(self, request, queryset: QuerySet[Project], verb: str, **changes) -> None:
-        done, errors = 0, []
-        for project in queryset.order_by("pk"):
-            try:
-                services.project_update_autonomy(project=project, actor=request.user, **changes)
-                done += 1
-            except ApplicationError as exc:
-                errors.append(f"{project.name}: {exc.message}")
-        report_outcome(self, request, done, errors, verb)
+        apply_each(self, request, queryset, verb,
+                   lambda project: services.project_update_autonomy(project=project, actor=request.user, **changes))
 
     @admin.action(description="Pause the autopilot")
     def pause_autopilot(self, request, queryset):
@@ -305,6 +326,7 @@ class EventAdmin(admin.ModelAdmin):
     """Append-only audit log: view only."""
 
     list_display = ("id", "created_at", "kind", "project", "subject", "actor")
+    ordering = ("-id",)  # newest first
     list_filter = ("kind", "subject_type")
     list_select_related = ("project", "actor")
     search_fields = ("kind", "subject_type", "=subject_id", "actor__username", "project__name")
@@ -336,7 +358,7 @@ class ProposalAdmin(admin.ModelAdmin):
     list_select_related = ("task", "project", "decided_by")
     search_fields = ("task__title", "project__name", "reason")
     raw_id_fields = ("task", "run", "decided_by")
-    actions = ["dismiss", "expire"]
+    actions = ["accept", "dismiss", "expire"]
 
     def has_add_permission(self, request):
         return False  # the manager makes proposals
@@ -344,28 +366,27 @@ class ProposalAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return tuple(f.name for f in Proposal._meta.fields)
 
-    def _move(self, request, queryset, target: str, verb: str) -> None:
-        from django.utils import timezone
+    @admin.action(description="Accept selected proposals (starts their runs)")
+    def accept(self, request, queryset):
+        from autopilot.manager.proposals import proposal_accept
 
-        done, errors = 0, []
-        for proposal in queryset.order_by("pk"):
-            try:
-                transition(
-                    proposal, target, actor=request.user, reason=f"{verb.lower()} in admin",
-                    fields={"decided_by": request.user, "decided_at": timezone.now()},
-                )
-                done += 1
-            except ApplicationError as exc:
-                errors.append(exc.message)
-        report_outcome(self, request, done, errors, verb)
+        apply_each(self, request, queryset, "Accepted", lambda p: proposal_accept(proposal=p, actor=request.user))
 
     @admin.action(description="Dismiss selected proposals")
     def dismiss(self, request, queryset):
-        self._move(request, queryset, Proposal.Status.DISMISSED, "Dismissed")
+        from autopilot.manager.proposals import proposal_dismiss
+
+        apply_each(self, request, queryset, "Dismissed",
+                   lambda p: proposal_dismiss(proposal=p, actor=request.user, note="dismissed in admin"))
 
     @admin.action(description="Expire selected proposals")
     def expire(self, request, queryset):
-        self._move(request, queryset, Proposal.Status.EXPIRED, "Expired")
+        from django.utils import timezone
+
+        apply_each(self, request, queryset, "Expired", lambda p: transition(
+            p, Proposal.Status.EXPIRED, actor=request.user, reason="expired in admin",
+            fields={"decided_by": request.user, "decided_at": timezone.now()},
+        ))
 
 
 # --- Learning signals ---------------------------------------------------------------------------

@@ -292,6 +292,8 @@ AUTOPILOT_ARTIFACT_ROOT = Path(os.environ.get("AUTOPILOT_ARTIFACT_ROOT", DATA_DI
 AUTOPILOT_MAX_CONCURRENT_RUNS = env_int("AUTOPILOT_MAX_CONCURRENT_RUNS", 4)
 AUTOPILOT_QUEUE_MAX = env_int("AUTOPILOT_QUEUE_MAX", 200)
 AUTOPILOT_MAX_BLUEPRINT_BYTES = env_int("AUTOPILOT_MAX_BLUEPRINT_BYTES", 50 * 1024 * 1024)
+# A blueprint can be posted as JSON or pasted in a form: let a request body hold one (plus escaping).
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, AUTOPILOT_MAX_BLUEPRINT_BYTES * 5 // 4 + 1024 * 1024)
 AUTOPILOT_LEASE_SECONDS = env_int("AUTOPILOT_LEASE_SECONDS", 60)
 AUTOPILOT_TICK_SECONDS = env_int("AUTOPILOT_TICK_SECONDS", 60)
 # Manager retry policy: a failed task waits base × 2^(attempts-1) seconds (capped) before its next attempt.

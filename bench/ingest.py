@@ -144,6 +144,8 @@ def main() -> int:
           f"{re_ingest.elapsed_s:.3f} s = {re_ratio:.1%} of the first ingest (target <= 25%: "
           f"{'OK' if re_ratio <= 0.25 else 'MISSED'})  [parse {re_ingest.timings.get('parse_s', 0):.3f} s, "
           f"persist {re_ingest.timings.get('persist_s', 0):.3f} s, tasks {re_ingest.timings.get('tasks_s', 0):.3f} s]")
+    print(f"  re-ingest / markdown-it-py: {re_ingest.elapsed_s / baseline:.2f}; "
+          f"re-ingest floor inside it: previous tree {re_ingest.timings.get('previous_s', 0):.3f} s")
     if re_ingest.timings.get("incremental"):
         print(f"  incremental parse: {re_ingest.timings['reused_units']} top-level units taken over, "
               f"{re_ingest.timings['parsed_units']} re-parsed")

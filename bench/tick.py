@@ -99,6 +99,7 @@ def child(projects: int, tasks: int, seed: int) -> dict:
     dry_s, dry_queries, dry_report = min((timed_tick(dry_run=True) for _ in range(3)), key=lambda r: r[0])
     tick_s, tick_queries, report = timed_tick()
     steady_s, steady_queries, _ = timed_tick()
+    idle_s, idle_queries, _ = timed_tick()
     return {
         "projects": projects,
         "tasks_per_project": tasks,
@@ -119,6 +120,8 @@ def child(projects: int, tasks: int, seed: int) -> dict:
         "runs_in_db": ExecutionRun.objects.count(),
         "second_tick_s": round(steady_s, 4),
         "second_tick_queries": steady_queries,
+        "third_tick_s": round(idle_s, 4),
+        "third_tick_queries": idle_queries,
     }
 
 
@@ -150,15 +153,16 @@ def main() -> None:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("Decision tick = a full tick that only computes (readiness, ranking, capacity, decisions for every")
     print("project; no writes). Full tick = reconcile + promote + start 2 runs per project (enqueue=False).")
+    print("2nd tick: every project at capacity (summaries change: one decision event each); 3rd: nothing changed.")
     print(f"{'tasks/proj':>10} {'tasks':>7} {'deps':>7} {'query s':>8} {'decide s':>9} {'q':>3} {'ratio':>6} "
-          f"{'tick s':>7} {'q':>5} {'ratio':>6} {'runs':>5} {'2nd s':>6} {'q':>4}")
+          f"{'tick s':>7} {'q':>5} {'ratio':>6} {'runs':>5} {'2nd s':>6} {'q':>4} {'3rd s':>6} {'q':>4}")
     for r in results:
         print(f"{r['tasks_per_project']:>10} {r['tasks']:>7} {r['dependencies']:>7} {r['hand_query_s']:>8.4f} "
               f"{r['decision_tick_s']:>9.4f} {r['decision_tick_queries']:>3} {r['decision_ratio']:>6.2f} "
               f"{r['tick_s']:>7.3f} {r['tick_queries']:>5} {r['tick_ratio']:>6.1f} {r['started_runs']:>5} "
-              f"{r['second_tick_s']:>6.3f} {r['second_tick_queries']:>4}")
+              f"{r['second_tick_s']:>6.3f} {r['second_tick_queries']:>4} {r['third_tick_s']:>6.3f} {r['third_tick_queries']:>4}")
     print(json.dumps(results))
-    counts = {(r["decision_tick_queries"], r["tick_queries"], r["second_tick_queries"]) for r in results}
+    counts = {(r["decision_tick_queries"], r["tick_queries"], r["second_tick_queries"], r["third_tick_queries"]) for r in results}
     print("query counts independent of the number of tasks:", "yes" if len(counts) == 1 else f"NO {counts}")
 
 

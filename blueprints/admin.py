@@ -24,26 +24,13 @@ from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from autopilot.admin import count_of, report_outcome
-from autopilot.errors import ApplicationError
+from autopilot.admin import apply_each, count_of
 from blueprints import services
 from blueprints.ingestion import PLAN_NODE_EDITABLE, blueprint_update, ingestion_job_retry, plan_node_update
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
 
 PLAN_NODE_INLINE_LIMIT = 50
 SOURCE_PREVIEW_CHARS = 20_000
-
-
-def _each(modeladmin, request, queryset, verb: str, call) -> None:
-    """Call `call(obj)` for each selected row (in pk order); report successes and refusals."""
-    done, errors = 0, []
-    for obj in queryset.order_by("pk"):
-        try:
-            call(obj)
-            done += 1
-        except ApplicationError as exc:
-            errors.append(f"#{obj.pk}: {exc.message}")
-    report_outcome(modeladmin, request, done, errors, verb)
 
 
 # --- Blueprint ----------------------------------------------------------------------------------
@@ -130,7 +117,7 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate (supersedes the active version; the plan tree follows)")
     def activate(self, request, queryset):
-        _each(self, request, queryset.defer("source_text"), "Activated",
+        apply_each(self, request, queryset.defer("source_text"), "Activated",
               lambda bp: blueprint_update(blueprint=bp, actor=request.user, status=Blueprint.Status.ACTIVE))
 
 
@@ -162,7 +149,7 @@ class IngestionJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry failed jobs")
     def retry(self, request, queryset):
-        _each(self, request, queryset, "Queued again", lambda job: ingestion_job_retry(job=job, actor=request.user))
+        apply_each(self, request, queryset, "Queued again", lambda job: ingestion_job_retry(job=job, actor=request.user))
 
 
 # --- Plan nodes ---------------------------------------------------------------------------------
@@ -198,7 +185,7 @@ class PlanNodeAdmin(admin.ModelAdmin):
             plan_node_update(node=obj, actor=request.user, **changes)
 
     def _set_status(self, request, queryset, status: str, verb: str) -> None:
-        _each(self, request, queryset, verb,
+        apply_each(self, request, queryset, verb,
               lambda node: plan_node_update(node=node, actor=request.user, status=status, reason="admin"))
 
     @admin.action(description="Mark to do (also restores archived nodes)")
@@ -332,7 +319,7 @@ class TaskAdmin(admin.ModelAdmin):
             services.task_delete(task=task, actor=request.user)
 
     def _move(self, request, queryset, status: str, verb: str) -> None:
-        _each(self, request, queryset, verb,
+        apply_each(self, request, queryset, verb,
               lambda task: services.task_transition(task=task, to=status, actor=request.user, reason="admin"))
 
     @admin.action(description="Cancel selected tasks")

@@ -133,9 +133,13 @@ class _Node:
         self.unit = None
 
 
+_MARKUP_CHARS = frozenset("*_`~[]")
+
+
 def normalize(text: str) -> str:
-    text = MARKUP_RE.sub("", text)
-    return SPACES_RE.sub(" ", text).strip().strip(".:;,!").strip().lower()
+    if _MARKUP_CHARS.intersection(text):
+        text = MARKUP_RE.sub("", text)
+    return " ".join(text.split()).strip(".:;,!").strip().lower()
 
 
 def estimate_complexity(*, chars: int, checklist_items: int, nested: bool, broad: bool) -> int:
@@ -163,7 +167,7 @@ class _Tree:
             n.parent = parent
             if parent is not None:
                 parent.children.append(n)
-            n.meta = n.origin == heading and bool(META_TITLE_RE.match(n.title))
+            n.meta = n.origin == heading and len(n.title) < 40 and bool(META_TITLE_RE.match(n.title))
         for n in reversed(self.nodes):
             if n.children:
                 n.last = max(n.last, n.children[-1].last)
@@ -221,9 +225,10 @@ class _Tree:
             tails.setdefault(n.anchor.rsplit("/", 1)[-1].lower(), []).append(n)
             norm = normalize(n.title)
             titles.setdefault(norm, []).append(n)
-            m = TITLE_PREFIX_RE.match(norm)
-            if m:
-                prefixes.setdefault(m.group(1), []).append(n)
+            if ":" in norm or "—" in norm or "–" in norm or " - " in norm:
+                m = TITLE_PREFIX_RE.match(norm)
+                if m:
+                    prefixes.setdefault(m.group(1), []).append(n)
         self._lookups = (anchors, tails, titles, prefixes)
 
     def resolve(self, ref: str, owner: _Node | None) -> _Node | None:
@@ -357,6 +362,9 @@ def _dependency_lines(source: str):
     pos = find(":")
     last_line = -1
     while pos >= 0:
+        if source.startswith(":", pos + 1):  # "::" (paths in code) is never a dependency line
+            pos = find(":", pos + 2)
+            continue
         before = source[max(0, pos - 16):pos].rstrip(" \t*_").lower()
         if before.endswith(DEP_KEYWORD_ENDINGS):
             line_start = rfind("\n", 0, pos) + 1

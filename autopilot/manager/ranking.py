@@ -299,7 +299,10 @@ def ranked_candidates(
     if not wanted:
         return {}
     top = max(limits[p.pk] for p in wanted)
-    qs = candidate_queryset(wanted, modes=modes, include_todo=include_todo).annotate(
+    qs = candidate_queryset(wanted, modes=modes, include_todo=include_todo).only(
+        "pk", "project_id", "plan_node_id", "title", "status", "priority", "learned_priority", "plan_order", "attempts",
+        "updated_at",
+    ).annotate(
         rank=Window(RowNumber(), partition_by=[F("project_id")], order_by=[OrderBy(F(f[1:]) if f.startswith("-") else F(f), descending=f.startswith("-")) for f in RANKING])
     ).filter(rank__lte=top).order_by("project_id", "rank")
     result: dict[int, list[Task]] = {}

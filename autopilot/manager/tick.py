@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from autopilot.errors import CapacityExceeded
 from autopilot.events import record_event
 from autopilot.manager import ranking
 from autopilot.models import AutonomyMode, Project, Proposal
@@ -430,10 +431,15 @@ def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue:
             task = decision.task
             if decision.action == "propose":
                 backend, model = project.agent_for("code")
-                proposal = Proposal.objects.create(
-                    project=project, task=task, role="code", agent_backend=backend, model=model,
-                    score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
-                )
+                try:
+                    with transaction.atomic():
+                        proposal = Proposal.objects.create(
+                            project=project, task=task, role="code", agent_backend=backend, model=model,
+                            score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
+                        )
+                except IntegrityError:
+                    result.skipped["already proposed"] = result.skipped.get("already proposed", 0) + 1
+                    continue
                 result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
                 continue
             try:
@@ -442,6 +448,10 @@ def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue:
             except IntegrityError:
                 result.skipped["already running"] = result.skipped.get("already running", 0) + 1
                 continue
+            except CapacityExceeded as exc:  # the queue filled up meanwhile (e.g. manual runs)
+                result.skipped["queue full"] = result.skipped.get("queue full", 0) + 1
+                result.note = exc.message
+                break
             result.started.append({"task": task.pk, "run": run.pk, "reason": decision.reasons[0]})
         if result.started and mode != AutonomyMode.SUGGEST:
             Proposal.objects.filter(task_id__in=[s["task"] for s in result.started], status=Proposal.Status.PENDING).update(
@@ -552,11 +562,16 @@ def tick_all(
                 key = d.reasons[0].split(":")[0]
                 result.skipped[key] = result.skipped.get(key, 0) + 1
         if chosen and not dry_run:
-            report.projects[project.pk] = _act(
-                project.pk, chosen, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override,
-                now=now, readiness=changes, skipped=result.skipped,
-            )
-            continue
+            try:
+                report.projects[project.pk] = _act(
+                    project.pk, chosen, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override,
+                    now=now, readiness=changes, skipped=result.skipped,
+                )
+                continue
+            except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others' tick
+                logger.exception("tick of project %s failed", project.pk)
+                result.note = f"error: {type(exc).__name__}: {exc}"[:300]
+                decisions = []
         for d in decisions:
             if d.action == "skip":
                 continue
@@ -564,7 +579,7 @@ def tick_all(
                 result.started.append({"task": d.task.pk, "run": None, "reason": d.reasons[0]})
             else:
                 result.proposed.append({"task": d.task.pk, "proposal": None, "reason": d.reasons[0]})
-        if not chosen:
+        if not chosen and not result.note:
             result.note = _idle_note(project, mode, cap, result.ready) if cap is not None else (
                 "autonomy mode is off" if mode == AutonomyMode.OFF else "project is paused"
             )

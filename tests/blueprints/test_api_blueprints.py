@@ -159,3 +159,12 @@ def test_patch_plan_node(project, operator, viewer):
     assert bad.status_code == 400 and "Cannot edit title" in bad.json()["detail"]
     # viewers cannot
     assert _client(viewer).patch(f"/api/plan_nodes/{node.pk}/", {"priority": 1}, format="json").status_code == 403
+
+
+def test_the_500k_word_spec_posted_as_json(project, operator, rust_rfcs_text):
+    # a 3.3 MB JSON body (above Django's default 2.5 MB request limit) is accepted
+    response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/",
+                                      {"text": rust_rfcs_text, "generate_tasks": False}, format="json")
+    assert response.status_code == 201, response.content[:300]
+    assert response.json()["counts"]["headings"] == 4062
+    assert response.json()["diff"]["truncated"]["added"] == 4062 - 1000

@@ -605,3 +605,35 @@ def test_retry_failed_ingestion_job(admin_client, admin_user):
     assert (job.status, job.error) == (IngestionJob.Status.QUEUED, "")
     assert Event.objects.get(kind="ingestionjob.status").actor == admin_user
     assert OrmQ.objects.count() == 0  # enqueued on commit only; this test's transaction never commits
+
+
+@pytest.mark.django_db
+def test_proposal_accept_action_starts_a_run(admin_client, admin_user):
+    from runs.models import ExecutionRun
+
+    proposal = ProposalFactory(task=TaskFactory(status=Task.Status.READY, project=ProjectFactory(autonomy_mode="suggest")))
+    _run_action(admin_client, Proposal, "accept", [proposal.pk])
+    proposal.refresh_from_db()
+    assert proposal.status == Proposal.Status.ACCEPTED and proposal.decided_by == admin_user
+    assert ExecutionRun.objects.get(task=proposal.task).pk == proposal.run_id
+
+
+@pytest.mark.django_db
+def test_accepting_a_dismissed_proposal_is_reported_not_raised(admin_client):
+    proposal = ProposalFactory(status=Proposal.Status.DISMISSED)
+    url = reverse("admin:autopilot_proposal_changelist")
+    response = admin_client.post(url, {"action": "accept", "_selected_action": [proposal.pk]}, follow=True)
+    assert response.status_code == 200
+    assert "is dismissed, not pending" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_project_page_links_to_its_objects_and_the_links_work(admin_client, project):
+    import re
+
+    body = admin_client.get(reverse("admin:autopilot_project_change", args=[project.pk])).content.decode()
+    links = re.findall(r'href="([^"]+\?project__id__exact=\d+)"', body)
+    assert len(links) == 5  # members, blueprints, tasks, runs, events
+    for link in links:
+        # (a lookup the admin does not allow would redirect to "?e=1" instead)
+        assert admin_client.get(link).status_code == 200, link

@@ -324,6 +324,12 @@ def test_event_list_queries_do_not_grow(project, viewer, django_assert_max_num_q
         client.get("/api/events/")
 
 
+@pytest.mark.django_db
+def test_api_root_lists_the_core_endpoints(user):
+    body = client_for(user).get("/api/").json()
+    assert body["projects"].endswith("/api/projects/") and body["events"].endswith("/api/events/")
+
+
 # --- Schema -------------------------------------------------------------------------------------
 
 

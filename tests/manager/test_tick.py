@@ -246,3 +246,21 @@ def test_identical_idle_ticks_are_not_logged_twice(project):
     project.refresh_from_db()
     assert project.last_tick_summary["summary"]["note"] == "no ready task"
     assert Project.objects.get(pk=project.pk).tick_pending is False
+
+
+def test_a_full_queue_holds_new_starts_back_with_the_reason(project, settings):
+    settings.AUTOPILOT_QUEUE_MAX = 1
+    set_mode(project, "full_auto")
+    ExecutionRunFactory(status="queued")
+    make_task(project)
+    report = tick_project(project, reason="test")
+    assert report.started == [] and report.projects[project.pk].skipped == {"queue full": 1}
+
+
+def test_dry_run_computes_decisions_without_writing(project):
+    set_mode(project, "full_auto")
+    first = make_task(project, status=Task.Status.TODO)
+    report = tick_project(project, reason="test", dry_run=True)
+    assert [s["task"] for s in report.started] == [first.pk] and report.started[0]["run"] is None
+    first.refresh_from_db()
+    assert first.status == Task.Status.TODO and not ExecutionRun.objects.exists()

@@ -120,10 +120,10 @@ class Command(AutopilotCommand):
     @staticmethod
     def _autonomy_text(project: Project) -> str:
         phase = project.active_phase.anchor if project.active_phase_id else "whole plan"
-        daily = f"${project.daily_budget_usd}" if project.daily_budget_usd is not None else "no cap"
+        daily = f"${project.daily_budget_usd:.2f}" if project.daily_budget_usd is not None else "no cap"
         return (
             f"  autonomy:  {project.autonomy_mode}{' (PAUSED)' if project.paused else ''}; phase: {phase}; "
-            f"max parallel {project.max_parallel_runs}; run budget ${project.default_run_budget_usd}; daily {daily}"
+            f"max parallel {project.max_parallel_runs}; run budget ${project.default_run_budget_usd:.2f}; daily {daily}"
         )
 
     # --- actions ---------------------------------------------------------------------------------

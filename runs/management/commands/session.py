@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
@@ -21,8 +23,12 @@ class Command(AutopilotCommand):
         listing.add_argument("--limit", type=int, default=50)
         show = sub.add_parser("show", help="One run with its steps.")
         show.add_argument("run", type=int)
+        for subparser in (listing, show):  # accept the common flags after the sub-action too
+            subparser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
+            subparser.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
 
     def handle(self, *args, **options):
+        self.as_json = options.get("json", False)
         if options["action"] == "list":
             project = project_get(options["project"])
             actor = self.actor(options)
