@@ -254,7 +254,10 @@ def test_a_full_queue_holds_new_starts_back_with_the_reason(project, settings):
     ExecutionRunFactory(status="queued")
     make_task(project)
     report = tick_project(project, reason="test")
-    assert report.started == [] and report.projects[project.pk].skipped == {"queue full": 1}
+    assert report.started == [] and report.projects[project.pk].note == "queue full"
+    from autopilot.manager.explain import manager_plan
+
+    assert manager_plan(project)["not_started"][0]["reasons"][0].startswith("queue full (1/1)")
 
 
 def test_dry_run_computes_decisions_without_writing(project):
