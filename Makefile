@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 # pytest-django creates and drops its own test database (test_<name>); it never writes to <name>.
 PG_TEST_URL ?= $(if $(DATABASE_URL),$(DATABASE_URL),postgres://postgres@127.0.0.1:5432/autopilot)
 REDIS_TEST_URL ?= $(if $(REDIS_URL),$(REDIS_URL),redis://127.0.0.1:6379/0)
+# Printed without their passwords.
+PG_TEST_SHOWN = $(shell echo '$(PG_TEST_URL)' | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')
+REDIS_TEST_SHOWN = $(shell echo '$(REDIS_TEST_URL)' | sed -E 's#//([^:/@]*):[^@]*@#//\1:***@#')
 # The SQLite pass must not inherit the scale-out settings from the environment.
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u AUTOPILOT_BROKER
 
@@ -65,13 +68,13 @@ test: install-dev browser
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 	@if [ -n "$(PG_TEST_URL)" ] && $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_TEST_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null \
 	   && $(BIN)/python -c "import redis; redis.Redis.from_url('$(REDIS_TEST_URL)', socket_connect_timeout=3).ping()" 2>/dev/null; then \
-	  echo "== Test pass 2: PostgreSQL + Redis ($(PG_TEST_URL), $(REDIS_TEST_URL))"; \
+	  echo "== Test pass 2: PostgreSQL + Redis ($(PG_TEST_SHOWN), $(REDIS_TEST_SHOWN))"; \
 	  AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-pg DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) AUTOPILOT_CHANNEL_PREFIX=autopilot-test \
 	    $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc; \
 	elif [ -n "$$AUTOPILOT_REQUIRE_SERVICES" ]; then \
-	  echo "PostgreSQL ($(PG_TEST_URL)) or Redis ($(REDIS_TEST_URL)) is not reachable, and AUTOPILOT_REQUIRE_SERVICES is set: failing"; exit 1; \
+	  echo "PostgreSQL ($(PG_TEST_SHOWN)) or Redis ($(REDIS_TEST_SHOWN)) is not reachable, and AUTOPILOT_REQUIRE_SERVICES is set: failing"; exit 1; \
 	else \
-	  echo "== Test pass 2 SKIPPED: PostgreSQL ($(PG_TEST_URL)) or Redis ($(REDIS_TEST_URL)) not reachable"; \
+	  echo "== Test pass 2 SKIPPED: PostgreSQL ($(PG_TEST_SHOWN)) or Redis ($(REDIS_TEST_SHOWN)) not reachable"; \
 	fi
 
 # Every bench/*.py (except _helpers.py) runs; the target fails as soon as one benchmark fails.

@@ -8,6 +8,7 @@ from django_q.models import Schedule
 SCHEDULES = {
     # name: (function path, minutes)
     "autopilot-tick": ("autopilot.tasks.scheduled_tick", 1),
+    "runs-cleanup-worktrees": ("runs.tasks.cleanup_worktrees", 60),
 }
 
 

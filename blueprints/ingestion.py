@@ -369,11 +369,18 @@ def _previous_parse(project_id: int) -> tuple[PreviousParse | None, list[tuple] 
 
 
 def _current_rows(project_id: int) -> list[tuple]:
-    return list(
-        PlanNode.objects.filter(project_id=project_id, archived_at__isnull=True)
-        .order_by("order", "id")
-        .values_list(*_MATCH_FIELDS)
-    )
+    """The project's current tree as plain tuples (_MATCH_FIELDS). The SQL is the ORM's; the rows are
+    fetched straight from the cursor (values_list spent ~10 µs a row converting values that need none
+    but `checked`, a nullable boolean that SQLite returns as 0 / 1)."""
+    qs = (PlanNode.objects.filter(project_id=project_id, archived_at__isnull=True)
+          .order_by("order", "id").values_list(*_MATCH_FIELDS))
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    checked = _MATCH_FIELDS.index("checked")
+    return [row if row[checked] is None or row[checked] is True or row[checked] is False
+            else (*row[:checked], bool(row[checked]), *row[checked + 1:]) for row in rows]
 
 
 def plan_tree(*, project_id: int, doc: ParsedDocument, old_rows: list[tuple] | None = None) -> TreePlan:

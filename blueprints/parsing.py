@@ -388,19 +388,18 @@ def _bytes_to_chars(text: str, data: bytes, nodes: list[ParsedNode]) -> None:
         node.own_end = mapping[node.own_end]
 
 
-def _assign_anchors(nodes: list[ParsedNode], kept_suffixes: dict[int, tuple[int, str]] | None = None) -> None:
-    """Slug paths, de-duplicated among siblings. `kept_suffixes` (incremental parse) maps a node index to
-    (index of its top-level ancestor, anchor suffix below it) for subtrees taken over unchanged."""
+def _assign_anchors(nodes: list[ParsedNode], slugs: dict[tuple[str, str], str] | None = None) -> None:
+    """Slug paths, de-duplicated among siblings (a spec repeats its titles: each is slugified once).
+    `slugs`: (title, origin) → slug already known (taken over from a previous version)."""
     used: dict[int | None, set[str]] = {}
+    slugs = {} if slugs is None else slugs
     for node in nodes:
-        if kept_suffixes:
-            kept = kept_suffixes.get(node.index)
-            if kept is not None:
-                node.anchor = nodes[kept[0]].anchor + kept[1]
-                continue
-        base = slugify(node.title, allow_unicode=True)[:MAX_SLUG].strip("-") or (
-            "item" if node.origin == CHECKLIST else "section"
-        )
+        key = (node.title, node.origin)
+        base = slugs.get(key)
+        if base is None:
+            base = slugs[key] = slugify(node.title, allow_unicode=True)[:MAX_SLUG].strip("-") or (
+                "item" if node.origin == CHECKLIST else "section"
+            )
         taken = used.setdefault(node.parent, set())
         slug, n = base, 1
         while slug in taken:
@@ -421,39 +420,47 @@ class PreviousParse:
     rows: list[tuple]
 
 
-def _top_candidates(text: str) -> list[int]:
-    """Character offsets of lines that start with `#` + space/tab/end of line: level-1 ATX headings at
-    column 0, unless the parser is inside a fenced code block or an HTML block there. One pass."""
-    found = [0] if text.startswith(("# ", "#\t", "#\n")) or text == "#" else []
-    find = text.find
+def _atx_level(text: str, pos: int) -> int:
+    """The level of an ATX heading line starting at column 0 at `pos` (`#`…`######` followed by a space,
+    a tab, a newline or the end of the text), else 0. Says nothing about code blocks around it."""
+    if pos and text[pos - 1] != "\n":
+        return 0
     n = len(text)
+    end = pos
+    while end < n and end - pos < 7 and text[end] == "#":
+        end += 1
+    level = end - pos
+    if not 1 <= level <= 6:
+        return 0
+    return level if end == n or text[end] in " \t\n" else 0
+
+
+def _atx_candidates(text: str) -> list[int]:
+    """Character offsets of the lines that look like ATX headings at column 0 (one pass over the text)."""
+    found = [0] if _atx_level(text, 0) else []
+    find = text.find
     pos = find("\n#")
     while pos != -1:
-        after = pos + 2
-        if after == n or text[after] in " \t\n":
+        if _atx_level(text, pos + 1):
             found.append(pos + 1)
-        pos = find("\n#", after)
+        pos = find("\n#", pos + 2)
     return found
 
 
-def _is_top_heading_line(text: str, pos: int) -> bool:
-    if not text.startswith("#", pos) or (pos and text[pos - 1] != "\n"):
-        return False
-    return pos + 1 == len(text) or text[pos + 1] in " \t\n"
-
-
 def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> ParsedDocument | None:
-    """Parse `text` reusing the previous version's nodes for unchanged top-level units.
+    """Parse `text` reusing the previous version's nodes for unchanged units.
 
-    A *unit* is the text between two consecutive lines that were level-1 ATX headings at column 0 in
-    the previous parse (or the start / end of the text). Such a line closes every open block, so a
+    A *unit* is the text between two consecutive lines that were ATX headings (any level) at column 0
+    in the previous parse (or the start / end of the text). Such a line closes every open block, so a
     unit parses the same wherever it stands, as long as the parser is not inside a fenced code block
-    or an HTML block when it reaches the unit (the only contexts where a `# …` line at column 0 is not
-    a heading). The new text is walked from the top, always from a position where that holds: a unit
-    whose text is byte-for-byte one of the previous units is taken over (offsets shifted, identity
-    data kept); any other stretch is parsed on its own, together with the `#` line that follows it,
-    and accepted only when that line comes out as a level-1 heading (otherwise the stretch grows to
-    the next candidate line). Link reference definitions are document-wide: a stretch is parsed with
+    or an HTML block when it reaches the unit (the only contexts where a `#` line at column 0 is not a
+    heading). The new text is walked from the top, always from a position where that holds: a unit
+    whose text is byte-for-byte one of the previous units is taken over (its nodes' own data: title,
+    level, hashes, offsets within the unit, checklist nesting); any other stretch is parsed on its own,
+    together with the `#` line that follows it, and accepted only when that line comes out as a
+    heading (otherwise the stretch grows to the next candidate line). What depends on the rest of the
+    document is then recomputed for every node in one pass: parents, depth, kind, a checklist item's
+    level, section ends, anchors. Link reference definitions are document-wide: a stretch is parsed with
     every label of the whole document defined, and a unit whose text mentions a label that was added
     or removed since the previous version is parsed again rather than taken over. Returns None when an
     incremental parse does not apply (no previous nodes, front matter).
@@ -461,37 +468,52 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
     old_text = previous.text
     if not previous.rows or front_matter_length(data) or old_text.startswith("---"):
         return None
-    new_labels = _labels(text)
-    changed_labels = new_labels ^ _labels(old_text)  # a unit using one of these must be parsed again
-    blake = hashlib.blake2b
+    doc = _parse_incremental(text, previous, None)
+    if doc.stats.pop("labels_changed"):  # rare: a definition was added or removed; check every unit's uses
+        changed = _labels(text) ^ _labels(old_text)
+        if changed:
+            doc = _parse_incremental(text, previous, changed)
+            doc.stats.pop("labels_changed")
+    return doc
+
+
+def _parse_incremental(text: str, previous: PreviousParse, changed_labels: frozenset[str] | None) -> ParsedDocument:
+    """One walk of parse_incremental. Without `changed_labels` (the labels defined in only one of the two
+    versions), the labels defined in the re-parsed stretches are compared with those of the previous units
+    not taken over: the same sets mean the document defines the same labels (units taken over define
+    the same ones in both), else stats["labels_changed"] asks to compare the labels of the whole texts."""
+    old_text = previous.text
     rows = previous.rows
     row_index = {row[0]: i for i, row in enumerate(rows)}
     old_starts = [row[2] for row in rows]
-    # Previous units: between old level-1 headings at column 0 (origin heading, depth 1).
-    boundaries = [row[2] for row in rows
-                  if row[5] == 1 and row[4] == 1 and row[7] == HEADING and _is_top_heading_line(old_text, row[2])]
-    if not boundaries or boundaries[0] != 0:
-        boundaries.insert(0, 0)
-    boundaries.append(len(old_text))
+    # Previous units: between old headings that are ATX lines at column 0.
+    boundaries = sorted({row[2] for row in rows if row[7] == HEADING and _atx_level(old_text, row[2])} | {0})
     old_n = len(old_text)
-    units: dict[str, list[tuple[int, int, str]]] = {}  # first line → [(start, end, hash)]
+    boundaries.append(old_n)
+    # Units by first line, then by length (a spec repeats its headings: "## Motivation" starts hundreds).
+    units: dict[str, dict[int, list[tuple[int, int]]]] = {}
+    unit_at: dict[int, tuple[str, tuple[int, int]]] = {}  # start → (first line, unit)
     for a, b in zip(boundaries, boundaries[1:], strict=False):
         if b > a:
             line_end = old_text.find("\n", a, b)
             first = old_text[a:b if line_end == -1 else line_end]
-            units.setdefault(first, []).append((a, b, blake(old_text[a:b].encode("utf-8"), digest_size=16).hexdigest()))
+            units.setdefault(first, {}).setdefault(b - a, []).append((a, b))
+            unit_at[a] = (first, (a, b))
 
-    markdown = _MARKDOWN
-    if new_labels:
-        markdown = pyromark.Markdown(
-            options=pyromark.Options.ENABLE_TASKLISTS,
-            broken_link_callback=lambda link: ("", "") if _label(link["reference"]) in new_labels else None,
-        )
-    candidates = _top_candidates(text)
-    candidate_set = set(candidates)
-    # Stretches to re-parse end at a line that starts a previous unit: `# …` lines in code blocks are
-    # candidates too, and stopping there would only make the sentinel check fail and the stretch grow.
+    # Labels of the whole new text, computed only when a stretch has a reference it does not define.
+    new_labels: list[frozenset[str]] = []
+
+    def defined(link: dict) -> tuple[str, str] | None:
+        if not new_labels:
+            new_labels.append(_labels(text))
+        return ("", "") if _label(link["reference"]) in new_labels[0] else None
+
+    markdown = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS, broken_link_callback=defined)
     n = len(text)
+    candidates = _atx_candidates(text)
+    candidate_set = set(candidates)
+    # Stretches to re-parse end at a line that starts a previous unit: `#` lines in code blocks are
+    # candidates too, and stopping there would only make the sentinel check fail and the stretch grow.
     known = []
     for c in candidates:
         line_end = text.find("\n", c)
@@ -499,59 +521,82 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
             known.append(c)
     candidates = known
     candidates.append(n)
+
+    def take(pos: int, tries) -> tuple[int, int] | None:
+        """The previous unit (start, end) whose text is the one at `pos`, if it can be taken over."""
+        for a, b in tries:
+            stop = pos + b - a
+            if (stop == n or (b < old_n and stop in candidate_set)) and text.startswith(old_text[a:b], pos):
+                if changed_labels:
+                    folded = " ".join(text[pos:stop].casefold().split())
+                    if any(label in folded for label in changed_labels):
+                        return None
+                return a, b
+        return None
+
     nodes: list[ParsedNode] = []
-    kept: dict[int, tuple[int, str]] = {}
+    expected = last_end = 0  # end of the last previous unit taken over; -1: look the next one up
+    # Per node: the index of its enclosing checklist item (its parent), or -1: the nearest heading before it.
+    item_parent: list[int] = []
     headings = checklist = 0
-    n = len(text)
     pos = 0
     ci = 0  # index of the first candidate > pos
-    reused_units = parsed_units = 0
+    reused_units = parsed_units = parsed_chars = 0
+    reused_starts: set[tuple[int, int]] = set()
+    stretch_labels: set[str] = set()
     while pos < n:
         while candidates[ci] <= pos:
             ci += 1
         q = candidates[ci]
         unit = None
         line_end = text.find("\n", pos)
-        for a, b, digest in units.get(text[pos:n if line_end == -1 else line_end], ()):
-            stop = pos + b - a
-            if (stop == n or (b < old_n and stop in candidate_set)) and \
-                    blake(text[pos:stop].encode("utf-8"), digest_size=16).hexdigest() == digest:
-                if changed_labels:
-                    folded = " ".join(text[pos:stop].casefold().split())
-                    if any(label in folded for label in changed_labels):
-                        break
-                unit = (a, b)
-                break
+        first = text[pos:n if line_end == -1 else line_end]
+        # The previous unit that followed the last one taken over is the likely one; else any with this
+        # first line whose length ends it where a unit can end.
+        following = unit_at.get(expected)
+        if following is not None and following[0] == first:
+            unit = take(pos, (following[1],))
+        if unit is None:
+            # Specs repeat boilerplate sections: of equal units, prefer the first one after the last
+            # unit taken over (so the units not taken over are the ones that really changed).
+            tries = [u for length, same in units.get(first, {}).items()
+                     if pos + length == n or pos + length in candidate_set for u in same]
+            if len(tries) > 1:
+                tries.sort(key=lambda u: (u[0] < last_end, u[0]))
+            unit = take(pos, tries)
         if unit is not None:
             a, b = unit
             lo = bisect.bisect_left(old_starts, a)
             hi = bisect.bisect_left(old_starts, b)
-            if any(rows[i][3] > b for i in range(lo, hi)):  # rows that do not fit the text: parse instead
-                unit = None
+            for i in range(lo, hi):  # rows that do not fit the unit (never expected): parse it instead
+                row = rows[i]
+                if row[7] == CHECKLIST:
+                    parent_row = row_index.get(row[1])
+                    if row[3] > b or (parent_row is not None and rows[parent_row][7] == CHECKLIST
+                                      and not lo <= parent_row < i):
+                        unit = None
+                        break
         if unit is not None:
             base = len(nodes)
             shift = pos - a
             for i in range(lo, hi):
                 row = rows[i]
-                parent_row = row_index.get(row[1])
-                parent = base + parent_row - lo if parent_row is not None and lo <= parent_row < hi else None
-                node = ParsedNode(base + i - lo, parent, row[5], row[4], row[7], row[8], row[2] + shift, row[12])
-                node.kind = row[6]
-                node.end = node.own_end = row[3] + shift
+                node = ParsedNode(base + i - lo, None, 1, row[4], row[7], row[8], row[2] + shift, row[12])
                 node.content_hash, node.body_hash = row[10], row[11] or ""
-                if parent is not None:
-                    root_row = i
-                    while rows[root_row][1] is not None and row_index.get(rows[root_row][1], -1) >= lo:
-                        root_row = row_index[rows[root_row][1]]
-                    root_anchor = rows[root_row][9]
-                    kept[node.index] = (base + root_row - lo, row[9][len(root_anchor):])
                 if row[7] == HEADING:
                     headings += 1
+                    item_parent.append(-1)
                 else:
+                    node.end = node.own_end = row[3] + shift
+                    parent_row = row_index.get(row[1])
+                    item_parent.append(base + parent_row - lo if parent_row is not None
+                                       and rows[parent_row][7] == CHECKLIST else -1)
                     checklist += 1
                 nodes.append(node)
             reused_units += 1
+            reused_starts.add((a, b))
             pos += b - a
+            expected = last_end = b
             continue
         # Parse a stretch on its own, with the `#` line that follows it as a sentinel.
         grow = 0
@@ -566,34 +611,88 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
             if q >= n:
                 break
             last = doc.nodes[-1] if doc.nodes else None
-            if last is not None and last.origin == HEADING and last.level == 1 and last.start == q - pos:
+            if last is not None and last.origin == HEADING and last.start == q - pos:
                 doc.nodes.pop()
                 doc.headings -= 1
-                for node in doc.nodes:  # sections that ran into the sentinel end where the unit ends
-                    if node.end > q - pos:
-                        node.end = q - pos
                 break
-            grow += 1
-            if grow >= 8:
-                q = n
-            else:
-                ci2 = bisect.bisect_right(candidates, q)
-                q = candidates[ci2] if ci2 < len(candidates) else n
+            # Inside a block that swallowed the line (an opened fence): grow the stretch by 1, 2, 4, …
+            # candidate lines, so the parsing done is at most twice the stretch finally accepted.
+            grow = grow * 2 or 1
+            ci2 = bisect.bisect_right(candidates, q) + grow - 1
+            q = candidates[ci2] if ci2 < len(candidates) else n
         base = len(nodes)
-        for node in doc.nodes:
+        stretch = doc.nodes
+        for node in stretch:
+            parent = node.parent
+            item_parent.append(parent + base if parent is not None and stretch[parent].origin == CHECKLIST else -1)
             node.index += base
-            if node.parent is not None:
-                node.parent += base
             node.start += pos
             node.end += pos
             nodes.append(node)
         headings += doc.headings
         checklist += doc.checklist_items
         parsed_units += 1
+        parsed_chars += q - pos
+        if changed_labels is None and "]:" in piece:
+            stretch_labels |= _labels(text[pos:q])
         pos = q
-    _assign_anchors(nodes, kept)
+        expected = -1
+    labels_changed = False
+    if changed_labels is None:
+        old_labels: set[str] = set()
+        for a, b in zip(boundaries, boundaries[1:], strict=False):
+            if (a, b) not in reused_starts and old_text.find("]:", a, b) != -1:
+                old_labels |= _labels(old_text[a:b])
+        labels_changed = old_labels != stretch_labels
+    _stitch(nodes, item_parent, n)
+    _assign_anchors(nodes, _known_slugs(rows))
     return ParsedDocument("markdown", nodes, 0, headings, checklist,
-                          stats={"incremental": True, "reused_units": reused_units, "parsed_units": parsed_units})
+                          stats={"incremental": True, "reused_units": reused_units, "parsed_units": parsed_units,
+                                 "parsed_chars": parsed_chars, "labels_changed": labels_changed})
+
+
+_NUMBERED_SUFFIX = re.compile(r"-\d+$")
+
+
+def _known_slugs(rows: list[tuple]) -> dict[tuple[str, str], str]:
+    """Slugs of the previous titles, read off their anchors: a last segment without a `-N` suffix is the
+    title's slug as it is (a de-duplicated one always ends in `-N`)."""
+    known = {}
+    for row in rows:
+        segment = row[9].rpartition("/")[2]
+        if not _NUMBERED_SUFFIX.search(segment):
+            known[(row[8], row[7])] = segment
+    return known
+
+
+def _stitch(nodes: list[ParsedNode], item_parent: list[int], total: int) -> None:
+    """What a node's place in the whole document decides, as _parse_markdown computes it: a heading nests
+    under the nearest preceding shallower heading and its section ends at the next heading of the same
+    or a shallower level; a checklist item belongs to its enclosing item, else to the nearest heading
+    before it (always the top of the open-headings stack), and never reaches past its parent's section."""
+    stack: list[ParsedNode] = []
+    for node, local in zip(nodes, item_parent, strict=True):
+        if node.origin == HEADING:
+            level = node.level
+            while stack and stack[-1].level >= level:
+                stack.pop().end = node.start
+            parent = stack[-1] if stack else None
+            stack.append(node)
+        else:
+            parent = nodes[local] if local >= 0 else (stack[-1] if stack else None)
+            node.level = parent.level + 1 if parent is not None else 1
+        if parent is None:
+            node.parent, node.depth = None, 1
+        else:
+            node.parent, node.depth = parent.index, parent.depth + 1
+        node.kind = KINDS[min(node.depth, 5) - 1] if node.origin == HEADING else "task_spec"
+    for node in stack:
+        node.end = total
+    for node in nodes:
+        if node.origin == CHECKLIST and node.parent is not None:
+            parent_end = nodes[node.parent].end
+            if node.end > parent_end:
+                node.end = node.own_end = max(node.start, parent_end)
 
 
 def _label(text: str) -> str:

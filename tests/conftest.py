@@ -101,7 +101,10 @@ def subprocess_env(transactional_db):
         user = default.get("USER") or "postgres"
         host = default.get("HOST") or "127.0.0.1"
         port = default.get("PORT") or 5432
-        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{default['NAME']}"
+        from urllib.parse import quote
+
+        password = f":{quote(default['PASSWORD'], safe='')}" if default.get("PASSWORD") else ""
+        env["DATABASE_URL"] = f"postgres://{quote(user, safe='')}{password}@{host}:{port}/{default['NAME']}"
     if "channels" in connections.settings:
         env["AUTOPILOT_CHANNELS_SQLITE_PATH"] = str(connections["channels"].settings_dict["NAME"])
     return env

@@ -9,6 +9,7 @@ Ranking (highest first): task priority (0–5), learned priority (refine_plan), 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -29,8 +30,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.expressions import OrderBy, Window
-from django.db.models.functions import Coalesce, Concat, RowNumber
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from autopilot.models import AutonomyMode, Project, Proposal
@@ -52,6 +52,13 @@ def undone_dependency() -> Exists:
 
 def open_run() -> Exists:
     return Exists(ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=OPEN_RUN_STATUSES))
+
+
+def tasks_with_open_runs() -> QuerySet:
+    """Task ids that have a queued or active run: few rows (bounded by the queue and the concurrency
+    limits), so `pk__in` this non-correlated subquery is evaluated once — much cheaper than a
+    correlated NOT EXISTS per task on large graphs."""
+    return ExecutionRun.objects.filter(status__in=OPEN_RUN_STATUSES, task__isnull=False).values("task_id")
 
 
 def pending_proposal() -> Exists:
@@ -84,7 +91,7 @@ def runnable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
     qs = Task.objects.filter(status=Task.Status.READY, kind=Task.Kind.WORK, removed_from_spec=False)
     if project_ids is not None:
         qs = qs.filter(project_id__in=project_ids)
-    return qs.filter(~undone_dependency(), ~open_run())
+    return qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs())
 
 
 def promotable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
@@ -283,7 +290,7 @@ def candidate_queryset(projects: list[Project], *, modes: dict[int, str], includ
     ids = [p.pk for p in projects]
     statuses = [Task.Status.READY, Task.Status.TODO] if include_todo else [Task.Status.READY]
     qs = Task.objects.filter(project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
-    qs = qs.filter(~undone_dependency(), ~open_run()).filter(phase_filter(projects))
+    qs = qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs()).filter(phase_filter(projects))
     suggesting = [pid for pid in ids if modes.get(pid) == AutonomyMode.SUGGEST]
     if suggesting:
         qs = qs.filter(~Q(project_id__in=suggesting) | (~pending_proposal() & ~dismissed_proposal()))
@@ -293,24 +300,33 @@ def candidate_queryset(projects: list[Project], *, modes: dict[int, str], includ
 def ranked_candidates(
     projects: list[Project], *, modes: dict[int, str], limits: dict[int, int], include_todo: bool = False
 ) -> dict[int, list[Task]]:
-    """The best `limits[project]` candidates of every project, in ONE query (a ROW_NUMBER window
-    partitioned by project, ranked by priority, learned priority, plan order)."""
+    """The best `limits[project]` candidates of every project (ranked by priority, learned priority,
+    plan order, id) in two queries whatever the number of projects and tasks: the runnable tasks'
+    ranking keys as plain tuples (a top-k per project in Python: cheaper on SQLite than a ROW_NUMBER
+    window over the same rows), then the chosen rows."""
     wanted = [p for p in projects if limits.get(p.pk, 0) > 0]
     if not wanted:
         return {}
-    top = max(limits[p.pk] for p in wanted)
-    qs = candidate_queryset(wanted, modes=modes, include_todo=include_todo).only(
-        "pk", "project_id", "plan_node_id", "title", "status", "priority", "learned_priority", "plan_order", "attempts",
-        "updated_at",
-    ).annotate(
-        rank=Window(RowNumber(), partition_by=[F("project_id")], order_by=[OrderBy(F(f[1:]) if f.startswith("-") else F(f), descending=f.startswith("-")) for f in RANKING])
-    ).filter(rank__lte=top).order_by("project_id", "rank")
-    result: dict[int, list[Task]] = {}
-    for task in qs:
-        bucket = result.setdefault(task.project_id, [])
-        if len(bucket) < limits[task.project_id]:
-            bucket.append(task)
-    return result
+    keys = candidate_queryset(wanted, modes=modes, include_todo=include_todo).order_by().values_list(
+        "pk", "project_id", "priority", "learned_priority", "plan_order"
+    )
+    grouped: dict[int, list[tuple]] = {}
+    for pk, project_id, priority, learned, plan_order in keys.iterator(chunk_size=5000):
+        grouped.setdefault(project_id, []).append((-priority, -learned, plan_order, pk))
+    chosen: dict[int, list[int]] = {
+        project_id: [row[3] for row in heapq.nsmallest(limits[project_id], rows)] for project_id, rows in grouped.items()
+    }
+    ids = [pk for pks in chosen.values() for pk in pks]
+    if not ids:
+        return {}
+    rows = {
+        t.pk: t
+        for t in Task.objects.filter(pk__in=ids).only(
+            "pk", "project_id", "plan_node_id", "title", "status", "priority", "learned_priority", "plan_order",
+            "attempts", "updated_at",
+        )
+    }
+    return {project_id: [rows[pk] for pk in pks if pk in rows] for project_id, pks in chosen.items()}
 
 
 def candidate_tasks(project: Project, *, mode: str, limit: int | None, only_ids: list[int] | None = None) -> list[Task]:

@@ -405,7 +405,7 @@ def _latest_runs(task_ids: list[int]) -> dict:
 
 
 def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue: bool, mode_override: str | None,
-         now, readiness: dict, skipped: dict[str, int] | None = None) -> ProjectTick:
+         now, readiness: dict, skipped: dict[str, int] | None = None, ready: int | None = None) -> ProjectTick:
     """Start (or propose) work for one project under the locks, re-checking everything the pre-pass
     decided: capacity is recounted and the chosen tasks re-validated as runnable."""
     with transaction.atomic():
@@ -416,7 +416,7 @@ def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue:
                              skipped=dict(skipped or {}))
         capacity = ranking.capacities([project], now=now)[project.pk]
         result.capacity = capacity.as_dict()
-        result.ready = ranking.ready_counts([project.pk]).get(project.pk, 0)
+        result.ready = ranking.ready_counts([project.pk]).get(project.pk, 0) if ready is None else ready
         slots = wanted_slots(project, mode, capacity)
         candidates = ranking.candidate_tasks(project, mode=mode, limit=None, only_ids=chosen_ids) if slots > 0 else []
         failures = ranking.last_failures([t.pk for t in candidates if t.attempts])
@@ -488,7 +488,7 @@ def _finish(project: Project, result: ProjectTick, *, reason: str, actor, now) -
     Project.objects.filter(pk=project.pk).update(
         last_tick_at=now,
         last_tick_summary={"summary": summary, "started": len(result.started), "proposed": len(result.proposed),
-                           "at": now.isoformat(), "reason": reason},
+                           "reason": reason},
     )
     if result.started or result.proposed or result.readiness or changed:
         record_event(
@@ -565,7 +565,7 @@ def tick_all(
             try:
                 report.projects[project.pk] = _act(
                     project.pk, chosen, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override,
-                    now=now, readiness=changes, skipped=result.skipped,
+                    now=now, readiness=changes, skipped=result.skipped, ready=result.ready,
                 )
                 continue
             except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others' tick
@@ -592,18 +592,21 @@ def tick_all(
 
 
 def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, actor, now) -> None:
-    """Summaries of projects that start nothing: one bulk update; events only where reasons changed."""
+    """Summaries of projects that start nothing: one UPDATE stamps last_tick_at on all of them; the
+    summary (and a decision event) is written only where the reasons changed."""
     if not items:
         return
     changed = []
     for project, result in items:
         summary = result.summary()
-        if result.readiness or (project.last_tick_summary or {}).get("summary") != summary:
+        stored = project.last_tick_summary or {}
+        if result.readiness or stored.get("summary") != summary or stored.get("started") or stored.get("proposed"):
+            project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "reason": reason}
             changed.append((project, result))
-        project.last_tick_at = now
-        project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "at": now.isoformat(), "reason": reason}
     with transaction.atomic():
-        Project.objects.bulk_update([p for p, _ in items], ["last_tick_at", "last_tick_summary"], batch_size=500)
+        Project.objects.filter(pk__in=[p.pk for p, _ in items]).update(last_tick_at=now)
+        if changed:
+            Project.objects.bulk_update([p for p, _ in changed], ["last_tick_summary"], batch_size=500)
         for project, result in changed:
             record_event(kind="tick.decision", subject=project, actor=actor, data={"trigger": reason, **result.as_dict()})
 

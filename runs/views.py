@@ -1,0 +1,242 @@
+"""Web pages for runs (htmx): a project's runs with a "new run" form, a run's detail page with live
+steps, approvals, messages, stop and rollback, its analysis, and a step-by-step replay.
+
+Thin: permissions via autopilot.permissions, reads via runs.selectors / runs.trajectory, writes via
+runs.services. The live part of the run page is the `live` partial, refreshed over htmx whenever
+the run's websocket delivers an event (autopilot/static/autopilot/app.js).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from autopilot.errors import ApplicationError, NotFound, PermissionDenied
+from autopilot.models import Event, Project, Role
+from autopilot.permissions import has_role, require_role, visible_projects
+from runs import selectors, services, trajectory
+from runs.backends import LABELS, backend_label
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep
+
+PAGE_SIZE = 50
+
+
+def _guard(user, project: Project, minimum: str) -> None:
+    try:
+        require_role(user, project, minimum)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from exc
+
+
+def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
+    project = visible_projects(request.user).filter(pk=pk).first()
+    if project is None:
+        raise Http404("No such project.")
+    _guard(request.user, project, minimum)
+    return project
+
+
+def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
+    try:
+        run = selectors.run_get(run_id, with_steps=True)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    _guard(request.user, run.project, minimum)
+    return run
+
+
+def diff_rows(diff: str) -> list[tuple[str, str]]:
+    rows = []
+    for line in (diff or "").splitlines():
+        if line.startswith(("+++", "---")):
+            css = "diff-file"
+        elif line.startswith("@@"):
+            css = "diff-hunk"
+        elif line.startswith("+"):
+            css = "diff-add"
+        elif line.startswith("-"):
+            css = "diff-del"
+        else:
+            css = ""
+        rows.append((css, line))
+    return rows
+
+
+def step_summary(step: ExecutionStep) -> str:
+    data = step.input or {}
+    for key in ("command", "cmd", "file_path", "path", "pattern", "query", "body", "script"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _decorate(steps) -> list[ExecutionStep]:
+    out = []
+    for step in steps:
+        step.diff_rows = diff_rows(step.diff)
+        step.summary = step_summary(step)
+        step.can_rollback = step.status == ExecutionStep.Status.COMPLETED and bool((step.rollback or {}).get("path"))
+        out.append(step)
+    return out
+
+
+def _live_context(request, run: ExecutionRun, error: str = "") -> dict:
+    steps = _decorate(run.steps.all())
+    data = selectors.run_to_dict(run, steps=steps)
+    return {
+        "project": run.project,
+        "run": run,
+        "steps": steps,
+        "messages_to_run": list(run.messages.all()),
+        "data": data,
+        "label": backend_label(run.agent_backend),
+        "is_demo": run.agent_backend == AgentBackend.SCRIPTED,
+        "can_operate": has_role(request.user, run.project, Role.OPERATOR),
+        "waiting": [s for s in steps if s.status == ExecutionStep.Status.NEEDS_APPROVAL],
+        "error": error,
+    }
+
+
+@login_required
+def project_runs(request, pk: int):
+    project = _project(request, pk)
+    error = ""
+    form = {"prompt": "", "agent": project.agent_for("code")[0], "model": "", "budget": ""}
+    if request.method == "POST":
+        _guard(request.user, project, Role.OPERATOR)
+        form = {k: (request.POST.get(k) or "").strip() for k in form}
+        try:
+            run = services.run_create(
+                project=project, prompt=form["prompt"], agent_backend=form["agent"] or None, model=form["model"] or None,
+                budget_usd=form["budget"] or None, actor=request.user,
+            )
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            return redirect("run-detail", run_id=run.pk)
+    status = request.GET.get("status") or None
+    runs = list(selectors.run_list(project=project, status=status)[:PAGE_SIZE])
+    for run in runs:
+        run.label = backend_label(run.agent_backend)
+    context = {
+        "project": project,
+        "runs": runs,
+        "status": status or "",
+        "statuses": ExecutionRun.Status.choices,
+        "agents": [(value, LABELS.get(value, label)) for value, label in AgentBackend.choices],
+        "form": form,
+        "error": error,
+        "can_operate": has_role(request.user, project, Role.OPERATOR),
+    }
+    return render(request, "runs/run_list.html", context, status=400 if error else 200)
+
+
+@login_required
+def run_detail(request, run_id: int):
+    run = _run(request, run_id)
+    context = _live_context(request, run)
+    if request.htmx and request.GET.get("part") == "live":
+        return render(request, "runs/run_detail.html#live", context)
+    context["last_event"] = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    context["analysis"] = trajectory.analyze(run) if run.is_terminal else None
+    return render(request, "runs/run_detail.html", context)
+
+
+RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry"}
+
+
+@login_required
+@require_POST
+def run_action(request, run_id: int, action: str):
+    if action not in RUN_ACTIONS:
+        raise Http404("Unknown action.")
+    run = _run(request, run_id, Role.OPERATOR)
+    post = request.POST
+    error = ""
+    try:
+        if action == "stop":
+            services.run_stop(run=run, actor=request.user, reason=post.get("reason") or "stopped from the web UI",
+                              force=post.get("force") == "1")
+        elif action == "rollback":
+            services.run_rollback(run=run, actor=request.user)
+        elif action == "message":
+            services.run_message(run=run, body=post.get("body", ""), actor=request.user)
+        elif action == "advance":
+            services.run_advance(run=run, actor=request.user)
+        elif action == "retry":
+            new = services.run_retry(run=run, actor=request.user)
+            return _redirect(request, reverse("run-detail", args=[new.pk]))
+        else:
+            step = run.steps.filter(pk=post.get("step")).first()
+            if step is None:
+                raise ApplicationError("No such step in this run.")
+            if action == "approve":
+                services.run_approve(step=step, actor=request.user, note=post.get("note", ""))
+            else:
+                services.run_reject(step=step, actor=request.user, message=post.get("message", ""))
+    except ApplicationError as exc:
+        error = exc.message
+    return _after(request, run, error)
+
+
+@login_required
+@require_POST
+def step_rollback(request, run_id: int, step_id: int):
+    run = _run(request, run_id, Role.OPERATOR)
+    step = run.steps.filter(pk=step_id).first()
+    if step is None:
+        raise Http404("No such step.")
+    error = ""
+    try:
+        services.step_rollback(step=step, actor=request.user)
+    except ApplicationError as exc:
+        error = exc.message
+    return _after(request, run, error)
+
+
+def _redirect(request, url: str):
+    if request.htmx:
+        from django_htmx.http import HttpResponseClientRedirect
+
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+def _after(request, run: ExecutionRun, error: str):
+    if request.htmx:
+        fresh = selectors.run_get(run.pk, with_steps=True)
+        return render(request, "runs/run_detail.html#live", _live_context(request, fresh, error))
+    if error:
+        from django.contrib import messages
+
+        messages.error(request, error)
+    return redirect("run-detail", run_id=run.pk)
+
+
+@login_required
+def run_replay(request, run_id: int):
+    run = _run(request, run_id)
+    frames = list(trajectory.replay(run))
+    try:
+        position = int(request.GET.get("step", 1))
+    except ValueError:
+        position = 1
+    position = max(0, min(position, len(frames)))
+    shown = frames[:position]
+    for frame in shown:
+        frame.step["diff_rows"] = diff_rows(frame.step.get("diff") or "")
+    context = {
+        "project": run.project, "run": run, "frames": shown, "position": position, "total": len(frames),
+        "current": shown[-1] if shown else None, "label": backend_label(run.agent_backend),
+        "is_demo": run.agent_backend == AgentBackend.SCRIPTED,
+    }
+    if request.htmx:
+        return render(request, "runs/run_replay.html#player", context)
+    return render(request, "runs/run_replay.html", context)
