@@ -288,33 +288,32 @@ class TreePlan:
             PlanNode.objects.filter(pk__in=chunk).update(
                 archived_at=now, status=PlanNode.Status.ARCHIVED, change=PlanNode.Change.REMOVED, updated_at=now,
             )
-        # 2. Matched nodes: write only the columns that differ, grouped by which columns they are.
+        # 2. Matched nodes. The common case: same node, same content, at most shifted (offsets and order
+        # move by the size of edits above it) and re-pointed at the new version. Such nodes are grouped by
+        # their shift, and each run of them (consecutive in id order among the current nodes) is moved by
+        # one set-based UPDATE over an id range: a handful of statements per edit, not one per node.
+        # Any other matched node gets the columns that differ, grouped by which columns they are.
         groups: dict[tuple[str, ...], list[tuple]] = {}
+        shifts: dict[tuple, list[int]] = {}
         renamed: list[int] = []
         for i, row in enumerate(matched):
             if row is None:
                 continue
             node = nodes[i]
             parent_id = ids[node.parent] if node.parent is not None else None
-            if (parent_id == row[1] and i == row[2] and node.title == row[9] and node.anchor == row[10]
-                    and node.content_hash == row[11] and node.level == row[5] and node.depth == row[6]):
-                # The common case (same place, same content): at most the offsets and the marker moved.
-                cols, values = (), ()
-                if node.start != row[3]:
-                    cols, values = ("start",), (node.start,)
-                if node.end != row[4]:
-                    cols, values = (*cols, "end"), (*values, node.end)
-                if change[i] != row[14]:
-                    cols, values = (*cols, "change"), (*values, change[i])
-                if node.kind != row[7] or node.origin != row[8] or node.body_hash != row[12] or node.checked != row[13]:
-                    cols, values = (*cols, "kind", "origin", "body_hash", "checked"), (
-                        *values, node.kind, node.origin, node.body_hash, node.checked)
-            else:
-                new = (parent_id, i, node.start, node.end, node.level, node.depth, node.kind, node.origin,
-                       node.title, node.anchor, node.content_hash, node.body_hash, node.checked, change[i])
-                old = row[1:15]
-                cols = tuple(name for name, a, b in zip(_VALUE_FIELDS, old, new, strict=True) if a != b)
-                values = tuple(b for a, b in zip(old, new, strict=True) if a != b)
+            if (parent_id == row[1] and node.title == row[9] and node.anchor == row[10]
+                    and node.content_hash == row[11] and node.level == row[5] and node.depth == row[6]
+                    and node.kind == row[7] and node.origin == row[8] and node.body_hash == row[12]
+                    and node.checked == row[13]):
+                key = (node.start - row[3], node.end - row[4], i - row[2], change[i] if change[i] != row[14] else None)
+                if key != (0, 0, 0, None) or row[_BP] != bp_id:
+                    shifts.setdefault(key, []).append(row[_ID])
+                continue
+            new = (parent_id, i, node.start, node.end, node.level, node.depth, node.kind, node.origin,
+                   node.title, node.anchor, node.content_hash, node.body_hash, node.checked, change[i])
+            old = row[1:15]
+            cols = tuple(name for name, a, b in zip(_VALUE_FIELDS, old, new, strict=True) if a != b)
+            values = tuple(b for a, b in zip(old, new, strict=True) if a != b)
             if row[_BP] != bp_id:
                 cols += ("blueprint_id",)
                 values += (bp_id,)
@@ -322,6 +321,8 @@ class TreePlan:
                 if "anchor" in cols:
                     renamed.append(row[_ID])
                 groups.setdefault(cols, []).append((*values, row[_ID]))
+        if shifts:
+            _shift_nodes(self.project_id, bp_id, shifts, sorted(row[_ID] for row in self.old_rows), now)
         if renamed:  # anchors can swap between kept nodes: park them on unique placeholders first (a slug has no ~)
             for chunk in _chunks(renamed, 5000):
                 PlanNode.objects.filter(pk__in=chunk).update(anchor=Concat(Value("~parked~"), Cast("id", CharField())))
@@ -484,6 +485,41 @@ def _execute_updates(cols: tuple[str, ...], rows: list[tuple], now) -> None:
     with connection.cursor() as cursor:
         for chunk in _chunks(rows, 5000):
             cursor.executemany(sql, [(*row[:-1], stamp, row[-1]) for row in chunk])
+
+
+def _shift_nodes(project_id: int, bp_id: int, shifts: dict[tuple, list[int]], current_ids: list[int], now) -> None:
+    """Move kept nodes by (start, end, order) deltas, re-point them at version `bp_id` and set their
+    change marker (None: keep it). `current_ids`: every current node of the project, sorted; a run of
+    nodes consecutive in it and sharing a shift is one `id BETWEEN` range: the project's other current
+    nodes are outside it, and its archived nodes and other projects' nodes are excluded by the filter."""
+    qn = connection.ops.quote_name
+    meta = PlanNode._meta
+    col = {f.attname: qn(f.column) for f in meta.concrete_fields}
+    position = {node_id: k for k, node_id in enumerate(current_ids)}
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    statements: dict[bool, list[tuple]] = {False: [], True: []}
+    for (d_start, d_end, d_order, change), node_ids in shifts.items():
+        node_ids.sort()
+        first = last = node_ids[0]
+        for node_id in [*node_ids[1:], None]:
+            if node_id is not None and position[node_id] == position[last] + 1:
+                last = node_id
+                continue
+            marker = () if change is None else (change,)
+            statements[change is not None].append(
+                (d_start, d_end, d_order, bp_id, stamp, *marker, project_id, first, last))
+            if node_id is not None:
+                first = last = node_id
+    # Identifiers come from the model's metadata, quoted; values are parameters.
+    base = (f"UPDATE {qn(meta.db_table)} SET {col['start']} = {col['start']} + %s, {col['end']} = {col['end']} + %s, "  # noqa: S608
+            f"{col['order']} = {col['order']} + %s, {col['blueprint_id']} = %s, {col['updated_at']} = %s")
+    where = f" WHERE {col['project_id']} = %s AND {col['archived_at']} IS NULL AND {col['id']} BETWEEN %s AND %s"
+    with connection.cursor() as cursor:
+        for with_change, params in statements.items():
+            if params:
+                sql = base + (f", {col['change']} = %s" if with_change else "") + where
+                for chunk in _chunks(params, 5000):
+                    cursor.executemany(sql, chunk)
 
 
 def _chunks(items: list, size: int):

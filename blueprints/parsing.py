@@ -500,15 +500,25 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
             units.setdefault(first, {}).setdefault(b - a, []).append((a, b))
             unit_at[a] = (first, (a, b))
 
-    # Labels of the whole new text, computed only when a stretch has a reference it does not define.
+    # A stretch is parsed first as if it defined every label it uses (a reference to a label defined
+    # elsewhere stays literal text). Only what we keep of its inline content, titles, can depend on that:
+    # when a reference was looked up and a title of the stretch has a bracket (or it has checklist
+    # items), it is parsed again with the labels of the whole new text, computed once.
+    asked: list[bool] = []
+    markdown = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS,
+                                 broken_link_callback=lambda link: asked.append(True))
     new_labels: list[frozenset[str]] = []
 
-    def defined(link: dict) -> tuple[str, str] | None:
+    def parse_with_all_labels(piece: str) -> ParsedDocument:
         if not new_labels:
             new_labels.append(_labels(text))
-        return ("", "") if _label(link["reference"]) in new_labels[0] else None
+        labels = new_labels[0]
+        with_labels = pyromark.Markdown(
+            options=pyromark.Options.ENABLE_TASKLISTS,
+            broken_link_callback=lambda link: ("", "") if _label(link["reference"]) in labels else None,
+        )
+        return _parse_markdown(piece, piece.encode("utf-8"), with_labels, anchors=False)
 
-    markdown = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS, broken_link_callback=defined)
     n = len(text)
     candidates = _atx_candidates(text)
     candidate_set = set(candidates)
@@ -607,7 +617,10 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
                 line_end = text.find("\n", q)
                 end = n if line_end == -1 else line_end + 1
             piece = text[pos:end]
+            asked.clear()
             doc = _parse_markdown(piece, piece.encode("utf-8"), markdown, anchors=False)
+            if asked and any(node.origin == CHECKLIST or "[" in node.title for node in doc.nodes):
+                doc = parse_with_all_labels(piece)
             if q >= n:
                 break
             last = doc.nodes[-1] if doc.nodes else None

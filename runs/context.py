@@ -270,8 +270,12 @@ class WorkerRunContext(RunContext):
 
     # -- steps, usage ---------------------------------------------------------------------------
 
-    def _track_call(self, tool_name: str, input: dict | None) -> None:
-        if not tool_name or tool_name in {"finish", "human_message"}:
+    NOT_TOOL_CALLS = frozenset({ExecutionStep.Kind.LLM_TURN, ExecutionStep.Kind.MESSAGE, ExecutionStep.Kind.SETUP,
+                                ExecutionStep.Kind.COMMIT, ExecutionStep.Kind.TEST, ExecutionStep.Kind.APPROVAL})
+
+    def _track_call(self, tool_name: str, input: dict | None, kind: str = "") -> None:
+        """The stuck-loop detector sees tool calls only (model turns in between do not break a repeat)."""
+        if not tool_name or tool_name in {"finish", "human_message"} or kind in self.NOT_TOOL_CALLS:
             return
         key = tool_name + ":" + json.dumps(input or {}, sort_keys=True, default=str)
         self._calls.append(key)
@@ -280,7 +284,7 @@ class WorkerRunContext(RunContext):
             self._stuck_reason = f"stuck loop: the same tool call ({tool_name}) was repeated {limit} times"
 
     def begin_step(self, kind: str, *, tool_name: str = "", input: dict | None = None, verdict: Verdict | None = None) -> WorkerStepHandle:
-        self._track_call(tool_name, input)
+        self._track_call(tool_name, input, kind)
         status = ExecutionStep.Status.RUNNING
         if verdict is not None and verdict.action != "allow":
             status = ExecutionStep.Status.PENDING
@@ -297,7 +301,7 @@ class WorkerRunContext(RunContext):
     def record_step(self, kind: str, *, tool_name: str = "", input: dict | None = None, output: str = "",
                     status: str = "completed", diff: str = "", rollback: dict | None = None, input_tokens: int = 0,
                     output_tokens: int = 0, cost_usd: Decimal | None = None) -> ExecutionStep:
-        self._track_call(tool_name, input)
+        self._track_call(tool_name, input, kind)
         with self.lock:
             return create_step(
                 run=self.run, kind=kind, redactor=self.redactor, artifacts_dir=self.artifacts_dir, tool_name=tool_name,

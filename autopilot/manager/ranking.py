@@ -283,13 +283,17 @@ def phase_filter(projects: list[Project]) -> Q:
     return condition
 
 
-def candidate_queryset(projects: list[Project], *, modes: dict[int, str], include_todo: bool = False) -> QuerySet[Task]:
+def candidate_queryset(
+    projects: list[Project], *, modes: dict[int, str], include_todo: bool = False, every_project: bool = False
+) -> QuerySet[Task]:
     """Runnable tasks of the given projects in their active phase (suggest mode: not already proposed,
     not dismissed since the task last changed). `include_todo`: also to-do tasks whose dependencies
     are done (what the next reconcile makes ready) — for explanations and dry runs."""
     ids = [p.pk for p in projects]
     statuses = [Task.Status.READY, Task.Status.TODO] if include_todo else [Task.Status.READY]
-    qs = Task.objects.filter(project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
+    qs = Task.objects.filter(status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
+    if not every_project:  # `every_project`: the list is every project there is (a plain scan is cheaper)
+        qs = qs.filter(project_id__in=ids)
     qs = qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs()).filter(phase_filter(projects))
     suggesting = [pid for pid in ids if modes.get(pid) == AutonomyMode.SUGGEST]
     if suggesting:
@@ -307,7 +311,8 @@ def ranked_candidates(
     wanted = [p for p in projects if limits.get(p.pk, 0) > 0]
     if not wanted:
         return {}
-    keys = candidate_queryset(wanted, modes=modes, include_todo=include_todo).order_by().values_list(
+    every = len(wanted) >= Project.objects.count()
+    keys = candidate_queryset(wanted, modes=modes, include_todo=include_todo, every_project=every).order_by().values_list(
         "pk", "project_id", "priority", "learned_priority", "plan_order"
     )
     grouped: dict[int, list[tuple]] = {}

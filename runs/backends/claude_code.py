@@ -71,6 +71,22 @@ SDK_OWNED = ("CLAUDE_AGENT_SDK_", "CLAUDE_CODE_ENTRYPOINT")
 MESSAGE_POLL_SECONDS = 0.5
 
 
+async def in_thread(fn, /, *args: Any, **kwargs: Any) -> Any:
+    """Run a synchronous (database-touching) call in a worker thread and close that thread's database
+    connections afterwards: the event loop's threads come and go with each run, and a connection left
+    open in one would leak (and keep the database busy) until garbage collection."""
+
+    def call() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+
+    return await asyncio.to_thread(call)
+
+
 def bundled_cli() -> Path | None:
     """The Claude Code binary shipped inside the claude-agent-sdk wheel (or settings.AUTOPILOT_CLAUDE_CLI)."""
     configured = getattr(settings, "AUTOPILOT_CLAUDE_CLI", "") or ""
@@ -301,7 +317,7 @@ class ClaudeCodeBackend(Backend):
             process = getattr(getattr(client, "_transport", None), "_process", None)
             pid = getattr(process, "pid", None)
             if pid:
-                await asyncio.to_thread(ctx.register_process, pid)
+                await in_thread(ctx.register_process, pid)
             if ctx.stop_requested:
                 raise RunStopped("stopped by request")
             await self._send(client, state, ctx.prompt)
@@ -326,7 +342,7 @@ class ClaudeCodeBackend(Backend):
                     await self._hard_disconnect(client)
             finally:
                 if pid:
-                    await asyncio.to_thread(ctx.unregister_process, pid)
+                    await in_thread(ctx.unregister_process, pid)
 
     async def _hard_disconnect(self, client: Any) -> None:
         """After a stop or a limit: interrupt, then end the process group right away."""
@@ -366,7 +382,7 @@ class ClaudeCodeBackend(Backend):
         async with self._send_lock:
             if state.closing:
                 return 0
-            messages = await asyncio.to_thread(state.ctx.take_messages)
+            messages = await in_thread(state.ctx.take_messages)
             for body in messages:
                 await self._send(client, state, body)
             return len(messages)
@@ -386,7 +402,7 @@ class ClaudeCodeBackend(Backend):
                     session_id = str(message.data.get("session_id") or "")
                     if session_id and session_id != state.session_id:
                         state.session_id = session_id
-                        await asyncio.to_thread(ctx.set_session_id, session_id)
+                        await in_thread(ctx.set_session_id, session_id)
             elif isinstance(message, AssistantMessage):
                 if message.parent_tool_use_id:
                     continue  # a subagent's inner turn; its tool calls are gated and recorded like any other
@@ -452,9 +468,9 @@ class ClaudeCodeBackend(Backend):
             ctx = state.ctx
             usage, state.call_usage = state.call_usage, {}
             model = state.call_model or self.model_name(ctx)
-            await asyncio.to_thread(ctx.record_usage, model=model, **usage)
-            await asyncio.to_thread(ctx.count_turn)
-            await asyncio.to_thread(ctx.check)
+            await in_thread(ctx.record_usage, model=model, **usage)
+            await in_thread(ctx.count_turn)
+            await in_thread(ctx.check)
 
     async def _on_assistant(self, state: _State, message: Any) -> None:
         from claude_agent_sdk import TextBlock, ToolUseBlock
@@ -462,7 +478,7 @@ class ClaudeCodeBackend(Backend):
         ctx = state.ctx
         for block in message.content:
             if isinstance(block, TextBlock) and block.text.strip():
-                await asyncio.to_thread(ctx.record_step, Kind.LLM_TURN, tool_name="assistant", output=block.text)
+                await in_thread(ctx.record_step, Kind.LLM_TURN, tool_name="assistant", output=block.text)
             elif isinstance(block, ToolUseBlock):
                 state.tool_inputs[block.id] = (block.name, dict(block.input or {}))
 
@@ -485,26 +501,26 @@ class ClaudeCodeBackend(Backend):
             if decision and decision[0] == "deny":
                 return  # already recorded as a skipped step by the gate
             # A call the gate never saw (should not happen): record it as it happened.
-            await asyncio.to_thread(
+            await in_thread(
                 ctx.record_step, tool_kind(name), tool_name=name, input=tool_input, output=output,
                 status="failed" if block.is_error else "completed",
             )
             return
         kwargs: dict[str, Any] = {}
         if pending.abs_path is not None and pending.snapshot is not None:
-            diff, changed = await asyncio.to_thread(self._file_diff, pending)
+            diff, changed = await in_thread(self._file_diff, pending)
             if diff:
                 kwargs["diff"] = diff
                 kwargs["rollback"] = {"path": pending.rel_path, **pending.snapshot}
             if changed:
-                await asyncio.to_thread(ctx.note_progress, changed_files=True)
+                await in_thread(ctx.note_progress, changed_files=True)
         if pending.name in ("Bash",):
             command = str(tool_input.get("command", ""))
             if command and command not in state.commands_seen:
                 state.commands_seen.add(command)
-                await asyncio.to_thread(ctx.note_progress, new_command=True)
+                await in_thread(ctx.note_progress, new_command=True)
         finish = pending.handle.fail if block.is_error else pending.handle.complete
-        await asyncio.to_thread(finish, output, **kwargs)
+        await in_thread(finish, output, **kwargs)
 
     @staticmethod
     def _file_diff(pending: _PendingTool) -> tuple[str, bool]:
@@ -538,28 +554,28 @@ class ClaudeCodeBackend(Backend):
         from runs.workspace import file_snapshot
 
         ctx = state.ctx
-        verdict = await asyncio.to_thread(ctx.authorize, name, tool_input)
-        handle = await asyncio.to_thread(ctx.begin_step, tool_kind(name), tool_name=name, input=tool_input, verdict=verdict)
+        verdict = await in_thread(ctx.authorize, name, tool_input)
+        handle = await in_thread(ctx.begin_step, tool_kind(name), tool_name=name, input=tool_input, verdict=verdict)
         if verdict.action == "deny":
-            await asyncio.to_thread(handle.skip, f"Refused: {verdict.reason}")
+            await in_thread(handle.skip, f"Refused: {verdict.reason}")
             return "deny", f"Refused by Autopilot's guard: {verdict.reason}"
         if verdict.action == "ask":
-            approval = await asyncio.to_thread(ctx.await_approval, handle, verdict.reason)
+            approval = await in_thread(ctx.await_approval, handle, verdict.reason)
             if not approval.approved:
                 note = approval.message or "no reason given"
                 return "deny", f"A human rejected this tool call: {note}"
         else:
             advance = getattr(ctx, "await_advance", None)
             if advance is not None:
-                await asyncio.to_thread(advance, handle)
+                await in_thread(advance, handle)
         pending = _PendingTool(handle=handle, name=name)
         if name in FILE_CHANGE_TOOLS:
             raw = next((tool_input[k] for k in PATH_KEYS if isinstance(tool_input.get(k), str) and tool_input[k]), "")
             if raw:
-                resolved = await asyncio.to_thread(ctx.resolve_path, raw, write=True)
+                resolved = await in_thread(ctx.resolve_path, raw, write=True)
                 pending.abs_path = resolved
                 pending.rel_path = resolved.relative_to(Path(ctx.workspace).resolve()).as_posix()
-                pending.snapshot = await asyncio.to_thread(file_snapshot, resolved)
+                pending.snapshot = await in_thread(file_snapshot, resolved)
         if tool_use_id:
             state.pending[tool_use_id] = pending
         return "allow", ""

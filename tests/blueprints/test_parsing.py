@@ -286,6 +286,11 @@ EDITS = {
     "front-matter": "---\na: b\n---\n" + OLD,
     "checklist-edit": OLD.replace("- [ ] task one", "- [x] task one\n- [ ] task two"),
     "emptied": "# Only\n",
+    "ref-defined-in-another-unit": OLD.replace("[the spec]: https://example.com\n\n", "").replace(
+        "## D\n", "## D\n\n[the spec]: https://example.com\n"),
+    "retitled-ref-defined-elsewhere": OLD.replace("[the spec]: https://example.com\n\n", "").replace(
+        "## D\n", "## D\n\n[the spec]: https://example.com\n").replace("## [the spec]\n", "## [the spec] too\n"),
+    "edit-in-a-repeated-unit": OLD.replace("# Four\n\n## D\n", "# Four\n\n## D\n\n## B\n\n# Four\n\n## D\n\nmore\n"),
 }
 
 

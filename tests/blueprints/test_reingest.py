@@ -161,3 +161,42 @@ def test_regenerate_plan_is_idempotent_and_reactivates_old_versions(project):
     v1.refresh_from_db()
     assert v1.status == Blueprint.Status.ACTIVE
     assert set(_current(project)) == {n.anchor for n in PlanNode.objects.filter(blueprint=v1, archived_at__isnull=True)}
+
+
+def _big_spec(rfcs: int = 30) -> str:
+    parts = []
+    for r in range(rfcs):
+        parts.append(f"# RFC {r}\n\nIntro {r}.\n\n## Summary\n\nSummary of {r}.\n\n## Motivation\n\nBecause {r}.\n\n"
+                     f"```sh\n# not a heading {r}\n```\n\n### Detail\n\n- [ ] step one of {r}\n- [x] step two of {r}\n\n"
+                     "## Drawbacks\n\nNone.\n\n")
+    return "".join(parts)
+
+
+def _assert_tree_is_the_full_parse_of(project, text, blueprint):
+    from blueprints.parsing import parse_blueprint
+
+    expected = parse_blueprint(text).nodes
+    rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("order")
+                .values_list("anchor", "start", "end", "order", "parent__anchor", "blueprint_id", "depth"))
+    assert rows == [(n.anchor, n.start, n.end, n.index, expected[n.parent].anchor if n.parent is not None else None,
+                     blueprint.pk, n.depth) for n in expected]
+
+
+def test_reingest_stores_the_new_offsets_order_and_version_of_every_node(project):
+    # given a version with many repeated sections
+    v1 = _big_spec()
+    ingest_blueprint(project=project, text=v1, generate_tasks=False)
+    # when a version edits a few sections, removes one, adds one
+    v2 = (v1.replace("Because 3.", "Because 3, and more words.\n\nA new paragraph.")
+            .replace("## Drawbacks\n\nNone.\n\n# RFC 10", "# RFC 10")
+            .replace("Summary of 20.", "Summary of 20.\n\n## Extra\n\nAdded.")
+            .replace("- [ ] step one of 25", "- [x] step one of 25"))
+    second = ingest_blueprint(project=project, text=v2, generate_tasks=False)
+    # then every current node has the offsets, order, parent and version of a full parse of the new text
+    _assert_tree_is_the_full_parse_of(project, v2, second.blueprint)
+    assert (second.counts["removed"], second.counts["added"], second.counts["changed"]) == (1, 1, 3)
+    # and again after one more small edit, where only that node changes
+    v3 = v2.replace("Intro 1.", "Intro 1, longer.")
+    third = ingest_blueprint(project=project, text=v3, generate_tasks=False)
+    _assert_tree_is_the_full_parse_of(project, v3, third.blueprint)
+    assert third.counts["changed"] == 1 and third.counts["unchanged"] == third.counts["nodes"] - 1

@@ -86,10 +86,11 @@ def test_run_writes_a_file_runs_a_command_and_commits_on_its_branch(project, cla
     started = time.monotonic()
     status = execute_run(run.pk)
     elapsed = time.monotonic() - started
-    print(f"claude_code run against the fake server: {elapsed:.2f}s")
 
     # Then it succeeded, the change is committed on its branch, and the base branch is untouched
     run.refresh_from_db()
+    print(f"claude_code run against the fake server: {elapsed:.2f}s in all, "
+          f"queued → first step {(run.first_step_at - run.queued_at).total_seconds():.2f}s")
     assert status == "succeeded", run.status_reason
     assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hello from claude"
     assert git(project.repo_path, "rev-parse", "main") == base_before

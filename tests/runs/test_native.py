@@ -174,3 +174,15 @@ def test_native_resume_continues_the_conversation_in_the_same_worktree(llm):
     body = llm.model_requests()[-2].body["messages"]
     assert any(m.get("content") == "Now add b.txt" for m in body)
     assert any(m.get("content") == "First part done." for m in body if m["role"] == "assistant")
+
+
+def test_native_stuck_loop_detector_stops_a_model_repeating_itself(llm):
+    # given a model that reads the same file over and over (the fake repeats its last turn)
+    project = ProjectFactory(autonomy_mode="full_auto")
+    llm.script([tool("read_file", {"path": "README.md"})])
+    run = native_run(project, "openai:gpt-5-mini", run_settings={"stuck_repeat": 3})
+    # when it runs, then it is stopped with the reason
+    assert execute_run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status_reason == "stuck loop: the same tool call (read_file) was repeated 3 times"
+    assert run.steps.filter(kind="read_file").count() == 3

@@ -51,7 +51,7 @@ def test_run_detail_shows_steps_diffs_and_analysis(project, viewer):
                               run_settings={"script": [{"write": "n.txt", "content": "hello\n"}, {"run": "cat n.txt"}, {"finish": "ok"}]})
     execute_run(run.pk)
     html = client_for(viewer).get(f"/runs/{run.pk}/").content.decode()
-    assert 'data-live-events="project=%d&subject=executionrun.%d"' % (project.pk, run.pk) in html
+    assert f'data-live-events="project={project.pk}&subject=executionrun.{run.pk}"' in html
     assert '<span class="diff-add">+hello</span>' in html
     assert 'id="analysis"' in html and "Export .rlog" in html
     assert "no AI model is involved" in html
