@@ -70,6 +70,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         # was already sent. By id, not "id <= last": on PostgreSQL a lower id can commit (and be
         # pushed) after a higher one.
         event_id = payload["id"]
+        if event_id is None:  # a transient push (e.g. ingestion progress), never stored: no dedupe
+            await self.send_json({"type": "event", "event": payload})
+            return
         if event_id in self.sent_ids:
             return
         self.sent_ids.add(event_id)

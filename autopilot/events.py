@@ -7,10 +7,14 @@ a client was away is never lost for good.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import os
+import queue
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import models, transaction
 
@@ -80,18 +84,103 @@ def record_event(
     return event
 
 
-def push_event(payload: dict[str, Any]) -> None:
-    """Send one serialized event to its groups. Never raises: the table is the source of truth."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+def _groups_for(payload: dict[str, Any]) -> list[str]:
     groups = []
     if payload.get("project"):
         groups.append(project_group(payload["project"]))
     if payload.get("subject_type") and payload.get("subject_id"):
         groups.append(subject_group(payload["subject_type"], payload["subject_id"]))
-    for group in groups:
+    return list(dict.fromkeys(groups))  # a project's own events would name its group twice
+
+
+async def _send(layer, payload: dict[str, Any]) -> None:
+    for group in _groups_for(payload):
         try:
-            async_to_sync(layer.group_send)(group, {"type": PUSH_TYPE, "event": payload})
-        except Exception:  # noqa: BLE001 - a push failure must never break the write that caused it
+            await layer.group_send(group, {"type": PUSH_TYPE, "event": payload})
+        except Exception:  # noqa: BLE001 - a push failure must never break anything: the table is the truth
             logger.exception("could not push event %s to %s", payload.get("id"), group)
+
+
+async def _send_batch(batch: list[dict[str, Any]]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await asyncio.gather(*(_send(layer, payload) for payload in batch))
+
+
+class _Pusher:
+    """Sends pushes from one daemon thread per process, on an event loop of its own, in batches.
+
+    The writer (a request, a tick starting 200 runs, a worker recording steps) only appends to a
+    queue on commit; it never waits for the channel layer. Started lazily and again after a fork
+    (django-q2 workers are forked). Pending pushes are flushed at interpreter exit.
+    """
+
+    BATCH = 200
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pid: int | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+
+    def submit(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._start()
+            self._pending += 1
+        self._queue.put(payload)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted push was sent (or failed). True when nothing is left."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def _start(self) -> None:
+        # Caller holds the lock. A forked child inherits the parent's state but not its thread.
+        self._pid = os.getpid()
+        self._queue = queue.SimpleQueue()
+        self._pending = 0
+        threading.Thread(target=self._run, args=(self._queue,), name="event-pusher", daemon=True).start()
+
+    def _run(self, work: queue.SimpleQueue) -> None:
+        # Block on the queue in this thread itself (never in an executor thread: interpreter exit joins
+        # executor threads, and one parked on an empty queue would hang the exit).
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                batch = [work.get()]
+                while len(batch) < self.BATCH:
+                    try:
+                        batch.append(work.get_nowait())
+                    except queue.Empty:
+                        break
+                try:
+                    loop.run_until_complete(_send_batch(batch))
+                except Exception:  # noqa: BLE001 - keep the pusher alive whatever one batch did
+                    logger.exception("could not push %d events", len(batch))
+                with self._idle:
+                    self._pending = max(0, self._pending - len(batch))
+                    if self._pending == 0:
+                        self._idle.notify_all()
+        finally:
+            loop.close()
+
+
+_pusher = _Pusher()
+try:
+    # Flush at exit BEFORE concurrent.futures stops accepting work (it does so from a threading
+    # exit hook, which runs before atexit handlers; the layer's database calls need an executor).
+    threading._register_atexit(_pusher.flush)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_pusher.flush)
+
+
+def push_event(payload: dict[str, Any]) -> None:
+    """Queue one serialized event for its groups (`project.<id>`, `<type>.<id>`). Never raises."""
+    _pusher.submit(payload)
+
+
+def flush_pushes(timeout: float = 5.0) -> bool:
+    """Block until queued pushes were handed to the channel layer (CLI exit, tests, benchmarks)."""
+    return _pusher.flush(timeout)

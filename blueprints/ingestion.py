@@ -17,17 +17,18 @@ Write volume. The whole ingestion runs in one transaction (a failure leaves no p
 previous version active). New nodes get ids reserved up front in one query (PostgreSQL: nextval over
 generate_series; SQLite: above the AUTOINCREMENT high-water mark, under the write lock the transaction
 already holds), so parents are known without a query per node, and go in through one prepared INSERT
-(executemany; Django's bulk_create spent 10x longer building SQL than SQLite spent inserting). Matched
-nodes are compared with their stored values and only the differing columns are written, grouped by
-which columns they are, each group one prepared UPDATE (executemany): a kept node is re-pointed at the
-new version and, after an edit above it, gets its new offsets; no index but the blueprint FK involves
-those columns. Removed nodes are archived with one UPDATE (one event for the ingestion, not one per
+(executemany; Django's bulk_create spent 10x longer building SQL than SQLite spent inserting). A kept
+node (same place, same content) is re-pointed at the new version and, after an edit above it, shifted
+(offsets, order): kept nodes sharing a shift are moved by one set-based UPDATE per run of consecutive
+ids, a few statements per edit instead of one per node (_shift_nodes); no index but the blueprint FK
+involves those columns. Other matched nodes are compared with their stored values and only the
+differing columns are written, grouped by which columns they are, each group one prepared UPDATE. Removed nodes are archived with one UPDATE (one event for the ingestion, not one per
 node). The blueprint row (it holds the whole text, and SQLite rewrites a row on every UPDATE) is
 written once, already active, with its diff and counts.
 
-Parsing. Before the transaction, the active version's text and tree are read and passed to the
-parser, which re-parses only the top-level units that changed (blueprints.parsing.parse_incremental);
-the result is identical to a full parse. The cyclic GC is paused during an ingestion: it allocates
+Parsing. Before the transaction, the active version's text and tree are read (straight from the
+cursor) and passed to the parser, which re-parses only the units (text between two headings at column
+0) that changed (blueprints.parsing.parse_incremental); the result is identical to a full parse. The cyclic GC is paused during an ingestion: it allocates
 many small objects and no cycles, and a collection would only rescan the heap.
 
 Progress: `progress(fraction, stage)` is called from validation to the end; IngestionJob runs save it

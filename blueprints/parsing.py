@@ -181,8 +181,8 @@ def parse_blueprint(
     """Parse `text` (with `data` = its UTF-8 encoding, if the caller has it) into a ParsedDocument.
 
     `format`: "markdown", "text" or None (Markdown, falling back to text when Markdown finds nothing).
-    `previous`: the previous version's text and nodes; unchanged top-level sections are then taken
-    over instead of re-parsed (see parse_incremental), with the same result as a full parse.
+    `previous`: the previous version's text and nodes; unchanged units (see parse_incremental) are then taken
+    over instead of re-parsed, with the same result as a full parse.
     Raises ApplicationError when the text is not a spec at all.
     """
     if data is None:

@@ -134,7 +134,10 @@ def project_runs(request, pk: int):
         "form": form,
         "error": error,
         "can_operate": has_role(request.user, project, Role.OPERATOR),
+        "last_event": Event.objects.order_by("-id").values_list("id", flat=True).first() or 0,
     }
+    if request.htmx and request.GET.get("part") == "table":
+        return render(request, "runs/run_list.html#table", context)
     return render(request, "runs/run_list.html", context, status=400 if error else 200)
 
 

@@ -72,7 +72,12 @@ def test_run_page_shows_steps_live_and_approves_a_step(logged_in_page, browser_u
     page.reload()
     expect(page.locator("#analysis")).to_be_visible()
     page.screenshot(path=str(tmp_path / "run-done.png"), full_page=True)
+    # The project's runs page lists it with its status, cost and branch
+    page.goto(f"/projects/{project.pk}/runs/")
+    expect(page.locator("#runs")).to_contain_text("autopilot/run-")
+    expect(page.locator("#runs")).to_contain_text("Succeeded")
+    page.screenshot(path=str(tmp_path / "run-list.png"), full_page=True)
     shots = Path(settings.DATA_DIR) / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    for name in ("run-waiting.png", "run-done.png"):
+    for name in ("run-waiting.png", "run-done.png", "run-list.png"):
         shutil.copy(tmp_path / name, shots / name)

@@ -319,3 +319,27 @@ def _alive(pid: int) -> bool:
 
 def test_bundled_cli_exists():
     assert bundled_cli() is not None and bundled_cli().exists()
+
+
+def test_a_claude_code_file_step_rolls_back_exactly(project, claude_env):
+    # Given a run where Claude Code edits an existing file
+    original = "README.md"  # tests.gitrepo.make_repo commits "# Demo"
+    claude_env.script([
+        tool("Read", lambda req: {"file_path": f"{req.cwd}/{original}"}),  # Claude Code edits only files it read
+        tool("Edit", lambda req: {"file_path": f"{req.cwd}/{original}", "old_string": "#", "new_string": "## changed"}),
+        text("edited"),
+    ])
+    run = new_run(project)
+    assert execute_run(run.pk) == "succeeded", ExecutionRun.objects.get(pk=run.pk).status_reason
+    step = ExecutionStep.objects.get(run=run, kind="edit_file")
+    assert step.status == StepStatus.COMPLETED and "## changed" in step.diff
+    before = git(project.repo_path, "show", f"main:{original}")
+
+    # When that one step is rolled back
+    services.step_rollback(step=step)
+
+    # Then the file on the run's branch is byte-identical to before the step
+    run.refresh_from_db()
+    assert git(project.repo_path, "show", f"{run.branch}:{original}") == before
+    step.refresh_from_db()
+    assert step.status == StepStatus.ROLLED_BACK

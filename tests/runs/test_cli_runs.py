@@ -103,3 +103,11 @@ def test_session_list_show_message_stop_resume(subprocess_env):
     assert queued["status"] == "queued"
     stopped = json.loads(cli(subprocess_env, "stop", str(queued["id"]), "--json").stdout)
     assert stopped["status"] == "cancelled"
+
+
+def test_full_auto_delegates_to_the_manager(subprocess_env):
+    # given a paused project: the manager's driver refuses it, which shows the CLI handed over to it
+    project = ProjectFactory(autonomy_mode="full_auto", paused=True)
+    result = cli(subprocess_env, "run", project.slug, "--full-auto", "--json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"] == f"Project '{project.name}' is paused; resume it before driving it."

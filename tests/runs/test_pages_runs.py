@@ -98,3 +98,13 @@ def test_replay_page_steps_through(project, viewer):
     assert html.count('data-testid="replay-step"') == 1 and "step 1 of 3" in html
     part = client.get(f"/runs/{run.pk}/replay/?step=2", HTTP_HX_REQUEST="true").content.decode()
     assert part.count('data-testid="replay-step"') == 2 and "<html" not in part
+
+
+@pytest.mark.django_db
+def test_runs_table_partial_for_live_refresh(project, viewer):
+    ExecutionRunFactory(project=project, status="running", prompt="live one")
+    client = client_for(viewer)
+    page = client.get(f"/projects/{project.pk}/runs/").content.decode()
+    assert f'data-live-events="project={project.pk}"' in page
+    part = client.get(f"/projects/{project.pk}/runs/?part=table", HTTP_HX_REQUEST="true").content.decode()
+    assert part.lstrip().startswith('<section class="card flush" id="runs">') and "live one" in part

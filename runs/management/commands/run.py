@@ -49,7 +49,7 @@ class Command(AutopilotCommand):
         if actor is not None:
             require_role(actor, project, Role.OPERATOR)
         if options["full_auto"]:
-            return self.full_auto(project, options)
+            return self.full_auto(project, options, actor)
         task = None
         if options["task"] is not None:
             task = Task.objects.filter(pk=options["task"], project=project).first()
@@ -112,12 +112,12 @@ class Command(AutopilotCommand):
         if run.status != ExecutionRun.Status.SUCCEEDED:
             raise CommandError(f"run #{run.pk} {run.status}: {run.status_reason}", returncode=1)
 
-    def full_auto(self, project, options):
+    def full_auto(self, project, options, actor):
         try:
             from autopilot.manager.drive import drive_full_auto
         except ImportError as exc:
             raise ApplicationError("Full-auto driving is not available in this installation.") from exc
         return drive_full_auto(
             project=project, max_budget=options["max_budget"], until_empty=options["until_empty"],
-            stdout=self.stdout, as_json=self.as_json,
+            stdout=self.stdout, as_json=self.as_json, actor=actor,
         )
