@@ -46,10 +46,10 @@ def test_run_page_shows_steps_live_and_approves_a_step(logged_in_page, browser_u
     )
     try:
         # Then the steps appear without reloading, the diff is colored, and the risky command waits
-        expect(page.locator("[data-testid=step][data-kind=write_file]")).to_be_visible(timeout=30_000)
+        expect(page.locator("[data-testid=step][data-kind=write_file]")).to_be_visible(timeout=60_000)
         expect(page.locator("#steps .diff-add").first).to_have_text("+first line")
         waiting = page.locator("[data-testid=step][data-status=needs_approval]")
-        expect(waiting).to_be_visible(timeout=30_000)
+        expect(waiting).to_be_visible(timeout=60_000)
         expect(page.get_by_test_id("run-status")).to_have_text("Waiting for approval")
         page.screenshot(path=str(tmp_path / "run-waiting.png"), full_page=True)
 
@@ -57,7 +57,7 @@ def test_run_page_shows_steps_live_and_approves_a_step(logged_in_page, browser_u
         waiting.get_by_test_id("approve").click()
 
         # Then the run continues to the end, live
-        expect(page.get_by_test_id("run-status")).to_have_text("Succeeded", timeout=30_000)
+        expect(page.get_by_test_id("run-status")).to_have_text("Succeeded", timeout=60_000)
         expect(page.locator("[data-testid=step][data-kind=commit]")).to_be_visible()
         assert worker.wait(timeout=60) == 0
     finally:
