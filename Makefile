@@ -20,7 +20,9 @@ REDIS_TEST_SHOWN = $(shell echo '$(REDIS_TEST_URL)' | sed -E 's#//([^:/@]*):[^@]
 # The SQLite pass must not inherit the scale-out settings from the environment.
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u AUTOPILOT_BROKER
 
-.PHONY: run test install install-dev migrate demo serve bench lint browser clean
+.PHONY: run test install install-dev migrate demo serve bench lint browser codex clean
+# The tests use the pinned Codex CLI when `make codex` installed it.
+export AUTOPILOT_CODEX_CLI ?= $(if $(wildcard $(CODEX_BIN)),$(CODEX_BIN),)
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=... to another 3.11 interpreter)"; exit 1; }
@@ -54,15 +56,28 @@ run: demo
 serve: install
 	$(BIN)/autopilot serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
-# Headless Chromium for the browser tests (Debian package; Playwright drives it).
+# Debian packages the tests use for real: headless Chromium (Playwright drives it) and bubblewrap
+# (the command sandbox). Installed when missing and we are root; otherwise the tests that need them
+# are skipped with a reason.
 browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  echo "Installing chromium for the browser tests"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || { echo "could not install chromium"; exit 1; }; \
-	else echo "Chromium is missing: install the 'chromium' package (browser tests will be skipped)"; fi
+	  echo "Installing$$missing for the tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || { echo "could not install$$missing"; exit 1; }; \
+	else echo "Missing Debian packages:$$missing (their tests will be skipped)"; fi
 
-test: install-dev browser
+# The Codex CLI (optional backend), pinned, into .venv/node; its tests run when it is there.
+CODEX_VERSION := 0.169.0
+CODEX_BIN := $(CURDIR)/$(VENV)/node/node_modules/.bin/codex
+codex:
+	@if [ -x "$(CODEX_BIN)" ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  echo "Installing @openai/codex@$(CODEX_VERSION) into $(VENV)/node"; \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node @openai/codex@$(CODEX_VERSION) >/dev/null || echo "could not install the Codex CLI (its tests will be skipped)"; \
+	else echo "npm is missing: the Codex CLI tests will be skipped"; fi
+
+test: install-dev browser codex
 	@echo "== Test pass 1: SQLite (embedded default)"
 	$(EMBEDDED_ENV) AUTOPILOT_DATA_DIR=$(CURDIR)/var/test-sqlite $(BIN)/pytest -m "not postgres and not redis" $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

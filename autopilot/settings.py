@@ -7,6 +7,7 @@ Scale-out: DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer; broker with A
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from decimal import Decimal
@@ -300,7 +301,7 @@ AUTOPILOT_TICK_SECONDS = env_int("AUTOPILOT_TICK_SECONDS", 60)
 AUTOPILOT_RETRY_BACKOFF_SECONDS = env_int("AUTOPILOT_RETRY_BACKOFF_SECONDS", 30)
 AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS = env_int("AUTOPILOT_RETRY_BACKOFF_MAX_SECONDS", 3600)
 AUTOPILOT_DEFAULT_AGENT = os.environ.get("AUTOPILOT_DEFAULT_AGENT", "scripted")
-AUTOPILOT_DEFAULT_MODEL = os.environ.get("AUTOPILOT_DEFAULT_MODEL", "claude-sonnet-4-5")
+AUTOPILOT_DEFAULT_MODEL = os.environ.get("AUTOPILOT_DEFAULT_MODEL", "claude-sonnet-4-6")
 # Runs (runs/): limits, guard, sandbox ("auto" uses bubblewrap when installed, "off" never), retention.
 AUTOPILOT_DEFAULT_MAX_TURNS = env_int("AUTOPILOT_DEFAULT_MAX_TURNS", 50)
 AUTOPILOT_DEFAULT_MAX_WALL_SECONDS = env_int("AUTOPILOT_DEFAULT_MAX_WALL_SECONDS", 3600)
@@ -317,6 +318,14 @@ AUTOPILOT_SANDBOX = os.environ.get("AUTOPILOT_SANDBOX", "auto")
 AUTOPILOT_WORKTREE_RETENTION_DAYS = env_int("AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
 AUTOPILOT_WORKTREE_KEEP_LAST = env_int("AUTOPILOT_WORKTREE_KEEP_LAST", 20)
 
+# Agent CLIs: paths (default: the CLI bundled in claude-agent-sdk; `codex` on PATH) and extra
+# environment variables for them as a JSON object (e.g. {"CLAUDE_CODE_MAX_RETRIES": "1"}).
+AUTOPILOT_CLAUDE_CLI = os.environ.get("AUTOPILOT_CLAUDE_CLI", "")
+AUTOPILOT_CLAUDE_CODE_ENV = json.loads(os.environ.get("AUTOPILOT_CLAUDE_CODE_ENV") or "{}")
+AUTOPILOT_CODEX_CLI = os.environ.get("AUTOPILOT_CODEX_CLI", "")
+AUTOPILOT_CODEX_MODEL = os.environ.get("AUTOPILOT_CODEX_MODEL", "")
+AUTOPILOT_CODEX_ENV = json.loads(os.environ.get("AUTOPILOT_CODEX_ENV") or "{}")
+
 # LLM endpoints. Nothing here is inherited by agent subprocesses except what a backend passes on.
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
@@ -327,12 +336,18 @@ OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 # flagged as unpriced in analyses.
 AUTOPILOT_PRICES: dict[str, dict[str, Decimal]] = {
     "claude-opus-4-5": {"input": Decimal("5"), "output": Decimal("25"), "cache_read": Decimal("0.5"), "cache_write": Decimal("6.25")},
+    "claude-opus-4-6": {"input": Decimal("5"), "output": Decimal("25"), "cache_read": Decimal("0.5"), "cache_write": Decimal("6.25")},
+    "claude-sonnet-4-6": {"input": Decimal("3"), "output": Decimal("15"), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75")},
     "claude-sonnet-4-5": {"input": Decimal("3"), "output": Decimal("15"), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75")},
     "claude-haiku-4-5": {"input": Decimal("1"), "output": Decimal("5"), "cache_read": Decimal("0.1"), "cache_write": Decimal("1.25")},
     "gpt-5": {"input": Decimal("1.25"), "output": Decimal("10"), "cache_read": Decimal("0.125"), "cache_write": Decimal("0")},
     "gpt-5-mini": {"input": Decimal("0.25"), "output": Decimal("2"), "cache_read": Decimal("0.025"), "cache_write": Decimal("0")},
     "scripted": {"input": Decimal("0"), "output": Decimal("0"), "cache_read": Decimal("0"), "cache_write": Decimal("0")},
 }
+# Prices change: AUTOPILOT_PRICES_JSON adds or overrides entries, e.g.
+# {"my-model": {"input": "0.5", "output": "1.5", "cache_read": "0", "cache_write": "0"}}.
+for _model, _price in json.loads(os.environ.get("AUTOPILOT_PRICES_JSON") or "{}").items():
+    AUTOPILOT_PRICES[_model] = {key: Decimal(str(_price.get(key, 0))) for key in ("input", "output", "cache_read", "cache_write")}
 
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True

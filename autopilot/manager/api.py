@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -37,19 +38,19 @@ class ProposalSerializer(serializers.ModelSerializer):
 
 
 class ManagerPlanView(APIView):
-    @extend_schema(summary="What the next tick would start, and why not for every other ready task")
+    @extend_schema(summary="What the next tick would start, and why not for every other ready task", responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         return Response(to_jsonable(explain.manager_plan(_project(request, pk))))
 
 
 class LearningMetricsView(APIView):
-    @extend_schema(summary="Cycle time, difficulty, fragile areas, plan deviation rate, cost per task")
+    @extend_schema(summary="Cycle time, difficulty, fragile areas, plan deviation rate, cost per task", responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         return Response(to_jsonable(metrics.learning_metrics(_project(request, pk))))
 
 
 class TickView(APIView):
-    @extend_schema(summary="Run one manager tick of this project now", request=None)
+    @extend_schema(summary="Run one manager tick of this project now", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk: int):
         project = _project(request, pk, Role.OPERATOR)
         report = tick_project(project, reason="api", actor=request.user)
@@ -57,14 +58,15 @@ class TickView(APIView):
 
 
 class RefinePlanView(APIView):
-    @extend_schema(summary="Re-rank learned priorities from the learned signals", request=None)
+    @extend_schema(summary="Re-rank learned priorities from the learned signals", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, pk: int):
         project = _project(request, pk, Role.OPERATOR)
         return Response(to_jsonable(metrics.refine_plan(project=project, actor=request.user)))
 
 
 class ProjectProposalsView(APIView):
-    @extend_schema(summary="The manager's proposals (suggest mode); ?status=pending|accepted|dismissed|expired")
+    @extend_schema(summary="The manager's proposals (suggest mode); ?status=pending|accepted|dismissed|expired",
+                   responses=ProposalSerializer(many=True))
     def get(self, request, pk: int):
         project = _project(request, pk)
         rows = proposals.proposals_for(project, status=request.query_params.get("status") or None)[:500]
@@ -74,7 +76,7 @@ class ProjectProposalsView(APIView):
 class ProposalDecisionView(APIView):
     decision = ""
 
-    @extend_schema(summary="Accept (start the run) or dismiss a proposal", request=None)
+    @extend_schema(summary="Accept (start the run) or dismiss a proposal", request=None, responses=ProposalSerializer)
     def post(self, request, pk: int):
         proposal = get_object_or_404(Proposal.objects.select_related("project"), pk=pk)
         require_role(request.user, proposal.project, Role.OPERATOR)
@@ -88,14 +90,14 @@ class ProposalDecisionView(APIView):
 
 
 class QueueView(APIView):
-    @extend_schema(summary="The global run queue with positions (runs of projects you can see)")
+    @extend_schema(summary="The global run queue with positions (runs of projects you can see)", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         projects = None if request.user.is_superuser else visible_projects(request.user)
         return Response(to_jsonable(queue.queue_status(projects=projects)))
 
 
 class QueueClearView(APIView):
-    @extend_schema(summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)", request=None)
+    @extend_schema(summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         projects = visible_projects(request.user)
         project_id = request.query_params.get("project") or request.data.get("project")

@@ -347,12 +347,11 @@ def test_schema_is_served_and_valid(admin_client):
         assert path in schema["paths"], path
 
 
-def test_schema_has_no_warnings_for_the_core_api():
+def test_schema_has_no_warnings_or_errors_for_any_endpoint():
     from drf_spectacular.drainage import GENERATOR_STATS
     from drf_spectacular.generators import SchemaGenerator
 
     GENERATOR_STATS.reset()
     with GENERATOR_STATS.silence():
         SchemaGenerator().get_schema(request=None, public=True)
-    ours = [msg for msg in [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache] if "autopilot/api/" in msg]
-    assert ours == []
+    assert [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache] == []
