@@ -504,10 +504,17 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
     # elsewhere stays literal text). Only what we keep of its inline content, titles, can depend on that:
     # when a reference was looked up and a title of the stretch has a bracket (or it has checklist
     # items), it is parsed again with the labels of the whole new text, computed once.
-    asked: list[bool] = []
+    asked: list[str] = []
     markdown = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS,
-                                 broken_link_callback=lambda link: asked.append(True))
+                                 broken_link_callback=lambda link: asked.append(link["reference"]))
     new_labels: list[frozenset[str]] = []
+    maybe_defined: list[frozenset[str]] = []
+
+    def may_be_defined(references: list[str]) -> bool:
+        """False when no `[label]:` for these references occurs in the new text at all (cheap, exact)."""
+        if not maybe_defined:
+            maybe_defined.append(_label_candidates(text))
+        return any(_label(reference) in maybe_defined[0] for reference in references)
 
     def parse_with_all_labels(piece: str) -> ParsedDocument:
         if not new_labels:
@@ -619,7 +626,9 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
             piece = text[pos:end]
             asked.clear()
             doc = _parse_markdown(piece, piece.encode("utf-8"), markdown, anchors=False)
-            if asked and any(node.origin == CHECKLIST or "[" in node.title for node in doc.nodes):
+            # (The sentinel line's title does not count: it is parsed again with what follows it.)
+            if asked and any((node.origin == CHECKLIST or "[" in node.title) and node.start < q - pos
+                             for node in doc.nodes) and may_be_defined(asked):
                 doc = parse_with_all_labels(piece)
             if q >= n:
                 break
@@ -710,6 +719,21 @@ def _stitch(nodes: list[ParsedNode], item_parent: list[int], total: int) -> None
 
 def _label(text: str) -> str:
     return " ".join(text.split()).casefold()
+
+
+def _label_candidates(text: str) -> frozenset[str]:
+    """Every `[…]:` in the text, normalized like a label: a superset of the labels it defines (a
+    definition is `[label]:` with a label of at most 999 characters, compared case-folded with its
+    whitespace collapsed), found with str.find instead of a parse."""
+    found = set()
+    find, rfind = text.find, text.rfind
+    pos = find("]:")
+    while pos != -1:
+        opening = rfind("[", max(0, pos - 1000), pos)
+        if opening != -1:
+            found.add(_label(text[opening + 1:pos]))
+        pos = find("]:", pos + 2)
+    return frozenset(found)
 
 
 def _labels(text: str) -> frozenset[str]:

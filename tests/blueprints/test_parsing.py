@@ -290,6 +290,7 @@ EDITS = {
         "## D\n", "## D\n\n[the spec]: https://example.com\n"),
     "retitled-ref-defined-elsewhere": OLD.replace("[the spec]: https://example.com\n\n", "").replace(
         "## D\n", "## D\n\n[the spec]: https://example.com\n").replace("## [the spec]\n", "## [the spec] too\n"),
+    "undefined-ref-in-a-title": OLD.replace("## B\n", "## B [nowhere] and [the spec]\n"),
     "edit-in-a-repeated-unit": OLD.replace("# Four\n\n## D\n", "# Four\n\n## D\n\n## B\n\n# Four\n\n## D\n\nmore\n"),
 }
 
