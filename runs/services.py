@@ -72,8 +72,7 @@ def enqueue_run(run_id: int) -> None:
 # --- Create, retry, resume ------------------------------------------------------------------------
 
 
-@transaction.atomic
-def run_create(
+def _build_run(
     *,
     project,
     prompt: str,
@@ -86,18 +85,13 @@ def run_create(
     max_wall_seconds: int | None = None,
     priority: int = 2,
     actor=None,
-    enqueue: bool = True,
     run_settings: dict[str, Any] | None = None,
     retry_of: ExecutionRun | None = None,
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
+    autonomy_mode: str | None = None,
 ) -> ExecutionRun:
-    """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
-
-    `run_settings` is the run's backend settings (e.g. {"script": [...]} for scripted; "step_through",
-    "write_scope", "stuck_repeat", "stuck_idle_turns"). With enqueue=False the caller executes it
-    (e.g. `autopilot run` in the foreground calls runs.worker.execute_run itself).
-    """
+    """Validate a run's inputs and apply the defaults: an unsaved ExecutionRun (prompt not yet redacted)."""
     prompt = (prompt or "").strip()
     if task is not None:
         if task.project_id != project.pk:
@@ -139,18 +133,14 @@ def run_create(
             validate_script(options["script"])
         except ValueError as exc:
             raise ApplicationError(f"settings.script: {exc}.") from exc
-    queued = ExecutionRun.objects.filter(status=Status.QUEUED).count()
-    if queued >= settings.AUTOPILOT_QUEUE_MAX:
-        raise CapacityExceeded(f"The run queue is full ({queued} queued runs); try again later.")
-    redactor = Redactor.for_project(project)
-    run = ExecutionRun.objects.create(
+    return ExecutionRun(
         project=project,
         task=task,
         role=role,
         agent_backend=agent,
         model=model or "",
-        prompt=redactor(prompt),
-        autonomy_mode=project.autonomy_mode,
+        prompt=prompt,
+        autonomy_mode=autonomy_mode or project.autonomy_mode,
         priority=priority,
         settings=options,
         budget_usd=budget,
@@ -160,19 +150,99 @@ def run_create(
         retry_of=retry_of,
         resumed_from=resumed_from,
         created_by=_actor(actor),
-        queued_at=timezone.now(),
     )
-    record_event(
-        kind="executionrun.created",
-        subject=run,
-        actor=actor,
-        data={"task": run.task_id, "agent": agent, "model": run.model, "role": role, "attempt": attempt,
-              "retry_of": getattr(retry_of, "pk", None), "resumed_from": getattr(resumed_from, "pk", None)},
+
+
+def _created_event_data(run: ExecutionRun) -> dict:
+    return {"task": run.task_id, "agent": run.agent_backend, "model": run.model, "role": run.role,
+            "attempt": run.attempt, "retry_of": run.retry_of_id, "resumed_from": run.resumed_from_id}
+
+
+def _check_queue_room(adding: int) -> None:
+    queued = ExecutionRun.objects.filter(status=Status.QUEUED).count()
+    if queued + adding > settings.AUTOPILOT_QUEUE_MAX:
+        if adding == 1:
+            raise CapacityExceeded(f"The run queue is full ({queued} queued runs); try again later.")
+        raise CapacityExceeded(
+            f"The run queue has room for {max(0, settings.AUTOPILOT_QUEUE_MAX - queued)} more runs "
+            f"({queued} queued), not {adding}; try again later."
+        )
+
+
+@transaction.atomic
+def run_create(
+    *,
+    project,
+    prompt: str,
+    task=None,
+    role: str = "code",
+    agent_backend: str | None = None,
+    model: str | None = None,
+    budget_usd: Decimal | float | str | None = None,
+    max_turns: int | None = None,
+    max_wall_seconds: int | None = None,
+    priority: int = 2,
+    actor=None,
+    enqueue: bool = True,
+    run_settings: dict[str, Any] | None = None,
+    retry_of: ExecutionRun | None = None,
+    resumed_from: ExecutionRun | None = None,
+    attempt: int = 1,
+) -> ExecutionRun:
+    """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
+
+    `run_settings` is the run's backend settings (e.g. {"script": [...]} for scripted; "step_through",
+    "write_scope", "stuck_repeat", "stuck_idle_turns"). With enqueue=False the caller executes it
+    (e.g. `autopilot run` in the foreground calls runs.worker.execute_run itself). Many runs at once
+    (the manager's tick): `runs_create_many`.
+    """
+    run = _build_run(
+        project=project, prompt=prompt, task=task, role=role, agent_backend=agent_backend, model=model,
+        budget_usd=budget_usd, max_turns=max_turns, max_wall_seconds=max_wall_seconds, priority=priority, actor=actor,
+        run_settings=run_settings, retry_of=retry_of, resumed_from=resumed_from, attempt=attempt,
     )
+    _check_queue_room(1)
+    run.prompt = Redactor.for_project(project)(run.prompt)
+    run.queued_at = timezone.now()
+    run.save(force_insert=True)
+    record_event(kind="executionrun.created", subject=run, actor=actor, data=_created_event_data(run))
     if enqueue:
         run_id = run.pk
         transaction.on_commit(lambda: enqueue_run(run_id))
     return run
+
+
+def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool = True) -> list[ExecutionRun]:
+    """Queue many runs at once, all or nothing (the manager's tick): the same validation, defaults and
+    redaction as `run_create` for each spec (a dict of run_create's keyword arguments, plus an optional
+    `autonomy_mode`), ONE queue-size check for the batch (CapacityExceeded when the batch doesn't fit),
+    ONE INSERT of the runs, ONE INSERT of their `executionrun.created` events; pushes and worker
+    enqueues happen on commit. The DB guard (one open code run per task) refuses the whole batch with
+    IntegrityError; the INSERT runs in a savepoint, so the caller's transaction stays usable."""
+    from autopilot.events import record_events
+
+    if not specs:
+        return []
+    runs = [_build_run(actor=actor, **spec) for spec in specs]
+    redactors: dict[int, Redactor] = {}
+    now = timezone.now()
+    for run in runs:
+        project = run.project
+        if project.pk not in redactors:
+            redactors[project.pk] = Redactor.for_project(project)
+        run.prompt = redactors[project.pk](run.prompt)
+        run.queued_at = now
+    with transaction.atomic():
+        _check_queue_room(len(runs))
+        ExecutionRun.objects.bulk_create(runs)
+        record_events([
+            {"kind": "executionrun.created", "subject": run, "project": run.project_id, "data": _created_event_data(run)}
+            for run in runs
+        ], actor=actor)
+    if enqueue:
+        ids = [run.pk for run in runs]
+        transaction.on_commit(lambda: [enqueue_run(run_id) for run_id in ids])
+    return runs
 
 
 def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> ExecutionRun:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from autopilot.errors import CapacityExceeded
-from autopilot.events import record_event
+from autopilot.events import record_events
 from autopilot.manager import ranking
 from autopilot.models import AutonomyMode, Project, Proposal
 from blueprints.models import Task
@@ -360,31 +360,15 @@ def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, e
     """Create the run of a task (queued; the worker is enqueued on commit). Caller holds the locks.
 
     `previous`: the task's latest code run (pk, attempt) when the caller fetched it in bulk; a retry
-    links to it. run_create runs in a savepoint, so the DB guard refusing a duplicate (IntegrityError)
-    leaves the caller's transaction usable."""
+    links to it. The run is created by runs_create_many (the tick's path, with the mode in the INSERT),
+    whose INSERT runs in a savepoint, so the DB guard refusing a duplicate (IntegrityError) leaves the
+    caller's transaction usable."""
     from runs.models import ExecutionRun
-    from runs.services import run_create
+    from runs.services import runs_create_many
 
-    backend, model = project.agent_for("code")
     if previous is False:
         previous = ExecutionRun.objects.filter(task=task, role="code").order_by("-pk").only("pk", "attempt").first()
-    run = run_create(
-        project=project,
-        prompt=build_prompt(task, backend),
-        task=task,
-        role="code",
-        agent_backend=backend,
-        model=model,
-        budget_usd=budget_usd if budget_usd is not None else project.default_run_budget_usd,
-        priority=task.priority,
-        actor=actor,
-        enqueue=enqueue,
-        retry_of=previous,
-        attempt=(previous.attempt + 1) if previous is not None else 1,
-    )
-    if run.autonomy_mode != mode:
-        ExecutionRun.objects.filter(pk=run.pk).update(autonomy_mode=mode)
-        run.autonomy_mode = mode
+    (run,) = runs_create_many(specs=[_run_spec(project, task, mode, previous, budget_usd)], actor=actor, enqueue=enqueue)
     if expire_proposals:
         Proposal.objects.filter(task=task, status=Proposal.Status.PENDING).update(
             status=Proposal.Status.EXPIRED, run=run, updated_at=timezone.now()
@@ -404,63 +388,164 @@ def _latest_runs(task_ids: list[int]) -> dict:
     return latest
 
 
-def _act(project_id: int, chosen_ids: list[int], *, reason: str, actor, enqueue: bool, mode_override: str | None,
-         now, readiness: dict, skipped: dict[str, int] | None = None, ready: int | None = None) -> ProjectTick:
-    """Start (or propose) work for one project under the locks, re-checking everything the pre-pass
-    decided: capacity is recounted and the chosen tasks re-validated as runnable."""
+@dataclass
+class _Plan:
+    """What the pre-pass chose for one project (re-checked under the locks by `_act`)."""
+
+    project_id: int
+    chosen: list[int]
+    readiness: dict
+    skipped: dict[str, int]
+    ready: int | None = None
+
+
+def _run_spec(project: Project, task: Task, mode: str, previous, budget_usd=None) -> dict:
+    backend, model = project.agent_for("code")
+    return {
+        "project": project, "prompt": build_prompt(task, backend), "task": task, "role": "code",
+        "agent_backend": backend, "model": model,
+        "budget_usd": budget_usd if budget_usd is not None else project.default_run_budget_usd,
+        "priority": task.priority, "retry_of": previous,
+        "attempt": (previous.attempt + 1) if previous is not None else 1, "autonomy_mode": mode,
+    }
+
+
+def _create_runs(specs: list[dict], *, actor, enqueue: bool) -> list:
+    """The runs of `specs` with one bulk INSERT; when the batch is refused (the DB guard found a run
+    created meanwhile outside the tick's lock, or the queue filled up), one by one so the others still
+    start. Returns, per spec, the run or the exception that refused it."""
+    from runs.services import runs_create_many
+
+    try:
+        return runs_create_many(specs=specs, actor=actor, enqueue=enqueue)
+    except (IntegrityError, CapacityExceeded):
+        if len(specs) == 1:
+            raise
+    outcomes: list = []
+    for spec in specs:
+        try:
+            outcomes.append(runs_create_many(specs=[spec], actor=actor, enqueue=enqueue)[0])
+        except (IntegrityError, CapacityExceeded) as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None,
+         now) -> dict[int, ProjectTick]:
+    """Start (or propose) the chosen work of several projects in ONE transaction under the locks (the
+    global tick lock, then the Project rows in pk order), re-checking everything the pre-pass decided:
+    capacity is recounted (runs started for earlier projects of the batch count against the global
+    limit and the queue) and the chosen tasks re-validated as runnable. A constant number of queries
+    whatever the number of projects and runs: one bulk INSERT of the runs, one of their events."""
+    plan_of = {plan.project_id: plan for plan in plans}
     with transaction.atomic():
         _global_lock()
-        project = Project.objects.select_for_update().get(pk=project_id)
-        mode = effective_mode(project, mode_override)
-        result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, readiness=readiness,
-                             skipped=dict(skipped or {}))
-        capacity = ranking.capacities([project], now=now)[project.pk]
-        result.capacity = capacity.as_dict()
-        result.ready = ranking.ready_counts([project.pk]).get(project.pk, 0) if ready is None else ready
-        slots = wanted_slots(project, mode, capacity)
-        candidates = ranking.candidate_tasks(project, mode=mode, limit=None, only_ids=chosen_ids) if slots > 0 else []
-        failures = ranking.last_failures([t.pk for t in candidates if t.attempts])
-        decisions = decide(project, mode=mode, capacity=capacity, candidates=candidates, failures=failures, now=now)
-        starting = [d.task.pk for d in decisions if d.action == "start"]
-        latest = _latest_runs(starting)
-        for decision in decisions:
-            if decision.action == "skip":
-                key = decision.reasons[0].split(":")[0]
-                result.skipped[key] = result.skipped.get(key, 0) + 1
-                continue
-            task = decision.task
-            if decision.action == "propose":
-                backend, model = project.agent_for("code")
-                try:
-                    with transaction.atomic():
-                        proposal = Proposal.objects.create(
-                            project=project, task=task, role="code", agent_backend=backend, model=model,
-                            score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
-                        )
-                except IntegrityError:
-                    result.skipped["already proposed"] = result.skipped.get("already proposed", 0) + 1
-                    continue
-                result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
-                continue
-            try:
-                run = start_run_for_task(project=project, task=task, mode=mode, actor=actor, enqueue=enqueue, reason=reason,
-                                         previous=latest.get(task.pk), expire_proposals=False)
-            except IntegrityError:
-                result.skipped["already running"] = result.skipped.get("already running", 0) + 1
-                continue
-            except CapacityExceeded as exc:  # the queue filled up meanwhile (e.g. manual runs)
-                result.skipped["queue full"] = result.skipped.get("queue full", 0) + 1
-                result.note = exc.message
-                break
-            result.started.append({"task": task.pk, "run": run.pk, "reason": decision.reasons[0]})
-        if result.started and mode != AutonomyMode.SUGGEST:
-            Proposal.objects.filter(task_id__in=[s["task"] for s in result.started], status=Proposal.Status.PENDING).update(
-                status=Proposal.Status.EXPIRED, updated_at=now
+        projects = list(Project.objects.select_for_update().filter(pk__in=list(plan_of)).order_by("pk"))
+        modes = {p.pk: effective_mode(p, mode_override) for p in projects}
+        capacity = ranking.capacities(projects, now=now)
+        unknown = [p.pk for p in projects if plan_of[p.pk].ready is None]
+        ready = ranking.ready_counts(unknown) if unknown else {}
+        acting = [p for p in projects if wanted_slots(p, modes[p.pk], capacity[p.pk]) > 0]
+        candidates: dict[int, list[Task]] = {}
+        if acting:
+            chosen = [pk for p in acting for pk in plan_of[p.pk].chosen]
+            for task in (
+                ranking.candidate_queryset(acting, modes=modes).filter(pk__in=chosen)
+                .select_related("plan_node").order_by(*ranking.RANKING)
+            ):
+                candidates.setdefault(task.project_id, []).append(task)
+        failures = ranking.last_failures([t.pk for tasks in candidates.values() for t in tasks if t.attempts])
+        results: dict[int, ProjectTick] = {}
+        starts: list[tuple[Project, str, Decision]] = []
+        batch_runs = 0  # runs this batch starts: they count against the global limit and the queue
+        for project in projects:
+            plan, mode = plan_of[project.pk], modes[project.pk]
+            result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, readiness=plan.readiness,
+                                 skipped=dict(plan.skipped or {}))
+            cap = capacity[project.pk]
+            if batch_runs:
+                cap = replace(cap, global_open=cap.global_open + batch_runs, queue_size=cap.queue_size + batch_runs)
+            result.capacity = cap.as_dict()
+            result.ready = ready.get(project.pk, 0) if plan.ready is None else plan.ready
+            results[project.pk] = result
+            decisions = decide(project, mode=mode, capacity=cap, candidates=candidates.get(project.pk, []),
+                               failures=failures, now=now)
+            for decision in decisions:
+                if decision.action == "skip":
+                    key = decision.reasons[0].split(":")[0]
+                    result.skipped[key] = result.skipped.get(key, 0) + 1
+                elif decision.action == "propose":
+                    _propose(project, decision, result)
+                else:
+                    starts.append((project, mode, decision))
+                    batch_runs += 1
+        if starts:
+            latest = _latest_runs([decision.task.pk for _, _, decision in starts])
+            specs = [_run_spec(project, d.task, mode, latest.get(d.task.pk)) for project, mode, d in starts]
+            for (project, _, decision), outcome in zip(starts, _create_runs(specs, actor=actor, enqueue=enqueue), strict=True):
+                result = results[project.pk]
+                if isinstance(outcome, IntegrityError):
+                    result.skipped["already running"] = result.skipped.get("already running", 0) + 1
+                elif isinstance(outcome, CapacityExceeded):  # the queue filled up meanwhile (e.g. manual runs)
+                    result.skipped["queue full"] = result.skipped.get("queue full", 0) + 1
+                    result.note = outcome.message
+                else:
+                    result.started.append({"task": decision.task.pk, "run": outcome.pk, "reason": decision.reasons[0]})
+            started_tasks = [item["task"] for r in results.values() if r.mode != AutonomyMode.SUGGEST for item in r.started]
+            if started_tasks:
+                Proposal.objects.filter(task_id__in=started_tasks, status=Proposal.Status.PENDING).update(
+                    status=Proposal.Status.EXPIRED, updated_at=now
+                )
+        for project in projects:
+            result = results[project.pk]
+            if not result.started and not result.proposed and not result.note:
+                result.note = _idle_note(project, modes[project.pk], capacity[project.pk], result.ready)
+        _finish_acted(projects, results, reason=reason, actor=actor, now=now)
+    return results
+
+
+def _propose(project: Project, decision: Decision, result: ProjectTick) -> None:
+    task = decision.task
+    backend, model = project.agent_for("code")
+    try:
+        with transaction.atomic():
+            proposal = Proposal.objects.create(
+                project=project, task=task, role="code", agent_backend=backend, model=model,
+                score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
             )
-        if not result.started and not result.proposed:
-            result.note = _idle_note(project, mode, capacity, result.ready)
-        _finish(project, result, reason=reason, actor=actor, now=now)
-    return result
+    except IntegrityError:
+        result.skipped["already proposed"] = result.skipped.get("already proposed", 0) + 1
+        return
+    result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
+
+
+def _act_isolated(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None,
+                  now) -> dict[int, ProjectTick | str]:
+    """`_act` over every plan at once; when that fails (it rolled back whole), project by project so
+    one project's failure doesn't stop the others' tick. Failed projects map to an error note."""
+    try:
+        return _act(plans, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now)
+    except Exception:  # noqa: BLE001 - retried per project below
+        if len(plans) == 1:
+            logger.exception("tick of project %s failed", plans[0].project_id)
+            exc_note = _error_note()
+            return {plans[0].project_id: exc_note}
+        logger.warning("batched tick failed; retrying project by project", exc_info=True)
+    outcomes: dict[int, ProjectTick | str] = {}
+    for plan in plans:
+        try:
+            outcomes.update(_act([plan], reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now))
+        except Exception:  # noqa: BLE001 - one project's failure must not stop the others' tick
+            logger.exception("tick of project %s failed", plan.project_id)
+            outcomes[plan.project_id] = _error_note()
+    return outcomes
+
+
+def _error_note() -> str:
+    import sys
+
+    exc = sys.exc_info()[1]
+    return f"error: {type(exc).__name__}: {exc}"[:300]
 
 
 def _idle_note(project: Project, mode: str, capacity: ranking.Capacity, ready: int) -> str:
@@ -481,20 +566,21 @@ def _idle_note(project: Project, mode: str, capacity: ranking.Capacity, ready: i
     return "budget: daily cap reached"
 
 
-def _finish(project: Project, result: ProjectTick, *, reason: str, actor, now) -> None:
-    """Store the tick's summary; log a decision event when it did something or its reasons changed."""
-    summary = result.summary()
-    changed = (project.last_tick_summary or {}).get("summary") != summary
-    Project.objects.filter(pk=project.pk).update(
-        last_tick_at=now,
-        last_tick_summary={"summary": summary, "started": len(result.started), "proposed": len(result.proposed),
-                           "reason": reason},
-    )
-    if result.started or result.proposed or result.readiness or changed:
-        record_event(
-            kind="tick.decision", subject=project, actor=actor,
-            data={"trigger": reason, **result.as_dict()},
-        )
+def _finish_acted(projects: list[Project], results: dict[int, ProjectTick], *, reason: str, actor, now) -> None:
+    """Store the acting projects' tick summaries (one UPDATE); log a decision event (one INSERT for all)
+    for each that did something or whose reasons changed."""
+    events = []
+    for project in projects:
+        result = results[project.pk]
+        summary = result.summary()
+        changed = (project.last_tick_summary or {}).get("summary") != summary
+        project.last_tick_at = now
+        project.last_tick_summary = {"summary": summary, "started": len(result.started), "proposed": len(result.proposed),
+                                     "reason": reason}
+        if result.started or result.proposed or result.readiness or changed:
+            events.append({"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}})
+    Project.objects.bulk_update(projects, ["last_tick_at", "last_tick_summary"], batch_size=500)
+    record_events(events, actor=actor)
 
 
 # --- Entry points ---------------------------------------------------------------------------------
@@ -547,12 +633,14 @@ def tick_all(
     )
     failures = ranking.last_failures([t.pk for tasks in candidates.values() for t in tasks if t.attempts])
     quiet: list[tuple[Project, ProjectTick]] = []
+    plans: list[_Plan] = []
     for project in projects:
         mode = modes[project.pk]
         cap = capacity.get(project.pk)
         changes = _readiness_summary(readiness.get(project.pk))
         result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, ready=ready.get(project.pk, 0),
                              readiness=changes)
+        report.projects[project.pk] = result
         decisions = []
         if cap is not None and candidates.get(project.pk):
             decisions = decide(project, mode=mode, capacity=cap, candidates=candidates[project.pk], failures=failures, now=now)
@@ -562,29 +650,30 @@ def tick_all(
                 key = d.reasons[0].split(":")[0]
                 result.skipped[key] = result.skipped.get(key, 0) + 1
         if chosen and not dry_run:
-            try:
-                report.projects[project.pk] = _act(
-                    project.pk, chosen, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override,
-                    now=now, readiness=changes, skipped=result.skipped, ready=result.ready,
-                )
-                continue
-            except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others' tick
-                logger.exception("tick of project %s failed", project.pk)
-                result.note = f"error: {type(exc).__name__}: {exc}"[:300]
-                decisions = []
+            plans.append(_Plan(project_id=project.pk, chosen=chosen, readiness=changes, skipped=result.skipped,
+                               ready=result.ready))
+            continue
         for d in decisions:
-            if d.action == "skip":
-                continue
-            elif d.action == "start":
+            if d.action == "start":
                 result.started.append({"task": d.task.pk, "run": None, "reason": d.reasons[0]})
-            else:
+            elif d.action == "propose":
                 result.proposed.append({"task": d.task.pk, "proposal": None, "reason": d.reasons[0]})
-        if not chosen and not result.note:
+        if not chosen:
             result.note = _idle_note(project, mode, cap, result.ready) if cap is not None else (
                 "autonomy mode is off" if mode == AutonomyMode.OFF else "project is paused"
             )
-        report.projects[project.pk] = result
         quiet.append((project, result))
+    if plans:
+        by_pk = {p.pk: p for p in projects}
+        outcomes = _act_isolated(plans, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now)
+        for plan in plans:
+            outcome = outcomes.get(plan.project_id)
+            if isinstance(outcome, ProjectTick):
+                report.projects[plan.project_id] = outcome
+            elif outcome is not None:  # the project failed: its summary is stored like a quiet one's
+                result = report.projects[plan.project_id]
+                result.note = outcome
+                quiet.append((by_pk[plan.project_id], result))
     if not dry_run:
         _finish_quiet(quiet, reason=reason, actor=actor, now=now)
     report.elapsed_s = time.perf_counter() - started
@@ -607,8 +696,8 @@ def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, acto
         Project.objects.filter(pk__in=[p.pk for p, _ in items]).update(last_tick_at=now)
         if changed:
             Project.objects.bulk_update([p for p, _ in changed], ["last_tick_summary"], batch_size=500)
-        for project, result in changed:
-            record_event(kind="tick.decision", subject=project, actor=actor, data={"trigger": reason, **result.as_dict()})
+        record_events([{"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}}
+                       for project, result in changed], actor=actor)
 
 
 def tick_project(project: Project, *, reason: str, actor=None, enqueue: bool = True, mode_override: str | None = None,
