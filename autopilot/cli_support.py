@@ -6,6 +6,7 @@ code 2 (never a traceback), and gives `emit()` to print either a JSON object or 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from datetime import date, datetime
@@ -39,6 +40,17 @@ class AutopilotCommand(BaseCommand):
             parser.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
         parser.add_argument("--user", help="Act as this user (recorded in events); default: the first superuser.")
         return parser
+
+    def add_action(self, subparsers, name: str, help_text: str, *, project: bool = False):
+        """A sub-action (`autopilot task create …`). It accepts --json/--user after its own arguments
+        too; SUPPRESS keeps a value given before the action name."""
+        action = subparsers.add_parser(name, help=help_text, description=help_text)
+        if project:
+            action.add_argument("project", help="Project id, slug or name.")
+        if self.json_option:
+            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
+        action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
+        return action
 
     def execute(self, *args, **options):
         self.as_json = options.get("json", False)

@@ -579,8 +579,27 @@ def _finish_acted(projects: list[Project], results: dict[int, ProjectTick], *, r
                                      "reason": reason}
         if result.started or result.proposed or result.readiness or changed:
             events.append({"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}})
-    Project.objects.bulk_update(projects, ["last_tick_at", "last_tick_summary"], batch_size=500)
+    _store_summaries(projects, now=now)
     record_events(events, actor=actor)
+
+
+def _store_summaries(projects: list[Project], *, now) -> None:
+    """Write each project's last_tick_summary (and last_tick_at = now) with ONE executemany of a
+    parameterized UPDATE: the values differ per project, and a bulk_update's CASE over 100 JSON values
+    costs more to compile than the writes themselves."""
+    if not projects:
+        return
+    meta = Project._meta
+    at_field, summary_field = meta.get_field("last_tick_at"), meta.get_field("last_tick_summary")
+    quote = connection.ops.quote_name
+    # Identifiers come from the model (quoted); every value is a parameter.
+    table, at_col, summary_col, pk_col = (quote(n) for n in (meta.db_table, at_field.column, summary_field.column, meta.pk.column))
+    sql = f"UPDATE {table} SET {at_col} = %s, {summary_col} = %s WHERE {pk_col} = %s"  # noqa: S608
+    at = at_field.get_db_prep_save(now, connection)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql, [(at, summary_field.get_db_prep_save(p.last_tick_summary, connection), p.pk) for p in projects]
+        )
 
 
 # --- Entry points ---------------------------------------------------------------------------------
@@ -693,9 +712,11 @@ def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, acto
             project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "reason": reason}
             changed.append((project, result))
     with transaction.atomic():
-        Project.objects.filter(pk__in=[p.pk for p, _ in items]).update(last_tick_at=now)
-        if changed:
-            Project.objects.bulk_update([p for p, _ in changed], ["last_tick_summary"], batch_size=500)
+        changed_ids = {p.pk for p, _ in changed}
+        unchanged = [p.pk for p, _ in items if p.pk not in changed_ids]
+        if unchanged:
+            Project.objects.filter(pk__in=unchanged).update(last_tick_at=now)
+        _store_summaries([p for p, _ in changed], now=now)
         record_events([{"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}}
                        for project, result in changed], actor=actor)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from autopilot.cli_support import AutopilotCommand
 from autopilot.errors import NotFound
 from autopilot.manager import explain, metrics, proposals
@@ -19,11 +17,7 @@ class Command(AutopilotCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="{plan,metrics,refine,proposals}")
 
         def add(name: str, text: str):
-            action = sub.add_parser(name, help=text, description=text)
-            # Accept --json/--user after the action's own arguments too (SUPPRESS keeps a value given earlier).
-            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print JSON.")
-            action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
-            return action
+            return self.add_action(sub, name, text)
 
         for name, text in (("plan", "What the next tick would start, and why not for the rest."),
                            ("metrics", "Learning metrics."),

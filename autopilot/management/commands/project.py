@@ -6,7 +6,6 @@ superuser). With `--user`, the same role rules as the web and API apply.
 
 from __future__ import annotations
 
-import argparse
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
@@ -37,11 +36,7 @@ class Command(AutopilotCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="{create,list,show,autonomy,members}")
 
         def add(name: str, help_text: str):
-            action = sub.add_parser(name, help=help_text, description=help_text)
-            # Accept --json/--user after the action's own arguments too (SUPPRESS keeps a value given earlier).
-            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print JSON.")
-            action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
-            return action
+            return self.add_action(sub, name, help_text)
 
         create = add("create", "Register a local git repository as a project.")
         create.add_argument("name")

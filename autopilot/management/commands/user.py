@@ -6,7 +6,6 @@ Run from a shell on the machine (whoever can open the database is the administra
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import sys
 
@@ -25,9 +24,7 @@ class Command(AutopilotCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="{create,token,list}")
 
         def add(name: str, help_text: str):
-            action = sub.add_parser(name, help=help_text, description=help_text)
-            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print JSON.")
-            return action
+            return self.add_action(sub, name, help_text)
 
         create = add("create", "Create a user (a password is generated and printed unless --password-stdin).")
         create.add_argument("name")

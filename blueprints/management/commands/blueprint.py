@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from django.conf import settings
@@ -41,11 +40,7 @@ class Command(AutopilotCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
         def add(name, help_text):
-            p = sub.add_parser(name, help=help_text, description=help_text)
-            p.add_argument("project", help="project id, slug or name")
-            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
-            p.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
-            return p
+            return self.add_action(sub, name, help_text, project=True)
 
         p = add("ingest", "ingest a Markdown (or plain text) file as the project's next blueprint version")
         p.add_argument("file", help="path of the spec, or - for standard input")

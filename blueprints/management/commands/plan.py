@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
@@ -19,10 +17,7 @@ class Command(AutopilotCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        p = sub.add_parser("show", help="show the plan tree (indented; --json lists every node)")
-        p.add_argument("project", help="project id, slug or name")
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
-        p.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
+        self.add_action(sub, "show", "show the plan tree (indented; --json lists every node)", project=True)
 
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from autopilot.cli_support import AutopilotCommand
 from autopilot.errors import ApplicationError
 from autopilot.models import Role
@@ -55,12 +53,7 @@ class Command(AutopilotCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
         def add(name, help_text):
-            p = sub.add_parser(name, help=help_text, description=help_text)
-            p.add_argument("project", help="project id, slug or name")
-            # Accept --json/--user after the action's own arguments too (SUPPRESS keeps a value given earlier).
-            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
-            p.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
-            return p
+            return self.add_action(sub, name, help_text, project=True)
 
         p = add("create", "create a task by hand")
         p.add_argument("title")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
@@ -17,15 +15,11 @@ class Command(AutopilotCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        listing = sub.add_parser("list", help="A project's runs, newest first.")
-        listing.add_argument("project")
+        listing = self.add_action(sub, "list", "A project's runs, newest first.", project=True)
         listing.add_argument("--status", help="Comma-separated statuses.")
         listing.add_argument("--limit", type=int, default=50)
-        show = sub.add_parser("show", help="One run with its steps.")
+        show = self.add_action(sub, "show", "One run with its steps.")
         show.add_argument("run", type=int)
-        for subparser in (listing, show):  # accept the common flags after the sub-action too
-            subparser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
-            subparser.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
 
     def handle(self, *args, **options):
         self.as_json = options.get("json", False)
