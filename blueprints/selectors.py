@@ -189,10 +189,3 @@ def node_get(project: Project, identifier) -> PlanNode:
     if node is None:
         raise NotFound(f"No plan node '{identifier}' in project '{project.name}' (give its id, anchor or title).")
     return node
-
-
-def refresh_ready(project: Project | int) -> dict[str, int]:
-    """Alias of `blueprints.services.refresh_ready` (a set-based write, so it lives in services)."""
-    from blueprints.services import refresh_ready as refresh
-
-    return refresh(project)

@@ -284,48 +284,76 @@ def generate_for_blueprint(*, blueprint: Blueprint, actor=None):
     return generate_tasks(blueprint=blueprint, actor=actor)
 
 
-def refresh_ready(project: Project | int) -> dict[str, int]:
-    """Re-derive readiness with set-based UPDATEs (the manager's tick calls this).
+def refresh_readiness(project_ids, *, now=None) -> dict:
+    """THE readiness rule, set-based, for any number of projects (the manager's tick runs it over all
+    projects at once; `refresh_ready` over one). A constant number of statements however many tasks:
 
-    Milestones whose dependencies are all done become done (repeated while chains of milestones
-    complete), done milestones with an unfinished dependency reopen; todo work tasks with every
-    dependency done become ready, ready ones with an unfinished dependency go back to todo.
-    Removed-from-spec tasks are never promoted.
+    1. done milestones with an unfinished dependency reopen (repeated while reopening cascades),
+    2. ready work tasks with an unfinished dependency go back to todo,
+    3. todo/ready milestones whose dependencies are all done complete (repeated while they cascade),
+    4. todo work tasks whose dependencies are all done become ready (never removed-from-spec ones).
+
+    Returns counts and, per project, the changed task ids by new state ("reopened", "todo", "done",
+    "ready") for the caller's report or event.
     """
-    from autopilot.events import record_event as record
     from blueprints.selectors import unfinished_dependency_exists
 
-    project_id = getattr(project, "pk", project)
-    now = timezone.now()
-    counts = {"milestones_done": 0, "milestones_reopened": 0, "ready": 0, "unready": 0}
-    with transaction.atomic():
-        base = Task.objects.filter(project_id=project_id)
-        milestones = base.filter(kind=Task.Kind.MILESTONE)
-        work = base.filter(kind=Task.Kind.WORK)
-        for _ in range(100):
-            changed = (
-                milestones.filter(status__in=(Task.Status.TODO, Task.Status.READY))
-                .exclude(unfinished_dependency_exists())
-                .update(status=Task.Status.DONE, completed_at=now, updated_at=now)
-            )
-            counts["milestones_done"] += changed
+    project_ids = list(project_ids)
+    now = now or timezone.now()
+    counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "milestones_reopened": 0, "by_project": {}}
+    if not project_ids:
+        return counts
+    by_project: dict[int, dict[str, list[int]]] = counts["by_project"]
+    tasks = Task.objects.filter(project_id__in=project_ids)
+    work, milestones = tasks.filter(kind=Task.Kind.WORK), tasks.filter(kind=Task.Kind.MILESTONE)
+    blocked = unfinished_dependency_exists()
+
+    def apply(queryset, label: str, **values) -> int:
+        # SELECT the ids for the report, then ONE UPDATE with the same condition.
+        rows = list(queryset.values_list("pk", "project_id"))
+        if rows:
+            queryset.update(updated_at=now, **values)
+            for pk, project_id in rows:
+                by_project.setdefault(project_id, {}).setdefault(label, []).append(pk)
+        return len(rows)
+
+    def repeat(queryset, label: str, **values) -> int:
+        total = 0
+        for _ in range(100):  # chains of milestones: each pass can unlock the next
+            changed = apply(queryset, label, **values)
+            total += changed
             if not changed:
                 break
-        counts["milestones_reopened"] = (
-            milestones.filter(status=Task.Status.DONE)
-            .filter(unfinished_dependency_exists())
-            .update(status=Task.Status.TODO, completed_at=None, updated_at=now)
+        return total
+
+    with transaction.atomic():
+        counts["milestones_reopened"] = repeat(
+            milestones.filter(status=Task.Status.DONE).filter(blocked), "reopened", status=Task.Status.TODO,
+            completed_at=None,
         )
-        counts["ready"] = (
-            work.filter(status=Task.Status.TODO, removed_from_spec=False)
-            .exclude(unfinished_dependency_exists())
-            .update(status=Task.Status.READY, updated_at=now)
+        counts["demoted"] = apply(work.filter(status=Task.Status.READY).filter(blocked), "todo", status=Task.Status.TODO)
+        counts["milestones"] = repeat(
+            milestones.filter(status__in=(Task.Status.TODO, Task.Status.READY)).exclude(blocked), "done",
+            status=Task.Status.DONE, completed_at=now,
         )
-        counts["unready"] = (
-            work.filter(status=Task.Status.READY)
-            .filter(unfinished_dependency_exists())
-            .update(status=Task.Status.TODO, updated_at=now)
+        counts["promoted"] = apply(
+            work.filter(status=Task.Status.TODO, removed_from_spec=False).exclude(blocked), "ready",
+            status=Task.Status.READY,
         )
+    return counts
+
+
+def refresh_ready(project: Project | int) -> dict[str, int]:
+    """Re-derive one project's readiness (see `refresh_readiness`) and record what changed."""
+    project_id = getattr(project, "pk", project)
+    with transaction.atomic():
+        result = refresh_readiness([project_id])
+        counts = {
+            "milestones_done": result["milestones"],
+            "milestones_reopened": result["milestones_reopened"],
+            "ready": result["promoted"],
+            "unready": result["demoted"],
+        }
         if any(counts.values()):
-            record(kind="tasks.readiness", project=project_id, data=counts)
+            record_event(kind="tasks.readiness", project=project_id, data=counts)
     return counts

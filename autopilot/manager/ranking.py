@@ -34,7 +34,8 @@ from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from autopilot.models import AutonomyMode, Project, Proposal
-from blueprints.models import Task, TaskDependency
+from blueprints.models import Task
+from blueprints.selectors import unfinished_dependency_exists
 from runs.models import ExecutionRun, UsageRecord
 
 OPEN_RUN_STATUSES = ("queued", "preparing", "running", "waiting_approval")
@@ -45,9 +46,8 @@ MONEY = DecimalField(max_digits=14, decimal_places=6)
 
 
 def undone_dependency() -> Exists:
-    return Exists(
-        TaskDependency.objects.filter(task=OuterRef("pk")).exclude(depends_on__status=Task.Status.DONE)
-    )
+    """The task (OuterRef pk) has a dependency that is not done: the same rule as blueprints'."""
+    return unfinished_dependency_exists()
 
 
 def open_run() -> Exists:
@@ -92,22 +92,6 @@ def runnable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
     if project_ids is not None:
         qs = qs.filter(project_id__in=project_ids)
     return qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs())
-
-
-def promotable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
-    """To-do tasks whose dependencies are all done: they become ready (milestones become done)."""
-    qs = Task.objects.filter(status=Task.Status.TODO)
-    if project_ids is not None:
-        qs = qs.filter(project_id__in=project_ids)
-    return qs.filter(~undone_dependency())
-
-
-def demotable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
-    """Ready tasks that gained an unfinished dependency: back to to-do."""
-    qs = Task.objects.filter(status=Task.Status.READY)
-    if project_ids is not None:
-        qs = qs.filter(project_id__in=project_ids)
-    return qs.filter(undone_dependency())
 
 
 def backoff_seconds(attempts: int) -> float:

@@ -29,6 +29,7 @@ from autopilot.events import record_events
 from autopilot.manager import ranking
 from autopilot.models import AutonomyMode, Project, Proposal
 from blueprints.models import Task
+from blueprints.services import refresh_readiness
 
 logger = logging.getLogger(__name__)
 
@@ -206,41 +207,6 @@ def _recover_orphans(project_ids: list[int]) -> list[int]:
     for run_id in latest.values():
         apply_run_finished(run_id)
     return list(latest)
-
-
-def refresh_readiness(project_ids: list[int], *, now=None) -> dict:
-    """Set-based: to-do tasks whose dependencies are all done become ready (milestones become done);
-    ready tasks that gained an unfinished dependency go back to to-do. Returns counts and, per
-    project, the changed task ids (the tick's decision event reports them)."""
-    now = now or timezone.now()
-    counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "by_project": {}}
-    if not project_ids:
-        return counts
-    by_project: dict[int, dict[str, list[int]]] = counts["by_project"]
-    with transaction.atomic():
-        # SELECT the changing ids (for the report), then one set-based UPDATE with the same condition:
-        # the statement count doesn't depend on how many tasks change.
-        demote = list(ranking.demotable_tasks(project_ids).values_list("pk", "project_id"))
-        if demote:
-            counts["demoted"] = ranking.demotable_tasks(project_ids).update(status=Task.Status.TODO, updated_at=now)
-            for pk, pid in demote:
-                by_project.setdefault(pid, {}).setdefault("todo", []).append(pk)
-        for _ in range(20):  # milestones completing can make further tasks promotable
-            rows = list(ranking.promotable_tasks(project_ids).values_list("pk", "project_id", "kind"))
-            if not rows:
-                break
-            promotable = ranking.promotable_tasks(project_ids)
-            gates = any(kind != Task.Kind.WORK for _, _, kind in rows)
-            if gates:
-                counts["milestones"] += promotable.exclude(kind=Task.Kind.WORK).update(
-                    status=Task.Status.DONE, completed_at=now, updated_at=now
-                )
-            counts["promoted"] += promotable.filter(kind=Task.Kind.WORK).update(status=Task.Status.READY, updated_at=now)
-            for pk, pid, kind in rows:
-                by_project.setdefault(pid, {}).setdefault("ready" if kind == Task.Kind.WORK else "done", []).append(pk)
-            if not gates:
-                break
-    return counts
 
 
 def _readiness_summary(changes: dict[str, list[int]] | None) -> dict:
