@@ -181,7 +181,7 @@ class RunContext(abc.ABC):
         run_id, project_id: ids.
         run: the ExecutionRun as it was when the backend started (do not save it).
         prompt: the task prompt (for a task: title + body + the run's prompt).
-        model: the model name ("" → backend default). For native: "anthropic:claude-sonnet-4-5",
+        model: the model name ("" → backend default). For native: "anthropic:claude-sonnet-4-6",
             "openai:gpt-5-mini" or a bare name.
         role: "code" | "test" | "docs".
         autonomy_mode: the project's mode at run creation ("semi_auto", "full_auto", ...).

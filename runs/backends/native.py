@@ -4,7 +4,7 @@
 - Any OpenAI-compatible Chat Completions endpoint through `openai` (`tools` / `tool_calls`): OpenAI,
   Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter…
 
-Model names: "anthropic:claude-sonnet-4-5", "openai:gpt-5-mini", or a bare name (a name starting with
+Model names: "anthropic:claude-sonnet-4-6", "openai:gpt-5-mini", or a bare name (a name starting with
 "claude" goes to Anthropic, anything else to the OpenAI-compatible endpoint). Base URLs and keys come
 from settings (ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY, OPENAI_BASE_URL / OPENAI_API_KEY).
 

@@ -34,7 +34,7 @@ def native_run(project, model, prompt="Add a greeting file and check it", **kw):
     return run
 
 
-@pytest.mark.parametrize("model", ["anthropic:claude-sonnet-4-5", "openai:gpt-5-mini"])
+@pytest.mark.parametrize("model", ["anthropic:claude-sonnet-4-6", "openai:gpt-5-mini"])
 def test_native_run_writes_runs_a_command_and_commits(llm, model):
     # given a model that writes a file, runs a command, then finishes
     project = ProjectFactory(autonomy_mode="full_auto")
@@ -75,7 +75,7 @@ def test_native_edit_file_must_match_exactly_once(llm):
         tool("edit_file", {"path": "README.md", "old_string": "# Demo", "new_string": "# Greeting"}),
         text("Done editing."),
     ])
-    run = native_run(project, "anthropic:claude-sonnet-4-5")
+    run = native_run(project, "anthropic:claude-sonnet-4-6")
     assert execute_run(run.pk) == "succeeded"
     failed, done = run.steps.filter(kind="edit_file").order_by("seq")
     assert failed.status == "failed" and "occurs 0 times" in failed.output
@@ -110,7 +110,7 @@ def test_native_semi_auto_rejection_message_reaches_the_model(llm):
     # given a semi_auto project and a model that wants to use the network
     project = ProjectFactory(autonomy_mode="semi_auto")
     llm.script([tool("run_terminal", {"command": "curl https://example.com"}), text("OK, no network.")])
-    run = native_run(project, "anthropic:claude-sonnet-4-5")
+    run = native_run(project, "anthropic:claude-sonnet-4-6")
     thread = run_in_thread(run.pk)
     step = wait_for(lambda: ExecutionStep.objects.filter(run_id=run.pk, status="needs_approval").first())
 
@@ -138,7 +138,7 @@ def test_native_human_message_is_a_user_turn_between_calls(llm):
 def test_native_api_error_fails_the_run_with_a_clear_reason(llm):
     project = ProjectFactory(autonomy_mode="full_auto")
     llm.script([error(500)])
-    run = native_run(project, "anthropic:claude-sonnet-4-5")
+    run = native_run(project, "anthropic:claude-sonnet-4-6")
     assert execute_run(run.pk) == "failed"
     run.refresh_from_db()
     assert run.status_reason.startswith("Anthropic API error")
@@ -148,7 +148,7 @@ def test_native_api_error_fails_the_run_with_a_clear_reason(llm):
 def test_native_budget_stop_between_calls(llm):
     project = ProjectFactory(autonomy_mode="full_auto")
     llm.script([tool("list_dir", {"path": "."}, input_tokens=10_000, output_tokens=1_000)] * 5)
-    run = native_run(project, "anthropic:claude-sonnet-4-5", budget_usd=Decimal("0.05"))
+    run = native_run(project, "anthropic:claude-sonnet-4-6", budget_usd=Decimal("0.05"))
     assert execute_run(run.pk) == "failed"
     run.refresh_from_db()
     assert run.status_reason.startswith("budget exceeded")

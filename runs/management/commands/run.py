@@ -32,7 +32,7 @@ class Command(AutopilotCommand):
         parser.add_argument("prompt", nargs="?", default="", help="What the agent should do (optional with --task or --full-auto).")
         parser.add_argument("--task", type=int, help="Task id to work on.")
         parser.add_argument("--agent", help="Agent backend (scripted, native, claude_code, codex, test_worker).")
-        parser.add_argument("--model", help="Model name, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-5-mini.")
+        parser.add_argument("--model", help="Model name, e.g. anthropic:claude-sonnet-4-6 or openai:gpt-5-mini.")
         parser.add_argument("--role", default="code", help="code | test | docs")
         parser.add_argument("--max-budget", help="Max USD for this run (default: the project's).")
         parser.add_argument("--max-turns", type=int)
