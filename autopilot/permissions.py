@@ -46,3 +46,13 @@ def visible_projects(user) -> QuerySet[Project]:
     if user.is_superuser:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_for(user, project_id, minimum: str = Role.VIEWER) -> Project:
+    """The project `project_id` if `user` has at least `minimum` on it: NotFound for a project the
+    user cannot see (or that doesn't exist), PermissionDenied for a role too low."""
+    project = visible_projects(user).filter(pk=project_id).first()
+    if project is None:
+        raise NotFound(f"Project '{project_id}' was not found.")
+    require_role(user, project, minimum)
+    return project

@@ -41,9 +41,7 @@ def event_list(
     queryset = Event.objects.select_related("actor").order_by("id")
     if project is not None:
         queryset = queryset.filter(project=project)
-    elif getattr(user, "is_superuser", False):
-        pass
-    else:
+    elif not getattr(user, "is_superuser", False):
         queryset = queryset.filter(project__in=visible_projects(user).values("pk"))
     if after is not None:
         queryset = queryset.filter(id__gt=after)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -21,26 +20,16 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from autopilot.errors import ApplicationError, NotFound, PermissionDenied
-from autopilot.models import Project, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.errors import ApplicationError
+from autopilot.models import Role
+from autopilot.permissions import has_role
+from autopilot.web import project_or_404
 from blueprints.ingestion import ingestion_job_create
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
 
 DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
 
 
-def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
-    project = visible_projects(request.user).filter(pk=pk).first()
-    if project is None:
-        raise Http404("No such project.")
-    try:
-        require_role(request.user, project, minimum)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(exc.message) from exc
-    return project
 
 
 class IngestForm(forms.Form):
@@ -53,7 +42,7 @@ class IngestForm(forms.Form):
 
 @login_required
 def blueprint_versions(request, pk: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     versions = list(Blueprint.objects.filter(project=project).defer("source_text").order_by("-version"))
     selected = None
     wanted = request.GET.get("version")
@@ -87,7 +76,7 @@ def _diff_context(blueprint: Blueprint | None) -> list[tuple[str, list, int]]:
 
 @login_required
 def blueprint_diff(request, pk: int, version: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     blueprint = Blueprint.objects.filter(project=project, version=version).defer("source_text").first()
     if blueprint is None:
         raise Http404("No such version.")
@@ -99,7 +88,7 @@ def blueprint_diff(request, pk: int, version: int):
 @require_POST
 def blueprint_ingest(request, pk: int):
     """Start an IngestionJob from the form; answer with the job's progress partial (htmx) or redirect."""
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     form = IngestForm(request.POST, request.FILES)
     error = None
     job = None
@@ -132,7 +121,7 @@ def blueprint_ingest(request, pk: int):
 @login_required
 def blueprint_job(request, pk: int, job_id: int):
     """The job's progress: a partial polled by htmx every half second; polling stops when it is done."""
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     job = IngestionJob.objects.filter(project=project, pk=job_id).defer("source_text").select_related(
         "blueprint").first()
     if job is None:
@@ -149,7 +138,7 @@ def blueprint_job(request, pk: int, job_id: int):
 
 @login_required
 def plan_tree(request, pk: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     active = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).defer(
         "source_text", "diff").first()
     rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("order", "id")

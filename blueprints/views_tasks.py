@@ -8,32 +8,21 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from autopilot.errors import ApplicationError, NotFound, PermissionDenied
+from autopilot.errors import ApplicationError
 from autopilot.models import Project, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.permissions import has_role, visible_projects
+from autopilot.web import project_or_404
 from blueprints import selectors, services
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 
 PER_COLUMN = 50
 
 
-def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
-    project = visible_projects(request.user).filter(pk=pk).first()
-    if project is None:
-        raise Http404("No such project.")
-    try:
-        require_role(request.user, project, minimum)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(exc.message) from exc
-    return project
 
 
 def _task(project: Project, task_id: int) -> Task:
@@ -72,7 +61,7 @@ def _node_choices(project: Project, *, limit: int = 500, max_level: int | None =
 
 @login_required
 def task_board(request, pk: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     column = request.GET.get("column")
     if column is not None and column not in Task.Status.values:
         column = None
@@ -123,14 +112,14 @@ def _detail_context(request, project: Project, task: Task, **extra) -> dict:
 
 @login_required
 def task_detail(request, pk: int, task_id: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     task = _task(project, task_id)
     return render(request, "blueprints/task_detail.html", _detail_context(request, project, task))
 
 
 @login_required
 def task_new(request, pk: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     form = TaskForm(request.POST or None, project=project, initial={"plan_node": request.GET.get("plan_node")})
     error = None
     if request.method == "POST" and form.is_valid():
@@ -147,7 +136,7 @@ def task_new(request, pk: int):
 @login_required
 @require_POST
 def task_edit(request, pk: int, task_id: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     form = TaskForm(request.POST, project=project)
     if form.is_valid():
@@ -162,7 +151,7 @@ def task_edit(request, pk: int, task_id: int):
 @login_required
 @require_POST
 def task_transition(request, pk: int, task_id: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     try:
         services.task_transition(task=task, to=request.POST.get("status", ""), actor=request.user,
@@ -175,7 +164,7 @@ def task_transition(request, pk: int, task_id: int):
 @login_required
 @require_POST
 def task_delete(request, pk: int, task_id: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     try:
         services.task_delete(task=task, actor=request.user)
@@ -199,7 +188,7 @@ def _dependencies_response(request, project, task, *, error: str | None = None) 
 @login_required
 @require_POST
 def task_dependency_add(request, pk: int, task_id: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     raw = request.POST.get("depends_on", "").strip().lstrip("#")
     try:
@@ -217,7 +206,7 @@ def task_dependency_add(request, pk: int, task_id: int):
 @login_required
 @require_POST
 def task_dependency_remove(request, pk: int, task_id: int, dep_id: int):
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     dependency = TaskDependency.objects.filter(pk=dep_id, task__project=project).first()
     if dependency is None:
@@ -234,7 +223,7 @@ def task_dependency_remove(request, pk: int, task_id: int, dep_id: int):
 def task_generate(request, pk: int):
     from django.contrib import messages
 
-    project = _project(request, pk, Role.OPERATOR)
+    project = project_or_404(request, pk, Role.OPERATOR)
     blueprint = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
     if blueprint is None:
         messages.error(request, "This project has no active blueprint yet: ingest one first.")

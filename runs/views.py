@@ -9,15 +9,15 @@ the run's websocket delivers an event (autopilot/static/autopilot/app.js).
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from autopilot.errors import ApplicationError, NotFound, PermissionDenied
-from autopilot.models import Event, Project, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.errors import ApplicationError, NotFound
+from autopilot.models import Event, Role
+from autopilot.permissions import has_role
+from autopilot.web import project_or_404, require_role_or_404
 from runs import selectors, services, trajectory
 from runs.backends import LABELS, backend_label
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep
@@ -25,21 +25,6 @@ from runs.models import AgentBackend, ExecutionRun, ExecutionStep
 PAGE_SIZE = 50
 
 
-def _guard(user, project: Project, minimum: str) -> None:
-    try:
-        require_role(user, project, minimum)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(exc.message) from exc
-
-
-def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
-    project = visible_projects(request.user).filter(pk=pk).first()
-    if project is None:
-        raise Http404("No such project.")
-    _guard(request.user, project, minimum)
-    return project
 
 
 def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
@@ -47,7 +32,7 @@ def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
         run = selectors.run_get(run_id, with_steps=True)
     except NotFound as exc:
         raise Http404(exc.message) from exc
-    _guard(request.user, run.project, minimum)
+    require_role_or_404(request.user, run.project, minimum)
     return run
 
 
@@ -106,11 +91,11 @@ def _live_context(request, run: ExecutionRun, error: str = "") -> dict:
 
 @login_required
 def project_runs(request, pk: int):
-    project = _project(request, pk)
+    project = project_or_404(request, pk)
     error = ""
     form = {"prompt": "", "agent": project.agent_for("code")[0], "model": "", "budget": ""}
     if request.method == "POST":
-        _guard(request.user, project, Role.OPERATOR)
+        require_role_or_404(request.user, project, Role.OPERATOR)
         form = {k: (request.POST.get(k) or "").strip() for k in form}
         try:
             run = services.run_create(

@@ -14,15 +14,11 @@ from autopilot.errors import NotFound, PermissionDenied
 from autopilot.manager import explain, metrics, proposals, queue
 from autopilot.manager.tick import tick_project
 from autopilot.models import Project, Proposal, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.permissions import has_role, project_for, require_role, visible_projects
 
 
 def _project(request, pk: int, minimum: str = Role.VIEWER) -> Project:
-    project = Project.objects.filter(pk=pk).first()
-    if project is None:
-        raise NotFound(f"Project '{pk}' was not found.")
-    require_role(request.user, project, minimum)
-    return project
+    return project_for(request.user, pk, minimum)
 
 
 class ProposalSerializer(serializers.ModelSerializer):

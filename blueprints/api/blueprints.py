@@ -11,9 +11,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from autopilot.api.permissions import ProjectRolePermission
-from autopilot.errors import ApplicationError, NotFound
-from autopilot.models import Project, Role
-from autopilot.permissions import require_role, visible_projects
+from autopilot.errors import ApplicationError
+from autopilot.models import Role
+from autopilot.permissions import project_for, visible_projects
 from blueprints.ingestion import (
     blueprint_update,
     ingest_blueprint,
@@ -79,12 +79,6 @@ class BlueprintUpdateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Blueprint.Status.choices, required=False)
 
 
-def _project(user, project_id: int, minimum: str = Role.VIEWER) -> Project:
-    project = visible_projects(user).filter(pk=project_id).first()
-    if project is None:
-        raise NotFound(f"Project '{project_id}' was not found.")
-    require_role(user, project, minimum)
-    return project
 
 
 def ingest_response(result) -> dict:
@@ -103,10 +97,10 @@ def ingest_response(result) -> dict:
 @parser_classes([JSONParser, MultiPartParser, FormParser])
 def project_blueprints(request, project_id: int):
     if request.method == "GET":
-        project = _project(request.user, project_id)
+        project = project_for(request.user, project_id)
         versions = Blueprint.objects.filter(project=project).defer("source_text", "diff").order_by("-version")
         return Response(BlueprintSerializer(versions, many=True).data)
-    project = _project(request.user, project_id, Role.OPERATOR)
+    project = project_for(request.user, project_id, Role.OPERATOR)
     data = IngestSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from autopilot.api.permissions import ProjectRolePermission
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
-from autopilot.permissions import require_role, visible_projects
+from autopilot.permissions import project_for, require_role, visible_projects
 from blueprints import selectors, services
 from blueprints.filtersets import TaskFilterSet
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
@@ -102,12 +102,6 @@ class DependencyViewSerializer(serializers.Serializer):
     downstream = DependencySerializer(many=True)
 
 
-def _project_for(user, project_id, minimum=Role.VIEWER):
-    project = visible_projects(user).filter(pk=project_id).first()
-    if project is None:
-        raise NotFound(f"Project '{project_id}' was not found.")
-    require_role(user, project, minimum)
-    return project
 
 
 class TaskViewSet(viewsets.ModelViewSet):
@@ -131,7 +125,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         data = TaskCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        project = _project_for(request.user, values.pop("project"), Role.OPERATOR)
+        project = project_for(request.user, values.pop("project"), Role.OPERATOR)
         task = services.task_create(project=project, actor=request.user, **values)
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
@@ -217,7 +211,7 @@ class DependencyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
 @extend_schema(responses=ReadyTasksSerializer)
 @api_view(["GET"])
 def project_ready_tasks(request, project_id: int):
-    project = _project_for(request.user, project_id)
+    project = project_for(request.user, project_id)
     tasks = list(selectors.ready_tasks(project).prefetch_related("dependency_links")[:500])
     return Response({"count": len(tasks), "results": TaskSerializer(tasks, many=True).data})
 
@@ -226,7 +220,7 @@ def project_ready_tasks(request, project_id: int):
                description="The single best ready task and why; 404 with the reason when none is ready.")
 @api_view(["GET"])
 def project_next_task(request, project_id: int):
-    project = _project_for(request.user, project_id)
+    project = project_for(request.user, project_id)
     task, reason = selectors.next_task(project)
     if task is None:
         return Response({"task": None, "detail": reason, "reason": reason}, status=status.HTTP_404_NOT_FOUND)
@@ -238,7 +232,7 @@ def project_next_task(request, project_id: int):
 @api_view(["POST"])
 def plan_node_generate_tasks(request, node_id: int):
     node = get_object_or_404(PlanNode.objects.select_related("blueprint", "project"), pk=node_id)
-    _project_for(request.user, node.project_id, Role.OPERATOR)
+    project_for(request.user, node.project_id, Role.OPERATOR)
     result = services.generate_for_node(node=node, actor=request.user)
     return Response(result.as_dict())
 
@@ -248,6 +242,6 @@ def plan_node_generate_tasks(request, node_id: int):
 @api_view(["POST"])
 def blueprint_generate_all_tasks(request, blueprint_id: int):
     blueprint = get_object_or_404(Blueprint.objects.select_related("project"), pk=blueprint_id)
-    _project_for(request.user, blueprint.project_id, Role.OPERATOR)
+    project_for(request.user, blueprint.project_id, Role.OPERATOR)
     result = services.generate_for_blueprint(blueprint=blueprint, actor=request.user)
     return Response(result.as_dict())
