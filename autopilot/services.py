@@ -175,11 +175,9 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
 
 
 def _after_autonomy_change(project: Project) -> None:
-    """Hook for the manager: a mode change can unblock work. Replaced by the manager's tick request."""
-    try:
-        from autopilot.manager import request_tick
-    except ImportError:
-        return
+    """A mode change can unblock work: ask the manager for a tick (deduplicated per project)."""
+    from autopilot.manager import request_tick
+
     request_tick(project.pk, reason="autonomy changed")
 
 

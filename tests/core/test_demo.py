@@ -63,6 +63,8 @@ def test_demo_creates_admin_project_repository_and_blueprint_once(subprocess_env
     assert {entry["agent"] for entry in project.model_matrix.values()} == {"scripted"}
     assert project.agent_for("code")[0] == "scripted"
     assert "DEMO" in project.description
+    # and a task whose run passes the tests is completed, so full-auto walks the whole demo graph
+    assert project.auto_complete_on_tests is True
 
     # and an active blueprint with two phases, sections, checklist items and dependencies
     blueprint = Blueprint.objects.get(project=project)

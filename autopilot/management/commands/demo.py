@@ -192,6 +192,8 @@ class Command(AutopilotCommand):
             command_allowlist=DEMO_ALLOWLIST,
             owner=admin,
             model_matrix={role: {"agent": DEMO_BACKEND, "model": DEMO_BACKEND} for role in DEMO_ROLES},
+            # A run whose tests pass completes its task, so a full-auto demo walks the whole graph.
+            auto_complete_on_tests=True,
         )
         return project, True
 
@@ -200,10 +202,7 @@ class Command(AutopilotCommand):
 
         if Blueprint.objects.filter(project=project).exists():
             return False
-        try:
-            from blueprints.ingestion import ingest_blueprint
-        except ImportError as exc:  # the ingestion module arrives with its own issue
-            self.stderr.write(f"Blueprint ingestion is not available yet ({exc}); the demo has no blueprint.")
-            return False
+        from blueprints.ingestion import ingest_blueprint
+
         ingest_blueprint(project=project, text=DEMO_BLUEPRINT, title=DEMO_BLUEPRINT_TITLE, actor=admin)
         return True
