@@ -178,10 +178,8 @@ class inline_ticks:
 
 
 def _reap(now) -> list[int]:
-    try:
-        from runs.services import reap_expired_leases
-    except ImportError:
-        return []
+    from runs.services import reap_expired_leases
+
     return list(reap_expired_leases(now=now) or [])
 
 

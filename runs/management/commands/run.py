@@ -113,10 +113,8 @@ class Command(AutopilotCommand):
             raise CommandError(f"run #{run.pk} {run.status}: {run.status_reason}", returncode=1)
 
     def full_auto(self, project, options, actor):
-        try:
-            from autopilot.manager.drive import drive_full_auto
-        except ImportError as exc:
-            raise ApplicationError("Full-auto driving is not available in this installation.") from exc
+        from autopilot.manager.drive import drive_full_auto
+
         return drive_full_auto(
             project=project, max_budget=options["max_budget"], until_empty=options["until_empty"],
             stdout=self.stdout, as_json=self.as_json, actor=actor,
