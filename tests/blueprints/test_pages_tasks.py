@@ -80,8 +80,9 @@ def test_task_detail_shows_upstream_and_downstream(operator_client, project):
     # then its dependency view lists both directions with statuses
     upstream = html[html.index('id="upstream"'):html.index('id="downstream"')]
     downstream = html[html.index('id="downstream"'):]
-    assert "Schema" in upstream and "UI" not in upstream
-    assert "UI" in downstream
+    # (match the task links: a bare "UI" could occur by chance in the form's CSRF token)
+    assert f"#{schema.pk} Schema</a>" in upstream and f"#{ui.pk} UI</a>" not in upstream
+    assert f"#{ui.pk} UI</a>" in downstream
     assert "Waiting for 1 of 1 dependency" in html
 
 
