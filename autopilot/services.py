@@ -72,6 +72,17 @@ def _validate_model_matrix(matrix: Any) -> dict:
     return matrix
 
 
+def _apply_changes(obj, changes: dict[str, Any]) -> dict[str, Any]:
+    """Set each changed attribute on `obj`; returns {field: old value} for what really changed."""
+    before = {}
+    for key, value in changes.items():
+        old = getattr(obj, key)
+        if old != value:
+            before[key] = old
+            setattr(obj, key, value)
+    return before
+
+
 def _full_clean_or_raise(obj) -> None:
     try:
         obj.full_clean()
@@ -150,12 +161,7 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
     for key in ("default_run_budget_usd", "daily_budget_usd"):
         if changes.get(key) is not None:
             changes[key] = Decimal(str(changes[key]))
-    before = {}
-    for key, value in changes.items():
-        old = getattr(locked, key)
-        if old != value:
-            before[key] = old
-            setattr(locked, key, value)
+    before = _apply_changes(locked, changes)
     if not before:
         return locked
     _full_clean_or_raise(locked)
@@ -256,12 +262,7 @@ def project_update(*, project: Project, actor=None, **changes: Any) -> Project:
         )
         if "repo_path" in changes:
             changes["repo_path"] = str(repo)
-    before = {}
-    for key, value in changes.items():
-        old = getattr(locked, key)
-        if old != value:
-            before[key] = old
-            setattr(locked, key, value)
+    before = _apply_changes(locked, changes)
     if not before:
         return locked
     _full_clean_or_raise(locked)
