@@ -64,6 +64,9 @@ def transition(
             locked.updated_at = timezone.now()
             update_fields.append("updated_at")
         locked.save(update_fields=sorted(set(update_fields)))
+        after = getattr(locked, "after_transition", None)
+        if after is not None:  # the model's own bookkeeping, in the same transaction
+            after(current, target)
         record_event(
             kind=f"{model._meta.model_name}.status",
             subject=locked,

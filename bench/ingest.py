@@ -153,7 +153,8 @@ def main() -> int:
               f"{re_ingest.timings['parsed_units']} stretches re-parsed "
               f"({re_ingest.timings.get('parsed_chars', 0):,} of {len(text):,} characters)")
     print(f"  diff: changed {rc['changed']}, added {rc['added']}, removed {rc['removed']}, moved {rc['moved']}, "
-          f"unchanged {rc['unchanged']:,}; new tasks {rc['tasks']}, new dependencies {rc['dependencies']}")
+          f"unchanged {rc['unchanged']:,}; new tasks {rc['tasks']}, new dependencies {rc['dependencies']} "
+          f"(task generation: {'incremental' if rt.get('tasks_incremental') else 'whole tree'})")
     print(f"peak memory of an ingestion: {peak / 1e6:.1f} MB Python allocations (tracemalloc) = "
           f"{peak / size:.1f}x the file (target < 10x: {'OK' if peak < 10 * size else 'MISSED'}); "
           f"process peak RSS {rss_after / 1e6:.0f} MB (grew {(rss_after - rss_before) / 1e6:.0f} MB during it)")

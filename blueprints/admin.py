@@ -7,8 +7,10 @@
   ingestion jobs are read-only (a failed one can be retried); status fields are read-only everywhere
   and change only through actions.
 - A blueprint can have 5,000+ plan nodes. Its change page shows a read-only inline capped at
-  PLAN_NODE_INLINE_LIMIT nodes in document order, plus a link to the PlanNode changelist filtered
-  on the blueprint (paginated, searchable, filterable): the page costs the same whatever the size.
+  PLAN_NODE_INLINE_LIMIT of the nodes this version wrote (added, changed or moved; a version's whole
+  tree is its layout: the API's nodes endpoint and the plan page show it), plus a link to the PlanNode
+  changelist filtered on the blueprint (paginated, searchable, filterable): the page costs the same
+  whatever the size.
 - Dependencies are shown read-only (inline and changelist); deleting one goes through
   dependency_remove. Adding one needs the no-cycle check with a readable error: the task board,
   the API and `autopilot task depend` do that.
@@ -58,7 +60,8 @@ class PlanNodeInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = f"Plan nodes (the first {PLAN_NODE_INLINE_LIMIT} in document order; “All plan nodes” above lists every one)"
+    verbose_name_plural = (f"Plan nodes this version wrote (the first {PLAN_NODE_INLINE_LIMIT} in document order; "
+                           "“All plan nodes” above lists every one)")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("summary")
@@ -89,7 +92,7 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return (
-            super().get_queryset(request).defer("source_text").annotate(node_count=count_of(PlanNode, "blueprint"))
+            super().get_queryset(request).annotate(node_count=count_of(PlanNode, "blueprint"))
         )
 
     def has_add_permission(self, request):
@@ -101,7 +104,7 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     @admin.display(description="Source")
     def source_preview(self, obj):
-        text = Blueprint.objects.filter(pk=obj.pk).values_list("source_text", flat=True).first() or ""
+        text = obj.source_text
         shown = text[:SOURCE_PREVIEW_CHARS]
         more = f"\n… ({len(text) - len(shown):,} more characters)" if len(text) > len(shown) else ""
         return format_html('<pre style="white-space:pre-wrap;max-height:30em;overflow:auto">{}{}</pre>', shown, more)
@@ -109,7 +112,7 @@ class BlueprintAdmin(admin.ModelAdmin):
     @admin.display(description="All plan nodes")
     def all_nodes(self, obj):
         url = reverse("admin:blueprints_plannode_changelist") + f"?blueprint__id__exact={obj.pk}"
-        return format_html('<a href="{}">{} plan node(s) →</a>', url, obj.node_count)
+        return format_html('<a href="{}">{} plan node(s) written by this version →</a>', url, obj.node_count)
 
     def save_model(self, request, obj, form, change):
         if "title" in form.changed_data:
@@ -117,7 +120,7 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate (supersedes the active version; the plan tree follows)")
     def activate(self, request, queryset):
-        apply_each(self, request, queryset.defer("source_text"), "Activated",
+        apply_each(self, request, queryset, "Activated",
               lambda bp: blueprint_update(blueprint=bp, actor=request.user, status=Blueprint.Status.ACTIVE))
 
 

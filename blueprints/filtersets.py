@@ -9,11 +9,13 @@ from blueprints.models import PlanNode, Task
 
 
 def within_node(queryset, node: PlanNode):
-    """Tasks of a plan node's subtree (sections nest by character range within one blueprint)."""
+    """Tasks of a plan node's subtree. Anchors are slug paths, unique in the current tree, so the subtree
+    is the node and the nodes whose anchor extends its own (`anchor/…`); a node removed from the spec
+    (archived) has the subtree that was archived with it."""
     return queryset.filter(
-        plan_node__blueprint_id=node.blueprint_id,
-        plan_node__start__gte=node.start,
-        plan_node__end__lte=node.end,
+        Q(plan_node__anchor=node.anchor) | Q(plan_node__anchor__startswith=node.anchor + "/"),
+        plan_node__project_id=node.project_id,
+        plan_node__archived_at=node.archived_at,
     )
 
 
@@ -34,7 +36,7 @@ class TaskFilterSet(django_filters.FilterSet):
         fields = ["project", "status", "kind", "plan_node", "priority", "needs_review", "removed_from_spec"]
 
     def filter_plan_node(self, queryset, name, value):
-        node = PlanNode.objects.filter(pk=int(value)).only("blueprint_id", "start", "end").first()
+        node = PlanNode.objects.filter(pk=int(value)).only("project_id", "anchor", "archived_at").first()
         if node is None:
             return queryset.none()
         return within_node(queryset, node)

@@ -41,12 +41,18 @@ Generation is idempotent: each task carries a `source_key` (`node:<plan node id>
 generating twice — or re-ingesting an unchanged section — creates nothing. A whole-blueprint
 generation also drops text/policy edges the spec no longer implies. A cycle in the result is refused
 with an ApplicationError naming it.
+
+Reading the text and resolving it are two steps: `_statements` reads what each section states (by the
+node whose own text says it), `_resolve` turns statements into edges against a tree. A version keeps
+its statements (PlanLayout.statements), so after a re-ingest only the sections that were added,
+changed or moved are read again (generate_for_version); when the tree kept its shape and titles and
+those sections state nothing and stated nothing, no tree is even built.
 """
 
 from __future__ import annotations
 
 import bisect
-import gc
+import functools
 import graphlib
 import itertools
 import math
@@ -60,9 +66,13 @@ from django.utils import timezone
 
 from autopilot.errors import ApplicationError
 from autopilot.models import PlanOrderPolicy, Project
-from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
+from blueprints.layout import CHECKED, CHECKLIST, HAS_CHECKED, Layout
+from blueprints.models import Blueprint, PlanLayout, PlanNode, Task, TaskDependency
+from blueprints.parsing import gc_paused
+from blueprints.readiness import mark_dependents_stale, mark_stale
 
 BODY_CAP = 20_000
+DEFAULT_PRIORITY = PlanNode._meta.get_field("priority").default
 MAX_UNRESOLVED_REPORTED = 50
 
 META_TITLE_RE = re.compile(
@@ -102,6 +112,8 @@ class GenerationResult:
     dependencies_removed: int = 0
     milestones_removed: int = 0
     unresolved: list[dict] = field(default_factory=list)
+    statements: dict | None = None  # what the text states, by node (PlanLayout.statements)
+    incremental: bool = False  # only the changed sections were read again (generate_for_version)
 
     def as_dict(self) -> dict:
         return {
@@ -117,13 +129,21 @@ class GenerationResult:
 
 class _Node:
     __slots__ = (
-        "id", "parent_id", "origin", "level", "title", "anchor", "order", "start", "end", "checked",
+        "id", "origin", "level", "title", "anchor", "order", "start", "end", "checked",
         "priority", "idx", "last", "parent", "children", "meta", "in_meta", "unit",
     )
 
-    def __init__(self, row, idx):
-        (self.id, self.parent_id, self.origin, self.level, self.title, self.anchor, self.order,
-         self.start, self.end, self.checked, self.priority) = row
+    def __init__(self, node_id, origin, level, title, anchor, order, start, end, checked, idx):
+        self.id = node_id
+        self.origin = origin
+        self.level = level
+        self.title = title
+        self.anchor = anchor
+        self.order = order
+        self.start = start
+        self.end = end
+        self.checked = checked
+        self.priority = DEFAULT_PRIORITY  # read from the rows for the nodes that get a task (_fill_priorities)
         self.idx = idx
         self.last = idx
         self.parent = None
@@ -136,6 +156,7 @@ class _Node:
 _MARKUP_CHARS = frozenset("*_`~[]")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a spec repeats its titles ("Motivation", "Summary", …)
 def normalize(text: str) -> str:
     if _MARKUP_CHARS.intersection(text):
         text = MARKUP_RE.sub("", text)
@@ -160,28 +181,33 @@ def _fetch(queryset) -> list[tuple]:
 
 
 class _Tree:
-    """The current plan tree of a blueprint, loaded with one query, plus lookup tables."""
+    """A version's plan tree (its layout, without the nodes archived by hand), plus lookup tables."""
 
-    def __init__(self, blueprint: Blueprint):
-        rows = _fetch(
-            PlanNode.objects.filter(blueprint=blueprint, archived_at__isnull=True)
-            .order_by("order", "start")
-            .values_list("id", "parent_id", "origin", "level", "title", "anchor", "order", "start", "end",
-                         "checked", "priority")
-        )
-        self.nodes = [_Node(row, i) for i, row in enumerate(rows)]
-        self.by_id = {n.id: n for n in self.nodes}
+    def __init__(self, layout: Layout, exclude: frozenset[int] = frozenset()):
         heading = PlanNode.Origin.HEADING
-        for n in self.nodes:
-            parent = self.by_id.get(n.parent_id)
-            n.parent = parent
+        nodes: list[_Node] = []
+        position: dict[int, _Node] = {}  # layout index → node
+        ids, parents, flags = layout.ids, layout.parents, layout.flags
+        for i in range(len(ids)):
+            if exclude and ids[i] in exclude:
+                continue
+            f = flags[i]
+            node = _Node(ids[i], "checklist" if f & CHECKLIST else heading, layout.levels[i], layout.titles[i],
+                         layout.anchors[i], i, layout.starts[i], layout.ends[i],
+                         bool(f & CHECKED) if f & HAS_CHECKED else None, len(nodes))
+            parent = position.get(parents[i])
             if parent is not None:
-                parent.children.append(n)
-            n.meta = n.origin == heading and len(n.title) < 40 and bool(META_TITLE_RE.match(n.title))
-        for n in reversed(self.nodes):
+                node.parent = parent
+                parent.children.append(node)
+            node.meta = not f & CHECKLIST and _meta_title(node.title)
+            position[i] = node
+            nodes.append(node)
+        self.nodes = nodes
+        self.by_id = {n.id: n for n in nodes}
+        for n in reversed(nodes):
             if n.children:
                 n.last = max(n.last, n.children[-1].last)
-        for n in self.nodes:  # document order = preorder: parents are settled before children
+        for n in nodes:  # document order = preorder: parents are settled before children
             p = n.parent
             n.in_meta = n.meta or (p is not None and p.in_meta)
             if n.in_meta:
@@ -193,9 +219,9 @@ class _Tree:
                 n.unit = None if has_sections else n
             else:
                 n.unit = n
-        self.units = [n for n in self.nodes if n.unit is n]
+        self.units = [n for n in nodes if n.unit is n]
         self.unit_idx = [n.idx for n in self.units]
-        self.starts = [n.start for n in self.nodes]
+        self.starts = [n.start for n in nodes]
         self._lookups = None
 
     # -- structure ---------------------------------------------------------------------------
@@ -364,14 +390,16 @@ class _Planner:
 DEP_KEYWORD_ENDINGS = ("depends on", "after", "requires", "prerequisite", "prerequisites", "blocked by", "dependencies")
 
 
-def _dependency_lines(source: str):
-    """DEP_LINE_RE matches, found fast: a full regex scan of 3 MB costs ~40 ms in `re`, so visit only the
-    colons (str.find runs at memchr speed), keep those preceded by a keyword, then match that line."""
+def _dependency_lines(source: str, start: int = 0, end: int | None = None):
+    """DEP_LINE_RE matches (at lines with a colon in source[start:end]), found fast: a full regex scan of
+    3 MB costs ~40 ms in `re`, so visit only the colons (str.find runs at memchr speed), keep those
+    preceded by a keyword, then match that line."""
     find = source.find
     rfind = source.rfind
-    pos = find(":")
+    end = len(source) if end is None else end
+    pos = find(":", start, end)
     last_line = -1
-    while pos >= 0:
+    while 0 <= pos < end:
         if source.startswith(":", pos + 1):  # "::" (paths in code) is never a dependency line
             pos = find(":", pos + 2)
             continue
@@ -387,53 +415,79 @@ def _dependency_lines(source: str):
         pos = find(":", pos + 1)
 
 
-def _text_dependencies(tree: _Tree, source: str, planner: _Planner, unresolved: list[dict]) -> None:
-    text_src = TaskDependency.Source.TEXT
-
-    def add_refs(owner_node: _Node | None, refs: Iterable[str]) -> None:
-        owner = tree.owner(owner_node)
-        if owner is None:
-            return
-        for ref in refs:
-            target = tree.resolve(ref, owner)
-            if target is None:
-                if len(unresolved) < MAX_UNRESOLVED_REPORTED:
-                    unresolved.append({"section": owner.title, "anchor": owner.anchor, "reference": ref[:200]})
-                continue
-            planner.after(owner, target, text_src)
-
+def _statements(tree: _Tree, source: str, regions: list[tuple[int, int]] | None = None,
+                metas: Iterable[int] | None = None) -> dict[int, list]:
+    """What the text states, by the node whose own text states it (the innermost node around a line, or
+    the meta section): a list of ["line" | "paren" | "items", [reference, …]] and ["order", [item, …]]
+    (an implementation-order list). Resolving them against a tree (_resolve) gives the edges; kept per
+    version (PlanLayout.statements), they are read again only for the sections that change. `regions`
+    (character ranges) and `metas` (meta section ids) limit the reading; None: the whole text."""
+    stated: dict[int, list] = {}
+    ranges = [(0, len(source))] if regions is None else regions
     dep_line_owners: set[int] = set()
-    for m in _dependency_lines(source):
-        node = tree.innermost(m.start())
-        if node is None or (node.in_meta and ORDER_TITLE_RE.match(node.title)):
-            continue
-        dep_line_owners.add(node.id)
-        rest = m.group(2).strip()
-        refs = _split_refs(rest) if rest else [_item_ref(i) for i in _following_list(source, m.end() + 1)]
-        add_refs(node, refs)
-    if "(" in source:
-        for m in DEP_PAREN_RE.finditer(source):
-            add_refs(tree.innermost(m.start()), _split_refs(m.group(1)))
-    for node in tree.nodes:
-        if not node.meta:
-            continue
+    for a, b in ranges:
+        for m in _dependency_lines(source, a, b):
+            node = tree.innermost(m.start())
+            if node is None or (node.in_meta and ORDER_TITLE_RE.match(node.title)):
+                continue
+            dep_line_owners.add(node.id)
+            rest = m.group(2).strip()
+            refs = _split_refs(rest) if rest else [_item_ref(i) for i in _following_list(source, m.end() + 1)]
+            stated.setdefault(node.id, []).append(["line", refs])
+    for a, b in ranges:
+        if source.find("(", a, b) != -1:
+            for m in DEP_PAREN_RE.finditer(source, a, b):
+                node = tree.innermost(m.start())
+                if node is not None:
+                    stated.setdefault(node.id, []).append(["paren", _split_refs(m.group(1))])
+    if metas is None:
+        meta_nodes = [n for n in tree.nodes if n.meta]
+    else:
+        meta_nodes = sorted((tree.by_id[i] for i in metas if i in tree.by_id and tree.by_id[i].meta),
+                            key=lambda n: n.idx)
+    for node in meta_nodes:
         body_start = source.find("\n", node.start, node.end)
         body = source[body_start + 1: node.end] if body_start >= 0 else ""
         items = [_item_ref(i) for i in _list_items(body)]
         if ORDER_TITLE_RE.match(node.title):
-            owner = tree.owner(node)
-            previous = None
-            for item in items:
-                target = tree.resolve(item, owner)
-                if target is None:
-                    if len(unresolved) < MAX_UNRESOLVED_REPORTED:
-                        unresolved.append({"section": node.title, "anchor": node.anchor, "reference": item[:200]})
+            stated.setdefault(node.id, []).append(["order", items])
+        elif node.id not in dep_line_owners:  # "Depends on:" lines inside were read above
+            stated.setdefault(node.id, []).append(["items", items])
+    return stated
+
+
+def _resolve(tree: _Tree, statements: dict[int, list], planner: _Planner, unresolved: list[dict]) -> None:
+    """Edges for what the text states: lines first, then parentheticals, then meta sections, each in
+    document order."""
+    text_src = TaskDependency.Source.TEXT
+    stating = sorted((tree.by_id[i] for i in statements if i in tree.by_id), key=lambda n: n.idx)
+
+    def target_of(ref: str, owner: _Node | None, said_in: _Node) -> _Node | None:
+        target = tree.resolve(ref, owner)
+        if target is None and len(unresolved) < MAX_UNRESOLVED_REPORTED:
+            unresolved.append({"section": said_in.title, "anchor": said_in.anchor, "reference": ref[:200]})
+        return target
+
+    for kinds in (("line",), ("paren",), ("order", "items")):
+        for node in stating:
+            for kind, refs in statements[node.id]:
+                if kind not in kinds:
                     continue
-                if previous is not None and previous is not target:
-                    planner.after(target, previous, text_src)
-                previous = target
-        elif node.id not in dep_line_owners:  # "Depends on:" lines inside were handled above
-            add_refs(node, items)
+                owner = tree.owner(node)
+                if kind != "order":
+                    if owner is not None:
+                        for ref in refs:
+                            target = target_of(ref, owner, owner)
+                            if target is not None:
+                                planner.after(owner, target, text_src)
+                    continue
+                previous = None
+                for item in refs:
+                    target = target_of(item, owner, node)
+                    if target is not None:
+                        if previous is not None and previous is not target:
+                            planner.after(target, previous, text_src)
+                        previous = target
 
 
 def _phases(tree: _Tree) -> list[_Node]:
@@ -587,27 +641,145 @@ def cycle_error(cycle: list[int], *, prefix: str) -> ApplicationError:
 
 
 def generate_tasks(*, blueprint: Blueprint, nodes: Iterable[PlanNode | int] | None = None, actor=None) -> GenerationResult:
-    """Create the tasks (and their dependencies) for a blueprint, or for the subtrees of `nodes`.
+    """Create the tasks (and their dependencies) for the project's current plan tree, or for the subtrees
+    of `nodes`.
 
-    A constant number of queries whatever the size: load the tree, the project's generated-task keys
-    and its edges; bulk-create what is missing. Runs inside the caller's transaction (ingestion) or
-    its own.
+    A constant number of queries whatever the size: read the tree (the active version's layout), the
+    project's generated-task keys and its edges; bulk-create what is missing. Runs inside the caller's
+    transaction (ingestion) or its own. A whole-tree generation records on the layout what each section
+    states (PlanLayout.statements), for the next re-ingest.
     """
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # tens of thousands of small objects: generational GC passes would cost more than the work
-    try:
-        return _generate(blueprint=blueprint, nodes=nodes, actor=actor)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    from blueprints.ingestion import current_tree
 
-
-def _generate(*, blueprint: Blueprint, nodes, actor) -> GenerationResult:
-    with transaction.atomic():
+    with gc_paused(), transaction.atomic():
         project = Project.objects.select_for_update().get(pk=blueprint.project_id)  # serializes graph writers
+        current = current_tree(project.pk)
+        if current is None:
+            return GenerationResult()
+        tree = _Tree(current.layout, current.archived)
+        result = _generate(project=project, blueprint=blueprint, tree=tree, source=current.text,
+                           statements=_statements(tree, current.text), nodes=nodes, actor=actor)
+        if nodes is None:
+            PlanLayout.objects.filter(blueprint_id=current.blueprint_id).update(
+                statements=result.statements, policy=project.plan_order_policy)
+    return result
+
+
+def generate_for_version(*, blueprint: Blueprint, project: Project, plan, actor=None) -> GenerationResult:
+    """Tasks and dependencies for a version just ingested (`plan`: its blueprints.ingestion.TreePlan).
+
+    Incremental when the previous version's tasks were generated for its whole tree with the same
+    plan-order policy: what the text states is read again only in the sections that were added, changed
+    or moved (and the meta sections around them, and nodes that entered or left a meta section); the
+    other sections' statements are the previous version's. All of them are then resolved against the new
+    tree (titles and structure may have changed), and what is missing is created. When the tree kept its
+    shape and titles and the changed sections state nothing and stated nothing, nothing else is read.
+    Otherwise the whole text is read. Either way the result is a whole generation's (idempotent)."""
+    current = plan.current
+    new = plan.new
+    source = blueprint.source_text
+    fresh = {new.ids[i] for i, j in enumerate(plan.matched) if j < 0}
+    with gc_paused():
+        if current is None or current.statements is None or current.policy != project.plan_order_policy:
+            tree = _Tree(new)
+            return _generate(project=project, blueprint=blueprint, tree=tree, source=source,
+                             statements=_statements(tree, source), nodes=None, actor=actor, fresh=fresh)
+        regions, restated, metas = _to_read_again(plan, len(source))
+        previous: dict[str, list] = current.statements
+        present = set(new.ids)
+        restated_ids = {new.ids[i] for i in restated}
+        kept = {int(k): v for k, v in previous.items() if int(k) in present and int(k) not in restated_ids}
+        if plan.aligned and plan.new.titles == plan.old.titles and not any(str(i) in previous for i in restated_ids) \
+                and not metas and not _states_anything(source, regions):
+            return GenerationResult(statements=previous, incremental=True)  # nothing the text states changed
+        tree = _Tree(new)
+        statements = {**kept, **_statements(tree, source, regions, {new.ids[i] for i in metas})}
+        result = _generate(project=project, blueprint=blueprint, tree=tree, source=source, statements=statements,
+                           nodes=None, actor=actor, fresh=fresh)
+        result.incremental = True
+        return result
+
+
+def _to_read_again(plan, length: int) -> tuple[list[tuple[int, int]], set[int], set[int]]:
+    """For generate_for_version: the text regions to read again (the own text of the headings whose node,
+    or one of their checklist items, was added, changed or moved), the nodes those regions belong to, and
+    the meta sections whose whole section changed (ancestors of such nodes, or of removed ones) — as
+    indexes into the new layout."""
+    new, old = plan.new, plan.old
+    flags, starts, parents, titles = new.flags, new.starts, new.parents, new.titles
+    count = len(new)
+    touched = [i for i, c in enumerate(new.changes) if c]
+    if not plan.aligned:  # nodes that entered or left a meta section read their text differently
+        old_in_meta = dict(zip(old.ids, _in_meta(old), strict=True))
+        touched += [i for i, inside in enumerate(_in_meta(new)) if old_in_meta.get(new.ids[i], inside) != inside]
+    regions: dict[int, tuple[int, int]] = {}  # by heading (-1: the text before the first one)
+    restated: set[int] = set()
+    metas: set[int] = set()
+    for i in touched:
+        h = i
+        while h >= 0 and flags[h] & CHECKLIST:
+            h -= 1
+        if h not in regions:
+            j = h + 1
+            while j < count and flags[j] & CHECKLIST:
+                j += 1
+            regions[h] = (starts[h] if h >= 0 else 0, starts[j] if j < count else length)
+            restated.update(range(max(h, 0), j))
+        metas.update(p for p in _ancestors(parents, i) if _is_meta(flags[p], titles[p]))
+    if plan.removed:
+        position = {node_id: i for i, node_id in enumerate(new.ids)}
+        for j in plan.removed:
+            for p in _ancestors(old.parents, j):
+                if _is_meta(old.flags[p], old.titles[p]) and old.ids[p] in position:
+                    metas.add(position[old.ids[p]])
+    return sorted(regions.values()), restated | metas, metas
+
+
+def _ancestors(parents: list[int], i: int):
+    p = parents[i]
+    while p >= 0:
+        yield p
+        p = parents[p]
+
+
+def _is_meta(flags: int, title: str) -> bool:
+    return not flags & CHECKLIST and _meta_title(title)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _meta_title(title: str) -> bool:
+    """A meta section's title ("Prerequisites", "Implementation order", …): read, never a task."""
+    return len(title) < 40 and bool(META_TITLE_RE.match(title))
+
+
+def _in_meta(layout: Layout) -> list[bool]:
+    inside: list[bool] = []
+    for f, title, p in zip(layout.flags, layout.titles, layout.parents, strict=True):
+        inside.append(_is_meta(f, title) or (p >= 0 and inside[p]))
+    return inside
+
+
+def _states_anything(source: str, regions: list[tuple[int, int]]) -> bool:
+    """Whether these regions have a dependency line or parenthetical (without building a tree)."""
+    return any(True for a, b in regions for _ in _dependency_lines(source, a, b)) or any(
+        DEP_PAREN_RE.search(source, a, b) for a, b in regions)
+
+
+def _fill_priorities(nodes: list[_Node], fresh: set[int] | frozenset[int] = frozenset()) -> None:
+    """The priority of each node that is about to get a task, from its row (fresh rows have the default)."""
+    wanted = [n.id for n in nodes if n.id not in fresh]
+    if wanted:
+        priorities = {}
+        for i in range(0, len(wanted), 5000):
+            priorities.update(PlanNode.objects.filter(pk__in=wanted[i:i + 5000]).values_list("id", "priority"))
+        for n in nodes:
+            n.priority = priorities.get(n.id, n.priority)
+
+
+def _generate(*, project: Project, blueprint: Blueprint, tree: _Tree, source: str, statements: dict[int, list],
+              nodes, actor, fresh: set[int] | frozenset[int] = frozenset()) -> GenerationResult:
+    with transaction.atomic():
         actor = actor if getattr(actor, "is_authenticated", False) else None
-        source = blueprint.source_text
-        tree = _Tree(blueprint)
         result = GenerationResult()
 
         existing = dict(_fetch(
@@ -625,27 +797,19 @@ def _generate(*, blueprint: Blueprint, nodes, actor) -> GenerationResult:
                 if n is not None:
                     wanted.append(unit)
         actor_id = actor.pk if actor is not None else None
-        new_rows = [_unit_row(tree, u, source) for u in wanted if f"node:{u.id}" not in existing]
+        missing = [u for u in wanted if f"node:{u.id}" not in existing]
+        _fill_priorities(missing, fresh)
+        new_rows = [_unit_row(tree, u, source) for u in missing]
         _insert_tasks(new_rows, project_id=project.pk, actor_id=actor_id)
 
         planner = _Planner(tree)
-        _text_dependencies(tree, source, planner, result.unresolved)
+        _resolve(tree, statements, planner, result.unresolved)
+        result.statements = {str(node_id): stated for node_id, stated in sorted(statements.items())}
         _policy_dependencies(tree, project.plan_order_policy, planner)
 
         # Milestones: only where both sides of the gate have tasks.
         present = set(existing).union(r["source_key"] for r in new_rows)
-        gate_has_dependent: set[str] = set()
-        gate_has_prereq: set[str] = set()
-        for (a, b) in planner.edges:
-            if b.startswith("gate:") and a in present:
-                gate_has_dependent.add(b)
-            elif a.startswith("gate:") and b in present:
-                gate_has_prereq.add(a)
-        new_gates = [
-            _gate_row(tree, planner.gates[int(key[5:])])
-            for key in sorted(gate_has_dependent & gate_has_prereq, key=lambda k: int(k[5:]))
-            if key not in existing
-        ]
+        new_gates = _missing_gates(tree, planner.gates, planner.edges, present, existing, fresh)
         _insert_tasks(new_gates, project_id=project.pk, actor_id=actor_id)
         if new_rows or new_gates:
             existing = dict(_fetch(
@@ -676,36 +840,63 @@ def _generate(*, blueprint: Blueprint, nodes, actor) -> GenerationResult:
         if to_add or stale:
             stale_set = set(stale)
             stale_pairs = {pair for pair, (pk, _) in current.items() if pk in stale_set}
-            graph_edges = [p for p in current if p not in stale_pairs] + to_add
-            cycle = find_cycle(graph_edges)
-            if cycle is not None:
-                raise cycle_error(cycle, prefix="The spec's dependencies form a cycle")
+            _refuse_cycles([p for p in current if p not in stale_pairs] + to_add)
         if stale:
+            stale_set = set(stale)
+            mark_stale([t for (t, _), (pk, _) in current.items() if pk in stale_set])
             TaskDependency.objects.filter(pk__in=stale).delete()
         if nodes is None:
             # Milestones the graph no longer needs (policy changed, group shrank): they carry no work.
             needed = {k for (a, b) in wanted_keys for k in (a, b) if k.startswith("gate:")}
             orphans = [pk for key, pk in existing.items() if key.startswith("gate:") and key not in needed]
             if orphans:
+                mark_dependents_stale(orphans)
                 Task.objects.filter(pk__in=orphans, kind=Task.Kind.MILESTONE).delete()
                 result.milestones_removed = len(orphans)
                 gone = set(orphans)
                 existing = {k: v for k, v in existing.items() if v not in gone}
         _insert_edges([(t, d, wanted_edges[(t, d)]) for t, d in to_add])
+        mark_stale([t for t, _ in to_add])
         result.dependencies_created = len(to_add)
         result.dependencies_removed = len(stale)
         keys = {f"node:{u.id}" for u in tree.units} | {f"gate:{g}" for g in planner.gates}
         result.tasks_total = sum(1 for k in keys if k in existing)
-
-        if result.tasks_created or result.dependencies_created or result.dependencies_removed or result.milestones_removed:
-            from autopilot.events import record_event
-
-            record_event(
-                kind="tasks.generated", subject=blueprint, project=project, actor=actor,
-                data={k: v for k, v in result.as_dict().items() if k != "unresolved"},
-            )
-            _notify(project.pk, "tasks generated")
+        _record(result, project=project, blueprint=blueprint, actor=actor)
     return result
+
+
+def _missing_gates(tree: _Tree, gates: dict[int, _Node], edges: Iterable[tuple[str, str]], present: set[str],
+                   existing: dict[str, int], fresh: set[int] | frozenset[int]) -> list[dict]:
+    """Rows for the milestone tasks the edges need that do not exist yet (both sides of a gate must have
+    tasks)."""
+    has_dependent: set[str] = set()
+    has_prereq: set[str] = set()
+    for (a, b) in edges:
+        if b.startswith("gate:") and a in present:
+            has_dependent.add(b)
+        elif a.startswith("gate:") and b in present:
+            has_prereq.add(a)
+    keys = sorted((k for k in has_dependent & has_prereq if k not in existing), key=lambda k: int(k[5:]))
+    nodes = [gates[int(key[5:])] for key in keys]
+    _fill_priorities(nodes, fresh)
+    return [_gate_row(tree, node) for node in nodes]
+
+
+def _refuse_cycles(edges: list[tuple[int, int]]) -> None:
+    cycle = find_cycle(edges)
+    if cycle is not None:
+        raise cycle_error(cycle, prefix="The spec's dependencies form a cycle")
+
+
+def _record(result: GenerationResult, *, project: Project, blueprint: Blueprint, actor) -> None:
+    if result.tasks_created or result.dependencies_created or result.dependencies_removed or result.milestones_removed:
+        from autopilot.events import record_event
+
+        record_event(
+            kind="tasks.generated", subject=blueprint, project=project, actor=actor,
+            data={k: v for k, v in result.as_dict().items() if k != "unresolved"},
+        )
+        _notify(project.pk, "tasks generated")
 
 
 def _notify(project_id: int, reason: str) -> None:

@@ -1,9 +1,8 @@
 """Ingest a blueprint version: validate, parse, persist the plan tree, diff against the previous
 version, then generate tasks. The one write path for blueprints; every door calls it.
 
-Identity across versions. A project has one current plan tree: the non-archived PlanNodes, all
-pointing at the active Blueprint version (`PlanNode.blueprint` = the latest version containing the
-node). A new version is matched against that tree:
+Identity across versions. A project has one current plan tree: the non-archived PlanNodes, listed
+(with their positions) by the active version's PlanLayout. A new version is matched against that tree:
 
 1. same anchor (slug path) → the same node: "unchanged" if its content hash is equal, else "changed";
 2. otherwise same content hash (own text, heading line included) among the unmatched → "moved"
@@ -13,23 +12,25 @@ node). A new version is matched against that tree:
    (archived_at, status archived, change "removed"), never deleted, their tasks flagged
    removed_from_spec. Tasks of changed nodes get needs_review.
 
-Write volume. The whole ingestion runs in one transaction (a failure leaves no partial tree and the
-previous version active). New nodes get ids reserved up front in one query (PostgreSQL: nextval over
-generate_series; SQLite: above the AUTOINCREMENT high-water mark, under the write lock the transaction
-already holds), so parents are known without a query per node, and go in through one prepared INSERT
-(executemany; Django's bulk_create spent 10x longer building SQL than SQLite spent inserting). A kept
-node (same place, same content) is re-pointed at the new version and, after an edit above it, shifted
-(offsets, order): kept nodes sharing a shift are moved by one set-based UPDATE per run of consecutive
-ids, a few statements per edit instead of one per node (_shift_nodes); no index but the blueprint FK
-involves those columns. Other matched nodes are compared with their stored values and only the
-differing columns are written, grouped by which columns they are, each group one prepared UPDATE. Removed nodes are archived with one UPDATE (one event for the ingestion, not one per
-node). The blueprint row (it holds the whole text, and SQLite rewrites a row on every UPDATE) is
-written once, already active, with its diff and counts.
+Write volume: proportional to the edit, not to the tree. Everything that depends on the version (each
+node's offsets, order, parent, change marker) is in the version's PlanLayout, one row written once
+(blueprints.layout); the text is in BlueprintText, also written once (as pieces of an earlier version's
+text when it re-uses most of it: blueprints.texts). A PlanNode row is written only when
+its node is added (one prepared INSERT, executemany, ids reserved up front in one query so parents are
+known without a query per node), changed, moved or re-parented (one prepared UPDATE, executemany) or
+removed (one UPDATE). Unchanged nodes are not touched: their row keeps the version that last wrote it
+(`PlanNode.blueprint`) and offsets into that version's text. The blueprint row is small and written
+once, already active; superseding the previous version updates only its small row.
 
-Parsing. Before the transaction, the active version's text and tree are read (straight from the
-cursor) and passed to the parser, which re-parses only the units (text between two headings at column
-0) that changed (blueprints.parsing.parse_incremental); the result is identical to a full parse. The cyclic GC is paused during an ingestion: it allocates
-many small objects and no cycles, and a collection would only rescan the heap.
+The whole ingestion runs in one transaction (a failure leaves no partial tree and the previous version
+active). Before it, the active version's text and layout are read (three rows) and passed to the parser,
+which re-parses only the units (text between two headings at column 0) that changed
+(blueprints.parsing.parse_incremental; the result is identical to a full parse) and tells, per node,
+which previous node it took over: when the tree's shape and anchors did not change (the usual edit),
+matching is by position and only the re-parsed nodes are compared. Task generation is incremental in
+the same case (blueprints.graph.generate_incremental): only the changed sections' dependencies are
+recomputed. The cyclic GC is paused during an ingestion: it allocates many small objects and no
+cycles, and a collection would only rescan the heap.
 
 Progress: `progress(fraction, stage)` is called from validation to the end; IngestionJob runs save it
 (throttled) and push it to the job's websocket group.
@@ -53,8 +54,11 @@ from autopilot.errors import ApplicationError, InvalidTransition
 from autopilot.events import record_event
 from autopilot.models import Project
 from autopilot.state import transition
-from blueprints.models import Blueprint, IngestionJob, PlanNode
+from blueprints import layout as lay
+from blueprints.layout import Layout
+from blueprints.models import Blueprint, IngestionJob, PlanLayout, PlanNode
 from blueprints.parsing import ParsedDocument, PreviousParse, decode_source, gc_paused, parse_blueprint
+from blueprints.texts import StoredText, read_text, store_text
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +120,9 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
     source, data = decode_source(text, max_bytes=settings.AUTOPILOT_MAX_BLUEPRINT_BYTES)
     report(0.05, "parsing")
     mark = time.perf_counter()
-    previous_parse, old_rows, based_on = _previous_parse(project.pk)
+    current = current_tree(project.pk)
     timings["previous_s"] = time.perf_counter() - mark
-    doc = parse_blueprint(source, data, previous=previous_parse)
+    doc = parse_blueprint(source, data, previous=current.previous_parse() if current else None)
     timings["parse_s"] = time.perf_counter() - mark
     timings.update(doc.stats)
     report(0.3, "matching")
@@ -126,20 +130,24 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
 
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project.pk)  # one ingestion per project at a time
-        versions = Blueprint.objects.filter(project=project).defer("source_text")
+        versions = Blueprint.objects.filter(project=project)
         previous = versions.filter(status=Blueprint.Status.ACTIVE).first() or versions.order_by("-version").first()
         last_version = versions.aggregate(v=Max("version"))["v"] or 0
         mark = time.perf_counter()
-        if previous is None or previous.pk != based_on:
-            old_rows = None  # another ingestion committed meanwhile: match against the tree as it is now
-        plan = plan_tree(project_id=project.pk, doc=doc, old_rows=old_rows)
+        active_id = previous.pk if previous is not None and previous.status == Blueprint.Status.ACTIVE else None
+        if (current.blueprint_id if current is not None else None) != active_id:
+            # Another ingestion committed meanwhile: match against the tree as it is now (the parse stays
+            # valid; only which previous node each node was taken from no longer applies).
+            current = current_tree(project.pk)
+            doc.sources = doc.copied = None
+        plan = plan_tree(doc=doc, current=current)
         diff = plan.diff(from_version=previous.version if previous else None, to_version=last_version + 1)
         counts = plan.counts()
         if previous is not None and previous.status == Blueprint.Status.ACTIVE:
             transition(previous, Blueprint.Status.SUPERSEDED, actor=actor, reason=f"superseded by v{last_version + 1}")
-        first_title = next((n.title for n in doc.nodes if n.origin == "heading"), "")
-        # Created active (not draft → active): a blueprint row carries the whole text, and every UPDATE
-        # of it rewrites that text on SQLite. The creation is recorded by the blueprint.ingested event.
+        new = plan.new
+        first_title = next((t for t, f in zip(new.titles, new.flags, strict=True) if not f & lay.CHECKLIST), "")
+        # Created active (not draft → active): the creation is recorded by the blueprint.ingested event.
         blueprint = Blueprint.objects.create(
             project=project,
             title=(title or (previous.title if previous else "") or first_title or "Blueprint")[:300],
@@ -147,27 +155,34 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
             parent=previous,
             status=Blueprint.Status.ACTIVE,
             format=doc.format,
-            source_text=source,
             content_hash=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
             diff=diff,
             counts=counts,
             created_by=actor,
         )
+        store_text(blueprint_id=blueprint.pk, text=source, previous=current.stored if current else None,
+                   copied=doc.copied)
+        blueprint.__dict__["_source_text"] = source
         report(0.4, "saving nodes")
         plan.apply(blueprint=blueprint, progress=report)
         timings["persist_s"] = time.perf_counter() - mark
 
         counts = {**counts, "tasks": 0, "dependencies": 0}
+        statements, policy = None, ""
         if generate_tasks:
             report(0.8, "generating tasks")
             mark = time.perf_counter()
             from blueprints import graph
 
-            generated = graph.generate_tasks(blueprint=blueprint, actor=actor)
+            generated = graph.generate_for_version(blueprint=blueprint, project=project, plan=plan, actor=actor)
             counts["tasks"] = generated.tasks_created
             counts["dependencies"] = generated.dependencies_created
+            statements, policy = generated.statements, project.plan_order_policy
             timings["tasks_s"] = time.perf_counter() - mark
+            timings["tasks_incremental"] = generated.incremental
+        PlanLayout.objects.create(blueprint=blueprint, count=len(new), data=new.encode(), statements=statements,
+                                  policy=policy)
         elapsed = time.perf_counter() - started
         if job is not None:  # in the same transaction: a job succeeds exactly once, with its version
             transition(job, IngestionJob.Status.SUCCEEDED, actor=actor, reason=f"v{blueprint.version} ingested",
@@ -189,9 +204,9 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
 def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | None = None) -> IngestResult:
     """Re-parse an existing version's text into the project's plan tree and make it the active one.
 
-    Idempotent: on the active version whose tree is up to date, every node is unchanged and nothing
-    but `change` markers is written. On a superseded version, the tree is reconciled to that text
-    (matched nodes keep their identity) and the version becomes active again. Does not create tasks.
+    Idempotent: on the active version whose tree is up to date, every node is unchanged and only its
+    layout is rewritten. On a superseded version, the tree is reconciled to that text (matched nodes
+    keep their identity) and the version becomes active again. Does not create tasks.
     """
     started = time.perf_counter()
     report = progress or _noop
@@ -201,9 +216,9 @@ def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | No
         blueprint = Blueprint.objects.get(pk=blueprint.pk)
         report(0.05, "parsing")
         doc = parse_blueprint(blueprint.source_text, format=blueprint.format)
-        active = Blueprint.objects.filter(project_id=blueprint.project_id, status=Blueprint.Status.ACTIVE).defer(
-            "source_text").first()
-        plan = plan_tree(project_id=blueprint.project_id, doc=doc)
+        active = Blueprint.objects.filter(project_id=blueprint.project_id, status=Blueprint.Status.ACTIVE).first()
+        current = current_tree(blueprint.project_id)
+        plan = plan_tree(doc=doc, current=current)
         diff = plan.diff(from_version=active.version if active else None, to_version=blueprint.version)
         counts = plan.counts()
         if active is not None and active.pk != blueprint.pk:
@@ -212,6 +227,10 @@ def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | No
             transition(blueprint, Blueprint.Status.ACTIVE, actor=actor, reason="plan regenerated")
         report(0.4, "saving nodes")
         plan.apply(blueprint=blueprint, progress=report)
+        same = current is not None and current.blueprint_id == blueprint.pk and plan.aligned and not any(plan.new.changes)
+        keep = {"statements": current.statements, "policy": current.policy} if same else {"statements": None, "policy": ""}
+        PlanLayout.objects.update_or_create(blueprint=blueprint, defaults={
+            "count": len(plan.new), "data": plan.new.encode(), **keep})
         record_event(kind="blueprint.plan_generated", subject=blueprint, actor=actor,
                      data={"version": blueprint.version, "counts": counts})
     report(1.0, "done")
@@ -219,53 +238,96 @@ def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | No
                         time.perf_counter() - started, doc.format)
 
 
+# --- The current tree -----------------------------------------------------------------------------
+
+@dataclass
+class CurrentTree:
+    """The active version of a project and its tree: text, layout, and which of its nodes were archived
+    by hand since (they are not part of the current tree, and are not matched)."""
+
+    blueprint_id: int
+    format: str
+    stored: StoredText
+    layout: Layout
+    statements: dict | None
+    policy: str
+    archived: frozenset[int]
+
+    @property
+    def text(self) -> str:
+        return self.stored.text
+
+    def previous_parse(self) -> PreviousParse | None:
+        if self.format != Blueprint.Format.MARKDOWN:
+            return None
+        return PreviousParse(self.text, self.layout)
+
+
+def current_tree(project_id: int) -> CurrentTree | None:
+    """The active version's text and layout, read in one snapshot (three rows and an indexed lookup)."""
+    with transaction.atomic():
+        active = (Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE)
+                  .values_list("pk", "format").first())
+        if active is None:
+            return None
+        row = PlanLayout.objects.filter(blueprint_id=active[0]).values_list("data", "statements", "policy").first()
+        if row is None:
+            return None
+        stored = read_text(active[0])
+        archived = frozenset(PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
+                             .exclude(change=PlanNode.Change.REMOVED).values_list("id", flat=True))
+    return CurrentTree(active[0], active[1], stored, Layout.decode(row[0]), row[1], row[2], archived)
+
+
 # --- The tree -------------------------------------------------------------------------------------
 
-_MATCH_FIELDS = ("id", "parent_id", "order", "start", "end", "level", "depth", "kind", "origin", "title",
-                 "anchor", "content_hash", "body_hash", "checked", "change", "blueprint_id")
-# Positions in a matched row / in the tuple of new values (same order, without id and blueprint_id).
-_ID, _ANCHOR, _HASH, _BODY, _TITLE, _KIND, _BP = 0, 10, 11, 12, 9, 7, 15
-_VALUE_FIELDS = _MATCH_FIELDS[1:15]
-
-
 class TreePlan:
-    """What re-ingesting a parsed document changes in a project's current plan tree (no writes yet)."""
+    """What a parsed document changes in a project's current plan tree (no writes yet).
 
-    def __init__(self, project_id: int, doc: ParsedDocument, old_rows: list[tuple], matched: list, change: list):
-        self.project_id = project_id
-        self.doc = doc
-        self.old_rows = old_rows
+    `new`: the document's layout, with the ids of matched nodes and every node's change (added ones get
+    their ids in apply()); `matched[i]`: the index in `old` of the node that new node i continues, or -1;
+    `removed`: indexes in `old` of the nodes that leave the tree. `aligned`: new node i continues old node
+    i for every i (same shape and anchors), the usual re-ingest."""
+
+    def __init__(self, new: Layout, current: CurrentTree | None, matched: list[int], removed: list[int],
+                 aligned: bool):
+        self.new = new
+        self.current = current
+        self.old = current.layout if current is not None else _EMPTY
         self.matched = matched
-        self.change = change
-        used = {row[_ID] for row in matched if row is not None}
-        self.removed = [row for row in old_rows if row[_ID] not in used]
+        self.removed = removed
+        self.aligned = aligned
+        self.headings = sum(1 for f in new.flags if not f & lay.CHECKLIST)
 
     def counts(self) -> dict:
-        doc = self.doc
-        counts = {"nodes": len(doc.nodes), "headings": doc.headings, "checklist_items": doc.checklist_items,
+        new = self.new
+        counts = {"nodes": len(new), "headings": self.headings, "checklist_items": len(new) - self.headings,
                   "added": 0, "changed": 0, "removed": len(self.removed), "moved": 0, "unchanged": 0}
-        for c in self.change:
-            counts[c] += 1
+        tally = [0] * len(lay.CHANGES)
+        for c in new.changes:
+            tally[c] += 1
+        for code, name in enumerate(lay.CHANGES):
+            counts[name] = tally[code]
         return counts
 
     def diff(self, *, from_version: int | None, to_version: int) -> dict:
         lists: dict[str, list] = {"added": [], "changed": [], "moved": [], "removed": []}
-        nodes = self.doc.nodes
+        new, old = self.new, self.old
         totals = dict.fromkeys(lists, 0)
-        for i, c in enumerate(self.change):
-            if c == PlanNode.Change.UNCHANGED:
+        for i, code in enumerate(new.changes):
+            if code == lay.UNCHANGED:
                 continue
+            c = lay.CHANGES[code]
             totals[c] += 1
             if len(lists[c]) < DIFF_LIST_CAP:
-                node = nodes[i]
-                item = {"anchor": node.anchor, "title": node.title, "kind": node.kind}
-                old = self.matched[i]
-                if old is not None and old[_ANCHOR] != node.anchor:
-                    item["from_anchor"] = old[_ANCHOR]
+                item = {"anchor": new.anchors[i], "title": new.titles[i], "kind": new.kind(i)}
+                j = self.matched[i]
+                if j >= 0 and old.anchors[j] != new.anchors[i]:
+                    item["from_anchor"] = old.anchors[j]
                 lists[c].append(item)
         totals["removed"] = len(self.removed)
-        for row in self.removed[:DIFF_LIST_CAP]:
-            lists["removed"].append({"anchor": row[_ANCHOR], "title": row[_TITLE], "kind": row[_KIND]})
+        for j in self.removed[:DIFF_LIST_CAP]:
+            lists["removed"].append({"anchor": old.anchors[j], "title": old.titles[j], "kind": old.kind(j)})
         diff = {"from_version": from_version, "to_version": to_version, **lists}
         truncated = {k: totals[k] - len(v) for k, v in lists.items() if totals[k] > len(v)}
         if truncated:
@@ -273,163 +335,125 @@ class TreePlan:
         return diff
 
     def apply(self, *, blueprint: Blueprint, progress: Progress | None = None) -> None:
-        """Write the plan: archive removed nodes, update matched ones that differ, insert added ones."""
+        """Write the plan: archive removed nodes, rewrite matched ones that differ, insert added ones. Nodes
+        that did not change keep their rows as they are."""
         report = progress or _noop
-        nodes, matched, change = self.doc.nodes, self.matched, self.change
+        new, old, matched = self.new, self.old, self.matched
+        project_id = blueprint.project_id
         now = timezone.now()
-        bp_id = blueprint.pk
-        ids: list[int | None] = [row[_ID] if row is not None else None for row in matched]
-        added = [i for i, row in enumerate(matched) if row is None]
+        ids = new.ids
+        added = [i for i, j in enumerate(matched) if j < 0]
         for i, new_id in zip(added, _allocate_ids(len(added)), strict=True):
             ids[i] = new_id
 
         # 1. Archive removed nodes first: they leave the current tree (and its unique anchors).
-        removed_ids = [row[_ID] for row in self.removed]
+        removed_ids = [old.ids[j] for j in self.removed]
         for chunk in _chunks(removed_ids, 5000):
             PlanNode.objects.filter(pk__in=chunk).update(
                 archived_at=now, status=PlanNode.Status.ARCHIVED, change=PlanNode.Change.REMOVED, updated_at=now,
             )
-        # 2. Matched nodes. The common case: same node, same content, at most shifted (offsets and order
-        # move by the size of edits above it) and re-pointed at the new version. Such nodes are grouped by
-        # their shift, and each run of them (consecutive in id order among the current nodes) is moved by
-        # one set-based UPDATE over an id range: a handful of statements per edit, not one per node.
-        # Any other matched node gets the columns that differ, grouped by which columns they are.
-        groups: dict[tuple[str, ...], list[tuple]] = {}
-        shifts: dict[tuple, list[int]] = {}
-        renamed: list[int] = []
-        for i, row in enumerate(matched):
-            if row is None:
-                continue
-            node = nodes[i]
-            parent_id = ids[node.parent] if node.parent is not None else None
-            if (parent_id == row[1] and node.title == row[9] and node.anchor == row[10]
-                    and node.content_hash == row[11] and node.level == row[5] and node.depth == row[6]
-                    and node.kind == row[7] and node.origin == row[8] and node.body_hash == row[12]
-                    and node.checked == row[13]):
-                key = (node.start - row[3], node.end - row[4], i - row[2], change[i] if change[i] != row[14] else None)
-                if key != (0, 0, 0, None) or row[_BP] != bp_id:
-                    shifts.setdefault(key, []).append(row[_ID])
-                continue
-            new = (parent_id, i, node.start, node.end, node.level, node.depth, node.kind, node.origin,
-                   node.title, node.anchor, node.content_hash, node.body_hash, node.checked, change[i])
-            old = row[1:15]
-            cols = tuple(name for name, a, b in zip(_VALUE_FIELDS, old, new, strict=True) if a != b)
-            values = tuple(b for a, b in zip(old, new, strict=True) if a != b)
-            if row[_BP] != bp_id:
-                cols += ("blueprint_id",)
-                values += (bp_id,)
-            if cols:
-                if "anchor" in cols:
-                    renamed.append(row[_ID])
-                groups.setdefault(cols, []).append((*values, row[_ID]))
-        if shifts:
-            _shift_nodes(self.project_id, bp_id, shifts, sorted(row[_ID] for row in self.old_rows), now)
+        # 2. Matched nodes: rewritten when their content, place in the tree or identity changed. Aligned
+        # (same shape, same anchors), only the changed ones can differ; otherwise every one is compared.
+        if self.aligned:  # (a checklist item's level follows its parent heading's)
+            rewrite = [i for i, (c, a, b) in enumerate(zip(new.changes, new.levels, old.levels, strict=True))
+                       if c or a != b]
+        else:
+            rewrite = []
+            for i, j in enumerate(matched):
+                if j >= 0 and (new.changes[i] or new.parent_id(i) != old.parent_id(j) or new.depths[i] != old.depths[j]
+                               or new.levels[i] != old.levels[j] or new.titles[i] != old.titles[j]
+                               or new.anchors[i] != old.anchors[j] or new.flags[i] != old.flags[j]):
+                    rewrite.append(i)
+        renamed = [ids[i] for i in rewrite if new.anchors[i] != old.anchors[matched[i]]]
         if renamed:  # anchors can swap between kept nodes: park them on unique placeholders first (a slug has no ~)
             for chunk in _chunks(renamed, 5000):
                 PlanNode.objects.filter(pk__in=chunk).update(anchor=Concat(Value("~parked~"), Cast("id", CharField())))
-        for cols, rows in groups.items():
-            _execute_updates(cols, rows, now)
+        bp_id = blueprint.pk
+        if rewrite:
+            _execute_updates(_REWRITE_FIELDS, [(*self._values(i, bp_id), ids[i]) for i in rewrite], now)
         report(0.6, "saving nodes")
 
         # 3. Added nodes: ids allocated up front, so parents are known without a query per node.
-        insert_rows = []
-        project_id = self.project_id
-        for i in added:
-            node = nodes[i]
-            insert_rows.append((
-                ids[i], project_id, bp_id, ids[node.parent] if node.parent is not None else None,
-                node.kind, node.origin, node.level, node.depth, node.title, node.anchor, i, node.start, node.end,
-                node.content_hash, node.body_hash, node.checked, PlanNode.Change.ADDED, now,
-            ))
+        insert_rows = [(ids[i], project_id, *self._values(i, bp_id), now) for i in added]
         for n, chunk in enumerate(_chunks(insert_rows, INSERT_BATCH)):
             _insert_nodes(chunk)
             report(0.6 + 0.2 * min(1.0, (n + 1) * INSERT_BATCH / len(insert_rows)), "saving nodes")
 
-        changed_ids = [ids[i] for i, c in enumerate(change) if c == PlanNode.Change.CHANGED]
+        changed_ids = [ids[i] for i, c in enumerate(new.changes) if c == lay.CHANGED]
         if changed_ids or removed_ids:
             from blueprints import graph
 
             graph.mark_spec_changes(changed_node_ids=changed_ids, removed_node_ids=removed_ids)
-        self.ids = ids
+
+    def _values(self, i: int, bp_id: int) -> tuple:
+        """Node i's row values in _REWRITE_FIELDS order."""
+        new = self.new
+        return (bp_id, new.parent_id(i), new.kind(i), new.origin(i), new.levels[i], new.depths[i], new.titles[i],
+                new.anchors[i], i, new.starts[i], new.ends[i], new.hashes[i], new.bodies[i], new.checked(i),
+                lay.CHANGES[new.changes[i]])
 
 
-def _previous_parse(project_id: int) -> tuple[PreviousParse | None, list[tuple] | None, int | None]:
-    """The active version's text and current tree, read in one snapshot, for an incremental parse."""
-    with transaction.atomic():
-        active = (Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE)
-                  .values_list("pk", "format", "source_text").first())
-        if active is None or active[1] != Blueprint.Format.MARKDOWN:
-            return None, None, None
-        rows = _current_rows(project_id)
-    if not rows or any(row[_BP] != active[0] for row in rows):
-        return None, None, None
-    previous = PreviousParse(active[2], [
-        (row[_ID], row[1], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11], row[12], row[13])
-        for row in rows
-    ])
-    return previous, rows, active[0]
+_EMPTY = Layout.from_nodes([])
+_REWRITE_FIELDS = ("blueprint_id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "order", "start",
+                   "end", "content_hash", "body_hash", "checked", "change")
 
 
-def _current_rows(project_id: int) -> list[tuple]:
-    """The project's current tree as plain tuples (_MATCH_FIELDS). The SQL is the ORM's; the rows are
-    fetched straight from the cursor (values_list spent ~10 µs a row converting values that need none
-    but `checked`, a nullable boolean that SQLite returns as 0 / 1)."""
-    qs = (PlanNode.objects.filter(project_id=project_id, archived_at__isnull=True)
-          .order_by("order", "id").values_list(*_MATCH_FIELDS))
-    sql, params = qs.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    checked = _MATCH_FIELDS.index("checked")
-    return [row if row[checked] is None or row[checked] is True or row[checked] is False
-            else (*row[:checked], bool(row[checked]), *row[checked + 1:]) for row in rows]
-
-
-def plan_tree(*, project_id: int, doc: ParsedDocument, old_rows: list[tuple] | None = None) -> TreePlan:
-    """Match the parsed nodes against the project's current tree: one query, then dict lookups.
+def plan_tree(*, doc: ParsedDocument, current: CurrentTree | None) -> TreePlan:
+    """Match the parsed nodes against the project's current tree (dict lookups, no query).
 
     1. same anchor → same node (unchanged if the content hash is equal, else changed);
     2. same content hash among the unmatched → moved; 3. same non-empty body → changed (renamed);
-    the rest of the new nodes are added, the rest of the old ones removed.
+    the rest of the new nodes are added, the rest of the old ones removed. When the anchors are those of
+    the current tree in the same order (the usual edit), node i is old node i: only hashes are compared.
     """
-    nodes = doc.nodes
-    if old_rows is None:
-        old_rows = _current_rows(project_id)
-    by_anchor = {row[_ANCHOR]: row for row in old_rows}
-    matched: list[tuple | None] = [None] * len(nodes)
-    change = [PlanNode.Change.ADDED] * len(nodes)
-    used: set[int] = set()
-    for i, node in enumerate(nodes):
-        row = by_anchor.get(node.anchor)
-        if row is not None:
-            matched[i] = row
-            used.add(row[_ID])
-            change[i] = PlanNode.Change.UNCHANGED if row[_HASH] == node.content_hash else PlanNode.Change.CHANGED
-    if len(used) < len(old_rows):
-        by_hash: dict[str, list[tuple]] = {}
-        by_body: dict[str, list[tuple]] = {}
-        for row in old_rows:
-            if row[_ID] not in used:
-                by_hash.setdefault(row[_HASH], []).append(row)
-                if row[_BODY]:
-                    by_body.setdefault(row[_BODY], []).append(row)
-        for table, key, outcome in ((by_hash, "content_hash", PlanNode.Change.MOVED),
-                                    (by_body, "body_hash", PlanNode.Change.CHANGED)):
-            for i, node in enumerate(nodes):
-                value = getattr(node, key)
-                if matched[i] is None and value:
+    new = doc.to_layout()
+    if current is None:
+        return TreePlan(new, None, [-1] * len(new), [], False)
+    old = current.layout
+    excluded = set()
+    if current.archived:
+        excluded = {j for j, node_id in enumerate(old.ids) if node_id in current.archived}
+    n = len(new)
+    unchanged, changed = lay.UNCHANGED, lay.CHANGED
+    if not excluded and new.anchors == old.anchors:
+        new.ids = list(old.ids)
+        new.changes = [unchanged if a == b else changed for a, b in zip(new.hashes, old.hashes, strict=True)]
+        return TreePlan(new, current, list(range(n)), [], True)
+    by_anchor = {anchor: j for j, anchor in enumerate(old.anchors) if j not in excluded}
+    matched = [-1] * n
+    changes = [lay.ADDED] * n
+    used = set(excluded)
+    for i, anchor in enumerate(new.anchors):
+        j = by_anchor.get(anchor)
+        if j is not None:
+            matched[i] = j
+            used.add(j)
+            changes[i] = unchanged if old.hashes[j] == new.hashes[i] else changed
+    if len(used) < len(old):
+        by_hash: dict[str, list[int]] = {}
+        by_body: dict[str, list[int]] = {}
+        for j in range(len(old)):
+            if j not in used:
+                by_hash.setdefault(old.hashes[j], []).append(j)
+                if old.bodies[j]:
+                    by_body.setdefault(old.bodies[j], []).append(j)
+        for table, values, outcome in ((by_hash, new.hashes, lay.MOVED), (by_body, new.bodies, changed)):
+            for i, value in enumerate(values):
+                if matched[i] < 0 and value:
                     candidates = table.get(value)
-                    while candidates and candidates[0][_ID] in used:
+                    while candidates and candidates[0] in used:
                         candidates.pop(0)
                     if candidates:
-                        row = candidates.pop(0)
-                        matched[i], change[i] = row, outcome
-                        used.add(row[_ID])
-    return TreePlan(project_id, doc, old_rows, matched, change)
+                        j = candidates.pop(0)
+                        matched[i], changes[i] = j, outcome
+                        used.add(j)
+    new.ids = [old.ids[j] if j >= 0 else 0 for j in matched]
+    new.changes = changes
+    removed = [j for j in range(len(old)) if j not in used]
+    return TreePlan(new, current, matched, removed, False)
 
 
-_INSERT_FIELDS = ("id", "project_id", "blueprint_id", "parent_id", "kind", "origin", "level", "depth", "title",
-                  "anchor", "order", "start", "end", "content_hash", "body_hash", "checked", "change", "updated_at")
+_INSERT_FIELDS = ("id", "project_id", *_REWRITE_FIELDS, "updated_at")
 
 
 def _allocate_ids(count: int) -> list[int]:
@@ -475,8 +499,7 @@ def _insert_nodes(rows: list[tuple]) -> None:
 
 
 def _execute_updates(cols: tuple[str, ...], rows: list[tuple], now) -> None:
-    """One prepared UPDATE of just `cols`, executed per row (executemany): no CASE chains, and indexes
-    on columns that did not change are not touched."""
+    """One prepared UPDATE of `cols`, executed per row (executemany): no CASE chains."""
     qn = connection.ops.quote_name
     meta = PlanNode._meta
     columns = {f.attname: f.column for f in meta.concrete_fields}
@@ -486,41 +509,6 @@ def _execute_updates(cols: tuple[str, ...], rows: list[tuple], now) -> None:
     with connection.cursor() as cursor:
         for chunk in _chunks(rows, 5000):
             cursor.executemany(sql, [(*row[:-1], stamp, row[-1]) for row in chunk])
-
-
-def _shift_nodes(project_id: int, bp_id: int, shifts: dict[tuple, list[int]], current_ids: list[int], now) -> None:
-    """Move kept nodes by (start, end, order) deltas, re-point them at version `bp_id` and set their
-    change marker (None: keep it). `current_ids`: every current node of the project, sorted; a run of
-    nodes consecutive in it and sharing a shift is one `id BETWEEN` range: the project's other current
-    nodes are outside it, and its archived nodes and other projects' nodes are excluded by the filter."""
-    qn = connection.ops.quote_name
-    meta = PlanNode._meta
-    col = {f.attname: qn(f.column) for f in meta.concrete_fields}
-    position = {node_id: k for k, node_id in enumerate(current_ids)}
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    statements: dict[bool, list[tuple]] = {False: [], True: []}
-    for (d_start, d_end, d_order, change), node_ids in shifts.items():
-        node_ids.sort()
-        first = last = node_ids[0]
-        for node_id in [*node_ids[1:], None]:
-            if node_id is not None and position[node_id] == position[last] + 1:
-                last = node_id
-                continue
-            marker = () if change is None else (change,)
-            statements[change is not None].append(
-                (d_start, d_end, d_order, bp_id, stamp, *marker, project_id, first, last))
-            if node_id is not None:
-                first = last = node_id
-    # Identifiers come from the model's metadata, quoted; values are parameters.
-    base = (f"UPDATE {qn(meta.db_table)} SET {col['start']} = {col['start']} + %s, {col['end']} = {col['end']} + %s, "  # noqa: S608
-            f"{col['order']} = {col['order']} + %s, {col['blueprint_id']} = %s, {col['updated_at']} = %s")
-    where = f" WHERE {col['project_id']} = %s AND {col['archived_at']} IS NULL AND {col['id']} BETWEEN %s AND %s"
-    with connection.cursor() as cursor:
-        for with_change, params in statements.items():
-            if params:
-                sql = base + (f", {col['change']} = %s" if with_change else "") + where
-                for chunk in _chunks(params, 5000):
-                    cursor.executemany(sql, chunk)
 
 
 def _chunks(items: list, size: int):
@@ -641,7 +629,7 @@ def blueprint_update(*, blueprint: Blueprint, actor=None, title: str | None = No
                     f"(got '{status}')."
                 )
             result = regenerate_plan(blueprint=blueprint, actor=actor)
-    return Blueprint.objects.defer("source_text").get(pk=blueprint.pk), result
+    return Blueprint.objects.get(pk=blueprint.pk), result
 
 
 PLAN_NODE_EDITABLE = ("priority", "risk", "summary")

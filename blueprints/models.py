@@ -8,7 +8,10 @@ from django.db.models import F, Q
 
 
 class Blueprint(models.Model):
-    """One version of a project's spec document. Exactly one version per project is active."""
+    """One version of a project's spec document. Exactly one version per project is active.
+
+    Its text is in BlueprintText and its plan tree in PlanLayout (one row each, written once): this
+    row stays small, so superseding a version does not rewrite megabytes."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -31,7 +34,6 @@ class Blueprint(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.MARKDOWN)
-    source_text = models.TextField()
     content_hash = models.CharField(max_length=64)
     size_bytes = models.PositiveBigIntegerField(default=0)
     diff = models.JSONField(default=dict, blank=True, help_text="Added / changed / removed / moved against the parent.")
@@ -59,6 +61,54 @@ class Blueprint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title or 'Blueprint'} v{self.version}"
+
+    @property
+    def source_text(self) -> str:
+        """The version's text (read from BlueprintText once per instance)."""
+        cached = self.__dict__.get("_source_text")
+        if cached is None:
+            from blueprints.texts import read_text
+
+            cached = self.__dict__["_source_text"] = read_text(self.pk).text
+        return cached
+
+
+class BlueprintText(models.Model):
+    """The text of a blueprint version, in a table of its own: written once, never updated. Either the
+    whole text (`text`), or — a version that re-uses most of an earlier one — `pieces` of the text of
+    `base` (a version stored whole): [start, end] ranges of it and new strings, in order
+    (blueprints.texts)."""
+
+    blueprint = models.OneToOneField(Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="text")
+    text = models.TextField(blank=True)
+    base = models.ForeignKey(Blueprint, null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
+                             help_text="The version whose whole text `pieces` refer to.")
+    pieces = models.JSONField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Text of blueprint {self.blueprint_id} ({len(self.text):,} characters)"
+
+
+class PlanLayout(models.Model):
+    """The plan tree of one blueprint version, in one row: for every node in document order its id,
+    parent, offsets into that version's text (`text[start:end]` is its section), level, depth, origin,
+    title, anchor, hashes and how it changed against the previous version (blueprints.layout.Layout
+    encodes `data`). A re-ingest writes one new row instead of re-pointing and shifting every
+    PlanNode; older versions stay viewable with their own offsets.
+
+    `statements`: what the version's text states about dependencies, by the node whose own text states
+    it ({node id: [[kind, [reference, …]], …]}, blueprints.graph), so a re-ingest reads the text again
+    only in the sections that changed, and resolves the rest as it stands. Null when tasks were not
+    generated for this version's whole tree; `policy` is the plan-order policy they were generated with."""
+
+    blueprint = models.OneToOneField(Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="layout")
+    count = models.PositiveIntegerField(default=0, help_text="Number of nodes.")
+    data = models.BinaryField()
+    statements = models.JSONField(null=True, blank=True)
+    policy = models.CharField(max_length=20, blank=True)
+
+    def __str__(self) -> str:
+        return f"Layout of blueprint {self.blueprint_id} ({self.count} nodes)"
 
 
 class IngestionJob(models.Model):
@@ -111,8 +161,12 @@ class IngestionJob(models.Model):
 
 
 class PlanNode(models.Model):
-    """A node of a blueprint's plan tree. Keeps its identity across versions while its anchor and
-    content match; `blueprint` is the latest version that contains it."""
+    """A node of a project's plan tree. Keeps its identity across versions while its anchor and
+    content match. Which versions contain it, and where, is in each version's PlanLayout; the row
+    holds what is stable (identity, content hashes, status, priority, …) and is written only when
+    the node is added, changed, moved or removed. `blueprint`, `order`, `start`, `end` and `change`
+    are as of that last write: `blueprint` is the version that wrote it, whose text `start`/`end`
+    index. Current positions come from the active version's layout (blueprints.layout)."""
 
     class Kind(models.TextChoices):
         PHASE = "phase", "Phase"
@@ -151,7 +205,10 @@ class PlanNode(models.Model):
         HIGH = "high", "High"
 
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="plan_nodes")
-    blueprint = models.ForeignKey(Blueprint, on_delete=models.CASCADE, related_name="nodes")
+    blueprint = models.ForeignKey(
+        Blueprint, on_delete=models.RESTRICT, related_name="nodes",
+        help_text="The version that last wrote this row (added, changed or moved the node).",
+    )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.HEADING)
@@ -159,14 +216,17 @@ class PlanNode(models.Model):
     depth = models.PositiveSmallIntegerField(default=1, help_text="Depth in the tree (1 = top level).")
     title = models.CharField(max_length=1000)
     anchor = models.CharField(max_length=1000)
-    order = models.PositiveIntegerField(help_text="Document order within the blueprint.")
+    order = models.PositiveIntegerField(help_text="Document order within `blueprint`.")
     start = models.PositiveIntegerField()
     end = models.PositiveIntegerField()
     content_hash = models.CharField(max_length=64, help_text="Hash of the node's own text (its section without subsections).")
     body_hash = models.CharField(max_length=64, blank=True, help_text="The same without the heading line (finds renames).")
     checked = models.BooleanField(null=True, blank=True, help_text="Checklist items: done in the spec.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
-    change = models.CharField(max_length=20, choices=Change.choices, default=Change.ADDED)
+    change = models.CharField(
+        max_length=20, choices=Change.choices, default=Change.ADDED,
+        help_text="How `blueprint` changed the node (removed: archived); against the active version: its layout.",
+    )
     priority = models.PositiveSmallIntegerField(default=2)
     risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.LOW)
     summary = models.TextField(blank=True)
@@ -178,10 +238,13 @@ class PlanNode(models.Model):
 
     class Meta:
         ordering = ["blueprint_id", "order"]
+        indexes = [
+            # Nodes archived by hand (not by an ingestion): a re-ingest leaves them out of the current tree.
+            models.Index(fields=["project"], condition=Q(archived_at__isnull=False) & ~Q(change="removed"),
+                         name="plannode_archived_by_hand"),
+        ]
         constraints = [
-            # A project has one current plan tree (its non-archived nodes, all on the active version).
-            # No index combines `blueprint` with other columns: re-ingest re-points every kept node at
-            # the new version, and each such index would be rewritten for every node.
+            # A project has one current plan tree: its non-archived nodes (the active version's layout).
             models.UniqueConstraint(
                 fields=["project", "anchor"], condition=Q(archived_at__isnull=True),
                 name="plannode_unique_anchor_per_project",
@@ -259,6 +322,15 @@ class Task(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    readiness_mark = models.IntegerField(
+        default=1, db_default=1, editable=False,
+        help_text="Readiness bookkeeping (blueprints.readiness): 1 = to re-derive (new, or it or a dependency "
+                  "changed), 0 = up to date, negative = being re-derived by a tick.",
+    )
+
+    # Values of `readiness_mark` (a negative value is the token of the tick re-deriving the task).
+    READINESS_CURRENT = 0
+    READINESS_STALE = 1
 
     class Meta:
         ordering = ["project_id", "plan_order", "id"]
@@ -277,12 +349,23 @@ class Task(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "status", "-priority", "plan_order"], name="task_project_ready"),
+            # The manager walks it per project in ranking order (manager.ranking.ranked_candidates).
+            models.Index(
+                fields=["project", "status", "kind", "-priority", "-learned_priority", "plan_order"],
+                name="task_project_ready",
+            ),
             models.Index(fields=["plan_node", "status"], name="task_node_status"),
+            models.Index(fields=["readiness_mark", "project"], name="task_readiness_mark"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
+
+    def after_transition(self, old: str, new: str) -> None:
+        """Called by `autopilot.state.transition`: keep the readiness bookkeeping true."""
+        from blueprints.readiness import status_changed
+
+        status_changed(self, old, new)
 
 
 class TaskDependency(models.Model):

@@ -48,6 +48,8 @@ import pyromark
 from django.utils.text import slugify
 
 from autopilot.errors import ApplicationError
+from blueprints.layout import CHECKED, HAS_CHECKED, UNIT, Layout
+from blueprints.layout import CHECKLIST as ITEM
 
 KINDS = ("phase", "epic", "feature", "story", "task_spec")
 HEADING = "heading"
@@ -58,6 +60,7 @@ MAX_SLUG = 80
 _MARKDOWN = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS)
 _LEVELS = {"H1": 1, "H2": 2, "H3": 3, "H4": 4, "H5": 5, "H6": 6}
 _FRONT_MATTER_CLOSE = re.compile(rb"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
+_ATX_LINE = re.compile(rb"#{1,6}(?:[ \t\r\n]|\Z)")  # at a line start: an ATX heading at column 0
 
 
 class ParsedNode:
@@ -65,7 +68,7 @@ class ParsedNode:
 
     __slots__ = (
         "index", "parent", "depth", "level", "kind", "origin", "title", "anchor",
-        "start", "end", "own_end", "body_start", "content_hash", "body_hash", "checked",
+        "start", "end", "own_end", "body_start", "content_hash", "body_hash", "checked", "unit",
     )
 
     def __init__(self, index, parent, depth, level, origin, title, start, checked=None):
@@ -84,6 +87,7 @@ class ParsedNode:
         self.content_hash = ""
         self.body_hash = ""
         self.checked = checked
+        self.unit = False  # a heading on a line that starts with `#` (an ATX heading at column 0)
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -100,6 +104,18 @@ class ParsedDocument:
     headings: int = 0
     checklist_items: int = 0
     stats: dict = field(default_factory=dict)
+    layout: Layout | None = None  # the nodes as columns (an incremental parse gives only these)
+    sources: list[int] | None = None  # incremental: per node, the previous node it was taken over from, or -1
+    copied: list[tuple[int, int, int]] | None = None  # incremental: (offset, previous start, previous end) of
+    # each stretch of text that is the previous version's
+
+    def to_layout(self) -> Layout:
+        if self.layout is None:
+            self.layout = Layout.from_nodes(self.nodes)
+        return self.layout
+
+    def __len__(self) -> int:
+        return len(self.layout) if self.layout is not None else len(self.nodes)
 
 
 # --- Validation ----------------------------------------------------------------------------------
@@ -207,7 +223,7 @@ def gc_paused():
 def _parse(text: str, data: bytes, format: str | None, previous: PreviousParse | None) -> ParsedDocument:
     if previous is not None and format in (None, "markdown"):
         doc = parse_incremental(text, data, previous)
-        if doc is not None and doc.nodes:
+        if doc is not None and len(doc):
             return doc
     doc = None
     if format in (None, "markdown"):
@@ -279,6 +295,7 @@ def _parse_markdown(text: str, data: bytes, markdown: pyromark.Markdown = _MARKD
                     )
                     append(node)
                     node.body_start = rng["end"] + skip
+                    node.unit = _ATX_LINE.match(data, pos) is not None
                     heading_stack.append(node)
                     heading_starts.append(pos)
                     heading_nodes.append(node)
@@ -388,36 +405,21 @@ def _bytes_to_chars(text: str, data: bytes, nodes: list[ParsedNode]) -> None:
         node.own_end = mapping[node.own_end]
 
 
-def _assign_anchors(nodes: list[ParsedNode], slugs: dict[tuple[str, str], str] | None = None) -> None:
-    """Slug paths, de-duplicated among siblings (a spec repeats its titles: each is slugified once).
-    `slugs`: (title, origin) → slug already known (taken over from a previous version)."""
-    used: dict[int | None, set[str]] = {}
-    slugs = {} if slugs is None else slugs
-    for node in nodes:
-        key = (node.title, node.origin)
-        base = slugs.get(key)
-        if base is None:
-            base = slugs[key] = slugify(node.title, allow_unicode=True)[:MAX_SLUG].strip("-") or (
-                "item" if node.origin == CHECKLIST else "section"
-            )
-        taken = used.setdefault(node.parent, set())
-        slug, n = base, 1
-        while slug in taken:
-            n += 1
-            slug = f"{base}-{n}"
-        taken.add(slug)
-        node.anchor = slug if node.parent is None else f"{nodes[node.parent].anchor}/{slug}"
+def _assign_anchors(nodes: list[ParsedNode]) -> None:
+    parents = [-1 if node.parent is None else node.parent for node in nodes]
+    flags = [ITEM if node.origin == CHECKLIST else 0 for node in nodes]
+    for node, anchor in zip(nodes, _anchors(parents, [node.title for node in nodes], flags), strict=True):
+        node.anchor = anchor
 
 
 # --- Incremental re-parse -------------------------------------------------------------------------
 
 @dataclass
 class PreviousParse:
-    """A previous version: its text and its nodes as rows in document order, each
-    (id, parent_id, start, end, level, depth, kind, origin, title, anchor, content_hash, body_hash, checked)."""
+    """A previous version: its text and its plan tree (blueprints.layout.Layout)."""
 
     text: str
-    rows: list[tuple]
+    layout: Layout
 
 
 def _atx_level(text: str, pos: int) -> int:
@@ -435,16 +437,25 @@ def _atx_level(text: str, pos: int) -> int:
     return level if end == n or text[end] in " \t\n" else 0
 
 
-def _atx_candidates(text: str) -> list[int]:
-    """Character offsets of the lines that look like ATX headings at column 0 (one pass over the text)."""
-    found = [0] if _atx_level(text, 0) else []
-    find = text.find
-    pos = find("\n#")
-    while pos != -1:
-        if _atx_level(text, pos + 1):
-            found.append(pos + 1)
-        pos = find("\n#", pos + 2)
-    return found
+def _common_prefix(a: str, i: int, b: str, j: int) -> int:
+    """Length of the common prefix of a[i:] and b[j:]: galloping, then bisecting, with str.startswith
+    (memcmp speed), so a long equal stretch costs a few dozen calls."""
+    limit = min(len(a) - i, len(b) - j)
+    lo, step = 0, 4096
+    while lo < limit:
+        size = min(step, limit - lo)
+        if not a.startswith(b[j + lo:j + lo + size], i + lo):
+            hi = lo + size  # a mismatch in [lo, hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if a.startswith(b[j + lo:j + mid], i + lo):
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        lo += size
+        step *= 2
+    return limit
 
 
 def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> ParsedDocument | None:
@@ -454,19 +465,23 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
     in the previous parse (or the start / end of the text). Such a line closes every open block, so a
     unit parses the same wherever it stands, as long as the parser is not inside a fenced code block
     or an HTML block when it reaches the unit (the only contexts where a `#` line at column 0 is not a
-    heading). The new text is walked from the top, always from a position where that holds: a unit
-    whose text is byte-for-byte one of the previous units is taken over (its nodes' own data: title,
-    level, hashes, offsets within the unit, checklist nesting); any other stretch is parsed on its own,
-    together with the `#` line that follows it, and accepted only when that line comes out as a
-    heading (otherwise the stretch grows to the next candidate line). What depends on the rest of the
-    document is then recomputed for every node in one pass: parents, depth, kind, a checklist item's
-    level, section ends, anchors. Link reference definitions are document-wide: a stretch is parsed with
+    heading). The new text is walked from the top, always from a position where that holds: a run of
+    units whose text is byte-for-byte the previous text there (found with a galloping comparison, not
+    unit by unit) is taken over (its nodes' own data: title, level, hashes, offsets within the unit,
+    checklist nesting); elsewhere the walk looks for the next `#` line where a previous unit starts
+    again, and parses the stretch before it on its own, together with that line, accepted only when
+    the line comes out as a heading (otherwise the stretch grows). What depends on the rest of the
+    document is then recomputed for every node in one pass over plain lists: parents, depth, kind, a
+    checklist item's level, section ends, and anchors (taken over as they are when the tree's shape
+    and titles did not change). Link reference definitions are document-wide: a stretch is parsed with
     every label of the whole document defined, and a unit whose text mentions a label that was added
     or removed since the previous version is parsed again rather than taken over. Returns None when an
-    incremental parse does not apply (no previous nodes, front matter).
+    incremental parse does not apply (no previous nodes, front matter). The result is the full parse's,
+    as a Layout (doc.layout) with, per node, the index of the previous node it was taken over from
+    (doc.sources, -1 for a parsed one).
     """
     old_text = previous.text
-    if not previous.rows or front_matter_length(data) or old_text.startswith("---"):
+    if not len(previous.layout) or front_matter_length(data) or old_text.startswith("---"):
         return None
     doc = _parse_incremental(text, previous, None)
     if doc.stats.pop("labels_changed"):  # rare: a definition was added or removed; check every unit's uses
@@ -483,22 +498,14 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
     not taken over: the same sets mean the document defines the same labels (units taken over define
     the same ones in both), else stats["labels_changed"] asks to compare the labels of the whole texts."""
     old_text = previous.text
-    rows = previous.rows
-    row_index = {row[0]: i for i, row in enumerate(rows)}
-    old_starts = [row[2] for row in rows]
-    # Previous units: between old headings that are ATX lines at column 0.
-    boundaries = sorted({row[2] for row in rows if row[7] == HEADING and _atx_level(old_text, row[2])} | {0})
-    old_n = len(old_text)
-    boundaries.append(old_n)
-    # Units by first line, then by length (a spec repeats its headings: "## Motivation" starts hundreds).
-    units: dict[str, dict[int, list[tuple[int, int]]]] = {}
-    unit_at: dict[int, tuple[str, tuple[int, int]]] = {}  # start → (first line, unit)
-    for a, b in zip(boundaries, boundaries[1:], strict=False):
-        if b > a:
-            line_end = old_text.find("\n", a, b)
-            first = old_text[a:b if line_end == -1 else line_end]
-            units.setdefault(first, {}).setdefault(b - a, []).append((a, b))
-            unit_at[a] = (first, (a, b))
+    old = previous.layout
+    o_starts, o_ends, o_flags, o_parents = old.starts, old.ends, old.flags, old.parents
+    n, old_n = len(text), len(old_text)
+    bounds = sorted({s for s, f in zip(o_starts, o_flags, strict=True) if f & UNIT} | {0})
+    bounds.append(old_n)
+    last_unit = len(bounds) - 1  # bounds[k], bounds[k + 1] is unit k
+    old_checklists = [i for i, f in enumerate(o_flags) if f & ITEM]
+    first_lines: dict[tuple[str, int], list[int]] = {}  # built on first use: (first line, length) → units
 
     # A stretch is parsed first as if it defined every label it uses (a reference to a label defined
     # elsewhere stays literal text). Only what we keep of its inline content, titles, can depend on that:
@@ -526,195 +533,308 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         )
         return _parse_markdown(piece, piece.encode("utf-8"), with_labels, anchors=False)
 
-    n = len(text)
-    candidates = _atx_candidates(text)
-    candidate_set = set(candidates)
-    # Stretches to re-parse end at a line that starts a previous unit: `#` lines in code blocks are
-    # candidates too, and stopping there would only make the sentinel check fail and the stretch grow.
-    known = []
-    for c in candidates:
-        line_end = text.find("\n", c)
-        if text[c:n if line_end == -1 else line_end] in units:
-            known.append(c)
-    candidates = known
-    candidates.append(n)
+    def valid_end(stop: int, b: int) -> bool:
+        """A unit ending at previous offset `b` can end at `stop` in the new text."""
+        return stop == n or (b < old_n and stop < n and _atx_level(text, stop) > 0)
 
-    def take(pos: int, tries) -> tuple[int, int] | None:
-        """The previous unit (start, end) whose text is the one at `pos`, if it can be taken over."""
-        for a, b in tries:
-            stop = pos + b - a
-            if (stop == n or (b < old_n and stop in candidate_set)) and text.startswith(old_text[a:b], pos):
-                if changed_labels:
-                    folded = " ".join(text[pos:stop].casefold().split())
-                    if any(label in folded for label in changed_labels):
-                        return None
-                return a, b
+    def mentions_changed_label(a: int, b: int) -> bool:
+        folded = " ".join(text[a:b].casefold().split())
+        return any(label in folded for label in changed_labels)
+
+    def can_take(q: int, k: int) -> bool:
+        """Unit k can be taken over at new offset q."""
+        a, b = bounds[k], bounds[k + 1]
+        stop = q + b - a
+        return (stop <= n and valid_end(stop, b) and text.startswith(old_text[a:b], q)
+                and not (changed_labels and mentions_changed_label(q, stop)))
+
+    def unit_at(q: int, hints: tuple[int, ...], last_end: int, *, anywhere: bool = True) -> int:
+        """A previous unit whose text is the one at `q`, or -1: the hinted ones first, then (`anywhere`)
+        any with this first line that ends at one of the next few `#` lines (specs repeat boilerplate
+        sections: of equal units, the first one after the last unit taken over, so the units not taken
+        over are the ones that really changed). Missing one only means parsing more."""
+        line_end = text.find("\n", q)
+        line = text[q:n if line_end == -1 else line_end]
+        for k in hints:
+            if 0 <= k < last_unit and old_text.startswith(line, bounds[k]) and can_take(q, k):
+                return k
+        if not anywhere:
+            return -1
+        if not first_lines:
+            for k in range(last_unit):
+                a, b = bounds[k], bounds[k + 1]
+                e = old_text.find("\n", a, b)
+                first_lines.setdefault((old_text[a:b if e == -1 else e], b - a), []).append(k)
+        same: list[int] = []
+        stop = q
+        for _ in range(8):
+            stop = next_candidate(stop)
+            same.extend(first_lines.get((line, stop - q), ()))
+            if stop >= n:
+                break
+        for k in sorted(same, key=lambda k: (bounds[k] < last_end, k)):
+            if k not in hints and can_take(q, k):
+                return k
+        return -1
+
+    def next_candidate(q: int) -> int:
+        """The next line after offset q that looks like an ATX heading at column 0, else n."""
+        while True:
+            q = text.find("\n#", q)
+            if q == -1:
+                return n
+            q += 1
+            if _atx_level(text, q):
+                return q
+
+    starts: list[int] = []
+    ends: list[int] = []
+    levels: list[int] = []
+    flags: list[int] = []
+    titles: list[str] = []
+    hashes: list[str] = []
+    bodies: list[str] = []
+    item_parent: list[int] = []  # per node: index of its enclosing checklist item, or -1 (nearest heading)
+    sources: list[int] = []
+    kept = bytearray(last_unit)
+    reused_units = parsed_units = parsed_chars = 0
+    copied: list[tuple[int, int, int]] = []  # (new offset, previous start, previous end) of the text taken over
+    stretch_labels: set[str] = set()
+
+    def keep(bi: int, bj: int, pos: int) -> int:
+        """Take over units bi … bj-1 at new offset `pos`; returns how many units were taken (fewer when a
+        checklist item does not fit its unit, which is never expected: those are parsed instead)."""
+        a, b = bounds[bi], bounds[bj]
+        lo = bisect.bisect_left(o_starts, a)
+        hi = len(o_starts) if bj == last_unit else bisect.bisect_left(o_starts, b)
+        c_lo = bisect.bisect_left(old_checklists, lo)
+        c_hi = bisect.bisect_left(old_checklists, hi)
+        for c in old_checklists[c_lo:c_hi]:
+            p = o_parents[c]
+            if o_ends[c] > b or (p >= 0 and p < lo and o_flags[p] & ITEM):
+                bj = bisect.bisect_right(bounds, o_starts[c]) - 1
+                if bj <= bi:
+                    return 0
+                return keep(bi, bj, pos)
+        shift = pos - a
+        base = len(starts)
+        if shift:
+            starts.extend([s + shift for s in o_starts[lo:hi]])
+            ends.extend([e + shift for e in o_ends[lo:hi]])
+        else:
+            starts.extend(o_starts[lo:hi])
+            ends.extend(o_ends[lo:hi])
+        levels.extend(old.levels[lo:hi])
+        flags.extend(o_flags[lo:hi])
+        titles.extend(old.titles[lo:hi])
+        hashes.extend(old.hashes[lo:hi])
+        bodies.extend(old.bodies[lo:hi])
+        sources.extend(range(lo, hi))
+        item_parent.extend([-1] * (hi - lo))
+        for c in old_checklists[c_lo:c_hi]:
+            p = o_parents[c]
+            if p >= lo and o_flags[p] & ITEM:
+                item_parent[base + c - lo] = base + p - lo
+        kept[bi:bj] = b"\x01" * (bj - bi)
+        copied.append((pos, a, b))
+        return bj - bi
+
+    def parse_stretch(pos: int, q: int) -> ParsedDocument | None:
+        """Parse text[pos:q] with the line at q (if any) as a sentinel; None when that line is not a
+        heading there (the stretch opened a block that swallowed it)."""
+        if q >= n:
+            end = n
+        else:
+            line_end = text.find("\n", q)
+            end = n if line_end == -1 else line_end + 1
+        piece = text[pos:end]
+        asked.clear()
+        doc = _parse_markdown(piece, piece.encode("utf-8"), markdown, anchors=False)
+        # (The sentinel line's title does not count: it is parsed again with what follows it.)
+        if asked and any((node.origin == CHECKLIST or "[" in node.title) and node.start < q - pos
+                         for node in doc.nodes) and may_be_defined(asked):
+            doc = parse_with_all_labels(piece)
+        if q >= n:
+            return doc
+        last = doc.nodes[-1] if doc.nodes else None
+        if last is not None and last.origin == HEADING and last.start == q - pos:
+            doc.nodes.pop()
+            doc.headings -= 1
+            return doc
         return None
 
-    nodes: list[ParsedNode] = []
-    expected = last_end = 0  # end of the last previous unit taken over; -1: look the next one up
-    # Per node: the index of its enclosing checklist item (its parent), or -1: the nearest heading before it.
-    item_parent: list[int] = []
-    headings = checklist = 0
     pos = 0
-    ci = 0  # index of the first candidate > pos
-    reused_units = parsed_units = parsed_chars = 0
-    reused_starts: set[tuple[int, int]] = set()
-    stretch_labels: set[str] = set()
+    bi = 0  # the previous unit aligned with `pos`, or -1 (none)
+    last_end = 0  # previous offset where the last unit taken over ends
     while pos < n:
-        while candidates[ci] <= pos:
-            ci += 1
-        q = candidates[ci]
-        unit = None
-        line_end = text.find("\n", pos)
-        first = text[pos:n if line_end == -1 else line_end]
-        # The previous unit that followed the last one taken over is the likely one; else any with this
-        # first line whose length ends it where a unit can end.
-        following = unit_at.get(expected)
-        if following is not None and following[0] == first:
-            unit = take(pos, (following[1],))
-        if unit is None:
-            # Specs repeat boilerplate sections: of equal units, prefer the first one after the last
-            # unit taken over (so the units not taken over are the ones that really changed).
-            tries = [u for length, same in units.get(first, {}).items()
-                     if pos + length == n or pos + length in candidate_set for u in same]
-            if len(tries) > 1:
-                tries.sort(key=lambda u: (u[0] < last_end, u[0]))
-            unit = take(pos, tries)
-        if unit is not None:
-            a, b = unit
-            lo = bisect.bisect_left(old_starts, a)
-            hi = bisect.bisect_left(old_starts, b)
-            for i in range(lo, hi):  # rows that do not fit the unit (never expected): parse it instead
-                row = rows[i]
-                if row[7] == CHECKLIST:
-                    parent_row = row_index.get(row[1])
-                    if row[3] > b or (parent_row is not None and rows[parent_row][7] == CHECKLIST
-                                      and not lo <= parent_row < i):
-                        unit = None
-                        break
-        if unit is not None:
-            base = len(nodes)
-            shift = pos - a
-            for i in range(lo, hi):
-                row = rows[i]
-                node = ParsedNode(base + i - lo, None, 1, row[4], row[7], row[8], row[2] + shift, row[12])
-                node.content_hash, node.body_hash = row[10], row[11] or ""
-                if row[7] == HEADING:
-                    headings += 1
-                    item_parent.append(-1)
-                else:
-                    node.end = node.own_end = row[3] + shift
-                    parent_row = row_index.get(row[1])
-                    item_parent.append(base + parent_row - lo if parent_row is not None
-                                       and rows[parent_row][7] == CHECKLIST else -1)
-                    checklist += 1
-                nodes.append(node)
-            reused_units += 1
-            reused_starts.add((a, b))
-            pos += b - a
-            expected = last_end = b
+        if bi >= 0 and bi < last_unit:
+            limit = bounds[bi] + _common_prefix(text, pos, old_text, bounds[bi])
+            bj = bisect.bisect_right(bounds, limit) - 1
+            while bj > bi and not valid_end(pos + bounds[bj] - bounds[bi], bounds[bj]):
+                bj -= 1
+            if changed_labels and bj > bi:  # one unit at a time, each checked for the changed labels
+                bj = bi + 1 if can_take(pos, bi) else bi
+            if bj > bi:
+                taken = keep(bi, bj, pos)
+                if taken:
+                    reused_units += taken
+                    pos += bounds[bi + taken] - bounds[bi]
+                    bi += taken
+                    last_end = bounds[bi]
+                    continue
+        if bi == last_unit and pos == n:
+            break
+        k = unit_at(pos, (bi + 1, bi + 2) if bi >= 0 else (), last_end, anywhere=bi < 0) if pos < n else -1
+        if k >= 0:
+            bi = k
             continue
-        # Parse a stretch on its own, with the `#` line that follows it as a sentinel.
+        # Parse a stretch on its own, up to the next line where a previous unit can be taken over, with
+        # that line as a sentinel. Inside a block that swallowed the line (an opened fence): grow the
+        # stretch by 1, 2, 4, … such lines, so the parsing done is at most twice the stretch accepted.
+        hints = (bi, bi + 1, bi + 2) if bi >= 0 else ()
         grow = 0
+        q = pos
         while True:
-            if q >= n:
-                end = n
-            else:
-                line_end = text.find("\n", q)
-                end = n if line_end == -1 else line_end + 1
-            piece = text[pos:end]
-            asked.clear()
-            doc = _parse_markdown(piece, piece.encode("utf-8"), markdown, anchors=False)
-            # (The sentinel line's title does not count: it is parsed again with what follows it.)
-            if asked and any((node.origin == CHECKLIST or "[" in node.title) and node.start < q - pos
-                             for node in doc.nodes) and may_be_defined(asked):
-                doc = parse_with_all_labels(piece)
-            if q >= n:
+            k = -1
+            skip = grow
+            while True:
+                q = next_candidate(q)
+                if q >= n:
+                    break
+                k = unit_at(q, hints, last_end)
+                if k >= 0:
+                    if not skip:
+                        break
+                    skip -= 1
+            doc = parse_stretch(pos, q)
+            if doc is not None:
                 break
-            last = doc.nodes[-1] if doc.nodes else None
-            if last is not None and last.origin == HEADING and last.start == q - pos:
-                doc.nodes.pop()
-                doc.headings -= 1
-                break
-            # Inside a block that swallowed the line (an opened fence): grow the stretch by 1, 2, 4, …
-            # candidate lines, so the parsing done is at most twice the stretch finally accepted.
             grow = grow * 2 or 1
-            ci2 = bisect.bisect_right(candidates, q) + grow - 1
-            q = candidates[ci2] if ci2 < len(candidates) else n
-        base = len(nodes)
-        stretch = doc.nodes
-        for node in stretch:
+        base = len(starts)
+        for node in doc.nodes:
             parent = node.parent
-            item_parent.append(parent + base if parent is not None and stretch[parent].origin == CHECKLIST else -1)
-            node.index += base
-            node.start += pos
-            node.end += pos
-            nodes.append(node)
-        headings += doc.headings
-        checklist += doc.checklist_items
+            item_parent.append(parent + base if parent is not None and doc.nodes[parent].origin == CHECKLIST else -1)
+            starts.append(node.start + pos)
+            ends.append(node.end + pos)
+            levels.append(node.level)
+            flags.append(_flags(node))
+            titles.append(node.title)
+            hashes.append(node.content_hash)
+            bodies.append(node.body_hash)
+            sources.append(-1)
         parsed_units += 1
         parsed_chars += q - pos
-        if changed_labels is None and "]:" in piece:
+        if changed_labels is None and "]:" in text[pos:q]:
             stretch_labels |= _labels(text[pos:q])
         pos = q
-        expected = -1
+        bi = k if q < n else -1
     labels_changed = False
     if changed_labels is None:
         old_labels: set[str] = set()
-        for a, b in zip(boundaries, boundaries[1:], strict=False):
-            if (a, b) not in reused_starts and old_text.find("]:", a, b) != -1:
-                old_labels |= _labels(old_text[a:b])
+        k = kept.find(0)
+        while k != -1:
+            if old_text.find("]:", bounds[k], bounds[k + 1]) != -1:
+                old_labels |= _labels(old_text[bounds[k]:bounds[k + 1]])
+            k = kept.find(0, k + 1)
         labels_changed = old_labels != stretch_labels
-    _stitch(nodes, item_parent, n)
-    _assign_anchors(nodes, _known_slugs(rows))
-    return ParsedDocument("markdown", nodes, 0, headings, checklist,
+    parents, depths = _stitch(flags, levels, starts, ends, item_parent, n)
+    if (len(parents) == len(old) and parents == o_parents and titles == old.titles
+            and all((f ^ g) & ITEM == 0 for f, g in zip(flags, o_flags, strict=True))):
+        anchors = list(old.anchors)  # same shape, same titles: same anchors
+    else:
+        anchors = _anchors(parents, titles, flags, _known_slugs(old))
+    layout = Layout(parents=parents, starts=starts, ends=ends, levels=levels, depths=depths, flags=flags,
+                    titles=titles, anchors=anchors, hashes=hashes, bodies=bodies)
+    checklist = sum(1 for f in flags if f & ITEM)
+    return ParsedDocument("markdown", [], 0, len(flags) - checklist, checklist, layout=layout, sources=sources,
+                          copied=copied,
                           stats={"incremental": True, "reused_units": reused_units, "parsed_units": parsed_units,
                                  "parsed_chars": parsed_chars, "labels_changed": labels_changed})
+
+
+def _flags(node: ParsedNode) -> int:
+    f = ITEM if node.origin == CHECKLIST else (UNIT if node.unit else 0)
+    if node.checked is not None:
+        f |= HAS_CHECKED | (CHECKED if node.checked else 0)
+    return f
 
 
 _NUMBERED_SUFFIX = re.compile(r"-\d+$")
 
 
-def _known_slugs(rows: list[tuple]) -> dict[tuple[str, str], str]:
+def _known_slugs(layout: Layout) -> dict[tuple[str, int], str]:
     """Slugs of the previous titles, read off their anchors: a last segment without a `-N` suffix is the
-    title's slug as it is (a de-duplicated one always ends in `-N`)."""
+    title's slug as it is (a de-duplicated one always ends in `-N`). Keyed by (title, is checklist)."""
     known = {}
-    for row in rows:
-        segment = row[9].rpartition("/")[2]
+    for title, anchor, f in zip(layout.titles, layout.anchors, layout.flags, strict=True):
+        segment = anchor.rpartition("/")[2]
         if not _NUMBERED_SUFFIX.search(segment):
-            known[(row[8], row[7])] = segment
+            known[(title, f & ITEM)] = segment
     return known
 
 
-def _stitch(nodes: list[ParsedNode], item_parent: list[int], total: int) -> None:
+def _anchors(parents: list[int], titles: list[str], flags: list[int],
+             slugs: dict[tuple[str, int], str] | None = None) -> list[str]:
+    """Slug paths, de-duplicated among siblings (a spec repeats its titles: each is slugified once).
+    `slugs`: (title, is checklist) → slug already known (taken over from a previous version)."""
+    used: dict[int, set[str]] = {}
+    slugs = {} if slugs is None else slugs
+    anchors: list[str] = []
+    for parent, title, f in zip(parents, titles, flags, strict=True):
+        key = (title, f & ITEM)
+        base = slugs.get(key)
+        if base is None:
+            base = slugs[key] = slugify(title, allow_unicode=True)[:MAX_SLUG].strip("-") or (
+                "item" if f & ITEM else "section"
+            )
+        taken = used.get(parent)
+        if taken is None:
+            taken = used[parent] = set()
+        slug, k = base, 1
+        while slug in taken:
+            k += 1
+            slug = f"{base}-{k}"
+        taken.add(slug)
+        anchors.append(slug if parent < 0 else f"{anchors[parent]}/{slug}")
+    return anchors
+
+
+def _stitch(flags: list[int], levels: list[int], starts: list[int], ends: list[int], item_parent: list[int],
+            total: int) -> tuple[list[int], list[int]]:
     """What a node's place in the whole document decides, as _parse_markdown computes it: a heading nests
     under the nearest preceding shallower heading and its section ends at the next heading of the same
     or a shallower level; a checklist item belongs to its enclosing item, else to the nearest heading
-    before it (always the top of the open-headings stack), and never reaches past its parent's section."""
-    stack: list[ParsedNode] = []
-    for node, local in zip(nodes, item_parent, strict=True):
-        if node.origin == HEADING:
-            level = node.level
-            while stack and stack[-1].level >= level:
-                stack.pop().end = node.start
-            parent = stack[-1] if stack else None
-            stack.append(node)
+    before it (always the top of the open-headings stack), and never reaches past its parent's section.
+    Sets `levels` (checklist items) and `ends` (headings, clamped items) in place; returns the parents
+    (indexes, -1 at the top) and depths."""
+    count = len(flags)
+    parents = [-1] * count
+    depths = [1] * count
+    stack: list[int] = []
+    items: list[int] = []
+    for i in range(count):
+        if flags[i] & ITEM:
+            p = item_parent[i]
+            if p < 0 and stack:
+                p = stack[-1]
+            levels[i] = levels[p] + 1 if p >= 0 else 1
+            items.append(i)
         else:
-            parent = nodes[local] if local >= 0 else (stack[-1] if stack else None)
-            node.level = parent.level + 1 if parent is not None else 1
-        if parent is None:
-            node.parent, node.depth = None, 1
-        else:
-            node.parent, node.depth = parent.index, parent.depth + 1
-        node.kind = KINDS[min(node.depth, 5) - 1] if node.origin == HEADING else "task_spec"
-    for node in stack:
-        node.end = total
-    for node in nodes:
-        if node.origin == CHECKLIST and node.parent is not None:
-            parent_end = nodes[node.parent].end
-            if node.end > parent_end:
-                node.end = node.own_end = max(node.start, parent_end)
+            level = levels[i]
+            while stack and levels[stack[-1]] >= level:
+                ends[stack.pop()] = starts[i]
+            p = stack[-1] if stack else -1
+            stack.append(i)
+        if p >= 0:
+            parents[i] = p
+            depths[i] = depths[p] + 1
+    for h in stack:
+        ends[h] = total
+    for i in items:
+        p = parents[i]
+        if p >= 0 and ends[i] > ends[p]:
+            ends[i] = max(starts[i], ends[p])
+    return parents, depths
 
 
 def _label(text: str) -> str:

@@ -9,7 +9,8 @@ from django.db.models import Count, Exists, OuterRef, QuerySet
 from autopilot.models import Project
 from autopilot.permissions import visible_projects
 from blueprints.filtersets import TaskFilterSet, within_node
-from blueprints.models import PlanNode, Task, TaskDependency
+from blueprints.layout import Layout
+from blueprints.models import Blueprint, PlanLayout, PlanNode, Task, TaskDependency
 
 # A dependency is satisfied only when its task is done (cancel → remove the dependency to unblock).
 SATISFIED_STATUSES = (Task.Status.DONE,)
@@ -174,18 +175,101 @@ def task_get(project: Project, identifier) -> Task:
 
 
 def node_get(project: Project, identifier) -> PlanNode:
-    """A plan node of the project's active (else latest) blueprint by id, anchor, anchor tail or title."""
+    """A node of the project's current plan tree by id, anchor, anchor tail or title (the first in document
+    order when several match)."""
     from autopilot.errors import NotFound
 
     text = str(identifier).strip().lstrip("#")
-    qs = PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("-blueprint__status", "-blueprint__version", "order")
+    qs = PlanNode.objects.filter(project=project, archived_at__isnull=True)
     node = None
     if text.isdigit():
         node = qs.filter(pk=int(text)).first()
-    node = (
-        node or qs.filter(anchor=text).first() or qs.filter(anchor__endswith="/" + text).first()
-        or qs.filter(title__iexact=text).first()
-    )
+    for lookup in ({"anchor": text}, {"anchor__endswith": "/" + text}, {"title__iexact": text}):
+        if node is not None:
+            break
+        found = list(qs.filter(**lookup)[:100])
+        if len(found) > 1:
+            layout = layout_of(active_blueprint(project))
+            position = layout.index() if layout is not None else {}
+            found.sort(key=lambda n: (position.get(n.pk, len(position)), n.pk))
+        node = found[0] if found else None
     if node is None:
         raise NotFound(f"No plan node '{identifier}' in project '{project.name}' (give its id, anchor or title).")
+    return placed(node)
+
+
+# --- Plan trees: a version's nodes, placed by its layout -------------------------------------------
+
+def layout_of(blueprint: Blueprint | int | None) -> Layout | None:
+    """A version's plan tree (blueprints.layout), or None."""
+    blueprint_id = getattr(blueprint, "pk", blueprint)
+    if blueprint_id is None:
+        return None
+    data = PlanLayout.objects.filter(blueprint_id=blueprint_id).values_list("data", flat=True).first()
+    return Layout.decode(data) if data is not None else None
+
+
+def active_blueprint(project: Project | int) -> Blueprint | None:
+    return Blueprint.objects.filter(project_id=getattr(project, "pk", project), status=Blueprint.Status.ACTIVE).first()
+
+
+def place(node: PlanNode, blueprint_id: int, layout: Layout, i: int) -> PlanNode:
+    """Give a node row what version `blueprint_id` says about it (layout index i): parent, position in
+    the text and in document order, level, depth, kind, change (and title, anchor, hashes: an older
+    version's own)."""
+    node.blueprint_id = blueprint_id
+    node.parent_id = layout.parent_id(i)
+    node.order, node.start, node.end = i, layout.starts[i], layout.ends[i]
+    node.level, node.depth, node.kind = layout.levels[i], layout.depths[i], layout.kind(i)
+    node.title, node.anchor = layout.titles[i], layout.anchors[i]
+    node.content_hash, node.body_hash, node.checked = layout.hashes[i], layout.bodies[i], layout.checked(i)
+    if node.archived_at is None:
+        node.change = layout.change(i)
     return node
+
+
+def version_nodes(blueprint: Blueprint, *, archived: bool = False, queryset=None) -> list[PlanNode]:
+    """The nodes of one version, in document order, as that version has them (its layout): for the active
+    version the current tree, for an older one its tree then. Nodes archived since are left out unless
+    `archived`."""
+    layout = layout_of(blueprint)
+    if layout is None:
+        return []
+    qs = PlanNode.objects.all() if queryset is None else queryset
+    if not archived:
+        qs = qs.filter(archived_at__isnull=True)
+    rows = {}
+    for i in range(0, len(layout.ids), 10_000):  # (a statement's parameters are limited)
+        rows.update(qs.in_bulk(layout.ids[i:i + 10_000]))
+    return [place(rows[node_id], blueprint.pk, layout, i) for i, node_id in enumerate(layout.ids) if node_id in rows]
+
+
+def current_nodes(project: Project | int, *, queryset=None) -> list[PlanNode]:
+    """The project's current plan tree (its active version's nodes), in document order."""
+    blueprint = active_blueprint(project)
+    return version_nodes(blueprint, queryset=queryset) if blueprint is not None else []
+
+
+def placed(node: PlanNode) -> PlanNode:
+    """A node as the active version has it (unchanged if it is not in the active version: archived)."""
+    blueprint = active_blueprint(node.project_id)
+    layout = layout_of(blueprint)
+    if layout is not None and node.archived_at is None:
+        try:
+            i = layout.ids.index(node.pk)
+        except ValueError:
+            return node
+        place(node, blueprint.pk, layout, i)
+    return node
+
+
+def tree_index(project: Project | int) -> tuple[Blueprint | None, Layout | None, list[tuple[int, str, int]]]:
+    """The current tree for listings: the active version, its layout and, in document order, (layout index,
+    status, priority) of each node not archived (one query for those two columns)."""
+    blueprint = active_blueprint(project)
+    layout = layout_of(blueprint)
+    if layout is None:
+        return blueprint, None, []
+    stable = {node_id: (status, priority) for node_id, status, priority in PlanNode.objects.filter(
+        project_id=getattr(project, "pk", project), archived_at__isnull=True).values_list("id", "status", "priority")}
+    return blueprint, layout, [(i, *stable[node_id]) for i, node_id in enumerate(layout.ids) if node_id in stable]

@@ -18,6 +18,7 @@ from autopilot.models import Project
 from autopilot.state import transition
 from blueprints.graph import cycle_error, generate_tasks
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
+from blueprints.readiness import mark_dependents_stale, mark_stale, refresh_readiness
 
 EDITABLE_FIELDS = ("title", "body", "priority", "complexity", "plan_node")
 
@@ -140,6 +141,7 @@ def task_delete(*, task: Task, actor=None) -> None:
         raise ApplicationError(f"Task #{locked.pk} is in progress; stop its run or cancel it before deleting it.")
     project_id = locked.project_id
     record_event(kind="task.deleted", subject=locked, actor=actor, data={"title": locked.title, "id": locked.pk})
+    mark_dependents_stale([locked.pk])
     locked.delete()
     _notify(project_id, "task deleted")
 
@@ -233,6 +235,7 @@ def dependency_add(*, task: Task, depends_on: Task, actor=None, source: str = Ta
                 dependency = TaskDependency.objects.create(task_id=task.pk, depends_on_id=depends_on.pk, source=source)
         except IntegrityError as exc:
             raise ApplicationError("This dependency already exists.") from exc
+        mark_stale([task.pk])
         record_event(
             kind="task.dependency_added", subject=task, actor=actor,
             data={"depends_on": depends_on.pk, "source": source},
@@ -267,6 +270,7 @@ def dependency_remove(*, dependency: TaskDependency | None = None, task: Task | 
     deleted, _ = TaskDependency.objects.filter(pk=dependency.pk).delete()
     if not deleted:
         raise NotFound(f"Dependency {dependency.pk} does not exist.")
+    mark_stale([task_id])
     record_event(
         kind="task.dependency_removed", subject=Task(pk=task_id, project_id=project_id), project=project_id,
         actor=actor, data={"depends_on": depends_on_id},
@@ -277,77 +281,20 @@ def dependency_remove(*, dependency: TaskDependency | None = None, task: Task | 
 def generate_for_node(*, node: PlanNode, actor=None):
     if node.archived_at is not None:
         raise ApplicationError(f"Plan node '{node.title}' was removed from the spec (archived); nothing to generate.")
-    return generate_tasks(blueprint=node.blueprint, nodes=[node], actor=actor)
+    # (node.blueprint is the version that last wrote the node; tasks belong to the current tree)
+    blueprint = Blueprint.objects.filter(project_id=node.project_id, status=Blueprint.Status.ACTIVE).first()
+    return generate_tasks(blueprint=blueprint or node.blueprint, nodes=[node], actor=actor)
 
 
 def generate_for_blueprint(*, blueprint: Blueprint, actor=None):
     return generate_tasks(blueprint=blueprint, actor=actor)
 
 
-def refresh_readiness(project_ids, *, now=None) -> dict:
-    """THE readiness rule, set-based, for any number of projects (the manager's tick runs it over all
-    projects at once; `refresh_ready` over one). A constant number of statements however many tasks:
-
-    1. done milestones with an unfinished dependency reopen (repeated while reopening cascades),
-    2. ready work tasks with an unfinished dependency go back to todo,
-    3. todo/ready milestones whose dependencies are all done complete (repeated while they cascade),
-    4. todo work tasks whose dependencies are all done become ready (never removed-from-spec ones).
-
-    Returns counts and, per project, the changed task ids by new state ("reopened", "todo", "done",
-    "ready") for the caller's report or event.
-    """
-    from blueprints.selectors import unfinished_dependency_exists
-
-    project_ids = list(project_ids)
-    now = now or timezone.now()
-    counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "milestones_reopened": 0, "by_project": {}}
-    if not project_ids:
-        return counts
-    by_project: dict[int, dict[str, list[int]]] = counts["by_project"]
-    tasks = Task.objects.filter(project_id__in=project_ids)
-    work, milestones = tasks.filter(kind=Task.Kind.WORK), tasks.filter(kind=Task.Kind.MILESTONE)
-    blocked = unfinished_dependency_exists()
-
-    def apply(queryset, label: str, **values) -> int:
-        # SELECT the ids for the report, then ONE UPDATE with the same condition.
-        rows = list(queryset.values_list("pk", "project_id"))
-        if rows:
-            queryset.update(updated_at=now, **values)
-            for pk, project_id in rows:
-                by_project.setdefault(project_id, {}).setdefault(label, []).append(pk)
-        return len(rows)
-
-    def repeat(queryset, label: str, **values) -> int:
-        total = 0
-        for _ in range(100):  # chains of milestones: each pass can unlock the next
-            changed = apply(queryset, label, **values)
-            total += changed
-            if not changed:
-                break
-        return total
-
-    with transaction.atomic():
-        counts["milestones_reopened"] = repeat(
-            milestones.filter(status=Task.Status.DONE).filter(blocked), "reopened", status=Task.Status.TODO,
-            completed_at=None,
-        )
-        counts["demoted"] = apply(work.filter(status=Task.Status.READY).filter(blocked), "todo", status=Task.Status.TODO)
-        counts["milestones"] = repeat(
-            milestones.filter(status__in=(Task.Status.TODO, Task.Status.READY)).exclude(blocked), "done",
-            status=Task.Status.DONE, completed_at=now,
-        )
-        counts["promoted"] = apply(
-            work.filter(status=Task.Status.TODO, removed_from_spec=False).exclude(blocked), "ready",
-            status=Task.Status.READY,
-        )
-    return counts
-
-
 def refresh_ready(project: Project | int) -> dict[str, int]:
     """Re-derive one project's readiness (see `refresh_readiness`) and record what changed."""
     project_id = getattr(project, "pk", project)
     with transaction.atomic():
-        result = refresh_readiness([project_id])
+        result = refresh_readiness([project_id], full=True)
         counts = {
             "milestones_done": result["milestones"],
             "milestones_reopened": result["milestones_reopened"],

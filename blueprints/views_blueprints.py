@@ -26,6 +26,7 @@ from autopilot.permissions import has_role
 from autopilot.web import project_or_404
 from blueprints.ingestion import ingestion_job_create
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
+from blueprints.selectors import tree_index
 
 DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
 
@@ -43,7 +44,7 @@ class IngestForm(forms.Form):
 @login_required
 def blueprint_versions(request, pk: int):
     project = project_or_404(request, pk)
-    versions = list(Blueprint.objects.filter(project=project).defer("source_text").order_by("-version"))
+    versions = list(Blueprint.objects.filter(project=project).order_by("-version"))
     selected = None
     wanted = request.GET.get("version")
     if wanted and wanted.isdigit():
@@ -77,7 +78,7 @@ def _diff_context(blueprint: Blueprint | None) -> list[tuple[str, list, int]]:
 @login_required
 def blueprint_diff(request, pk: int, version: int):
     project = project_or_404(request, pk)
-    blueprint = Blueprint.objects.filter(project=project, version=version).defer("source_text").first()
+    blueprint = Blueprint.objects.filter(project=project, version=version).first()
     if blueprint is None:
         raise Http404("No such version.")
     return render(request, "blueprints/blueprint_diff.html",
@@ -139,11 +140,9 @@ def blueprint_job(request, pk: int, job_id: int):
 @login_required
 def plan_tree(request, pk: int):
     project = project_or_404(request, pk)
-    active = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).defer(
-        "source_text", "diff").first()
-    rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("order", "id")
-                .values_list("id", "parent_id", "depth", "kind", "origin", "title", "anchor", "status", "change",
-                             "checked", "priority"))
+    active, layout, present = tree_index(project)
+    rows = [(layout.ids[i], layout.parent_id(i), layout.depths[i], layout.kind(i), layout.origin(i), layout.titles[i],
+             layout.anchors[i], status, layout.change(i), layout.checked(i), priority) for i, status, priority in present]
     counts: dict[int, dict[str, int]] = {}
     for node_id, status, n in (Task.objects.filter(project=project, plan_node__isnull=False)
                                .values_list("plan_node_id", "status").annotate(n=Count("id")).order_by()):

@@ -18,7 +18,9 @@ from autopilot.models import Project, Role
 from autopilot.permissions import has_role, visible_projects
 from autopilot.web import project_or_404
 from blueprints import selectors, services
+from blueprints.layout import CHECKLIST
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
+from blueprints.selectors import tree_index
 
 PER_COLUMN = 50
 
@@ -47,16 +49,17 @@ class TaskForm(forms.Form):
 
 
 def _node_choices(project: Project, *, limit: int = 500, max_level: int | None = None):
-    blueprint = (
-        Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
-        or Blueprint.objects.filter(project=project).order_by("-version").first()
-    )
-    if blueprint is None:
-        return []
-    qs = PlanNode.objects.filter(blueprint=blueprint, archived_at__isnull=True, origin=PlanNode.Origin.HEADING)
-    if max_level is not None:
-        qs = qs.filter(depth__lte=max_level)
-    return list(qs.order_by("order").only("id", "title", "level", "depth")[:limit])
+    """Headings of the current tree in document order (id, title, level, depth), for the node pickers."""
+    _, layout, present = tree_index(project)
+    choices = []
+    for i, _status, _priority in present:
+        if layout.flags[i] & CHECKLIST or (max_level is not None and layout.depths[i] > max_level):
+            continue
+        choices.append(PlanNode(pk=layout.ids[i], title=layout.titles[i], level=layout.levels[i],
+                                depth=layout.depths[i]))
+        if len(choices) >= limit:
+            break
+    return choices
 
 
 @login_required

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from autopilot.models import Project, ProjectMembership, Proposal, Role
-from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
+from blueprints.models import Blueprint, BlueprintText, IngestionJob, PlanNode, Task, TaskDependency
 from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
 from tests.gitrepo import make_repo
 
@@ -60,12 +60,22 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 class BlueprintFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Blueprint
+        skip_postgeneration_save = True
 
     project = factory.SubFactory(ProjectFactory)
     title = "Spec"
     version = factory.Sequence(lambda n: n + 1)
-    source_text = "# Phase 1\n\nDo things.\n"
     content_hash = factory.LazyAttribute(lambda b: hashlib.sha256(b.source_text.encode()).hexdigest())
+    text = factory.RelatedFactory(
+        "tests.factories.BlueprintTextFactory", factory_related_name="blueprint", text=factory.SelfAttribute("..source_text"))
+
+    class Params:
+        source_text = "# Phase 1\n\nDo things.\n"
+
+
+class BlueprintTextFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BlueprintText
 
 
 class IngestionJobFactory(factory.django.DjangoModelFactory):

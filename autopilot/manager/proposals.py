@@ -26,7 +26,7 @@ def proposal_accept(*, proposal: Proposal, actor=None):
     """Start the proposed run now (a human's decision: the queue's size limit still applies)."""
     with transaction.atomic():
         _global_lock()
-        project = Project.objects.select_for_update().get(pk=proposal.project_id)
+        project = Project.objects.select_for_update(no_key=True).get(pk=proposal.project_id)
         locked = Proposal.objects.select_for_update().get(pk=proposal.pk)
         if locked.status != Proposal.Status.PENDING:
             raise Conflict(f"Proposal #{locked.pk} is {locked.status}, not pending.")

@@ -9,11 +9,12 @@ Ranking (highest first): task priority (0–5), learned priority (refine_plan), 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
     BooleanField,
     Case,
@@ -268,16 +269,14 @@ def phase_filter(projects: list[Project]) -> Q:
 
 
 def candidate_queryset(
-    projects: list[Project], *, modes: dict[int, str], include_todo: bool = False, every_project: bool = False
+    projects: list[Project], *, modes: dict[int, str], include_todo: bool = False
 ) -> QuerySet[Task]:
     """Runnable tasks of the given projects in their active phase (suggest mode: not already proposed,
     not dismissed since the task last changed). `include_todo`: also to-do tasks whose dependencies
     are done (what the next reconcile makes ready) — for explanations and dry runs."""
     ids = [p.pk for p in projects]
     statuses = [Task.Status.READY, Task.Status.TODO] if include_todo else [Task.Status.READY]
-    qs = Task.objects.filter(status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
-    if not every_project:  # `every_project`: the list is every project there is (a plain scan is cheaper)
-        qs = qs.filter(project_id__in=ids)
+    qs = Task.objects.filter(project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
     qs = qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs()).filter(phase_filter(projects))
     suggesting = [pid for pid in ids if modes.get(pid) == AutonomyMode.SUGGEST]
     if suggesting:
@@ -285,37 +284,71 @@ def candidate_queryset(
     return qs
 
 
+class Candidate(NamedTuple):
+    """What the tick's pre-pass knows of a candidate task (the fields `decide` reads). The tasks it
+    acts on are re-read whole, under the locks."""
+
+    pk: int
+    project_id: int
+    plan_node_id: int | None
+    title: str
+    priority: int
+    learned_priority: float
+    plan_order: int
+    attempts: int
+
+
 def ranked_candidates(
     projects: list[Project], *, modes: dict[int, str], limits: dict[int, int], include_todo: bool = False
-) -> dict[int, list[Task]]:
-    """The best `limits[project]` candidates of every project (ranked by priority, learned priority,
-    plan order, id) in two queries whatever the number of projects and tasks: the runnable tasks'
-    ranking keys as plain tuples (a top-k per project in Python: cheaper on SQLite than a ROW_NUMBER
-    window over the same rows), then the chosen rows."""
+) -> dict[int, list[Candidate]]:
+    """The best `limits[project]` candidates of every project, best first (priority, learned priority,
+    plan order, id), in ONE query whatever the number of projects and tasks: it walks each project's
+    candidates in ranking order (the task_project_ready index) and stops at the limit, so it reads a
+    few rows per project, not every ready task."""
     wanted = [p for p in projects if limits.get(p.pk, 0) > 0]
     if not wanted:
         return {}
-    every = len(wanted) >= Project.objects.count()
-    keys = candidate_queryset(wanted, modes=modes, include_todo=include_todo, every_project=every).order_by().values_list(
-        "pk", "project_id", "priority", "learned_priority", "plan_order"
+    candidates = candidate_queryset(wanted, modes=modes, include_todo=include_todo).order_by().values(*Candidate._fields)
+    grouped: dict[int, list[Candidate]] = {}
+    for row in _top_per_project(candidates, [p.pk for p in wanted], max(limits[p.pk] for p in wanted)):
+        candidate = Candidate(*row)
+        grouped.setdefault(candidate.project_id, []).append(candidate)
+    return {
+        project_id: sorted(rows, key=lambda c: (-c.priority, -c.learned_priority, c.plan_order, c.pk))[: limits[project_id]]
+        for project_id, rows in grouped.items()
+    }
+
+
+def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -> list[tuple]:
+    """The first `depth` rows of `candidates` (a values() queryset with pk, project_id and the ranking
+    columns, in its values() order) per project, unordered, in one statement: a correlated
+    `IN (… ORDER BY … LIMIT depth)` per project row. Portable SQLite/PostgreSQL SQL the ORM cannot
+    express (SQLite refuses LIMIT inside a UNION's parts; a ROW_NUMBER window ranks every candidate
+    first). The candidate rule itself is the ORM's, compiled: one definition for the tick, the dry
+    run and the explanations."""
+    sql, params = candidates.query.sql_with_params()
+    quote = connection.ops.quote_name
+    projects, tasks = quote(Project._meta.db_table), quote(Task._meta.db_table)
+    pk, task_pk = quote(Project._meta.pk.column), quote(Task._meta.pk.column)
+    meta = Task._meta
+    columns = ", ".join(
+        f"t.{quote((meta.pk if name == 'pk' else meta.get_field(name)).column)}" for name in candidates.query.values_select
     )
-    grouped: dict[int, list[tuple]] = {}
-    for pk, project_id, priority, learned, plan_order in keys.iterator(chunk_size=5000):
-        grouped.setdefault(project_id, []).append((-priority, -learned, plan_order, pk))
-    chosen: dict[int, list[int]] = {
-        project_id: [row[3] for row in heapq.nsmallest(limits[project_id], rows)] for project_id, rows in grouped.items()
-    }
-    ids = [pk for pks in chosen.values() for pk in pks]
-    if not ids:
-        return {}
-    rows = {
-        t.pk: t
-        for t in Task.objects.filter(pk__in=ids).only(
-            "pk", "project_id", "plan_node_id", "title", "status", "priority", "learned_priority", "plan_order",
-            "attempts", "updated_at",
-        )
-    }
-    return {project_id: [rows[pk] for pk in pks if pk in rows] for project_id, pks in chosen.items()}
+    marks = ", ".join(["%s"] * len(project_ids))
+    top = (
+        f"SELECT c.pk FROM candidate c WHERE c.project_id = p.{pk} "
+        "ORDER BY c.priority DESC, c.learned_priority DESC, c.plan_order, c.pk LIMIT %s"
+    )
+    if connection.vendor == "postgresql":  # JOIN LATERAL: its planner runs the LIMIT per project
+        join = f"JOIN LATERAL ({top}) top ON true JOIN {tasks} t ON t.{task_pk} = top.pk"
+    else:  # SQLite: no LATERAL; a correlated IN (… LIMIT) per project row
+        join = f"JOIN {tasks} t ON t.{task_pk} IN ({top})"
+    statement = (  # noqa: S608 - identifiers come from the models, every value is a parameter
+        f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, depth, *project_ids])
+        return cursor.fetchall()
 
 
 def candidate_tasks(project: Project, *, mode: str, limit: int | None, only_ids: list[int] | None = None) -> list[Task]:

@@ -29,7 +29,7 @@ from autopilot.events import record_events
 from autopilot.manager import ranking
 from autopilot.models import AutonomyMode, Project, Proposal
 from blueprints.models import Task
-from blueprints.services import refresh_readiness
+from blueprints.readiness import refresh_readiness
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _inline_lock = threading.Lock()
 
 @dataclass
 class Decision:
-    task: Task
+    task: Task | ranking.Candidate  # the pre-pass decides on candidates, `_act` on the re-read tasks
     action: str  # start | propose | skip
     reasons: list[str]
 
@@ -225,7 +225,7 @@ def decide(
     *,
     mode: str,
     capacity: ranking.Capacity,
-    candidates: list[Task],
+    candidates: list[Task] | list[ranking.Candidate],
     failures: dict,
     now,
 ) -> list[Decision]:
@@ -404,7 +404,9 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
     plan_of = {plan.project_id: plan for plan in plans}
     with transaction.atomic():
         _global_lock()
-        projects = list(Project.objects.select_for_update().filter(pk__in=list(plan_of)).order_by("pk"))
+        # FOR NO KEY UPDATE: excludes another tick's `_act` all the same, but not the foreign-key checks
+        # (FOR KEY SHARE) of rows other transactions insert for these projects (events, runs, tasks).
+        projects = list(Project.objects.select_for_update(no_key=True).filter(pk__in=list(plan_of)).order_by("pk"))
         modes = {p.pk: effective_mode(p, mode_override) for p in projects}
         capacity = ranking.capacities(projects, now=now)
         unknown = [p.pk for p in projects if plan_of[p.pk].ready is None]
@@ -676,6 +678,9 @@ def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, acto
             project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "reason": reason}
             changed.append((project, result))
     with transaction.atomic():
+        # The tick lock first, as `_act` takes it: both write Project rows (and events that lock them
+        # FOR KEY SHARE), so without a common first lock two ticks could wait on each other.
+        _global_lock()
         changed_ids = {p.pk for p, _ in changed}
         unchanged = [p.pk for p, _ in items if p.pk not in changed_ids]
         if unchanged:

@@ -23,6 +23,7 @@ from blueprints.ingestion import (
     regenerate_plan,
 )
 from blueprints.models import Blueprint, IngestionJob, PlanNode
+from blueprints.selectors import placed, version_nodes
 
 
 class BlueprintSerializer(serializers.ModelSerializer):
@@ -98,7 +99,7 @@ def ingest_response(result) -> dict:
 def project_blueprints(request, project_id: int):
     if request.method == "GET":
         project = project_for(request.user, project_id)
-        versions = Blueprint.objects.filter(project=project).defer("source_text", "diff").order_by("-version")
+        versions = Blueprint.objects.filter(project=project).defer("diff").order_by("-version")
         return Response(BlueprintSerializer(versions, many=True).data)
     project = project_for(request.user, project_id, Role.OPERATOR)
     data = IngestSerializer(data=request.data)
@@ -142,7 +143,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsAuthenticated, ProjectRolePermission]
 
     def get_queryset(self):
-        return Blueprint.objects.filter(project__in=visible_projects(self.request.user)).defer("source_text")
+        return Blueprint.objects.filter(project__in=visible_projects(self.request.user))
 
     @extend_schema(request=BlueprintUpdateSerializer, responses=BlueprintDetailSerializer)
     def partial_update(self, request, pk=None):
@@ -178,12 +179,11 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
                    parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")])
     @action(detail=True, methods=["get"])
     def nodes(self, request, pk=None):
-        """The plan nodes of this version (the whole current tree for the active version), flat, in order."""
+        """The plan nodes of this version, flat, in document order, with this version's offsets into its text
+        (the whole current tree for the active version; for an older one, its tree then)."""
         blueprint = self.get_object()
-        nodes = PlanNode.objects.filter(blueprint=blueprint)
-        if request.query_params.get("archived") not in ("1", "true", "yes"):
-            nodes = nodes.filter(archived_at__isnull=True)
-        return Response(PlanNodeSerializer(nodes.order_by("order", "id"), many=True).data)
+        archived = request.query_params.get("archived") in ("1", "true", "yes")
+        return Response(PlanNodeSerializer(version_nodes(blueprint, archived=archived), many=True).data)
 
 
 class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -195,6 +195,9 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         return PlanNode.objects.filter(project__in=visible_projects(self.request.user))
 
+    def get_object(self):
+        return placed(super().get_object())  # where the active version has it
+
     @extend_schema(request=PlanNodeUpdateSerializer, responses=PlanNodeSerializer)
     def partial_update(self, request, pk=None):
         node = self.get_object()
@@ -205,7 +208,7 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             raise ApplicationError(
                 f"Cannot edit {', '.join(sorted(extra))} of a plan node; editable: priority, risk, summary, status.")
         node = plan_node_update(node=node, actor=request.user, **data.validated_data)
-        return Response(PlanNodeSerializer(node).data)
+        return Response(PlanNodeSerializer(placed(node)).data)
 
 
 class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -214,7 +217,7 @@ class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return IngestionJob.objects.filter(project__in=visible_projects(self.request.user)).select_related(
-            "blueprint").defer("source_text", "blueprint__source_text")
+            "blueprint").defer("source_text")
 
     @extend_schema(request=None, responses=IngestionJobSerializer)
     @action(detail=True, methods=["post"])

@@ -247,24 +247,23 @@ def test_line_endings_are_normalized():
 
 # --- Incremental re-parse: always the same result as a full parse ---------------------------------
 
-FIELDS = ("index", "parent", "depth", "level", "kind", "origin", "title", "anchor", "start", "end", "content_hash",
-          "body_hash", "checked")
+COLUMNS = ("parents", "starts", "ends", "levels", "depths", "flags", "titles", "anchors", "hashes", "bodies")
 
 
 def _previous(text):
     from blueprints.parsing import PreviousParse
 
-    doc = parse_blueprint(text)
-    rows = [(n.index + 1000, None if n.parent is None else n.parent + 1000, n.start, n.end, n.level, n.depth, n.kind,
-             n.origin, n.title, n.anchor, n.content_hash, n.body_hash or "", n.checked) for n in doc.nodes]
-    return PreviousParse(text, rows)
+    layout = parse_blueprint(text).to_layout()
+    layout.ids = [1000 + i for i in range(len(layout))]
+    return PreviousParse(text, layout)
 
 
 def _same_as_full(new_text, previous):
     incremental = parse_blueprint(new_text, previous=previous)
     full = parse_blueprint(new_text)
-    assert [tuple(getattr(n, f) for f in FIELDS) for n in incremental.nodes] == \
-        [tuple(getattr(n, f) for f in FIELDS) for n in full.nodes]
+    got, expected = incremental.to_layout(), full.to_layout()
+    for column in COLUMNS:
+        assert getattr(got, column) == getattr(expected, column), column
     assert (incremental.headings, incremental.checklist_items) == (full.headings, full.checklist_items)
     return incremental
 

@@ -7,6 +7,7 @@ import pytest
 from autopilot.errors import ApplicationError
 from blueprints.ingestion import ingest_blueprint, regenerate_plan
 from blueprints.models import Blueprint, PlanNode, Task
+from blueprints.selectors import current_nodes, version_nodes
 
 V1 = """# Phase 1
 
@@ -35,7 +36,8 @@ CSV export.
 
 
 def _current(project):
-    return {n.anchor: n for n in PlanNode.objects.filter(project=project, archived_at__isnull=True)}
+    """The current tree as the API and the CLI show it: each node placed by the active version's layout."""
+    return {n.anchor: n for n in current_nodes(project)}
 
 
 def _ids_by_anchor(project):
@@ -160,7 +162,7 @@ def test_regenerate_plan_is_idempotent_and_reactivates_old_versions(project):
     assert [d["anchor"] for d in back.diff["removed"]] == ["phase-3"]
     v1.refresh_from_db()
     assert v1.status == Blueprint.Status.ACTIVE
-    assert set(_current(project)) == {n.anchor for n in PlanNode.objects.filter(blueprint=v1, archived_at__isnull=True)}
+    assert set(_current(project)) == {n.anchor for n in version_nodes(v1)}
 
 
 def _big_spec(rfcs: int = 30) -> str:
@@ -176,8 +178,9 @@ def _assert_tree_is_the_full_parse_of(project, text, blueprint):
     from blueprints.parsing import parse_blueprint
 
     expected = parse_blueprint(text).nodes
-    rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True).order_by("order")
-                .values_list("anchor", "start", "end", "order", "parent__anchor", "blueprint_id", "depth"))
+    nodes = current_nodes(project)
+    anchors = {n.pk: n.anchor for n in nodes}
+    rows = [(n.anchor, n.start, n.end, n.order, anchors.get(n.parent_id), n.blueprint_id, n.depth) for n in nodes]
     assert rows == [(n.anchor, n.start, n.end, n.index, expected[n.parent].anchor if n.parent is not None else None,
                      blueprint.pk, n.depth) for n in expected]
 

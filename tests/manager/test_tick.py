@@ -8,6 +8,7 @@ from autopilot.manager import proposals
 from autopilot.manager.tick import tick_all, tick_project
 from autopilot.models import Event, Project, Proposal
 from blueprints.models import Task
+from blueprints.services import task_transition
 from runs.models import ExecutionRun
 from tests.factories import (
     BlueprintFactory,
@@ -71,8 +72,8 @@ def test_only_tasks_whose_dependencies_are_all_done_become_ready_and_start(proje
     waiting.refresh_from_db()
     assert waiting.status == Task.Status.TODO
     assert started_tasks(project) == []
-    # When its last dependency is done and the manager ticks again
-    Task.objects.filter(pk=pending.pk).update(status=Task.Status.DONE)
+    # When its last dependency is reviewed and done and the manager ticks again
+    task_transition(task=pending, to=Task.Status.DONE)
     report = tick_project(project, reason="test")
     # Then it became ready and started
     waiting.refresh_from_db()

@@ -206,10 +206,12 @@ class Command(AutopilotCommand):
         blueprint = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
         if blueprint is None:
             raise ApplicationError(f"Project '{project.name}' has no active blueprint, so no phase to focus on.")
-        nodes = PlanNode.objects.filter(project=project, blueprint=blueprint, archived_at__isnull=True)
-        node = nodes.filter(anchor=anchor).first()
+        node = PlanNode.objects.filter(project=project, anchor=anchor, archived_at__isnull=True).first()
         if node is None:
-            top = list(nodes.filter(parent__isnull=True).order_by("order").values_list("anchor", flat=True)[:10])
+            from blueprints.selectors import layout_of
+
+            layout = layout_of(blueprint)
+            top = [a for a, p in zip(layout.anchors, layout.parents, strict=True) if p < 0][:10] if layout else []
             raise ApplicationError(
                 f"No plan node with anchor '{anchor}' in blueprint v{blueprint.version} of '{project.name}'. "
                 f"Top-level anchors: {', '.join(top) or 'none'}."

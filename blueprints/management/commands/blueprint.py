@@ -94,7 +94,7 @@ class Command(AutopilotCommand):
         return path.read_bytes()
 
     def do_diff(self, project, actor, options):
-        versions = Blueprint.objects.filter(project=project).defer("source_text")
+        versions = Blueprint.objects.filter(project=project)
         if options.get("version"):
             bp = versions.filter(version=options["version"]).first()
             if bp is None:
@@ -107,7 +107,7 @@ class Command(AutopilotCommand):
         self.emit(data, diff_text(bp.diff, bp.counts))
 
     def do_list(self, project, actor, options):
-        rows = list(Blueprint.objects.filter(project=project).defer("source_text", "diff").order_by("-version"))
+        rows = list(Blueprint.objects.filter(project=project).defer("diff").order_by("-version"))
         data = [{"id": b.pk, "version": b.version, "title": b.title, "status": b.status, "format": b.format,
                  "size_bytes": b.size_bytes, "counts": b.counts, "created_at": b.created_at} for b in rows]
         text = "\n".join(

@@ -6,7 +6,7 @@ from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from autopilot.services import project_get
-from blueprints.models import PlanNode
+from blueprints.selectors import tree_index
 
 FIELDS = ("id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "start", "end", "status",
           "change", "checked", "priority", "blueprint_id")
@@ -25,8 +25,7 @@ class Command(AutopilotCommand):
         project = project_get(options["project"])
         if actor is not None:
             require_role(actor, project, Role.VIEWER)
-        rows = list(PlanNode.objects.filter(project=project, archived_at__isnull=True)
-                    .order_by("order", "id").values_list(*FIELDS))
+        rows = self._rows(project)
         if self.as_json:
             nodes = [dict(zip(FIELDS, row, strict=True)) for row in rows]
             for node in nodes:
@@ -44,3 +43,10 @@ class Command(AutopilotCommand):
             lines.append(f"{'  ' * (node['depth'] - 1)}{box}{node['title'] or '(untitled)'}  "
                          f"<{node['kind']} #{node['id']}>")
         self.stdout.write("\n".join(lines))
+
+    @staticmethod
+    def _rows(project) -> list[tuple]:
+        blueprint, layout, present = tree_index(project)
+        return [(layout.ids[i], layout.parent_id(i), layout.kind(i), layout.origin(i), layout.levels[i],
+                 layout.depths[i], layout.titles[i], layout.anchors[i], layout.starts[i], layout.ends[i], status,
+                 layout.change(i), layout.checked(i), priority, blueprint.pk) for i, status, priority in present]

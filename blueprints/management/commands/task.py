@@ -99,7 +99,7 @@ class Command(AutopilotCommand):
         p.add_argument("--node", help="only this plan node's subtree (id, anchor or title)")
         p.add_argument("--blueprint", type=int, help="a blueprint version id instead of the active one")
 
-        add("refresh", "promote todo tasks whose dependencies are all done to ready")
+        add("refresh", "re-derive the readiness of every task (the tick re-derives only the stale ones)")
 
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
