@@ -135,9 +135,12 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
         last_version = versions.aggregate(v=Max("version"))["v"] or 0
         mark = time.perf_counter()
         active_id = previous.pk if previous is not None and previous.status == Blueprint.Status.ACTIVE else None
-        if (current.blueprint_id if current is not None else None) != active_id:
-            # Another ingestion committed meanwhile: match against the tree as it is now (the parse stays
-            # valid; only which previous node each node was taken from no longer applies).
+        if (current.blueprint_id if current is not None else None) != active_id or (
+            current is not None and current.archived != archived_by_hand(project.pk)
+        ):
+            # Another ingestion (or an archiving by hand) committed meanwhile: match against the tree as
+            # it is now (the parse stays valid; only which previous node each node was taken from no
+            # longer applies).
             current = current_tree(project.pk)
             doc.sources = doc.copied = None
         plan = plan_tree(doc=doc, current=current)
@@ -274,9 +277,14 @@ def current_tree(project_id: int) -> CurrentTree | None:
         if row is None:
             return None
         stored = read_text(active[0])
-        archived = frozenset(PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
-                             .exclude(change=PlanNode.Change.REMOVED).values_list("id", flat=True))
+        archived = archived_by_hand(project_id)
     return CurrentTree(active[0], active[1], stored, Layout.decode(row[0]), row[1], row[2], archived)
+
+
+def archived_by_hand(project_id: int) -> frozenset[int]:
+    """Nodes archived by hand (not by an ingestion): left out of the current tree."""
+    return frozenset(PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
+                     .exclude(change=PlanNode.Change.REMOVED).values_list("id", flat=True))
 
 
 # --- The tree -------------------------------------------------------------------------------------

@@ -255,6 +255,24 @@ def test_a_node_archived_by_hand_leaves_the_tree_and_its_section_comes_back_as_n
     assert PlanNode.objects.get(pk=export.pk).archived_at is not None
 
 
+def test_a_node_archived_while_an_ingestion_parses_is_left_out_as_if_archived_before(project):
+    # given a version, and an ingestion whose tree was read before a node got archived by hand
+    ingest_blueprint(project=project, text=V1)
+    export = PlanNode.objects.get(project=project, anchor="phase-2/export")
+
+    def progress(fraction, stage):
+        if stage == "matching":  # after the parse, before the ingestion takes the project's lock
+            plan_node_update(node=export, status=PlanNode.Status.ARCHIVED)
+
+    # when that ingestion goes on
+    result = ingest_blueprint(project=project, text=V1.replace("SQLite first.", "SQLite first, then PostgreSQL."),
+                              progress=progress)
+    # then it matched against the tree as it is now: the archived node stays archived, its section is new
+    assert result.counts["added"] == 1
+    assert PlanNode.objects.get(pk=export.pk).archived_at is not None
+    assert PlanNode.objects.filter(project=project, anchor="phase-2/export", archived_at__isnull=True).exists()
+
+
 def test_layout_encoding_round_trips():
     # given a parsed document with headings, checklist items, unicode titles and empty bodies
     layout = parse_blueprint("# Überblick\n\n- [ ] ein Punkt\n- [x] zwei\n\n## Leer\n\n### Tief\n\ntext\n").to_layout()
