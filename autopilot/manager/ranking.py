@@ -321,11 +321,11 @@ def ranked_candidates(
 
 def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -> list[tuple]:
     """The first `depth` rows of `candidates` (a values() queryset with pk, project_id and the ranking
-    columns, in its values() order) per project, unordered, in one statement: a correlated
-    `IN (… ORDER BY … LIMIT depth)` per project row. Portable SQLite/PostgreSQL SQL the ORM cannot
-    express (SQLite refuses LIMIT inside a UNION's parts; a ROW_NUMBER window ranks every candidate
-    first). The candidate rule itself is the ORM's, compiled: one definition for the tick, the dry
-    run and the explanations."""
+    columns, in its values() order) per project, unordered, in one statement: per project row an
+    `ORDER BY … LIMIT depth` over its candidates (SQLite: a correlated `IN (…)`; PostgreSQL, whose
+    planner would run that once per task: `JOIN LATERAL`). SQL the ORM cannot express (SQLite refuses
+    LIMIT inside a UNION's parts; a ROW_NUMBER window ranks every candidate first). The candidate rule
+    itself is the ORM's, compiled: one definition for the tick, the dry run and the explanations."""
     sql, params = candidates.query.sql_with_params()
     quote = connection.ops.quote_name
     projects, tasks = quote(Project._meta.db_table), quote(Task._meta.db_table)
@@ -339,9 +339,9 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
         f"SELECT c.pk FROM candidate c WHERE c.project_id = p.{pk} "
         "ORDER BY c.priority DESC, c.learned_priority DESC, c.plan_order, c.pk LIMIT %s"
     )
-    if connection.vendor == "postgresql":  # JOIN LATERAL: its planner runs the LIMIT per project
+    if connection.vendor == "postgresql":
         join = f"JOIN LATERAL ({top}) top ON true JOIN {tasks} t ON t.{task_pk} = top.pk"
-    else:  # SQLite: no LATERAL; a correlated IN (… LIMIT) per project row
+    else:
         join = f"JOIN {tasks} t ON t.{task_pk} IN ({top})"
     statement = (  # noqa: S608 - identifiers come from the models, every value is a parameter
         f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"
