@@ -9,6 +9,8 @@ SCHEDULES = {
     # name: (function path, minutes)
     "autopilot-tick": ("autopilot.tasks.scheduled_tick", 1),
     "runs-cleanup-worktrees": ("runs.tasks.cleanup_worktrees", 60),
+    # The tick re-derives only stale tasks; this re-derives all (repairs writes behind the services).
+    "blueprints-readiness-sweep": ("blueprints.tasks.readiness_sweep", 60),
 }
 
 

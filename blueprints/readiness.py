@@ -11,6 +11,8 @@ whatever can change its readiness, and the tick re-derives only the stale ones:
   generator); a deleted task makes its dependents stale first (`mark_dependents_stale`);
 - a milestone the rule itself completes or reopens pulls its dependents into the same pass.
 
+An hourly sweep (`refresh_ready_everywhere`) re-derives every task, for writes behind the services.
+
 Concurrency: the pass first *claims* the stale tasks and clears only what it claimed. On SQLite
 writers are serialized, so nothing interleaves and the stale mark is the claim. On PostgreSQL the
 claim moves stale -> the pass's own negative token, skipping rows a writer holds (that writer's

@@ -290,17 +290,31 @@ def generate_for_blueprint(*, blueprint: Blueprint, actor=None):
     return generate_tasks(blueprint=blueprint, actor=actor)
 
 
+# What refresh_readiness reports per project (by new state) -> the names these services report.
+READINESS_COUNTS = {"done": "milestones_done", "reopened": "milestones_reopened", "ready": "ready", "todo": "unready"}
+
+
 def refresh_ready(project: Project | int) -> dict[str, int]:
-    """Re-derive one project's readiness (see `refresh_readiness`) and record what changed."""
+    """Re-derive the readiness of every task of one project (`autopilot task refresh`): the tick only
+    re-derives stale tasks, this also repairs data changed behind the services' back."""
     project_id = getattr(project, "pk", project)
+    return _refresh_everything([project_id]).get(project_id, dict.fromkeys(READINESS_COUNTS.values(), 0))
+
+
+def refresh_ready_everywhere() -> dict[int, dict[str, int]]:
+    """The hourly safety net behind the incremental rule: re-derive every task of every project.
+    Returns the counts of the projects where something changed."""
+    return _refresh_everything(list(Project.objects.values_list("pk", flat=True)))
+
+
+def _refresh_everything(project_ids: list[int]) -> dict[int, dict[str, int]]:
+    """A full readiness pass; each project where something changed gets an event and a tick."""
+    changed: dict[int, dict[str, int]] = {}
     with transaction.atomic():
-        result = refresh_readiness([project_id], full=True)
-        counts = {
-            "milestones_done": result["milestones"],
-            "milestones_reopened": result["milestones_reopened"],
-            "ready": result["promoted"],
-            "unready": result["demoted"],
-        }
-        if any(counts.values()):
+        result = refresh_readiness(project_ids, full=True)
+        for project_id, changes in result["by_project"].items():
+            counts = {name: len(changes.get(label, ())) for label, name in READINESS_COUNTS.items()}
             record_event(kind="tasks.readiness", project=project_id, data=counts)
-    return counts
+            _notify(project_id, "readiness refreshed")
+            changed[project_id] = counts
+    return changed

@@ -8,3 +8,9 @@ def run_ingestion_job(job_id: int) -> dict:
 
     job = ingestion_job_run(job_id=job_id)
     return {"job": job.pk, "status": job.status, "blueprint": job.blueprint_id, "error": job.error}
+
+
+def readiness_sweep() -> dict:
+    from blueprints.services import refresh_ready_everywhere
+
+    return {"changed": refresh_ready_everywhere()}

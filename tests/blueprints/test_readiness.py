@@ -152,6 +152,35 @@ def test_a_full_pass_repairs_a_change_written_behind_the_services_back(project):
 
 
 @pytest.mark.django_db
+def test_the_hourly_sweep_repairs_every_project_and_records_what_changed(project):
+    from django_q.models import Schedule
+
+    from autopilot.models import Event
+    from autopilot.schedules import ensure_schedules
+    from blueprints.tasks import readiness_sweep
+
+    # Given two projects, each with a task whose blocker was marked done behind the services' back
+    other = ProjectFactory()
+    waiting = []
+    for p in (project, other):
+        blocker, dependent = task(p), task(p)
+        depend(dependent, blocker)
+        settle(p)
+        Task.objects.filter(pk=blocker.pk).update(status=Task.Status.DONE)
+        waiting.append(dependent)
+    # When the scheduled sweep runs (it is registered hourly)
+    ensure_schedules()
+    schedule = Schedule.objects.get(name="blueprints-readiness-sweep")
+    assert schedule.func == "blueprints.tasks.readiness_sweep" and schedule.minutes == 60
+    result = readiness_sweep()
+    # Then both dependents are ready, and each project has an event saying so
+    assert [status(t) for t in waiting] == [Task.Status.READY] * 2
+    assert result["changed"] == {p.pk: {"milestones_done": 0, "milestones_reopened": 0, "ready": 1, "unready": 0}
+                                 for p in (project, other)}
+    assert Event.objects.filter(kind="tasks.readiness", project_id__in=[project.pk, other.pk]).count() == 2
+
+
+@pytest.mark.django_db
 def test_a_pass_only_touches_the_projects_it_is_given(project):
     # Given a stale task in another project
     other = ProjectFactory()
