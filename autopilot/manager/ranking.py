@@ -351,15 +351,6 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
         return cursor.fetchall()
 
 
-def candidate_tasks(project: Project, *, mode: str, limit: int | None, only_ids: list[int] | None = None) -> list[Task]:
-    """Candidates of one project, best first (re-checked under the tick's locks)."""
-    qs = candidate_queryset([project], modes={project.pk: mode})
-    if only_ids is not None:
-        qs = qs.filter(pk__in=only_ids)
-    qs = qs.select_related("plan_node").order_by(*RANKING)
-    return list(qs[:limit] if limit is not None else qs)
-
-
 def explained_tasks(project: Project, *, limit: int = 1000) -> QuerySet[Task]:
     """Every ready (or about to be ready) task of a project with what decides whether it starts."""
     open_runs = ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=OPEN_RUN_STATUSES).order_by("-pk")
