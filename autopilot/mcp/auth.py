@@ -54,13 +54,18 @@ def run_token_ttl() -> int:
 def mint_run_token(run: ExecutionRun, *, ttl: int | None = None) -> str:
     """A short-lived token for the agent of `run` (expires after the run's wall-time limit plus a margin)."""
     seconds = ttl if ttl is not None else min(run_token_ttl(), int(run.max_wall_seconds or 3600) + 600)
-    payload = {"run": run.pk, "project": run.project_id, "task": run.task_id, "exp": int(time.time()) + seconds}
+    payload = {
+        "run": run.pk,
+        "project": run.project_id,
+        "task": run.task_id,
+        "exp": int(time.time()) + seconds,
+    }
     return RUN_TOKEN_PREFIX + signing.dumps(payload, salt=RUN_TOKEN_SALT, compress=True)
 
 
 def _run_principal(token: str) -> Principal:
     try:
-        payload = signing.loads(token[len(RUN_TOKEN_PREFIX):], salt=RUN_TOKEN_SALT)
+        payload = signing.loads(token[len(RUN_TOKEN_PREFIX) :], salt=RUN_TOKEN_SALT)
     except signing.BadSignature:
         raise AuthError("Invalid run token.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("run"), int):

@@ -35,7 +35,9 @@ class MCPHttpApp:
     def __init__(self) -> None:
         self.server = build_server(principal_from_headers)
         self.app = self.server.streamable_http_app(
-            streamable_http_path=PATH, stateless_http=True, json_response=True,
+            streamable_http_path=PATH,
+            stateless_http=True,
+            json_response=True,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         self._lock: asyncio.Lock | None = None
@@ -71,10 +73,17 @@ class MCPHttpApp:
             await sync_to_async(_check_token)(headers.get("authorization", ""))
         except AuthError as exc:
             body = json.dumps({"error": exc.message}).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="autopilot"'),
-                (b"content-length", str(len(body)).encode()),
-            ]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="autopilot"'),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self._start()

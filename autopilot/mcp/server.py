@@ -108,11 +108,21 @@ def build_server(authenticate: Authenticate) -> MCPServer:
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> str:
-        return call(ctx, tools.task_list, project=project, status=status, plan_node=plan_node, search=search,
-                    limit=limit, offset=offset)
+        return call(
+            ctx,
+            tools.task_list,
+            project=project,
+            status=status,
+            plan_node=plan_node,
+            search=search,
+            limit=limit,
+            offset=offset,
+        )
 
-    @tool("Create a task. With follow_up_of (default for an agent: its own task) it joins that task's "
-          "plan node and depends on it.")
+    @tool(
+        "Create a task. With follow_up_of (default for an agent: its own task) it joins that task's "
+        "plan node and depends on it."
+    )
     def task_create(
         ctx: Context,
         title: Annotated[str, Field(min_length=1, max_length=500)],
@@ -123,8 +133,17 @@ def build_server(authenticate: Authenticate) -> MCPServer:
         plan_node: Annotated[int | None, Field(description="Plan node id.")] = None,
         follow_up_of: Annotated[int | None, Field(description="Task id this is follow-up work of.")] = None,
     ) -> str:
-        return call(ctx, tools.task_create, title=title, body=body, project=project, priority=priority,
-                    complexity=complexity, plan_node=plan_node, follow_up_of=follow_up_of)
+        return call(
+            ctx,
+            tools.task_create,
+            title=title,
+            body=body,
+            project=project,
+            priority=priority,
+            complexity=complexity,
+            plan_node=plan_node,
+            follow_up_of=follow_up_of,
+        )
 
     @tool("Edit a task's fields and/or move its status (allowed transitions only).")
     def task_update(
@@ -137,12 +156,24 @@ def build_server(authenticate: Authenticate) -> MCPServer:
         status: TaskStatus | None = None,
         reason: str = "",
     ) -> str:
-        return call(ctx, tools.task_update, task=task, title=title, body=body, priority=priority,
-                    complexity=complexity, status=status, reason=reason)
+        return call(
+            ctx,
+            tools.task_update,
+            task=task,
+            title=title,
+            body=body,
+            priority=priority,
+            complexity=complexity,
+            status=status,
+            reason=reason,
+        )
 
     @tool("Mark a task done (or ready for review) with a summary of the result.")
     def task_complete(
-        ctx: Context, task: TaskArg = None, summary: str = "", status: Literal["done", "review"] = "done",
+        ctx: Context,
+        task: TaskArg = None,
+        summary: str = "",
+        status: Literal["done", "review"] = "done",
     ) -> str:
         return call(ctx, tools.task_complete, task=task, summary=summary, status=status)
 
@@ -157,8 +188,17 @@ def build_server(authenticate: Authenticate) -> MCPServer:
         role: Literal["code", "test", "docs"] = "code",
         budget_usd: Annotated[float | None, Field(ge=0)] = None,
     ) -> str:
-        return call(ctx, tools.run_start, project=project, prompt=prompt, task=task, agent=agent, model=model,
-                    role=role, budget_usd=budget_usd)
+        return call(
+            ctx,
+            tools.run_start,
+            project=project,
+            prompt=prompt,
+            task=task,
+            agent=agent,
+            model=model,
+            role=role,
+            budget_usd=budget_usd,
+        )
 
     @tool("A run's status, cost, tokens, result and queue position.")
     def run_status(ctx: Context, run: RunArg = None) -> str:
@@ -169,11 +209,15 @@ def build_server(authenticate: Authenticate) -> MCPServer:
         return call(ctx, tools.run_logs, run=run, after=after, limit=limit)
 
     @tool("Send a message to a run's agent without stopping it.")
-    def run_message(ctx: Context, run: Annotated[int, Field(ge=1)], body: Annotated[str, Field(min_length=1)]) -> str:
+    def run_message(
+        ctx: Context, run: Annotated[int, Field(ge=1)], body: Annotated[str, Field(min_length=1)]
+    ) -> str:
         return call(ctx, tools.run_message, run=run, body=body)
 
     @tool("Stop a run (force: kill the agent after a grace period).")
-    def run_stop(ctx: Context, run: Annotated[int, Field(ge=1)], reason: str = "", force: bool = False) -> str:
+    def run_stop(
+        ctx: Context, run: Annotated[int, Field(ge=1)], reason: str = "", force: bool = False
+    ) -> str:
         return call(ctx, tools.run_stop, run=run, reason=reason, force=force)
 
     @tool("The run queue with positions and capacity.")

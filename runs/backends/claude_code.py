@@ -153,7 +153,8 @@ def autopilot_mcp_servers(ctx: RunContext) -> dict[str, Any]:
     run = getattr(ctx, "run", None)
     if provider is None or run is None or getattr(run, "pk", None) is None:
         return {}
-    return {agent_mcp.SERVER_NAME: {"type": "sdk", "name": agent_mcp.SERVER_NAME, "instance": provider.sdk_server(run)}}
+    name = agent_mcp.SERVER_NAME
+    return {name: {"type": "sdk", "name": name, "instance": provider.sdk_server(run)}}
 
 
 @dataclass

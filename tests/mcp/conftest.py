@@ -52,8 +52,12 @@ class World:
 def world(transactional_db) -> World:
     project = ProjectFactory(name="Calc", slug="calc")
     other = ProjectFactory(name="Secret", slug="secret")
-    users = {"owner": UserFactory(username="olive"), "operator": UserFactory(username="oscar"),
-             "viewer": UserFactory(username="vera"), "outsider": UserFactory(username="otto")}
+    users = {
+        "owner": UserFactory(username="olive"),
+        "operator": UserFactory(username="oscar"),
+        "viewer": UserFactory(username="vera"),
+        "outsider": UserFactory(username="otto"),
+    }
     for role in ("owner", "operator", "viewer"):
         MembershipFactory(project=project, user=users[role], role=role)
     MembershipFactory(project=other, user=users["outsider"], role="owner")

@@ -11,7 +11,13 @@ from django.core import signing
 
 from autopilot.errors import ApplicationError, NotFound, PermissionDenied
 from autopilot.mcp import tools
-from autopilot.mcp.auth import RUN_TOKEN_PREFIX, RUN_TOKEN_SALT, AuthError, mint_run_token, principal_from_token
+from autopilot.mcp.auth import (
+    RUN_TOKEN_PREFIX,
+    RUN_TOKEN_SALT,
+    AuthError,
+    mint_run_token,
+    principal_from_token,
+)
 from blueprints.models import Task, TaskDependency
 from runs import services
 from runs.backends.claude_code import ClaudeCodeBackend
@@ -23,8 +29,13 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def running_run(world, task_title="Write the tokenizer"):
-    return ExecutionRun.objects.create(project=world.project, task=world.tasks[task_title], agent_backend="scripted",
-                                       prompt="work", status=ExecutionRun.Status.RUNNING)
+    return ExecutionRun.objects.create(
+        project=world.project,
+        task=world.tasks[task_title],
+        agent_backend="scripted",
+        prompt="work",
+        status=ExecutionRun.Status.RUNNING,
+    )
 
 
 def test_a_run_token_is_scoped_to_its_run_project_and_task(world):
@@ -43,8 +54,11 @@ def test_a_run_token_is_scoped_to_its_run_project_and_task(world):
     # Only its own task changes; no runs started, stopped or messaged; nothing of another project
     with pytest.raises(PermissionDenied, match="only its own task"):
         tools.task_update(principal, task=other.pk, priority=5)
-    for call in (lambda: tools.run_start(principal, prompt="more"), lambda: tools.run_stop(principal, run=run.pk),
-                 lambda: tools.run_message(principal, run=run.pk, body="hi")):
+    for call in (
+        lambda: tools.run_start(principal, prompt="more"),
+        lambda: tools.run_stop(principal, run=run.pk),
+        lambda: tools.run_message(principal, run=run.pk, body="hi"),
+    ):
         with pytest.raises(PermissionDenied, match="run token cannot"):
             call()
     with pytest.raises(NotFound):
@@ -62,12 +76,16 @@ def test_a_run_token_is_refused_once_the_run_ends_or_expires_or_is_forged(world)
     expired = mint_run_token(run, ttl=-1)
     with pytest.raises(AuthError, match="expired"):
         principal_from_token(expired)
-    forged = RUN_TOKEN_PREFIX + signing.dumps({"run": run.pk, "project": run.project_id, "exp": time.time() + 99},
-                                              salt="another-salt")
+    forged = RUN_TOKEN_PREFIX + signing.dumps(
+        {"run": run.pk, "project": run.project_id, "exp": time.time() + 99}, salt="another-salt"
+    )
     with pytest.raises(AuthError, match="Invalid run token"):
         principal_from_token(forged)
     other_project = RUN_TOKEN_PREFIX + signing.dumps(
-        {"run": run.pk, "project": world.other.pk, "exp": int(time.time()) + 99}, salt=RUN_TOKEN_SALT, compress=True)
+        {"run": run.pk, "project": world.other.pk, "exp": int(time.time()) + 99},
+        salt=RUN_TOKEN_SALT,
+        compress=True,
+    )
     with pytest.raises(AuthError, match="Invalid run token"):
         principal_from_token(other_project)
 
@@ -87,20 +105,34 @@ def fake_llm():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ClaudeCodeBackend.available()[0], reason="Claude Code CLI (claude-agent-sdk) not installed")
+@pytest.mark.skipif(
+    not ClaudeCodeBackend.available()[0], reason="Claude Code CLI (claude-agent-sdk) not installed"
+)
 def test_claude_code_agent_reads_its_task_and_files_a_follow_up_through_mcp(world, settings, fake_llm):
     # Given the fake Anthropic server scripted to call Autopilot's MCP tools, then answer
     settings.ANTHROPIC_BASE_URL = fake_llm.url
     settings.ANTHROPIC_API_KEY = "sk-test-fake-key"
     settings.AUTOPILOT_CLAUDE_CODE_ENV = {"CLAUDE_CODE_MAX_RETRIES": "1"}
-    fake_llm.script([
-        tool("mcp__autopilot__task_get", {}, say="Reading my task."),
-        tool("mcp__autopilot__task_create", {"title": "Tokenizer: handle unicode", "body": "Seen while working."}),
-        text("Filed a follow-up."),
-    ])
+    fake_llm.script(
+        [
+            tool("mcp__autopilot__task_get", {}, say="Reading my task."),
+            tool(
+                "mcp__autopilot__task_create",
+                {"title": "Tokenizer: handle unicode", "body": "Seen while working."},
+            ),
+            text("Filed a follow-up."),
+        ]
+    )
     task = world.tasks["Write the tokenizer"]
-    run = services.run_create(project=world.project, task=task, prompt="", agent_backend="claude_code",
-                              model="claude-sonnet-4-5", enqueue=False, max_wall_seconds=90)
+    run = services.run_create(
+        project=world.project,
+        task=task,
+        prompt="",
+        agent_backend="claude_code",
+        model="claude-sonnet-4-5",
+        enqueue=False,
+        max_wall_seconds=90,
+    )
 
     # When the worker executes the run with the real Claude Code CLI
     status = execute_run(run.pk)

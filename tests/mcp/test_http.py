@@ -29,8 +29,13 @@ def web(subprocess_env, tmp_path):
     port = pick_free_port()
     env = {**subprocess_env, "AUTOPILOT_DATA_DIR": str(tmp_path / "data")}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "autopilot.cli", "serve", "--no-cluster", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autopilot.cli", "serve", "--no-cluster", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up():
@@ -64,9 +69,16 @@ def over_http(url: str, token: str, session):
 
 
 def post_json(url: str, payload: dict, headers: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Accept": "application/json, text/event-stream", **headers})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **headers,
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -80,7 +92,9 @@ def test_http_lists_and_calls_tools_with_the_callers_rights(world, web):
     async def operator(client):
         tools = (await client.list_tools()).tools
         got = answer(await client.call_tool("task_get", {"task": tokenizer.pk}))
-        created = answer(await client.call_tool("task_create", {"project": "calc", "title": "From an editor"}))
+        created = answer(
+            await client.call_tool("task_create", {"project": "calc", "title": "From an editor"})
+        )
         return {t.name for t in tools}, got, created
 
     async def viewer(client):
@@ -99,8 +113,11 @@ def test_http_lists_and_calls_tools_with_the_callers_rights(world, web):
 
 def test_http_refuses_a_request_without_a_valid_token(world, web):
     hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-    for headers, expected in (({}, "No API token"), ({"Authorization": "Bearer " + "f" * 40}, "Invalid API token."),
-                              ({"Authorization": "Basic dXNlcjpwdw=="}, "No API token")):
+    for headers, expected in (
+        ({}, "No API token"),
+        ({"Authorization": "Bearer " + "f" * 40}, "Invalid API token."),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, "No API token"),
+    ):
         status, body = post_json(web + "/mcp", hello, headers)
         assert status == 401, body
         assert expected in body["error"]

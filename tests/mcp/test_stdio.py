@@ -16,8 +16,20 @@ from tests.mcp.conftest import AUTOPILOT_MCP, answer, error_text, over_stdio
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-TOOLS = {"task_next", "task_get", "task_list", "task_create", "task_update", "task_complete", "run_start",
-         "run_status", "run_logs", "run_message", "run_stop", "queue_status"}
+TOOLS = {
+    "task_next",
+    "task_get",
+    "task_list",
+    "task_create",
+    "task_update",
+    "task_complete",
+    "run_start",
+    "run_status",
+    "run_logs",
+    "run_message",
+    "run_stop",
+    "queue_status",
+}
 # Budget for the whole tools/list answer (names, descriptions, input schemas) as JSON. Clients send it
 # with every model request: 12 tools at ~450 characters each (one-line descriptions, typed and bounded
 # arguments) is ~1,400 tokens. Measured at 4,926 when written.
@@ -40,8 +52,9 @@ def test_tool_list_is_complete_and_small(world, subprocess_env):
 def test_operator_uses_every_tool(world, subprocess_env):
     # Given a project with a spec and its tasks; an operator's token
     tokenizer = world.tasks["Write the tokenizer"]
-    step_run = ExecutionRun.objects.create(project=world.project, agent_backend="scripted", prompt="earlier run",
-                                           status="succeeded")
+    step_run = ExecutionRun.objects.create(
+        project=world.project, agent_backend="scripted", prompt="earlier run", status="succeeded"
+    )
     for seq in (1, 2, 3):
         ExecutionStepFactory(run=step_run, seq=seq, output=f"output {seq}", status="completed")
 
@@ -50,25 +63,48 @@ def test_operator_uses_every_tool(world, subprocess_env):
         out["next"] = answer(await client.call_tool("task_next", {"project": "calc"}))
         out["get"] = answer(await client.call_tool("task_get", {"task": tokenizer.pk}))
         out["page1"] = answer(await client.call_tool("task_list", {"project": "Calc", "limit": 1}))
-        out["page2"] = answer(await client.call_tool("task_list", {"project": str(world.project.pk), "limit": 1,
-                                                                  "offset": 1}))
-        out["ready"] = answer(await client.call_tool("task_list", {"project": "calc", "status": ["ready", "todo"],
-                                                                  "search": "quoted"}))
-        out["created"] = answer(await client.call_tool("task_create", {
-            "title": "Document the tokenizer", "body": "Write docs.", "follow_up_of": tokenizer.pk}))
-        out["plain"] = answer(await client.call_tool("task_create", {"project": "calc", "title": "Set up CI",
-                                                                    "priority": 4}))
-        out["updated"] = answer(await client.call_tool("task_update", {
-            "task": out["plain"]["id"], "priority": 1, "status": "in_progress", "reason": "starting"}))
-        out["completed"] = answer(await client.call_tool("task_complete", {
-            "task": out["plain"]["id"], "summary": "CI runs on every push.", "status": "review"}))
-        out["run"] = answer(await client.call_tool("run_start", {"project": "calc", "task": tokenizer.pk,
-                                                                "agent": "scripted"}))
+        out["page2"] = answer(
+            await client.call_tool("task_list", {"project": str(world.project.pk), "limit": 1, "offset": 1})
+        )
+        out["ready"] = answer(
+            await client.call_tool(
+                "task_list", {"project": "calc", "status": ["ready", "todo"], "search": "quoted"}
+            )
+        )
+        out["created"] = answer(
+            await client.call_tool(
+                "task_create",
+                {"title": "Document the tokenizer", "body": "Write docs.", "follow_up_of": tokenizer.pk},
+            )
+        )
+        out["plain"] = answer(
+            await client.call_tool("task_create", {"project": "calc", "title": "Set up CI", "priority": 4})
+        )
+        out["updated"] = answer(
+            await client.call_tool(
+                "task_update",
+                {"task": out["plain"]["id"], "priority": 1, "status": "in_progress", "reason": "starting"},
+            )
+        )
+        out["completed"] = answer(
+            await client.call_tool(
+                "task_complete",
+                {"task": out["plain"]["id"], "summary": "CI runs on every push.", "status": "review"},
+            )
+        )
+        out["run"] = answer(
+            await client.call_tool(
+                "run_start", {"project": "calc", "task": tokenizer.pk, "agent": "scripted"}
+            )
+        )
         out["status"] = answer(await client.call_tool("run_status", {"run": out["run"]["id"]}))
         out["queue"] = answer(await client.call_tool("queue_status", {"project": "calc"}))
-        out["message"] = answer(await client.call_tool("run_message", {"run": out["run"]["id"],
-                                                                      "body": "Mind the quotes."}))
-        out["stopped"] = answer(await client.call_tool("run_stop", {"run": out["run"]["id"], "reason": "not now"}))
+        out["message"] = answer(
+            await client.call_tool("run_message", {"run": out["run"]["id"], "body": "Mind the quotes."})
+        )
+        out["stopped"] = answer(
+            await client.call_tool("run_stop", {"run": out["run"]["id"], "reason": "not now"})
+        )
         out["logs1"] = answer(await client.call_tool("run_logs", {"run": step_run.pk, "limit": 2}))
         out["logs2"] = answer(await client.call_tool("run_logs", {"run": step_run.pk, "after": 2}))
         return out
@@ -79,24 +115,33 @@ def test_operator_uses_every_tool(world, subprocess_env):
     assert out["next"]["task"]["title"] == "Write the tokenizer"
     assert "Task #" in out["next"]["reason"] and "priority" in out["next"]["reason"]
     assert out["get"]["title"] == "Write the tokenizer"
-    assert "tokenize(\"a b\")" in out["get"]["spec"] and out["get"]["spec"].startswith("#")
-    assert out["page1"]["count"] == 3 and len(out["page1"]["results"]) == 1 and out["page1"]["next_offset"] == 1
+    assert 'tokenize("a b")' in out["get"]["spec"] and out["get"]["spec"].startswith("#")
+    assert (
+        out["page1"]["count"] == 3 and len(out["page1"]["results"]) == 1 and out["page1"]["next_offset"] == 1
+    )
     assert out["page2"]["results"][0]["id"] != out["page1"]["results"][0]["id"]
     assert [t["title"] for t in out["ready"]["results"]] == ["Handle quoted strings"]
     # Writes went through the services, as the operator
     follow_up = Task.objects.get(pk=out["created"]["id"])
     assert follow_up.plan_node_id == tokenizer.plan_node_id
     assert TaskDependency.objects.filter(task=follow_up, depends_on=tokenizer).exists()
-    assert Event.objects.filter(kind="task.created", subject_id=follow_up.pk, actor=world.users["operator"]).exists()
+    assert Event.objects.filter(
+        kind="task.created", subject_id=follow_up.pk, actor=world.users["operator"]
+    ).exists()
     plain = Task.objects.get(pk=out["plain"]["id"])
     assert (plain.status, plain.priority) == ("review", 1)
-    assert Event.objects.filter(kind="task.status", subject_id=plain.pk, actor=world.users["operator"]).count() >= 2
+    assert (
+        Event.objects.filter(kind="task.status", subject_id=plain.pk, actor=world.users["operator"]).count()
+        >= 2
+    )
     run = ExecutionRun.objects.get(pk=out["run"]["id"])
     assert run.task_id == tokenizer.pk and run.created_by == world.users["operator"]
     assert out["status"]["status"] == "queued" and out["status"]["queue_position"] >= 1
     assert run.pk in [row["run"] for row in out["queue"]["runs"]]
     assert RunMessage.objects.get(pk=out["message"]["id"]).body == "Mind the quotes."
-    assert out["stopped"]["status"] == "cancelled" and run.__class__.objects.get(pk=run.pk).status == "cancelled"
+    assert (
+        out["stopped"]["status"] == "cancelled" and run.__class__.objects.get(pk=run.pk).status == "cancelled"
+    )
     # run_logs pages through the steps
     assert [s["seq"] for s in out["logs1"]["steps"]] == [1, 2] and out["logs1"]["next_after"] == 2
     assert [s["seq"] for s in out["logs2"]["steps"]] == [3] and out["logs2"]["next_after"] is None
@@ -111,7 +156,9 @@ def test_viewer_reads_but_cannot_create_or_stop(world, subprocess_env):
             answer(await client.call_tool("task_list", {"project": "calc"})),
             error_text(await client.call_tool("task_create", {"project": "calc", "title": "Sneaky"})),
             error_text(await client.call_tool("run_stop", {"run": run.pk})),
-            error_text(await client.call_tool("task_complete", {"task": world.tasks["Write the evaluator"].pk})),
+            error_text(
+                await client.call_tool("task_complete", {"task": world.tasks["Write the evaluator"].pk})
+            ),
         )
 
     listed, create, stop, complete = over_stdio(subprocess_env, world.tokens["viewer"], session)
@@ -129,16 +176,20 @@ def test_non_member_gets_the_same_answer_as_for_a_missing_project(world, subproc
     missing_task = Task.objects.order_by("-pk").first().pk + 1000
 
     async def session(client):
-        return [error_text(await client.call_tool(name, args)) for name, args in (
-            ("task_list", {"project": "calc"}),
-            ("task_list", {"project": "nope"}),
-            ("task_get", {"task": hidden_task}),
-            ("task_get", {"task": missing_task}),
-            ("queue_status", {"project": "calc"}),
-        )] + [answer(await client.call_tool("queue_status", {}))]
+        return [
+            error_text(await client.call_tool(name, args))
+            for name, args in (
+                ("task_list", {"project": "calc"}),
+                ("task_list", {"project": "nope"}),
+                ("task_get", {"task": hidden_task}),
+                ("task_get", {"task": missing_task}),
+                ("queue_status", {"project": "calc"}),
+            )
+        ] + [answer(await client.call_tool("queue_status", {}))]
 
     hidden, missing, hidden_t, missing_t, queue_hidden, queue_all = over_stdio(
-        subprocess_env, world.tokens["outsider"], session)
+        subprocess_env, world.tokens["outsider"], session
+    )
 
     assert hidden.replace("'calc'", "'X'") == missing.replace("'nope'", "'X'")
     assert "No project 'calc' you can see" in hidden

@@ -21,8 +21,12 @@ class Command(AutopilotCommand):
         self.add_action(sub, "serve", f"Serve over stdio (the default); the API token is in ${TOKEN_ENV}.")
         config = self.add_action(sub, "config", "Print the snippet that adds Autopilot to an MCP client.")
         config.add_argument("--client", required=True, choices=CLIENTS)
-        config.add_argument("--url", default="", help="Use streamable HTTP at this URL (…/mcp) instead of stdio.")
-        config.add_argument("--token", default="", help="Put this token in the snippet (default: a placeholder).")
+        config.add_argument(
+            "--url", default="", help="Use streamable HTTP at this URL (…/mcp) instead of stdio."
+        )
+        config.add_argument(
+            "--token", default="", help="Put this token in the snippet (default: a placeholder)."
+        )
 
     def handle(self, *args, **options):
         if options.get("action") == "config":
