@@ -325,6 +325,8 @@ AUTOPILOT_CLAUDE_CODE_ENV = json.loads(os.environ.get("AUTOPILOT_CLAUDE_CODE_ENV
 AUTOPILOT_CODEX_CLI = os.environ.get("AUTOPILOT_CODEX_CLI", "")
 AUTOPILOT_CODEX_MODEL = os.environ.get("AUTOPILOT_CODEX_MODEL", "")
 AUTOPILOT_CODEX_ENV = json.loads(os.environ.get("AUTOPILOT_CODEX_ENV") or "{}")
+# Autopilot's MCP endpoint as agents reach it over HTTP (e.g. http://127.0.0.1:8000/mcp): Codex runs get it.
+AUTOPILOT_MCP_URL = os.environ.get("AUTOPILOT_MCP_URL", "")
 
 # LLM endpoints. Nothing here is inherited by agent subprocesses except what a backend passes on.
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")

@@ -273,3 +273,17 @@ def tree_index(project: Project | int) -> tuple[Blueprint | None, Layout | None,
     stable = {node_id: (status, priority) for node_id, status, priority in PlanNode.objects.filter(
         project_id=getattr(project, "pk", project), archived_at__isnull=True).values_list("id", "status", "priority")}
     return blueprint, layout, [(i, *stable[node_id]) for i, node_id in enumerate(layout.ids) if node_id in stable]
+
+
+def section_text(node: PlanNode | None, *, limit: int = 20_000) -> str:
+    """A plan node's section of the active blueprint (its heading, text and subsections), at most `limit`
+    characters; "" when the node is not in the active version (archived) or there is none."""
+    if node is None or node.archived_at is not None:
+        return ""
+    blueprint = active_blueprint(node.project_id)
+    if blueprint is None:
+        return ""
+    node = placed(node)
+    if node.blueprint_id != blueprint.pk:
+        return ""
+    return blueprint.source_text[node.start:min(node.end, node.start + limit)]

@@ -92,6 +92,21 @@ def task_create(
     return task
 
 
+@transaction.atomic
+def task_create_follow_up(
+    *, of: Task, title: str, body: str = "", priority: int | None = None, complexity: int = 3, actor=None
+) -> Task:
+    """Follow-up work found while doing task `of`: a task of the same project and plan node that depends
+    on `of` (it becomes ready once `of` is done). Recorded as `task.created` with `follow_up_of`."""
+    node = of.plan_node if of.plan_node_id and of.plan_node.archived_at is None else None
+    task = task_create(
+        project=of.project, title=title, body=body, priority=of.priority if priority is None else priority,
+        complexity=complexity, plan_node=node, actor=actor,
+    )
+    dependency_add(task=task, depends_on=of, actor=actor)
+    record_event(kind="task.follow_up", subject=task, actor=actor, data={"follow_up_of": of.pk})
+    return task
+
 def _next_manual_order(project: Project) -> int:
     last = Task.objects.filter(project=project).order_by("-plan_order").values_list("plan_order", flat=True).first()
     return (last or 0) + 1

@@ -45,6 +45,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs import agent_mcp
 from runs.backends.base import CommandResult, GuardRefused, Verdict
 
 SAFE_PROGRAMS = frozenset(
@@ -288,8 +289,8 @@ class Policy:
     def authorize(self, tool_name: str, tool_input: dict[str, Any]) -> Verdict:
         """Verdict for one tool call of any backend (native or CLI tool names)."""
         tool_input = tool_input or {}
-        if tool_name in HARMLESS_TOOLS:
-            return Verdict("allow")
+        if tool_name in HARMLESS_TOOLS or tool_name.startswith(agent_mcp.TOOL_PREFIX):
+            return Verdict("allow")  # (Autopilot's own MCP tools act only within the run's project)
         if tool_name in NETWORK_TOOLS:
             return self._decide(f"network access ({tool_name})")
         if tool_name in COMMAND_TOOLS:

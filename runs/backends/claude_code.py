@@ -38,6 +38,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs import agent_mcp
 from runs.backends.base import (
     Backend,
     BackendError,
@@ -142,6 +143,18 @@ def cli_env(ctx: RunContext, *, inherited: dict[str, str] | None = None) -> dict
     )
     env.update({str(k): str(v) for k, v in (getattr(settings, "AUTOPILOT_CLAUDE_CODE_ENV", {}) or {}).items()})
     return env
+
+
+def autopilot_mcp_servers(ctx: RunContext) -> dict[str, Any]:
+    """Autopilot's own MCP server for this run, in process and scoped by a run token (runs.agent_mcp):
+    the agent reads its task and spec section, files follow-up tasks and reports its result through
+    `mcp__autopilot__*` tools, recorded as steps like any other tool call."""
+    provider = agent_mcp.provider()
+    run = getattr(ctx, "run", None)
+    if provider is None or run is None or getattr(run, "pk", None) is None:
+        return {}
+    name = agent_mcp.SERVER_NAME
+    return {name: {"type": "sdk", "name": name, "instance": provider.sdk_server(run)}}
 
 
 @dataclass
@@ -293,6 +306,7 @@ class ClaudeCodeBackend(Backend):
             resume=resume or None,
             setting_sources=[],
             stderr=lambda line: None,
+            mcp_servers=autopilot_mcp_servers(ctx),
         )
 
     # -- the session ----------------------------------------------------------------------------

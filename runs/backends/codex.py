@@ -27,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs import agent_mcp
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
 from runs.models import ExecutionStep
 
@@ -49,7 +50,37 @@ def codex_command(ctx: RunContext, *, base_url: str, model: str, prompt: str) ->
     ]
     if model:
         command += ["-m", model]
+    command += autopilot_mcp_args(ctx)
     return [*command, "--", prompt]
+
+
+MCP_TOKEN_ENV = "AUTOPILOT_TOKEN"
+
+
+def _mcp_http(ctx: RunContext) -> dict[str, str] | None:
+    provider = agent_mcp.provider()
+    run = getattr(ctx, "run", None)
+    if provider is None or run is None or getattr(run, "pk", None) is None:
+        return None
+    return provider.http_config(run)
+
+
+def autopilot_mcp_args(ctx: RunContext) -> list[str]:
+    """Autopilot's MCP server for this run over streamable HTTP (settings.AUTOPILOT_MCP_URL), the run
+    token in AUTOPILOT_TOKEN (see autopilot_mcp_env): Codex reaches a remote server by `url` with
+    `bearer_token_env_var`. Without a URL, no server (the stdio form would need the database settings
+    in the agent's reach)."""
+    config = _mcp_http(ctx)
+    if not config:
+        return []
+    name = agent_mcp.SERVER_NAME
+    return ["-c", f"mcp_servers.{name}.url={json.dumps(config['url'])}",
+            "-c", f'mcp_servers.{name}.bearer_token_env_var="{MCP_TOKEN_ENV}"']
+
+
+def autopilot_mcp_env(ctx: RunContext) -> dict[str, str]:
+    config = _mcp_http(ctx)
+    return {MCP_TOKEN_ENV: config["token"]} if config else {}
 
 
 class CodexBackend(Backend):
@@ -84,6 +115,7 @@ class CodexBackend(Backend):
         codex_home.mkdir(parents=True, exist_ok=True)
         env = {**ctx.env, "CODEX_HOME": str(codex_home), "AUTOPILOT_CODEX_KEY": llm.get("OPENAI_API_KEY", "none")}
         env.update({str(k): str(v) for k, v in (getattr(settings, "AUTOPILOT_CODEX_ENV", {}) or {}).items()})
+        env.update(autopilot_mcp_env(ctx))
         return env
 
     def run(self, ctx: RunContext) -> BackendResult:
