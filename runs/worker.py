@@ -247,7 +247,13 @@ class RunWorker:
 
     def prepare(self) -> None:
         run = self.run
-        self.ws = workspace.create(run, reuse_from=run.resumed_from)
+        try:
+            self.ws = workspace.create(run, reuse_from=run.resumed_from)
+        except OSError as exc:  # full disk, unwritable or missing worktree root: the run fails with why
+            where = exc.filename or settings.AUTOPILOT_WORKTREE_ROOT
+            raise workspace.WorkspaceError(
+                f"could not create the run's worktree under {where}: {exc.strerror or exc}"
+            ) from exc
         ExecutionRun.objects.filter(pk=run.pk).update(
             worktree_path=str(self.ws.path), branch=self.ws.branch, base_commit=self.ws.base_commit
         )
