@@ -14,7 +14,7 @@ import pytest
 from tests.liveserver import descendants_of, pgid_of, process_groups_alive, wait_until
 
 AUTOPILOT = [sys.executable, "-m", "autopilot.cli"]
-LEASE_SECONDS = 4
+LEASE_SECONDS = 5
 
 
 @pytest.fixture
