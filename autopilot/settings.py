@@ -193,12 +193,24 @@ else:
 # --- django-q2 -----------------------------------------------------------------------------------
 
 Q_TIMEOUT = env_int("AUTOPILOT_TASK_TIMEOUT", 4 * 3600)
+# Two clusters on one broker (see autopilot/queues.py): control work (ticks, ingestion, sweeps and the
+# schedule) in the default cluster, agent runs in their own, so a run waiting for approval never
+# holds a worker that a tick or an ingestion needs. `autopilot serve` starts both; a bare
+# `qcluster` is the control cluster, `Q_CLUSTER_NAME=autopilot-runs qcluster` the runs cluster.
+AUTOPILOT_RUNS_QUEUE = "autopilot-runs"
+AUTOPILOT_WORKERS = env_int("AUTOPILOT_WORKERS", 2)  # run workers
+AUTOPILOT_CONTROL_WORKERS = env_int("AUTOPILOT_CONTROL_WORKERS", 2)
 Q_CLUSTER = {
     "name": "autopilot",
-    "workers": env_int("AUTOPILOT_WORKERS", 2),
+    "workers": AUTOPILOT_CONTROL_WORKERS,
+    # A cluster prefetches at most this many messages beyond its busy workers: few, so a message
+    # stranded in a killed cluster's memory is a short list, and waiting work shows in the broker.
+    "queue_limit": AUTOPILOT_CONTROL_WORKERS,
     "recycle": 200,
     "timeout": Q_TIMEOUT,
-    # retry must exceed timeout, or a task still running is handed out a second time.
+    # retry must exceed timeout, or a task still running is handed out a second time. A run's message
+    # fetched by a cluster that then died is not waited for: the reaper re-enqueues the run (the DB row
+    # is the truth; the worker's claim is a compare-and-set).
     "retry": Q_TIMEOUT + 300,
     "max_attempts": 3,
     "catch_up": False,
@@ -207,11 +219,18 @@ Q_CLUSTER = {
     "label": "Task queue",
     "poll": 0.1,
     "guard_cycle": 0.5,
+    "ALT_CLUSTERS": {
+        AUTOPILOT_RUNS_QUEUE: {"workers": AUTOPILOT_WORKERS, "queue_limit": AUTOPILOT_WORKERS, "scheduler": False},
+    },
 }
 if REDIS_URL and os.environ.get("AUTOPILOT_BROKER", "orm") == "redis":
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# How often the reconciler (started by `autopilot serve` beside the clusters) reaps expired leases and
+# re-enqueues stranded queued runs; /healthz reports starvation after AUTOPILOT_STARVATION_SECONDS.
+AUTOPILOT_RECONCILE_SECONDS = float(os.environ.get("AUTOPILOT_RECONCILE_SECONDS") or 0) or None
+AUTOPILOT_STARVATION_SECONDS = env_int("AUTOPILOT_STARVATION_SECONDS", 120)
 
 # --- Auth, REST ----------------------------------------------------------------------------------
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from autopilot import queues
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
 from autopilot.events import record_event
 from autopilot.state import transition
@@ -63,10 +65,10 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def enqueue_run(run_id: int) -> None:
-    """Hand a run to django-q2 (call on commit). The task claims the row; duplicates do nothing."""
+    """Hand a run to the runs cluster (call on commit). The task claims the row; duplicates do nothing."""
     from django_q.tasks import async_task
 
-    async_task("runs.tasks.execute_run", run_id, task_name=f"run-{run_id}", group="runs")
+    async_task("runs.tasks.execute_run", run_id, task_name=f"run-{run_id}", group="runs", cluster=queues.RUNS)
 
 
 # --- Create, retry, resume ------------------------------------------------------------------------
@@ -550,6 +552,67 @@ def reap_expired_leases(now=None) -> list[int]:
             transaction.on_commit(lambda rid=run_id: _hook("on_run_finished", rid))
         reaped.append(run_id)
     return reaped
+
+
+def _run_messages(now) -> tuple[set[int], dict[int, list]]:
+    """The runs queue's stored messages by run: (runs with a message on its way — waiting, or fetched
+    less than a lease period ago —, {run: ids of stranded messages fetched longer ago than that})."""
+    lease = timedelta(seconds=int(settings.AUTOPILOT_LEASE_SECONDS))
+    live: set[int] = set()
+    stranded: dict[int, list] = {}
+    for message in queues.pending(queues.RUNS):
+        if not message.name.startswith("run-") or not message.name[4:].isdigit():
+            continue
+        run_id = int(message.name[4:])
+        if message.fetched_at is None or message.fetched_at > now - lease:
+            live.add(run_id)
+        else:
+            stranded.setdefault(run_id, []).append(message.ack_id)
+    return live, stranded
+
+
+def enqueue_next_runs(*, now=None, min_age_seconds: float | None = None) -> list[int]:
+    """Give the best queued runs that fit in the free slots of AUTOPILOT_MAX_CONCURRENT_RUNS a message
+    in the runs queue, unless one is on its way. Called when a run ends (a slot freed) and by the
+    reconciler (`min_age_seconds`: only runs queued that long, at most once per lease period each), which
+    also drops the messages a dead cluster fetched and never claimed (the ORM broker would hand them
+    out again only after Q_CLUSTER["retry"], hours later). Runs waiting for capacity get no message:
+    nothing piles up in the queue. Idempotent: a duplicate delivery is refused by the claim."""
+    now = now or timezone.now()
+    active = ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count()
+    free = int(settings.AUTOPILOT_MAX_CONCURRENT_RUNS) - active
+    if free <= 0:
+        return []
+    queued = ExecutionRun.objects.filter(status=Status.QUEUED, lease_owner="")
+    if min_age_seconds is not None:
+        queued = queued.filter(queued_at__lte=now - timedelta(seconds=min_age_seconds))
+    best = list(queued.order_by("-priority", "queued_at", "pk").values_list("pk", "project_id")[:free])
+    if not best:
+        return []
+    live, stranded = _run_messages(now)
+    lease = int(settings.AUTOPILOT_LEASE_SECONDS)
+    enqueued = []
+    for run_id, project_id in best:
+        if run_id in live:
+            continue
+        if min_age_seconds is not None and not cache.add(f"autopilot:run-requeued:{run_id}", 1, timeout=lease):
+            continue  # requeued less than a lease period ago (its message may be in a live cluster's hands)
+        dropped = queues.drop(queues.RUNS, stranded.get(run_id, []))
+        enqueue_run(run_id)
+        enqueued.append(run_id)
+        if min_age_seconds is not None:
+            record_event(kind="executionrun.requeued", subject=ExecutionRun(pk=run_id, project_id=project_id),
+                         data={"stranded_messages_dropped": dropped, "reason": "queued run had no live message"})
+    return enqueued
+
+
+def reconcile_runs(*, now=None) -> dict:
+    """One pass of the reconciler: fail runs whose lease expired, then re-enqueue queued runs whose
+    message is lost or stranded (queued for more than a lease period, within the global cap)."""
+    now = now or timezone.now()
+    reaped = reap_expired_leases(now=now)
+    requeued = enqueue_next_runs(now=now, min_age_seconds=int(settings.AUTOPILOT_LEASE_SECONDS))
+    return {"reaped": reaped, "requeued": requeued}
 
 
 def cleanup_worktrees(*, older_than_days: int | None = None, keep_last: int | None = None, now=None) -> dict:

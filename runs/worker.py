@@ -65,31 +65,65 @@ def parse_lease_owner(owner: str) -> tuple[str, int | None]:
     return "", None
 
 
-def claim(run_id: int, owner: str) -> ExecutionRun | None:
-    """Claim a queued run for this worker; None if it is not queued or someone else won."""
+CLAIM_LOCK_KEY = 0x61706361  # "apca": the global claim lock on PostgreSQL
+NOT_CLAIMED = "not claimed"
+AT_CAPACITY = "waiting for capacity"
+CAPACITY_POLL_SECONDS = 0.5
+
+
+def max_concurrent_runs() -> int:
+    return int(settings.AUTOPILOT_MAX_CONCURRENT_RUNS)
+
+
+def _claim_lock() -> None:
+    """Serialize claims: the count of claimed runs and the claim happen under one lock. SQLite's
+    IMMEDIATE transactions take the write lock at BEGIN already; PostgreSQL takes an advisory lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+
+
+def claim(run_id: int, owner: str) -> ExecutionRun | str:
+    """Claim a queued run for this worker. Returns the run, or NOT_CLAIMED (not queued, or someone
+    else won), or AT_CAPACITY (AUTOPILOT_MAX_CONCURRENT_RUNS runs are claimed already: the run stays
+    queued and is enqueued again when a slot frees). The global cap holds for every door (API, CLI,
+    tick) because every run goes through here: count and claim happen in one locked transaction."""
     now = timezone.now()
     with transaction.atomic():
+        _claim_lock()
         queued = ExecutionRun.objects.filter(pk=run_id, status=Status.QUEUED, lease_owner="")
         if connection.vendor == "postgresql" and queued.select_for_update(skip_locked=True).first() is None:
-            return None
+            return NOT_CLAIMED
+        if ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count() >= max_concurrent_runs():
+            return AT_CAPACITY if queued.exists() else NOT_CLAIMED
         won = queued.update(
             lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now, pid=os.getpid()
         )
         if not won:
-            return None
+            return NOT_CLAIMED
         run = ExecutionRun.objects.select_related("project", "task", "resumed_from").get(pk=run_id)
         transition(run, Status.PREPARING, reason="claimed by a worker", event_data={"worker": owner})
     return run
 
 
-def execute_run(run_id: int) -> str:
-    """Entry point (django-q2 task and in-process CLI): claim and execute, or do nothing."""
+def execute_run(run_id: int, *, wait_for_capacity: bool = True) -> str:
+    """Claim and execute, or do nothing. In-process callers (the CLI in the foreground, the full-auto
+    driver) wait for a free slot; the django-q2 task (runs.tasks) does not: its worker is freed and
+    the run is enqueued again when a slot frees (see runs.services.enqueue_next_runs)."""
     close_old_connections()
     owner = new_lease_owner()
     run = claim(run_id, owner)
-    if run is None:
-        logger.info("run %s not claimed (not queued or claimed by another worker)", run_id)
-        return "not claimed"
+    waited = False
+    while run == AT_CAPACITY and wait_for_capacity:
+        waited = True
+        time.sleep(CAPACITY_POLL_SECONDS)
+        run = claim(run_id, owner)
+    if not isinstance(run, ExecutionRun):
+        logger.info("run %s: %s", run_id, run)
+        if waited:  # a worker took it when the slot freed: follow it to its end, as if we ran it
+            while ExecutionRun.objects.filter(pk=run_id).exclude(status__in=list(ExecutionRun.TERMINAL)).exists():
+                time.sleep(CAPACITY_POLL_SECONDS)
+        return run
     RunWorker(run, owner).handle()
     return ExecutionRun.objects.values_list("status", flat=True).get(pk=run_id)
 
@@ -213,7 +247,13 @@ class RunWorker:
 
     def prepare(self) -> None:
         run = self.run
-        self.ws = workspace.create(run, reuse_from=run.resumed_from)
+        try:
+            self.ws = workspace.create(run, reuse_from=run.resumed_from)
+        except OSError as exc:  # full disk, unwritable or missing worktree root: the run fails with why
+            where = exc.filename or settings.AUTOPILOT_WORKTREE_ROOT
+            raise workspace.WorkspaceError(
+                f"could not create the run's worktree under {where}: {exc.strerror or exc}"
+            ) from exc
         ExecutionRun.objects.filter(pk=run.pk).update(
             worktree_path=str(self.ws.path), branch=self.ws.branch, base_commit=self.ws.base_commit
         )
@@ -291,6 +331,7 @@ class RunWorker:
                 return
             transition(current, status, reason=fields["status_reason"], fields=fields)
             transaction.on_commit(lambda: _hook("on_run_finished", run.pk))
+            transaction.on_commit(_slot_freed)
 
     def commit(self) -> dict:
         run, ws = self.run, self.ws
@@ -311,6 +352,16 @@ class RunWorker:
 def _summary_reason(summary: str) -> str:
     first = (summary or "").strip().splitlines()
     return ("agent finished: " + first[0][:300]) if first else "agent finished"
+
+
+def _slot_freed() -> None:
+    """A run ended: hand the next queued runs (as many as there are free slots) to the workers."""
+    from runs.services import enqueue_next_runs
+
+    try:
+        enqueue_next_runs()
+    except Exception:  # noqa: BLE001 - the reconciler re-enqueues anyway; never undo the run's outcome
+        logger.exception("enqueueing the next queued runs failed")
 
 
 def _hook(name: str, run_id: int) -> None:

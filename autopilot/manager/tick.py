@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from autopilot import queues
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_events
 from autopilot.manager import ranking
@@ -151,7 +152,8 @@ def _enqueue_tick(project_id: int, reason: str) -> None:
     try:
         from django_q.tasks import async_task
 
-        async_task("autopilot.tasks.tick_project_task", project_id, reason, task_name=f"tick-project-{project_id}")
+        async_task("autopilot.tasks.tick_project_task", project_id, reason, task_name=f"tick-project-{project_id}",
+                   cluster=queues.CONTROL)
     except Exception:  # noqa: BLE001 - the schedule will tick anyway; don't leave the flag stuck
         Project.objects.filter(pk=project_id).update(tick_pending=False)
         logger.exception("could not enqueue a tick for project %s", project_id)
@@ -178,9 +180,11 @@ class inline_ticks:
 
 
 def _reap(now) -> list[int]:
-    from runs.services import reap_expired_leases
+    """Fail runs whose lease expired and re-enqueue queued runs whose message is lost (the reconciler's
+    pass; `autopilot serve` also runs it every quarter lease)."""
+    from runs.services import reconcile_runs
 
-    return list(reap_expired_leases(now=now) or [])
+    return list(reconcile_runs(now=now)["reaped"])
 
 
 def _recover_orphans(project_ids: list[int]) -> list[int]:

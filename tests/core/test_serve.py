@@ -99,13 +99,14 @@ def healthy_with_cluster(url: str, workers: int | None = None):
 
 
 def test_serve_answers_healthz_with_the_cluster_and_stops_cleanly_on_sigterm(serve_env, serve):
-    # Given `autopilot serve` on a free port with one worker
+    # Given `autopilot serve` on a free port with one run worker and one control worker
     port = pick_free_port()
-    server = serve(serve_env, "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+    server = serve(serve_env, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--control-workers", "1")
     url = f"http://127.0.0.1:{port}"
 
-    # When it is up, Then /healthz is 200 and reports the running cluster with that many workers
-    report = wait_until(healthy_with_cluster(url, workers=1), timeout=90, what=f"{url}/healthz with a cluster")
+    # When it is up, Then /healthz is 200 and reports both running clusters with that many workers
+    report = wait_until(healthy_with_cluster(url, workers=2), timeout=90, what=f"{url}/healthz with a cluster")
+    assert report["checks"]["cluster"]["clusters"] == 2
     cluster_pids = report["checks"]["cluster"]["pids"]
     assert set(cluster_pids) & set(descendants_of(server.proc.pid)), "the cluster reported is not this serve's"
     groups = server.groups()

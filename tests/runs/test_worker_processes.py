@@ -76,9 +76,10 @@ def test_two_workers_racing_for_one_run_only_one_claims(subprocess_env):
 
 
 def test_django_q_cluster_executes_a_queued_run(subprocess_env):
-    # given a django-q2 cluster running as a real process
+    # given the runs cluster (django-q2) running as a real process
     cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env={**subprocess_env, "AUTOPILOT_WORKERS": "1"},
+        [sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+        env={**subprocess_env, "AUTOPILOT_WORKERS": "1", "Q_CLUSTER_NAME": "autopilot-runs"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -1,6 +1,12 @@
-"""`autopilot serve`: daphne (HTTP + websockets) and the django-q2 cluster (workers + schedule) as one
+"""`autopilot serve`: daphne (HTTP + websockets), the two django-q2 clusters and the reconciler as one
 supervised group. Ctrl-C or SIGTERM stops every child and its descendants; if a child dies on its own,
 the rest are stopped too and the command exits non-zero, so a process manager can restart the group.
+
+- `cluster`: the control cluster (ticks, ingestion, sweeps; it runs the schedule), --control-workers;
+- `runs`: the runs cluster (agent runs only), --workers: a run waiting for approval holds one of these,
+  never a worker the tick or an ingestion needs;
+- `reconciler`: `autopilot reconcile --loop`, every quarter lease: fails runs whose worker is gone and
+  re-enqueues queued runs whose message was lost (e.g. fetched by a cluster killed with the group).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from autopilot.queues import RUNS
 from autopilot.schedules import ensure_schedules
 
 STOP_GRACE_SECONDS = 15
@@ -25,20 +32,31 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("AUTOPILOT_WORKERS", "2")),
-                            help="django-q2 worker processes (runs execute in these).")
+                            help="Run worker processes (agent runs execute in these; the runs cluster).")
+        parser.add_argument("--control-workers", type=int,
+                            default=int(os.environ.get("AUTOPILOT_CONTROL_WORKERS", "2")),
+                            help="Control worker processes (ticks, ingestion, sweeps; the control cluster).")
         parser.add_argument("--no-cluster", action="store_true", help="Serve the web only (workers run elsewhere).")
         parser.add_argument("--no-web", action="store_true", help="Run the task cluster only.")
 
     def handle(self, *args, **options):
+        for name in ("workers", "control_workers"):
+            if options[name] < 1:
+                self.stderr.write(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}.")
+                sys.exit(2)
         ensure_schedules()
-        env = {**os.environ, "AUTOPILOT_WORKERS": str(options["workers"]), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "AUTOPILOT_WORKERS": str(options["workers"]),
+               "AUTOPILOT_CONTROL_WORKERS": str(options["control_workers"]), "PYTHONUNBUFFERED": "1"}
         env.setdefault("DJANGO_SETTINGS_MODULE", "autopilot.settings")
+        env.pop("Q_CLUSTER_NAME", None)
         specs = []
         if not options["no_web"]:
             specs.append(("web", [sys.executable, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
                                   "--proxy-headers", "autopilot.asgi:application"]))
         if not options["no_cluster"]:
             specs.append(("cluster", [sys.executable, "-m", "autopilot.cli", "qcluster"]))
+            specs.append(("runs", [sys.executable, "-m", "autopilot.cli", "qcluster"], {"Q_CLUSTER_NAME": RUNS}))
+            specs.append(("reconciler", [sys.executable, "-m", "autopilot.cli", "reconcile", "--loop"]))
         if not specs:
             self.stderr.write("Nothing to run: --no-web and --no-cluster together leave no process.")
             sys.exit(2)
@@ -52,9 +70,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
 
         children: dict[str, subprocess.Popen] = {}
-        for name, cmd in specs:
+        for name, cmd, *extra in specs:
             # A session of its own per child: we signal whole process groups (qcluster forks workers).
-            children[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+            children[name] = subprocess.Popen(cmd, env={**env, **(extra[0] if extra else {})}, start_new_session=True)
         if "web" in children:
             self.stdout.write(f"Autopilot is serving on http://{options['host']}:{options['port']}/ "
                               f"(pid {os.getpid()}; Ctrl-C stops everything)")
