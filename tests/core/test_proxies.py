@@ -109,7 +109,8 @@ def post_token(url: str, payload: dict, forwarded_for: str | None = None) -> tup
     headers = {"Content-Type": "application/json"}
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
-    request = urllib.request.Request(url + "/api/auth/token/", data=json.dumps(payload).encode(), headers=headers)
+    request = urllib.request.Request(url + "/api/auth/token/", data=json.dumps(payload).encode(),
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
