@@ -238,7 +238,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "autopilot.api.pagination.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "autopilot.api.exceptions.exception_handler",
@@ -293,6 +293,8 @@ if AUTOPILOT_TRUSTED_PROXIES:
 # login, admin login, API token). 0 disables the limit. `autopilot user unlock NAME` lifts it.
 AUTOPILOT_LOGIN_FAILURE_LIMIT = env_int("AUTOPILOT_LOGIN_FAILURE_LIMIT", 5)
 AUTOPILOT_LOGIN_COOLOFF_MINUTES = env_int("AUTOPILOT_LOGIN_COOLOFF_MINUTES", 15)
+# The most items one API list page returns (?limit= above it is lowered to it).
+AUTOPILOT_API_MAX_PAGE_SIZE = env_int("AUTOPILOT_API_MAX_PAGE_SIZE", 500)
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out username/address before any password is checked.
     "axes.backends.AxesStandaloneBackend",
