@@ -7,13 +7,16 @@ Scale-out: DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer; broker with A
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,12 +84,15 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "django_q",
+    "axes",
     "autopilot",
     "blueprints",
     "runs",
 ]
 
 MIDDLEWARE = [
+    # First: every later layer (security redirects, axes, DRF throttles) sees the real client address.
+    "autopilot.middleware.trusted_proxy_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,6 +102,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a login refused by axes into the lockout page (autopilot.logins.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "autopilot.urls"
@@ -249,10 +257,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "autopilot.api.pagination.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "autopilot.api.exceptions.exception_handler",
+    # Login limits and proxies (below): throttles key on REMOTE_ADDR, which the trusted-proxy
+    # middleware has already corrected; X-Forwarded-For itself is never read by DRF.
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Autopilot API",
@@ -280,6 +291,51 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Login limits, trusted proxies (django-axes; autopilot/logins.py, autopilot/middleware.py) ---
+
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: IPs or CIDRs, comma-separated.
+# Empty (the default): no proxy is trusted, the client address is the TCP peer and those headers
+# (and X-Real-IP, X-Forwarded-Host) are dropped from every request.
+AUTOPILOT_TRUSTED_PROXIES = env_list("AUTOPILOT_TRUSTED_PROXIES", [])
+for _proxy in AUTOPILOT_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"AUTOPILOT_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+        ) from None
+if AUTOPILOT_TRUSTED_PROXIES:
+    # Safe only because the middleware removes the header from requests not sent by a trusted proxy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# N failed logins for one username from one address lock that pair out for the cool-off (web
+# login, admin login, API token). 0 disables the limit. `autopilot user unlock NAME` lifts it.
+AUTOPILOT_LOGIN_FAILURE_LIMIT = env_int("AUTOPILOT_LOGIN_FAILURE_LIMIT", 5)
+AUTOPILOT_LOGIN_COOLOFF_MINUTES = env_int("AUTOPILOT_LOGIN_COOLOFF_MINUTES", 15)
+# The most items one API list page returns (?limit= above it is lowered to it).
+AUTOPILOT_API_MAX_PAGE_SIZE = env_int("AUTOPILOT_API_MAX_PAGE_SIZE", 500)
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username/address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = AUTOPILOT_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(AUTOPILOT_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=AUTOPILOT_LOGIN_COOLOFF_MINUTES)
+# By username and address together: by username alone anyone could lock any account (the admin's
+# included); by address alone one bad typist behind a shared NAT would lock out the whole office.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "autopilot.logins.client_ip"
+AXES_LOCKOUT_CALLABLE = "autopilot.logins.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Attempts during a lockout are refused without being counted: the lock ends one cool-off after the
+# failure that set it, as the lockout page says, however often the form is resubmitted meanwhile.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_VERBOSE = False
+# Successful logins are in the event log's business, not axes' (no AccessLog row per login).
+AXES_DISABLE_ACCESS_LOG = True
+
 # --- I18N, static --------------------------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
@@ -302,7 +358,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("AUTOPILOT_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes: a warning per failed login and lockout; its per-request INFO lines are noise.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Autopilot -----------------------------------------------------------------------------------

@@ -6,18 +6,20 @@ does not allow is a 403 whose message names the role needed.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from autopilot import selectors, services
+from autopilot import logins, selectors, services
 from autopilot.api.serializers import (
     AUTONOMY_FIELDS,
     BASIC_FIELDS,
@@ -175,15 +177,21 @@ class TokenObtainView(APIView):
         summary="Obtain an API token",
         request=TokenRequestSerializer,
         responses={200: TokenSerializer, 400: OpenApiResponse(description="Missing fields"),
-                   403: OpenApiResponse(description="Wrong username or password")},
+                   403: OpenApiResponse(description="Wrong username or password"),
+                   429: OpenApiResponse(description="Too many requests, or too many failed logins for "
+                                                    "this username from this address (`Retry-After`)")},
         auth=[],
     )
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # `request` (DRF's) carries axes' verdict back: a locked-out pair is refused before any
+        # password check, and the failure that reaches the limit is answered the same way.
         user = authenticate(
             request, username=serializer.validated_data["username"], password=serializer.validated_data["password"]
         )
+        if user is None and getattr(request, "axes_locked_out", False):
+            raise Throttled(wait=settings.AXES_COOLOFF_TIME.total_seconds(), detail=logins.lockout_message())
         if user is None or not user.is_active:
             raise PermissionDenied("Wrong username or password.")
         return Response({"token": services.user_token(user=user), "username": user.get_username()})

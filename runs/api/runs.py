@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from autopilot.api.permissions import ProjectRolePermission
@@ -123,6 +124,8 @@ def _valid(serializer_class, request):
 class ProjectRunsView(APIView):
     """GET: the project's runs (filters: status=a,b, task, agent). POST: start a run."""
 
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(responses=RunSerializer(many=True))
     def get(self, request, project_id: int):
         project = get_object_or_404(visible_projects(request.user), pk=project_id)
@@ -131,9 +134,7 @@ class ProjectRunsView(APIView):
             project=project, status=request.query_params.get("status"),
             task_id=request.query_params.get("task") or None, agent=request.query_params.get("agent"),
         )
-        from rest_framework.pagination import LimitOffsetPagination
-
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(RunSerializer(page, many=True).data)
 

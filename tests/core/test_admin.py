@@ -205,6 +205,21 @@ def _ormq(ctx: Ctx, n: int):
     return ctx.keep("ormq", rows[0])
 
 
+def _axes(model_name: str):
+    def build(ctx: Ctx, n: int):
+        from axes import models as axes_models
+        from django.utils import timezone
+
+        model = getattr(axes_models, model_name)
+        extra = {"failures_since_start": 1, "get_data": "", "post_data": ""} if model_name == "AccessAttempt" else {}
+        rows = [model.objects.create(username=f"axes{next(_seq)}", ip_address="192.0.2.1", user_agent="test",
+                                     http_accept="*/*", path_info="/accounts/login/", attempt_time=timezone.now(),
+                                     **extra) for _ in range(n)]
+        return ctx.keep(model_name, rows[0])
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[Ctx, int], object]] = {
     "autopilot.Project": _project,
     "autopilot.ProjectMembership": _membership,
@@ -227,6 +242,9 @@ BUILDERS: dict[str, Callable[[Ctx, int], object]] = {
     "django_q.Success": _q_task(True),
     "django_q.Failure": _q_task(False),
     "django_q.OrmQ": _ormq,
+    "axes.AccessAttempt": _axes("AccessAttempt"),
+    "axes.AccessFailureLog": _axes("AccessFailureLog"),
+    "axes.AccessLog": _axes("AccessLog"),
 }
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)

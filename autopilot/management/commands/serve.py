@@ -51,8 +51,10 @@ class Command(BaseCommand):
         env.pop("Q_CLUSTER_NAME", None)
         specs = []
         if not options["no_web"]:
-            specs.append(("web", [sys.executable, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
-                                  "--proxy-headers", "autopilot.asgi:application"]))
+            # No --proxy-headers: daphne would believe X-Forwarded-For from any client. The client
+            # address comes from autopilot.middleware, which believes AUTOPILOT_TRUSTED_PROXIES only.
+            specs.append(("web", [sys.executable, "-m", "daphne", "-b", options["host"],
+                                  "-p", str(options["port"]), "autopilot.asgi:application"]))
         if not options["no_cluster"]:
             specs.append(("cluster", [sys.executable, "-m", "autopilot.cli", "qcluster"]))
             specs.append(("runs", [sys.executable, "-m", "autopilot.cli", "qcluster"], {"Q_CLUSTER_NAME": RUNS}))

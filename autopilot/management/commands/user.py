@@ -1,5 +1,5 @@
 """`autopilot user create NAME [--superuser] [--password-stdin]`, `autopilot user token NAME [--rotate]`,
-`autopilot user list`: accounts for the web UI and API tokens.
+`autopilot user list`, `autopilot user unlock NAME`: accounts for the web UI and API tokens.
 
 Run from a shell on the machine (whoever can open the database is the administrator here).
 """
@@ -11,17 +11,17 @@ import sys
 
 from django.contrib.auth import get_user_model
 
-from autopilot import services
+from autopilot import logins, services
 from autopilot.cli_support import AutopilotCommand
 from autopilot.errors import ApplicationError
 
 
 class Command(AutopilotCommand):
-    help = "Create users, print API tokens, list users."
+    help = "Create users, print API tokens, list users, lift login locks."
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{create,token,list}")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{create,token,list,unlock}")
 
         def add(name: str, help_text: str):
             return self.add_action(sub, name, help_text)
@@ -37,6 +37,9 @@ class Command(AutopilotCommand):
         token.add_argument("--rotate", action="store_true", help="Replace the token with a new one.")
 
         add("list", "List users.")
+
+        unlock = add("unlock", "Lift the lock too many failed logins put on a user (from every address).")
+        unlock.add_argument("name")
 
     def handle(self, *args, **options):
         getattr(self, f"do_{options['action']}")(options)
@@ -76,3 +79,10 @@ class Command(AutopilotCommand):
         lines = [f"{u['id']:>4}  {u['username']:<24} {'superuser' if u['is_superuser'] else ''}"
                  f"{'' if u['is_active'] else ' (inactive)'}" for u in users]
         self.emit(users, "\n".join(lines) or "no users")
+
+    def do_unlock(self, options):
+        cleared = logins.user_unlock(username=options["name"])
+        plural = "s" if cleared != 1 else ""
+        text = (f"unlocked {options['name']} ({cleared} failed-login record{plural} cleared)" if cleared
+                else f"{options['name']} was not locked out")
+        self.emit({"username": options["name"], "cleared": cleared}, text)
