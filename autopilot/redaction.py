@@ -55,8 +55,11 @@ _B64 = r"[A-Za-z0-9/+]"
 
 def _random_looking(token: str) -> bool:
     """A 40-char base64 token that looks like a generated secret, not an identifier or a hex SHA."""
-    if not (any(c.isdigit() for c in token) and any(c.isupper() for c in token)
-            and any(c.islower() for c in token)):
+    if not (
+        any(c.isdigit() for c in token)
+        and any(c.isupper() for c in token)
+        and any(c.islower() for c in token)
+    ):
         return False
     if len(set(token)) < 16:
         return False
@@ -68,10 +71,30 @@ def _random_looking(token: str) -> bool:
     return changes >= 14
 
 
-_PLACEHOLDERS = frozenset({
-    "null", "none", "nil", "true", "false", "undefined", "str", "string", "bytes", "int", "bool",
-    "optional", "any", "number", "secretstr", "required", "redacted", "os", "env", "self",
-})
+_PLACEHOLDERS = frozenset(
+    {
+        "null",
+        "none",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "str",
+        "string",
+        "bytes",
+        "int",
+        "bool",
+        "optional",
+        "any",
+        "number",
+        "secretstr",
+        "required",
+        "redacted",
+        "os",
+        "env",
+        "self",
+    }
+)
 
 
 def _is_placeholder(value: str, bare: bool) -> bool:
@@ -95,13 +118,15 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,100}(?:\.[A-Za-z_][A-Za-z0-9_]{0,
 
 def _mask_group(kind: str, group: int | str, keep: Callable[[re.Match[str]], bool] | None = None):
     """A replacement masking one group of the match (the text around it is kept)."""
+
     def repl(match: re.Match[str]) -> str:
         if keep is not None and keep(match):
             return match.group(0)
         start, end = match.span(group)
         base = match.start()
         whole = match.group(0)
-        return whole[: start - base] + MASK.format(kind) + whole[end - base:]
+        return whole[: start - base] + MASK.format(kind) + whole[end - base :]
+
     return repl
 
 
@@ -110,6 +135,7 @@ def _mask_whole(kind: str, keep: Callable[[re.Match[str]], bool] | None = None):
 
     def repl(match: re.Match[str]) -> str:
         return match.group(0) if keep is not None and keep(match) else mask
+
     return repl
 
 
@@ -157,18 +183,39 @@ def _spellings(words: Iterable[str]) -> list[str]:
             out.add(sep.join(parts))
             out.add(sep.join(parts).upper())
             out.add(sep.join(p.title() for p in parts))
-            out.add(parts[0] + sep.join([""] + [p.title() for p in parts[1:]]) if sep == "" else
-                    sep.join([parts[0]] + [p.title() for p in parts[1:]]))
+            out.add(
+                parts[0] + sep.join([""] + [p.title() for p in parts[1:]])
+                if sep == ""
+                else sep.join([parts[0]] + [p.title() for p in parts[1:]])
+            )
     return sorted(out)
 
 
 # Secret-ish key names; the key may carry any prefix (DB_PASSWORD, GITHUB_TOKEN, client_secret) but
 # must END with one of these (input_tokens, password_hash, token_count are not secrets).
-_KEY_NAMES = _spellings([
-    "password", "passwd", "passphrase", "secret", "token", "credential", "credentials", "secret_key",
-    "secret_access_key", "api_key", "apikey", "access_key", "private_key", "signing_key", "encryption_key",
-    "master_key", "auth_key", "client_secret", "api_secret",
-])
+_KEY_NAMES = _spellings(
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "secret_key",
+        "secret_access_key",
+        "api_key",
+        "apikey",
+        "access_key",
+        "private_key",
+        "signing_key",
+        "encryption_key",
+        "master_key",
+        "auth_key",
+        "client_secret",
+        "api_secret",
+    ]
+)
 _AUTH_WORDS = _spellings(["bearer"])
 _AUTH_HEADER = _spellings(["authorization"])
 _AUTH_SCHEMES = _spellings(["basic", "token", "bearer"])
@@ -190,7 +237,11 @@ PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     ),
     # Token shapes: the literal first (a fast scan), then a look-behind so a token starts only at the
     # start of a word ("task-management-…" holds no "sk-" key), then a possessive run.
-    ("anthropic_key", re.compile(rf"sk-ant-(?<!{_TOKEN}sk-ant-){_TOKEN}{{8,}}+"), _mask_whole("anthropic_key")),
+    (
+        "anthropic_key",
+        re.compile(rf"sk-ant-(?<!{_TOKEN}sk-ant-){_TOKEN}{{8,}}+"),
+        _mask_whole("anthropic_key"),
+    ),
     (
         "openai_key",
         re.compile(rf"sk-(?<!{_TOKEN}sk-)(?:(?:proj|svcacct|admin)-{_TOKEN}{{16,}}+|[A-Za-z0-9]{{20,}}+)"),
@@ -201,12 +252,21 @@ PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         re.compile(rf"g(?<!{_TOKEN}g)(?:h[pousr]_[A-Za-z0-9]{{20,}}+|ithub_pat_[A-Za-z0-9_]{{20,}}+)"),
         _mask_whole("github_token"),
     ),
-    ("aws_access_key", re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-     _mask_whole("aws_access_key")),
-    ("slack_token", re.compile(rf"x(?<!{_TOKEN}x)(?:ox[abprse]|app)-[A-Za-z0-9\-]{{8,}}+"), _mask_whole("slack_token")),
+    (
+        "aws_access_key",
+        re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        _mask_whole("aws_access_key"),
+    ),
+    (
+        "slack_token",
+        re.compile(rf"x(?<!{_TOKEN}x)(?:ox[abprse]|app)-[A-Za-z0-9\-]{{8,}}+"),
+        _mask_whole("slack_token"),
+    ),
     (
         "stripe_key",
-        re.compile(rf"[sr]k_(?<!{_TOKEN}[sr]k_)(?:live|test)_[A-Za-z0-9]{{16,}}+|whsec_(?<!{_TOKEN}whsec_)[A-Za-z0-9]{{20,}}+"),
+        re.compile(
+            rf"[sr]k_(?<!{_TOKEN}[sr]k_)(?:live|test)_[A-Za-z0-9]{{16,}}+|whsec_(?<!{_TOKEN}whsec_)[A-Za-z0-9]{{20,}}+"
+        ),
         _mask_whole("stripe_key"),
     ),
     (
@@ -219,12 +279,16 @@ PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         re.compile(
             # The word first (a fast scan), then a look-behind for the word boundary before it.
             rf"(?:(?:{_trie_regex(_AUTH_WORDS)})(?<![A-Za-z0-9_].{{6}})"
-            rf"|(?:{_trie_regex(_AUTH_HEADER)})(?<![A-Za-z0-9_].{{13}})[\"']?[ \t]{{0,8}}[:=][ \t]{{0,8}}[\"']?"
+            rf"|(?:{_trie_regex(_AUTH_HEADER)})(?<![A-Za-z0-9_].{{13}})"
+            r"[\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?"
             rf"(?:{_trie_regex(_AUTH_SCHEMES)}))[ \t]{{1,8}}"
             r"(?P<value>[A-Za-z0-9_\-.=:/+~]{8,512}+)"
         ),
-        _mask_group("bearer_token", "value",
-                    keep=lambda m: len(m["value"]) < 20 and not any(c.isdigit() for c in m["value"])),
+        _mask_group(
+            "bearer_token",
+            "value",
+            keep=lambda m: len(m["value"]) < 20 and not any(c.isdigit() for c in m["value"]),
+        ),
     ),
     (
         "url_password",
@@ -240,7 +304,8 @@ PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (
         "secret_assignment",
         re.compile(
-            rf"(?:{_trie_regex(_KEY_NAMES)})(?![A-Za-z0-9_\-])[\"']?[ \t]{{0,8}}(?::=|=>|:(?![:=])|=(?![=~>]))[ \t]{{0,8}}"
+            rf"(?:{_trie_regex(_KEY_NAMES)})(?![A-Za-z0-9_\-])"
+            r"[\"']?[ \t]{0,8}(?::=|=>|:(?![:=])|=(?![=~>]))[ \t]{0,8}"
             rf"(?:\"(?P<dq>[^\"\n]{{1,{MAX_VALUE}}}+)|'(?P<sq>[^'\n]{{1,{MAX_VALUE}}}+)"
             rf"|(?P<bare>[^\s\"'`,;(){{}}\[\]<>]{{1,{MAX_VALUE}}}+))"
         ),

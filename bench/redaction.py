@@ -42,14 +42,25 @@ SECRETS = [
     'DB_PASSWORD="Tr0ub4dor&3xyz"',
     '{"password": "jsonPassw0rd!"}',
     "Authorization: Bearer abc.def.ghi1234567890xyz",
-    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gu\n-----END RSA PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gu\n"
+    "-----END RSA PRIVATE KEY-----",
 ]
 
 # The part of each secret that must not survive.
 SECRET_VALUES = [
-    "R4nd0mT0k3nV4lu3", "Zx9Yw8Vu7Ts6Rq5Po4Nm3", "Ab3dEf6hIj9kLm2nOp5q", "AKIAIOSFODNN7EXAMPLE",
-    "wJalrXUtnFEMI/K7MDENG", "1234567890123-AbCd", "51HqLyjWDarjtT1zdp7", "SflKxwRJSMeKKF2QT4f", "Hunter2Sup3r",
-    "Tr0ub4dor&3xyz", "jsonPassw0rd!", "ghi1234567890xyz", "u1SU1LfVLPHCozMxH2Mo4",
+    "R4nd0mT0k3nV4lu3",
+    "Zx9Yw8Vu7Ts6Rq5Po4Nm3",
+    "Ab3dEf6hIj9kLm2nOp5q",
+    "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG",
+    "1234567890123-AbCd",
+    "51HqLyjWDarjtT1zdp7",
+    "SflKxwRJSMeKKF2QT4f",
+    "Hunter2Sup3r",
+    "Tr0ub4dor&3xyz",
+    "jsonPassw0rd!",
+    "ghi1234567890xyz",
+    "u1SU1LfVLPHCozMxH2Mo4",
 ]
 
 CODE = '''def handler(request, project_id: int) -> Response:
@@ -58,15 +69,25 @@ CODE = '''def handler(request, project_id: int) -> Response:
     password = settings.DB_PASSWORD
     return Response([{"id": r.pk, "status": r.status, "cost": str(r.cost_usd)} for r in runs])
 '''
-LOG = ("2026-12-05T10:{m:02d}:{s:02d}.123Z INFO runs.worker run=4{n} step=17 kind=run_terminal "
-       "commit=3f786850e387550fdab836ed7e6dc881de23001b uuid=123e4567-e89b-12d3-a456-426614174000 ok\n")
-JSON = ('{"id": %d, "kind": "executionstep.updated", "data": {"step": 991, "seq": 12, "status": "completed", '
-        '"input_tokens": 1234, "max_tokens": 4096, "tool": "edit_file", "path": "src/app/models.py"}}\n')
-PROSE = ("The manager tick picks ready tasks, ranks them, respects capacity and budgets, and starts runs; "
-         "a human can watch live, approve or reject steps, send a message, stop it or roll it back.\n")
-DIFF_B64 = "".join(random.Random(7).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-                   for _ in range(76 * 8))
-DIFF = "@@ -1,3 +1,11 @@\n data = (\n" + "".join(f"+{DIFF_B64[i:i + 76]}\n" for i in range(0, len(DIFF_B64), 76))
+LOG = (
+    "2026-12-05T10:{m:02d}:{s:02d}.123Z INFO runs.worker run=4{n} step=17 kind=run_terminal "
+    "commit=3f786850e387550fdab836ed7e6dc881de23001b uuid=123e4567-e89b-12d3-a456-426614174000 ok\n"
+)
+JSON = (
+    '{"id": %d, "kind": "executionstep.updated", "data": {"step": 991, "seq": 12, "status": "completed", '
+    '"input_tokens": 1234, "max_tokens": 4096, "tool": "edit_file", "path": "src/app/models.py"}}\n'
+)
+PROSE = (
+    "The manager tick picks ready tasks, ranks them, respects capacity and budgets, and starts runs; "
+    "a human can watch live, approve or reject steps, send a message, stop it or roll it back.\n"
+)
+DIFF_B64 = "".join(
+    random.Random(7).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    for _ in range(76 * 8)
+)
+DIFF = "@@ -1,3 +1,11 @@\n data = (\n" + "".join(
+    f"+{DIFF_B64[i : i + 76]}\n" for i in range(0, len(DIFF_B64), 76)
+)
 
 
 def mixed_text(size: int) -> str:
@@ -155,12 +176,18 @@ def main() -> int:
     # The baseline must scan and copy (str.replace returns the string itself when old == new).
     baseline, baseline_wall = best(lambda: text.replace("token seen: ", "token seen:_"), args.repeat)
     redaction, redaction_wall = best(lambda: redactor(text), args.repeat)
-    print(f"Throughput on {mb:.1f} MB of mixed text ({masked.count('[REDACTED:')} secrets masked; "
-          f"secrets left readable: {leaked or 'none'}):")
-    print(f"  str.replace (baseline) {baseline * 1000:9.1f} ms CPU  {mb / baseline:9.1f} MB/s   "
-          f"(wall {baseline_wall * 1000:.1f} ms)")
-    print(f"  redact                 {redaction * 1000:9.1f} ms CPU  {mb / redaction:9.1f} MB/s   "
-          f"(wall {redaction_wall * 1000:.1f} ms, {mb / redaction_wall:.1f} MB/s)")
+    print(
+        f"Throughput on {mb:.1f} MB of mixed text ({masked.count('[REDACTED:')} secrets masked; "
+        f"secrets left readable: {leaked or 'none'}):"
+    )
+    print(
+        f"  str.replace (baseline) {baseline * 1000:9.1f} ms CPU  {mb / baseline:9.1f} MB/s   "
+        f"(wall {baseline_wall * 1000:.1f} ms)"
+    )
+    print(
+        f"  redact                 {redaction * 1000:9.1f} ms CPU  {mb / redaction:9.1f} MB/s   "
+        f"(wall {redaction_wall * 1000:.1f} ms, {mb / redaction_wall:.1f} MB/s)"
+    )
     print(f"  ratio redact / str.replace: {redaction / baseline:.0f}x (CPU)")
 
     sizes = [int(float(s) * 1_000_000) for s in args.sizes.split(",")]
@@ -180,8 +207,10 @@ def main() -> int:
         growth = per_mb[-1] / per_mb[0] if per_mb[0] else float("inf")
         worst = max(worst, growth)
         print(f"  {name:44s}" + "".join(f"{x * 1000:10.1f} ms" for x in per_mb) + f"   {growth:6.2f}")
-    print(f"\nWorst growth of time per MB from {sizes[0] / 1e6:g} MB to {sizes[-1] / 1e6:g} MB: {worst:.2f}x "
-          f"(a quadratic pattern: {sizes[-1] / sizes[0]:.0f}x)")
+    print(
+        f"\nWorst growth of time per MB from {sizes[0] / 1e6:g} MB to {sizes[-1] / 1e6:g} MB: {worst:.2f}x "
+        f"(a quadratic pattern: {sizes[-1] / sizes[0]:.0f}x)"
+    )
     return 0
 
 

@@ -27,27 +27,71 @@ from tests.gitrepo import make_repo
 # (id, text as it appears in the wild, the secret that must vanish from it)
 PEM_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0"
 CORPUS = [
-    ("github-ghp", "export GH=ghp_R4nd0mT0k3nV4lu3abcdefghijklmnop12", "ghp_R4nd0mT0k3nV4lu3abcdefghijklmnop12"),
-    ("github-gho", "oauth: gho_16C7e42F292c6912E7710c838347Ae178B4a", "gho_16C7e42F292c6912E7710c838347Ae178B4a"),
-    ("github-pat", "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEFGHIJ",
-     "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEFGHIJ"),
-    ("anthropic", "key sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-AbCd_EfGh", "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"),
-    ("openai-proj", "OPENAI=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_T3BlbkFJ", "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"),
-    ("openai-legacy", "use sk-4fQ9zR2mK8pL1vX7cN3bT6yH0wJ5gD2sA9eU4iO8rM1kZ3xV today",
-     "sk-4fQ9zR2mK8pL1vX7cN3bT6yH0wJ5gD2sA9eU4iO8rM1kZ3xV"),
+    (
+        "github-ghp",
+        "export GH=ghp_R4nd0mT0k3nV4lu3abcdefghijklmnop12",
+        "ghp_R4nd0mT0k3nV4lu3abcdefghijklmnop12",
+    ),
+    (
+        "github-gho",
+        "oauth: gho_16C7e42F292c6912E7710c838347Ae178B4a",
+        "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+    ),
+    (
+        "github-pat",
+        "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEFGHIJ",
+        "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEFGHIJ",
+    ),
+    (
+        "anthropic",
+        "key sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-AbCd_EfGh",
+        "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe",
+    ),
+    (
+        "openai-proj",
+        "OPENAI=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_T3BlbkFJ",
+        "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+    ),
+    (
+        "openai-legacy",
+        "use sk-4fQ9zR2mK8pL1vX7cN3bT6yH0wJ5gD2sA9eU4iO8rM1kZ3xV today",
+        "sk-4fQ9zR2mK8pL1vX7cN3bT6yH0wJ5gD2sA9eU4iO8rM1kZ3xV",
+    ),
     ("aws-id", "aws id AKIAIOSFODNN7EXAMPLE in the log", "AKIAIOSFODNN7EXAMPLE"),
-    ("aws-secret-bare", "creds: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY end", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-    ("aws-secret-bare-2", "9Xk2Lq7Rm4Tz8Wv1Yb6Nc3Pd5Hf0Gj/Ks+Ua2Qe7", "9Xk2Lq7Rm4Tz8Wv1Yb6Nc3Pd5Hf0Gj/Ks+Ua2Qe7"),
-    ("slack", "SLACK xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-123456789012-1234567890123"),
+    (
+        "aws-secret-bare",
+        "creds: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY end",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+    (
+        "aws-secret-bare-2",
+        "9Xk2Lq7Rm4Tz8Wv1Yb6Nc3Pd5Hf0Gj/Ks+Ua2Qe7",
+        "9Xk2Lq7Rm4Tz8Wv1Yb6Nc3Pd5Hf0Gj/Ks+Ua2Qe7",
+    ),
+    (
+        "slack",
+        "SLACK xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        "xoxb-123456789012-1234567890123",
+    ),
     ("stripe-sk", "stripe sk_live_51HqLyjWDarjtT1zdp7dcXhp9", "sk_live_51HqLyjWDarjtT1zdp7dcXhp9"),
     ("stripe-rk", "restricted rk_live_51HqLyjWDarjtT1zdQ7cXhp9", "rk_live_51HqLyjWDarjtT1zdQ7cXhp9"),
-    ("jwt", "cookie=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
-     "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"),
+    (
+        "jwt",
+        "cookie=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
+        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
+    ),
     ("pem-rsa", f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----", PEM_BODY),
-    ("pem-ec", f"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oo\n-----END EC PRIVATE KEY-----",
-     "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oo"),
-    ("pem-openssh-cut", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n",
-     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
+    (
+        "pem-ec",
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oo\n"
+        "-----END EC PRIVATE KEY-----",
+        "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oo",
+    ),
+    (
+        "pem-openssh-cut",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n",
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+    ),
     ("url-password", "DATABASE_URL postgres://admin:Hunter2Sup3r@db.example.com:5432/app", "Hunter2Sup3r"),
     ("env-line", "DB_PASSWORD=Tr0ub4dor&3xyz\nDEBUG=1", "Tr0ub4dor&3xyz"),
     ("env-token", "export GITHUB_TOKEN='plainEnvTokenValue42'", "plainEnvTokenValue42"),
@@ -56,7 +100,11 @@ CORPUS = [
     ("yaml-password", "db:\n  password: yamlPassw0rdValue\n", "yamlPassw0rdValue"),
     ("yaml-api-key", 'service:\n  api_key: "yamlApiKeyValue9"\n', "yamlApiKeyValue9"),
     ("code-secret-key", 'SECRET_KEY = "django-insecure-abc123def456"', "django-insecure-abc123def456"),
-    ("bearer", "curl -H 'Authorization: Bearer abc.def.ghi1234567890xyz' https://api", "abc.def.ghi1234567890xyz"),
+    (
+        "bearer",
+        "curl -H 'Authorization: Bearer abc.def.ghi1234567890xyz' https://api",
+        "abc.def.ghi1234567890xyz",
+    ),
     ("basic-auth", "Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", "YWxhZGRpbjpvcGVuc2VzYW1l"),
 ]
 SECRETS = [secret for _, _, secret in CORPUS]
@@ -65,16 +113,22 @@ ALL_SHAPES = "\n".join(text for _, text, _ in CORPUS)
 BASE64_BLOB = base64.b64encode(bytes(range(256)) * 3).decode()
 SURVIVORS = [
     ("git-sha", "commit 3f786850e387550fdab836ed7e6dc881de23001b (HEAD -> main)"),
-    ("git-sha-upper-run", "merge 9fceb02d0ae598e95dc970b74767f19372d61af8 into 4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+    (
+        "git-sha-upper-run",
+        "merge 9fceb02d0ae598e95dc970b74767f19372d61af8 into 4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    ),
     ("uuid", "run 123e4567-e89b-12d3-a456-426614174000 finished"),
-    ("base64-diff", "+" + "\n+".join(BASE64_BLOB[i:i + 76] for i in range(0, len(BASE64_BLOB), 76))),
+    ("base64-diff", "+" + "\n+".join(BASE64_BLOB[i : i + 76] for i in range(0, len(BASE64_BLOB), 76))),
     ("identifiers", "getUserAccountSettingsForProjectVersion2 = build_the_configuration_for_project_v2()"),
     ("paths", "src/components/forms/UserProfileFormV2.tsx and /usr/lib/python3/dist-packages/x.py"),
     ("kebab", "task-management-framework-abcdefghijklmnop and risk-assessment-toolkit-xyz"),
     ("stripe-public", "pk_live_51HqLyjWDarjtT1zdp7dcXhp9"),
     ("usage-json", '{"input_tokens": 1234, "max_tokens": 4096, "token_count": 7}'),
-    ("code", "def login(password: str, token: Optional[str] = None):\n    password = settings.DB_PASSWORD\n"
-             "    pw = request.POST.get('password')\n    if password == other: pass"),
+    (
+        "code",
+        "def login(password: str, token: Optional[str] = None):\n    password = settings.DB_PASSWORD\n"
+        "    pw = request.POST.get('password')\n    if password == other: pass",
+    ),
     ("placeholders", 'password: ${DB_PASSWORD}\napi_key: "<your key here>"\ntoken: null\n"password": ""'),
     ("prose", "The bearer of this note is the quick brown fox; see http://example.com:8080/a@b for more."),
     ("short-sk", "nothing to see here: sk-short"),
@@ -102,7 +156,8 @@ def test_ordinary_text_survives(text):
 
 def test_masks_keep_the_context_around_the_secret():
     assert redact("postgres://admin:Hunter2Sup3r@db.example.com/app") == (
-        "postgres://admin:[REDACTED:url_password]@db.example.com/app")
+        "postgres://admin:[REDACTED:url_password]@db.example.com/app"
+    )
     assert redact('{"password": "jsonPassw0rd!"}') == '{"password": "[REDACTED:secret_assignment]"}'
     assert redact("DB_PASSWORD=Tr0ub4dor&3xyz") == "DB_PASSWORD=[REDACTED:secret_assignment]"
 
@@ -116,7 +171,8 @@ def test_redaction_is_idempotent():
 def test_env_literals_longest_first_in_one_pass():
     redactor = Redactor(["correct-horse-battery", "correct-horse", "short"])
     assert redactor("a correct-horse-battery b correct-horse c short") == (
-        "a [REDACTED:env_value] b [REDACTED:env_value] c short")
+        "a [REDACTED:env_value] b [REDACTED:env_value] c short"
+    )
 
 
 def test_redact_data_walks_any_depth_keys_and_values():
@@ -218,9 +274,14 @@ def test_long_text_is_redacted_before_the_write_transaction_opens(monkeypatch, p
     long_text = "x" * 600 + " " + MARKER  # past the 500 characters an event keeps
 
     # when a run is created, messaged and a task is created through the API
-    made = api.post(f"/api/projects/{project.pk}/runs/", {"prompt": long_text, "agent": "scripted"}, format="json")
+    made = api.post(
+        f"/api/projects/{project.pk}/runs/", {"prompt": long_text, "agent": "scripted"}, format="json"
+    )
     assert made.status_code == 201, made.data
-    assert api.post(f"/api/runs/{made.data['id']}/message/", {"body": long_text}, format="json").status_code == 201
+    assert (
+        api.post(f"/api/runs/{made.data['id']}/message/", {"body": long_text}, format="json").status_code
+        == 201
+    )
     task = api.post("/api/tasks/", {"project": project.pk, "title": "t", "body": long_text}, format="json")
     assert task.status_code == 201, task.data
 
@@ -241,33 +302,54 @@ def test_no_secret_shape_survives_any_door(tmp_path):
     api = APIClient()
     api.force_authenticate(operator)
     script = [
-        {"run": "cat leaky.txt"},                                          # step output
+        {"run": "cat leaky.txt"},  # step output
         {"edit": "leaky.txt", "old": "line to edit", "new": "edited line"},  # a diff with the secrets around
-        {"write": "copy.txt", "content": ALL_SHAPES},                      # step input (the script)
-        {"finish": "done: " + ALL_SHAPES},                                 # result summary
+        {"write": "copy.txt", "content": ALL_SHAPES},  # step input (the script)
+        {"finish": "done: " + ALL_SHAPES},  # result summary
     ]
 
     # when every shape goes through every door: API create (prompt + settings), a scripted run,
     # a message, a step recorded by a backend, an event, a task
-    made = api.post(f"/api/projects/{project.pk}/runs/",
-                    {"prompt": "do it " + ALL_SHAPES, "agent": "scripted", "settings": {"script": script}}, format="json")
+    made = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"prompt": "do it " + ALL_SHAPES, "agent": "scripted", "settings": {"script": script}},
+        format="json",
+    )
     assert made.status_code == 201, made.data
     run = ExecutionRun.objects.get(pk=made.data["id"])
     assert execute_run(run.pk) == "succeeded"
-    assert api.post(f"/api/runs/{run.pk}/message/", {"body": "note " + ALL_SHAPES}, format="json").status_code == 201
-    create_step(run=run, kind="read_file", redactor=Redactor.for_project(project), artifacts_dir=None,
-                tool_name="read", input={"path": "x", "seen": ALL_SHAPES, ALL_SHAPES[:60]: 1},
-                status="completed", output=ALL_SHAPES, diff=ALL_SHAPES, risk_reason=ALL_SHAPES)
+    assert (
+        api.post(f"/api/runs/{run.pk}/message/", {"body": "note " + ALL_SHAPES}, format="json").status_code
+        == 201
+    )
+    create_step(
+        run=run,
+        kind="read_file",
+        redactor=Redactor.for_project(project),
+        artifacts_dir=None,
+        tool_name="read",
+        input={"path": "x", "seen": ALL_SHAPES, ALL_SHAPES[:60]: 1},
+        status="completed",
+        output=ALL_SHAPES,
+        diff=ALL_SHAPES,
+        risk_reason=ALL_SHAPES,
+    )
     record_event(kind="test.note", project=project, data={"note": ALL_SHAPES, "nested": [{"x": ALL_SHAPES}]})
-    task = api.post("/api/tasks/", {"project": project.pk, "title": "fix " + SECRETS[0], "body": ALL_SHAPES},
-                    format="json")
+    task = api.post(
+        "/api/tasks/",
+        {"project": project.pk, "title": "fix " + SECRETS[0], "body": ALL_SHAPES},
+        format="json",
+    )
     assert task.status_code == 201, task.data
 
     # then no secret is anywhere: the database rows, the API JSON, the exports, the run page
     rows = [
-        *ExecutionRun.objects.filter(pk=run.pk).values_list("prompt", "settings", "result_summary", "status_reason",
-                                                            "error"),
-        *ExecutionStep.objects.filter(run=run).values_list("input", "output", "diff", "risk_reason", "decision_note"),
+        *ExecutionRun.objects.filter(pk=run.pk).values_list(
+            "prompt", "settings", "result_summary", "status_reason", "error"
+        ),
+        *ExecutionStep.objects.filter(run=run).values_list(
+            "input", "output", "diff", "risk_reason", "decision_note"
+        ),
         *RunMessage.objects.filter(run=run).values_list("body"),
         *Event.objects.filter(project=project).values_list("data"),
         *Task.objects.filter(project=project).values_list("title", "body"),
@@ -291,26 +373,45 @@ def test_no_secret_shape_survives_any_door(tmp_path):
     # and the doors really carried the text (masked): the test would notice a door that drops it
     for door in ("db", "api-run", "export-json", "run-page"):
         assert "[REDACTED:" in doors[door], door
-    assert ExecutionStep.objects.filter(run=run, kind="run_terminal", output__contains="[REDACTED:jwt]").exists()
+    assert ExecutionStep.objects.filter(
+        run=run, kind="run_terminal", output__contains="[REDACTED:jwt]"
+    ).exists()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_import_redacts_a_trajectory_from_elsewhere(project):
     data = {
-        "schema": "autopilot.trajectory", "version": 1,
-        "run": {"id": 1, "backend": "scripted", "prompt": ALL_SHAPES, "status": "succeeded",
-                "result_summary": ALL_SHAPES},
-        "usage": {}, "timings": {},
-        "steps": [{"seq": 1, "kind": "read_file", "status": "completed", "input": {"k": ALL_SHAPES},
-                   "output": ALL_SHAPES, "diff": ALL_SHAPES}],
+        "schema": "autopilot.trajectory",
+        "version": 1,
+        "run": {
+            "id": 1,
+            "backend": "scripted",
+            "prompt": ALL_SHAPES,
+            "status": "succeeded",
+            "result_summary": ALL_SHAPES,
+        },
+        "usage": {},
+        "timings": {},
+        "steps": [
+            {
+                "seq": 1,
+                "kind": "read_file",
+                "status": "completed",
+                "input": {"k": ALL_SHAPES},
+                "output": ALL_SHAPES,
+                "diff": ALL_SHAPES,
+            }
+        ],
         "messages": [{"body": ALL_SHAPES}],
     }
     run = trajectory.import_run(project=project, raw=data)
-    stored = json.dumps([
-        *ExecutionRun.objects.filter(pk=run.pk).values_list("prompt", "result_summary", "settings"),
-        *ExecutionStep.objects.filter(run=run).values_list("input", "output", "diff"),
-        *RunMessage.objects.filter(run=run).values_list("body"),
-    ])
+    stored = json.dumps(
+        [
+            *ExecutionRun.objects.filter(pk=run.pk).values_list("prompt", "result_summary", "settings"),
+            *ExecutionStep.objects.filter(run=run).values_list("input", "output", "diff"),
+            *RunMessage.objects.filter(run=run).values_list("body"),
+        ]
+    )
     assert leaks(stored) == []
 
 
