@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 from django.db import models, transaction
 
 from autopilot.models import Event
+from autopilot.redaction import redact_data
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,11 @@ def record_event(
     data: dict[str, Any] | None = None,
     push: bool = True,
 ) -> Event:
-    """Append an event (inside the caller's transaction) and push it to live clients on commit."""
+    """Append an event (inside the caller's transaction) and push it to live clients on commit.
+
+    `data` is redacted (known secret shapes) as a last line of defence: it is small (ids, titles,
+    notes cut to 500 characters); callers redact long text, with their project's .env values too,
+    before opening their transaction."""
     project_id = getattr(project, "pk", project) if project is not None else _project_id_of(subject)
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
@@ -76,7 +81,7 @@ def record_event(
         subject_type=subject._meta.model_name if subject is not None else "",
         subject_id=subject.pk if subject is not None else None,
         actor=actor,
-        data=data or {},
+        data=redact_data(data or {}),
     )
     if push:
         payload = serialize_event(event)
@@ -98,7 +103,7 @@ def record_events(items: list[dict[str, Any]], *, actor=None, push: bool = True)
             subject_type=subject._meta.model_name if subject is not None else "",
             subject_id=subject.pk if subject is not None else None,
             actor=actor,
-            data=item.get("data") or {},
+            data=redact_data(item.get("data") or {}),
         ))
     if not events:
         return []

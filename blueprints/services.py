@@ -15,6 +15,7 @@ from django.utils import timezone
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.events import record_event
 from autopilot.models import Project
+from autopilot.redaction import Redactor
 from autopilot.state import transition
 from blueprints.graph import cycle_error, generate_tasks
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
@@ -65,7 +66,17 @@ def _clean_node(project: Project, plan_node: PlanNode | int | None) -> PlanNode 
     return plan_node
 
 
-@transaction.atomic
+def _redact_texts(project: Project, changes: dict[str, Any]) -> dict[str, Any]:
+    """A human-written title and body are stored redacted (known secret shapes and the project's .env
+    values), computed before the write transaction opens. Bodies generated from a blueprint quote the
+    spec verbatim (the spec is the user's own document) and are redacted on their way into a prompt."""
+    texts = {k: v for k, v in changes.items() if k in ("title", "body") and isinstance(v, str) and v}
+    if not texts:
+        return changes
+    redactor = Redactor.for_project(project)
+    return {**changes, **{k: redactor(v) for k, v in texts.items()}}
+
+
 def task_create(
     *,
     project: Project,
@@ -76,6 +87,14 @@ def task_create(
     plan_node: PlanNode | int | None = None,
     actor=None,
 ) -> Task:
+    texts = _redact_texts(project, {"title": title, "body": body})
+    return _task_create(project=project, title=texts["title"], body=texts["body"], priority=priority,
+                        complexity=complexity, plan_node=plan_node, actor=actor)
+
+
+@transaction.atomic
+def _task_create(*, project: Project, title: str, body: str, priority: int, complexity: int,
+                 plan_node: PlanNode | int | None, actor) -> Task:
     node = _clean_node(project, plan_node)
     task = Task.objects.create(
         project=project,
@@ -112,8 +131,12 @@ def _next_manual_order(project: Project) -> int:
     return (last or 0) + 1
 
 
-@transaction.atomic
 def task_update(*, task: Task, actor=None, **changes: Any) -> Task:
+    return _task_update(task=task, actor=actor, **_redact_texts(task.project, changes))
+
+
+@transaction.atomic
+def _task_update(*, task: Task, actor=None, **changes: Any) -> Task:
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         hint = " (change the status with a transition)" if "status" in unknown else ""

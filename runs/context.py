@@ -74,9 +74,13 @@ def create_step(
     cost_usd: Decimal | None = None,
     actor=None,
 ) -> ExecutionStep:
-    """Create a step (redacted, capped) with a safely allocated seq; stamps run.first_step_at."""
+    """Create a step (redacted, capped) with a safely allocated seq; stamps run.first_step_at.
+    Everything is redacted before the transaction opens."""
     now = timezone.now()
     text, truncated, artifact = cap_output(redactor(output or ""), artifacts_dir)
+    risk_reason = redactor(risk_reason or "")[:500]
+    input = redactor.data(input or {})
+    diff = redactor(diff or "")
     with transaction.atomic():
         seq = allocate_seq(run.pk)
         step = ExecutionStep.objects.create(
@@ -86,12 +90,12 @@ def create_step(
             tool_name=tool_name[:200],
             status=status,
             risky=risky,
-            risk_reason=redactor(risk_reason)[:500],
-            input=redactor.data(input or {}),
+            risk_reason=risk_reason,
+            input=input,
             output=text,
             output_truncated=truncated,
             artifact_path=artifact,
-            diff=redactor(diff or ""),
+            diff=diff,
             rollback=rollback or {},
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -185,11 +189,13 @@ class WorkerRunContext(RunContext):
         self.run_id = run.pk
         self.project_id = run.project_id
         self.project = run.project
-        self.prompt = build_prompt(run)
+        self.workspace = Path(workspace.path)
+        self.redactor = Redactor.for_project(self.project, self.workspace)
+        # A task generated from the spec quotes it verbatim; the agent gets it redacted.
+        self.prompt = self.redactor(build_prompt(run))
         self.model = run.model
         self.role = run.role
         self.autonomy_mode = run.autonomy_mode or self.project.autonomy_mode
-        self.workspace = Path(workspace.path)
         self.cwd = Path(workspace.cwd)
         self.resume_session_id = resume_session_id
         self.settings = dict(run.settings or {})
@@ -199,7 +205,6 @@ class WorkerRunContext(RunContext):
         self.max_turns = run.max_turns
         self.budget_usd = run.budget_usd
         self.max_wall_seconds = run.max_wall_seconds
-        self.redactor = Redactor.for_project(self.project, self.workspace)
         self.policy = Policy.for_run(project=self.project, run=run, root=self.cwd)
         self.lock = threading.RLock()
         self.stop_event = threading.Event()

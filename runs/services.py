@@ -155,6 +155,13 @@ def _build_run(
     )
 
 
+def _redact_run(run: ExecutionRun, redactor: Redactor) -> None:
+    """Redact what a new run stores from its caller: the prompt and the settings (the scripted backend
+    then follows the redacted script). Call it before opening the write transaction."""
+    run.prompt = redactor(run.prompt)
+    run.settings = redactor.data(run.settings or {})
+
+
 def _created_event_data(run: ExecutionRun) -> dict:
     return {"task": run.task_id, "agent": run.agent_backend, "model": run.model, "role": run.role,
             "attempt": run.attempt, "retry_of": run.retry_of_id, "resumed_from": run.resumed_from_id}
@@ -171,7 +178,6 @@ def _check_queue_room(adding: int) -> None:
         )
 
 
-@transaction.atomic
 def run_create(
     *,
     project,
@@ -197,20 +203,23 @@ def run_create(
     "write_scope", "stuck_repeat", "stuck_idle_turns"). With enqueue=False the caller executes it
     (e.g. `autopilot run` in the foreground calls runs.worker.execute_run itself). Many runs at once
     (the manager's tick): `runs_create_many`.
+    Validation and redaction happen before the write transaction opens (redaction reads the project's
+    .env files and scans the whole prompt: never while holding the database's write lock).
     """
     run = _build_run(
         project=project, prompt=prompt, task=task, role=role, agent_backend=agent_backend, model=model,
         budget_usd=budget_usd, max_turns=max_turns, max_wall_seconds=max_wall_seconds, priority=priority, actor=actor,
         run_settings=run_settings, retry_of=retry_of, resumed_from=resumed_from, attempt=attempt,
     )
-    _check_queue_room(1)
-    run.prompt = Redactor.for_project(project)(run.prompt)
-    run.queued_at = timezone.now()
-    run.save(force_insert=True)
-    record_event(kind="executionrun.created", subject=run, actor=actor, data=_created_event_data(run))
-    if enqueue:
-        run_id = run.pk
-        transaction.on_commit(lambda: enqueue_run(run_id))
+    _redact_run(run, Redactor.for_project(project))
+    with transaction.atomic():
+        _check_queue_room(1)
+        run.queued_at = timezone.now()
+        run.save(force_insert=True)
+        record_event(kind="executionrun.created", subject=run, actor=actor, data=_created_event_data(run))
+        if enqueue:
+            run_id = run.pk
+            transaction.on_commit(lambda: enqueue_run(run_id))
     return run
 
 
@@ -232,7 +241,7 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
         project = run.project
         if project.pk not in redactors:
             redactors[project.pk] = Redactor.for_project(project)
-        run.prompt = redactors[project.pk](run.prompt)
+        _redact_run(run, redactors[project.pk])
         run.queued_at = now
     with transaction.atomic():
         _check_queue_room(len(runs))
@@ -315,6 +324,7 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
     process groups after a grace period. A forced stop of a run whose worker is gone (lease expired
     or its process dead) cancels it here and now."""
     who = _who(actor)
+    reason = Redactor.for_project(run.project)(reason or "")
     text = f"stopped by {who}" + (f": {reason}" if reason else "")
     finished = False
     with transaction.atomic():
@@ -367,12 +377,12 @@ def _hook(name: str, run_id: int) -> None:
 
 def _decide(*, step: ExecutionStep, actor, approve: bool, text: str) -> ExecutionStep:
     who = _who(actor)
+    project = ExecutionStep.objects.select_related("run__project").get(pk=step.pk).run.project
+    note = Redactor.for_project(project)(text or "")
     with transaction.atomic():
         locked = ExecutionStep.objects.select_for_update().select_related("run").get(pk=step.pk)
         if locked.status != StepStatus.NEEDS_APPROVAL:
             raise Conflict(f"Step {locked.seq} of run #{locked.run_id} is {locked.status}, not waiting for approval.")
-        redactor = Redactor.for_project(locked.run.project)
-        note = redactor(text or "")
         fields = {"decided_by": _actor(actor), "decision_note": note, "decided_at": timezone.now()}
         if approve:
             transition(locked, StepStatus.RUNNING, actor=actor, reason=f"approved by {who}", fields=fields,
@@ -444,18 +454,21 @@ def run_advance(*, run: ExecutionRun, actor=None) -> ExecutionStep:
     return step
 
 
-@transaction.atomic
 def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
-    """A human's message; delivered to a running agent between turns without stopping it."""
+    """A human's message; delivered to a running agent between turns without stopping it. The body is
+    redacted before the write transaction opens (a long message never holds the write lock)."""
     body = (body or "").strip()
     if not body:
         raise ApplicationError("A message needs a body.")
-    locked = ExecutionRun.objects.select_for_update().select_related("project").get(pk=run.pk)
-    redactor = Redactor.for_project(locked.project, locked.worktree_path or None)
-    message = RunMessage.objects.create(run=locked, author=_actor(actor), body=redactor(body),
-                                        delivered_at=timezone.now() if locked.is_terminal else None)
-    record_event(kind="executionrun.message", subject=locked, actor=actor,
-                 data={"message": message.pk, "body": message.body[:500], "delivered": message.delivered_at is not None})
+    current = ExecutionRun.objects.select_related("project").get(pk=run.pk)
+    body = Redactor.for_project(current.project, current.worktree_path or None)(body)
+    with transaction.atomic():
+        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        message = RunMessage.objects.create(run=locked, author=_actor(actor), body=body,
+                                            delivered_at=timezone.now() if locked.is_terminal else None)
+        record_event(kind="executionrun.message", subject=locked, actor=actor,
+                     data={"message": message.pk, "body": message.body[:500],
+                           "delivered": message.delivered_at is not None})
     return message
 
 

@@ -313,13 +313,17 @@ def validate_trajectory(data: dict[str, Any]) -> None:
                 raise ApplicationError(f"Trajectory {where}.{key} must be text.")
 
 
-@transaction.atomic
 def import_run(*, project, raw: str | bytes | dict, actor=None) -> ExecutionRun:
-    """Create a new finished run from a trajectory (validated first; all or nothing)."""
+    """Create a new finished run from a trajectory (validated first; all or nothing). The whole
+    trajectory is redacted with the project's redactor before the write transaction opens."""
     data = parse_trajectory(raw)
     validate_trajectory(data)
+    return _import_redacted(project=project, data=Redactor.for_project(project).data(data), actor=actor)
+
+
+@transaction.atomic
+def _import_redacted(*, project, data: dict[str, Any], actor=None) -> ExecutionRun:
     src, usage, timings = data["run"], data["usage"], data["timings"]
-    redactor = Redactor.for_project(project)
     status = src["status"]
     reason = src.get("status_reason") or ""
     if status not in ExecutionRun.TERMINAL:
@@ -334,13 +338,13 @@ def import_run(*, project, raw: str | bytes | dict, actor=None) -> ExecutionRun:
         role=src.get("role") or RunRole.CODE,
         agent_backend=src["backend"],
         model=str(src.get("model") or "")[:200],
-        prompt=redactor(src["prompt"]),
+        prompt=src["prompt"],
         status=status,
-        status_reason=redactor(reason)[:5000],
+        status_reason=reason[:5000],
         autonomy_mode=project.autonomy_mode,
         settings={"imported": {
             "source_run": src.get("id"), "source_project": (src.get("project") or {}).get("name"),
-            "exported_at": data.get("exported_at"), "usage_records": redactor.data(usage.get("records") or []),
+            "exported_at": data.get("exported_at"), "usage_records": usage.get("records") or [],
             "task": src.get("task"),
         }},
         branch=str(src.get("branch") or "")[:300],
@@ -357,8 +361,8 @@ def import_run(*, project, raw: str | bytes | dict, actor=None) -> ExecutionRun:
         cache_read_tokens=_count(usage.get("cache_read_tokens"), "usage.cache_read_tokens"),
         cache_write_tokens=_count(usage.get("cache_write_tokens"), "usage.cache_write_tokens"),
         turns=_count(usage.get("turns"), "usage.turns"),
-        result_summary=redactor(src.get("result_summary") or ""),
-        error=redactor(src.get("error") or ""),
+        result_summary=src.get("result_summary") or "",
+        error=src.get("error") or "",
         created_by=actor if getattr(actor, "pk", None) else None,
         queued_at=_when(timings.get("queued_at"), "timings.queued_at"),
         started_at=_when(timings.get("started_at"), "timings.started_at"),
@@ -370,14 +374,14 @@ def import_run(*, project, raw: str | bytes | dict, actor=None) -> ExecutionRun:
         where = f"steps[{index}]"
         steps.append(ExecutionStep(
             run=run, seq=s["seq"], kind=s["kind"], tool_name=str(s.get("tool") or "")[:200], status=s["status"],
-            risky=bool(s.get("risky")), risk_reason=redactor(s.get("risk_reason") or "")[:500],
-            input=redactor.data(s.get("input") or {}), output=redactor(s.get("output") or ""),
-            output_truncated=bool(s.get("output_truncated")), diff=redactor(s.get("diff") or ""),
+            risky=bool(s.get("risky")), risk_reason=(s.get("risk_reason") or "")[:500],
+            input=s.get("input") or {}, output=s.get("output") or "",
+            output_truncated=bool(s.get("output_truncated")), diff=s.get("diff") or "",
             rollback={"rollback_path": s["rollback_path"]} if s.get("rollback_path") else {},
             input_tokens=_count(s.get("input_tokens"), f"{where}.input_tokens"),
             output_tokens=_count(s.get("output_tokens"), f"{where}.output_tokens"),
             cost_usd=_decimal(s.get("cost_usd"), f"{where}.cost_usd"),
-            decided_by=users.get(s.get("decided_by")), decision_note=redactor(s.get("decision_note") or ""),
+            decided_by=users.get(s.get("decided_by")), decision_note=s.get("decision_note") or "",
             decided_at=_when(s.get("decided_at"), f"{where}.decided_at"),
             started_at=_when(s.get("started_at"), f"{where}.started_at"),
             ended_at=_when(s.get("ended_at"), f"{where}.ended_at"),
@@ -387,7 +391,7 @@ def import_run(*, project, raw: str | bytes | dict, actor=None) -> ExecutionRun:
     for index, m in enumerate(data.get("messages") or []):
         if not isinstance(m, dict) or not isinstance(m.get("body"), str):
             raise ApplicationError(f"Trajectory messages[{index}] needs a text body.")
-        messages.append(RunMessage(run=run, author=users.get(m.get("author")), body=redactor(m["body"]),
+        messages.append(RunMessage(run=run, author=users.get(m.get("author")), body=m["body"],
                                    delivered_at=_when(m.get("delivered_at"), f"messages[{index}].delivered_at")))
         created_ats.append(_when(m.get("created_at"), f"messages[{index}].created_at"))
     RunMessage.objects.bulk_create(messages)
