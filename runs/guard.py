@@ -269,6 +269,7 @@ def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: b
 
 GREP_LIKE = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "git"})
 HARMLESS_PATHS = ("/dev/null", "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/zero", "/dev/urandom")
+TMP = Path("/tmp")
 REDIRECT_PREFIX = re.compile(r"^\d*[<>]+&?")
 
 
@@ -360,8 +361,6 @@ def command_paths(
             outside.append(text)
             continue
         candidate = Path(text) if text.startswith("/") else root / text
-        if not _looks_like_path(text) and not candidate.is_symlink():
-            continue
         resolved = Path(os.path.abspath(candidate))
         try:
             resolved = candidate.resolve()
@@ -374,7 +373,7 @@ def command_paths(
             return "protected", f"'{text}' is inside Autopilot's own files ({resolved}); refused in every mode"
         if text in HARMLESS_PATHS or str(resolved) in HARMLESS_PATHS:
             continue
-        if sandboxed and _inside(lexical, Path("/tmp")) and _inside(resolved, Path("/tmp")):
+        if sandboxed and _inside(lexical, TMP) and text.startswith("/") and _inside(resolved, TMP):
             continue  # the sandbox's /tmp is private to the command
         outside.append(text)
     if outside:
