@@ -590,10 +590,12 @@ def git_binds(worktree: Path) -> list[str]:
 
 
 def sandbox_argv(
-    argv: list[str], *, cwd: Path, writable: Sequence[Path], network: bool = False
+    argv: list[str], *, cwd: Path, writable: Sequence[Path], network: bool = False,
+    readonly: Sequence[Path] = (),
 ) -> tuple[list[str], str]:
     """Wrap argv in bubblewrap when available: (argv, sandbox label). See the module docstring for
-    what the sandbox shows; `writable` are the worktree and the run's private HOME."""
+    what the sandbox shows; `writable` are the worktree and the run's private HOME, `readonly` extra
+    directories a caller needs (an agent CLI's own installation)."""
     bwrap = bwrap_path()
     if not bwrap:
         return argv, "unsandboxed"
@@ -607,7 +609,7 @@ def sandbox_argv(
         source = Path("/etc") / name
         if source.exists():
             wrapped += ["--ro-bind", str(source.resolve()), str(source)]
-    for path in sandbox_readonly_paths():
+    for path in _unique([*sandbox_readonly_paths(), *(Path(p).resolve() for p in readonly)]):
         wrapped += ["--ro-bind", str(path), str(path)]
     wrapped += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in writable:

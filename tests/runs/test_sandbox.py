@@ -434,3 +434,43 @@ def test_setup_network_is_in_the_project_api(client, owner, project):
     assert project.setup_network is True
     bad = client.patch(f"/api/projects/{project.pk}/", {"setup_network": "perhaps"}, content_type="application/json")
     assert bad.status_code == 400 and "setup_network" in bad.content.decode()
+
+
+# --- Agent CLIs -----------------------------------------------------------------------------------
+
+
+def test_claude_code_runs_inside_the_sandbox(project, fake_llm, settings):
+    # given Claude Code (the real bundled CLI against the fake model server) in full_auto, whose model
+    # reads the secret key with its Read tool and then through a command that names no path
+    from runs.backends.claude_code import ClaudeCodeBackend
+    from tests.fakellm import text, tool
+
+    assert ClaudeCodeBackend.available()[0], ClaudeCodeBackend.available()[1]
+    settings.ANTHROPIC_BASE_URL = fake_llm.url
+    settings.ANTHROPIC_API_KEY = "sk-test-fake-key"
+    settings.AUTOPILOT_CLAUDE_CODE_ENV = {"CLAUDE_CODE_MAX_RETRIES": "1"}
+    project.autonomy_mode = "full_auto"
+    project.save()
+    secret = secret_key_path()
+    fake_llm.script([
+        tool("Read", {"file_path": str(secret)}),
+        tool("Bash", {"command": probe([secret, Path.home() / "does-not-matter", "/etc/os-release"])}),
+        tool("Bash", {"command": "cat /etc/os-release"}),
+        text("done"),
+    ])
+    run = services.run_create(project=project, prompt="look around", agent_backend="claude_code",
+                              model="claude-sonnet-4-5", enqueue=False, max_wall_seconds=90)
+
+    # when the run executes
+    assert execute_run(run.pk) == "succeeded"
+
+    # then the Read was refused by the guard, the outside path refused in full_auto, and the command
+    # the guard let through ran in the sandbox, where the secret key does not exist
+    read = run.steps.get(kind="read_file")
+    assert read.status == StepStatus.SKIPPED and "outside the workspace" in read.output
+    python, cat = run.steps.filter(kind="run_terminal").order_by("seq")
+    assert python.status == StepStatus.COMPLETED, python.output
+    seen = probe_result(python.output)
+    assert seen[str(secret)] == "error:FileNotFoundError" and seen["/etc/os-release"] == "error:FileNotFoundError"
+    assert cat.status == StepStatus.SKIPPED and "Refused in full_auto" in cat.output
+    assert secret.read_text() not in json.dumps([m.body for m in fake_llm.model_requests()])
