@@ -609,9 +609,9 @@ def sandbox_argv(
         source = Path("/etc") / name
         if source.exists():
             wrapped += ["--ro-bind", str(source.resolve()), str(source)]
+    wrapped += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in _unique([*sandbox_readonly_paths(), *(Path(p).resolve() for p in readonly)]):
         wrapped += ["--ro-bind", str(path), str(path)]
-    wrapped += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in writable:
         path = Path(path).resolve()
         wrapped += ["--bind", str(path), str(path)]

@@ -474,3 +474,35 @@ def test_claude_code_runs_inside_the_sandbox(project, fake_llm, settings):
     assert seen[str(secret)] == "error:FileNotFoundError" and seen["/etc/os-release"] == "error:FileNotFoundError"
     assert cat.status == StepStatus.SKIPPED and "Refused in full_auto" in cat.output
     assert secret.read_text() not in json.dumps([m.body for m in fake_llm.model_requests()])
+
+
+def test_codex_cli_runs_inside_the_sandbox(project, tmp_path, settings):
+    # given a stand-in for the codex CLI (the real one is an optional npm install): an executable that
+    # speaks `codex exec --json` and reports, as its answer, what it can read from where it runs
+    cli_dir = tmp_path / "codex-install" / "bin"
+    cli_dir.mkdir(parents=True)
+    cli = cli_dir / "codex"
+    secret = secret_key_path()
+    other = Path(project.repo_path) / "README.md"
+    cli.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os\n"
+        f"paths = {json.dumps([str(secret), str(other), home_file().as_posix()])}\n"
+        "seen = {p: 'visible' if os.path.exists(p) else 'hidden' for p in paths}\n"
+        "for event in ({'type': 'thread.started', 'thread_id': 't-1'},\n"
+        "              {'type': 'item.completed', 'item': {'type': 'agent_message', 'text': json.dumps(seen)}},\n"
+        "              {'type': 'turn.completed', 'usage': {'input_tokens': 1, 'output_tokens': 1}}):\n"
+        "    print(json.dumps(event), flush=True)\n"
+    )
+    cli.chmod(0o755)
+    settings.AUTOPILOT_CODEX_CLI = str(cli)
+    run = services.run_create(project=project, prompt="look around", agent_backend="codex", enqueue=False)
+
+    # when the run executes
+    status = execute_run(run.pk)
+    run.refresh_from_db()
+    assert status == "succeeded", (run.status_reason, run.error)
+
+    # then the CLI saw neither Autopilot's data directory, nor the repository's checkout, nor the home
+    seen = json.loads(run.result_summary)
+    assert seen == {str(secret): "hidden", str(other): "hidden", home_file().as_posix(): "hidden"}, seen
