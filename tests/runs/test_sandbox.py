@@ -360,6 +360,7 @@ def test_setup_script_is_sandboxed_without_network(tmp_path, listener):
     port, accepted = listener
     outside = tmp_path / "setup-was-here"
     repo_marker = Path(django_settings.DATA_DIR) / "setup-wrote-here"
+    repo_marker.unlink(missing_ok=True)  # left by an unsandboxed run of this test
     script = (
         f"cat {secret_key_path()} || echo NO-SECRET\n"
         f"touch {outside} {repo_marker} || echo NO-WRITE\n"
