@@ -39,8 +39,8 @@ class Project(models.Model):
     allow_shell = models.BooleanField(default=False, help_text="Let commands run through a shell.")
     setup_network = models.BooleanField(
         default=False,
-        help_text="Let the setup script reach the network (e.g. to install packages). Agent commands and "
-        "the test command never have network in the sandbox.",
+        help_text="Let the setup script reach the network (e.g. to install packages). "
+        "Agent commands and the test command never have network in the sandbox.",
     )
 
     # Autonomy

@@ -206,11 +206,13 @@ def _allowlisted(argv: list[str], allowlist: Sequence[str]) -> bool:
 
 
 GIT_BRANCH_LIST_OPTIONS = frozenset(
-    {"-a", "--all", "-r", "--remotes", "-l", "--list", "-v", "-vv", "--verbose", "--show-current", "--no-color",
-     "--color", "--column", "--no-column", "-q", "--quiet", "-i", "--ignore-case"}
+    {"-a", "--all", "-r", "--remotes", "-l", "--list", "-v", "-vv", "--verbose", "--show-current",
+     "--no-color", "--color", "--column", "--no-column", "-q", "--quiet", "-i", "--ignore-case"}
 )
-GIT_BRANCH_LIST_PREFIXES = ("--contains", "--no-contains", "--merged", "--no-merged", "--points-at", "--sort=",
-                            "--format=", "--color=", "--column=", "--abbrev=")
+GIT_BRANCH_LIST_PREFIXES = (
+    "--contains", "--no-contains", "--merged", "--no-merged", "--points-at", "--sort=", "--format=",
+    "--color=", "--column=", "--abbrev=",
+)
 
 
 def _git_branch_lists_only(argv: list[str]) -> bool:
@@ -301,7 +303,8 @@ def _pattern_index(argv: list[str]) -> int | None:
     name = os.path.basename(argv[0]) if argv else ""
     if name not in GREP_LIKE:
         return None
-    if any(a in {"-e", "--regexp", "-f", "--file"} or a.startswith(("--regexp=", "--file=")) for a in argv[1:]):
+    options = {"-e", "--regexp", "-f", "--file"}
+    if any(a in options or a.startswith(("--regexp=", "--file=")) for a in argv[1:]):
         return None
     positionals = [i for i, a in enumerate(argv) if i > 0 and not a.startswith("-")]
     if name == "git":
@@ -370,7 +373,8 @@ def command_paths(
             continue
         lexical = Path(os.path.normpath(candidate))
         if any(_inside(p, r) for p in (resolved, lexical) for r in protected):
-            return "protected", f"'{text}' is inside Autopilot's own files ({resolved}); refused in every mode"
+            reason = f"'{text}' is inside Autopilot's own files ({resolved}); refused in every mode"
+            return "protected", reason
         if text in HARMLESS_PATHS or str(resolved) in HARMLESS_PATHS:
             continue
         if sandboxed and _inside(lexical, TMP) and text.startswith("/") and _inside(resolved, TMP):
@@ -469,7 +473,8 @@ class Policy:
             value = tool_input.get(key)
             if isinstance(value, str) and value and _looks_like_path(value):
                 fixed = value.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-                paths.append(fixed if fixed.endswith(("/", "..")) or fixed == value else fixed.rsplit("/", 1)[0] or "/")
+                keep = fixed.endswith(("/", "..")) or fixed == value
+                paths.append(fixed if keep else fixed.rsplit("/", 1)[0] or "/")
         if tool_name in READ_TOOLS:
             for p in paths:
                 try:

@@ -233,10 +233,10 @@ class RunWorker:
         ctx = self.ctx
         timeout = float(getattr(settings, "AUTOPILOT_SETUP_TIMEOUT", 600))
         handle = ctx.begin_step(ExecutionStep.Kind.SETUP, input={"script": self.run.project.setup_script, "timeout": timeout})
-        # Sandboxed like agent commands (runs/workspace.py run_script); network only with project.setup_network.
+        # Sandboxed like agent commands (workspace.run_script); network only with project.setup_network.
         result = workspace.run_setup(
-            self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout, workspace=ctx.workspace,
-            network=self.run.project.setup_network, artifact_dir=ctx.artifacts_dir,
+            self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout,
+            workspace=ctx.workspace, network=self.run.project.setup_network, artifact_dir=ctx.artifacts_dir,
             on_start=ctx.register_process, on_exit=ctx.unregister_process,
         )
         code, output = result.exit_code, result.output

@@ -38,7 +38,8 @@ class _ProjectWriteFields(serializers.Serializer):
     command_allowlist = serializers.ListField(child=serializers.CharField(), required=False)
     allow_shell = serializers.BooleanField(required=False)
     setup_network = serializers.BooleanField(
-        required=False, help_text="Let the setup script reach the network (sandboxed runs have none otherwise)."
+        required=False,
+        help_text="Let the setup script reach the network (sandboxed runs have none otherwise).",
     )
     autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
     paused = serializers.BooleanField(required=False)

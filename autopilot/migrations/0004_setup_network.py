@@ -13,8 +13,8 @@ class Migration(migrations.Migration):
             name="setup_network",
             field=models.BooleanField(
                 default=False,
-                help_text="Let the setup script reach the network (e.g. to install packages). Agent commands and "
-                "the test command never have network in the sandbox.",
+                help_text="Let the setup script reach the network (e.g. to install packages). "
+                "Agent commands and the test command never have network in the sandbox.",
             ),
         ),
     ]

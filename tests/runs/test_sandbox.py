@@ -47,14 +47,15 @@ def probe(paths: list[Path | str]) -> str:
     code = (
         f"import json, os; paths = {json.dumps([str(p) for p in paths])}; "
         "print('PROBE' + json.dumps({p: ('dir:' + ','.join(sorted(os.listdir(p)))) if os.path.isdir(p) "
-        "else ('file:' + open(p).read()) if os.path.exists(p) else 'error:FileNotFoundError' for p in paths}))"
+        "else ('file:' + open(p).read()) if os.path.exists(p) "
+        "else 'error:FileNotFoundError' for p in paths}))"
     )
     return shlex.join(["python3", "-c", code])
 
 
 def probe_result(output: str) -> dict[str, str]:
     line = next(line for line in output.splitlines() if line.startswith("PROBE"))
-    return json.loads(line[len("PROBE"):])
+    return json.loads(line[len("PROBE") :])
 
 
 def waiting_step(run_id):
@@ -88,7 +89,8 @@ def listener():
 def network_probe(port: int) -> str:
     return (
         "python3 -c \"import socket\ntry:\n    socket.create_connection(('127.0.0.1', "
-        f"{port}), timeout=3); print('NET-OPEN')\nexcept OSError as e:\n    print('NET-CLOSED', type(e).__name__)\""
+        f"{port}), timeout=3); print('NET-OPEN')\nexcept OSError as e:\n"
+        "    print('NET-CLOSED', type(e).__name__)\""
     )
 
 
@@ -105,11 +107,32 @@ def root(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    ["cat /etc/os-release", "wc -c /usr/share/outside.txt", "ls ~", "cat ~/.bashrc", "cat ../x", "cat src/../../x",
-     "grep --file=/etc/passwd x .", "python3 -I/usr/include x.py", "make PREFIX=/opt/x", "git log -- /etc",
-     "git diff --output=/usr/x"],
-    ids=["absolute", "wc-absolute", "tilde", "tilde-file", "dotdot", "nested-dotdot", "opt-equals", "short-opt",
-         "assignment", "git-after-dashdash", "git-output"],
+    [
+        "cat /etc/os-release",
+        "wc -c /usr/share/outside.txt",
+        "ls ~",
+        "cat ~/.bashrc",
+        "cat ../x",
+        "cat src/../../x",
+        "grep --file=/etc/passwd x .",
+        "python3 -I/usr/include x.py",
+        "make PREFIX=/opt/x",
+        "git log -- /etc",
+        "git diff --output=/usr/x",
+    ],
+    ids=[
+        "absolute",
+        "wc-absolute",
+        "tilde",
+        "tilde-file",
+        "dotdot",
+        "nested-dotdot",
+        "opt-equals",
+        "short-opt",
+        "assignment",
+        "git-after-dashdash",
+        "git-output",
+    ],
 )
 def test_paths_outside_the_worktree_need_approval_then_are_refused_in_full_auto(root, command):
     from runs.guard import Policy
@@ -125,10 +148,28 @@ def test_paths_outside_the_worktree_need_approval_then_are_refused_in_full_auto(
 
 @pytest.mark.parametrize(
     "command",
-    ["cat src/a.py", "cat {root}/src/a.py", "ls", "grep -rn /api/v1/ src", "git grep -n /usr/ -- src",
-     "rg -e /etc/ src", "wc -c src/a.py", "ls /tmp", "python3 -c 'print(1)'"],
-    ids=["relative", "absolute-inside", "bare", "grep-pattern", "git-grep-pattern", "rg-e-pattern", "wc-inside",
-         "private-tmp", "python-code"],
+    [
+        "cat src/a.py",
+        "cat {root}/src/a.py",
+        "ls",
+        "grep -rn /api/v1/ src",
+        "git grep -n /usr/ -- src",
+        "rg -e /etc/ src",
+        "wc -c src/a.py",
+        "ls /tmp",
+        "python3 -c 'print(1)'",
+    ],
+    ids=[
+        "relative",
+        "absolute-inside",
+        "bare",
+        "grep-pattern",
+        "git-grep-pattern",
+        "rg-e-pattern",
+        "wc-inside",
+        "private-tmp",
+        "python-code",
+    ],
 )
 def test_paths_inside_the_worktree_are_allowed(root, command):
     from runs.guard import Policy
@@ -145,11 +186,18 @@ def test_a_path_into_the_data_directory_is_refused_in_every_mode(root):
     secret = secret_key_path()
     os_link = root / "data-link"
     os_link.symlink_to(Path(django_settings.DATA_DIR))
-    commands = [f"cat {secret}", f"wc -c {secret}", "cat data-link/secret_key", f"ls --color=auto {secret.parent}",
-                f"cat {django_settings.BASE_DIR}/README.md"]
+    commands = [
+        f"cat {secret}",
+        f"wc -c {secret}",
+        "cat data-link/secret_key",
+        f"ls --color=auto {secret.parent}",
+        f"cat {django_settings.BASE_DIR}/README.md",
+    ]
     for mode in ("semi_auto", "full_auto"):
         for allow_risky in (False, True):
-            policy = Policy(root=root, autonomy_mode=mode, allowlist=("cat", "wc", "ls"), allow_risky=allow_risky)
+            policy = Policy(
+                root=root, autonomy_mode=mode, allowlist=("cat", "wc", "ls"), allow_risky=allow_risky
+            )
             for command in commands:
                 verdict = policy.authorize("run_terminal", {"command": command})
                 assert verdict.action == "deny", (mode, allow_risky, command, verdict)
@@ -184,9 +232,15 @@ def test_claude_code_file_tools_are_confined(root):
 
 @pytest.mark.parametrize(
     ("argv", "risky"),
-    [(["git", "branch"], False), (["git", "branch", "-a", "-v"], False), (["git", "branch", "--show-current"], False),
-     (["git", "branch", "-D", "main"], True), (["git", "branch", "-f", "main", "HEAD"], True),
-     (["git", "branch", "new-one"], True), (["git", "branch", "-m", "main", "old"], True)],
+    [
+        (["git", "branch"], False),
+        (["git", "branch", "-a", "-v"], False),
+        (["git", "branch", "--show-current"], False),
+        (["git", "branch", "-D", "main"], True),
+        (["git", "branch", "-f", "main", "HEAD"], True),
+        (["git", "branch", "new-one"], True),
+        (["git", "branch", "-m", "main", "old"], True),
+    ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
 )
 def test_git_branch_is_read_only_only_when_it_lists(argv, risky):
@@ -205,17 +259,25 @@ def test_the_tmp_exception_holds_only_inside_the_sandbox(root, settings):
 
 def test_sandbox_hides_the_data_directory_the_home_and_the_server_checkout(project):
     # given a finished run (its worktree stays on disk) and a second run's worktree
-    other = run_now(project, [{"write": "other-secret.txt", "content": "other run's work\n"}, {"finish": "ok"}])
+    other = run_now(
+        project, [{"write": "other-secret.txt", "content": "other run's work\n"}, {"finish": "ok"}]
+    )
     run = run_now(project, [{"finish": "ok"}])
     worktree = Path(run.worktree_path)
     home = Path(django_settings.DATA_DIR) / "run-homes" / f"run-{run.pk}"
-    targets = [secret_key_path(), Path(other.worktree_path) / "other-secret.txt", home_file(),
-               Path(django_settings.BASE_DIR) / "manage.py", Path(project.repo_path) / "README.md",
-               Path(django_settings.DATA_DIR)]
+    targets = [
+        secret_key_path(),
+        Path(other.worktree_path) / "other-secret.txt",
+        home_file(),
+        Path(django_settings.BASE_DIR) / "manage.py",
+        Path(project.repo_path) / "README.md",
+        Path(django_settings.DATA_DIR),
+    ]
 
     # when a command runs exactly as an approved step runs (guard.execute, no guard check at all)
-    result = execute(parse_command(probe(targets), allow_shell=False), cwd=worktree, home=home,
-                     writable=[worktree, home])
+    result = execute(
+        parse_command(probe(targets), allow_shell=False), cwd=worktree, home=home, writable=[worktree, home]
+    )
 
     # then none of them is readable inside the sandbox
     assert result.sandbox.startswith("bwrap") and result.exit_code == 0, result.output
@@ -224,7 +286,11 @@ def test_sandbox_hides_the_data_directory_the_home_and_the_server_checkout(proje
     for target in targets[:-1]:
         assert seen[str(target)] == "error:FileNotFoundError", (target, seen)
     # the data directory shows only the skeleton leading to this run's worktree and HOME
-    assert set(seen[str(django_settings.DATA_DIR)].removeprefix("dir:").split(",")) <= {"worktrees", "run-homes", "test-repos"}
+    assert set(seen[str(django_settings.DATA_DIR)].removeprefix("dir:").split(",")) <= {
+        "worktrees",
+        "run-homes",
+        "test-repos",
+    }
 
 
 def test_sandbox_shows_no_user_file_in_home_and_a_minimal_etc():
@@ -234,8 +300,9 @@ def test_sandbox_shows_no_user_file_in_home_and_a_minimal_etc():
     home = Path.home()
 
     # when a command lists the user's home, /etc and /
-    result = execute(parse_command(probe([home, "/etc", "/"]), allow_shell=False), cwd=work, home=work,
-                     writable=[work])
+    result = execute(
+        parse_command(probe([home, "/etc", "/"]), allow_shell=False), cwd=work, home=work, writable=[work]
+    )
 
     # then the home shows only the way to the Python interpreter in use (bound read-only), /etc only
     # what a toolchain needs, and / only system directories plus mount-point skeletons
@@ -246,8 +313,19 @@ def test_sandbox_shows_no_user_file_in_home_and_a_minimal_etc():
     assert len(listed) < len(list(home.iterdir()))
     etc = set(seen["/etc"].removeprefix("dir:").split(","))
     assert {"passwd", "ld.so.cache", "ssl"} <= etc
-    assert not etc & {"os-release", "shadow", "hostname", "ssh", "postgresql", "redis", "environment", "pip.conf"}
-    assert "file:" not in seen["/"] and "srv" not in seen["/"].split(",") and "boot" not in seen["/"].split(",")
+    assert not etc & {
+        "os-release",
+        "shadow",
+        "hostname",
+        "ssh",
+        "postgresql",
+        "redis",
+        "environment",
+        "pip.conf",
+    }
+    assert (
+        "file:" not in seen["/"] and "srv" not in seen["/"].split(",") and "boot" not in seen["/"].split(",")
+    )
 
 
 def test_python3_git_and_sh_work_inside_the_sandbox_for_a_repository_under_tmp(tmp_path, settings):
@@ -287,17 +365,23 @@ def test_an_agent_cannot_commit_or_move_a_branch_from_the_sandbox(project):
     project.command_allowlist = ["git commit", "git update-ref"]
     project.autonomy_mode = "full_auto"
     project.save()
-    run = run_now(project, [
-        {"write": "x.txt", "content": "x\n"},
-        {"run": "git update-ref refs/heads/main HEAD~0"},
-        {"run": "git commit --allow-empty -m sneaky"},
-        {"finish": "ok"},
-    ])
+    run = run_now(
+        project,
+        [
+            {"write": "x.txt", "content": "x\n"},
+            {"run": "git update-ref refs/heads/main HEAD~0"},
+            {"run": "git commit --allow-empty -m sneaky"},
+            {"finish": "ok"},
+        ],
+    )
 
     # then both fail inside the sandbox (the repository's refs and objects are read-only), the base
     # branch is untouched and the worker committed the change on the run's branch
     update, commit = run.steps.filter(kind="run_terminal").order_by("seq")
-    assert update.status == StepStatus.FAILED and commit.status == StepStatus.FAILED, (update.output, commit.output)
+    assert update.status == StepStatus.FAILED and commit.status == StepStatus.FAILED, (
+        update.output,
+        commit.output,
+    )
     assert git(project.repo_path, "rev-parse", "main") == base
     assert git(project.repo_path, "show", f"{run.branch}:x.txt") == "x"
     assert "sneaky" not in git(project.repo_path, "log", "--format=%s", run.branch)
@@ -333,13 +417,16 @@ def test_semi_auto_outside_paths_wait_for_approval_and_still_see_nothing():
 def test_full_auto_refuses_outside_paths_and_the_data_directory():
     project = ProjectFactory(autonomy_mode="full_auto", command_allowlist=["cat"])
     secret = secret_key_path()
-    run = run_now(project, [
-        {"run": "cat /etc/os-release"},
-        {"run": "wc -c /usr/share/common-licenses/GPL-3"},
-        {"run": f"cat {secret}"},
-        {"run": probe([secret])},
-        {"finish": "ok"},
-    ])
+    run = run_now(
+        project,
+        [
+            {"run": "cat /etc/os-release"},
+            {"run": "wc -c /usr/share/common-licenses/GPL-3"},
+            {"run": f"cat {secret}"},
+            {"run": probe([secret])},
+            {"finish": "ok"},
+        ],
+    )
     assert run.status == Status.SUCCEEDED
     os_release, wc, cat_secret, python = run.steps.filter(kind="run_terminal").order_by("seq")
     assert os_release.status == StepStatus.SKIPPED and "Refused in full_auto" in os_release.output
@@ -406,11 +493,14 @@ def test_test_command_is_sandboxed_the_same_way(tmp_path, listener):
     outside = tmp_path / "tests-were-here"
     repo = make_repo(tmp_path / "py", {"test_ok.py": "def test_ok():\n    assert True\n"})
     command = (
-        f"cat {secret_key_path()} || echo NO-SECRET; touch {outside} || echo NO-WRITE; {network_probe(port)}; "
+        f"cat {secret_key_path()} || echo NO-SECRET; touch {outside} || echo NO-WRITE; "
+        f"{network_probe(port)}; "
         "python3 -m pytest -q -p no:cacheprovider"
     )
     project = ProjectFactory(repo_path=str(repo), test_command=command)
-    run = services.run_create(project=project, prompt="run the tests", agent_backend="test_worker", enqueue=False)
+    run = services.run_create(
+        project=project, prompt="run the tests", agent_backend="test_worker", enqueue=False
+    )
 
     # when the test worker runs it
     execute_run(run.pk)
@@ -428,12 +518,16 @@ def test_test_command_is_sandboxed_the_same_way(tmp_path, listener):
 
 def test_setup_network_is_in_the_project_api(client, owner, project):
     client.force_login(owner)
-    response = client.patch(f"/api/projects/{project.pk}/", {"setup_network": True}, content_type="application/json")
+    response = client.patch(
+        f"/api/projects/{project.pk}/", {"setup_network": True}, content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["setup_network"] is True
     project.refresh_from_db()
     assert project.setup_network is True
-    bad = client.patch(f"/api/projects/{project.pk}/", {"setup_network": "perhaps"}, content_type="application/json")
+    bad = client.patch(
+        f"/api/projects/{project.pk}/", {"setup_network": "perhaps"}, content_type="application/json"
+    )
     assert bad.status_code == 400 and "setup_network" in bad.content.decode()
 
 
@@ -453,14 +547,22 @@ def test_claude_code_runs_inside_the_sandbox(project, fake_llm, settings):
     project.autonomy_mode = "full_auto"
     project.save()
     secret = secret_key_path()
-    fake_llm.script([
-        tool("Read", {"file_path": str(secret)}),
-        tool("Bash", {"command": probe([secret, Path.home() / "does-not-matter", "/etc/os-release"])}),
-        tool("Bash", {"command": "cat /etc/os-release"}),
-        text("done"),
-    ])
-    run = services.run_create(project=project, prompt="look around", agent_backend="claude_code",
-                              model="claude-sonnet-4-5", enqueue=False, max_wall_seconds=90)
+    fake_llm.script(
+        [
+            tool("Read", {"file_path": str(secret)}),
+            tool("Bash", {"command": probe([secret, Path.home() / "does-not-matter", "/etc/os-release"])}),
+            tool("Bash", {"command": "cat /etc/os-release"}),
+            text("done"),
+        ]
+    )
+    run = services.run_create(
+        project=project,
+        prompt="look around",
+        agent_backend="claude_code",
+        model="claude-sonnet-4-5",
+        enqueue=False,
+        max_wall_seconds=90,
+    )
 
     # when the run executes
     assert execute_run(run.pk) == "succeeded"
@@ -472,7 +574,10 @@ def test_claude_code_runs_inside_the_sandbox(project, fake_llm, settings):
     python, cat = run.steps.filter(kind="run_terminal").order_by("seq")
     assert python.status == StepStatus.COMPLETED, python.output
     seen = probe_result(python.output)
-    assert seen[str(secret)] == "error:FileNotFoundError" and seen["/etc/os-release"] == "error:FileNotFoundError"
+    assert (
+        seen[str(secret)] == "error:FileNotFoundError"
+        and seen["/etc/os-release"] == "error:FileNotFoundError"
+    )
     assert cat.status == StepStatus.SKIPPED and "Refused in full_auto" in cat.output
     assert secret.read_text() not in json.dumps([m.body for m in fake_llm.model_requests()])
 
@@ -491,7 +596,8 @@ def test_codex_cli_runs_inside_the_sandbox(project, tmp_path, settings):
         f"paths = {json.dumps([str(secret), str(other), home_file().as_posix()])}\n"
         "seen = {p: 'visible' if os.path.exists(p) else 'hidden' for p in paths}\n"
         "for event in ({'type': 'thread.started', 'thread_id': 't-1'},\n"
-        "              {'type': 'item.completed', 'item': {'type': 'agent_message', 'text': json.dumps(seen)}},\n"
+        "              {'type': 'item.completed',\n"
+        "               'item': {'type': 'agent_message', 'text': json.dumps(seen)}},\n"
         "              {'type': 'turn.completed', 'usage': {'input_tokens': 1, 'output_tokens': 1}}):\n"
         "    print(json.dumps(event), flush=True)\n"
     )
