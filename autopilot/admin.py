@@ -160,7 +160,7 @@ class ProjectAdmin(admin.ModelAdmin):
         (
             "Repository",
             {"fields": ("repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
-                        "command_allowlist", "allow_shell")},
+                        "command_allowlist", "allow_shell", "setup_network")},
         ),
         (
             "Autonomy (changes are recorded as events)",
@@ -229,6 +229,7 @@ class ProjectAdmin(admin.ModelAdmin):
         if not change:
             fields = {name: data[name] for name in services.AUTONOMY_FIELDS if name in data}
             fields["allow_shell"] = data.get("allow_shell", False)
+            fields["setup_network"] = data.get("setup_network", False)
             created = services.project_create(
                 name=data["name"],
                 repo_path=data["repo_path"],

@@ -37,6 +37,11 @@ class Project(models.Model):
         default=list, blank=True, help_text="Program names the agent may run without approval."
     )
     allow_shell = models.BooleanField(default=False, help_text="Let commands run through a shell.")
+    setup_network = models.BooleanField(
+        default=False,
+        help_text="Let the setup script reach the network (e.g. to install packages). "
+        "Agent commands and the test command never have network in the sandbox.",
+    )
 
     # Autonomy
     autonomy_mode = models.CharField(max_length=20, choices=AutonomyMode.choices, default=AutonomyMode.OFF)

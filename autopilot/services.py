@@ -111,7 +111,7 @@ def project_create(
     if not name or not name.strip():
         raise ApplicationError("A project needs a name.")
     repo = validate_repository(repo_path, base_branch, subdirectory)
-    unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell"}
+    unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell", "setup_network"}
     if unknown:
         raise ApplicationError(f"Unknown project field(s): {', '.join(sorted(unknown))}.")
     if "model_matrix" in settings_fields:
@@ -227,6 +227,7 @@ BASIC_FIELDS = (
     "setup_script",
     "command_allowlist",
     "allow_shell",
+    "setup_network",
 )
 
 

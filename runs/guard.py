@@ -19,12 +19,31 @@ Commands
     pushes, or escalates (sudo, su). SAFE_PROGRAMS is the documented default set: read-only file and
     text tools, python/pytest, and read-only git subcommands (GIT_SAFE_SUBCOMMANDS).
 
+    Path arguments (command_paths): every argument that names a path -- absolute, `~`, anything with
+    a `..` component, `--opt=/path` and `NAME=/path` values, a relative name that is a symlink out --
+    is resolved against the confinement root. Outside the root it makes the command risky even when
+    the program is allowlisted; inside Autopilot's own files (data directory, worktree and artifact
+    roots, the server's checkout) it is refused outright in every mode, approved or not. A few
+    harmless names (/dev/null, /dev/std*, and /tmp while the sandbox gives each command a private
+    /tmp) are not "outside". This is a first gate on what the agent *asks* for; the sandbox below is
+    the boundary for what a program can actually reach (`python3 -c "open('/etc/passwd')"` names no
+    path argument, and still sees only the sandbox's view).
+
 Execution
     A scrubbed environment (PATH, HOME=<private dir>, LANG, LC_ALL, TMPDIR + explicit vars; nothing
     inherited), a timeout that kills the whole process group, an output cap (full output written to
-    an artifact file under settings.AUTOPILOT_ARTIFACT_ROOT), and bubblewrap when `bwrap` is installed:
-    the whole filesystem read-only, the worktree and the private HOME writable, a fresh /tmp, no
-    network (--unshare-net), its own PID namespace. Without bwrap the result says "unsandboxed".
+    an artifact file under settings.AUTOPILOT_ARTIFACT_ROOT), and bubblewrap when `bwrap` is installed
+    (sandbox_argv): a minimal filesystem view on an empty root -- the system directories a toolchain
+    needs read-only (/usr, /bin, /lib*, /sbin, /opt, a short list of /etc files, the Python
+    interpreter in use and its prefix, settings.AUTOPILOT_SANDBOX_READONLY), the worktree and the
+    run's private HOME read-write, a fresh /tmp, /dev and /proc; nothing of the data directory, other
+    worktrees, the user's home or the server's checkout. Git works inside: the worktree's own admin
+    directory (<repo>/.git/worktrees/<name>) is writable (index), the repository's common git dir is
+    read-only with the other worktrees' admin directories hidden. So an agent can status/diff/log
+    but cannot commit or move any ref (no branch, least of all the base branch, is written from the
+    sandbox): the worker commits the run's changes on the run's branch when the run ends. No network
+    (--unshare-net) unless the caller asks for it (the project's setup script with
+    project.setup_network), its own PID/IPC namespaces. Without bwrap the result says "unsandboxed".
 """
 
 from __future__ import annotations
@@ -36,6 +55,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -186,6 +206,30 @@ def _allowlisted(argv: list[str], allowlist: Sequence[str]) -> bool:
     return False
 
 
+GIT_BRANCH_LIST_OPTIONS = frozenset(
+    {"-a", "--all", "-r", "--remotes", "-l", "--list", "-v", "-vv", "--verbose", "--show-current",
+     "--no-color", "--color", "--column", "--no-column", "-q", "--quiet", "-i", "--ignore-case"}
+)
+GIT_BRANCH_LIST_PREFIXES = (
+    "--contains", "--no-contains", "--merged", "--no-merged", "--points-at", "--sort=", "--format=",
+    "--color=", "--column=", "--abbrev=",
+)
+
+
+def _git_branch_lists_only(argv: list[str]) -> bool:
+    """`git branch` only lists branches: no positional argument (it would create one) unless
+    --list is given, and no option that deletes, moves, copies, forces or sets upstreams."""
+    args = argv[argv.index("branch") + 1:]
+    listing = any(a in {"-l", "--list"} for a in args)
+    for arg in args:
+        if arg.startswith("-"):
+            if arg not in GIT_BRANCH_LIST_OPTIONS and not arg.startswith(GIT_BRANCH_LIST_PREFIXES):
+                return False
+        elif not listing:
+            return False
+    return True
+
+
 def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: bool = False) -> tuple[bool, str]:
     """(risky, reason) for a parsed command. An explicit allowlist entry makes it not risky."""
     if not argv:
@@ -214,6 +258,8 @@ def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: b
             return True, f"git {sub or '(no subcommand)'} is not a read-only git command"
         if any(a.startswith("--exec") or a.startswith("-c") for a in argv[1:]):
             return True, "git with configuration overrides"
+        if sub == "branch" and not _git_branch_lists_only(argv):
+            return True, "git branch that creates, moves or deletes a branch"
         return False, ""
     if name == "find" and any(a in {"-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint"} for a in argv[1:]):
         return True, "find with -delete/-exec"
@@ -224,6 +270,123 @@ def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: b
     return False, ""
 
 
+GREP_LIKE = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "git"})
+HARMLESS_PATHS = ("/dev/null", "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/zero", "/dev/urandom")
+TMP = Path("/tmp")
+REDIRECT_PREFIX = re.compile(r"^\d*[<>]+&?")
+
+
+def protected_roots() -> list[Path]:
+    """Autopilot's own files: no command may name a path inside them (outside the run's worktree)."""
+    roots = [
+        getattr(settings, "DATA_DIR", None),
+        getattr(settings, "AUTOPILOT_WORKTREE_ROOT", None),
+        getattr(settings, "AUTOPILOT_ARTIFACT_ROOT", None),
+        getattr(settings, "BASE_DIR", None),
+    ]
+    return _unique([Path(r).resolve() for r in roots if r])
+
+
+def _unique(paths) -> list[Path]:
+    seen: list[Path] = []
+    for path in paths:
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def _pattern_index(argv: list[str]) -> int | None:
+    """Index of the search pattern of grep-like commands (a pattern is text, not a path)."""
+    name = os.path.basename(argv[0]) if argv else ""
+    if name not in GREP_LIKE:
+        return None
+    options = {"-e", "--regexp", "-f", "--file"}
+    if any(a in options or a.startswith(("--regexp=", "--file=")) for a in argv[1:]):
+        return None
+    positionals = [i for i, a in enumerate(argv) if i > 0 and not a.startswith("-")]
+    if name == "git":
+        if len(positionals) >= 2 and argv[positionals[0]] == "grep":
+            return positionals[1]
+        return None
+    return positionals[0] if positionals else None
+
+
+def _path_candidates(argv: list[str], *, shell: bool) -> list[str]:
+    """The arguments of a command that may name a path (see the module docstring)."""
+    pattern = _pattern_index(argv)
+    grep_like = bool(argv) and os.path.basename(argv[0]) in GREP_LIKE
+    candidates: list[str] = []
+    after_dashdash = False
+    for index, arg in enumerate(argv[1:], 1):
+        if index == pattern or (grep_like and argv[index - 1] in {"-e", "--regexp"}):
+            continue
+        if shell:
+            arg = REDIRECT_PREFIX.sub("", arg).rstrip(";&|")
+        if not arg:
+            continue
+        if not after_dashdash and arg == "--":
+            after_dashdash = True
+            continue
+        if not after_dashdash and arg.startswith("-"):
+            if "=" in arg:
+                candidates.append(arg.split("=", 1)[1])
+            elif not arg.startswith("--") and len(arg) > 2 and arg[2] in "/~":
+                candidates.append(arg[2:])
+            continue
+        if ASSIGNMENT.match(arg):
+            candidates.append(arg.split("=", 1)[1])
+            continue
+        candidates.append(arg)
+    return candidates
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "~")) or ".." in text.split("/")
+
+
+def command_paths(
+    argv: list[str], *, root: Path, shell: bool = False, sandboxed: bool | None = None
+) -> tuple[str, str]:
+    """("", "") when every path argument stays inside `root`; ("outside", reason) when one points
+    outside it; ("protected", reason) when one points into Autopilot's own files (never allowed)."""
+    root = Path(root).resolve()
+    if sandboxed is None:
+        sandboxed = bwrap_path() is not None
+    protected = protected_roots()
+    outside: list[str] = []
+    for text in _path_candidates(argv, shell=shell):
+        if "\x00" in text:
+            return "protected", "an argument contains a NUL byte"
+        if text.startswith("~"):
+            outside.append(text)
+            continue
+        candidate = Path(text) if text.startswith("/") else root / text
+        resolved = Path(os.path.abspath(candidate))
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError):
+            pass
+        if _inside(resolved, root):
+            continue
+        lexical = Path(os.path.normpath(candidate))
+        if any(_inside(p, r) for p in (resolved, lexical) for r in protected):
+            reason = f"'{text}' is inside Autopilot's own files ({resolved}); refused in every mode"
+            return "protected", reason
+        if text in HARMLESS_PATHS or str(resolved) in HARMLESS_PATHS:
+            continue
+        if sandboxed and _inside(lexical, TMP) and text.startswith("/") and _inside(resolved, TMP):
+            continue  # the sandbox's /tmp is private to the command
+        outside.append(text)
+    if outside:
+        shown = ", ".join(outside[:3]) + (" …" if len(outside) > 3 else "")
+        return "outside", f"path argument outside the worktree ({shown})"
+    return "", ""
+
+
 # --- The policy for one run -----------------------------------------------------------------------
 
 READ_TOOLS = {"read_file", "Read", "NotebookRead", "list_dir", "LS", "Glob", "Grep", "search", "read"}
@@ -232,6 +395,7 @@ COMMAND_TOOLS = {"run_terminal", "Bash", "exec_command", "shell", "local_shell",
 NETWORK_TOOLS = {"WebFetch", "WebSearch", "web_search", "fetch"}
 HARMLESS_TOOLS = {"finish", "TodoWrite", "Task", "ExitPlanMode", "KillShell", "KillBash"}
 PATH_KEYS = ("path", "file_path", "notebook_path", "dir", "directory")
+GLOB_KEYS = {"Glob": ("pattern",), "Grep": ("glob",)}
 
 
 @dataclass
@@ -284,7 +448,11 @@ class Policy:
         except GuardRefused as exc:
             return Verdict("deny", str(exc), risky=True), None
         risky, reason = classify_command(parsed.argv, allowlist=self.allowlist, shell=parsed.shell)
-        return self._decide(reason if risky else ""), parsed
+        where, path_reason = command_paths(parsed.argv, root=self.root, shell=parsed.shell)
+        if where == "protected":
+            return Verdict("deny", f"Refused: {path_reason}.", risky=True), parsed
+        reasons = [r for r in ((reason if risky else ""), path_reason) if r]
+        return self._decide("; ".join(reasons)), parsed
 
     def authorize(self, tool_name: str, tool_input: dict[str, Any]) -> Verdict:
         """Verdict for one tool call of any backend (native or CLI tool names)."""
@@ -300,6 +468,14 @@ class Policy:
             verdict, _ = self.command(command)
             return verdict
         paths = [tool_input[k] for k in PATH_KEYS if isinstance(tool_input.get(k), str) and tool_input.get(k)]
+        for key in GLOB_KEYS.get(tool_name, ()):
+            # Glob's pattern and Grep's glob are paths too when absolute, `~` or with a `..` part:
+            # the directory before the first wildcard is confined like any path.
+            value = tool_input.get(key)
+            if isinstance(value, str) and value and _looks_like_path(value):
+                fixed = value.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+                keep = fixed.endswith(("/", "..")) or fixed == value
+                paths.append(fixed if keep else fixed.rsplit("/", 1)[0] or "/")
         if tool_name in READ_TOOLS:
             for p in paths:
                 try:
@@ -342,16 +518,117 @@ def scrubbed_env(home: Path | str, extra: dict[str, str] | None = None) -> dict[
     return env
 
 
-def sandbox_argv(argv: list[str], *, cwd: Path, writable: Sequence[Path]) -> tuple[list[str], str]:
-    """Wrap argv in bubblewrap when available: (argv, sandbox label)."""
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+ETC_ENTRIES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates", "ca-certificates.conf", "pki",
+    "passwd", "group", "nsswitch.conf", "localtime", "timezone", "alternatives", "hosts", "host.conf",
+    "gai.conf", "services", "protocols", "mime.types", "magic", "magic.mime", "terminfo",
+    "python3", f"python{sys.version_info.major}.{sys.version_info.minor}",
+)
+NETWORK_ETC_ENTRIES = ("resolv.conf",)
+SANDBOX_LABEL = "bwrap (minimal view: worktree read-write, system read-only, private /tmp and HOME"
+
+
+def sandbox_readonly_paths() -> list[Path]:
+    """Read-only directories besides the system ones: the Python interpreter in use and its prefix
+    (a venv and the installation it points to), and settings.AUTOPILOT_SANDBOX_READONLY. A path that
+    contains Autopilot's own files (data directory, server checkout) is left out."""
+    extra = getattr(settings, "AUTOPILOT_SANDBOX_READONLY", None)
+    if extra is None:
+        extra = os.environ.get("AUTOPILOT_SANDBOX_READONLY", "")
+    if isinstance(extra, str):
+        extra = [p for p in extra.split(os.pathsep) if p.strip()]
+    interpreter = Path(os.path.realpath(sys.executable))
+    wanted = [Path(sys.prefix), Path(sys.base_prefix), interpreter.parent.parent, *map(Path, extra)]
+    protected = protected_roots()
+    out: list[Path] = []
+    for path in wanted:
+        try:
+            real = path.resolve()
+        except OSError:
+            continue
+        if not real.is_dir() or real == Path("/"):
+            continue
+        if any(_inside(r, real) for r in protected):
+            continue  # would show Autopilot's own files
+        if any(_inside(real, Path(d)) for d in SYSTEM_DIRS) or any(_inside(real, o) for o in out):
+            continue
+        out.append(real)
+    return out
+
+
+def sandbox_path_variable(readonly: Sequence[Path]) -> str:
+    """PATH inside the sandbox: the interpreter's bin directories first, then the visible entries
+    of the server's PATH (entries outside the sandbox's view would only slow lookups down)."""
+    visible = [Path(d) for d in SYSTEM_DIRS] + list(readonly)
+    entries = [os.path.dirname(sys.executable), os.path.join(sys.base_prefix, "bin")]
+    entries += os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
+    out: list[str] = []
+    for entry in entries:
+        if entry and entry not in out and any(_inside(Path(entry), v) for v in visible):
+            out.append(entry)
+    return os.pathsep.join(out) or "/usr/bin:/bin"
+
+
+def git_binds(worktree: Path) -> list[str]:
+    """bwrap arguments that let git work in a linked worktree: the repository's common git dir
+    read-only (objects, refs, config), the other worktrees' admin dirs hidden, this worktree's own
+    admin dir (index, HEAD) writable. Nothing for a worktree without a `.git` file."""
+    dotgit = worktree / ".git"
+    if not dotgit.is_file():
+        return []
+    try:
+        line = dotgit.read_text().strip()
+    except OSError:
+        return []
+    if not line.startswith("gitdir:"):
+        return []
+    admin = (worktree / line.split(":", 1)[1].strip()).resolve()
+    try:
+        common_rel = (admin / "commondir").read_text().strip()
+    except OSError:
+        return []
+    common = (admin / common_rel).resolve()
+    if not admin.is_dir() or not common.is_dir() or not _inside(admin, common / "worktrees"):
+        return []
+    return ["--ro-bind", str(common), str(common), "--tmpfs", str(common / "worktrees"),
+            "--bind", str(admin), str(admin)]
+
+
+def sandbox_argv(
+    argv: list[str], *, cwd: Path, writable: Sequence[Path], network: bool = False,
+    readonly: Sequence[Path] = (),
+) -> tuple[list[str], str]:
+    """Wrap argv in bubblewrap when available: (argv, sandbox label). See the module docstring for
+    what the sandbox shows; `writable` are the worktree and the run's private HOME, `readonly` extra
+    directories a caller needs (an agent CLI's own installation)."""
     bwrap = bwrap_path()
     if not bwrap:
         return argv, "unsandboxed"
-    wrapped = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    wrapped = [bwrap]
+    for directory in SYSTEM_DIRS:
+        if os.path.islink(directory):
+            wrapped += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            wrapped += ["--ro-bind", directory, directory]
+    for name in ETC_ENTRIES + (NETWORK_ETC_ENTRIES if network else ()):
+        source = Path("/etc") / name
+        if source.exists():
+            wrapped += ["--ro-bind", str(source.resolve()), str(source)]
+    wrapped += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in _unique([*sandbox_readonly_paths(), *(Path(p).resolve() for p in readonly)]):
+        wrapped += ["--ro-bind", str(path), str(path)]
     for path in writable:
+        path = Path(path).resolve()
         wrapped += ["--bind", str(path), str(path)]
-    wrapped += ["--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(cwd), "--"]
-    return wrapped + argv, "bwrap (no network, read-only outside the worktree)"
+    for path in writable:
+        wrapped += git_binds(Path(path).resolve())
+    if not network:
+        wrapped.append("--unshare-net")
+    wrapped += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
+                "--chdir", str(cwd), "--"]
+    label = SANDBOX_LABEL + (", network on)" if network else ", no network)")
+    return wrapped + argv, label
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
@@ -379,13 +656,18 @@ def execute(
     redact=None,
     on_start=None,
     on_exit=None,
+    network: bool = False,
 ) -> CommandResult:
-    """Run a parsed command: scrubbed env, sandbox, timeout (kills the process group), output cap."""
+    """Run a parsed command: scrubbed env, sandbox, timeout (kills the process group), output cap.
+    `network` lets the sandboxed command reach the network (only the project's setup script, when
+    project.setup_network allows it)."""
     timeout = timeout or getattr(settings, "AUTOPILOT_COMMAND_TIMEOUT", DEFAULT_TIMEOUT)
     cap = output_cap or getattr(settings, "AUTOPILOT_STEP_OUTPUT_CAP", DEFAULT_OUTPUT_CAP)
     argv = ["/bin/sh", "-c", parsed.text] if parsed.shell else list(parsed.argv)
-    argv, sandbox = sandbox_argv(argv, cwd=cwd, writable=writable)
+    argv, sandbox = sandbox_argv(argv, cwd=cwd, writable=writable, network=network)
     env = scrubbed_env(home, env_extra)
+    if sandbox != "unsandboxed" and "PATH" not in (env_extra or {}):
+        env["PATH"] = sandbox_path_variable(sandbox_readonly_paths())
     try:
         proc = subprocess.Popen(
             argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

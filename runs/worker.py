@@ -273,11 +273,17 @@ class RunWorker:
         ctx = self.ctx
         timeout = float(getattr(settings, "AUTOPILOT_SETUP_TIMEOUT", 600))
         handle = ctx.begin_step(ExecutionStep.Kind.SETUP, input={"script": self.run.project.setup_script, "timeout": timeout})
-        code, output = workspace.run_setup(self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout)
+        # Sandboxed like agent commands (workspace.run_script); network only with project.setup_network.
+        result = workspace.run_setup(
+            self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout,
+            workspace=ctx.workspace, network=self.run.project.setup_network, artifact_dir=ctx.artifacts_dir,
+            on_start=ctx.register_process, on_exit=ctx.unregister_process,
+        )
+        code, output = result.exit_code, result.output
         if code == 0:
-            handle.complete(output, extra_input={"exit_code": code})
+            handle.complete(output, extra_input={"exit_code": code, "sandbox": result.sandbox})
             return
-        handle.fail(output, extra_input={"exit_code": code})
+        handle.fail(output, extra_input={"exit_code": code, "sandbox": result.sandbox})
         raise BackendError("setup script timed out" if code is None else f"setup script failed (exit {code})")
 
     def start(self) -> None:

@@ -23,6 +23,9 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.text import slugify
 
+from runs.backends.base import CommandResult
+from runs.guard import ParsedCommand, execute
+
 GIT_IDENTITY = ["-c", "user.name=Autopilot", "-c", "user.email=autopilot@localhost", "-c", "commit.gpgsign=false"]
 LOCK_ERRORS = ("index.lock", "could not lock", "already locked", "Unable to create", "cannot lock ref")
 
@@ -238,24 +241,67 @@ def restore_snapshot(path: Path, snapshot: dict) -> bool:
     return path.read_bytes() == data
 
 
-# --- Setup script ---------------------------------------------------------------------------------
+# --- Setup script and test command ---------------------------------------------------------------
 
 
-def run_setup(script: str, *, cwd: Path, home: Path, timeout: float) -> tuple[int | None, str]:
-    """Run the project's setup script with sh in the fresh worktree: (exit code or None on timeout, output)."""
-    from runs.guard import kill_group, scrubbed_env
-
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", script], cwd=str(cwd), env=scrubbed_env(home), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+def run_script(
+    script: str,
+    *,
+    cwd: Path,
+    workspace: Path | None,
+    home: Path,
+    timeout: float,
+    network: bool = False,
+    artifact_dir: Path | None = None,
+    redact=None,
+    on_start=None,
+    on_exit=None,
+) -> CommandResult:
+    """Run a script the project's owner wrote (setup script, test command) with `/bin/sh -c` in the
+    run's sandbox: the same filesystem view as agent commands (runs/guard.py sandbox_argv: the
+    worktree and HOME writable, system read-only, private /tmp, nothing of the data directory), a
+    scrubbed environment, a timeout that kills the process group and an output cap. The shell is
+    allowed whatever project.allow_shell says (a trusted role wrote the script); the network only
+    when `network` (project.setup_network, for the setup script). Without bubblewrap it runs as the
+    server's user and the result's `sandbox` says "unsandboxed". Returns a CommandResult."""
+    root = Path(workspace) if workspace is not None else Path(cwd)
+    writable = _unique_paths([root, Path(home)])
+    return execute(
+        ParsedCommand(argv=["/bin/sh", "-c", script], shell=True, text=script),
+        cwd=Path(cwd), home=Path(home), writable=writable, timeout=timeout, network=network,
+        artifact_dir=artifact_dir, redact=redact, on_start=on_start, on_exit=on_exit,
     )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out.decode(errors="replace")
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid)
-        out, _ = proc.communicate()
-        return None, out.decode(errors="replace") + f"\n[setup timed out after {timeout:g}s]"
+
+
+def _unique_paths(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.resolve() not in out:
+            out.append(path.resolve())
+    return out
+
+
+def run_setup(
+    script: str,
+    *,
+    cwd: Path,
+    home: Path,
+    timeout: float,
+    workspace: Path | None = None,
+    network: bool = False,
+    artifact_dir: Path | None = None,
+    on_start=None,
+    on_exit=None,
+) -> CommandResult:
+    """Run the project's setup script in the fresh worktree, sandboxed (see run_script). Returns a
+    CommandResult: exit_code (None on timeout), output, sandbox label."""
+    result = run_script(
+        script, cwd=cwd, workspace=workspace, home=home, timeout=timeout, network=network,
+        artifact_dir=artifact_dir, on_start=on_start, on_exit=on_exit,
+    )
+    if result.timed_out:
+        result.output += f"\n[setup timed out after {timeout:g}s]"
+    return result
 
 
 # --- Retention ------------------------------------------------------------------------------------

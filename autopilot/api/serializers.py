@@ -9,7 +9,7 @@ from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, Proj
 
 BASIC_FIELDS = (
     "name", "description", "repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
-    "command_allowlist", "allow_shell",
+    "command_allowlist", "allow_shell", "setup_network",
 )
 AUTONOMY_FIELDS = (
     "autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd", "daily_budget_usd",
@@ -37,6 +37,10 @@ class _ProjectWriteFields(serializers.Serializer):
     setup_script = serializers.CharField(required=False, allow_blank=True)
     command_allowlist = serializers.ListField(child=serializers.CharField(), required=False)
     allow_shell = serializers.BooleanField(required=False)
+    setup_network = serializers.BooleanField(
+        required=False,
+        help_text="Let the setup script reach the network (sandboxed runs have none otherwise).",
+    )
     autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
     paused = serializers.BooleanField(required=False)
     active_phase = serializers.IntegerField(required=False, allow_null=True, help_text="A plan node id of this project.")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from runs.backends.base import (
     RunStopped,
     StepHandle,
 )
+from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
 from runs.models import ExecutionStep
 
 Kind = ExecutionStep.Kind
@@ -187,6 +189,7 @@ class ClaudeCodeBackend(Backend):
     label = "Claude Code"
 
     def __init__(self) -> None:
+        self.sandbox = "unsandboxed"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._send_lock: asyncio.Lock | None = None
@@ -229,17 +232,26 @@ class ClaudeCodeBackend(Backend):
 
     def cli_path(self, ctx: RunContext) -> str:
         """A tiny wrapper that starts the CLI as the leader of a new process group (setsid), so a
-        forced stop kills the CLI and every command it started."""
+        forced stop kills the CLI and every command it started, and inside the run's sandbox when
+        bubblewrap is available (runs/guard.py sandbox_argv: the same filesystem view as guarded
+        commands -- worktree and private HOME writable, system read-only, nothing of the data
+        directory, other worktrees or the user's files -- with the network on, which the CLI needs for
+        its model API). So the CLI's own Read/Bash tools, approved or not, see only that view."""
         cli = bundled_cli()
         if cli is None:
             raise BackendError("Claude Code CLI not found.")
+        cli_argv, self.sandbox = sandbox_argv(
+            [str(Path(cli).resolve())], cwd=Path(ctx.cwd), writable=[Path(ctx.workspace), Path(ctx.home)],
+            network=True, readonly=[Path(cli).resolve().parent],
+        )
         setsid = shutil.which("setsid")
-        if not setsid:
+        if not setsid and len(cli_argv) == 1:
             return str(cli)
         wrapper_dir = Path(ctx.artifacts_dir) / "bin"
         wrapper_dir.mkdir(parents=True, exist_ok=True)
         wrapper = wrapper_dir / "claude"
-        wrapper.write_text(f'#!/bin/sh\nexec {setsid} "{cli}" "$@"\n')
+        prefix = [setsid] if setsid else []
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.join([*prefix, *cli_argv])} "$@"\n')
         wrapper.chmod(0o700)
         return str(wrapper)
 
@@ -294,10 +306,14 @@ class ClaudeCodeBackend(Backend):
             return PermissionResultDeny(message=reason or "Refused by Autopilot's guard.")
 
         resume = self.prepare_resume(ctx)
+        cli_path = self.cli_path(ctx)
+        env = cli_env(ctx)
+        if self.sandbox != "unsandboxed":
+            env["PATH"] = sandbox_path_variable(sandbox_readonly_paths())
         return ClaudeAgentOptions(
             cwd=str(ctx.cwd),
-            cli_path=self.cli_path(ctx),
-            env=cli_env(ctx),
+            cli_path=cli_path,
+            env=env,
             model=self.model_name(ctx) or None,
             permission_mode="acceptEdits",
             can_use_tool=can_use_tool,

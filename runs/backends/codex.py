@@ -11,8 +11,18 @@ OPENAI_API_KEY, Responses API wire format), with stdin from /dev/null. Its JSON 
 
 Guardrails: `codex exec` offers no per-command approval callback, so Autopilot cannot pause a Codex
 command before it runs. Each command is checked against the guard as soon as Codex reports it
-(`item.started`); a command the guard would refuse or ask about stops the CLI at once (its whole
-process group) and fails the run with the reason. Use claude_code or native for approval workflows.
+(`item.started`), path arguments included; a command the guard would refuse or ask about stops the
+CLI at once (its whole process group) and fails the run with the reason. Use claude_code or native
+for approval workflows.
+
+Sandbox: Codex's own sandbox is switched off (`--dangerously-bypass-approvals-and-sandbox`: its
+Linux sandbox would still let every command read the whole filesystem); instead the whole CLI runs
+inside Autopilot's bubblewrap sandbox (runs/guard.py sandbox_argv) with the network on, which it
+needs for its model API. Covered: every command Codex runs sees only the worktree, the private HOME
+(CODEX_HOME lives there), the system directories and its own installation -- never the data
+directory, other worktrees or the user's files -- and cannot write the repository's refs. Not
+covered: a command has the network (the CLI's namespace is shared), a command is judged only after
+it started, and file changes Codex makes with its own apply_patch are recorded after the fact.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from django.conf import settings
 
 from runs import agent_mcp
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
+from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
 from runs.models import ExecutionStep
 
 Kind = ExecutionStep.Kind
@@ -36,6 +47,16 @@ Kind = ExecutionStep.Kind
 
 def codex_cli() -> str | None:
     return getattr(settings, "AUTOPILOT_CODEX_CLI", "") or shutil.which("codex")
+
+
+def codex_install_dirs() -> list[Path]:
+    """Directories the sandboxed CLI needs read-only: its own installation (npm package or binary)
+    and the node runtime's, when they live outside the system directories."""
+    found = []
+    for program in (codex_cli(), shutil.which("node")):
+        if program and os.path.exists(program):
+            found.append(Path(os.path.realpath(program)).parent.parent)
+    return found
 
 
 def codex_command(ctx: RunContext, *, base_url: str, model: str, prompt: str) -> list[str]:
@@ -88,6 +109,7 @@ class CodexBackend(Backend):
     label = "Codex CLI"
 
     def __init__(self) -> None:
+        self.sandbox = "unsandboxed"
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -126,9 +148,19 @@ class CodexBackend(Backend):
         prompt = ctx.prompt
         if ctx.resume_session_id:
             prompt = f"(Continuing earlier work on this branch.)\n\n{prompt}"
+        # The CLI runs inside the run's sandbox (network on for its model API): the same view as
+        # guarded commands, so the commands Codex runs on its own cannot read the host's files.
+        installs = codex_install_dirs()
+        argv, self.sandbox = sandbox_argv(
+            codex_command(ctx, base_url=base_url, model=model, prompt=prompt), cwd=Path(ctx.cwd),
+            writable=[Path(ctx.workspace), Path(ctx.home)], network=True, readonly=installs,
+        )
+        env = self.environment(ctx)
+        if self.sandbox != "unsandboxed":
+            env["PATH"] = sandbox_path_variable([*sandbox_readonly_paths(), *installs])
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            codex_command(ctx, base_url=base_url, model=model, prompt=prompt),
-            cwd=str(ctx.cwd), env=self.environment(ctx), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            argv,
+            cwd=str(ctx.cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         with self._lock:

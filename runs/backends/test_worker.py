@@ -1,18 +1,20 @@
 """`test_worker`: runs the project's test command in the run's worktree — real work, no model.
 
-The command goes through the guard like any agent command (the project's test command is trusted by
-its owner: it is allowlisted for this run automatically), with the sandbox, scrubbed environment,
-timeout and output cap. The step records the exit code and the pass/fail counts parsed from pytest
+The command is the project owner's (changing it needs a trusted role), so it runs with `/bin/sh -c`
+whatever project.allow_shell says, but in the same sandbox as agent commands (the worktree and the
+run's HOME writable, system directories read-only, a private /tmp, no network, nothing of the data
+directory), with the scrubbed environment, timeout and output cap; without bubblewrap the step's
+`sandbox` says "unsandboxed". The step records the exit code and the pass/fail counts parsed from pytest
 or unittest summaries, plus the failing test ids pytest prints.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 
 from django.conf import settings
 
+from runs import workspace
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext
 from runs.models import ExecutionStep
 
@@ -64,15 +66,15 @@ class TestWorkerBackend(Backend):
         command = (ctx.run.project.test_command or "").strip()
         if not command:
             raise BackendError("The project has no test command.")
-        argv = shlex.split(command)
-        policy = getattr(ctx, "policy", None)
-        if policy is not None and argv:
-            # The owner configured this command: allow exactly it for this run.
-            policy.allowlist = (*policy.allowlist, shlex.join(argv))
         handle = ctx.begin_step(ExecutionStep.Kind.TEST, tool_name="test_command", input={"command": command})
         ctx.count_turn()
         timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
-        result = ctx.run_command(command, timeout=timeout)
+        # The owner's command, with a shell, in the run's sandbox (no network); see workspace.run_script.
+        result = workspace.run_script(
+            command, cwd=ctx.cwd, workspace=ctx.workspace, home=ctx.home, timeout=timeout,
+            artifact_dir=ctx.artifacts_dir, redact=getattr(ctx, "redactor", None),
+            on_start=ctx.register_process, on_exit=ctx.unregister_process,
+        )
         counts = parse_test_output(result.output)
         summary = (
             f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
