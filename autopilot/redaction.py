@@ -67,7 +67,7 @@ def _random_looking(token: str) -> bool:
     def cls(c: str) -> int:
         return 0 if c.isupper() else 1 if c.islower() else 2 if c.isdigit() else 3
 
-    changes = sum(1 for a, b in zip(token, token[1:]) if cls(a) != cls(b))
+    changes = sum(1 for a, b in zip(token, token[1:], strict=False) if cls(a) != cls(b))
     return changes >= 14
 
 

@@ -336,16 +336,15 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
     )
     marks = ", ".join(["%s"] * len(project_ids))
     top = (
-        f"SELECT c.pk FROM candidate c WHERE c.project_id = p.{pk} "
+        f"SELECT c.pk FROM candidate c WHERE c.project_id = p.{pk} "  # noqa: S608 - identifiers only
         "ORDER BY c.priority DESC, c.learned_priority DESC, c.plan_order, c.pk LIMIT %s"
     )
     if connection.vendor == "postgresql":
         join = f"JOIN LATERAL ({top}) top ON true JOIN {tasks} t ON t.{task_pk} = top.pk"
     else:
         join = f"JOIN {tasks} t ON t.{task_pk} IN ({top})"
-    statement = (  # noqa: S608 - identifiers come from the models, every value is a parameter
-        f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"
-    )
+    # Identifiers come from the models; every value is a parameter.
+    statement = f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, depth, *project_ids])
         return cursor.fetchall()

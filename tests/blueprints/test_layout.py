@@ -177,7 +177,7 @@ def test_incremental_generation_recomputes_the_dependencies_of_changed_sections(
     ui, docs = (Task.objects.get(project=project, plan_node__anchor=f"plan/{a}") for a in ("ui", "docs"))
     TaskDependency.objects.create(task=docs, depends_on=ui, source="manual")
     schema, api = (PlanNode.objects.get(project=project, anchor=f"plan/{a}").pk for a in ("schema", "api"))
-    assert ("node:%d" % api, "node:%d" % schema, "text") in _edges(project)
+    assert (f"node:{api}", f"node:{schema}", "text") in _edges(project)
     # when a version changes only what API depends on, and adds a dependency to UI's text
     v2 = DEPS.replace("Depends on: Schema", "Depends on: UI").replace("Screens.", "Screens.\n\nAfter: Schema")
     result = ingest_blueprint(project=project, text=v2)
