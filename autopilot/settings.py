@@ -391,6 +391,8 @@ AUTOPILOT_TEST_TIMEOUT = env_int("AUTOPILOT_TEST_TIMEOUT", 1800)
 AUTOPILOT_LLM_MAX_RETRIES = env_int("AUTOPILOT_LLM_MAX_RETRIES", 2)
 AUTOPILOT_LLM_TIMEOUT = env_int("AUTOPILOT_LLM_TIMEOUT", 600)
 AUTOPILOT_SANDBOX = os.environ.get("AUTOPILOT_SANDBOX", "auto")
+# Extra directories (":"-separated) shown read-only inside the sandbox, e.g. a toolchain in a home directory.
+AUTOPILOT_SANDBOX_READONLY = [p for p in os.environ.get("AUTOPILOT_SANDBOX_READONLY", "").split(":") if p.strip()]
 AUTOPILOT_WORKTREE_RETENTION_DAYS = env_int("AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
 AUTOPILOT_WORKTREE_KEEP_LAST = env_int("AUTOPILOT_WORKTREE_KEEP_LAST", 20)
 

@@ -533,11 +533,7 @@ def sandbox_readonly_paths() -> list[Path]:
     """Read-only directories besides the system ones: the Python interpreter in use and its prefix
     (a venv and the installation it points to), and settings.AUTOPILOT_SANDBOX_READONLY. A path that
     contains Autopilot's own files (data directory, server checkout) is left out."""
-    extra = getattr(settings, "AUTOPILOT_SANDBOX_READONLY", None)
-    if extra is None:
-        extra = os.environ.get("AUTOPILOT_SANDBOX_READONLY", "")
-    if isinstance(extra, str):
-        extra = [p for p in extra.split(os.pathsep) if p.strip()]
+    extra = settings.AUTOPILOT_SANDBOX_READONLY
     interpreter = Path(os.path.realpath(sys.executable))
     wanted = [Path(sys.prefix), Path(sys.base_prefix), interpreter.parent.parent, *map(Path, extra)]
     protected = protected_roots()
