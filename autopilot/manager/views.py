@@ -10,7 +10,7 @@ from autopilot.errors import ApplicationError
 from autopilot.manager import explain, metrics, proposals, queue
 from autopilot.manager.tick import tick_project
 from autopilot.models import AutonomyMode, Project, Proposal, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.permissions import header_controls, require_role, visible_projects
 from autopilot.services import project_update_autonomy
 
 
@@ -24,7 +24,7 @@ def _visible(request, pk: int) -> Project:
 def _header(request, project: Project, *, error: str = "", status: int = 200):
     project.refresh_from_db()
     return render(request, "autopilot/_project_header.html",
-                  {"project": project, "header_error": error, "can_operate": has_role(request.user, project, Role.OPERATOR)},
+                  {"project": project, "header_error": error, **header_controls(request.user, project)},
                   status=status)
 
 
@@ -40,20 +40,20 @@ def autonomy_update(request, pk: int):
         changes["autonomy_mode"] = data["autonomy_mode"]
     if "paused" in data:
         changes["paused"] = data["paused"] in ("1", "true", "on", "yes")
-    error = ""
+    error, status = "", 200
     if "max_parallel_runs" in data:
         try:
             changes["max_parallel_runs"] = int(data["max_parallel_runs"])
         except ValueError:
-            error = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'."
+            error, status = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'.", 400
     if not error:
         try:
-            require_role(request.user, project, Role.OPERATOR)
+            # Who may change which setting: FIELD_ROLES, enforced by the service (403 naming the role).
             project_update_autonomy(project=project, actor=request.user, **changes)
         except ApplicationError as exc:
-            error = exc.message
-    if request.htmx:
-        return _header(request, project, error=error)
+            error, status = exc.message, exc.status_code
+    if request.htmx or error:
+        return _header(request, project, error=error, status=status)
     return redirect(request.headers.get("referer") or f"/projects/{project.pk}/")
 
 
@@ -78,7 +78,7 @@ def manager_page(request, pk: int):
         "queue": queue.queue_status(projects=None if request.user.is_superuser else visible_projects(request.user)),
         "pending": proposals.proposals_for(project, status=Proposal.Status.PENDING)[:100],
         "recent": proposals.proposals_for(project).exclude(status=Proposal.Status.PENDING)[:20],
-        "can_operate": has_role(request.user, project, Role.OPERATOR),
+        **header_controls(request.user, project),
         "modes": AutonomyMode.choices,
         "notice": request.GET.get("notice", ""),
     }
