@@ -10,8 +10,9 @@ from autopilot.errors import ApplicationError
 from autopilot.manager import explain, metrics, proposals, queue
 from autopilot.manager.tick import tick_project
 from autopilot.models import AutonomyMode, Project, Proposal, Role
-from autopilot.permissions import header_controls, require_role, visible_projects
+from autopilot.permissions import header_controls, visible_projects
 from autopilot.services import project_update_autonomy
+from autopilot.web import require_role_or_404
 
 
 def _visible(request, pk: int) -> Project:
@@ -95,8 +96,8 @@ def tick_now(request, pk: int):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     project = _visible(request, pk)
+    require_role_or_404(request.user, project, Role.OPERATOR)  # a 403 naming the role, not a notice
     try:
-        require_role(request.user, project, Role.OPERATOR)
         report = tick_project(project, reason="web", actor=request.user)
         notice = f"Tick: {len(report.started)} started, {len(report.proposed)} proposed."
     except ApplicationError as exc:
@@ -111,8 +112,8 @@ def proposal_decide(request, pk: int, decision: str):
     proposal = Proposal.objects.select_related("project").filter(pk=pk).first()
     if proposal is None or not visible_projects(request.user).filter(pk=proposal.project_id).exists():
         raise Http404("No such proposal.")
+    require_role_or_404(request.user, proposal.project, Role.OPERATOR)
     try:
-        require_role(request.user, proposal.project, Role.OPERATOR)
         if decision == "accept":
             run = proposals.proposal_accept(proposal=proposal, actor=request.user)
             notice = f"Proposal #{proposal.pk} accepted: run #{run.pk} queued."
@@ -129,8 +130,8 @@ def queue_clear_view(request, pk: int):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     project = _visible(request, pk)
+    require_role_or_404(request.user, project, Role.OWNER)
     try:
-        require_role(request.user, project, Role.OWNER)
         cancelled = queue.queue_clear(actor=request.user, projects=Project.objects.filter(pk=project.pk))
         notice = f"Cancelled {len(cancelled)} queued run(s) of this project."
     except ApplicationError as exc:
