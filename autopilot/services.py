@@ -88,7 +88,8 @@ def check_repository(
     """Where a repository may be registered (DESIGN.md §4, trust model). Returns the resolved path.
 
     - Under one of AUTOPILOT_REPO_ROOTS, unless `actor` is a superuser or the server itself (None).
-    - Never inside the data directory, the worktree root or the artifact root (symlinks followed).
+    - Never inside the data directory, the worktree root or the artifact root (symlinks followed) for a
+      user; the server's own account (None) may keep one it made there (the demo).
     - The top level of a git repository with `base_branch` (a monorepo part is `subdirectory`).
     - Never a git worktree of another project's repository (every run's worktree is one).
     - One project per repository, unless `allow_shared_repo`, which only staff may pass.
@@ -114,7 +115,9 @@ def check_repository(
                 f"repo_path '{text}' is not under a repository root; allowed roots: "
                 f"{', '.join(str(root) for root in roots)} (AUTOPILOT_REPO_ROOTS)."
             )
-    for label, forbidden in _server_directories():
+    # The server's own account (actor None: the demo, a local shell) may keep a repository it made in its
+    # data directory; no user may point the server at its own files.
+    for label, forbidden in _server_directories() if actor is not None else ():
         if _inside(path, forbidden) or _inside(work_dir, forbidden):
             raise ApplicationError(f"repo_path '{text}' is inside {label}; a project cannot live there.")
     path = validate_repository(str(path), base_branch, subdirectory)
