@@ -6,7 +6,11 @@ Rules kept here:
 - Writes go through services: project create/update (basic fields and autonomy settings),
   membership changes, pause/resume/mode actions, proposal status via autopilot.state.transition —
   so each change is an Event naming the admin user who made it.
-- The event log is append-only: viewable, never added, changed or deleted here.
+- The event log is append-only: viewable, never added, changed or deleted here (a project's events
+  go with the project when its owner deletes it).
+- Who may change which project field is autopilot.permissions.FIELD_ROLES, as on every other door:
+  fields a user may not change are read-only for them, adding a project needs the right to register
+  repositories, and non-superusers see only the projects they are members of.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from django.utils.html import format_html, format_html_join
 
 from autopilot import services
 from autopilot.errors import ApplicationError
-from autopilot.models import AutonomyMode, Event, FileStat, Project, ProjectMembership, Proposal
+from autopilot.models import AutonomyMode, Event, FileStat, Project, ProjectMembership, Proposal, Role
+from autopilot.permissions import FIELD_ROLES, has_role, has_site_trust, refused_fields, visible_projects
 from autopilot.state import transition
 
 admin.site.site_header = "Autopilot back-office"
@@ -77,14 +82,21 @@ class ProjectAdminForm(forms.ModelForm):
         model = Project
         fields = "__all__"  # noqa: DJ007 - the admin narrows it to its fieldsets
 
+    actor = None  # the admin user; set by ProjectAdmin.get_form
+
     def clean(self):
         cleaned = super().clean()
         repo_fields = {"repo_path", "base_branch", "subdirectory"}
         if repo_fields & set(self.changed_data) and not (repo_fields & set(self.errors)):
+            args = (cleaned.get("repo_path") or self.instance.repo_path or "",
+                    cleaned.get("base_branch") or self.instance.base_branch or "main")
+            subdirectory = cleaned.get("subdirectory", self.instance.subdirectory) or ""
             try:
-                services.validate_repository(
-                    cleaned.get("repo_path") or "", cleaned.get("base_branch") or "main", cleaned.get("subdirectory") or ""
-                )
+                if {"repo_path", "subdirectory"} & set(self.changed_data) or not self.instance.pk:
+                    services.check_repository(actor=self.actor, repo_path=args[0], base_branch=args[1],
+                                              subdirectory=subdirectory, project=self.instance)
+                else:
+                    services.validate_repository(*args, subdirectory)
             except ApplicationError as exc:
                 self.add_error("repo_path", exc.message)
         # The services check these too; checking here shows the message on the field instead of a 500.
@@ -117,6 +129,12 @@ class MembershipInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or has_role(request.user, obj, FIELD_ROLES["members"])
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or has_role(request.user, obj, FIELD_ROLES["members"])
 
 
 MANAGER_FIELDS = ("tick_pending", "last_tick_at", "last_tick_summary")  # written by the manager only
@@ -172,7 +190,32 @@ class ProjectAdmin(admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request, obj=None):
-        return ("slug", "add_member", "related", "created_by", "created_at", "updated_at", *MANAGER_FIELDS)
+        fixed = ("slug", "add_member", "related", "created_by", "created_at", "updated_at", *MANAGER_FIELDS)
+        if obj is None:
+            return fixed  # adding needs the right to register repositories: the creator may set everything
+        return (*fixed, *refused_fields(request.user, obj, [f for f in FIELD_ROLES if f != "members"]))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and has_site_trust(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request) or (
+                request.user.is_active and request.user.project_memberships.filter(role=Role.OWNER).exists()
+            )
+        return has_role(request.user, obj, Role.OWNER)
+
+    def get_deleted_objects(self, objs, request):
+        """The event log refuses deletes on its own page; a project's owner deletes the project with
+        everything in it (its events, runs, tasks…), so the cascade needs no per-model permission."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if all(has_role(request.user, obj, Role.OWNER) for obj in objs):
+            perms_needed = set()
+        return deleted, counts, perms_needed, protected
 
     @admin.display(description="Browse")
     def related(self, obj):
@@ -200,9 +243,11 @@ class ProjectAdmin(admin.ModelAdmin):
         from runs.models import ExecutionRun
 
         open_statuses = [s for s in Task.Status.values if s not in (Task.Status.DONE, Task.Status.CANCELLED)]
+        queryset = super().get_queryset(request)
+        if not request.user.is_superuser:
+            queryset = queryset.filter(pk__in=visible_projects(request.user).values("pk"))
         return (
-            super()
-            .get_queryset(request)
+            queryset
             .annotate(
                 member_count=count_of(ProjectMembership, "project"),
                 open_task_count=count_of(Task, "project", status__in=open_statuses),
@@ -239,7 +284,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 test_command=data.get("test_command") or "",
                 setup_script=data.get("setup_script") or "",
                 command_allowlist=data.get("command_allowlist") or [],
-                owner=request.user,
+                actor=request.user,
                 **fields,
             )
             for field in Project._meta.concrete_fields:
@@ -269,8 +314,8 @@ class ProjectAdmin(admin.ModelAdmin):
         services.project_delete(project=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
-        for project in queryset:
-            services.project_delete(project=project, actor=request.user)
+        apply_each(self, request, queryset, "Deleted",
+                   lambda project: services.project_delete(project=project, actor=request.user))
 
     def apply_autonomy(self, request, queryset: QuerySet[Project], verb: str, **changes) -> None:
         apply_each(self, request, queryset, verb,
@@ -305,6 +350,28 @@ class ProjectMembershipAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Moving a membership to another project or user is a remove + add, not an edit.
         return ("project", "user", "created_at") if obj else ("created_at",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(project__in=visible_projects(request.user).values("pk"))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "project" and not request.user.is_superuser:
+            # Only a project's owners change its members (FIELD_ROLES["members"]).
+            kwargs["queryset"] = Project.objects.filter(
+                memberships__user=request.user, memberships__role=Role.OWNER
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or has_role(request.user, obj.project, FIELD_ROLES["members"]))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or has_role(request.user, obj.project, FIELD_ROLES["members"]))
 
     def save_model(self, request, obj, form, change):
         saved = services.membership_set(project=obj.project, user=obj.user, role=obj.role, actor=request.user)

@@ -78,6 +78,10 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("register_repository",
+             "Can register repositories and change what executes (setup script, tests, allowlist, shell)"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(max_parallel_runs__gte=1), name="project_max_parallel_at_least_1",

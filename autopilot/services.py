@@ -7,13 +7,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from autopilot.errors import ApplicationError, NotFound
+from autopilot.errors import ApplicationError, NotFound, PermissionDenied
 from autopilot.events import record_event
 from autopilot.models import AutonomyMode, Project, ProjectMembership, Role
+from autopilot.permissions import (
+    may_register_anywhere,
+    may_share_repository,
+    require_change,
+    require_delete,
+    require_register,
+)
 
 AUTONOMY_FIELDS = (
     "autonomy_mode",
@@ -51,6 +59,84 @@ def validate_repository(repo_path: str, base_branch: str, subdirectory: str = ""
         sub = (path / subdirectory).resolve()
         if not sub.is_relative_to(path) or not sub.is_dir():
             raise ApplicationError(f"subdirectory '{subdirectory}' is not a directory inside '{path}'.")
+    return path
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def _server_directories() -> list[tuple[str, Path]]:
+    """Directories no project may live in: the server's own data, every run's worktree."""
+    dirs = [
+        ("the data directory", Path(settings.DATA_DIR)),
+        ("the worktree root", Path(settings.AUTOPILOT_WORKTREE_ROOT)),
+        ("the artifact root", Path(settings.AUTOPILOT_ARTIFACT_ROOT)),
+    ]
+    return [(label, path.expanduser().resolve()) for label, path in dirs]
+
+
+def check_repository(
+    *,
+    actor,
+    repo_path: str,
+    base_branch: str,
+    subdirectory: str = "",
+    project: Project | None = None,
+    allow_shared_repo: bool = False,
+) -> Path:
+    """Where a repository may be registered (DESIGN.md §4, trust model). Returns the resolved path.
+
+    - Under one of AUTOPILOT_REPO_ROOTS, unless `actor` is a superuser or the server itself (None).
+    - Never inside the data directory, the worktree root or the artifact root (symlinks followed) for a
+      user; the server's own account (None) may keep one it made there (the demo).
+    - The top level of a git repository with `base_branch` (a monorepo part is `subdirectory`).
+    - Never a git worktree of another project's repository (every run's worktree is one).
+    - One project per repository, unless `allow_shared_repo`, which only staff may pass.
+    Location rules are checked before the path is looked at, so nobody probes the disk through them.
+    """
+    if allow_shared_repo and not may_share_repository(actor):
+        raise PermissionDenied("Only staff may put two projects on one repository (allow_shared_repo).")
+    text = str(repo_path or "")
+    raw = Path(text).expanduser()
+    if not raw.is_absolute():
+        raise ApplicationError(f"repo_path must be an absolute path, got '{text}'.")
+    path = raw.resolve()
+    work_dir = (path / subdirectory.strip("/")).resolve() if subdirectory else path
+    if not may_register_anywhere(actor):
+        roots = list(settings.AUTOPILOT_REPO_ROOTS)
+        if not roots:
+            raise PermissionDenied(
+                "No repository roots are configured (AUTOPILOT_REPO_ROOTS): only a superuser may register "
+                "a repository."
+            )
+        if not any(_inside(path, root) and _inside(work_dir, root) for root in roots):
+            raise PermissionDenied(
+                f"repo_path '{text}' is not under a repository root; allowed roots: "
+                f"{', '.join(str(root) for root in roots)} (AUTOPILOT_REPO_ROOTS)."
+            )
+    # The server's own account (actor None: the demo, a local shell) may keep a repository it made in its
+    # data directory; no user may point the server at its own files.
+    for label, forbidden in _server_directories() if actor is not None else ():
+        if _inside(path, forbidden) or _inside(work_dir, forbidden):
+            raise ApplicationError(f"repo_path '{text}' is inside {label}; a project cannot live there.")
+    path = validate_repository(str(path), base_branch, subdirectory)
+    top = Path(_git(path, "rev-parse", "--show-toplevel").stdout.strip()).resolve()
+    if top != path:
+        raise ApplicationError(
+            f"repo_path '{path}' is inside the repository '{top}': register '{top}' and set subdirectory."
+        )
+    common = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
+    common_dir = Path(common).resolve() if common else path / ".git"
+    others = Project.objects.exclude(pk=getattr(project, "pk", None)).values_list("repo_path", flat=True)
+    for other in others:
+        other_path = Path(other).expanduser().resolve()
+        if common_dir != path / ".git" and common_dir == (other_path / ".git").resolve():
+            raise ApplicationError(f"repo_path '{path}' is a git worktree of another project's repository.")
+        if other_path == path and not allow_shared_repo:
+            raise ApplicationError(
+                f"Another project already uses the repository at '{path}' (staff may allow sharing it)."
+            )
     return path
 
 
@@ -106,11 +192,21 @@ def project_create(
     setup_script: str = "",
     command_allowlist: list[str] | None = None,
     owner=None,
+    actor=None,
+    allow_shared_repo: bool = False,
     **settings_fields: Any,
 ) -> Project:
+    """Register a repository as a project. `actor` (None: the server itself) needs site trust
+    (autopilot.permissions.require_register); `owner` (default: the actor) becomes its owner."""
+    require_register(actor)
+    if owner is None:
+        owner = actor
     if not name or not name.strip():
         raise ApplicationError("A project needs a name.")
-    repo = validate_repository(repo_path, base_branch, subdirectory)
+    repo = check_repository(
+        actor=actor, repo_path=repo_path, base_branch=base_branch, subdirectory=subdirectory,
+        allow_shared_repo=allow_shared_repo,
+    )
     unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell", "setup_network"}
     if unknown:
         raise ApplicationError(f"Unknown project field(s): {', '.join(sorted(unknown))}.")
@@ -137,7 +233,7 @@ def project_create(
         raise ApplicationError(f"A project named '{project.name}' already exists.") from exc
     if owner is not None and getattr(owner, "is_authenticated", False):
         ProjectMembership.objects.create(project=project, user=owner, role=Role.OWNER)
-    record_event(kind="project.created", subject=project, actor=owner, data={"name": project.name})
+    record_event(kind="project.created", subject=project, actor=actor or owner, data={"name": project.name})
     return project
 
 
@@ -148,6 +244,10 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
     if unknown:
         raise ApplicationError(f"Not an autonomy setting: {', '.join(sorted(unknown))}.")
     locked = Project.objects.select_for_update().get(pk=project.pk)
+    for key in ("default_run_budget_usd", "daily_budget_usd"):
+        if changes.get(key) is not None:
+            changes[key] = _decimal(key, changes[key])
+    require_change(actor, locked, [key for key, value in changes.items() if getattr(locked, key) != value])
     if "autonomy_mode" in changes and changes["autonomy_mode"] not in AutonomyMode.values:
         raise ApplicationError(
             f"Unknown autonomy mode '{changes['autonomy_mode']}'; choose from {', '.join(AutonomyMode.values)}."
@@ -158,9 +258,6 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
         phase = changes["active_phase"]
         if phase.project_id != locked.pk:
             raise ApplicationError("The active phase must be a plan node of this project.")
-    for key in ("default_run_budget_usd", "daily_budget_usd"):
-        if changes.get(key) is not None:
-            changes[key] = Decimal(str(changes[key]))
     before = _apply_changes(locked, changes)
     if not before:
         return locked
@@ -180,6 +277,13 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
     return locked
 
 
+def _decimal(key: str, value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        raise ApplicationError(f"{key} must be an amount in USD, got '{value}'.") from None
+
+
 def _after_autonomy_change(project: Project) -> None:
     """A mode change can unblock work: ask the manager for a tick (deduplicated per project)."""
     from autopilot.manager import request_tick
@@ -192,6 +296,7 @@ def membership_set(*, project: Project, user, role: str, actor=None) -> ProjectM
     if role not in Role.values:
         raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(Role.values)}.")
     Project.objects.select_for_update().filter(pk=project.pk).first()  # serialize membership changes
+    require_change(actor, project, ["members"])
     current = ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     if current == Role.OWNER and role != Role.OWNER and _owner_count(project) <= 1:
         raise ApplicationError(
@@ -238,13 +343,15 @@ def _show(value: Any) -> Any:
 
 
 @transaction.atomic
-def project_update(*, project: Project, actor=None, **changes: Any) -> Project:
-    """Change a project's basic (non-autonomy) fields under a row lock; records `project.updated`."""
+def project_update(*, project: Project, actor=None, allow_shared_repo: bool = False, **changes: Any) -> Project:
+    """Change a project's basic (non-autonomy) fields under a row lock; records `project.updated`.
+    Who may change which field: autopilot.permissions.FIELD_ROLES (checked before any validation)."""
     unknown = set(changes) - set(BASIC_FIELDS)
     if unknown:
         hint = " (use project_update_autonomy for autonomy settings)" if unknown & set(AUTONOMY_FIELDS) else ""
         raise ApplicationError(f"Not a basic project field: {', '.join(sorted(unknown))}{hint}.")
     locked = Project.objects.select_for_update().get(pk=project.pk)
+    require_change(actor, locked, [key for key, value in changes.items() if getattr(locked, key) != value])
     if "name" in changes:
         changes["name"] = (changes["name"] or "").strip()
         if not changes["name"]:
@@ -255,14 +362,19 @@ def project_update(*, project: Project, actor=None, **changes: Any) -> Project:
             raise ApplicationError("command_allowlist must be a list of program names.")
     if "subdirectory" in changes:
         changes["subdirectory"] = (changes["subdirectory"] or "").strip("/")
-    if {"repo_path", "base_branch", "subdirectory"} & set(changes):
-        repo = validate_repository(
-            changes.get("repo_path", locked.repo_path),
-            changes.get("base_branch", locked.base_branch),
-            changes.get("subdirectory", locked.subdirectory),
+    if any(key in changes and changes[key] != getattr(locked, key) for key in ("repo_path", "subdirectory")):
+        repo = check_repository(
+            actor=actor,
+            repo_path=changes.get("repo_path", locked.repo_path),
+            base_branch=changes.get("base_branch", locked.base_branch),
+            subdirectory=changes.get("subdirectory", locked.subdirectory),
+            project=locked,
+            allow_shared_repo=allow_shared_repo,
         )
         if "repo_path" in changes:
             changes["repo_path"] = str(repo)
+    elif "base_branch" in changes:
+        validate_repository(locked.repo_path, changes["base_branch"], locked.subdirectory)
     before = _apply_changes(locked, changes)
     if not before:
         return locked
@@ -285,6 +397,7 @@ def project_update(*, project: Project, actor=None, **changes: Any) -> Project:
 def project_delete(*, project: Project, actor=None) -> None:
     """Delete a project and everything under it. The deletion itself stays in the log (no project)."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
+    require_delete(actor, locked)
     data = {"id": locked.pk, "name": locked.name, "slug": locked.slug}
     locked.delete()
     record_event(kind="project.deleted", project=None, actor=actor, data=data)
@@ -298,6 +411,7 @@ def _owner_count(project: Project) -> int:
 def membership_remove(*, project: Project, user, actor=None) -> None:
     """Remove a member. A project keeps at least one owner."""
     Project.objects.select_for_update().filter(pk=project.pk).first()  # serialize membership changes
+    require_change(actor, project, ["members"])
     membership = ProjectMembership.objects.filter(project=project, user=user).first()
     if membership is None:
         raise NotFound(f"User '{user.get_username()}' is not a member of project '{project.name}'.")

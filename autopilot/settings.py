@@ -366,6 +366,16 @@ LOGGING = {
 
 AUTOPILOT_WORKTREE_ROOT = Path(os.environ.get("AUTOPILOT_WORKTREE_ROOT", DATA_DIR / "worktrees"))
 AUTOPILOT_ARTIFACT_ROOT = Path(os.environ.get("AUTOPILOT_ARTIFACT_ROOT", DATA_DIR / "artifacts"))
+# --- Trust model: where repositories may be registered (autopilot.services.check_repository) ---
+# Directories (separated like PATH, by os.pathsep) under which users with the right to register
+# repositories may register one. Empty (the default): only superusers may register, anywhere outside
+# the data directory and the worktrees.
+AUTOPILOT_REPO_ROOTS = [
+    Path(item).expanduser().resolve()
+    for item in os.environ.get("AUTOPILOT_REPO_ROOTS", "").split(os.pathsep)
+    if item.strip()
+]
+# --- end of trust model settings ---
 AUTOPILOT_MAX_CONCURRENT_RUNS = env_int("AUTOPILOT_MAX_CONCURRENT_RUNS", 4)
 AUTOPILOT_QUEUE_MAX = env_int("AUTOPILOT_QUEUE_MAX", 200)
 AUTOPILOT_MAX_BLUEPRINT_BYTES = env_int("AUTOPILOT_MAX_BLUEPRINT_BYTES", 50 * 1024 * 1024)

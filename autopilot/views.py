@@ -9,6 +9,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
 from autopilot.health import run_checks
+from autopilot.permissions import header_controls
 from autopilot.selectors import project_list
 
 DEMO_BACKEND = "scripted"
@@ -60,7 +61,8 @@ def project_detail(request, pk: int):
     found = _with_overview(project_list(user=request.user).filter(pk=pk))
     if not found:
         raise Http404("No such project.")
-    return render(request, "autopilot/project_detail.html", {"project": found[0]})
+    return render(request, "autopilot/project_detail.html",
+                  {"project": found[0], **header_controls(request.user, found[0])})
 
 
 

@@ -22,8 +22,10 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_test_repos():
-    root = settings.DATA_DIR / "test-repos"
-    shutil.rmtree(root, ignore_errors=True)
+    from tests.factories import test_repo_root
+
+    for root in (settings.DATA_DIR / "test-repos", test_repo_root()):
+        shutil.rmtree(root, ignore_errors=True)
     yield
 
 

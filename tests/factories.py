@@ -16,10 +16,25 @@ from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
 from tests.gitrepo import make_repo
 
 
+def test_repo_root() -> Path:
+    """Where factory repositories live: beside the data directory, never inside it (the trust model
+    refuses a repository inside the data directory)."""
+    data_dir = Path(settings.DATA_DIR)
+    return data_dir.parent / f"{data_dir.name}-test-repos"
+
+
 def _new_repo() -> str:
-    root = Path(settings.DATA_DIR) / "test-repos"
+    root = test_repo_root()
     root.mkdir(parents=True, exist_ok=True)
     return str(make_repo(Path(tempfile.mkdtemp(dir=root))))
+
+
+def grant_register(user):
+    """Give `user` the site-level right to register repositories (autopilot.register_repository)."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="register_repository", content_type__app_label="autopilot"))
+    return get_user_model().objects.get(pk=user.pk)  # a fresh object: the permission cache is per instance
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -53,6 +53,10 @@ class _ProjectWriteFields(serializers.Serializer):
     auto_complete_on_tests = serializers.BooleanField(required=False)
     plan_order_policy = serializers.ChoiceField(choices=PlanOrderPolicy.choices, required=False)
     model_matrix = serializers.DictField(child=serializers.DictField(child=serializers.CharField()), required=False)
+    allow_shared_repo = serializers.BooleanField(
+        required=False, write_only=True,
+        help_text="Staff only: let this project use a repository another project already uses.",
+    )
 
     def validate_active_phase(self, value):
         if value is None:

@@ -66,18 +66,19 @@ class ProjectViewSet(
         return selectors.project_list(user=self.request.user).get(pk=project.pk)
 
     @extend_schema(
-        summary="Register a project (you become its owner)",
+        summary="Register a project (you become its owner; needs the right to register repositories)",
         request=ProjectCreateSerializer,
         responses={201: ProjectSerializer, 400: ERRORS[400]},
     )
     def create(self, request):
         serializer = ProjectCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        project = services.project_create(owner=request.user, **serializer.validated_data)
+        project = services.project_create(actor=request.user, **serializer.validated_data)
         return Response(ProjectSerializer(self._fresh(project)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Change a project (operators); autonomy settings are recorded as events",
+        summary="Change a project: operators pause/resume and pick the phase, owners the settings, trusted owners "
+        "what executes (autopilot.permissions.FIELD_ROLES); autonomy settings are recorded as events",
         request=ProjectUpdateSerializer,
         responses={200: ProjectSerializer, **ERRORS},
     )
@@ -89,9 +90,10 @@ class ProjectViewSet(
         data = serializer.validated_data
         basic = {key: value for key, value in data.items() if key in BASIC_FIELDS}
         autonomy = {key: value for key, value in data.items() if key in AUTONOMY_FIELDS}
+        shared = {"allow_shared_repo": True} if data.get("allow_shared_repo") else {}
         with transaction.atomic():
             if basic:
-                services.project_update(project=project, actor=request.user, **basic)
+                services.project_update(project=project, actor=request.user, **shared, **basic)
             if autonomy:
                 services.project_update_autonomy(project=project, actor=request.user, **autonomy)
         return Response(ProjectSerializer(self._fresh(project)).data)

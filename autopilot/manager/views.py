@@ -10,8 +10,9 @@ from autopilot.errors import ApplicationError
 from autopilot.manager import explain, metrics, proposals, queue
 from autopilot.manager.tick import tick_project
 from autopilot.models import AutonomyMode, Project, Proposal, Role
-from autopilot.permissions import has_role, require_role, visible_projects
+from autopilot.permissions import header_controls, visible_projects
 from autopilot.services import project_update_autonomy
+from autopilot.web import require_role_or_404
 
 
 def _visible(request, pk: int) -> Project:
@@ -24,7 +25,7 @@ def _visible(request, pk: int) -> Project:
 def _header(request, project: Project, *, error: str = "", status: int = 200):
     project.refresh_from_db()
     return render(request, "autopilot/_project_header.html",
-                  {"project": project, "header_error": error, "can_operate": has_role(request.user, project, Role.OPERATOR)},
+                  {"project": project, "header_error": error, **header_controls(request.user, project)},
                   status=status)
 
 
@@ -40,20 +41,20 @@ def autonomy_update(request, pk: int):
         changes["autonomy_mode"] = data["autonomy_mode"]
     if "paused" in data:
         changes["paused"] = data["paused"] in ("1", "true", "on", "yes")
-    error = ""
+    error, status = "", 200
     if "max_parallel_runs" in data:
         try:
             changes["max_parallel_runs"] = int(data["max_parallel_runs"])
         except ValueError:
-            error = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'."
+            error, status = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'.", 400
     if not error:
         try:
-            require_role(request.user, project, Role.OPERATOR)
+            # Who may change which setting: FIELD_ROLES, enforced by the service (403 naming the role).
             project_update_autonomy(project=project, actor=request.user, **changes)
         except ApplicationError as exc:
-            error = exc.message
-    if request.htmx:
-        return _header(request, project, error=error)
+            error, status = exc.message, exc.status_code
+    if request.htmx or error:
+        return _header(request, project, error=error, status=status)
     return redirect(request.headers.get("referer") or f"/projects/{project.pk}/")
 
 
@@ -78,7 +79,7 @@ def manager_page(request, pk: int):
         "queue": queue.queue_status(projects=None if request.user.is_superuser else visible_projects(request.user)),
         "pending": proposals.proposals_for(project, status=Proposal.Status.PENDING)[:100],
         "recent": proposals.proposals_for(project).exclude(status=Proposal.Status.PENDING)[:20],
-        "can_operate": has_role(request.user, project, Role.OPERATOR),
+        **header_controls(request.user, project),
         "modes": AutonomyMode.choices,
         "notice": request.GET.get("notice", ""),
     }
@@ -95,8 +96,8 @@ def tick_now(request, pk: int):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     project = _visible(request, pk)
+    require_role_or_404(request.user, project, Role.OPERATOR)  # a 403 naming the role, not a notice
     try:
-        require_role(request.user, project, Role.OPERATOR)
         report = tick_project(project, reason="web", actor=request.user)
         notice = f"Tick: {len(report.started)} started, {len(report.proposed)} proposed."
     except ApplicationError as exc:
@@ -111,8 +112,8 @@ def proposal_decide(request, pk: int, decision: str):
     proposal = Proposal.objects.select_related("project").filter(pk=pk).first()
     if proposal is None or not visible_projects(request.user).filter(pk=proposal.project_id).exists():
         raise Http404("No such proposal.")
+    require_role_or_404(request.user, proposal.project, Role.OPERATOR)
     try:
-        require_role(request.user, proposal.project, Role.OPERATOR)
         if decision == "accept":
             run = proposals.proposal_accept(proposal=proposal, actor=request.user)
             notice = f"Proposal #{proposal.pk} accepted: run #{run.pk} queued."
@@ -129,8 +130,8 @@ def queue_clear_view(request, pk: int):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     project = _visible(request, pk)
+    require_role_or_404(request.user, project, Role.OWNER)
     try:
-        require_role(request.user, project, Role.OWNER)
         cancelled = queue.queue_clear(actor=request.user, projects=Project.objects.filter(pk=project.pk))
         notice = f"Cancelled {len(cancelled)} queued run(s) of this project."
     except ApplicationError as exc:

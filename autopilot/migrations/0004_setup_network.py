@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("autopilot", "0002_initial"),
+        ("autopilot", "0003_trust"),
     ]
 
     operations = [

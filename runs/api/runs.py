@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -160,7 +161,7 @@ class ProjectRunsView(APIView):
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Runs visible to the caller; detail includes steps and messages. Actions need the operator role."""
 
-    permission_classes = [ProjectRolePermission]
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
     filterset_fields = ["project", "status", "task", "agent_backend"]
     lookup_value_regex = r"\d+"
 
@@ -190,29 +191,33 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(request=ApproveInput, responses=StepSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(ApproveInput, request)
-        step = services.run_approve(run=self._run(), seq=data["step"], actor=request.user, note=data["note"])
+        step = services.run_approve(run=run, seq=data["step"], actor=request.user, note=data["note"])
         return Response(StepSerializer(step).data)
 
     @extend_schema(request=RejectInput, responses=StepSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(RejectInput, request)
-        step = services.run_reject(run=self._run(), seq=data["step"], actor=request.user, message=data["message"])
+        step = services.run_reject(run=run, seq=data["step"], actor=request.user, message=data["message"])
         return Response(StepSerializer(step).data)
 
     @extend_schema(request=MessageInput, responses={201: MessageSerializer})
     @action(detail=True, methods=["post"])
     def message(self, request, pk=None):
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(MessageInput, request)
-        message = services.run_message(run=self._run(), body=data["body"], actor=request.user)
+        message = services.run_message(run=run, body=data["body"], actor=request.user)
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=StopInput, responses=RunSerializer)
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(StopInput, request)
-        run = services.run_stop(run=self._run(), actor=request.user, reason=data["reason"], force=data["force"])
+        run = services.run_stop(run=run, actor=request.user, reason=data["reason"], force=data["force"])
         return Response(RunSerializer(run).data)
 
     @extend_schema(request=None, responses={201: RunSerializer})
@@ -224,8 +229,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(request=ResumeInput, responses={201: RunSerializer})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(ResumeInput, request)
-        run = services.run_resume(run=self._run(), prompt=data["prompt"], actor=request.user, run_settings=data["settings"])
+        run = services.run_resume(run=run, prompt=data["prompt"], actor=request.user, run_settings=data["settings"])
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=dict)
@@ -235,7 +241,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 class StepViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    permission_classes = [ProjectRolePermission]
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
     serializer_class = StepSerializer
     lookup_value_regex = r"\d+"
 

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from autopilot.models import Event, Project, ProjectMembership
-from tests.factories import MembershipFactory, PlanNodeFactory, ProjectFactory, UserFactory
+from tests.factories import MembershipFactory, PlanNodeFactory, ProjectFactory, UserFactory, grant_register
 from tests.gitrepo import make_repo
 
 
@@ -63,10 +63,12 @@ def test_filter_projects_by_mode_and_text(user):
 
 
 @pytest.mark.django_db
-def test_create_project_makes_the_creator_owner(user, tmp_path):
-    # Given a git repository
+def test_create_project_makes_the_creator_owner(user, tmp_path, settings):
+    # Given a git repository under a repository root, and a user with the right to register repositories
     repo = make_repo(tmp_path / "repo")
-    # When a user registers it
+    settings.AUTOPILOT_REPO_ROOTS = [tmp_path.resolve()]
+    user = grant_register(user)
+    # When the user registers it
     response = client_for(user).post(
         "/api/projects/",
         {"name": "My App", "repo_path": str(repo), "test_command": "pytest -q", "command_allowlist": ["pytest"],
@@ -93,11 +95,13 @@ def test_create_project_makes_the_creator_owner(user, tmp_path):
     ],
     ids=["relative-path", "missing-dir", "missing-branch", "bad-matrix-role", "name-taken"],
 )
-def test_create_project_refuses_bad_input(user, project, payload, message):
-    payload = {k: v.format(repo=project.repo_path, taken=project.name) if isinstance(v, str) else v
+def test_create_project_refuses_bad_input(admin_user, project, payload, message, tmp_path):
+    # A superuser may register anywhere: what is refused here is the input, not the location.
+    repo = make_repo(tmp_path / "free-repo")
+    payload = {k: v.format(repo=repo, taken=project.name) if isinstance(v, str) else v
                for k, v in payload.items()}
     count = Project.objects.count()
-    response = client_for(user).post("/api/projects/", payload, format="json")
+    response = client_for(admin_user).post("/api/projects/", payload, format="json")
     assert response.status_code == 400
     assert message in str(response.json())
     assert Project.objects.count() == count
@@ -117,11 +121,11 @@ def test_retrieve_is_404_for_non_members(project, user):
 
 
 @pytest.mark.django_db
-def test_operator_patches_basic_and_autonomy_fields(project, operator):
+def test_owner_patches_basic_and_autonomy_fields(project, owner):
     # Given a phase of the project's plan
     phase = PlanNodeFactory(blueprint__project=project)
-    # When an operator changes a basic field and autonomy settings at once
-    response = client_for(operator).patch(
+    # When an owner changes a basic field and autonomy settings at once
+    response = client_for(owner).patch(
         f"/api/projects/{project.pk}/",
         {"description": "Now with words", "autonomy_mode": "semi_auto", "paused": True, "active_phase": phase.pk,
          "daily_budget_usd": "12.50"},
@@ -134,16 +138,16 @@ def test_operator_patches_basic_and_autonomy_fields(project, operator):
         "Now with words", "semi_auto", True, phase.pk)
     assert body["daily_budget_usd"] == "12.5000"
     autonomy = Event.objects.get(kind="project.autonomy")
-    assert autonomy.actor == operator
+    assert autonomy.actor == owner
     assert autonomy.data["changes"]["autonomy_mode"] == {"from": "off", "to": "semi_auto"}
     assert autonomy.data["changes"]["active_phase"] == {"from": None, "to": phase.pk}
     assert Event.objects.get(kind="project.updated").data["changes"]["description"]["to"] == "Now with words"
 
 
 @pytest.mark.django_db
-def test_patch_refuses_phase_of_another_project_and_saves_nothing(project, operator):
+def test_patch_refuses_phase_of_another_project_and_saves_nothing(project, owner):
     foreign = PlanNodeFactory()
-    response = client_for(operator).patch(
+    response = client_for(owner).patch(
         f"/api/projects/{project.pk}/", {"description": "changed", "active_phase": foreign.pk}, format="json"
     )
     assert response.status_code == 400
@@ -165,10 +169,11 @@ def test_patch_refuses_phase_of_another_project_and_saves_nothing(project, opera
     ],
     ids=["name-taken", "blank-name", "missing-repo", "missing-branch", "unknown-agent"],
 )
-def test_patch_refuses_bad_input(project, operator, payload, message):
+def test_patch_refuses_bad_input(project, admin_user, payload, message):
+    # A superuser may change every field anywhere: what is refused here is the input.
     taken = ProjectFactory(repo_path=project.repo_path).name
     payload = {k: v.format(taken=taken) if isinstance(v, str) else v for k, v in payload.items()}
-    response = client_for(operator).patch(f"/api/projects/{project.pk}/", payload, format="json")
+    response = client_for(admin_user).patch(f"/api/projects/{project.pk}/", payload, format="json")
     assert response.status_code == 400
     assert message in str(response.json())
     assert Project.objects.get(pk=project.pk).name == project.name

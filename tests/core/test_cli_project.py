@@ -138,8 +138,8 @@ def test_autonomy_changes_are_events_naming_the_user(admin, project):
     # Given a project with an active blueprint and a phase
     blueprint = BlueprintFactory(project=project, status=Blueprint.Status.ACTIVE)
     phase = PlanNodeFactory(blueprint=blueprint, anchor="phase-2-api")
-    # When an operator changes every setting at once
-    operator = MembershipFactory(project=project, role="operator").user
+    # When an owner changes every setting at once
+    operator = MembershipFactory(project=project, role="owner").user
     data = run_json(
         "project", "autonomy", project.slug, "--mode", "semi_auto", "--max-parallel", "4", "--pause",
         "--phase", "phase-2-api", "--run-budget", "2.5", "--daily-budget", "20", "--user", operator.username,
