@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
 
 from runs import services
 from runs.guard import command_paths, execute, parse_command, sandbox_readonly_paths
@@ -46,16 +47,17 @@ def probe(paths: list[Path | str]) -> str:
     """A one-line python3 command (no path argument the guard could see) reporting what it can read."""
     code = (
         f"import json, os; paths = {json.dumps([str(p) for p in paths])}; "
-        "print('PROBE' + json.dumps({p: ('dir:' + ','.join(sorted(os.listdir(p)))) if os.path.isdir(p) "
+        "print('PROBE' + json.dumps([[p, ('dir:' + ','.join(sorted(os.listdir(p)))) if os.path.isdir(p) "
         "else ('file:' + open(p).read()) if os.path.exists(p) "
-        "else 'error:FileNotFoundError' for p in paths}))"
+        "else 'error:FileNotFoundError'] for p in paths]))"
     )
     return shlex.join(["python3", "-c", code])
 
 
 def probe_result(output: str) -> dict[str, str]:
     line = next(line for line in output.splitlines() if line.startswith("PROBE"))
-    return json.loads(line[len("PROBE") :])
+    # Pairs, not an object: `{"…/secret_key": "…"}` is a secret-looking assignment the redactor masks.
+    return dict(json.loads(line[len("PROBE") :]))
 
 
 def waiting_step(run_id):
@@ -517,6 +519,8 @@ def test_test_command_is_sandboxed_the_same_way(tmp_path, listener):
 
 
 def test_setup_network_is_in_the_project_api(client, owner, project):
+    # setup_network changes what executes: the owner needs the right to register repositories too
+    owner.user_permissions.add(Permission.objects.get(codename="register_repository"))
     client.force_login(owner)
     response = client.patch(
         f"/api/projects/{project.pk}/", {"setup_network": True}, content_type="application/json"
@@ -594,7 +598,7 @@ def test_codex_cli_runs_inside_the_sandbox(project, tmp_path, settings):
         "#!/usr/bin/env python3\n"
         "import json, os\n"
         f"paths = {json.dumps([str(secret), str(other), home_file().as_posix()])}\n"
-        "seen = {p: 'visible' if os.path.exists(p) else 'hidden' for p in paths}\n"
+        "seen = [[p, 'visible' if os.path.exists(p) else 'hidden'] for p in paths]\n"
         "for event in ({'type': 'thread.started', 'thread_id': 't-1'},\n"
         "              {'type': 'item.completed',\n"
         "               'item': {'type': 'agent_message', 'text': json.dumps(seen)}},\n"
@@ -611,5 +615,5 @@ def test_codex_cli_runs_inside_the_sandbox(project, tmp_path, settings):
     assert status == "succeeded", (run.status_reason, run.error)
 
     # then the CLI saw neither Autopilot's data directory, nor the repository's checkout, nor the home
-    seen = json.loads(run.result_summary)
+    seen = dict(json.loads(run.result_summary))  # pairs: the redactor masks `{"…secret_key": "…"}`
     assert seen == {str(secret): "hidden", str(other): "hidden", home_file().as_posix(): "hidden"}, seen
