@@ -286,6 +286,7 @@ def record_actions(world: World, side: str) -> list[list]:
 def web(subprocess_env):
     with LiveServer(env=subprocess_env) as server:
         yield server
+    print(server.log()[-6000:])  # shown when the test failed
 
 
 @pytest.mark.parametrize("user_kind", ["viewer", "superuser"])
