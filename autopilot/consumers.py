@@ -77,7 +77,8 @@ def _integer(value: str, default: int | None = None) -> int | None:
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
-        params = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"), keep_blank_values=True)
+        query = self.scope.get("query_string", b"").decode(errors="replace")
+        params = parse_qs(query, keep_blank_values=True)
         self.groups_joined: list[str] = []
         self.sent_ids: set[int] = set()
         self.sent_order: deque[int] = deque()

@@ -120,7 +120,8 @@ def test_admin_login_and_login_pages_have_no_csp_violations(browser, asgi_server
         violations = Violations(context)
         page = context.new_page()
         found = {
-            "/accounts/login/": visit(page, violations, "/accounts/login/", lambda pg: pg.get_by_label("Username")),
+            "/accounts/login/": visit(page, violations, "/accounts/login/",
+                                      lambda pg: pg.get_by_label("Username")),
             "/admin/login/": visit(page, violations, "/admin/login/", lambda pg: pg.locator("#login-form")),
         }
     finally:

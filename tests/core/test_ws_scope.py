@@ -186,7 +186,8 @@ def test_the_other_projects_socket_is_refused_with_any_subject(world, user_kind)
     # Given a user with no role on the other project (superusers have one everywhere)
     cookie = session_cookie(world.users[user_kind])
     others = world.objects["other"]
-    subjects = ["", f"project.{world.other.pk}", f"executionrun.{others['run'].pk}", f"task.{others['task'].pk}",
+    subjects = ["", f"project.{world.other.pk}", f"executionrun.{others['run'].pk}",
+                f"task.{others['task'].pk}",
                 f"executionrun.{world.objects['own']['run'].pk}"]
 
     # When they open the other project's socket, Then it is refused (superuser: only the own run is,
@@ -301,9 +302,10 @@ def test_sockets_receive_only_their_own_projects_events(world, web, subprocess_e
         assert refused.value.response.status_code == 403
 
     # When sockets are open on the whole own project, on its run and on its task
-    with open_socket(web, cookie, f"project={world.own.pk}") as project_ws, \
-            open_socket(web, cookie, f"project={world.own.pk}&subject=executionrun.{own['run'].pk}") as run_ws, \
-            open_socket(web, cookie, f"project={world.own.pk}&subject=task.{own['task'].pk}") as task_ws:
+    base = f"project={world.own.pk}"
+    with open_socket(web, cookie, base) as project_ws, \
+            open_socket(web, cookie, f"{base}&subject=executionrun.{own['run'].pk}") as run_ws, \
+            open_socket(web, cookie, f"{base}&subject=task.{own['task'].pk}") as task_ws:
         # and a worker records events on every object of the other project and one with no project,
         # then (in a later process, so those are in the channel layer first) on every object of the own one
         in_worker(subprocess_env, *record_actions(world, "other"), ["record-no-project", "test.no_project"])
@@ -325,7 +327,8 @@ def test_sockets_receive_only_their_own_projects_events(world, web, subprocess_e
 
 @pytest.mark.parametrize("query_of", [
     pytest.param(lambda w: f"project={w.own.pk}", id="project-socket"),
-    pytest.param(lambda w: f"project={w.own.pk}&subject=executionrun.{w.objects['own']['run'].pk}", id="run-socket"),
+    pytest.param(lambda w: f"project={w.own.pk}&subject=executionrun.{w.objects['own']['run'].pk}",
+                 id="run-socket"),
 ])
 def test_membership_removed_while_connected_closes_the_socket(world, subprocess_env, query_of):
     # Given a viewer with a socket open (the server re-checks the role before every event)
@@ -333,7 +336,8 @@ def test_membership_removed_while_connected_closes_the_socket(world, subprocess_
     with LiveServer(env=subprocess_env, extra_env={"AUTOPILOT_WS_RECHECK_SECONDS": "0"}) as server:
         cookie = login(server.url, viewer.username, PASSWORD)
         with open_socket(server, cookie, query_of(world)) as ws:
-            in_worker(subprocess_env, ["record", "runs.ExecutionRun", world.objects["own"]["run"].pk, "test.before"])
+            run_pk = world.objects["own"]["run"].pk
+            in_worker(subprocess_env, ["record", "runs.ExecutionRun", run_pk, "test.before"])
             assert [e["kind"] for e in receive(ws, 1)] == ["test.before"]
 
             # When their membership is removed, then the run records an event
