@@ -442,3 +442,43 @@ for _model, _price in json.loads(os.environ.get("AUTOPILOT_PRICES_JSON") or "{}"
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- Security headers, Content-Security-Policy, HTTPS, websocket scope ------------------------------
+# (one block: other settings go elsewhere.) Headers on every response: CSP (django-csp, nonces for the
+# few inline scripts of third-party pages; none in ours), X-Frame-Options, nosniff, Referrer-Policy,
+# Cross-Origin-Opener-Policy. autopilot.security.CSPMiddleware adds ws(s)://<host> to connect-src.
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+INSTALLED_APPS.append("csp")
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "autopilot.security.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# AUTOPILOT_HTTPS=1 when users reach Autopilot over HTTPS: Secure cookies and HSTS (sent on HTTPS
+# requests only; behind a TLS-terminating proxy Django must be told the request was secure).
+AUTOPILOT_HTTPS = env_bool("AUTOPILOT_HTTPS")
+if AUTOPILOT_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("AUTOPILOT_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("AUTOPILOT_HSTS_INCLUDE_SUBDOMAINS")
+# A live websocket re-checks its user's right to the project before forwarding an event when the
+# last check is older than this (and at once on a membership change naming that user).
+AUTOPILOT_WS_RECHECK_SECONDS = float(os.environ.get("AUTOPILOT_WS_RECHECK_SECONDS") or 5)

@@ -84,6 +84,9 @@ class BlueprintAdmin(admin.ModelAdmin):
     search_fields = ("title", "project__name", "=content_hash")
     inlines = (PlanNodeInline,)
     actions = ["activate"]
+
+    class Media:
+        css = {"all": ("autopilot/admin.css",)}  # .source-preview
     fields = (
         "project", "title", "version", "status", "format", "parent", "all_nodes", "size_bytes", "content_hash",
         "counts", "diff", "created_by", "created_at", "updated_at", "source_preview",
@@ -107,7 +110,8 @@ class BlueprintAdmin(admin.ModelAdmin):
         text = obj.source_text
         shown = text[:SOURCE_PREVIEW_CHARS]
         more = f"\n… ({len(text) - len(shown):,} more characters)" if len(text) > len(shown) else ""
-        return format_html('<pre style="white-space:pre-wrap;max-height:30em;overflow:auto">{}{}</pre>', shown, more)
+        # A class, not a style attribute: the Content-Security-Policy refuses inline styles.
+        return format_html('<pre class="source-preview">{}{}</pre>', shown, more)
 
     @admin.display(description="All plan nodes")
     def all_nodes(self, obj):

@@ -18,12 +18,35 @@
       if (data.event.id > seen) el.setAttribute("data-last-event", data.event.id);
       el.dispatchEvent(new CustomEvent("autopilot:event", { detail: data.event, bubbles: true }));
     };
-    // Reconnect with backoff (1 s doubling to 30 s), resuming after the last event seen.
-    ws.onclose = function () {
+    // Reconnect with backoff (1 s doubling to 30 s), resuming after the last event seen; not after a
+    // refusal (4403: no access any more, e.g. the membership was removed; 4400: a bad request).
+    ws.onclose = function (e) {
+      if (e.code === 4403 || e.code === 4400) return;
       setTimeout(function () { connect(el, Math.min(delay * 2, 30000)); }, delay);
     };
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live-events]").forEach(function (el) { connect(el, 1000); });
+  });
+})();
+
+// Behaviour that would otherwise be inline (the Content-Security-Policy forbids inline handlers and
+// htmx runs with allowEval off):
+// - <form data-confirm="Question?">: ask before submitting; cancelled when the user says no.
+// - <section data-swap-400>: htmx requests from inside it swap a 400 response (a form re-rendered with
+//   its errors) instead of treating it as an error.
+(function () {
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest ? e.target.closest("form[data-confirm]") : null;
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.xhr.status === 400 && e.target.closest && e.target.closest("[data-swap-400]")) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
   });
 })();
