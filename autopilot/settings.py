@@ -94,6 +94,7 @@ MIDDLEWARE = [
     # First: every later layer (security redirects, axes, DRF throttles) sees the real client address.
     "autopilot.middleware.trusted_proxy_middleware",
     "django.middleware.security.SecurityMiddleware",
+    "autopilot.security.CSPMiddleware",  # Content-Security-Policy with nonces (see the headers block)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -450,8 +451,6 @@ if not DEBUG:
 from csp.constants import NONCE, NONE, SELF  # noqa: E402
 
 INSTALLED_APPS.append("csp")
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                  "autopilot.security.CSPMiddleware")
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
