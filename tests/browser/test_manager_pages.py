@@ -14,8 +14,8 @@ from tests.factories import MembershipFactory, TaskFactory
 @pytest.mark.django_db(transaction=True)
 def test_header_controls_and_manager_page(logged_in_page, browser_user, project, asgi_server, tmp_path):
     page = logged_in_page
-    # Given an operator on a project with one ready task
-    MembershipFactory(project=project, user=browser_user, role="operator")
+    # Given an owner (the mode is an owner's setting; operators pause and tick) with one ready task
+    MembershipFactory(project=project, user=browser_user, role="owner")
     task = TaskFactory(project=project, title="Build the parser", status="ready")
     page.goto(f"/projects/{project.pk}/")
     controls = page.locator("#autopilot-controls")

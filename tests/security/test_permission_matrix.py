@@ -380,6 +380,7 @@ FIELD_VALUES = {
     "test_command": "pytest -q",
     "command_allowlist": ["pytest"],
     "allow_shell": True,
+    "setup_network": True,
 }
 FIELD_USERS = ("non-member", "viewer", "operator", "owner", "trusted-owner", "staff", "superuser")
 

@@ -34,7 +34,8 @@
 // htmx runs with allowEval off):
 // - <form data-confirm="Question?">: ask before submitting; cancelled when the user says no.
 // - <section data-swap-400>: htmx requests from inside it swap a 400 response (a form re-rendered with
-//   its errors) instead of treating it as an error.
+//   its errors) instead of treating it as an error; data-swap-403 does the same for a 403 (a panel
+//   re-rendered with the refusal's reason).
 (function () {
   document.addEventListener("submit", function (e) {
     var form = e.target.closest ? e.target.closest("form[data-confirm]") : null;
@@ -44,7 +45,8 @@
     }
   }, true);
   document.addEventListener("htmx:beforeSwap", function (e) {
-    if (e.detail.xhr.status === 400 && e.target.closest && e.target.closest("[data-swap-400]")) {
+    var status = e.detail.xhr.status;
+    if ((status === 400 || status === 403) && e.target.closest && e.target.closest("[data-swap-" + status + "]")) {
       e.detail.shouldSwap = true;
       e.detail.isError = false;
     }
