@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from autopilot.api.fields import IdField
+from autopilot.input_limits import MAX_DESCRIPTION_CHARS
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
 
 BASIC_FIELDS = (
@@ -30,7 +32,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class _ProjectWriteFields(serializers.Serializer):
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_DESCRIPTION_CHARS)
     subdirectory = serializers.CharField(required=False, allow_blank=True, max_length=500)
     base_branch = serializers.CharField(required=False, max_length=200)
     test_command = serializers.CharField(required=False, allow_blank=True, max_length=1000)
@@ -39,7 +41,7 @@ class _ProjectWriteFields(serializers.Serializer):
     allow_shell = serializers.BooleanField(required=False)
     autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
     paused = serializers.BooleanField(required=False)
-    active_phase = serializers.IntegerField(required=False, allow_null=True, help_text="A plan node id of this project.")
+    active_phase = IdField(required=False, allow_null=True, help_text="A plan node id of this project.")
     max_parallel_runs = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     default_run_budget_usd = serializers.DecimalField(required=False, max_digits=10, decimal_places=4, min_value=0)
     daily_budget_usd = serializers.DecimalField(
@@ -57,7 +59,8 @@ class _ProjectWriteFields(serializers.Serializer):
 
         node = PlanNode.objects.filter(pk=value).first()
         if node is None:
-            raise serializers.ValidationError(f"No plan node {value}.")
+            # Word for word the service's answer for another project's node: no oracle of what exists.
+            raise serializers.ValidationError("The active phase must be a plan node of this project.")
         return node
 
 
@@ -82,7 +85,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipWriteSerializer(serializers.Serializer):
-    user = serializers.IntegerField(required=False, help_text="User id (or give username).")
+    user = IdField(required=False, help_text="User id (or give username).")
     username = serializers.CharField(required=False)
     role = serializers.ChoiceField(choices=Role.choices)
 
