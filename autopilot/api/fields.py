@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from autopilot.api.parsers import MAX_DEPTH, nesting_depth_exceeds
 from autopilot.input_limits import BIGINT_MAX
 
 
@@ -28,3 +29,18 @@ def query_id(request, name: str, *, required: bool = False) -> int | None:
         return field.run_validation(raw)
     except serializers.ValidationError as exc:
         raise serializers.ValidationError({name: exc.detail}) from None
+
+
+class JSONField(serializers.JSONField):
+    """DRF's JSONField parses the text of a form field with json.loads: bound its nesting like the
+    JSON parser does (autopilot.api.parsers), so deep text is a 400 naming the field, not a 500."""
+
+    def to_internal_value(self, data):
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError:
+            value = None
+        else:
+            if not nesting_depth_exceeds(value):
+                return value
+        raise serializers.ValidationError(f"JSON is nested too deeply (the limit is {MAX_DEPTH} levels).")

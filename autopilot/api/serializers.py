@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from autopilot.api.fields import IdField
+from autopilot.errors import ApplicationError
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
 
@@ -59,8 +60,9 @@ class _ProjectWriteFields(serializers.Serializer):
 
         node = PlanNode.objects.filter(pk=value).first()
         if node is None:
-            # Word for word the service's answer for another project's node: no oracle of what exists.
-            raise serializers.ValidationError("The active phase must be a plan node of this project.")
+            # The service's answer for another project's node, word for word and in the same shape
+            # ({"detail": ...}): no oracle of what exists.
+            raise ApplicationError("The active phase must be a plan node of this project.")
         return node
 
 

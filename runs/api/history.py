@@ -18,7 +18,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from autopilot.api.fields import query_id
+from autopilot.api.fields import JSONField, query_id
 from autopilot.api.parsers import JSONTooDeep, loads_bounded
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
@@ -71,7 +71,7 @@ class RunExportView(APIView):
 
 class ImportInput(serializers.Serializer):
     project = serializers.CharField(help_text="Target project: id, slug or name.")
-    trajectory = serializers.JSONField(help_text="An exported trajectory (object, or its JSON text).")
+    trajectory = JSONField(help_text="An exported trajectory (object, or its JSON text).")
 
 
 class RunImportView(APIView):
