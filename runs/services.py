@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
@@ -248,7 +248,15 @@ def run_create(
     _check_queue_room(1)
     run.prompt = Redactor.for_project(project)(run.prompt)
     run.queued_at = timezone.now()
-    run.save(force_insert=True)
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction stays usable
+            run.save(force_insert=True)
+    except IntegrityError as exc:
+        open_statuses = {Status.QUEUED, *ExecutionRun.ACTIVE}
+        if task is None or not ExecutionRun.objects.filter(task=task, role=RunRole.CODE,
+                                                           status__in=open_statuses).exists():
+            raise
+        raise Conflict(f"Task #{task.pk} already has a queued or active code run; stop it or wait for it.") from exc
     record_event(kind="executionrun.created", subject=run, actor=actor, data=_created_event_data(run))
     if enqueue:
         run_id = run.pk

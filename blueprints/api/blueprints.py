@@ -161,7 +161,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             body["reconciled"] = {"counts": result.counts, "diff": result.diff}
         return Response(body)
 
-    @extend_schema(request=None, responses=BlueprintDetailSerializer)
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])
     def generate_plan(self, request, pk=None):
         """Re-parse this version's text into the plan tree (idempotent); the version becomes active."""
@@ -179,7 +179,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(responses=PlanNodeSerializer(many=True),
                    parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")])
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def nodes(self, request, pk=None):
         """The plan nodes of this version, flat, in document order, with this version's offsets into its text
         (the whole current tree for the active version; for an older one, its tree then)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.permissions import IsAuthenticated
@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from autopilot.api.fields import IdField
 from autopilot.api.permissions import ProjectRolePermission
+from autopilot.api.schema import ErrorSerializer
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.input_limits import MAX_NOTE_CHARS, MAX_TASK_BODY_CHARS, MAX_TITLE_CHARS
 from autopilot.models import Role
@@ -218,7 +219,9 @@ def project_ready_tasks(request, project_id: int):
     return Response({"count": len(tasks), "results": TaskSerializer(tasks, many=True).data})
 
 
-@extend_schema(responses={200: NextTaskSerializer, 404: NextTaskSerializer},
+@extend_schema(responses={200: NextTaskSerializer, 404: OpenApiResponse(
+                   ErrorSerializer, description="No such project, or none of its tasks is ready: `detail` says "
+                                                "why (with `task`: null and `reason`).")},
                description="The single best ready task and why; 404 with the reason when none is ready.")
 @api_view(["GET"])
 def project_next_task(request, project_id: int):

@@ -33,7 +33,7 @@ from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, R
 
 
 class StepSerializer(serializers.ModelSerializer):
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     has_rollback = serializers.SerializerMethodField()
 
     class Meta:
@@ -50,7 +50,7 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = RunMessage
