@@ -394,3 +394,44 @@ def test_an_unknown_user_sees_nothing_either(theirs):
     stranger = client_for(UserFactory())
     assert stranger.get(f"/api/runs/{theirs['run'].pk}/export/").status_code == 404
     assert stranger.get("/api/runs/").json()["count"] == 0
+
+
+# --- Errors outside the views are JSON too; the schema documents them ----------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/runs/abc/", "/api/projects/-1/runs/", "/api/nowhere/"])
+def test_an_unmatched_api_url_is_a_json_404(api, path):
+    response = api.get(path)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": f"No API endpoint at '{path}'."}
+
+
+def test_pages_outside_the_api_keep_the_html_404(api):
+    response = api.get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
+def test_a_second_open_code_run_for_a_task_is_a_409_not_a_500(api, project):
+    task = TaskFactory(project=project)
+    first = api.post(f"/api/projects/{project.pk}/runs/", {"task": task.pk}, format="json")
+    assert first.status_code == 201
+    second = api.post(f"/api/projects/{project.pk}/runs/", {"task": task.pk}, format="json")
+    assert second.status_code == 409, second.content
+    assert second.json()["detail"] == f"Task #{task.pk} already has a queued or active code run; stop it or wait for it."
+    assert ExecutionRun.objects.filter(task=task).count() == 1
+
+
+def test_the_schema_documents_the_error_answers_of_every_operation():
+    schema = yaml.safe_load(APIClient().get("/api/schema/").content)
+    missing = {}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            public = operation.get("security") == [] or path == "/api/auth/token/"
+            expected = {"400", "403", "429"} | (set() if public else {"401", "404"})
+            if method in ("post", "patch", "put"):
+                expected |= {"413"} | (set() if public else {"409"})
+            if expected - set(operation["responses"]):
+                missing[f"{method.upper()} {path}"] = sorted(expected - set(operation["responses"]))
+    assert not missing, missing
+    error = schema["paths"]["/api/runs/{id}/"]["get"]["responses"]["404"]
+    assert error["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
