@@ -256,11 +256,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
+    # Every API view needs a logged-in user unless it says otherwise (only the token endpoint does;
+    # the schema and its docs are public, see SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON nested deeper than autopilot.api.parsers.MAX_DEPTH is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "autopilot.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "autopilot.api.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "autopilot.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents the error answers (400/401/403/404/409/413/429) every operation can give.
+    "DEFAULT_SCHEMA_CLASS": "autopilot.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "autopilot.api.exceptions.exception_handler",
     # Login limits and proxies (below): throttles key on REMOTE_ADDR, which the trusted-proxy
     # middleware has already corrected; X-Forwarded-For itself is never read by DRF.
@@ -271,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, blueprints, tasks, execution runs and the manager.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page are public (they describe the API, they hold no data).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI and Redoc from drf-spectacular-sidecar's static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -12,6 +12,11 @@ api_patterns = [
     path("", include("runs.api.urls")),
 ]
 
+# JSON error answers under /api/ (Django's HTML pages elsewhere).
+handler400 = "autopilot.api.exceptions.bad_request"
+handler404 = "autopilot.api.exceptions.page_not_found"
+handler500 = "autopilot.api.exceptions.server_error"
+
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from blueprints.models import PlanNode, Task
+from autopilot.filtersets import FilterSet, IdFilter, IntegerFilter
+from blueprints.models import PlanNode, Task, TaskDependency
 
 
 def within_node(queryset, node: PlanNode):
@@ -19,14 +20,14 @@ def within_node(queryset, node: PlanNode):
     )
 
 
-class TaskFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
+class TaskFilterSet(FilterSet):
+    project = IdFilter(field_name="project_id")
     status = django_filters.MultipleChoiceFilter(choices=Task.Status.choices)
     kind = django_filters.ChoiceFilter(choices=Task.Kind.choices)
-    plan_node = django_filters.NumberFilter(method="filter_plan_node", label="Plan node (with its subtree)")
-    priority = django_filters.NumberFilter()
-    min_priority = django_filters.NumberFilter(field_name="priority", lookup_expr="gte")
-    max_priority = django_filters.NumberFilter(field_name="priority", lookup_expr="lte")
+    plan_node = IdFilter(method="filter_plan_node", label="Plan node (with its subtree)")
+    priority = IntegerFilter()
+    min_priority = IntegerFilter(field_name="priority", lookup_expr="gte")
+    max_priority = IntegerFilter(field_name="priority", lookup_expr="lte")
     needs_review = django_filters.BooleanFilter()
     removed_from_spec = django_filters.BooleanFilter()
     q = django_filters.CharFilter(method="filter_q", label="Title or body contains")
@@ -46,3 +47,13 @@ class TaskFilterSet(django_filters.FilterSet):
         if not value:
             return queryset
         return queryset.filter(Q(title__icontains=value) | Q(body__icontains=value))
+
+
+class DependencyFilterSet(FilterSet):
+    task = IdFilter(field_name="task_id")
+    depends_on = IdFilter(field_name="depends_on_id")
+    task__project = IdFilter(field_name="task__project_id", label="Project id")
+
+    class Meta:
+        model = TaskDependency
+        fields = ["task", "depends_on", "source", "task__project"]

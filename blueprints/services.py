@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.events import record_event
+from autopilot.input_limits import BIGINT_MAX, MAX_TASK_BODY_CHARS, MAX_TITLE_CHARS, check_length
 from autopilot.models import Project
 from autopilot.redaction import Redactor
 from autopilot.state import transition
@@ -34,9 +35,15 @@ def _clean_title(title: Any) -> str:
     if not isinstance(title, str) or not title.strip():
         raise ApplicationError("A task needs a title.")
     title = " ".join(title.split())
-    if len(title) > 500:
-        raise ApplicationError(f"A task title is at most 500 characters (got {len(title)}).")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ApplicationError(f"A task title is at most {MAX_TITLE_CHARS} characters (got {len(title)}).")
     return title
+
+
+def _clean_body(body: Any) -> str:
+    body = "" if body is None else str(body)
+    check_length(body, "body", MAX_TASK_BODY_CHARS)
+    return body
 
 
 def _clean_int(name: str, value: Any, low: int, high: int) -> int:
@@ -55,9 +62,10 @@ def _clean_node(project: Project, plan_node: PlanNode | int | None) -> PlanNode 
     if plan_node is None or plan_node == "":
         return None
     if not isinstance(plan_node, PlanNode):
-        node = PlanNode.objects.filter(pk=plan_node).first()
+        # Only this project's nodes: another project's node gets the same answer as a missing one.
+        node = PlanNode.objects.filter(pk=plan_node, project=project).first() if _is_id(plan_node) else None
         if node is None:
-            raise ApplicationError(f"No plan node {plan_node}.")
+            raise ApplicationError(f"No plan node {plan_node} in this project.")
         plan_node = node
     if plan_node.project_id != project.pk:
         raise ApplicationError(f"Plan node {plan_node.pk} belongs to another project.")
@@ -73,8 +81,18 @@ def _redact_texts(project: Project, changes: dict[str, Any]) -> dict[str, Any]:
     texts = {k: v for k, v in changes.items() if k in ("title", "body") and isinstance(v, str) and v}
     if not texts:
         return changes
+    # The size caps first: a 10 MB body is refused before anything reads it.
+    if "body" in texts:
+        check_length(texts["body"], "body", MAX_TASK_BODY_CHARS)
     redactor = Redactor.for_project(project)
     return {**changes, **{k: redactor(v) for k, v in texts.items()}}
+
+
+def _is_id(value: Any) -> bool:
+    try:
+        return 1 <= int(value) <= BIGINT_MAX
+    except (TypeError, ValueError):
+        return False
 
 
 def task_create(
@@ -99,7 +117,7 @@ def _task_create(*, project: Project, title: str, body: str, priority: int, comp
     task = Task.objects.create(
         project=project,
         title=_clean_title(title),
-        body=body or "",
+        body=_clean_body(body),
         priority=_clean_int("priority", priority, 0, 5),
         complexity=_clean_int("complexity", complexity, 1, 10),
         plan_node=node,
@@ -144,7 +162,7 @@ def _task_update(*, task: Task, actor=None, **changes: Any) -> Task:
     locked = Task.objects.select_for_update().get(pk=task.pk)
     cleaners = {
         "title": _clean_title,
-        "body": lambda v: "" if v is None else str(v),
+        "body": _clean_body,
         "priority": lambda v: _clean_int("priority", v, 0, 5),
         "complexity": lambda v: _clean_int("complexity", v, 1, 10),
         "plan_node": lambda v: _clean_node(locked.project, v),

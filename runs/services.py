@@ -6,6 +6,7 @@ through autopilot.state.transition; enqueueing and the manager hooks happen on c
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from datetime import timedelta
@@ -15,12 +16,20 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from autopilot import queues
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
 from autopilot.events import record_event
+from autopilot.input_limits import (
+    MAX_MESSAGE_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_RUN_TURNS,
+    MAX_RUN_WALL_SECONDS,
+    MAX_SETTINGS_CHARS,
+    check_length,
+)
 from autopilot.state import transition
 from runs import workspace
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
@@ -54,14 +63,53 @@ def _decimal(value: Any, name: str) -> Decimal:
     return number
 
 
-def _positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ApplicationError(f"{name} must be a whole number, got '{value}'.") from exc
     if number < 1:
         raise ApplicationError(f"{name} must be at least 1, got {number}.")
+    if maximum is not None and number > maximum:
+        raise ApplicationError(f"{name} must be at most {maximum:,}, got {number}.")
     return number
+
+
+def _check_run_settings(options: dict[str, Any], *, agent: str, prompt: str) -> None:
+    """Refuse run settings a worker would trip over later (with a traceback in the run's error)."""
+    from runs.backends.scripted import validate_script
+
+    try:
+        size = len(json.dumps(options))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ApplicationError("settings must be plain JSON data (objects, lists, text, numbers).") from exc
+    if size > MAX_SETTINGS_CHARS:
+        raise ApplicationError(f"settings are at most {MAX_SETTINGS_CHARS:,} characters as JSON (got {size:,}).")
+    for key in ("stuck_repeat", "stuck_idle_turns"):
+        if options.get(key) is not None:
+            value = options[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RUN_TURNS:
+                raise ApplicationError(f"settings.{key} must be a whole number from 1 to {MAX_RUN_TURNS:,}.")
+    if "step_through" in options and not isinstance(options["step_through"], bool):
+        raise ApplicationError("settings.step_through must be true or false.")
+    scope = options.get("write_scope")
+    if scope is not None and not (isinstance(scope, list) and all(isinstance(p, str) for p in scope)):
+        raise ApplicationError("settings.write_scope must be a list of path patterns (text).")
+    script = options.get("script")
+    if script is None and agent == AgentBackend.SCRIPTED and prompt.startswith("["):
+        # The scripted backend takes a prompt that is a JSON list as its script: check it now too.
+        try:
+            script = json.loads(prompt)
+        except (ValueError, RecursionError):
+            script = None  # not JSON: the backend says so when it runs
+        where = "prompt (a scripted run's JSON script)"
+    else:
+        where = "settings.script"
+    if script is not None or "script" in options:
+        try:
+            validate_script(script)
+        except ValueError as exc:
+            raise ApplicationError(f"{where}: {exc}.") from exc
 
 
 def enqueue_run(run_id: int) -> None:
@@ -95,6 +143,7 @@ def _build_run(
 ) -> ExecutionRun:
     """Validate a run's inputs and apply the defaults: an unsaved ExecutionRun (prompt not yet redacted)."""
     prompt = (prompt or "").strip()
+    check_length(prompt, "prompt", MAX_PROMPT_CHARS)
     if task is not None:
         if task.project_id != project.pk:
             raise ApplicationError(f"Task #{task.pk} belongs to another project.")
@@ -114,10 +163,11 @@ def _build_run(
     if agent == AgentBackend.TEST_WORKER:
         model = ""
     budget = _decimal(project.default_run_budget_usd if budget_usd is None else budget_usd, "budget_usd")
-    turns = _positive_int(max_turns if max_turns is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_TURNS", DEFAULT_MAX_TURNS), "max_turns")
+    turns = _positive_int(max_turns if max_turns is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_TURNS", DEFAULT_MAX_TURNS), "max_turns",
+                          MAX_RUN_TURNS)
     wall = _positive_int(
         max_wall_seconds if max_wall_seconds is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_WALL_SECONDS", DEFAULT_MAX_WALL_SECONDS),
-        "max_wall_seconds",
+        "max_wall_seconds", MAX_RUN_WALL_SECONDS,
     )
     try:
         priority = int(priority)
@@ -128,13 +178,7 @@ def _build_run(
     if not isinstance(run_settings or {}, dict):
         raise ApplicationError("settings must be an object.")
     options = dict(run_settings or {})
-    if "script" in options:
-        from runs.backends.scripted import validate_script
-
-        try:
-            validate_script(options["script"])
-        except ValueError as exc:
-            raise ApplicationError(f"settings.script: {exc}.") from exc
+    _check_run_settings(options, agent=agent, prompt=prompt)
     return ExecutionRun(
         project=project,
         task=task,
@@ -215,7 +259,17 @@ def run_create(
     with transaction.atomic():
         _check_queue_room(1)
         run.queued_at = timezone.now()
-        run.save(force_insert=True)
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction stays usable
+                run.save(force_insert=True)
+        except IntegrityError as exc:
+            open_statuses = {Status.QUEUED, *ExecutionRun.ACTIVE}
+            if task is None or not ExecutionRun.objects.filter(task=task, role=RunRole.CODE,
+                                                               status__in=open_statuses).exists():
+                raise
+            raise Conflict(
+                f"Task #{task.pk} already has a queued or active code run; stop it or wait for it."
+            ) from exc
         record_event(kind="executionrun.created", subject=run, actor=actor, data=_created_event_data(run))
         if enqueue:
             run_id = run.pk
@@ -460,6 +514,7 @@ def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
     body = (body or "").strip()
     if not body:
         raise ApplicationError("A message needs a body.")
+    check_length(body, "body", MAX_MESSAGE_CHARS)
     current = ExecutionRun.objects.select_related("project").get(pk=run.pk)
     body = Redactor.for_project(current.project, current.worktree_path or None)(body)
     with transaction.atomic():

@@ -1,11 +1,14 @@
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 
 from autopilot.models import Role
 from autopilot.permissions import require_role
 
 
-class ProjectRolePermission(BasePermission):
-    """Object permission: viewers read, operators act. Objects expose `project` or are a Project."""
+class ProjectRolePermission(IsAuthenticated):
+    """Object permission: viewers read, operators act. Objects expose `project` or are a Project.
+
+    It is also IsAuthenticated: a view that lists only this class (replacing the default
+    permissions) must not answer anonymous requests (it answered 200 with an empty list)."""
 
     write_role = Role.OPERATOR
 

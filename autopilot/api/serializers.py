@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from autopilot.api.fields import IdField
+from autopilot.errors import ApplicationError
+from autopilot.input_limits import MAX_DESCRIPTION_CHARS
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
 
 BASIC_FIELDS = (
@@ -30,7 +33,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class _ProjectWriteFields(serializers.Serializer):
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_DESCRIPTION_CHARS)
     subdirectory = serializers.CharField(required=False, allow_blank=True, max_length=500)
     base_branch = serializers.CharField(required=False, max_length=200)
     test_command = serializers.CharField(required=False, allow_blank=True, max_length=1000)
@@ -43,7 +46,7 @@ class _ProjectWriteFields(serializers.Serializer):
     )
     autonomy_mode = serializers.ChoiceField(choices=AutonomyMode.choices, required=False)
     paused = serializers.BooleanField(required=False)
-    active_phase = serializers.IntegerField(required=False, allow_null=True, help_text="A plan node id of this project.")
+    active_phase = IdField(required=False, allow_null=True, help_text="A plan node id of this project.")
     max_parallel_runs = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     default_run_budget_usd = serializers.DecimalField(required=False, max_digits=10, decimal_places=4, min_value=0)
     daily_budget_usd = serializers.DecimalField(
@@ -65,7 +68,9 @@ class _ProjectWriteFields(serializers.Serializer):
 
         node = PlanNode.objects.filter(pk=value).first()
         if node is None:
-            raise serializers.ValidationError(f"No plan node {value}.")
+            # The service's answer for another project's node, word for word and in the same shape
+            # ({"detail": ...}): no oracle of what exists.
+            raise ApplicationError("The active phase must be a plan node of this project.")
         return node
 
 
@@ -90,7 +95,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipWriteSerializer(serializers.Serializer):
-    user = serializers.IntegerField(required=False, help_text="User id (or give username).")
+    user = IdField(required=False, help_text="User id (or give username).")
     username = serializers.CharField(required=False)
     role = serializers.ChoiceField(choices=Role.choices)
 

@@ -20,6 +20,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from autopilot import logins, selectors, services
+from autopilot.api.schema import error_response
 from autopilot.api.serializers import (
     AUTONOMY_FIELDS,
     BASIC_FIELDS,
@@ -37,11 +38,7 @@ from autopilot.filtersets import EventFilterSet, ProjectFilterSet
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import require_role
 
-ERRORS = {
-    400: OpenApiResponse(description="Invalid input; `detail` names the problem."),
-    403: OpenApiResponse(description="Your role on the project is too low; `detail` names the role needed."),
-    404: OpenApiResponse(description="No such project, or you are not a member."),
-}
+ERRORS = {code: error_response(code) for code in (400, 403, 404)}
 
 
 @extend_schema_view(
@@ -178,9 +175,10 @@ class TokenObtainView(APIView):
     @extend_schema(
         summary="Obtain an API token",
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, 400: OpenApiResponse(description="Missing fields"),
-                   403: OpenApiResponse(description="Wrong username or password"),
-                   429: OpenApiResponse(description="Too many requests, or too many failed logins for "
+        responses={200: TokenSerializer, 400: error_response(400),
+                   403: OpenApiResponse(error_response(403).response, description="Wrong username or password"),
+                   429: OpenApiResponse(error_response(429).response,
+                                        description="Too many requests, or too many failed logins for "
                                                     "this username from this address (`Retry-After`)")},
         auth=[],
     )

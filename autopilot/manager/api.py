@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from autopilot.api.fields import IdField, query_id
 from autopilot.cli_support import to_jsonable
 from autopilot.errors import NotFound, PermissionDenied
 from autopilot.manager import explain, metrics, proposals, queue
@@ -60,12 +61,27 @@ class RefinePlanView(APIView):
         return Response(to_jsonable(metrics.refine_plan(project=project, actor=request.user)))
 
 
+class ProposalListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Proposal.Status.choices, required=False, allow_blank=True)
+
+
+class ProposalDismissInput(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class QueueClearInput(serializers.Serializer):
+    project = IdField(required=False, allow_null=True, default=None, help_text="Only this project's runs.")
+
+
 class ProjectProposalsView(APIView):
     @extend_schema(summary="The manager's proposals (suggest mode); ?status=pending|accepted|dismissed|expired",
+                   parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Proposal.Status.values)],
                    responses=ProposalSerializer(many=True))
     def get(self, request, pk: int):
         project = _project(request, pk)
-        rows = proposals.proposals_for(project, status=request.query_params.get("status") or None)[:500]
+        query = ProposalListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = proposals.proposals_for(project, status=query.validated_data.get("status") or None)[:500]
         return Response(ProposalSerializer(rows, many=True).data)
 
 
@@ -74,13 +90,17 @@ class ProposalDecisionView(APIView):
 
     @extend_schema(summary="Accept (start the run) or dismiss a proposal", request=None, responses=ProposalSerializer)
     def post(self, request, pk: int):
-        proposal = get_object_or_404(Proposal.objects.select_related("project"), pk=pk)
+        # Proposals of visible projects only: another project's is a 404 like a missing one.
+        visible = Proposal.objects.filter(project__in=visible_projects(request.user))
+        proposal = get_object_or_404(visible.select_related("project"), pk=pk)
         require_role(request.user, proposal.project, Role.OPERATOR)
         if self.decision == "accept":
             run = proposals.proposal_accept(proposal=proposal, actor=request.user)
             proposal.refresh_from_db()
             return Response({**ProposalSerializer(proposal).data, "run": run.pk}, status=status.HTTP_201_CREATED)
-        proposals.proposal_dismiss(proposal=proposal, actor=request.user, note=str(request.data.get("note", ""))[:500])
+        note = ProposalDismissInput(data=request.data)
+        note.is_valid(raise_exception=True)
+        proposals.proposal_dismiss(proposal=proposal, actor=request.user, note=note.validated_data["note"])
         proposal.refresh_from_db()
         return Response(ProposalSerializer(proposal).data)
 
@@ -93,10 +113,16 @@ class QueueView(APIView):
 
 
 class QueueClearView(APIView):
-    @extend_schema(summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)", request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)",
+                   request=QueueClearInput, responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("project", OpenApiTypes.INT, description="Only this project's runs.")])
     def post(self, request):
         projects = visible_projects(request.user)
-        project_id = request.query_params.get("project") or request.data.get("project")
+        project_id = query_id(request, "project")
+        if project_id is None:
+            body = QueueClearInput(data=request.data)
+            body.is_valid(raise_exception=True)
+            project_id = body.validated_data["project"]
         if project_id:
             projects = projects.filter(pk=project_id)
             if not projects.exists():

@@ -6,12 +6,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from autopilot.api.parsers import JSONParser
 from autopilot.api.permissions import ProjectRolePermission
 from autopilot.errors import ApplicationError
+from autopilot.input_limits import MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS
 from autopilot.models import Role
 from autopilot.permissions import project_for, visible_projects
 from blueprints.ingestion import (
@@ -52,9 +54,9 @@ class PlanNodeSerializer(serializers.ModelSerializer):
 class PlanNodeUpdateSerializer(serializers.Serializer):
     priority = serializers.IntegerField(required=False, min_value=0, max_value=5)
     risk = serializers.ChoiceField(choices=PlanNode.Risk.choices, required=False)
-    summary = serializers.CharField(required=False, allow_blank=True)
+    summary = serializers.CharField(required=False, allow_blank=True, max_length=MAX_DESCRIPTION_CHARS)
     status = serializers.ChoiceField(choices=PlanNode.Status.choices, required=False)
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
 
 
 class IngestionJobSerializer(serializers.ModelSerializer):
@@ -159,7 +161,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             body["reconciled"] = {"counts": result.counts, "diff": result.diff}
         return Response(body)
 
-    @extend_schema(request=None, responses=BlueprintDetailSerializer)
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])
     def generate_plan(self, request, pk=None):
         """Re-parse this version's text into the plan tree (idempotent); the version becomes active."""
@@ -177,7 +179,7 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(responses=PlanNodeSerializer(many=True),
                    parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")])
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def nodes(self, request, pk=None):
         """The plan nodes of this version, flat, in document order, with this version's offsets into its text
         (the whole current tree for the active version; for an older one, its tree then)."""

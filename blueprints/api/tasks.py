@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from autopilot.api.fields import IdField
 from autopilot.api.permissions import ProjectRolePermission
+from autopilot.api.schema import ErrorSerializer
 from autopilot.errors import ApplicationError, NotFound
+from autopilot.input_limits import MAX_NOTE_CHARS, MAX_TASK_BODY_CHARS, MAX_TITLE_CHARS
 from autopilot.models import Role
 from autopilot.permissions import project_for, require_role, visible_projects
 from blueprints import selectors, services
-from blueprints.filtersets import TaskFilterSet
+from blueprints.filtersets import DependencyFilterSet, TaskFilterSet
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 
 
@@ -38,25 +41,25 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class TaskCreateSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
-    title = serializers.CharField(max_length=500)
-    body = serializers.CharField(required=False, allow_blank=True, default="")
+    project = IdField()
+    title = serializers.CharField(max_length=MAX_TITLE_CHARS)
+    body = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_TASK_BODY_CHARS)
     priority = serializers.IntegerField(required=False, default=2)
     complexity = serializers.IntegerField(required=False, default=3)
-    plan_node = serializers.IntegerField(required=False, allow_null=True, default=None)
+    plan_node = IdField(required=False, allow_null=True, default=None)
 
 
 class TaskUpdateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=500, required=False)
-    body = serializers.CharField(required=False, allow_blank=True)
+    title = serializers.CharField(max_length=MAX_TITLE_CHARS, required=False)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TASK_BODY_CHARS)
     priority = serializers.IntegerField(required=False)
     complexity = serializers.IntegerField(required=False)
-    plan_node = serializers.IntegerField(required=False, allow_null=True)
+    plan_node = IdField(required=False, allow_null=True)
 
 
 class TransitionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Task.Status.choices)
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
 
 
 class DependencySerializer(serializers.ModelSerializer):
@@ -71,8 +74,8 @@ class DependencySerializer(serializers.ModelSerializer):
 
 
 class DependencyCreateSerializer(serializers.Serializer):
-    task = serializers.IntegerField()
-    depends_on = serializers.IntegerField()
+    task = IdField()
+    depends_on = IdField()
 
 
 class GenerationResultSerializer(serializers.Serializer):
@@ -179,7 +182,7 @@ class DependencyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
 
     serializer_class = DependencySerializer
     permission_classes = [IsAuthenticated, ProjectRolePermission]
-    filterset_fields = ["task", "depends_on", "source", "task__project"]
+    filterset_class = DependencyFilterSet
 
     def get_queryset(self):
         return (
@@ -216,7 +219,9 @@ def project_ready_tasks(request, project_id: int):
     return Response({"count": len(tasks), "results": TaskSerializer(tasks, many=True).data})
 
 
-@extend_schema(responses={200: NextTaskSerializer, 404: NextTaskSerializer},
+@extend_schema(responses={200: NextTaskSerializer, 404: OpenApiResponse(
+                   ErrorSerializer, description="No such project, or none of its tasks is ready: `detail` says "
+                                                "why (with `task`: null and `reason`).")},
                description="The single best ready task and why; 404 with the reason when none is ready.")
 @api_view(["GET"])
 def project_next_task(request, project_id: int):
@@ -231,7 +236,9 @@ def project_next_task(request, project_id: int):
                description="Generate the tasks of a plan node's subtree (idempotent).")
 @api_view(["POST"])
 def plan_node_generate_tasks(request, node_id: int):
-    node = get_object_or_404(PlanNode.objects.select_related("blueprint", "project"), pk=node_id)
+    # Only nodes of visible projects: another project's node is a 404 like a missing one.
+    nodes = PlanNode.objects.filter(project__in=visible_projects(request.user))
+    node = get_object_or_404(nodes.select_related("blueprint", "project"), pk=node_id)
     project_for(request.user, node.project_id, Role.OPERATOR)
     result = services.generate_for_node(node=node, actor=request.user)
     return Response(result.as_dict())
@@ -241,7 +248,8 @@ def plan_node_generate_tasks(request, node_id: int):
                description="Generate every task and dependency of a blueprint (idempotent).")
 @api_view(["POST"])
 def blueprint_generate_all_tasks(request, blueprint_id: int):
-    blueprint = get_object_or_404(Blueprint.objects.select_related("project"), pk=blueprint_id)
+    blueprints = Blueprint.objects.filter(project__in=visible_projects(request.user))
+    blueprint = get_object_or_404(blueprints.select_related("project"), pk=blueprint_id)
     project_for(request.user, blueprint.project_id, Role.OPERATOR)
     result = services.generate_for_blueprint(blueprint=blueprint, actor=request.user)
     return Response(result.as_dict())

@@ -18,7 +18,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from autopilot.errors import ApplicationError
+from autopilot.api.fields import JSONField, query_id
+from autopilot.api.parsers import JSONTooDeep, loads_bounded
+from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from autopilot.services import project_get
@@ -41,8 +43,10 @@ class RlogRenderer(BaseRenderer):
 
 
 def _readable_run(request, run_id):
-    run = selectors.run_get(run_id)
-    require_role(request.user, run.project, Role.VIEWER)
+    """A run of a project the caller can see; any other run is "No run" exactly like a missing one."""
+    run = selectors.runs_visible_to(request.user).filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"No run '{run_id}'.")
     return run
 
 
@@ -67,7 +71,7 @@ class RunExportView(APIView):
 
 class ImportInput(serializers.Serializer):
     project = serializers.CharField(help_text="Target project: id, slug or name.")
-    trajectory = serializers.JSONField(help_text="An exported trajectory (object, or its JSON text).")
+    trajectory = JSONField(help_text="An exported trajectory (object, or its JSON text).")
 
 
 class RunImportView(APIView):
@@ -77,9 +81,20 @@ class RunImportView(APIView):
         if not data.is_valid():
             raise ApplicationError("Invalid import: " + "; ".join(
                 f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in data.errors.items()))
-        project = project_get(data.validated_data["project"])
-        require_role(request.user, project, Role.OPERATOR)
+        try:
+            project = project_get(data.validated_data["project"])
+            require_role(request.user, project, Role.OPERATOR)
+        except NotFound:
+            # The same answer whether the project is missing or only not yours.
+            raise NotFound(f"No project '{data.validated_data['project']}' (give its id, slug or name).") from None
         raw = data.validated_data["trajectory"]
+        if isinstance(raw, (str, bytes)):
+            try:
+                raw = loads_bounded(raw)
+            except JSONTooDeep as exc:
+                raise ApplicationError(f"Invalid import: trajectory: {exc}") from None
+            except ValueError:
+                pass  # not JSON: import_run says so
         run = trajectory.import_run(project=project, raw=raw, actor=request.user)
         return Response(selectors.run_to_dict(run), status=status.HTTP_201_CREATED)
 
@@ -96,9 +111,9 @@ class RunCompareView(APIView):
         responses={200: dict},
     )
     def get(self, request):
-        a, b = request.query_params.get("a"), request.query_params.get("b")
-        if not a or not b:
+        if not request.query_params.get("a") or not request.query_params.get("b"):
             raise ApplicationError("Compare needs two runs: ?a=RUN_ID&b=RUN_ID.")
+        a, b = query_id(request, "a"), query_id(request, "b")
         return Response(trajectory.compare(_readable_run(request, a), _readable_run(request, b)))
 
 

@@ -6,27 +6,34 @@ act) and calls one service. Domain errors become clean 4xx answers (autopilot.ap
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.views import APIView
 
+from autopilot.api.fields import IdField
 from autopilot.api.permissions import ProjectRolePermission
 from autopilot.errors import ApplicationError
+from autopilot.input_limits import (
+    MAX_MESSAGE_CHARS,
+    MAX_NOTE_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_RUN_TURNS,
+    MAX_RUN_WALL_SECONDS,
+)
 from autopilot.models import Role
-from autopilot.permissions import require_role, visible_projects
-from blueprints.models import Task
+from autopilot.permissions import project_for, visible_projects
+from blueprints.selectors import visible_tasks
 from runs import selectors, services
 from runs.backends import backend_label
+from runs.filtersets import RunFilterSet
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 
 
 class StepSerializer(serializers.ModelSerializer):
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     has_rollback = serializers.SerializerMethodField()
 
     class Meta:
@@ -43,7 +50,7 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = RunMessage
@@ -80,40 +87,59 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RunCreateInput(serializers.Serializer):
-    prompt = serializers.CharField(required=False, allow_blank=True, default="")
-    task = serializers.IntegerField(required=False, allow_null=True, default=None)
+    prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_PROMPT_CHARS)
+    task = IdField(required=False, allow_null=True, default=None)
     role = serializers.ChoiceField(choices=RunRole.choices, default=RunRole.CODE)
     agent = serializers.ChoiceField(choices=AgentBackend.choices, required=False, allow_null=True, default=None)
-    model = serializers.CharField(required=False, allow_blank=True, default="")
+    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     budget_usd = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False, allow_null=True, default=None)
-    max_turns = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    max_wall_seconds = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    max_turns = serializers.IntegerField(
+        min_value=1, max_value=MAX_RUN_TURNS, required=False, allow_null=True, default=None)
+    max_wall_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_RUN_WALL_SECONDS, required=False, allow_null=True, default=None)
     priority = serializers.IntegerField(min_value=0, max_value=5, default=2)
     settings = serializers.DictField(required=False, default=dict)
 
 
 class ApproveInput(serializers.Serializer):
-    step = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
-    note = serializers.CharField(required=False, allow_blank=True, default="")
+    step = IdField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
 
 
 class RejectInput(serializers.Serializer):
-    step = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
-    message = serializers.CharField(help_text="Sent back to the agent.")
+    step = IdField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    message = serializers.CharField(help_text="Sent back to the agent.", max_length=MAX_MESSAGE_CHARS)
 
 
 class MessageInput(serializers.Serializer):
-    body = serializers.CharField()
+    body = serializers.CharField(max_length=MAX_MESSAGE_CHARS)
 
 
 class StopInput(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
     force = serializers.BooleanField(default=False)
 
 
 class ResumeInput(serializers.Serializer):
-    prompt = serializers.CharField()
+    prompt = serializers.CharField(max_length=MAX_PROMPT_CHARS)
     settings = serializers.DictField(required=False, default=dict)
+
+
+class RunListQuery(serializers.Serializer):
+    """The query of GET /api/projects/{id}/runs/: a 400 naming the parameter, never a 500."""
+
+    status = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                   help_text="Statuses, comma-separated (e.g. queued,running).")
+    task = IdField(required=False, allow_null=True)
+    agent = serializers.ChoiceField(choices=AgentBackend.choices, required=False, allow_blank=True)
+
+    def validate_status(self, value):
+        statuses = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = sorted(set(statuses) - set(ExecutionRun.Status.values))
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown status {', '.join(unknown)}; choose from {', '.join(ExecutionRun.Status.values)}.")
+        return ",".join(statuses)
 
 
 def _valid(serializer_class, request):
@@ -122,18 +148,28 @@ def _valid(serializer_class, request):
     return serializer.validated_data
 
 
-class ProjectRunsView(APIView):
+class ProjectRunsView(GenericAPIView):
     """GET: the project's runs (filters: status=a,b, task, agent). POST: start a run."""
 
-    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+    serializer_class = RunSerializer
+    filter_backends: list = []  # the query is RunListQuery
+    queryset = ExecutionRun.objects.none()  # for the schema; requests use selectors.run_list
 
-    @extend_schema(responses=RunSerializer(many=True))
+    @extend_schema(
+        responses=RunSerializer(many=True),
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, description="Statuses, comma-separated."),
+            OpenApiParameter("task", OpenApiTypes.INT, description="Only the runs of this task."),
+            OpenApiParameter("agent", OpenApiTypes.STR, enum=AgentBackend.values, description="Agent backend."),
+        ],
+    )
     def get(self, request, project_id: int):
-        project = get_object_or_404(visible_projects(request.user), pk=project_id)
-        require_role(request.user, project, Role.VIEWER)
+        project = project_for(request.user, project_id, Role.VIEWER)
+        query = RunListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        values = query.validated_data
         qs = selectors.run_list(
-            project=project, status=request.query_params.get("status"),
-            task_id=request.query_params.get("task") or None, agent=request.query_params.get("agent"),
+            project=project, status=values.get("status"), task_id=values.get("task"), agent=values.get("agent"),
         )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -141,12 +177,12 @@ class ProjectRunsView(APIView):
 
     @extend_schema(request=RunCreateInput, responses={201: RunSerializer})
     def post(self, request, project_id: int):
-        project = get_object_or_404(visible_projects(request.user), pk=project_id)
-        require_role(request.user, project, Role.OPERATOR)
+        project = project_for(request.user, project_id, Role.OPERATOR)
         data = _valid(RunCreateInput, request)
         task = None
         if data["task"] is not None:
-            task = Task.objects.filter(pk=data["task"]).first()
+            # Tasks you can see only: another project's task is "no task" like a missing one.
+            task = visible_tasks(request.user).filter(pk=data["task"]).first()
             if task is None:
                 raise ApplicationError(f"No task #{data['task']}.")
         run = services.run_create(
@@ -161,8 +197,8 @@ class ProjectRunsView(APIView):
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Runs visible to the caller; detail includes steps and messages. Actions need the operator role."""
 
-    permission_classes = [IsAuthenticated, ProjectRolePermission]
-    filterset_fields = ["project", "status", "task", "agent_backend"]
+    permission_classes = [ProjectRolePermission]
+    filterset_class = RunFilterSet
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
@@ -241,7 +277,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 class StepViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    permission_classes = [IsAuthenticated, ProjectRolePermission]
+    permission_classes = [ProjectRolePermission]
     serializer_class = StepSerializer
     lookup_value_regex = r"\d+"
 

@@ -23,6 +23,7 @@ Actions (one key names the action):
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
@@ -57,14 +58,57 @@ def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     return script
 
 
+MAX_SCRIPT_ACTIONS = 10_000
+MAX_SLEEP_SECONDS = 7 * 24 * 3600
+TEXT_ACTIONS = ("say", "read", "write", "edit", "list", "search", "run", "fail", "finish")
+TEXT_OPTIONS = ("content", "old", "new")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_action(action: dict[str, Any]) -> str | None:
+    """What is wrong with one (known) action's values, or None."""
+    for key in TEXT_ACTIONS:
+        if key in action and not isinstance(action[key], str):
+            return f"'{key}' must be text, got {type(action[key]).__name__}"
+    for key in TEXT_OPTIONS:
+        if key in action and not isinstance(action[key], str):
+            return f"'{key}' must be text, got {type(action[key]).__name__}"
+    if "sleep" in action and not (_is_number(action["sleep"]) and 0 <= action["sleep"] <= MAX_SLEEP_SECONDS):
+        return f"'sleep' must be a number of seconds from 0 to {MAX_SLEEP_SECONDS}, got {action['sleep']!r}"
+    if "timeout" in action and not (_is_number(action["timeout"]) and action["timeout"] > 0):
+        return f"'timeout' must be a positive number of seconds, got {action['timeout']!r}"
+    if "regex" in action and not isinstance(action["regex"], bool):
+        return "'regex' must be true or false"
+    if "usage" in action:
+        usage = action["usage"]
+        if not isinstance(usage, dict):
+            return "'usage' must be an object"
+        if "model" in usage and not isinstance(usage["model"], str):
+            return "'usage.model' must be text"
+        for key, value in usage.items():
+            if key.endswith("_tokens") and not (
+                    isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+                return f"'usage.{key}' must be a whole number of tokens, got {value!r}"
+    return None
+
+
 def validate_script(script: Any) -> None:
-    """Raise ValueError naming the first bad action (used by run_create for a clear 400)."""
+    """Raise ValueError naming the first bad action and what is wrong with it (used by run_create for a
+    clear 400, so a bad script never reaches a worker and fails there with a traceback)."""
     if not isinstance(script, list):
         raise ValueError("script must be a list of actions")
+    if len(script) > MAX_SCRIPT_ACTIONS:
+        raise ValueError(f"script has {len(script)} actions; at most {MAX_SCRIPT_ACTIONS}")
     known = set(TOOL_OF) | {"say", "sleep", "usage", "fail", "finish"}
     for index, action in enumerate(script):
         if not isinstance(action, dict) or not (set(action) & known):
             raise ValueError(f"script[{index}] is not a known action (one of {', '.join(sorted(known))})")
+        problem = _check_action(action)
+        if problem:
+            raise ValueError(f"script[{index}]: {problem}")
 
 
 class ScriptedBackend(Backend):
