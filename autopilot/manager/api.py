@@ -88,7 +88,8 @@ class ProjectProposalsView(APIView):
 class ProposalDecisionView(APIView):
     decision = ""
 
-    @extend_schema(summary="Accept (start the run) or dismiss a proposal", request=None, responses=ProposalSerializer)
+    @extend_schema(summary="Accept (201: the run is started) or dismiss (200) a proposal", request=None,
+                   responses={200: ProposalSerializer, 201: ProposalSerializer})
     def post(self, request, pk: int):
         # Proposals of visible projects only: another project's is a 404 like a missing one.
         visible = Proposal.objects.filter(project__in=visible_projects(request.user))
