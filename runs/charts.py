@@ -28,7 +28,7 @@ def nice_max(value: float, ticks: int = 4) -> tuple[float, float]:
 
 def money(value) -> str:
     value = float(value or 0)
-    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
 
 
 def count(value) -> str:

@@ -30,14 +30,17 @@ def sessions_of(user) -> QuerySet[ExecutionRun]:
 
 def sessions_totals(qs: QuerySet[ExecutionRun]) -> dict:
     """Count, cost, tokens, turns and the mean duration of a (filtered) set, in one query."""
+    # Aliases differ from the field and annotation names (an aggregate named like an annotation
+    # would shadow it).
     totals = qs.order_by().aggregate(
-        runs=Count("pk"),
-        cost_usd=Coalesce(Sum("cost_usd"), Decimal("0")),
-        tokens=Coalesce(Sum("tokens"), 0),
-        turns=Coalesce(Sum("turns"), 0),
+        n_runs=Count("pk"),
+        sum_cost=Coalesce(Sum("cost_usd"), Decimal("0")),
+        sum_tokens=Coalesce(Sum("tokens"), 0),
+        sum_turns=Coalesce(Sum("turns"), 0),
         avg_duration=Avg("duration"),
     )
-    return totals
+    return {"runs": totals["n_runs"], "cost_usd": totals["sum_cost"], "tokens": totals["sum_tokens"],
+            "turns": totals["sum_turns"], "avg_duration": totals["avg_duration"]}
 
 
 def sessions_page(qs: QuerySet[ExecutionRun], number, *, per_page: int = PAGE_SIZE) -> Page:
