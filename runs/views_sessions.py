@@ -13,7 +13,7 @@ import datetime as dt
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
@@ -61,9 +61,10 @@ def _decorate(runs) -> list[ExecutionRun]:
 
 def sessions_context(request, *, project: Project | None = None) -> tuple[dict, int]:
     """The sessions table for the caller (or one of their projects): (context, HTTP status)."""
-    params = request.GET.copy()
-    params.pop("page", None)
-    params.pop("part", None)
+    params = QueryDict(mutable=True)
+    for key, values in request.GET.lists():  # an empty field of the filter form means "any"
+        if key not in ("page", "part") and any(v.strip() for v in values):
+            params.setlist(key, [v for v in values if v.strip()])
     if project is not None:
         params["project"] = str(project.pk)
     filterset = RunFilterSet(params, queryset=sessions.sessions_of(request.user), request=request)

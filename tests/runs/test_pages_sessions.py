@@ -97,6 +97,8 @@ def test_filters_narrow_the_table_and_the_totals(project, viewer):
         return set(row_ids(response.content.decode()))
 
     assert ids("status=succeeded") == {tested.pk, summary.pk}
+    # the filter form submits its empty fields: they mean "any"
+    assert ids("project=&status=&agent_backend=&role=&task=&since=&until=&q=&sort=") == {old.pk, tested.pk, summary.pk}
     assert ids("status=failed&status=succeeded") == {old.pk, tested.pk, summary.pk}
     assert ids("agent_backend=test_worker") == {summary.pk}
     assert ids("role=test") == {tested.pk}
