@@ -129,11 +129,11 @@ def hbars(
     title: str,
     fmt: Callable = money,
     caps: Sequence[float | Decimal | None] | None = None,
-    width: int = 760,
+    width: int = 560,
     row_h: int = 26,
 ) -> Chart:
     """Horizontal bars, one per row, the value at the end; optional cap markers (a vertical line)."""
-    left, right, top, bottom = 170, 90, 8, 26
+    left, right, top, bottom = 150, 70, 8, 26
     plot_w = width - left - right
     height = top + bottom + row_h * max(len(rows), 1)
     caps = list(caps or [None] * len(rows))
