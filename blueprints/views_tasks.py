@@ -21,8 +21,11 @@ from blueprints import selectors, services
 from blueprints.layout import CHECKLIST
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 from blueprints.selectors import tree_index
+from runs import selectors as run_selectors
+from runs.backends import backend_label
 
 PER_COLUMN = 50
+TASK_RUNS = 20  # the task page lists its latest runs
 
 
 
@@ -117,7 +120,12 @@ def _detail_context(request, project: Project, task: Task, **extra) -> dict:
 def task_detail(request, pk: int, task_id: int):
     project = project_or_404(request, pk)
     task = _task(project, task_id)
-    return render(request, "blueprints/task_detail.html", _detail_context(request, project, task))
+    context = _detail_context(request, project, task)
+    runs = list(run_selectors.run_list(project=project, task_id=task.pk)[:TASK_RUNS])
+    for run in runs:
+        run.label = backend_label(run.agent_backend)
+    context.update(task_runs=runs, launch_for_task=task, launch_text="Run this task")
+    return render(request, "blueprints/task_detail.html", context)
 
 
 @login_required

@@ -32,6 +32,7 @@ from autopilot.input_limits import (
 )
 from autopilot.state import transition
 from runs import workspace
+from runs.backends import backend_label, backend_status
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 from runs.redaction import Redactor
 
@@ -255,6 +256,9 @@ def run_create(
         budget_usd=budget_usd, max_turns=max_turns, max_wall_seconds=max_wall_seconds, priority=priority, actor=actor,
         run_settings=run_settings, retry_of=retry_of, resumed_from=resumed_from, attempt=attempt,
     )
+    ready, missing = backend_status(run.agent_backend, run.model)
+    if not ready:  # refuse now, not fail later with the agent's own words ("Not logged in")
+        raise ApplicationError(f"{backend_label(run.agent_backend)} cannot run here: {missing}.")
     _redact_run(run, Redactor.for_project(project))
     with transaction.atomic():
         _check_queue_room(1)

@@ -1,8 +1,12 @@
 from django.urls import path
 
-from runs import views
+from runs import views, views_sessions
 
 urlpatterns: list = [
+    path("sessions/", views_sessions.sessions_list, name="sessions"),
+    path("sessions/compare/", views_sessions.sessions_compare, name="sessions-compare"),
+    path("usage/", views_sessions.usage_page, name="usage"),
+    path("runs/new/", views_sessions.run_launch, name="run-launch"),
     path("projects/<int:pk>/runs/", views.project_runs, name="run-list"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/replay/", views.run_replay, name="run-replay"),

@@ -18,13 +18,9 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
-from runs import selectors, services, trajectory
-from runs.backends import LABELS, backend_label
+from runs import selectors, services, trajectory, views_sessions
+from runs.backends import backend_label
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep
-
-PAGE_SIZE = 50
-
-
 
 
 def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
@@ -91,39 +87,24 @@ def _live_context(request, run: ExecutionRun, error: str = "") -> dict:
 
 @login_required
 def project_runs(request, pk: int):
+    """The project's Runs tab: the sessions history filtered to the project, with the launch form."""
     project = project_or_404(request, pk)
     error = ""
-    form = {"prompt": "", "agent": project.agent_for("code")[0], "model": "", "budget": ""}
+    form = {"project": str(project.pk), "task": "", "prompt": "", "agent": project.agent_for("code")[0],
+            "model": "", "budget": ""}
     if request.method == "POST":
         require_role_or_404(request.user, project, Role.OPERATOR)
-        form = {k: (request.POST.get(k) or "").strip() for k in form}
-        try:
-            run = services.run_create(
-                project=project, prompt=form["prompt"], agent_backend=form["agent"] or None, model=form["model"] or None,
-                budget_usd=form["budget"] or None, actor=request.user,
-            )
-        except ApplicationError as exc:
-            error = exc.message
-        else:
+        form.update({k: (request.POST.get(k) or "").strip() for k in ("task", "prompt", "agent", "model", "budget")})
+        run, error = views_sessions.launch_run(request, project=project, form=form)
+        if run is not None:
             return redirect("run-detail", run_id=run.pk)
-    status = request.GET.get("status") or None
-    runs = list(selectors.run_list(project=project, status=status)[:PAGE_SIZE])
-    for run in runs:
-        run.label = backend_label(run.agent_backend)
-    context = {
-        "project": project,
-        "runs": runs,
-        "status": status or "",
-        "statuses": ExecutionRun.Status.choices,
-        "agents": [(value, LABELS.get(value, label)) for value, label in AgentBackend.choices],
-        "form": form,
-        "error": error,
-        "can_operate": has_role(request.user, project, Role.OPERATOR),
-        "last_event": Event.objects.order_by("-id").values_list("id", flat=True).first() or 0,
-    }
+    context, status = views_sessions.sessions_context(request, project=project)
     if request.htmx and request.GET.get("part") == "table":
-        return render(request, "runs/run_list.html#table", context)
-    return render(request, "runs/run_list.html", context, status=400 if error else 200)
+        return render(request, "runs/_sessions_table.html", context, status=status)
+    context.update(views_sessions.launch_context(request, form=form, error=error, project=project))
+    context.update(project=project, can_operate=has_role(request.user, project, Role.OPERATOR),
+                   last_event=views_sessions.last_event_id())
+    return render(request, "runs/run_list.html", context, status=400 if error else status)
 
 
 @login_required

@@ -26,7 +26,7 @@ from autopilot.input_limits import (
 from autopilot.models import Role
 from autopilot.permissions import project_for, visible_projects
 from blueprints.selectors import visible_tasks
-from runs import selectors, services
+from runs import selectors, services, sessions
 from runs.backends import backend_label
 from runs.filtersets import RunFilterSet
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
@@ -198,11 +198,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     """Runs visible to the caller; detail includes steps and messages. Actions need the operator role."""
 
     permission_classes = [ProjectRolePermission]
-    filterset_class = RunFilterSet
+    filterset_class = RunFilterSet  # shared with the web sessions history
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
-        qs = selectors.runs_visible_to(self.request.user)
+        qs = sessions.sessions_of(self.request.user)
         if self.action == "retrieve":
             qs = qs.prefetch_related("steps__decided_by", "messages__author")
         return qs

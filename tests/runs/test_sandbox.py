@@ -607,6 +607,7 @@ def test_codex_cli_runs_inside_the_sandbox(project, tmp_path, settings):
     )
     cli.chmod(0o755)
     settings.AUTOPILOT_CODEX_CLI = str(cli)
+    settings.OPENAI_API_KEY = "sk-test-codex"  # run creation refuses a codex run without a key
     run = services.run_create(project=project, prompt="look around", agent_backend="codex", enqueue=False)
 
     # when the run executes
