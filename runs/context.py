@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from autopilot.events import record_event
 from autopilot.state import transition
-from runs import budget
+from runs import budget, locks
 from runs.backends.base import (
     Approval,
     CommandResult,
@@ -377,8 +377,8 @@ class WorkerRunContext(RunContext):
     def await_approval(self, step: StepHandle, reason: str) -> Approval:
         assert isinstance(step, WorkerStepHandle)
         with transaction.atomic():
+            run = locks.lock_run(self.run_id)  # the run before its step: the lock order (runs.locks)
             transition(step.step, ExecutionStep.Status.NEEDS_APPROVAL, reason=reason, event_data={"run": self.run_id})
-            run = ExecutionRun.objects.get(pk=self.run_id)
             transition(run, ExecutionRun.Status.WAITING_APPROVAL, reason=reason, fields={"status_reason": reason})
         try:
             decided = self._wait(step, ExecutionStep.Status.NEEDS_APPROVAL)

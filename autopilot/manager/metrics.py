@@ -19,6 +19,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Count, F, Sum
 
+from autopilot import locks
 from autopilot.events import record_event
 from autopilot.models import FileStat, Project
 from blueprints.models import PlanNode, Task, TaskDependency
@@ -101,7 +102,7 @@ def refine_plan(*, project: Project, actor=None) -> dict:
     """Re-rank the open tasks' learned_priority from the learned signals; records what changed."""
     open_statuses = Task.UNSTARTED | {Task.Status.BLOCKED}  # not started yet (blocked ones may come back)
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        locks.lock_project(project.pk)
         tasks = list(
             Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=open_statuses)
             .select_related("plan_node").only("pk", "title", "learned_priority", "rework_count", "plan_node__difficulty")

@@ -25,6 +25,7 @@ from django.utils import timezone
 from autopilot.events import record_event
 from autopilot.models import Event, FileStat
 from autopilot.state import can_transition, transition
+from blueprints import locks as task_locks
 from blueprints.models import PlanNode, Task
 from runs.models import ExecutionRun, ExecutionStep
 
@@ -76,7 +77,7 @@ def apply_run_started(run_id: int) -> None:
     if run is None or run.task_id is None or run.role != "code":
         return
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(pk=run.task_id).first()
+        task = task_locks.lock_task(run.task_id)
         if task is None or task.status == Task.Status.IN_PROGRESS:
             return
         if not can_transition(Task, task.status, Task.Status.IN_PROGRESS):
@@ -99,7 +100,7 @@ def apply_run_finished(run_id: int) -> dict | None:
     if run.role not in ("code", "test"):
         return None
     with transaction.atomic():
-        task = Task.objects.select_for_update(of=("self",)).select_related("plan_node").filter(pk=run.task_id).first()
+        task = task_locks.lock_task(run.task_id, related=("plan_node",))
         if task is None:
             return None
         if Event.objects.filter(kind=OUTCOME_KIND, subject_type="executionrun", subject_id=run.pk).exists():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from autopilot import queues
+from autopilot import locks, queues
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_events
 from autopilot.manager import ranking
@@ -437,7 +437,7 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
         _global_lock()
         # FOR NO KEY UPDATE: excludes another tick's `_act` all the same, but not the foreign-key checks
         # (FOR KEY SHARE) of rows other transactions insert for these projects (events, runs, tasks).
-        projects = list(Project.objects.select_for_update(no_key=True).filter(pk__in=list(plan_of)).order_by("pk"))
+        projects = locks.lock_projects(plan_of, no_key=True)
         modes = {p.pk: effective_mode(p, mode_override) for p in projects}
         capacity = ranking.capacities(projects, now=now)
         unknown = [p.pk for p in projects if plan_of[p.pk].ready is None]
