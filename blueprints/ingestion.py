@@ -28,7 +28,7 @@ which re-parses only the units (text between two headings at column 0) that chan
 (blueprints.parsing.parse_incremental; the result is identical to a full parse) and tells, per node,
 which previous node it took over: when the tree's shape and anchors did not change (the usual edit),
 matching is by position and only the re-parsed nodes are compared. Task generation is incremental in
-the same case (blueprints.graph.generate_incremental): only the changed sections' dependencies are
+the same case (blueprints.graph.generate_for_version): only the changed sections' dependencies are
 recomputed. The cyclic GC is paused during an ingestion: it allocates many small objects and no
 cycles, and a collection would only rescan the heap.
 

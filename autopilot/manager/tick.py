@@ -351,7 +351,7 @@ def _global_lock() -> None:
 
 
 def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, enqueue: bool = True,
-                       reason: str = "", budget_usd=None, expire_proposals: bool = True, previous=False):
+                       budget_usd=None, expire_proposals: bool = True, previous=False):
     """Create the run of a task (queued; the worker is enqueued on commit). Caller holds the locks.
 
     `previous`: the task's latest code run (pk, attempt) when the caller fetched it in bulk; a retry
