@@ -74,7 +74,8 @@ class JobRunner:
             logger.warning("%s failed: %s", self.name, outcome.reason)
         except Exception as exc:  # noqa: BLE001 - anything else is an error, with its traceback logged
             logger.exception("%s crashed", self.name)
-            outcome = Outcome(ERROR, reason=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc(), exception=exc)
+            reason = f"{type(exc).__name__}: {exc}"
+            outcome = Outcome(ERROR, reason=reason, traceback=tb.format_exc(), exception=exc)
         self.terminate(outcome)
         if outcome.status == ERROR and not self.records_outcome:
             raise outcome.exception

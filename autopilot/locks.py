@@ -26,6 +26,5 @@ def lock_project(project_id: int, *, no_key: bool = False) -> Project:
 
 def lock_projects(project_ids: Iterable[int], *, no_key: bool = False) -> list[Project]:
     """Lock several project rows, in primary-key order."""
-    return list(
-        Project.objects.select_for_update(no_key=no_key, of=("self",)).filter(pk__in=list(project_ids)).order_by("pk")
-    )
+    qs = Project.objects.select_for_update(no_key=no_key, of=("self",)).filter(pk__in=list(project_ids))
+    return list(qs.order_by("pk"))

@@ -32,9 +32,8 @@ def lock_step(step_id: int, *, related: tuple[str, ...] = ()) -> tuple[Execution
 
 def lock_first_step(run: ExecutionRun, *, status: str) -> ExecutionStep | None:
     """Lock the run's oldest step in `status` (the caller holds the run's lock)."""
-    return (
-        ExecutionStep.objects.select_for_update(of=("self",)).filter(run=run, status=status).order_by("seq").first()
-    )
+    qs = ExecutionStep.objects.select_for_update(of=("self",)).filter(run=run, status=status)
+    return qs.order_by("seq").first()
 
 
 def lock_runs(queryset) -> list[ExecutionRun]:

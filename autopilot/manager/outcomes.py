@@ -113,9 +113,8 @@ def apply_run_finished(run_id: int) -> dict | None:
 def _outcome(run, task: Task) -> dict:
     project = run.project
     now = timezone.now()
-    other_open = (
-        ExecutionRun.objects.filter(task=task, role="code", status__in=ExecutionRun.OPEN).exclude(pk=run.pk).exists()
-    )
+    open_runs = ExecutionRun.objects.filter(task=task, role="code", status__in=ExecutionRun.OPEN)
+    other_open = open_runs.exclude(pk=run.pk).exists()
     files = touched_files(run.diff_summary)
 
     if run.role == "test":

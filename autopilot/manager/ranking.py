@@ -113,7 +113,8 @@ def last_failures(task_ids: list[int]) -> dict[int, dt.datetime]:
     if not task_ids:
         return {}
     rows = (
-        ExecutionRun.objects.filter(task_id__in=task_ids, status__in=ExecutionRun.FAILED, ended_at__isnull=False)
+        ExecutionRun.objects.filter(task_id__in=task_ids, status__in=ExecutionRun.FAILED,
+                                    ended_at__isnull=False)
         .values("task_id")
         .annotate(last=Max("ended_at"))
     )
@@ -355,7 +356,8 @@ def _order_sql(alias: str) -> str:
     columns = []
     for name in RANKING:
         column = name.lstrip("-")
-        columns.append(f"{alias}.{'pk' if column == 'id' else column}{' DESC' if name.startswith('-') else ''}")
+        direction = " DESC" if name.startswith("-") else ""
+        columns.append(f"{alias}.{'pk' if column == 'id' else column}{direction}")
     return ", ".join(columns)
 
 

@@ -309,7 +309,8 @@ def decide(
             )))
             continue
         if not proposing and queue_room <= 0:
-            decisions.append(Decision(task, "skip", Code.QUEUE_FULL, f"{capacity.queue_size}/{capacity.queue_max} queued"))
+            decisions.append(Decision(task, "skip", Code.QUEUE_FULL,
+                                      f"{capacity.queue_size}/{capacity.queue_max} queued"))
             continue
         if budget_slots is not None and budget_slots <= 0:
             decisions.append(Decision(task, "skip", Code.BUDGET, (

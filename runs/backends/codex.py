@@ -265,7 +265,8 @@ class CodexBackend(Backend):
                     Kind.WRITE_FILE if change_kind == "add" else Kind.EDIT_FILE, tool_name="apply_patch",
                     input={"path": _relative(ctx, path), "change": change_kind},
                     output=f"{change_kind} {_relative(ctx, path)}",
-                    status=StepStatus.FAILED if item.get("status", "completed") != "completed" else StepStatus.COMPLETED,
+                    status=(StepStatus.FAILED if item.get("status", "completed") != "completed"
+                            else StepStatus.COMPLETED),
                 )
             ctx.note_progress(changed_files=True)
         elif kind in {"reasoning", "todo_list"}:
