@@ -242,7 +242,6 @@ class ProjectAdmin(admin.ModelAdmin):
         from blueprints.models import Task
         from runs.models import ExecutionRun
 
-        open_statuses = [s for s in Task.Status.values if s not in (Task.Status.DONE, Task.Status.CANCELLED)]
         queryset = super().get_queryset(request)
         if not request.user.is_superuser:
             queryset = queryset.filter(pk__in=visible_projects(request.user).values("pk"))
@@ -250,8 +249,8 @@ class ProjectAdmin(admin.ModelAdmin):
             queryset
             .annotate(
                 member_count=count_of(ProjectMembership, "project"),
-                open_task_count=count_of(Task, "project", status__in=open_statuses),
-                active_run_count=count_of(ExecutionRun, "project", status__in=list(ExecutionRun.ACTIVE)),
+                open_task_count=count_of(Task, "project", status__in=Task.OPEN),
+                active_run_count=count_of(ExecutionRun, "project", status__in=ExecutionRun.ACTIVE),
             )
         )
 

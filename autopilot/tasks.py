@@ -1,8 +1,11 @@
-"""django-q2 entry points of the core app: fetch by id, call a service. Nothing else lives here."""
+"""django-q2 entry points of the core app: fetch by id, call a service, inside the one job wrapper
+(`autopilot.jobs`). Nothing else lives here."""
 
 from __future__ import annotations
 
 import logging
+
+from autopilot.jobs import call_job
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +18,7 @@ def scheduled_tick() -> dict:
     """Every minute: one tick over every project (reconcile leases, start ready work)."""
     from autopilot.manager.tick import tick_all
 
-    return tick_all(reason="schedule").as_dict(projects=False)
+    return call_job("scheduled tick", lambda: tick_all(reason="schedule").as_dict(projects=False))
 
 
 def tick_project_task(project_id: int, reason: str = "") -> dict:
@@ -23,7 +26,10 @@ def tick_project_task(project_id: int, reason: str = "") -> dict:
     from autopilot.manager.tick import tick_project
     from autopilot.models import Project
 
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        return {"skipped": f"project {project_id} is gone"}
-    return tick_project(project, reason=reason or "event").as_dict(projects=False)
+    def tick() -> dict:
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            return {"skipped": f"project {project_id} is gone"}
+        return tick_project(project, reason=reason or "event").as_dict(projects=False)
+
+    return call_job(f"tick of project {project_id}", tick)

@@ -13,8 +13,6 @@ from autopilot.permissions import header_controls
 from autopilot.selectors import project_list
 
 DEMO_BACKEND = "scripted"
-OPEN_TASK_STATUSES = ("todo", "ready", "in_progress", "review", "blocked")
-ACTIVE_RUN_STATUSES = ("queued", "preparing", "running", "waiting_approval")
 
 
 async def healthz(request):
@@ -22,12 +20,13 @@ async def healthz(request):
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
 
-def _count(model_path: str, statuses: tuple[str, ...]) -> Coalesce:
+def _count(model_path: str, status_set: str) -> Coalesce:
+    """Rows of `model_path` per project whose status is in the model's named set `status_set`."""
     from django.apps import apps
 
     model = apps.get_model(model_path)
     counts = (
-        model.objects.filter(project=OuterRef("pk"), status__in=statuses)
+        model.objects.filter(project=OuterRef("pk"), status__in=getattr(model, status_set))
         .order_by()
         .values("project")
         .annotate(n=Count("pk"))
@@ -40,8 +39,8 @@ def _with_overview(projects: QuerySet) -> list:
     """One query: each project with its open tasks and active runs; the code agent from its matrix."""
     rows = list(
         projects.annotate(
-            open_tasks=_count("blueprints.Task", OPEN_TASK_STATUSES),
-            active_runs=_count("runs.ExecutionRun", ACTIVE_RUN_STATUSES),
+            open_tasks=_count("blueprints.Task", "OPEN"),
+            active_runs=_count("runs.ExecutionRun", "ACTIVE"),
         )
     )
     for project in rows:

@@ -9,15 +9,25 @@ from autopilot.filtersets import FilterSet, IdFilter, IntegerFilter
 from blueprints.models import PlanNode, Task, TaskDependency
 
 
-def within_node(queryset, node: PlanNode):
-    """Tasks of a plan node's subtree. Anchors are slug paths, unique in the current tree, so the subtree
-    is the node and the nodes whose anchor extends its own (`anchor/…`); a node removed from the spec
-    (archived) has the subtree that was archived with it."""
-    return queryset.filter(
-        Q(plan_node__anchor=node.anchor) | Q(plan_node__anchor__startswith=node.anchor + "/"),
-        plan_node__project_id=node.project_id,
-        plan_node__archived_at=node.archived_at,
+def subtree_q(node: PlanNode, *, via: str = "plan_node") -> Q:
+    """THE "within a plan node" rule, as a Q on a model reaching plan nodes through `via`. Anchors are
+    slug paths, unique in the current tree, so the subtree is the node and the nodes whose anchor
+    extends its own (`anchor/…`), of the same project and tree: a current node's subtree holds current
+    nodes only (archived nodes excluded); a node removed from the spec (archived) has the subtree that
+    was archived with it."""
+    archived = (
+        Q(**{f"{via}__archived_at__isnull": True}) if node.archived_at is None
+        else Q(**{f"{via}__archived_at": node.archived_at})
     )
+    return (
+        (Q(**{f"{via}__anchor": node.anchor}) | Q(**{f"{via}__anchor__startswith": node.anchor + "/"}))
+        & Q(**{f"{via}__project_id": node.project_id}) & archived
+    )
+
+
+def within_node(queryset, node: PlanNode):
+    """Tasks of a plan node's subtree (`subtree_q`)."""
+    return queryset.filter(subtree_q(node))
 
 
 class TaskFilterSet(FilterSet):

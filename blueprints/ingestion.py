@@ -28,7 +28,7 @@ which re-parses only the units (text between two headings at column 0) that chan
 (blueprints.parsing.parse_incremental; the result is identical to a full parse) and tells, per node,
 which previous node it took over: when the tree's shape and anchors did not change (the usual edit),
 matching is by position and only the re-parsed nodes are compared. Task generation is incremental in
-the same case (blueprints.graph.generate_incremental): only the changed sections' dependencies are
+the same case (blueprints.graph.generate_for_version): only the changed sections' dependencies are
 recomputed. The cyclic GC is paused during an ingestion: it allocates many small objects and no
 cycles, and a collection would only rescan the heap.
 
@@ -52,6 +52,7 @@ from django.utils import timezone
 
 from autopilot.errors import ApplicationError, InvalidTransition
 from autopilot.events import record_event
+from autopilot.jobs import ERROR, FAILED, JobRunner, Outcome
 from autopilot.models import Project
 from autopilot.state import transition
 from blueprints import layout as lay
@@ -554,26 +555,44 @@ def _enqueue_job(job_id: int) -> None:
 
 
 def ingestion_job_run(*, job_id: int) -> IngestionJob:
-    """Run a queued job (the worker's entry point). A second delivery of the same job does nothing:
-    QUEUED → RUNNING is a locked transition, and SUCCEEDED is set in the ingestion's own transaction."""
-    job = IngestionJob.objects.select_related("project", "created_by").get(pk=job_id)
-    try:
-        transition(job, IngestionJob.Status.RUNNING, reason="worker picked it up",
-                   fields={"started_at": timezone.now(), "stage": "starting", "progress": 0.0, "error": ""})
-    except InvalidTransition:
-        logger.info("ingestion job %s is %s: nothing to do", job_id, job.status)
-        return job
-    progress = _JobProgress(job)
-    try:
+    """Run a queued job (the worker's entry point) in the one job wrapper (`autopilot.jobs`). A second
+    delivery of the same job does nothing: QUEUED → RUNNING is a locked transition, and SUCCEEDED is
+    set in the ingestion's own transaction."""
+    runner = IngestionJobRunner(IngestionJob.objects.select_related("project", "created_by").get(pk=job_id))
+    runner.handle()
+    runner.job.refresh_from_db()
+    return runner.job
+
+
+class IngestionJobRunner(JobRunner):
+    """start: claim the job (QUEUED → RUNNING); run: ingest; terminate: a refusal (ApplicationError)
+    fails the job with its message, anything else with "Internal error: …" (traceback logged)."""
+
+    records_outcome = True
+
+    def __init__(self, job: IngestionJob):
+        self.job = job
+        self.name = f"ingestion job {job.pk}"
+
+    def start(self) -> bool:
+        try:
+            transition(self.job, IngestionJob.Status.RUNNING, reason="worker picked it up",
+                       fields={"started_at": timezone.now(), "stage": "starting", "progress": 0.0, "error": ""})
+        except InvalidTransition:
+            logger.info("ingestion job %s is %s: nothing to do", self.job.pk, self.job.status)
+            return False
+        return True
+
+    def run(self) -> None:
+        job = self.job
         ingest_blueprint(project=job.project, text=job.source_text, title=job.title, actor=job.created_by,
-                         progress=progress, generate_tasks=job.generate_tasks, job=job)
-    except ApplicationError as exc:
-        _fail(job, exc.message)
-    except Exception as exc:  # noqa: BLE001 - any failure must end the job, with the reason recorded
-        logger.exception("ingestion job %s crashed", job_id)
-        _fail(job, f"Internal error: {type(exc).__name__}: {exc}")
-    job.refresh_from_db()
-    return job
+                         progress=_JobProgress(job), generate_tasks=job.generate_tasks, job=job)
+
+    def terminate(self, outcome: Outcome) -> None:
+        if outcome.status == FAILED:
+            _fail(self.job, outcome.reason)
+        elif outcome.status == ERROR:
+            _fail(self.job, f"Internal error: {outcome.reason}")
 
 
 def _fail(job: IngestionJob, message: str) -> None:

@@ -296,6 +296,22 @@ class Task(models.Model):
         Status.CANCELLED: frozenset({Status.TODO}),
     }
 
+    # The named status sets: every view, admin, selector, metric, API filter and service uses these.
+    # SATISFIED: a dependency on the task is met (cancel → remove the dependency to unblock).
+    SATISFIED = frozenset({Status.DONE})
+    # CLOSED / OPEN: finished for good, or still work to do (the dashboard's and the admin's "open").
+    CLOSED = frozenset({Status.DONE, Status.CANCELLED})
+    OPEN = frozenset(Status) - CLOSED
+    # UNSTARTED: not started yet; readiness moves these between todo and ready. A task in UNSTARTED whose
+    # dependencies are all SATISFIED is "ready" (selectors.ready_tasks), before or after the tick marks it.
+    UNSTARTED = frozenset({Status.TODO, Status.READY})
+    # RUNNABLE: what the tick starts (readiness reconciled first, so the status says dependencies are done).
+    RUNNABLE = frozenset({Status.READY})
+    # DELIVERED: an agent finished the work (review pending or done); what a run may report.
+    DELIVERED = frozenset({Status.REVIEW, Status.DONE})
+    # One ranking order, best first: priority, learned priority (refine_plan), plan order, id.
+    RANKING = ("-priority", "-learned_priority", "plan_order", "id")
+
     # No single-column FK indexes: task_project_ready / task_unique_source_key lead with project and
     # task_node_status with plan_node (fewer indexes to maintain on bulk generation).
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="tasks", db_index=False)

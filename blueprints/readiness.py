@@ -33,8 +33,8 @@ from django.utils import timezone
 from blueprints.models import Task, TaskDependency
 
 CURRENT, STALE = Task.READINESS_CURRENT, Task.READINESS_STALE
-SATISFIED = frozenset({Task.Status.DONE})
-SELF_CHECKED = frozenset({Task.Status.TODO, Task.Status.READY})
+SATISFIED = Task.SATISFIED
+SELF_CHECKED = Task.UNSTARTED
 
 
 def mark_stale(task_ids: Iterable[int] | QuerySet) -> int:
@@ -147,7 +147,7 @@ def refresh_readiness(project_ids, *, now=None, full: bool = False) -> dict:
         )
         counts["demoted"] = apply(work.filter(status=Task.Status.READY).filter(blocked), "todo", status=Task.Status.TODO)
         counts["milestones"] = repeat(
-            milestones.filter(status__in=(Task.Status.TODO, Task.Status.READY)).exclude(blocked), "done",
+            milestones.filter(status__in=Task.UNSTARTED).exclude(blocked), "done",
             status=Task.Status.DONE, completed_at=now,
         )
         counts["promoted"] = apply(

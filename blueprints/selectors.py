@@ -12,16 +12,11 @@ from blueprints.filtersets import TaskFilterSet, within_node
 from blueprints.layout import Layout
 from blueprints.models import Blueprint, PlanLayout, PlanNode, Task, TaskDependency
 
-# A dependency is satisfied only when its task is done (cancel → remove the dependency to unblock).
-SATISFIED_STATUSES = (Task.Status.DONE,)
-OPEN_STATUSES = (Task.Status.TODO, Task.Status.READY)
-RANKING = ("-priority", "-learned_priority", "plan_order", "id")
-
 
 def unfinished_dependency_exists() -> Exists:
     """`Exists(...)` for "this task (OuterRef pk) has a dependency that is not done"."""
     return Exists(
-        TaskDependency.objects.filter(task_id=OuterRef("pk")).exclude(depends_on__status__in=SATISFIED_STATUSES)
+        TaskDependency.objects.filter(task_id=OuterRef("pk")).exclude(depends_on__status__in=Task.SATISFIED)
     )
 
 
@@ -34,10 +29,10 @@ def ready_tasks(project: Project | int, *, phase: PlanNode | None = None) -> Que
     project_id = getattr(project, "pk", project)
     qs = (
         Task.objects.filter(
-            project_id=project_id, kind=Task.Kind.WORK, status__in=OPEN_STATUSES, removed_from_spec=False
+            project_id=project_id, kind=Task.Kind.WORK, status__in=Task.UNSTARTED, removed_from_spec=False
         )
         .exclude(unfinished_dependency_exists())
-        .order_by(*RANKING)
+        .order_by(*Task.RANKING)
     )
     if phase is not None:
         qs = within_node(qs, phase)
@@ -84,7 +79,7 @@ def _why_nothing_ready(project, *, phase, scope: str) -> str:
     if not counts:
         return f"No task is ready{scope}: there are no tasks yet (create one or generate them from a blueprint)."
     blocked = (
-        qs.filter(status__in=OPEN_STATUSES, removed_from_spec=False).filter(unfinished_dependency_exists()).count()
+        qs.filter(status__in=Task.UNSTARTED, removed_from_spec=False).filter(unfinished_dependency_exists()).count()
     )
     parts = []
     if blocked:
@@ -92,7 +87,7 @@ def _why_nothing_ready(project, *, phase, scope: str) -> str:
     for status in (Task.Status.IN_PROGRESS, Task.Status.REVIEW, Task.Status.BLOCKED, Task.Status.DONE, Task.Status.CANCELLED):
         if counts.get(status):
             parts.append(f"{counts[status]} {Task.Status(status).label.lower()}")
-    removed = qs.filter(status__in=OPEN_STATUSES, removed_from_spec=True).count()
+    removed = qs.filter(status__in=Task.UNSTARTED, removed_from_spec=True).count()
     if removed:
         parts.append(f"{removed} removed from the spec")
     return f"No task is ready{scope}: " + (", ".join(parts) or "nothing is open") + "."
@@ -133,7 +128,7 @@ def task_board(project: Project, data, *, per_column: int = 50, column: str | No
             continue
         start = offset if column == status else 0
         page = list(
-            qs.filter(status=status).select_related("plan_node").order_by(*RANKING)[start:start + per_column]
+            qs.filter(status=status).select_related("plan_node").order_by(*Task.RANKING)[start:start + per_column]
         ) if counts.get(status) else []
         more = start + per_column if counts.get(status, 0) > start + per_column else None
         board.columns.append(BoardColumn(status, label, counts.get(status, 0), page, start, more))
@@ -148,7 +143,7 @@ class DependencyView:
 
     @property
     def blocking(self) -> list[TaskDependency]:
-        return [d for d in self.upstream if d.depends_on.status not in SATISFIED_STATUSES]
+        return [d for d in self.upstream if d.depends_on.status not in Task.SATISFIED]
 
     @property
     def is_ready(self) -> bool:

@@ -229,11 +229,9 @@ def task_transition(*, task: Task, to: str, actor=None, reason: str = "") -> Tas
 
 
 def _unfinished_dependencies(task: Task) -> list[tuple[int, str, str]]:
-    from blueprints.selectors import SATISFIED_STATUSES
-
     return list(
         Task.objects.filter(dependent_links__task=task)
-        .exclude(status__in=SATISFIED_STATUSES)
+        .exclude(status__in=Task.SATISFIED)
         .order_by("plan_order", "pk")
         .values_list("pk", "title", "status")
     )
@@ -303,9 +301,7 @@ def dependency_add(*, task: Task, depends_on: Task, actor=None, source: str = Ta
 
 def _demote_if_blocked(task: Task, depends_on: Task) -> None:
     """A ready task that gains an unfinished dependency is no longer ready."""
-    from blueprints.selectors import SATISFIED_STATUSES
-
-    if depends_on.status in SATISFIED_STATUSES:
+    if depends_on.status in Task.SATISFIED:
         return
     current = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()
     if current == Task.Status.READY:

@@ -1,6 +1,9 @@
-"""django-q2 entry points of the blueprints app: fetch by id, call a service. Nothing else lives here."""
+"""django-q2 entry points of the blueprints app: fetch by id, call a service, inside the one job
+wrapper (`autopilot.jobs`). Nothing else lives here."""
 
 from __future__ import annotations
+
+from autopilot.jobs import call_job
 
 
 def run_ingestion_job(job_id: int) -> dict:
@@ -13,4 +16,4 @@ def run_ingestion_job(job_id: int) -> dict:
 def readiness_sweep() -> dict:
     from blueprints.services import refresh_ready_everywhere
 
-    return {"changed": refresh_ready_everywhere()}
+    return call_job("readiness sweep", lambda: {"changed": refresh_ready_everywhere()})

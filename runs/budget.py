@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, DecimalField, F, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from runs.models import ExecutionRun, UsageRecord
@@ -121,32 +121,6 @@ def project_spent_on(project_id: int, day: dt.date | None = None) -> Decimal:
 
 def run_cost(run_id: int) -> Decimal:
     return UsageRecord.objects.filter(run_id=run_id).aggregate(total=_money("cost_usd"))["total"]
-
-
-def task_cost(task_id: int) -> Decimal:
-    return UsageRecord.objects.filter(run__task_id=task_id).aggregate(total=_money("cost_usd"))["total"]
-
-
-def project_cost(project_id: int) -> Decimal:
-    return UsageRecord.objects.filter(project_id=project_id).aggregate(total=_money("cost_usd"))["total"]
-
-
-def project_cost_by_day(project_id: int, *, days: int = 30) -> list[dict]:
-    """[{day, cost_usd, input_tokens, output_tokens, calls}] for the last `days` days, oldest first."""
-    since = timezone.now() - dt.timedelta(days=days)
-    rows = (
-        UsageRecord.objects.filter(project_id=project_id, created_at__gte=since)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(
-            cost_usd=_money("cost_usd"),
-            input_tokens=Coalesce(Sum("input_tokens"), 0),
-            output_tokens=Coalesce(Sum("output_tokens"), 0),
-            calls=Count("id"),
-        )
-        .order_by("day")
-    )
-    return list(rows)
 
 
 def cost_by_model(*, project_id: int | None = None, run_id: int | None = None) -> list[dict]:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from autopilot.events import record_event
 from autopilot.state import transition
-from runs import budget
+from runs import budget, locks
 from runs.backends.base import (
     Approval,
     CommandResult,
@@ -34,6 +34,9 @@ from runs.models import ExecutionRun, ExecutionStep, RunMessage
 from runs.redaction import Redactor
 
 POLL_SECONDS = 0.2
+# What the manager's tick asks of an agent for a task (the run's stored prompt; `build_prompt` adds the task).
+TASK_INSTRUCTION = "Implement it in this repository, keep the change focused, and make the tests pass."
+TIMED_OUT = ExecutionRun.Status.TIMED_OUT
 
 
 def output_cap() -> int:
@@ -242,7 +245,7 @@ class WorkerRunContext(RunContext):
         if self.stop_event.is_set() or row["stop_requested_at"]:
             raise RunStopped(self.stop_reason or row["status_reason"] or "stopped by request")
         if time.monotonic() > self.deadline:
-            raise LimitExceeded(f"wall time limit reached ({self.max_wall_seconds}s)", status="timed_out")
+            raise LimitExceeded(f"wall time limit reached ({self.max_wall_seconds}s)", status=TIMED_OUT)
         if row["cost_usd"] > 0 and row["cost_usd"] >= self.budget_usd:
             raise LimitExceeded(f"budget exceeded: ${row['cost_usd']:.4f} spent of ${self.budget_usd:.4f}")
         if row["turns"] >= self.max_turns:
@@ -368,14 +371,14 @@ class WorkerRunContext(RunContext):
             if ExecutionRun.objects.filter(pk=self.run_id, stop_requested_at__isnull=False).exists():
                 raise RunStopped(self.stop_reason or "stopped by request")
             if time.monotonic() > self.deadline:
-                raise LimitExceeded(f"wall time limit reached ({self.max_wall_seconds}s)", status="timed_out")
+                raise LimitExceeded(f"wall time limit reached ({self.max_wall_seconds}s)", status=TIMED_OUT)
             self.stop_event.wait(POLL_SECONDS)
 
     def await_approval(self, step: StepHandle, reason: str) -> Approval:
         assert isinstance(step, WorkerStepHandle)
         with transaction.atomic():
+            run = locks.lock_run(self.run_id)  # the run before its step: the lock order (runs.locks)
             transition(step.step, ExecutionStep.Status.NEEDS_APPROVAL, reason=reason, event_data={"run": self.run_id})
-            run = ExecutionRun.objects.get(pk=self.run_id)
             transition(run, ExecutionRun.Status.WAITING_APPROVAL, reason=reason, fields={"status_reason": reason})
         try:
             decided = self._wait(step, ExecutionStep.Status.NEEDS_APPROVAL)
@@ -446,16 +449,23 @@ def scrubbed_base_env(home: Path) -> dict[str, str]:
 
 
 def build_prompt(run: ExecutionRun) -> str:
-    """The prompt a backend sees: the task's title and body (when there is a task) and the run's prompt."""
-    if run.task_id:
-        task = run.task
-        parts = [f"Task: {task.title}"]
-        if task.body:
-            parts.append(task.body)
-        if run.prompt and run.prompt.strip() and run.prompt.strip() != task.title:
-            parts.append(run.prompt)
-        return "\n\n".join(parts)
-    return run.prompt
+    """THE prompt builder: what every backend receives for a run. A task run gets its task (id and
+    title), the task's spec section, the task's body, then the run's own instruction (what the tick
+    stores, `TASK_INSTRUCTION`, or a human's prompt) unless it only repeats the title or the body. A
+    run without a task gets its prompt."""
+    if not run.task_id:
+        return run.prompt
+    task = run.task
+    parts = [f"Task #{task.pk}: {task.title}"]
+    node = task.plan_node if task.plan_node_id else None
+    if node is not None:
+        parts.append(f"Spec section: {node.title} ({node.anchor})")
+    if task.body.strip():
+        parts.append(task.body.strip())
+    instruction = (run.prompt or "").strip()
+    if instruction and instruction not in (task.title.strip(), task.body.strip()):
+        parts.append(instruction)
+    return "\n\n".join(parts)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -34,8 +34,14 @@ class ExecutionRun(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         TIMED_OUT = "timed_out", "Timed out"
 
-    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+    # The named status sets: every view, admin, selector, metric, API filter and service uses these.
+    # ACTIVE: a worker holds the run (what the global concurrency cap counts, the dashboard's "active").
     ACTIVE = frozenset({Status.PREPARING, Status.RUNNING, Status.WAITING_APPROVAL})
+    # OPEN: queued or active; it occupies its task and a project slot (at most one open code run per task).
+    OPEN = frozenset({Status.QUEUED}) | ACTIVE
+    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+    # FAILED: ended without success and not by a human (counts as an attempt; retried after a backoff).
+    FAILED = frozenset({Status.FAILED, Status.TIMED_OUT})
     TRANSITIONS = {
         Status.QUEUED: frozenset({Status.PREPARING, Status.CANCELLED, Status.FAILED}),
         Status.PREPARING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}),
@@ -126,6 +132,7 @@ class ExecutionRun(models.Model):
                 violation_error_message="Priority is 0–5.",
             ),
             # The manager never starts a task twice: at most one queued or active code run per task.
+            # The list is ExecutionRun.OPEN spelled out (Meta cannot see the class body); a test pins it.
             models.UniqueConstraint(
                 fields=["task"],
                 condition=Q(role="code", status__in=["queued", "preparing", "running", "waiting_approval"]),
@@ -176,6 +183,8 @@ class ExecutionStep(models.Model):
         ROLLED_BACK = "rolled_back", "Rolled back"
 
     FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.ROLLED_BACK})
+    # WAITING: a human must decide (approve or reject) before the run goes on.
+    WAITING = frozenset({Status.NEEDS_APPROVAL})
     TRANSITIONS = {
         Status.PENDING: frozenset({Status.NEEDS_APPROVAL, Status.RUNNING, Status.SKIPPED, Status.COMPLETED, Status.FAILED}),
         Status.NEEDS_APPROVAL: frozenset({Status.RUNNING, Status.SKIPPED, Status.FAILED}),

@@ -40,20 +40,6 @@ def run_get(run_id: int | str, *, with_steps: bool = False) -> ExecutionRun:
         raise NotFound(f"No run '{run_id}'.") from exc
 
 
-def step_get(step_id: int | str) -> ExecutionStep:
-    try:
-        return ExecutionStep.objects.select_related("run__project").get(pk=int(step_id))
-    except (ExecutionStep.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound(f"No step '{step_id}'.") from exc
-
-
-def step_of_run(run: ExecutionRun, seq: int) -> ExecutionStep:
-    step = ExecutionStep.objects.filter(run=run, seq=seq).first()
-    if step is None:
-        raise NotFound(f"Run #{run.pk} has no step {seq}.")
-    return step
-
-
 def steps_after(run_id: int, seq: int) -> list[ExecutionStep]:
     return list(ExecutionStep.objects.filter(run_id=run_id, seq__gt=seq).order_by("seq"))
 

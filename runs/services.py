@@ -31,7 +31,7 @@ from autopilot.input_limits import (
     check_length,
 )
 from autopilot.state import transition
-from runs import workspace
+from runs import locks, workspace
 from runs.backends import backend_label, backend_status
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 from runs.redaction import Redactor
@@ -386,7 +386,7 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
     text = f"stopped by {who}" + (f": {reason}" if reason else "")
     finished = False
     with transaction.atomic():
-        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        locked = locks.lock_run(run.pk)
         if locked.is_terminal:
             raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
         if locked.status == Status.QUEUED:
@@ -438,7 +438,7 @@ def _decide(*, step: ExecutionStep, actor, approve: bool, text: str) -> Executio
     project = ExecutionStep.objects.select_related("run__project").get(pk=step.pk).run.project
     note = Redactor.for_project(project)(text or "")
     with transaction.atomic():
-        locked = ExecutionStep.objects.select_for_update().select_related("run").get(pk=step.pk)
+        run, locked = locks.lock_step(step.pk)  # the run first, then the step: the lock order
         if locked.status != StepStatus.NEEDS_APPROVAL:
             raise Conflict(f"Step {locked.seq} of run #{locked.run_id} is {locked.status}, not waiting for approval.")
         fields = {"decided_by": _actor(actor), "decision_note": note, "decided_at": timezone.now()}
@@ -449,7 +449,6 @@ def _decide(*, step: ExecutionStep, actor, approve: bool, text: str) -> Executio
             fields.update(output=f"Rejected by {who}: {note}", ended_at=timezone.now())
             transition(locked, StepStatus.SKIPPED, actor=actor, reason=f"rejected by {who}", fields=fields,
                        event_data={"run": locked.run_id})
-        run = ExecutionRun.objects.select_for_update().get(pk=locked.run_id)
         record_event(
             kind="executionstep.approved" if approve else "executionstep.rejected",
             subject=run, actor=actor, data={"step": locked.pk, "seq": locked.seq, "by": who, "note": note},
@@ -498,12 +497,12 @@ def run_advance(*, run: ExecutionRun, actor=None) -> ExecutionStep:
     approved or rejected instead.
     """
     with transaction.atomic():
-        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        locked = locks.lock_run(run.pk)
         if locked.is_terminal:
             raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
         if ExecutionStep.objects.filter(run=locked, status=StepStatus.NEEDS_APPROVAL).exists():
             raise Conflict(f"Run #{locked.pk} is waiting for an approval; approve or reject the step instead.")
-        step = ExecutionStep.objects.select_for_update().filter(run=locked, status=StepStatus.PENDING).order_by("seq").first()
+        step = locks.lock_first_step(locked, status=StepStatus.PENDING)
         if step is None:
             hint = "" if (locked.settings or {}).get("step_through") else " (it does not run step by step)"
             raise Conflict(f"Run #{locked.pk} has no pending step to advance{hint}.")
@@ -522,7 +521,7 @@ def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
     current = ExecutionRun.objects.select_related("project").get(pk=run.pk)
     body = Redactor.for_project(current.project, current.worktree_path or None)(body)
     with transaction.atomic():
-        locked = ExecutionRun.objects.select_for_update().get(pk=run.pk)
+        locked = locks.lock_run(run.pk)
         message = RunMessage.objects.create(run=locked, author=_actor(actor), body=body,
                                             delivered_at=timezone.now() if locked.is_terminal else None)
         record_event(kind="executionrun.message", subject=locked, actor=actor,
@@ -537,7 +536,7 @@ def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
 def run_rollback(*, run: ExecutionRun, actor=None) -> dict:
     """Put the run's worktree and branch back to its base commit, verified byte for byte."""
     with transaction.atomic():
-        locked = ExecutionRun.objects.select_for_update().select_related("project").get(pk=run.pk)
+        locked = locks.lock_run(run.pk, related=("project",))
         if not locked.is_terminal:
             raise Conflict(f"Run #{locked.pk} is {locked.status}; stop it before rolling it back.")
         if not locked.base_commit or not locked.branch:
@@ -567,8 +566,7 @@ def step_rollback(*, step: ExecutionStep, actor=None) -> dict:
     """Restore the file a native/scripted step changed to its previous bytes (or remove it if it did not
     exist), verify, and commit the restore on the run's branch."""
     with transaction.atomic():
-        locked = ExecutionStep.objects.select_for_update().select_related("run__project").get(pk=step.pk)
-        run = locked.run
+        run, locked = locks.lock_step(step.pk, related=("project",))
         if not run.is_terminal:
             raise Conflict(f"Run #{run.pk} is {run.status}; stop it before rolling back one of its steps.")
         data = locked.rollback or {}
@@ -612,7 +610,7 @@ def reap_expired_leases(now=None) -> list[int]:
     )
     for run_id in candidates:
         with transaction.atomic():
-            locked = ExecutionRun.objects.select_for_update().filter(pk=run_id).first()
+            locked = locks.lock_run_if_exists(run_id)
             if locked is None or locked.status not in ExecutionRun.ACTIVE:
                 continue
             if locked.lease_expires_at is None or locked.lease_expires_at >= now:

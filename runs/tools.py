@@ -125,7 +125,8 @@ def execute_tool(ctx: RunContext, name: str, args: dict[str, Any] | None) -> Too
     """Authorize, (maybe) wait for approval, run and record one tool call."""
     args = dict(args or {})
     if name not in KIND:
-        ctx.record_step(ExecutionStep.Kind.TOOL, tool_name=name, input=args, status="failed", output=f"Unknown tool '{name}'.")
+        ctx.record_step(ExecutionStep.Kind.TOOL, tool_name=name, input=args, status=ExecutionStep.Status.FAILED,
+                        output=f"Unknown tool '{name}'.")
         return ToolOutcome(f"Unknown tool '{name}'. Available: {', '.join(KIND)}.", is_error=True)
     verdict = ctx.authorize(name, args)
     handle = ctx.begin_step(KIND[name], tool_name=name, input=args, verdict=verdict)

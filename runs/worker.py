@@ -31,7 +31,6 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from autopilot.errors import InvalidTransition
-from autopilot.events import record_event
 from autopilot.state import transition
 from runs import budget, workspace
 from runs.backends import get_backend
@@ -377,7 +376,3 @@ def _hook(name: str, run_id: int) -> None:
         getattr(hooks, name)(run_id)
     except Exception:  # noqa: BLE001 - the manager's reaction must never undo the run's outcome
         logger.exception("manager hook %s(%s) failed", name, run_id)
-
-
-def record_worker_event(run: ExecutionRun, kind: str, data: dict) -> None:
-    record_event(kind=kind, subject=run, data=data)

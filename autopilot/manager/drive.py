@@ -22,7 +22,7 @@ from autopilot.cli_support import to_jsonable
 from autopilot.errors import ApplicationError
 from autopilot.manager import ranking
 from autopilot.manager.queue import QUEUE_ORDER
-from autopilot.manager.tick import inline_ticks, tick_project
+from autopilot.manager.tick import Code, inline_ticks, tick_project
 from autopilot.models import AutonomyMode, Project
 from blueprints.models import Task
 from runs.models import ExecutionRun
@@ -94,7 +94,7 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
             if not queued:
                 result = report.projects.get(project.pk)
                 note = result.note if result else ""
-                if until_empty and result and "retry backoff" in result.skipped:
+                if until_empty and result and Code.RETRY_BACKOFF in result.skipped:
                     if not waiting:
                         say({"event": "waiting", "reason": "retry backoff"}, "… waiting for a retry backoff to pass")
                     waiting = True
@@ -125,7 +125,8 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
 
     for status, n in ExecutionRun.objects.filter(pk__in=started_ids).values_list("status").annotate(n=Count("pk")).order_by():
         totals["runs"] += n
-        key = {"succeeded": "succeeded", "failed": "failed", "timed_out": "failed", "cancelled": "cancelled"}.get(status)
+        ended = (ExecutionRun.Status.SUCCEEDED, ExecutionRun.Status.CANCELLED)
+        key = "failed" if status in ExecutionRun.FAILED else status if status in ended else None
         if key:
             totals[key] += n
     totals["cost_usd"] = _spent(started_ids)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Count, F, Sum
 
+from autopilot import locks
 from autopilot.events import record_event
 from autopilot.models import FileStat, Project
 from blueprints.models import PlanNode, Task, TaskDependency
@@ -32,7 +33,7 @@ TOP = 10
 
 def learning_metrics(project: Project) -> dict:
     finished = list(
-        Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=(Task.Status.DONE, Task.Status.REVIEW))
+        Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=Task.DELIVERED)
         .values("pk", "status", "plan_order", "started_at", "completed_at", "updated_at", "rework_count", "attempts")
     )
     cycle = [
@@ -99,16 +100,16 @@ def _deviations(finished: list[dict]) -> set[int]:
 
 def refine_plan(*, project: Project, actor=None) -> dict:
     """Re-rank the open tasks' learned_priority from the learned signals; records what changed."""
-    open_statuses = (Task.Status.TODO, Task.Status.READY, Task.Status.BLOCKED)
+    open_statuses = Task.UNSTARTED | {Task.Status.BLOCKED}  # not started yet (blocked ones may come back)
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        locks.lock_project(project.pk)
         tasks = list(
             Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=open_statuses)
             .select_related("plan_node").only("pk", "title", "learned_priority", "rework_count", "plan_node__difficulty")
         )
         unblocks = dict(
             TaskDependency.objects.filter(depends_on__project=project)
-            .exclude(task__status=Task.Status.DONE)
+            .filter(task__status__in=Task.OPEN)
             .values_list("depends_on_id")
             .annotate(n=Count("pk"))
             .order_by()

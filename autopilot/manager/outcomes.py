@@ -25,7 +25,9 @@ from django.utils import timezone
 from autopilot.events import record_event
 from autopilot.models import Event, FileStat
 from autopilot.state import can_transition, transition
+from blueprints import locks as task_locks
 from blueprints.models import PlanNode, Task
+from runs.models import ExecutionRun, ExecutionStep
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,8 @@ def touched_files(diff_summary) -> list[str]:
 
 def tests_result(run) -> bool | None:
     """True/False from the run's last test step (or a test-role run's outcome); None: no tests ran."""
-    from runs.models import ExecutionStep
-
     if run.role == "test":
-        return run.status == "succeeded"
+        return run.status == ExecutionRun.Status.SUCCEEDED
     last = ExecutionStep.objects.filter(run=run, kind=ExecutionStep.Kind.TEST).order_by("-seq").values("status").first()
     return None if last is None else last["status"] == ExecutionStep.Status.COMPLETED
 
@@ -73,13 +73,11 @@ def _bump_files(project_id: int, paths: list[str], **increments: int) -> None:
 
 def apply_run_started(run_id: int) -> None:
     """A code run started: its task moves to in_progress; a repeated pass counts as rework."""
-    from runs.models import ExecutionRun
-
     run = ExecutionRun.objects.filter(pk=run_id).only("pk", "task_id", "role", "created_by_id").first()
     if run is None or run.task_id is None or run.role != "code":
         return
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(pk=run.task_id).first()
+        task = task_locks.lock_task(run.task_id)
         if task is None or task.status == Task.Status.IN_PROGRESS:
             return
         if not can_transition(Task, task.status, Task.Status.IN_PROGRESS):
@@ -96,15 +94,13 @@ def apply_run_started(run_id: int) -> None:
 
 def apply_run_finished(run_id: int) -> dict | None:
     """A run reached a terminal status: move its task on and update the learning signals (once)."""
-    from runs.models import ExecutionRun
-
     run = ExecutionRun.objects.select_related("project").filter(pk=run_id).first()
     if run is None or run.task_id is None or run.status not in ExecutionRun.TERMINAL:
         return None
     if run.role not in ("code", "test"):
         return None
     with transaction.atomic():
-        task = Task.objects.select_for_update(of=("self",)).select_related("plan_node").filter(pk=run.task_id).first()
+        task = task_locks.lock_task(run.task_id, related=("plan_node",))
         if task is None:
             return None
         if Event.objects.filter(kind=OUTCOME_KIND, subject_type="executionrun", subject_id=run.pk).exists():
@@ -115,11 +111,10 @@ def apply_run_finished(run_id: int) -> dict | None:
 
 
 def _outcome(run, task: Task) -> dict:
-    from runs.models import ExecutionRun
-
     project = run.project
     now = timezone.now()
-    other_open = ExecutionRun.objects.filter(task=task, role="code", status__in=("queued", "preparing", "running", "waiting_approval")).exclude(pk=run.pk).exists()
+    open_runs = ExecutionRun.objects.filter(task=task, role="code", status__in=ExecutionRun.OPEN)
+    other_open = open_runs.exclude(pk=run.pk).exists()
     files = touched_files(run.diff_summary)
 
     if run.role == "test":
@@ -134,7 +129,7 @@ def _outcome(run, task: Task) -> dict:
                        event_data={"run": run.pk})
         return {"task_status": task.status, "cancelled": True}
 
-    if task.status in (Task.Status.TODO, Task.Status.READY) and not other_open:
+    if task.status in Task.UNSTARTED and not other_open:
         # The run ended before its start was seen (or the hook was missed): it did start.
         transition(task, Task.Status.IN_PROGRESS, reason=f"run #{run.pk} ran",
                    fields={"started_at": task.started_at or run.started_at or now}, event_data={"run": run.pk})
@@ -201,7 +196,7 @@ def _test_outcome(run, task: Task, project, now) -> dict:
     """A test-worker run ended: passed → done (when the project auto-completes); failed → rework."""
     from autopilot.manager.tick import request_tick  # noqa: F401 - the hook requests the tick
 
-    passed = run.status == "succeeded"
+    passed = run.status == ExecutionRun.Status.SUCCEEDED
     if task.status != Task.Status.REVIEW:
         return {"task_status": task.status, "tests_passed": passed}
     if passed:
@@ -210,7 +205,7 @@ def _test_outcome(run, task: Task, project, now) -> dict:
                        event_data={"run": run.pk})
             return {"task_status": Task.Status.DONE, "tests_passed": True}
         return {"task_status": task.status, "tests_passed": True}
-    if run.status == "cancelled":
+    if run.status == ExecutionRun.Status.CANCELLED:
         return {"task_status": task.status, "tests_passed": False, "cancelled": True}
     files = touched_files((run.resumed_from.diff_summary if run.resumed_from_id else None) or run.diff_summary)
     _bump_files(project.pk, files, failures=1)

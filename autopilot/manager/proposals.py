@@ -39,7 +39,7 @@ def proposal_accept(*, proposal: Proposal, actor=None):
         ensure_queue_room(1)
         mode = project.autonomy_mode if project.autonomy_mode != AutonomyMode.OFF else AutonomyMode.SUGGEST
         try:
-            run = start_run_for_task(project=project, task=task, mode=mode, actor=actor, reason="proposal accepted",
+            run = start_run_for_task(project=project, task=task, mode=mode, actor=actor,
                                      expire_proposals=False)
         except IntegrityError as exc:
             raise Conflict(f"Task #{task.pk} already has a queued or active run.") from exc

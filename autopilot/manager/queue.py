@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_event
 from autopilot.models import Project
+from runs import locks as run_locks
 from runs.models import ExecutionRun
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
@@ -95,7 +96,7 @@ def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason
         qs = qs.filter(project__in=projects)
     cancelled = []
     with transaction.atomic():
-        for run in qs.select_for_update():
+        for run in run_locks.lock_runs(qs):  # in primary-key order (the lock order, runs.locks)
             try:
                 _cancel(run, actor=actor, reason=reason)
             except Exception:  # noqa: BLE001 - a run that left the queue meanwhile stays as it is
@@ -106,7 +107,7 @@ def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason
     return cancelled
 
 
-def _cancel(run: ExecutionRun, *, actor, reason: str, transition=None) -> None:
+def _cancel(run: ExecutionRun, *, actor, reason: str) -> None:
     from runs.services import run_stop
 
     run_stop(run=run, actor=actor, reason=reason)

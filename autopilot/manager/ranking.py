@@ -31,18 +31,16 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Concat
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from autopilot.models import AutonomyMode, Project, Proposal
-from blueprints.models import Task
+from blueprints.filtersets import subtree_q
+from blueprints.models import PlanNode, Task
 from blueprints.selectors import unfinished_dependency_exists
 from runs.models import ExecutionRun, UsageRecord
 
-OPEN_RUN_STATUSES = ("queued", "preparing", "running", "waiting_approval")
-ACTIVE_RUN_STATUSES = ("preparing", "running", "waiting_approval")
-FAILED_RUN_STATUSES = ("failed", "timed_out")
-RANKING = ("-priority", "-learned_priority", "plan_order", "id")
+RANKING = Task.RANKING
 MONEY = DecimalField(max_digits=14, decimal_places=6)
 
 
@@ -52,14 +50,14 @@ def undone_dependency() -> Exists:
 
 
 def open_run() -> Exists:
-    return Exists(ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=OPEN_RUN_STATUSES))
+    return Exists(ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=ExecutionRun.OPEN))
 
 
 def tasks_with_open_runs() -> QuerySet:
     """Task ids that have a queued or active run: few rows (bounded by the queue and the concurrency
     limits), so `pk__in` this non-correlated subquery is evaluated once — much cheaper than a
     correlated NOT EXISTS per task on large graphs."""
-    return ExecutionRun.objects.filter(status__in=OPEN_RUN_STATUSES, task__isnull=False).values("task_id")
+    return ExecutionRun.objects.filter(status__in=ExecutionRun.OPEN, task__isnull=False).values("task_id")
 
 
 def pending_proposal() -> Exists:
@@ -75,21 +73,27 @@ def dismissed_proposal() -> Exists:
     )
 
 
-def in_phase() -> Case:
-    """True when the task lies in its project's active phase subtree (anchor prefix), or no phase is set."""
-    phase_anchor = F("project__active_phase__anchor")
-    return Case(
-        When(project__active_phase__isnull=True, then=Value(True)),
-        When(plan_node__anchor=phase_anchor, then=Value(True)),
-        When(plan_node__anchor__startswith=Concat(phase_anchor, Value("/")), then=Value(True)),
-        default=Value(False),
-        output_field=BooleanField(),
-    )
+def in_phase(project: Project) -> Value | Case:
+    """True when the task lies in the project's active phase subtree (`subtree_q`), or no phase is set."""
+    phase = project.active_phase if project.active_phase_id else None
+    if phase is None:
+        return Value(True, output_field=BooleanField())
+    return Case(When(subtree_q(phase), then=Value(True)), default=Value(False), output_field=BooleanField())
+
+
+def rank_key(task) -> tuple:
+    """`Task.RANKING` as a sort key over objects (tasks or candidates) with those attributes."""
+    key = []
+    for name in RANKING:
+        attr = name.lstrip("-")
+        value = getattr(task, "pk" if attr == "id" else attr)
+        key.append(-value if name.startswith("-") else value)
+    return tuple(key)
 
 
 def runnable_tasks(project_ids: list[int] | None = None) -> QuerySet[Task]:
-    """Ready work tasks whose dependencies are ALL done and that have no queued or active run."""
-    qs = Task.objects.filter(status=Task.Status.READY, kind=Task.Kind.WORK, removed_from_spec=False)
+    """Runnable work tasks whose dependencies are ALL done and that have no open run."""
+    qs = Task.objects.filter(status__in=Task.RUNNABLE, kind=Task.Kind.WORK, removed_from_spec=False)
     if project_ids is not None:
         qs = qs.filter(project_id__in=project_ids)
     return qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs())
@@ -109,7 +113,8 @@ def last_failures(task_ids: list[int]) -> dict[int, dt.datetime]:
     if not task_ids:
         return {}
     rows = (
-        ExecutionRun.objects.filter(task_id__in=task_ids, status__in=FAILED_RUN_STATUSES, ended_at__isnull=False)
+        ExecutionRun.objects.filter(task_id__in=task_ids, status__in=ExecutionRun.FAILED,
+                                    ended_at__isnull=False)
         .values("task_id")
         .annotate(last=Max("ended_at"))
     )
@@ -187,12 +192,12 @@ def capacities(projects: list[Project], *, now: dt.datetime | None = None) -> di
     """Capacity of several projects in a constant number of queries (grouped counts and sums)."""
     ids = [p.pk for p in projects]
     global_row = ExecutionRun.objects.aggregate(
-        open=Count("pk", filter=Q(status__in=OPEN_RUN_STATUSES)),
-        queued=Count("pk", filter=Q(status="queued")),
+        open=Count("pk", filter=Q(status__in=ExecutionRun.OPEN)),
+        queued=Count("pk", filter=Q(status=ExecutionRun.Status.QUEUED)),
     )
     per_project = {
         row["project_id"]: row
-        for row in ExecutionRun.objects.filter(project_id__in=ids, status__in=OPEN_RUN_STATUSES)
+        for row in ExecutionRun.objects.filter(project_id__in=ids, status__in=ExecutionRun.OPEN)
         .values("project_id")
         .annotate(
             open=Count("pk"),
@@ -240,31 +245,27 @@ def ready_counts(project_ids: list[int]) -> dict[int, int]:
     """Tasks in status ready per project (one grouped query on the status index)."""
     return {
         row["project_id"]: row["n"]
-        for row in Task.objects.filter(project_id__in=project_ids, status=Task.Status.READY, kind=Task.Kind.WORK)
+        for row in Task.objects.filter(project_id__in=project_ids, status__in=Task.RUNNABLE, kind=Task.Kind.WORK)
         .values("project_id")
         .annotate(n=Count("pk"))
     }
 
 
 def phase_filter(projects: list[Project]) -> Q:
-    """Tasks inside their project's active phase subtree (anchor prefix); every task when no phase.
+    """Tasks inside their project's active phase subtree (`subtree_q`); every task when no phase.
 
-    Built from the phases' anchors (one lookup of the few phase nodes), so the big task query joins
-    the plan nodes only when some project has an active phase."""
+    Built from the phase nodes (one lookup of the few phase nodes), so the big task query joins the
+    plan nodes only when some project has an active phase."""
     phased = {p.pk: p.active_phase_id for p in projects if p.active_phase_id}
     if not phased:
         return Q()
-    from blueprints.models import PlanNode
-
-    anchors = dict(PlanNode.objects.filter(pk__in=phased.values()).values_list("pk", "anchor"))
+    nodes = PlanNode.objects.in_bulk(list(phased.values()))
     condition = ~Q(project_id__in=list(phased))
     for project_id, node_id in phased.items():
-        anchor = anchors.get(node_id)
-        if anchor is None:
+        node = nodes.get(node_id)
+        if node is None:
             continue
-        condition |= Q(project_id=project_id) & (
-            Q(plan_node__anchor=anchor) | Q(plan_node__anchor__startswith=anchor + "/")
-        )
+        condition |= Q(project_id=project_id) & subtree_q(node)
     return condition
 
 
@@ -275,7 +276,7 @@ def candidate_queryset(
     not dismissed since the task last changed). `include_todo`: also to-do tasks whose dependencies
     are done (what the next reconcile makes ready) — for explanations and dry runs."""
     ids = [p.pk for p in projects]
-    statuses = [Task.Status.READY, Task.Status.TODO] if include_todo else [Task.Status.READY]
+    statuses = Task.UNSTARTED if include_todo else Task.RUNNABLE
     qs = Task.objects.filter(project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
     qs = qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs()).filter(phase_filter(projects))
     suggesting = [pid for pid in ids if modes.get(pid) == AutonomyMode.SUGGEST]
@@ -314,7 +315,7 @@ def ranked_candidates(
         candidate = Candidate(*row)
         grouped.setdefault(candidate.project_id, []).append(candidate)
     return {
-        project_id: sorted(rows, key=lambda c: (-c.priority, -c.learned_priority, c.plan_order, c.pk))[: limits[project_id]]
+        project_id: sorted(rows, key=rank_key)[: limits[project_id]]
         for project_id, rows in grouped.items()
     }
 
@@ -337,7 +338,7 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
     marks = ", ".join(["%s"] * len(project_ids))
     top = (
         f"SELECT c.pk FROM candidate c WHERE c.project_id = p.{pk} "  # noqa: S608 - identifiers only
-        "ORDER BY c.priority DESC, c.learned_priority DESC, c.plan_order, c.pk LIMIT %s"
+        f"ORDER BY {_order_sql('c')} LIMIT %s"
     )
     if connection.vendor == "postgresql":
         join = f"JOIN LATERAL ({top}) top ON true JOIN {tasks} t ON t.{task_pk} = top.pk"
@@ -350,15 +351,25 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
         return cursor.fetchall()
 
 
+def _order_sql(alias: str) -> str:
+    """`Task.RANKING` as an SQL ORDER BY list over the candidate CTE `alias` (whose id column is pk)."""
+    columns = []
+    for name in RANKING:
+        column = name.lstrip("-")
+        direction = " DESC" if name.startswith("-") else ""
+        columns.append(f"{alias}.{'pk' if column == 'id' else column}{direction}")
+    return ", ".join(columns)
+
+
 def explained_tasks(project: Project, *, limit: int = 1000) -> QuerySet[Task]:
     """Every ready (or about to be ready) task of a project with what decides whether it starts."""
-    open_runs = ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=OPEN_RUN_STATUSES).order_by("-pk")
+    open_runs = ExecutionRun.objects.filter(task=OuterRef("pk"), status__in=ExecutionRun.OPEN).order_by("-pk")
     return (
         Task.objects.filter(project=project, kind=Task.Kind.WORK)
-        .filter(Q(status=Task.Status.READY) | Q(status=Task.Status.TODO))
+        .filter(status__in=Task.UNSTARTED)
         .filter(~undone_dependency())
         .annotate(
-            in_phase=in_phase(),
+            in_phase=in_phase(project),
             open_run_id=Subquery(open_runs.values("pk")[:1]),
             open_run_status=Subquery(open_runs.values("status")[:1]),
             has_pending_proposal=pending_proposal(),

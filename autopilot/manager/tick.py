@@ -24,13 +24,14 @@ from dataclasses import dataclass, field, replace
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from autopilot import queues
+from autopilot import locks, queues
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_events
 from autopilot.manager import ranking
 from autopilot.models import AutonomyMode, Project, Proposal
 from blueprints.models import Task
 from blueprints.readiness import refresh_readiness
+from runs.context import TASK_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,49 @@ _inline_lock = threading.Lock()
 # --- Reports --------------------------------------------------------------------------------------
 
 
+class Code:
+    """Why a task starts or is skipped. Counters (`ProjectTick.skipped`) are keyed by code; the text a
+    human reads is made from the code (`reason_text`), never parsed back."""
+
+    READY = "ready"
+    OFF = "off"
+    PAUSED = "paused"
+    RETRY_BACKOFF = "retry_backoff"
+    CAPACITY = "capacity"
+    QUEUE_FULL = "queue_full"
+    BUDGET = "budget"
+    ALREADY_RUNNING = "already_running"
+    ALREADY_PROPOSED = "already_proposed"
+
+
+LABELS = {
+    Code.READY: "ready",
+    Code.OFF: "autonomy mode is off",
+    Code.PAUSED: "project is paused",
+    Code.RETRY_BACKOFF: "retry backoff",
+    Code.CAPACITY: "capacity",
+    Code.QUEUE_FULL: "queue full",
+    Code.BUDGET: "budget",
+    Code.ALREADY_RUNNING: "already running",
+    Code.ALREADY_PROPOSED: "already proposed",
+}
+
+
+def reason_text(code: str, detail: str = "") -> str:
+    """The human text of a decision: its code's label, then the detail."""
+    return f"{LABELS[code]}: {detail}" if detail else LABELS[code]
+
+
 @dataclass
 class Decision:
     task: Task | ranking.Candidate  # the pre-pass decides on candidates, `_act` on the re-read tasks
     action: str  # start | propose | skip
-    reasons: list[str]
+    code: str  # a `Code`
+    detail: str = ""
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason_text(self.code, self.detail)]
 
     def as_dict(self) -> dict:
         return {
@@ -59,6 +98,7 @@ class Decision:
             "learned_priority": self.task.learned_priority,
             "plan_order": self.task.plan_order,
             "action": self.action,
+            "code": self.code,
             "reasons": self.reasons,
         }
 
@@ -236,9 +276,9 @@ def decide(
     """Pure: what to do with each candidate (best first), with the reasons. The tick and the plan
     explanation both call this, so the explanation is exactly what the next tick would do."""
     if mode == AutonomyMode.OFF:
-        return [Decision(t, "skip", ["autonomy mode is off"]) for t in candidates]
+        return [Decision(t, "skip", Code.OFF) for t in candidates]
     if project.paused:
-        return [Decision(t, "skip", ["project is paused"]) for t in candidates]
+        return [Decision(t, "skip", Code.PAUSED) for t in candidates]
     proposing = mode == AutonomyMode.SUGGEST
     project_slots = capacity.project_slots - (capacity.pending_proposals if proposing else 0)
     global_slots = capacity.global_slots
@@ -253,34 +293,36 @@ def decide(
             wait = ranking.backoff_seconds(task.attempts)
             retry_at = last_failure + timezone.timedelta(seconds=wait)
             if retry_at > now:
-                decisions.append(Decision(task, "skip", [
-                    f"retry backoff: attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
-                ]))
+                decisions.append(Decision(task, "skip", Code.RETRY_BACKOFF, (
+                    f"attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
+                )))
                 continue
         if project_slots <= 0:
             used = capacity.project_open + (capacity.pending_proposals if proposing else 0)
             what = "runs and pending proposals" if proposing else "queued/active runs"
-            decisions.append(Decision(task, "skip", [f"capacity: project limit reached ({used}/{capacity.max_parallel} {what})"]))
+            decisions.append(Decision(task, "skip", Code.CAPACITY,
+                                      f"project limit reached ({used}/{capacity.max_parallel} {what})"))
             continue
         if not proposing and global_slots <= 0:
-            decisions.append(Decision(task, "skip", [
-                f"capacity: global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
-            ]))
+            decisions.append(Decision(task, "skip", Code.CAPACITY, (
+                f"global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
+            )))
             continue
         if not proposing and queue_room <= 0:
-            decisions.append(Decision(task, "skip", [f"queue full ({capacity.queue_size}/{capacity.queue_max})"]))
+            decisions.append(Decision(task, "skip", Code.QUEUE_FULL,
+                                      f"{capacity.queue_size}/{capacity.queue_max} queued"))
             continue
         if budget_slots is not None and budget_slots <= 0:
-            decisions.append(Decision(task, "skip", [
-                f"budget: daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
+            decisions.append(Decision(task, "skip", Code.BUDGET, (
+                f"daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
                 f"${capacity.reserved:.2f} reserved by open runs, a run reserves ${capacity.run_budget})"
-            ]))
+            )))
             continue
         why = (
-            f"rank {rank}: all dependencies done; priority {task.priority}, learned priority "
+            f"rank {rank}, all dependencies done; priority {task.priority}, learned priority "
             f"{task.learned_priority:.2f}, plan order {task.plan_order}"
         )
-        decisions.append(Decision(task, "propose" if proposing else "start", [why]))
+        decisions.append(Decision(task, "propose" if proposing else "start", Code.READY, why))
         project_slots -= 1
         global_slots -= 1
         queue_room -= 1
@@ -300,20 +342,6 @@ def wanted_slots(project: Project, mode: str, capacity: ranking.Capacity) -> int
     return slots if budget is None else min(slots, budget)
 
 
-def build_prompt(task: Task, backend: str = "") -> str:
-    """The agent's instructions for a task. For the offline `scripted` backend a task whose body is a
-    JSON script (a list of actions) runs that script verbatim (demos, tests, benchmarks)."""
-    if backend == "scripted" and task.body.strip().startswith("["):
-        return task.body.strip()
-    parts = [f"Task #{task.pk}: {task.title}"]
-    if task.plan_node_id and task.plan_node is not None:
-        parts.append(f"Spec section: {task.plan_node.title} ({task.plan_node.anchor})")
-    if task.body:
-        parts.append(task.body)
-    parts.append("Implement it in this repository, keep the change focused, and make the tests pass.")
-    return "\n\n".join(parts)
-
-
 # --- Acting (under the locks) ---------------------------------------------------------------------
 
 
@@ -324,7 +352,7 @@ def _global_lock() -> None:
 
 
 def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, enqueue: bool = True,
-                       reason: str = "", budget_usd=None, expire_proposals: bool = True, previous=False):
+                       budget_usd=None, expire_proposals: bool = True, previous=False):
     """Create the run of a task (queued; the worker is enqueued on commit). Caller holds the locks.
 
     `previous`: the task's latest code run (pk, attempt) when the caller fetched it in bulk; a retry
@@ -370,7 +398,7 @@ class _Plan:
 def _run_spec(project: Project, task: Task, mode: str, previous, budget_usd=None) -> dict:
     backend, model = project.agent_for("code")
     return {
-        "project": project, "prompt": build_prompt(task, backend), "task": task, "role": "code",
+        "project": project, "prompt": TASK_INSTRUCTION, "task": task, "role": "code",
         "agent_backend": backend, "model": model,
         "budget_usd": budget_usd if budget_usd is not None else project.default_run_budget_usd,
         "priority": task.priority, "retry_of": previous,
@@ -410,7 +438,7 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
         _global_lock()
         # FOR NO KEY UPDATE: excludes another tick's `_act` all the same, but not the foreign-key checks
         # (FOR KEY SHARE) of rows other transactions insert for these projects (events, runs, tasks).
-        projects = list(Project.objects.select_for_update(no_key=True).filter(pk__in=list(plan_of)).order_by("pk"))
+        projects = locks.lock_projects(plan_of, no_key=True)
         modes = {p.pk: effective_mode(p, mode_override) for p in projects}
         capacity = ranking.capacities(projects, now=now)
         unknown = [p.pk for p in projects if plan_of[p.pk].ready is None]
@@ -442,8 +470,7 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
                                failures=failures, now=now)
             for decision in decisions:
                 if decision.action == "skip":
-                    key = decision.reasons[0].split(":")[0]
-                    result.skipped[key] = result.skipped.get(key, 0) + 1
+                    result.skipped[decision.code] = result.skipped.get(decision.code, 0) + 1
                 elif decision.action == "propose":
                     _propose(project, decision, result)
                 else:
@@ -455,9 +482,9 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
             for (project, _, decision), outcome in zip(starts, _create_runs(specs, actor=actor, enqueue=enqueue), strict=True):
                 result = results[project.pk]
                 if isinstance(outcome, IntegrityError):
-                    result.skipped["already running"] = result.skipped.get("already running", 0) + 1
+                    result.skipped[Code.ALREADY_RUNNING] = result.skipped.get(Code.ALREADY_RUNNING, 0) + 1
                 elif isinstance(outcome, CapacityExceeded):  # the queue filled up meanwhile (e.g. manual runs)
-                    result.skipped["queue full"] = result.skipped.get("queue full", 0) + 1
+                    result.skipped[Code.QUEUE_FULL] = result.skipped.get(Code.QUEUE_FULL, 0) + 1
                     result.note = outcome.message
                 else:
                     result.started.append({"task": decision.task.pk, "run": outcome.pk, "reason": decision.reasons[0]})
@@ -484,7 +511,7 @@ def _propose(project: Project, decision: Decision, result: ProjectTick) -> None:
                 score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
             )
     except IntegrityError:
-        result.skipped["already proposed"] = result.skipped.get("already proposed", 0) + 1
+        result.skipped[Code.ALREADY_PROPOSED] = result.skipped.get(Code.ALREADY_PROPOSED, 0) + 1
         return
     result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
 
@@ -636,8 +663,7 @@ def tick_all(
         chosen = [d.task.pk for d in decisions if d.action != "skip"]
         for d in decisions:
             if d.action == "skip":
-                key = d.reasons[0].split(":")[0]
-                result.skipped[key] = result.skipped.get(key, 0) + 1
+                result.skipped[d.code] = result.skipped.get(d.code, 0) + 1
         if chosen and not dry_run:
             plans.append(_Plan(project_id=project.pk, chosen=chosen, readiness=changes, skipped=result.skipped,
                                ready=result.ready))

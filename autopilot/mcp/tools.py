@@ -210,7 +210,7 @@ def task_list(
     if not filterset.is_valid():
         problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
         raise ApplicationError(f"Invalid filter: {problems}")
-    queryset = filterset.qs.order_by(*task_selectors.RANKING)
+    queryset = filterset.qs.order_by(*Task.RANKING)
     total = queryset.count()
     page = list(queryset[offset : offset + limit])
     after = offset + len(page)
@@ -295,7 +295,7 @@ def task_update(
 def task_complete(
     principal: Principal, *, task: int | None = None, summary: str = "", status: str = "done"
 ) -> dict:
-    if status not in (Task.Status.DONE, Task.Status.REVIEW):
+    if status not in Task.DELIVERED:
         raise ApplicationError(f"status must be 'done' or 'review', got '{status}'.")
     found = task_of(principal, task, Role.OPERATOR)
     found = task_services.task_transition(

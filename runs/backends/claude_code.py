@@ -533,7 +533,7 @@ class ClaudeCodeBackend(Backend):
             # A call the gate never saw (should not happen): record it as it happened.
             await in_thread(
                 ctx.record_step, tool_kind(name), tool_name=name, input=tool_input, output=output,
-                status="failed" if block.is_error else "completed",
+                status=ExecutionStep.Status.FAILED if block.is_error else ExecutionStep.Status.COMPLETED,
             )
             return
         kwargs: dict[str, Any] = {}

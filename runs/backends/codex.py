@@ -43,6 +43,7 @@ from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_pat
 from runs.models import ExecutionStep
 
 Kind = ExecutionStep.Kind
+StepStatus = ExecutionStep.Status
 
 
 def codex_cli() -> str | None:
@@ -220,7 +221,7 @@ class CodexBackend(Backend):
                 if verdict.action != "allow":
                     state["refused"] = f"Codex ran a command Autopilot's guard does not allow without approval: {verdict.reason}"
                     ctx.record_step(Kind.RUN_TERMINAL, tool_name="exec_command", input={"command": item.get("command")},
-                                    output=state["refused"], status="failed")
+                                    output=state["refused"], status=StepStatus.FAILED)
         elif kind == "item.completed":
             self._on_item(ctx, state, event.get("item") or {})
         elif kind == "turn.completed":
@@ -248,7 +249,8 @@ class CodexBackend(Backend):
             command = _unwrap(item.get("command", ""))
             ctx.record_step(
                 Kind.RUN_TERMINAL, tool_name="exec_command", input={"command": command, "exit_code": exit_code},
-                output=item.get("aggregated_output") or "", status="completed" if exit_code == 0 else "failed",
+                output=item.get("aggregated_output") or "",
+                status=StepStatus.COMPLETED if exit_code == 0 else StepStatus.FAILED,
             )
             ctx.note_progress(new_command=True)
         elif kind == "agent_message":
@@ -263,7 +265,8 @@ class CodexBackend(Backend):
                     Kind.WRITE_FILE if change_kind == "add" else Kind.EDIT_FILE, tool_name="apply_patch",
                     input={"path": _relative(ctx, path), "change": change_kind},
                     output=f"{change_kind} {_relative(ctx, path)}",
-                    status="completed" if item.get("status", "completed") == "completed" else "failed",
+                    status=(StepStatus.FAILED if item.get("status", "completed") != "completed"
+                            else StepStatus.COMPLETED),
                 )
             ctx.note_progress(changed_files=True)
         elif kind in {"reasoning", "todo_list"}:
@@ -271,7 +274,7 @@ class CodexBackend(Backend):
         elif kind == "error":
             message = str(item.get("message") or "")
             if "model metadata" not in message:
-                ctx.record_step(Kind.TOOL, tool_name="codex_error", output=message, status="failed")
+                ctx.record_step(Kind.TOOL, tool_name="codex_error", output=message, status=StepStatus.FAILED)
         else:
             ctx.record_step(Kind.TOOL, tool_name=str(kind or "codex_item"), input=_jsonable(item), output="")
 

@@ -2,8 +2,8 @@
 
 It uses no model at all and is labelled "scripted (offline demo)" wherever it appears. It follows a
 script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
-JSON list, or else the built-in demo script (write a notes file with the prompt, list the
-directory, finish). Every action is one turn and goes through the same guarded tools as the native
+JSON list, or from the task's body when it is one (the tick's runs of script tasks), or else the
+built-in demo script (write a notes file with the prompt, list the directory, finish). Every action is one turn and goes through the same guarded tools as the native
 backend, so approvals, refusals, diffs and rollback behave exactly as with a real agent.
 
 Actions (one key names the action):
@@ -46,6 +46,8 @@ def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     script = ctx.settings.get("script")
     if script is None:
         text = (ctx.run.prompt or "").strip()
+        if not text.startswith("[") and ctx.run.task_id:  # a task whose body is a script (demos, benches)
+            text = (ctx.run.task.body or "").strip()
         if text.startswith("["):
             try:
                 script = json.loads(text)

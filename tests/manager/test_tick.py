@@ -223,7 +223,7 @@ def test_a_failed_task_waits_for_its_retry_backoff(project, settings):
     ExecutionRunFactory(project=project, task=task, status="failed", ended_at=timezone.now())
     report = tick_project(project, reason="test")
     assert report.started == []
-    assert list(report.projects[project.pk].skipped) == ["retry backoff"]
+    assert list(report.projects[project.pk].skipped) == ["retry_backoff"]
     settings.AUTOPILOT_RETRY_BACKOFF_SECONDS = 0
     report = tick_project(project, reason="test")
     run = ExecutionRun.objects.get(task=task, status="queued")
@@ -258,7 +258,7 @@ def test_a_full_queue_holds_new_starts_back_with_the_reason(project, settings):
     assert report.started == [] and report.projects[project.pk].note == "queue full"
     from autopilot.manager.explain import manager_plan
 
-    assert manager_plan(project)["not_started"][0]["reasons"][0].startswith("queue full (1/1)")
+    assert manager_plan(project)["not_started"][0]["reasons"][0].startswith("queue full: 1/1")
 
 
 def test_dry_run_computes_decisions_without_writing(project):
