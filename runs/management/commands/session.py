@@ -13,8 +13,8 @@ from blueprints.models import Task
 from blueprints.selectors import task_get
 from runs import selectors, services
 from runs.management.commands._runcli import (
-    RunCliCommand, check_output_dir, create_run, get_run, parse_budget, parse_priority, resolve_model, run_text,
-    step_line, stream_steps,
+    OneLineParser, RunCliCommand, check_output_dir, create_run, get_run, parse_budget, parse_priority, resolve_model,
+    run_text, step_line, stream_steps,
 )
 from runs.models import ExecutionRun
 
@@ -62,7 +62,7 @@ class Command(RunCliCommand):
     help = "Sessions (runs): list, show/view, start a task, prompt a running agent, follow logs, cancel."
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
         listing = self.add_action(sub, "list", "Sessions, newest first (all projects you can see by default).")
         listing.add_argument("project_arg", nargs="?", metavar="PROJECT", help="Same as --project.")
         listing.add_argument("--project", help="Only this project's sessions (id, slug or name).")
