@@ -11,12 +11,15 @@ import json
 import sys
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from autopilot.errors import ApplicationError, NotFound
+from autopilot.models import Project
+from autopilot.services import project_get
 
 
 def to_jsonable(value: Any) -> Any:
@@ -97,11 +100,6 @@ def resolve_project(identifier, *, user, register=True):
 
     Minimal version (issue #13, cli2); the full one (default project, registering the current repository
     on first use) comes with the project commands and keeps this signature."""
-    from pathlib import Path
-
-    from autopilot.models import Project
-    from autopilot.services import project_get
-
     if identifier not in (None, ""):
         return project_get(identifier)
     cwd = Path.cwd().resolve()

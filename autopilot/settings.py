@@ -486,7 +486,9 @@ AUTOPILOT_WS_RECHECK_SECONDS = float(os.environ.get("AUTOPILOT_WS_RECHECK_SECOND
 # Where `autopilot run`/`resume` write each run's trajectory (<dir>/YYYYMMDD/HHMMSS-<slug>.json/.rlog).
 AUTOPILOT_TRAJECTORY_DIR = Path(os.environ.get("AUTOPILOT_TRAJECTORY_DIR") or DATA_DIR / "trajectories")
 # `-m sonnet|opus|haiku`: short model names; AUTOPILOT_MODEL_ALIASES (a JSON object) adds or overrides.
-AUTOPILOT_MODEL_ALIASES = {"sonnet": "claude-sonnet-4-6", "opus": "claude-opus-4-6", "haiku": "claude-haiku-4-5"}
+AUTOPILOT_MODEL_ALIASES = {
+    "sonnet": "claude-sonnet-4-6", "opus": "claude-opus-4-6", "haiku": "claude-haiku-4-5",
+}
 try:
     _aliases = json.loads(os.environ.get("AUTOPILOT_MODEL_ALIASES") or "{}")
 except ValueError as _exc:

@@ -227,7 +227,8 @@ def save_files(run: ExecutionRun, *, directory: Path, slug: str = "") -> tuple[P
     taken gets the run id appended. Returns the two paths."""
     data = export_run(run)
     stamp = timezone.localtime(run.started_at or run.created_at or timezone.now())
-    slug = slugify(slug)[:60].strip("-") or slugify(" ".join(run.prompt.split()[:8]))[:48].strip("-") or f"run-{run.pk}"
+    slug = (slugify(slug)[:60].strip("-") or slugify(" ".join(run.prompt.split()[:8]))[:48].strip("-")
+            or f"run-{run.pk}")
     day = Path(directory).expanduser() / stamp.strftime("%Y%m%d")
     day.mkdir(parents=True, exist_ok=True)
     base = f"{stamp.strftime('%H%M%S')}-{slug}"

@@ -14,12 +14,20 @@ AUTOPILOT = str(Path(sys.executable).with_name("autopilot"))  # the real console
 
 
 def autopilot(env, *args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run([AUTOPILOT, *map(str, args)], cwd=cwd or os.getcwd(), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [AUTOPILOT, *map(str, args)],
+        cwd=cwd or os.getcwd(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return result
 
 
@@ -31,7 +39,9 @@ def json_lines(result: subprocess.CompletedProcess) -> list:
     return [json.loads(line) for line in ok(result).stdout.strip().splitlines()]
 
 
-def assert_usage_error(result: subprocess.CompletedProcess, expected: str, runs_before: int | None = None) -> None:
+def assert_usage_error(
+    result: subprocess.CompletedProcess, expected: str, runs_before: int | None = None
+) -> None:
     """Exit 2, one line on stderr naming the problem, no traceback, nothing created."""
     detail = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 2, detail

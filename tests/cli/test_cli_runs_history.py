@@ -1,5 +1,5 @@
-"""`autopilot resume` (--continue, --trajectory FILE, RUN; -p, -b) and `analyze`/`replay`/`compare` on trajectory
-files and run ids, through the real console script; bad arguments."""
+"""`autopilot resume` (--continue, --trajectory FILE, RUN; -p, -b) and `analyze`/`replay`/`compare` on
+trajectory files and run ids, through the real console script; bad arguments."""
 
 from __future__ import annotations
 
@@ -29,14 +29,37 @@ def test_resume_continue_trajectory_and_run(subprocess_env, tmp_path):
     first = _run(subprocess_env, project, FIRST, tmp_path)
     _run(subprocess_env, other, FIRST, tmp_path)  # a newer run elsewhere: --continue stays in this project
     # resume --continue: the project's most recent run, with a prompt and a new budget
-    cont = last_json(autopilot(subprocess_env, "resume", "--continue", "-p", MORE, "-b", "3.5", "-o", tmp_path,
-                               "--json", cwd=project.repo_path))
+    cont = last_json(
+        autopilot(
+            subprocess_env,
+            "resume",
+            "--continue",
+            "-p",
+            MORE,
+            "-b",
+            "3.5",
+            "-o",
+            tmp_path,
+            "--json",
+            cwd=project.repo_path,
+        )
+    )
     assert cont["resumed_from"] == first["id"] and cont["status"] == "succeeded"
     assert cont["branch"] == first["branch"] and Decimal(str(cont["budget_usd"])) == Decimal("3.5")
     assert Path(cont["trajectory"]["json"]).is_file()
     # resume --trajectory FILE: the run that file records
-    from_file = last_json(autopilot(subprocess_env, "resume", "--trajectory", first["trajectory"]["json"],
-                                    "--max-budget", "5.0", "--json", cwd=tmp_path))
+    from_file = last_json(
+        autopilot(
+            subprocess_env,
+            "resume",
+            "--trajectory",
+            first["trajectory"]["json"],
+            "--max-budget",
+            "5.0",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
     assert from_file["resumed_from"] == first["id"] and Decimal(str(from_file["budget_usd"])) == Decimal("5")
     # resume RUN with no prompt: a default prompt, the original budget
     by_id = last_json(autopilot(subprocess_env, "resume", cont["id"], "--json", cwd=tmp_path))
@@ -51,8 +74,18 @@ def test_resume_continue_trajectory_and_run(subprocess_env, tmp_path):
 def test_analyze_replay_compare_take_files_and_run_ids(subprocess_env, tmp_path):
     project = ProjectFactory()
     a = _run(subprocess_env, project, FIRST, tmp_path)
-    b = _run(subprocess_env, project, json.dumps([{"write": "a.txt", "content": "a\n"}, {"write": "c.txt", "content": "c"},
-                                                  {"finish": "two files"}]), tmp_path)
+    b = _run(
+        subprocess_env,
+        project,
+        json.dumps(
+            [
+                {"write": "a.txt", "content": "a\n"},
+                {"write": "c.txt", "content": "c"},
+                {"finish": "two files"},
+            ]
+        ),
+        tmp_path,
+    )
     a_file, b_file = a["trajectory"]["json"], b["trajectory"]["json"]
     from_file = last_json(autopilot(subprocess_env, "analyze", a_file, "--json", cwd=tmp_path))
     from_db = last_json(autopilot(subprocess_env, "analyze", a["id"], "--json", cwd=tmp_path))
@@ -87,7 +120,10 @@ def test_resume_and_history_bad_arguments(subprocess_env, tmp_path):
     cases = [
         (["resume"], "Say which run to resume: RUN, --continue, or --trajectory FILE"),
         (["resume", done["id"], "--continue"], "Say which run to resume"),
-        (["resume", "--continue", "--project", empty.slug], f"Project '{empty.name}' has no run to continue yet"),
+        (
+            ["resume", "--continue", "--project", empty.slug],
+            f"Project '{empty.name}' has no run to continue yet",
+        ),
         (["resume", "--trajectory", tmp_path / "missing.json"], "Cannot read trajectory file"),
         (["resume", "--trajectory", not_json], "Trajectory is not valid JSON"),
         (["resume", "--trajectory", foreign_file], "is not in this Autopilot; import it first"),

@@ -28,7 +28,8 @@ class Command(RunCliCommand):
         _, data = load_source(self, options["source"], options)
         speed, max_wait = options["speed"], options["max_wait"]
         if not self.as_json:
-            self.stdout.write(f"replaying run #{data['run'].get('id')} ({data['run']['backend']}, {data['run']['status']})")
+            source = data["run"]
+            self.stdout.write(f"replaying run #{source.get('id')} ({source['backend']}, {source['status']})")
         for frame in trajectory.replay(data):
             if speed > 0 and frame.wait > 0:
                 time.sleep(min(frame.wait / speed, max_wait))

@@ -18,8 +18,16 @@ from autopilot.services import project_get
 from blueprints.selectors import task_get
 from runs import selectors, services
 from runs.management.commands._runcli import (
-    RunCliCommand, check_output_dir, create_run, open_in_browser, parse_budget, resolve_model, run_text, run_url,
-    save_trajectory, stream_steps,
+    RunCliCommand,
+    check_output_dir,
+    create_run,
+    open_in_browser,
+    parse_budget,
+    resolve_model,
+    run_text,
+    run_url,
+    save_trajectory,
+    stream_steps,
 )
 from runs.models import ExecutionRun
 
@@ -35,35 +43,64 @@ class Command(RunCliCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("first", nargs="?", metavar="PROMPT",
-                            help="What the agent should do. `run PROJECT PROMPT` also works.")
+        parser.add_argument(
+            "first",
+            nargs="?",
+            metavar="PROMPT",
+            help="What the agent should do. `run PROJECT PROMPT` also works.",
+        )
         parser.add_argument("second", nargs="?", help=argparse.SUPPRESS, metavar="…")
-        parser.add_argument("--project", help="Project id, slug or name (default: the one containing "
-                            "the current directory).")
-        parser.add_argument("--task", "--issue", dest="task", metavar="ID", help="Task (issue) id to work on.")
-        parser.add_argument("--agent", help="Agent backend (scripted, native, claude_code, codex, test_worker).")
-        parser.add_argument("-m", "--model", help="Model: sonnet, opus, haiku, or a full name such as "
-                            "anthropic:claude-sonnet-4-6 or openai:gpt-5-mini.")
+        parser.add_argument(
+            "--project", help="Project id, slug or name (default: the one containing the current directory)."
+        )
+        parser.add_argument(
+            "--task", "--issue", dest="task", metavar="ID", help="Task (issue) id to work on."
+        )
+        parser.add_argument(
+            "--agent", help="Agent backend (scripted, native, claude_code, codex, test_worker)."
+        )
+        parser.add_argument(
+            "-m",
+            "--model",
+            help="Model: sonnet, opus, haiku, or a full name such as "
+            "anthropic:claude-sonnet-4-6 or openai:gpt-5-mini.",
+        )
         parser.add_argument("--role", default="code", help="code | test | docs")
         parser.add_argument("-b", "--max-budget", help="Max USD for this run (default: the project's).")
         parser.add_argument("--max-turns", type=int)
         parser.add_argument("--max-wall-seconds", type=int)
-        parser.add_argument("-o", "--output-dir", help="Write the trajectory files under this directory "
-                            "(default: AUTOPILOT_TRAJECTORY_DIR).")
-        parser.add_argument("-s", "--slug", default="", help="Name part of the trajectory files "
-                            "(default: from the prompt).")
-        parser.add_argument("--ui", action="store_true", help="Print the run's web page (and open it on a terminal).")
+        parser.add_argument(
+            "-o",
+            "--output-dir",
+            help="Write the trajectory files under this directory (default: AUTOPILOT_TRAJECTORY_DIR).",
+        )
+        parser.add_argument(
+            "-s", "--slug", default="", help="Name part of the trajectory files (default: from the prompt)."
+        )
+        parser.add_argument(
+            "--ui", action="store_true", help="Print the run's web page (and open it on a terminal)."
+        )
         parser.add_argument("--script", help="Scripted backend: a JSON list of actions, or @file.json.")
-        parser.add_argument("--step-through", action="store_true", help="Pause before every step until advanced.")
-        parser.add_argument("--background", action="store_true", help="Queue it for the workers and return at once.")
-        parser.add_argument("--full-auto", action="store_true", help="Let the manager drive the project's tasks.")
-        parser.add_argument("--until-empty", action="store_true", help="With --full-auto: until no task is left.")
+        parser.add_argument(
+            "--step-through", action="store_true", help="Pause before every step until advanced."
+        )
+        parser.add_argument(
+            "--background", action="store_true", help="Queue it for the workers and return at once."
+        )
+        parser.add_argument(
+            "--full-auto", action="store_true", help="Let the manager drive the project's tasks."
+        )
+        parser.add_argument(
+            "--until-empty", action="store_true", help="With --full-auto: until no task is left."
+        )
 
     def _project_and_prompt(self, options, actor):
         first, second, named = options["first"], options["second"], options["project"]
         if second is not None:
             if named:
-                raise ApplicationError("Give the project once: `run --project NAME PROMPT` or `run PROJECT PROMPT`.")
+                raise ApplicationError(
+                    "Give the project once: `run --project NAME PROMPT` or `run PROJECT PROMPT`."
+                )
             return project_get(first), second
         if first is not None and not named and (options["task"] or options["full_auto"] or options["script"]):
             try:  # the older form `run PROJECT --task ID` / `run PROJECT --full-auto`
@@ -101,9 +138,17 @@ class Command(RunCliCommand):
         if options["step_through"]:
             run_settings["step_through"] = True
         run = create_run(
-            project=project, prompt=prompt, task=task, role=options["role"], agent_backend=options["agent"],
-            model=resolve_model(options["model"]), budget_usd=budget, max_turns=options["max_turns"],
-            max_wall_seconds=options["max_wall_seconds"], actor=actor, enqueue=options["background"],
+            project=project,
+            prompt=prompt,
+            task=task,
+            role=options["role"],
+            agent_backend=options["agent"],
+            model=resolve_model(options["model"]),
+            budget_usd=budget,
+            max_turns=options["max_turns"],
+            max_wall_seconds=options["max_wall_seconds"],
+            actor=actor,
+            enqueue=options["background"],
             run_settings=run_settings,
         )
         if options["background"]:
@@ -111,12 +156,18 @@ class Command(RunCliCommand):
             if options["ui"]:
                 data["url"] = run_url(run)
                 open_in_browser(self, data["url"])
-            self.emit(data, f"queued run #{run.pk} ({run.agent_backend}); follow it with "
-                      f"`autopilot session logs {run.pk} --follow`" + (f"\n  {data['url']}" if options["ui"] else ""))
+            self.emit(
+                data,
+                f"queued run #{run.pk} ({run.agent_backend}); follow it with "
+                f"`autopilot session logs {run.pk} --follow`"
+                + (f"\n  {data['url']}" if options["ui"] else ""),
+            )
             return
         if not self.as_json:
-            self.stdout.write(f"run #{run.pk} started in {project.name} "
-                              f"({run.agent_backend}{SCRIPTED if run.agent_backend == 'scripted' else ''})")
+            self.stdout.write(
+                f"run #{run.pk} started in {project.name} "
+                f"({run.agent_backend}{SCRIPTED if run.agent_backend == 'scripted' else ''})"
+            )
         if options["ui"]:
             self.show_url(run)
         self.foreground(run, actor, output_dir=options["output_dir"], slug=options["slug"])
@@ -154,7 +205,9 @@ class Command(RunCliCommand):
         run = selectors.run_get(run.pk, with_steps=True)
         files = save_trajectory(run, output_dir=output_dir, slug=slug)
         data = {**selectors.run_to_dict(run), "trajectory": files}
-        self.emit(data, run_text(run, data) + f"\n  trajectory: {files['json']}\n              {files['rlog']}")
+        self.emit(
+            data, run_text(run, data) + f"\n  trajectory: {files['json']}\n              {files['rlog']}"
+        )
         if run.status != ExecutionRun.Status.SUCCEEDED:
             raise CommandError(f"run #{run.pk} {run.status}: {run.status_reason}", returncode=1)
 
@@ -162,6 +215,10 @@ class Command(RunCliCommand):
         from autopilot.manager.drive import drive_full_auto
 
         return drive_full_auto(
-            project=project, max_budget=budget, until_empty=options["until_empty"],
-            stdout=self.stdout, as_json=self.as_json, actor=actor,
+            project=project,
+            max_budget=budget,
+            until_empty=options["until_empty"],
+            stdout=self.stdout,
+            as_json=self.as_json,
+            actor=actor,
         )

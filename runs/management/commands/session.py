@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from django.utils import timezone
+
 from autopilot.cli_support import resolve_project, to_jsonable
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
@@ -13,9 +15,19 @@ from blueprints.models import Task
 from blueprints.selectors import task_get
 from runs import selectors, services
 from runs.management.commands._runcli import (
-    OneLineParser, RunCliCommand, check_output_dir, create_run, get_run, parse_budget, parse_priority, resolve_model,
-    run_text, step_line, stream_steps,
+    OneLineParser,
+    RunCliCommand,
+    check_output_dir,
+    create_run,
+    get_run,
+    parse_budget,
+    parse_priority,
+    resolve_model,
+    run_text,
+    step_line,
+    stream_steps,
 )
+from runs.management.commands.run import Command as RunCommand
 from runs.models import ExecutionRun
 
 INTERACTIVE = "interactive sessions are not available yet (autonomous sessions are: `--type autonomous`)."
@@ -38,8 +50,6 @@ def _statuses(text: str | None) -> list[str]:
 def _duration(run: ExecutionRun) -> float | None:
     if not run.started_at:
         return None
-    from django.utils import timezone
-
     return round(((run.ended_at or timezone.now()) - run.started_at).total_seconds(), 1)
 
 
@@ -50,20 +60,35 @@ def _table(runs: list[ExecutionRun]) -> str:
     for r in runs:
         started = r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else "-"
         duration = _duration(r)
-        rows.append((str(r.pk), r.project.name[:24], "autonomous", r.status, started,
-                     "-" if duration is None else f"{duration:.1f}s", f"${r.cost_usd:.4f}",
-                     (r.prompt.splitlines() or [""])[0][:50]))
+        rows.append(
+            (
+                str(r.pk),
+                r.project.name[:24],
+                "autonomous",
+                r.status,
+                started,
+                "-" if duration is None else f"{duration:.1f}s",
+                f"${r.cost_usd:.4f}",
+                (r.prompt.splitlines() or [""])[0][:50],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    )
 
 
 class Command(RunCliCommand):
     help = "Sessions (runs): list, show/view, start a task, prompt a running agent, follow logs, cancel."
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
-        listing = self.add_action(sub, "list", "Sessions, newest first (all projects you can see by default).")
+        sub = parser.add_subparsers(
+            dest="action", required=True, metavar="ACTION", parser_class=OneLineParser
+        )
+        listing = self.add_action(
+            sub, "list", "Sessions, newest first (all projects you can see by default)."
+        )
         listing.add_argument("project_arg", nargs="?", metavar="PROJECT", help="Same as --project.")
         listing.add_argument("--project", help="Only this project's sessions (id, slug or name).")
         listing.add_argument("--status", help="Comma-separated statuses (or: active, finished).")
@@ -73,24 +98,37 @@ class Command(RunCliCommand):
         for name in ("show", "view"):
             show = self.add_action(sub, name, "One session with its steps.")
             show.add_argument("run", metavar="ID")
-        start = self.add_action(sub, "start", "Start a session on a task (runs it here; --queue: hand it to "
-                                              "the workers and return).")
+        start = self.add_action(
+            sub,
+            "start",
+            "Start a session on a task (runs it here; --queue: hand it to the workers and return).",
+        )
         start.add_argument("task", metavar="TASK", help="Task (issue) id.")
-        start.add_argument("--project", help="The task's project (id, slug or name); default: the task's own.")
+        start.add_argument(
+            "--project", help="The task's project (id, slug or name); default: the task's own."
+        )
         start.add_argument("--type", choices=["autonomous", "interactive"], default="autonomous")
-        start.add_argument("--priority", default="2", help="0–5 or lowest, low, medium, high, highest, urgent.")
-        start.add_argument("--queue", action="store_true", help="Queue it for the workers and return at once.")
+        start.add_argument(
+            "--priority", default="2", help="0–5 or lowest, low, medium, high, highest, urgent."
+        )
+        start.add_argument(
+            "--queue", action="store_true", help="Queue it for the workers and return at once."
+        )
         start.add_argument("--agent", help="Agent backend (default: the project's).")
         start.add_argument("-m", "--model", help="Model: sonnet, opus, haiku, or a full name.")
         start.add_argument("-b", "--max-budget", help="Max USD for this session.")
         start.add_argument("-o", "--output-dir", help="Write the trajectory files under this directory.")
-        prompt = self.add_action(sub, "prompt", "Send a message to the running agent (delivered between turns).")
+        prompt = self.add_action(
+            sub, "prompt", "Send a message to the running agent (delivered between turns)."
+        )
         prompt.add_argument("run", metavar="ID")
         prompt.add_argument("text", metavar="TEXT")
         logs = self.add_action(sub, "logs", "A session's steps; --follow streams them until it ends.")
         logs.add_argument("run", metavar="ID")
         logs.add_argument("-f", "--follow", action="store_true")
-        cancel = self.add_action(sub, "cancel", "Cancel a session: queued ones at once, running ones stop gracefully.")
+        cancel = self.add_action(
+            sub, "cancel", "Cancel a session: queued ones at once, running ones stop gracefully."
+        )
         cancel.add_argument("run", metavar="ID")
         attach = self.add_action(sub, "attach", "Attach to an interactive session.")
         attach.add_argument("run", metavar="ID")
@@ -123,8 +161,15 @@ class Command(RunCliCommand):
         if options["type"] == "interactive":
             qs = qs.none()  # every session is autonomous until interactive sessions exist
         runs = list(qs.prefetch_related("steps")[: options["limit"]])
-        data = [{**selectors.run_to_dict(r), "project_name": r.project.name, "type": "autonomous",
-                 "duration_seconds": _duration(r)} for r in runs]
+        data = [
+            {
+                **selectors.run_to_dict(r),
+                "project_name": r.project.name,
+                "type": "autonomous",
+                "duration_seconds": _duration(r),
+            }
+            for r in runs
+        ]
         self.emit({"runs": data}, _table(runs))
 
     def do_show(self, options):
@@ -142,7 +187,9 @@ class Command(RunCliCommand):
         def ended() -> bool:
             current = ExecutionRun.objects.filter(pk=run.pk).values("status", "cost_usd", "turns").first()
             if tty:
-                sys.stderr.write(f"\r… {current['status']}  ${current['cost_usd']:.4f}  {current['turns']} turns ")
+                sys.stderr.write(
+                    f"\r… {current['status']}  ${current['cost_usd']:.4f}  {current['turns']} turns "
+                )
                 sys.stderr.flush()
             return not options["follow"] or current["status"] in ExecutionRun.TERMINAL
 
@@ -152,11 +199,18 @@ class Command(RunCliCommand):
         final = selectors.run_get(run.pk)
         if options["follow"]:
             if self.as_json:
-                self.stdout.write(json.dumps(to_jsonable({"run": run.pk, "status": final.status,
-                                                          "status_reason": final.status_reason})))
+                self.stdout.write(
+                    json.dumps(
+                        to_jsonable(
+                            {"run": run.pk, "status": final.status, "status_reason": final.status_reason}
+                        )
+                    )
+                )
             else:
-                self.stdout.write(f"run #{final.pk} {final.status}" +
-                                  (f": {final.status_reason}" if final.status_reason else ""))
+                self.stdout.write(
+                    f"run #{final.pk} {final.status}"
+                    + (f": {final.status_reason}" if final.status_reason else "")
+                )
 
     # -- acting ------------------------------------------------------------------------------------
 
@@ -171,20 +225,33 @@ class Command(RunCliCommand):
             task = task_get(resolve_project(options["project"], user=actor), options["task"])
         else:
             text = str(options["task"]).strip().lstrip("#")
-            task = Task.objects.select_related("project").filter(pk=int(text)).first() if text.isdigit() else None
+            task = (
+                Task.objects.select_related("project").filter(pk=int(text)).first()
+                if text.isdigit()
+                else None
+            )
             if task is None:
                 raise NotFound(f"No task '{options['task']}' (`autopilot task list PROJECT` shows them).")
         if actor is not None:
             require_role(actor, task.project, Role.OPERATOR)
-        run = create_run(project=task.project, prompt="", task=task, agent_backend=options["agent"],
-                         model=resolve_model(options["model"]), budget_usd=budget, priority=priority, actor=actor,
-                         enqueue=options["queue"])
+        run = create_run(
+            project=task.project,
+            prompt="",
+            task=task,
+            agent_backend=options["agent"],
+            model=resolve_model(options["model"]),
+            budget_usd=budget,
+            priority=priority,
+            actor=actor,
+            enqueue=options["queue"],
+        )
         if options["queue"]:
-            self.emit(selectors.run_to_dict(run), f"queued session #{run.pk} for task #{task.pk} (priority {priority}); "
-                      f"follow it with `autopilot session logs {run.pk} --follow`")
+            self.emit(
+                selectors.run_to_dict(run),
+                f"queued session #{run.pk} for task #{task.pk} (priority {priority}); "
+                f"follow it with `autopilot session logs {run.pk} --follow`",
+            )
             return
-        from runs.management.commands.run import Command as RunCommand
-
         runner = RunCommand(stdout=self.stdout, stderr=self.stderr)
         runner.as_json = self.as_json
         if not self.as_json:
@@ -194,9 +261,15 @@ class Command(RunCliCommand):
     def do_prompt(self, options):
         run = get_run(self, options["run"], options, Role.OPERATOR)
         message = services.run_message(run=run, body=options["text"], actor=self.actor(options))
-        note = "delivered to the agent between turns" if message.delivered_at is None else "noted (the run has ended)"
-        self.emit({"id": message.pk, "run": run.pk, "body": message.body, "delivered_at": message.delivered_at},
-                  f"message {message.pk} sent to session #{run.pk}: {note}")
+        note = (
+            "delivered to the agent between turns"
+            if message.delivered_at is None
+            else "noted (the run has ended)"
+        )
+        self.emit(
+            {"id": message.pk, "run": run.pk, "body": message.body, "delivered_at": message.delivered_at},
+            f"message {message.pk} sent to session #{run.pk}: {note}",
+        )
 
     def do_cancel(self, options):
         run = get_run(self, options["run"], options, Role.OPERATOR)
