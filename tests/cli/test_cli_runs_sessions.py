@@ -15,7 +15,9 @@ from tests.runs.helpers import run_now, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SLOW = json.dumps([{"say": "started"}, *[{"sleep": 1}] * 60, {"finish": "never reached"}])
+SLOW = json.dumps([{"say": "started"}, *[{"sleep": 1}] * 300, {"finish": "never reached"}])
+# the slow script is all idle turns: lift the stuck-loop and turn limits for the process that runs it
+PATIENT = {"AUTOPILOT_STUCK_IDLE_TURNS": "1000", "AUTOPILOT_DEFAULT_MAX_TURNS": "1000"}
 
 
 def _popen(env, *args, cwd) -> subprocess.Popen:
@@ -111,7 +113,7 @@ def test_prompt_follow_logs_and_stop_a_running_session(subprocess_env, tmp_path)
     # given a session running in the foreground of another terminal
     project = ProjectFactory()
     runner = _popen(
-        subprocess_env,
+        {**subprocess_env, **PATIENT},
         "run",
         "--project",
         project.slug,
@@ -138,7 +140,7 @@ def test_prompt_follow_logs_and_stop_a_running_session(subprocess_env, tmp_path)
             lambda: ExecutionStep.objects.filter(
                 run_id=run_id, output__contains="please also add docs"
             ).exists(),
-            timeout=60,
+            timeout=120,
         )
         # and `stop` asks it to stop gracefully
         stop = last_json(autopilot(subprocess_env, "stop", run_id, "--json", cwd=tmp_path))
@@ -161,7 +163,15 @@ def test_prompt_follow_logs_and_stop_a_running_session(subprocess_env, tmp_path)
 def test_stop_force(subprocess_env, tmp_path):
     project = ProjectFactory()
     runner = _popen(
-        subprocess_env, "run", "--project", project.slug, "--script", SLOW, "-o", tmp_path, cwd=tmp_path
+        {**subprocess_env, **PATIENT},
+        "run",
+        "--project",
+        project.slug,
+        "--script",
+        SLOW,
+        "-o",
+        tmp_path,
+        cwd=tmp_path,
     )
     try:
         run_id = wait_for(
