@@ -11,12 +11,15 @@ import json
 import sys
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from autopilot.errors import ApplicationError
+from autopilot.errors import ApplicationError, NotFound
+from autopilot.models import Project
+from autopilot.services import project_get
 
 
 def to_jsonable(value: Any) -> Any:
@@ -89,3 +92,25 @@ class AutopilotCommand(BaseCommand):
         if done >= 1:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def resolve_project(identifier, *, user, register=True):
+    """The project a command works on: `identifier` (id, slug or name) when given, else the registered
+    project whose repository contains the current directory (the deepest one).
+
+    Minimal version (issue #13, cli2); the full one (default project, registering the current repository
+    on first use) comes with the project commands and keeps this signature."""
+    if identifier not in (None, ""):
+        return project_get(identifier)
+    cwd = Path.cwd().resolve()
+    best, depth = None, -1
+    for project in Project.objects.all().only("pk", "repo_path", "subdirectory"):
+        root = Path(project.repo_path).resolve()
+        if project.subdirectory:
+            root = root / project.subdirectory
+        if (cwd == root or root in cwd.parents) and len(root.parts) > depth:
+            best, depth = project, len(root.parts)
+    if best is None:
+        raise NotFound("No project given and none contains the current directory: pass --project NAME "
+                       "(`autopilot project list` shows them).")
+    return Project.objects.get(pk=best.pk)

@@ -492,3 +492,23 @@ if AUTOPILOT_HTTPS:
 # A live websocket re-checks its user's right to the project before forwarding an event when the
 # last check is older than this (and at once on a membership change naming that user).
 AUTOPILOT_WS_RECHECK_SECONDS = float(os.environ.get("AUTOPILOT_WS_RECHECK_SECONDS") or 5)
+
+# --- Command line: runs and sessions (issue #13) ---------------------------------------------------
+# Where `autopilot run`/`resume` write each run's trajectory (<dir>/YYYYMMDD/HHMMSS-<slug>.json/.rlog).
+AUTOPILOT_TRAJECTORY_DIR = Path(os.environ.get("AUTOPILOT_TRAJECTORY_DIR") or DATA_DIR / "trajectories")
+# `-m sonnet|opus|haiku`: short model names; AUTOPILOT_MODEL_ALIASES (a JSON object) adds or overrides.
+AUTOPILOT_MODEL_ALIASES = {
+    "sonnet": "claude-sonnet-4-6", "opus": "claude-opus-4-6", "haiku": "claude-haiku-4-5",
+}
+try:
+    _aliases = json.loads(os.environ.get("AUTOPILOT_MODEL_ALIASES") or "{}")
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"AUTOPILOT_MODEL_ALIASES is not valid JSON: {_exc}") from _exc
+if not isinstance(_aliases, dict) or not all(isinstance(v, str) and v for v in _aliases.values()):
+    raise ImproperlyConfigured(
+        'AUTOPILOT_MODEL_ALIASES must be a JSON object of model names, e.g. {"sonnet": "claude-sonnet-4-6"}'
+    )
+AUTOPILOT_MODEL_ALIASES.update({str(k).lower(): v for k, v in _aliases.items()})
+# The web address printed by `autopilot run --ui` (where `autopilot serve` is reached).
+AUTOPILOT_URL = (os.environ.get("AUTOPILOT_URL") or "http://127.0.0.1:8000").rstrip("/")
+# --- end: command line runs and sessions -----------------------------------------------------------

@@ -327,9 +327,12 @@ def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> Executi
     )
 
 
-def run_resume(*, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = True, run_settings: dict | None = None) -> ExecutionRun:
+def run_resume(
+    *, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = True, run_settings: dict | None = None,
+    budget_usd: Decimal | float | str | None = None,
+) -> ExecutionRun:
     """Continue a finished or interrupted run: a new run with the backend session id and a new prompt,
-    in the same worktree and branch when they still exist."""
+    in the same worktree and branch when they still exist (budget: the original's unless given)."""
     run.refresh_from_db()
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; send it a message instead, or stop it first.")
@@ -339,9 +342,9 @@ def run_resume(*, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = Tr
     inherited.update(run_settings or {})
     return run_create(
         project=run.project, prompt=prompt, task=run.task, role=run.role, agent_backend=run.agent_backend,
-        model=run.model, budget_usd=run.budget_usd, max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds,
-        priority=run.priority, actor=actor, enqueue=enqueue, run_settings=inherited, resumed_from=run,
-        attempt=run.attempt,
+        model=run.model, budget_usd=run.budget_usd if budget_usd is None else budget_usd,
+        max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds, priority=run.priority, actor=actor,
+        enqueue=enqueue, run_settings=inherited, resumed_from=run, attempt=run.attempt,
     )
 
 

@@ -30,12 +30,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
 
 from autopilot.errors import ApplicationError
 from autopilot.events import record_event
@@ -217,6 +219,36 @@ def render_rlog(data: dict[str, Any]) -> str:
 
 def export_rlog(run: ExecutionRun) -> str:
     return render_rlog(export_run(run))
+
+
+def save_files(run: ExecutionRun, *, directory: Path, slug: str = "") -> tuple[Path, Path]:
+    """Write the run's trajectory as `<directory>/YYYYMMDD/HHMMSS-<slug>.json` and `.rlog` (local time
+    of the run's start; the slug defaults to the prompt's first words). Never overwrites: a name already
+    taken gets the run id appended. Returns the two paths."""
+    data = export_run(run)
+    stamp = timezone.localtime(run.started_at or run.created_at or timezone.now())
+    slug = (slugify(slug)[:60].strip("-") or slugify(" ".join(run.prompt.split()[:8]))[:48].strip("-")
+            or f"run-{run.pk}")
+    day = Path(directory).expanduser() / stamp.strftime("%Y%m%d")
+    day.mkdir(parents=True, exist_ok=True)
+    base = f"{stamp.strftime('%H%M%S')}-{slug}"
+    if (day / f"{base}.json").exists() or (day / f"{base}.rlog").exists():
+        base = f"{base}-{run.pk}"
+    json_path, rlog_path = day / f"{base}.json", day / f"{base}.rlog"
+    json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    rlog_path.write_text(render_rlog(data), encoding="utf-8")
+    return json_path, rlog_path
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """A trajectory file written by `save_files` or `autopilot export`, parsed and validated."""
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ApplicationError(f"Cannot read trajectory file '{path}': {exc}.") from exc
+    data = parse_trajectory(raw)
+    validate_trajectory(data)
+    return data
 
 
 # --- Import ---------------------------------------------------------------------------------------

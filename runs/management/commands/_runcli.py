@@ -3,17 +3,145 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+import webbrowser
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
 
-from autopilot.cli_support import to_jsonable
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser
+from django.db import IntegrityError
+from django.urls import reverse
+
+from autopilot.cli_support import AutopilotCommand, to_jsonable
+from autopilot.errors import ApplicationError, Conflict, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
-from runs import selectors
+from runs import selectors, services, trajectory
 from runs.models import ExecutionRun
+
+PRIORITY_NAMES = {"lowest": 0, "low": 1, "medium": 2, "high": 3, "highest": 4, "urgent": 5}
+
+
+class OneLineParser(CommandParser):
+    """Usage errors as one line on stderr (exit 2), naming the problem and where help is."""
+
+    def error(self, message):
+        if self.called_from_command_line:
+            self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise CommandError(f"Error: {message}")
+
+
+class RunCliCommand(AutopilotCommand):
+    """The run and session commands: one-line usage errors (sub-actions included)."""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = OneLineParser  # sub-action parsers are made from type(parser)
+        return parser
+
+
+def create_run(**kwargs) -> ExecutionRun:
+    """services.run_create, with the one-open-run-per-task guard as a clear error."""
+    try:
+        return services.run_create(**kwargs)
+    except IntegrityError as exc:
+        task = kwargs.get("task")
+        if task is None:
+            raise
+        raise Conflict(f"Task #{task.pk} already has a queued or active run "
+                       "(`autopilot session list --status active` shows it).") from exc
+
+
+def parse_budget(value, flag: str = "--max-budget") -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0:
+        raise ApplicationError(f"{flag} must be a positive amount in USD (e.g. 2.5), got '{value}'.")
+    return amount
+
+
+def parse_priority(value, flag: str = "--priority") -> int:
+    text = str(value).strip().lower()
+    if text in PRIORITY_NAMES:
+        return PRIORITY_NAMES[text]
+    if text.isdigit() and 0 <= int(text) <= 5:
+        return int(text)
+    raise ApplicationError(f"{flag} must be 0–5 or one of {', '.join(PRIORITY_NAMES)}, got '{value}'.")
+
+
+def resolve_model(name: str | None) -> str | None:
+    """`sonnet`, `opus`, `haiku` (AUTOPILOT_MODEL_ALIASES) → a current model id; anything else as given."""
+    if not name:
+        return name
+    return settings.AUTOPILOT_MODEL_ALIASES.get(name.strip().lower(), name.strip())
+
+
+def run_url(run: ExecutionRun) -> str:
+    return settings.AUTOPILOT_URL + reverse("run-detail", args=[run.pk])
+
+
+def open_in_browser(command, url: str) -> bool:
+    """Open `url` when the user is on a terminal (never in --json mode or in a pipe)."""
+    if command.as_json or not sys.stdout.isatty():
+        return False
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
+
+
+def save_trajectory(run: ExecutionRun, *, output_dir: str | None, slug: str = "") -> dict[str, str]:
+    directory = Path(output_dir).expanduser() if output_dir else Path(settings.AUTOPILOT_TRAJECTORY_DIR)
+    try:
+        json_path, rlog_path = trajectory.save_files(run, directory=directory, slug=slug)
+    except OSError as exc:
+        raise ApplicationError(f"Cannot write the trajectory under '{directory}': {exc}.") from exc
+    return {"json": str(json_path.resolve()), "rlog": str(rlog_path.resolve())}
+
+
+def check_output_dir(output_dir: str | None) -> None:
+    """Refuse an --output-dir that cannot be written before the run starts (nothing half-done)."""
+    if not output_dir:
+        return
+    path = Path(output_dir).expanduser()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ApplicationError(f"--output-dir '{output_dir}' is not a directory.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ApplicationError(f"--output-dir '{output_dir}' is not writable.")
+
+
+def load_source(command, ident: str, options) -> tuple[ExecutionRun | None, dict[str, Any]]:
+    """FILE|RUN: a trajectory file (as written by `run` or `export`), or a run id. Returns the run (None
+    for a file) and its trajectory."""
+    ident = str(ident)
+    path = Path(ident).expanduser()
+    if path.is_file():
+        return None, trajectory.load_file(path)
+    if str(ident).strip().lstrip("#").isdigit():
+        run = get_run(command, str(ident).strip().lstrip("#"), options)
+        return run, trajectory.export_run(run)
+    if path.exists():
+        raise ApplicationError(f"'{ident}' is not a file.")
+    raise NotFound(f"No trajectory file or run '{ident}' (give a .json trajectory or a run id; "
+                   "`autopilot session list` shows runs).")
 
 
 def get_run(command, ident, options, minimum=Role.VIEWER) -> ExecutionRun:
-    run = selectors.run_get(ident)
+    try:
+        run = selectors.run_get(str(ident).strip().lstrip("#"))
+    except NotFound as exc:
+        raise NotFound(f"No run '{ident}' (`autopilot session list` shows runs).") from exc
     actor = command.actor(options)
     if actor is not None:
         require_role(actor, run.project, minimum)

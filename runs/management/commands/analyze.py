@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from autopilot.cli_support import AutopilotCommand
 from runs import trajectory
-from runs.management.commands._runcli import get_run
+from runs.management.commands._runcli import RunCliCommand, load_source
 
 
 def analysis_text(a: dict) -> str:
@@ -35,13 +34,14 @@ def analysis_text(a: dict) -> str:
     return "\n".join(lines)
 
 
-class Command(AutopilotCommand):
-    help = "Analyze a run: cost, tokens, duration, turns, tool-use breakdown, files touched, errors."
+class Command(RunCliCommand):
+    help = ("Analyze a run or a trajectory file: cost, tokens, duration, turns, tool-use breakdown, files "
+            "touched, errors.")
 
     def add_arguments(self, parser):
-        parser.add_argument("run", type=int)
+        parser.add_argument("source", metavar="FILE|RUN", help="A trajectory .json file or a run id.")
 
     def handle(self, *args, **options):
-        run = get_run(self, options["run"], options)
-        analysis = trajectory.analyze(run)
+        _, data = load_source(self, options["source"], options)
+        analysis = trajectory.analyze(data)
         self.emit(analysis, analysis_text(analysis))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from autopilot.cli_support import AutopilotCommand
 from runs import trajectory
-from runs.management.commands._runcli import get_run
+from runs.management.commands._runcli import RunCliCommand, load_source
 
 MARK = {"same": " ", "changed": "~", "only_a": "<", "only_b": ">"}
 
@@ -41,15 +40,16 @@ def compare_text(c: dict) -> str:
     return "\n".join(lines)
 
 
-class Command(AutopilotCommand):
-    help = "Compare two runs side by side: cost, tokens, turns, duration, files, and their steps aligned."
+class Command(RunCliCommand):
+    help = ("Compare two runs (trajectory files or run ids) side by side: cost, tokens, turns, duration, "
+            "files, and their steps aligned.")
 
     def add_arguments(self, parser):
-        parser.add_argument("a", type=int)
-        parser.add_argument("b", type=int)
+        parser.add_argument("a", metavar="A", help="A trajectory .json file or a run id.")
+        parser.add_argument("b", metavar="B", help="A trajectory .json file or a run id.")
 
     def handle(self, *args, **options):
-        run_a = get_run(self, options["a"], options)
-        run_b = get_run(self, options["b"], options)
-        result = trajectory.compare(run_a, run_b)
+        _, data_a = load_source(self, options["a"], options)
+        _, data_b = load_source(self, options["b"], options)
+        result = trajectory.compare(data_a, data_b)
         self.emit(result, compare_text(result))
