@@ -8,15 +8,121 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from autopilot.errors import ApplicationError
+from autopilot import selectors, services
+from autopilot.errors import ApplicationError, NotFound
+from autopilot.local_account import default_project_get, local_account
+from autopilot.models import Project
+
+# Django's options on every command: they keep working but are left out of our commands' help.
+DJANGO_OPTIONS = frozenset({
+    "--settings", "--pythonpath", "--traceback", "--no-color", "--force-color", "--skip-checks", "--verbosity",
+})
+LIST_PROJECTS = "list them with `autopilot project list`"
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def current_branch(repo: str | Path) -> str | None:
+    """The branch checked out in `repo` (None: detached HEAD or not a repository)."""
+    return _git(Path(repo), "symbolic-ref", "--quiet", "--short", "HEAD")
+
+
+def _visible(user) -> Any:
+    return Project.objects.all() if user is None else selectors.project_list(user=user)
+
+
+def project_containing(path: Path, *, user) -> Project | None:
+    """The registered project (visible to `user`) whose working directory contains `path`; the deepest
+    one when several do (a monorepo part wins over the whole repository)."""
+    best, best_depth = None, -1
+    for project in _visible(user).only("pk", "repo_path", "subdirectory"):
+        root = Path(project.repo_path).expanduser()
+        if project.subdirectory:
+            root = root / project.subdirectory
+        try:
+            root = root.resolve()
+        except OSError:
+            continue
+        if (path == root or path.is_relative_to(root)) and len(root.parts) > best_depth:
+            best, best_depth = project, len(root.parts)
+    return _visible(user).get(pk=best.pk) if best is not None else None
+
+
+def _free_name(name: str) -> str:
+    taken = set(Project.objects.filter(name__startswith=name).values_list("name", flat=True))
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"
+
+
+def resolve_project(
+    identifier: str | None, *, user, register: bool = True, cwd: str | Path | None = None
+) -> Project:
+    """The project a CLI command works on (DESIGN.md §6a):
+
+    1. `identifier` (id, slug or name; `--project NAME` or the positional argument) when given;
+    2. else the registered project whose repository (or subdirectory) contains the current directory;
+    3. else `user`'s default project (`autopilot project set-default NAME`);
+    4. else the current directory's git repository, registered on first use (when `register`) as a
+       project named after its directory, on its current branch, owned by `user`.
+    Only projects `user` can see are found (`user=None`: the server itself sees all). Anything else is
+    a NotFound whose one line says what was not found and how to go on.
+    """
+    if identifier not in (None, ""):
+        text = str(identifier).strip()
+        try:
+            if user is None:
+                return services.project_get(text)
+            return selectors.project_get_visible(user=user, identifier=text)
+        except NotFound:
+            raise NotFound(f"No project '{text}' ({LIST_PROJECTS}).") from None
+    here = Path(cwd or os.getcwd()).resolve()
+    project = project_containing(here, user=user)
+    if project is not None:
+        return project
+    project = default_project_get(user)
+    if project is not None and _visible(user).filter(pk=project.pk).exists():
+        return project
+    top = _git(here, "rev-parse", "--show-toplevel")
+    if top is None:
+        raise NotFound(
+            f"No project here: '{here}' is not in a registered project or a git repository and there is no "
+            f"default project; pass --project NAME ({LIST_PROJECTS}) or run `autopilot project set-default NAME`."
+        )
+    if not register:
+        raise NotFound(
+            f"The git repository '{top}' is not a registered project; register it with "
+            f"`autopilot project add NAME --path {top}` ({LIST_PROJECTS})."
+        )
+    branch = current_branch(top)
+    if branch is None:
+        raise ApplicationError(
+            f"The git repository '{top}' has no current branch (detached HEAD); check out a branch or register "
+            f"it with `autopilot project add NAME --path {top} --base-branch BRANCH`."
+        )
+    return services.project_create(
+        name=_free_name(Path(top).name or "project"), repo_path=top, base_branch=branch, owner=user, actor=user,
+    )
 
 
 def to_jsonable(value: Any) -> Any:
@@ -36,9 +142,12 @@ class AutopilotCommand(BaseCommand):
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name.replace("manage.py", "autopilot"), subcommand, **kwargs)
+        for action in parser._actions:  # Django's own options still work, but the help shows ours only
+            if DJANGO_OPTIONS.intersection(action.option_strings):
+                action.help = argparse.SUPPRESS
         if self.json_option:
             parser.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
-        parser.add_argument("--user", help="Act as this user (recorded in events); default: the first superuser.")
+        parser.add_argument("--user", help="Act as this user, with their rights (default: the local account).")
         return parser
 
     def add_action(self, subparsers, name: str, help_text: str, *, project: bool = False):
@@ -62,14 +171,18 @@ class AutopilotCommand(BaseCommand):
             raise CommandError(exc.message, returncode=2) from exc
 
     def actor(self, options):
-        User = get_user_model()
+        """`--user X` (X's rights), else the local account (autopilot.local_account: the OS user)."""
         username = options.get("user")
         if username:
-            user = User.objects.filter(username=username).first()
+            user = get_user_model().objects.filter(username=username).first()
             if user is None:
-                raise ApplicationError(f"No user '{username}'.")
+                raise NotFound(f"No user '{username}' (list them with `autopilot user list`).")
             return user
-        return User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+        return local_account()
+
+    def project(self, identifier: str | None, options, *, register: bool = True) -> Project:
+        """The project this command works on: see `resolve_project`."""
+        return resolve_project(identifier, user=self.actor(options), register=register)
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """Print `data` as one JSON line with --json, else `text` (or a readable rendering)."""
