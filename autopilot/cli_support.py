@@ -7,6 +7,7 @@ code 2 (never a traceback), and gives `emit()` to print either a JSON object or 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -16,8 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from autopilot import selectors, services
 from autopilot.errors import ApplicationError, NotFound
@@ -27,6 +32,7 @@ from autopilot.models import Project
 # Django's options on every command: they keep working but are left out of our commands' help.
 DJANGO_OPTIONS = frozenset({
     "--settings", "--pythonpath", "--traceback", "--no-color", "--force-color", "--skip-checks", "--verbosity",
+    "--version",
 })
 LIST_PROJECTS = "list them with `autopilot project list`"
 
@@ -44,6 +50,11 @@ def current_branch(repo: str | Path) -> str | None:
     return _git(Path(repo), "symbolic-ref", "--quiet", "--short", "HEAD")
 
 
+def git_toplevel(path: str | Path) -> str | None:
+    """The top directory of the git repository containing `path` (None: not in one)."""
+    return _git(Path(path), "rev-parse", "--show-toplevel")
+
+
 def _visible(user) -> Any:
     return Project.objects.all() if user is None else selectors.project_list(user=user)
 
@@ -52,17 +63,17 @@ def project_containing(path: Path, *, user) -> Project | None:
     """The registered project (visible to `user`) whose working directory contains `path`; the deepest
     one when several do (a monorepo part wins over the whole repository)."""
     best, best_depth = None, -1
-    for project in _visible(user).only("pk", "repo_path", "subdirectory"):
-        root = Path(project.repo_path).expanduser()
-        if project.subdirectory:
-            root = root / project.subdirectory
+    for pk, repo_path, subdirectory in _visible(user).values_list("pk", "repo_path", "subdirectory"):
+        root = Path(repo_path).expanduser()
+        if subdirectory:
+            root = root / subdirectory
         try:
             root = root.resolve()
         except OSError:
             continue
         if (path == root or path.is_relative_to(root)) and len(root.parts) > best_depth:
-            best, best_depth = project, len(root.parts)
-    return _visible(user).get(pk=best.pk) if best is not None else None
+            best, best_depth = pk, len(root.parts)
+    return _visible(user).get(pk=best) if best is not None else None
 
 
 def _free_name(name: str) -> str:
@@ -103,7 +114,7 @@ def resolve_project(
     project = default_project_get(user)
     if project is not None and _visible(user).filter(pk=project.pk).exists():
         return project
-    top = _git(here, "rev-parse", "--show-toplevel")
+    top = git_toplevel(here)
     if top is None:
         raise NotFound(
             f"No project here: '{here}' is not in a registered project or a git repository and there is no "
@@ -123,6 +134,48 @@ def resolve_project(
     return services.project_create(
         name=_free_name(Path(top).name or "project"), repo_path=top, base_branch=branch, owner=user, actor=user,
     )
+
+
+def _database_label() -> str:
+    default = settings.DATABASES["default"]
+    if default["ENGINE"].endswith("sqlite3"):
+        return str(default["NAME"])
+    return f"{default.get('HOST') or 'localhost'}/{default['NAME']}"
+
+
+def ensure_database(stderr=None) -> None:
+    """Zero set-up: an empty database is set up on the spot (`autopilot setup`, quietly, under a lock in
+    the data directory so two first commands don't race); a database with pending migrations is left
+    alone and the error says what to run. Raises ApplicationError (one line) when it cannot."""
+    import fcntl
+
+    def pending() -> int:
+        executor = MigrationExecutor(connections["default"])
+        return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+    try:
+        if "django_migrations" in connections["default"].introspection.table_names():
+            count = pending()
+            if count:
+                raise ApplicationError(
+                    f"The database {_database_label()} needs {count} migration(s) for this version: "
+                    "run `autopilot setup`."
+                )
+            return
+        lock_path = Path(settings.DATA_DIR) / ".setup.lock"
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if "django_migrations" in connections["default"].introspection.table_names() and not pending():
+                return  # another command set it up while we waited
+            call_command("setup", verbosity=0, stdout=io.StringIO())
+        if stderr is not None:
+            stderr.write(f"autopilot: set up a new data directory in {settings.DATA_DIR}\n")
+    except DatabaseError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ApplicationError(
+            f"Cannot use the database {_database_label()}: {first} (check DATABASE_URL / AUTOPILOT_DATA_DIR, "
+            "then run `autopilot setup`)."
+        ) from None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -161,9 +214,22 @@ class AutopilotCommand(BaseCommand):
         action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
         return action
 
+    needs_database = True
+
     def execute(self, *args, **options):
+        try:
+            return self._execute(*args, **options)
+        except CommandError as exc:
+            if not getattr(self, "_called_from_command_line", False) or options.get("traceback"):
+                raise
+            self.stderr.write(f"error: {exc}")  # one plain line, never a traceback
+            sys.exit(exc.returncode)
+
+    def _execute(self, *args, **options):
         self.as_json = options.get("json", False)
         try:
+            if self.needs_database:
+                ensure_database(sys.stderr)
             return super().execute(*args, **options)
         except ApplicationError as exc:
             if self.as_json:
@@ -202,3 +268,31 @@ class AutopilotCommand(BaseCommand):
         if done >= 1:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def format_table(rows: list[list[Any]], headers: list[str], *, terminal: bool | None = None) -> str:
+    """Rows as aligned columns under a header. On a terminal the last column is cut to the terminal's
+    width; elsewhere (a pipe, a file) every cell is written whole, one plain line per row."""
+    import shutil
+
+    if terminal is None:
+        terminal = sys.stdout.isatty()
+    cells = [[("—" if value in (None, "") else str(value)).replace("\n", " ") for value in row] for row in rows]
+    widths = [max([len(headers[i])] + [len(row[i]) for row in cells]) for i in range(len(headers))]
+    limit = shutil.get_terminal_size((120, 24)).columns if terminal else None
+
+    def line(values: list[str]) -> str:
+        text = "  ".join(f"{value:<{widths[i]}}" if i < len(values) - 1 else value for i, value in enumerate(values))
+        return text[: limit - 1] + "…" if limit and len(text) > limit else text
+
+    return "\n".join([line(headers)] + [line(row) for row in cells])
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    """Ask on a terminal; without one (a script) refuse unless --yes was given."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ApplicationError(f"{question.rstrip('?')}: pass --yes to confirm (no terminal to ask on).")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
