@@ -101,6 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] == "manage":  # Django's own commands, with Django's own help
         execute_from_command_line(["autopilot", *args[1:]])
         return
+    if not args[0].startswith("-"):
+        import django
+        from django.core.management import get_commands
+
+        django.setup()
+        if args[0] not in get_commands():
+            sys.stderr.write(f"error: unknown command '{args[0]}' (`autopilot --help` lists the commands)\n")
+            sys.exit(2)
     execute_from_command_line(["autopilot", *args])
 
 

@@ -178,6 +178,21 @@ def ensure_database(stderr=None) -> None:
         ) from None
 
 
+PRIORITY_NAMES = {"lowest": 0, "low": 1, "medium": 2, "high": 3, "highest": 4, "urgent": 5}
+
+
+def parse_priority(text: str) -> int:
+    """`--priority`: 0–5 or lowest, low, medium, high, highest, urgent (an argparse `type`)."""
+    value = str(text).strip().lower()
+    if value in PRIORITY_NAMES:
+        return PRIORITY_NAMES[value]
+    if value.isdigit() and 0 <= int(value) <= 5:
+        return int(value)
+    raise argparse.ArgumentTypeError(
+        f"'{text}' is not a priority: give 0–5 or one of {', '.join(PRIORITY_NAMES)}"
+    )
+
+
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
@@ -207,8 +222,10 @@ class AutopilotCommand(BaseCommand):
         """A sub-action (`autopilot task create …`). It accepts --json/--user after its own arguments
         too; SUPPRESS keeps a value given before the action name."""
         action = subparsers.add_parser(name, help=help_text, description=help_text)
-        if project:
-            action.add_argument("project", help="Project id, slug or name.")
+        if project:  # optional: PROJECT or --project NAME, else resolve_project's order (current directory, …)
+            action.add_argument("project", nargs="?", default=argparse.SUPPRESS,
+                                help="Project id, slug or name (default: the current project).")
+            action.add_argument("--project", dest="project", default=None, metavar="NAME", help="Same as PROJECT.")
         if self.json_option:
             action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
         action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")

@@ -31,6 +31,7 @@ from autopilot.cli_support import (
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.local_account import default_project_get, default_project_set
 from autopilot.models import AutonomyMode, PlanOrderPolicy, Project, Role
+from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
 
 
 def _usd(text: str) -> Decimal:
@@ -225,8 +226,6 @@ class Command(AutopilotCommand):
                         f"owner {owner.username}")
 
     def do_list(self, actor, options):
-        from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
-
         projects = selectors.project_list(user=actor) if actor is not None else Project.objects.all()
         projects = list(projects.order_by("name"))
         if actor is None:
@@ -315,8 +314,6 @@ class Command(AutopilotCommand):
         self._show_project(self._project(str(project.pk), actor))
 
     def do_remove(self, actor, options):
-        from runs.models import ExecutionRun
-
         project = self._project(options["project"], actor, register=False)
         active = ExecutionRun.objects.filter(project=project, status__in=ExecutionRun.ACTIVE).count()
         if active:
