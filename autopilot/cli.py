@@ -79,8 +79,8 @@ def main_help() -> str:
     for group, rows in groups:
         out += ["", f"{group}:"]
         out += [f"  {name:<{width}}{text}" for name, text in rows]
-    out += ["", "`autopilot COMMAND --help` shows a command's options; `autopilot completion bash|zsh` prints a "
-            "shell completion script."]
+    out += ["", "`autopilot COMMAND --help` shows a command's options; "
+            "`autopilot completion bash|zsh` prints a shell completion script."]
     return "\n".join(out) + "\n"
 
 

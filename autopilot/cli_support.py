@@ -31,8 +31,8 @@ from autopilot.models import Project
 
 # Django's options on every command: they keep working but are left out of our commands' help.
 DJANGO_OPTIONS = frozenset({
-    "--settings", "--pythonpath", "--traceback", "--no-color", "--force-color", "--skip-checks", "--verbosity",
-    "--version",
+    "--settings", "--pythonpath", "--traceback", "--no-color", "--force-color", "--skip-checks",
+    "--verbosity", "--version",
 })
 LIST_PROJECTS = "list them with `autopilot project list`"
 
@@ -118,7 +118,8 @@ def resolve_project(
     if top is None:
         raise NotFound(
             f"No project here: '{here}' is not in a registered project or a git repository and there is no "
-            f"default project; pass --project NAME ({LIST_PROJECTS}) or run `autopilot project set-default NAME`."
+            f"default project; pass --project NAME ({LIST_PROJECTS}) "
+            "or run `autopilot project set-default NAME`."
         )
     if not register:
         raise NotFound(
@@ -128,11 +129,12 @@ def resolve_project(
     branch = current_branch(top)
     if branch is None:
         raise ApplicationError(
-            f"The git repository '{top}' has no current branch (detached HEAD); check out a branch or register "
-            f"it with `autopilot project add NAME --path {top} --base-branch BRANCH`."
+            f"The git repository '{top}' has no current branch (detached HEAD); check out a branch "
+            f"or register it with `autopilot project add NAME --path {top} --base-branch BRANCH`."
         )
     return services.project_create(
-        name=_free_name(Path(top).name or "project"), repo_path=top, base_branch=branch, owner=user, actor=user,
+        name=_free_name(Path(top).name or "project"), repo_path=top, base_branch=branch,
+        owner=user, actor=user,
     )
 
 
@@ -215,17 +217,18 @@ class AutopilotCommand(BaseCommand):
                 action.help = argparse.SUPPRESS
         if self.json_option:
             parser.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
-        parser.add_argument("--user", help="Act as this user, with their rights (default: the local account).")
+        parser.add_argument("--user", help="Act as this user, with their rights(default: the local account).")
         return parser
 
     def add_action(self, subparsers, name: str, help_text: str, *, project: bool = False):
         """A sub-action (`autopilot task create …`). It accepts --json/--user after its own arguments
         too; SUPPRESS keeps a value given before the action name."""
         action = subparsers.add_parser(name, help=help_text, description=help_text)
-        if project:  # optional: PROJECT or --project NAME, else resolve_project's order (current directory, …)
+        if project:  # optional: PROJECT or --project NAME, else resolve_project's order
             action.add_argument("project", nargs="?", default=argparse.SUPPRESS,
                                 help="Project id, slug or name (default: the current project).")
-            action.add_argument("--project", dest="project", default=None, metavar="NAME", help="Same as PROJECT.")
+            action.add_argument("--project", dest="project", default=None, metavar="NAME",
+                                help="Same as PROJECT.")
         if self.json_option:
             action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
         action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
@@ -294,12 +297,14 @@ def format_table(rows: list[list[Any]], headers: list[str], *, terminal: bool | 
 
     if terminal is None:
         terminal = sys.stdout.isatty()
-    cells = [[("—" if value in (None, "") else str(value)).replace("\n", " ") for value in row] for row in rows]
+    cells = [[("—" if value in (None, "") else str(value)).replace("\n", " ") for value in row]
+             for row in rows]
     widths = [max([len(headers[i])] + [len(row[i]) for row in cells]) for i in range(len(headers))]
     limit = shutil.get_terminal_size((120, 24)).columns if terminal else None
 
     def line(values: list[str]) -> str:
-        text = "  ".join(f"{value:<{widths[i]}}" if i < len(values) - 1 else value for i, value in enumerate(values))
+        last = len(values) - 1
+        text = "  ".join(f"{value:<{widths[i]}}" if i < last else value for i, value in enumerate(values))
         return text[: limit - 1] + "…" if limit and len(text) > limit else text
 
     return "\n".join([line(headers)] + [line(row) for row in cells])

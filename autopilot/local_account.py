@@ -63,7 +63,9 @@ def default_project_set(*, user, project: Project | None) -> None:
     else:
         DefaultProject.objects.update_or_create(user=user, defaults={"project": project})
     record_event(
-        kind="project.default", subject=project, actor=user,
+        kind="project.default",
+        subject=project,
+        actor=user,
         data={"user": user.pk, "project": getattr(project, "pk", None)},
     )
 

@@ -20,8 +20,13 @@ class Shell:
 
     def __call__(self, *args: str, cwd: Path | None = None, stdin: str | None = None, ok: bool = True):
         result = subprocess.run(
-            [AUTOPILOT, *args], env=self.env, cwd=str(cwd or self.cwd), input=stdin, capture_output=True,
-            text=True, timeout=180,
+            [AUTOPILOT, *args],
+            env=self.env,
+            cwd=str(cwd or self.cwd),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         if ok:
             assert result.returncode == 0, f"autopilot {' '.join(args)}: {result.stderr}"
@@ -46,9 +51,22 @@ class Shell:
 
 def fresh_env(data_dir: Path) -> dict:
     """A child environment with an empty data directory of its own (SQLite, no database yet)."""
-    env = {k: v for k, v in os.environ.items() if k not in (
-        "DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH",
-    )}
-    env.update({"AUTOPILOT_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "autopilot.settings",
-                "PYTHONUNBUFFERED": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "AUTOPILOT_SQLITE_PATH",
+            "AUTOPILOT_CHANNELS_SQLITE_PATH",
+        )
+    }
+    env.update(
+        {
+            "AUTOPILOT_DATA_DIR": str(data_dir),
+            "DJANGO_SETTINGS_MODULE": "autopilot.settings",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env

@@ -11,7 +11,14 @@ import pytest
 from tests.cli.shell import LOCAL_USER, Shell, fresh_env
 from tests.gitrepo import git, make_repo
 
-DJANGO_ONLY = ("changepassword", "compilemessages", "drf_create_token", "runworker", "sqlflush", "createsuperuser")
+DJANGO_ONLY = (
+    "changepassword",
+    "compilemessages",
+    "drf_create_token",
+    "runworker",
+    "sqlflush",
+    "createsuperuser",
+)
 
 
 @pytest.fixture
@@ -25,10 +32,28 @@ def fresh(tmp_path) -> Shell:
 
 def test_help_lists_our_commands_by_group_and_nothing_of_djangos(fresh):
     text = fresh("--help").stdout
-    for group in ("Projects:", "Blueprints & plan:", "Tasks / issues:", "Runs & sessions:", "Manager & queue:",
-                  "Integration:", "Server & setup:"):
+    for group in (
+        "Projects:",
+        "Blueprints & plan:",
+        "Tasks / issues:",
+        "Runs & sessions:",
+        "Manager & queue:",
+        "Integration:",
+        "Server & setup:",
+    ):
         assert group in text
-    for command in ("project", "issue", "task", "run", "status", "start", "queue", "serve", "completion", "manage"):
+    for command in (
+        "project",
+        "issue",
+        "task",
+        "run",
+        "status",
+        "start",
+        "queue",
+        "serve",
+        "completion",
+        "manage",
+    ):
         assert f"\n  {command} " in text
     assert not [name for name in DJANGO_ONLY if name in text]
     assert all(len(line) <= 130 for line in text.splitlines())  # one line per command
@@ -38,8 +63,19 @@ def test_help_lists_our_commands_by_group_and_nothing_of_djangos(fresh):
 def test_subcommand_help_hides_djangos_options_which_still_work(fresh):
     text = fresh("project", "--help").stdout
     assert "--json" in text and "--user" in text
-    assert not [opt for opt in ("--settings", "--pythonpath", "--traceback", "--no-color", "--skip-checks",
-                                "--verbosity", "--version") if opt in text]
+    assert not [
+        opt
+        for opt in (
+            "--settings",
+            "--pythonpath",
+            "--traceback",
+            "--no-color",
+            "--skip-checks",
+            "--verbosity",
+            "--version",
+        )
+        if opt in text
+    ]
     assert "set-default" in text
     assert fresh("project", "--no-color", "--verbosity", "0", "list").returncode == 0
     assert fresh("status", "--no-color", "--skip-checks").returncode == 0
@@ -64,8 +100,11 @@ def test_bash_completion_completes_commands_actions_and_options(fresh, tmp_path)
 
     def complete(*words: str) -> list[str]:
         array = " ".join(f"'{w}'" for w in ("autopilot", *words))
-        probe = f"source {script}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; _autopilot; echo ${{COMPREPLY[@]}}"
-        return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+        probe = (f"source {script}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; _autopilot; "
+                 "echo ${COMPREPLY[@]}")
+        return subprocess.run(
+            ["bash", "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
 
     assert {"project", "issue", "queue"} <= set(complete(""))
     assert complete("qu") == ["queue"]
@@ -104,11 +143,13 @@ def test_a_fresh_data_directory_is_set_up_and_the_os_user_owns_what_it_creates(f
     # And the local account (named after the OS user) owns it, without any account set up first
     assert [(m["username"], m["role"]) for m in project["members"]] == [(LOCAL_USER, "owner")]
     db = sqlite3.connect(tmp_path / "data" / "autopilot.sqlite3")
-    password, superuser = db.execute("select password, is_superuser from auth_user where username=?",
-                                     (LOCAL_USER,)).fetchone()
+    password, superuser = db.execute(
+        "select password, is_superuser from auth_user where username=?", (LOCAL_USER,)
+    ).fetchone()
     assert password.startswith("!") and superuser == 1  # no web login until `autopilot user password`
-    created_events = [json.loads(row[0]) for row in db.execute(
-        "select data from autopilot_event where kind='user.created'")]
+    created_events = [
+        json.loads(row[0]) for row in db.execute("select data from autopilot_event where kind='user.created'")
+    ]
     assert created_events == [{"user": 1, "username": LOCAL_USER, "superuser": True, "local": True}]
     # And a second command finds the same project and the same account (nothing set up twice)
     again = fresh("issue", "list", cwd=repo)
@@ -129,7 +170,9 @@ def test_user_acts_as_someone_else_with_their_rights(fresh, tmp_path):
 
 def test_outside_any_repository_a_fresh_directory_says_what_to_do(fresh, tmp_path):
     (tmp_path / "empty").mkdir()
-    fresh.fails("issue", "list", cwd=tmp_path / "empty", says="not in a registered project or a git repository")
+    fresh.fails(
+        "issue", "list", cwd=tmp_path / "empty", says="not in a registered project or a git repository"
+    )
 
 
 def test_a_database_behind_the_code_says_to_run_setup(fresh, tmp_path):

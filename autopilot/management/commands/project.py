@@ -28,7 +28,7 @@ from autopilot.cli_support import (
     git_toplevel,
     resolve_project,
 )
-from autopilot.errors import ApplicationError, NotFound
+from autopilot.errors import ApplicationError
 from autopilot.local_account import default_project_get, default_project_set
 from autopilot.models import AutonomyMode, PlanOrderPolicy, Project, Role
 from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
@@ -60,14 +60,15 @@ class Command(AutopilotCommand):
         self._aliases: dict[str, str] = {}
         for name in ("add", "create"):
             create = add(name, "Register a local git repository as a project (default: the current one).")
-            create.add_argument("name", nargs="?", help="Project name (default: the repository's directory name).")
+            create.add_argument("name", nargs="?", help="Project name (default: the repository's directory).")
             create.add_argument("--path", "--repo", dest="repo", metavar="DIR",
-                                help="The git repository (default: the one containing the current directory).")
-            create.add_argument("--base-branch", help="Branch runs start from (default: the repository's current one).")
+                                help="The git repository (default: the one holding the current directory).")
+            create.add_argument("--base-branch", help="Branch runs start from (default: the current branch).")
             create.add_argument("--subdir", default="", help="Work inside this subdirectory (monorepos).")
             create.add_argument("--test-command", default="")
-            create.add_argument("--setup-script", default="", help="Shell script run in every fresh worktree.")
-            create.add_argument("--allow", nargs="+", default=[], metavar="CMD", help="Programs the agent may run.")
+            create.add_argument("--setup-script", default="", help="Shell script run in every new worktree.")
+            create.add_argument("--allow", nargs="+", default=[], metavar="CMD",
+                                help="Programs agents may run.")
             create.add_argument("--description", default="")
             create.add_argument("--owner", help="Username of the owner (default: the acting user).")
             create.add_argument("--share-repo", action="store_true",
@@ -90,7 +91,7 @@ class Command(AutopilotCommand):
         edit.add_argument("--test-command", help="'' for none.")
         edit.add_argument("--setup-script", help="'' for none.")
         allow = edit.add_mutually_exclusive_group()
-        allow.add_argument("--allow", nargs="+", metavar="CMD", help="Replace the allowlist with these programs.")
+        allow.add_argument("--allow", nargs="+", metavar="CMD", help="Replace the allowlist with these.")
         allow.add_argument("--no-allow", action="store_true", help="Empty the allowlist.")
         edit.add_argument("--allow-shell", action=argparse.BooleanOptionalAction, default=None,
                           help="Let commands run through a shell.")
@@ -107,7 +108,7 @@ class Command(AutopilotCommand):
                           help="Complete a task when its run's tests pass.")
         edit.add_argument("--plan-order", choices=PlanOrderPolicy.values, help="Plan order policy.")
         edit.add_argument("--model-matrix", metavar="JSON",
-                          help='Agent and model per role, e.g. \'{"code": {"agent": "claude", "model": "opus"}}\'.')
+                          help='Agent and model per role, e.g. \'{"code": {"model": "opus"}}\'.')
 
         remove = add("remove", "Unregister a project (its repository's files are kept); asks unless --yes.")
         remove.add_argument("project", help="Id, slug or name.")
@@ -222,8 +223,8 @@ class Command(AutopilotCommand):
         )
         project = selectors.project_list(user=owner).get(pk=project.pk)
         data = ProjectSerializer(project).data
-        self.emit(data, f"created project #{project.pk} {project.name} ({project.slug}) on {project.base_branch}, "
-                        f"owner {owner.username}")
+        self.emit(data, f"created project #{project.pk} {project.name} ({project.slug}) "
+                        f"on {project.base_branch}, owner {owner.username}")
 
     def do_list(self, actor, options):
         projects = selectors.project_list(user=actor) if actor is not None else Project.objects.all()
@@ -248,12 +249,12 @@ class Command(AutopilotCommand):
             self.emit(data)
             return
         if not data:
-            self.emit(data, "no projects (add one with `autopilot project add NAME --path DIR`, or run a command "
-                            "inside a git repository)")
+            self.emit(data, "no projects (add one with `autopilot project add NAME --path DIR`, "
+                            "or run a command inside a git repository)")
             return
         rows = [[row["id"], ("* " if row["default"] else "") + row["name"], row["path"], row["sessions"],
-                 row["last_active"].strftime("%Y-%m-%d %H:%M"), row["autonomy_mode"] + (" (paused)" if row["paused"]
-                                                                                        else "")]
+                 row["last_active"].strftime("%Y-%m-%d %H:%M"),
+                 row["autonomy_mode"] + (" (paused)" if row["paused"] else "")]
                 for row in data]
         self.emit(data, format_table(rows, ["ID", "NAME", "PATH", "SESSIONS", "LAST ACTIVE", "MODE"]))
 
@@ -302,7 +303,9 @@ class Command(AutopilotCommand):
             except ValueError:
                 raise ApplicationError("--model-matrix is not valid JSON.") from None
         if not basic and not autonomy:
-            raise ApplicationError("Nothing to change: give at least one option (see `autopilot project edit --help`).")
+            raise ApplicationError(
+                "Nothing to change: give at least one option (see `autopilot project edit --help`)."
+            )
         with transaction.atomic():  # all or nothing: a refused autonomy change undoes the basic ones
             if basic:
                 services.project_update(project=project, actor=actor, **basic)
@@ -320,7 +323,8 @@ class Command(AutopilotCommand):
             raise ApplicationError(
                 f"Project '{project.name}' has {active} active run(s): stop them first (`autopilot status`)."
             )
-        question = f"Unregister project '{project.name}' (its runs and tasks go; the files in {project.repo_path} stay)?"
+        question = (f"Unregister project '{project.name}' (its runs and tasks go; "
+                    f"the files in {project.repo_path} stay)?")
         if not confirm(question, assume_yes=options["yes"]):
             raise CommandError("Not removed.", returncode=1)
         data = {"id": project.pk, "name": project.name, "repo_path": project.repo_path, "removed": True}

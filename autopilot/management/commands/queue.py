@@ -28,7 +28,8 @@ class Command(AutopilotCommand):
             data = queue.queue_status(projects=None if not options["project"] else projects)
             lines = [f"queue: {data['size']}/{data['max']} queued, {data['active_runs']}/{data['max_concurrent_runs']} active"]
             rows = [[row["position"], row["run"], row["priority"], row["project_name"],
-                     f"task {row['task']}" if row["task"] else "ad-hoc", row["task_title"] or row["prompt"][:60]]
+                     f"task {row['task']}" if row["task"] else "ad-hoc",
+                     row["task_title"] or row["prompt"][:60]]
                     for row in data["runs"]]
             if rows:
                 lines.append(format_table(rows, ["POS", "RUN", "PRIORITY", "PROJECT", "FOR", "WHAT"]))
