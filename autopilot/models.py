@@ -231,3 +231,15 @@ class FileStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.failures} failures, {self.reworks} reworks"
+
+
+class DefaultProject(models.Model):
+    """The project a user's CLI commands use when none is given and the current directory lies in no
+    registered project (`autopilot project set-default NAME`)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.project_id}"

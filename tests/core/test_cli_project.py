@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 
+from autopilot.local_account import local_username
 from autopilot.models import Event, Project, ProjectMembership
 from blueprints.models import Blueprint
 from tests.factories import BlueprintFactory, MembershipFactory, PlanNodeFactory, ProjectFactory, UserFactory
@@ -303,11 +304,11 @@ def test_console_script_against_the_test_database(subprocess_env, tmp_path):
     made = autopilot("project", "create", "Live", "--repo", str(repo), "--json")
     assert made.returncode == 0, made.stderr
     paused = autopilot("project", "autonomy", "live", "--pause", "--mode", "suggest")
-    # Then this process sees the rows it wrote, with the events naming the user
+    # Then this process sees the rows it wrote, with the events naming the local account (the OS user)
     assert paused.returncode == 0, paused.stderr
     project = Project.objects.get(pk=json.loads(made.stdout)["id"])
     assert (project.paused, project.autonomy_mode) == (True, "suggest")
-    assert Event.objects.get(kind="project.autonomy").actor.username == "ops"
+    assert Event.objects.get(kind="project.autonomy").actor.username == local_username()
     # And an error exits with code 2 and a one-line message, no traceback
     missing = autopilot("project", "show", "no-such-project")
     assert missing.returncode == 2

@@ -1,13 +1,12 @@
-"""`autopilot queue status|clear [--project P] [--json]`: the global run queue."""
+"""`autopilot queue status|clear [--project P] [--format table|json]`: the global run queue."""
 
 from __future__ import annotations
 
-from autopilot.cli_support import AutopilotCommand
+from autopilot.cli_support import AutopilotCommand, format_table
 from autopilot.errors import PermissionDenied
 from autopilot.manager import queue
 from autopilot.models import Project, Role
 from autopilot.permissions import has_role
-from autopilot.services import project_get
 
 
 class Command(AutopilotCommand):
@@ -16,18 +15,24 @@ class Command(AutopilotCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["status", "clear"])
         parser.add_argument("--project", help="Only this project's runs (id, slug or name).")
+        parser.add_argument("--format", choices=["table", "json"], default="table")
 
     def handle(self, *args, **options):
         actor = self.actor(options)
         projects = Project.objects.all()
         if options["project"]:
-            projects = projects.filter(pk=project_get(options["project"]).pk)
+            projects = projects.filter(pk=self.project(options["project"], options, register=False).pk)
+        if options["format"] == "json":
+            self.as_json = True
         if options["action"] == "status":
             data = queue.queue_status(projects=None if not options["project"] else projects)
             lines = [f"queue: {data['size']}/{data['max']} queued, {data['active_runs']}/{data['max_concurrent_runs']} active"]
-            for row in data["runs"]:
-                lines.append(f"  #{row['position']:>3}  run {row['run']}  p{row['priority']}  {row['project_name']}"
-                             f"  {('task ' + str(row['task'])) if row['task'] else 'ad-hoc'}  {row['task_title'] or row['prompt'][:60]}")
+            rows = [[row["position"], row["run"], row["priority"], row["project_name"],
+                     f"task {row['task']}" if row["task"] else "ad-hoc",
+                     row["task_title"] or row["prompt"][:60]]
+                    for row in data["runs"]]
+            if rows:
+                lines.append(format_table(rows, ["POS", "RUN", "PRIORITY", "PROJECT", "FOR", "WHAT"]))
             self.emit(data, "\n".join(lines))
             return
         if actor is not None and not actor.is_superuser:

@@ -19,6 +19,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from autopilot.cli_support import ensure_database
+from autopilot.errors import ApplicationError
 from autopilot.queues import RUNS
 from autopilot.schedules import ensure_schedules
 
@@ -44,6 +46,11 @@ class Command(BaseCommand):
             if options[name] < 1:
                 self.stderr.write(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}.")
                 sys.exit(2)
+        try:
+            ensure_database(self.stderr)  # zero set-up: a fresh data directory is set up here
+        except ApplicationError as exc:
+            self.stderr.write(f"error: {exc.message}")
+            sys.exit(2)
         ensure_schedules()
         env = {**os.environ, "AUTOPILOT_WORKERS": str(options["workers"]),
                "AUTOPILOT_CONTROL_WORKERS": str(options["control_workers"]), "PYTHONUNBUFFERED": "1"}

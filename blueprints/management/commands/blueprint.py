@@ -10,7 +10,6 @@ from autopilot.cli_support import AutopilotCommand
 from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
-from autopilot.services import project_get
 from blueprints.ingestion import ingest_blueprint
 from blueprints.models import Blueprint
 
@@ -55,7 +54,7 @@ class Command(AutopilotCommand):
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
-        project = project_get(options["project"])
+        project = self.project(options.get("project"), options)
         action = options["action"]
         if actor is not None:
             require_role(actor, project, Role.OPERATOR if action in WRITES else Role.VIEWER)

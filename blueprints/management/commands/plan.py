@@ -5,7 +5,6 @@ from __future__ import annotations
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
-from autopilot.services import project_get
 from blueprints.selectors import tree_index
 
 FIELDS = ("id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "start", "end", "status",
@@ -22,7 +21,7 @@ class Command(AutopilotCommand):
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
-        project = project_get(options["project"])
+        project = self.project(options.get("project"), options)
         if actor is not None:
             require_role(actor, project, Role.VIEWER)
         rows = self._rows(project)

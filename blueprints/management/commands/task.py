@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from autopilot.cli_support import AutopilotCommand
-from autopilot.errors import ApplicationError
+from autopilot.cli_support import AutopilotCommand, parse_priority
+from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
-from autopilot.services import project_get
 from blueprints import selectors, services
 from blueprints.filtersets import TaskFilterSet
 from blueprints.models import Blueprint, Task
@@ -58,25 +57,27 @@ class Command(AutopilotCommand):
         p = add("create", "create a task by hand")
         p.add_argument("title")
         p.add_argument("--body", default="")
-        p.add_argument("--priority", type=int, default=2, help="0 (lowest) – 5 (highest); default 2")
+        p.add_argument("--priority", type=parse_priority, default=2,
+                       help="0–5 or lowest, low, medium, high, highest, urgent; default 2 (medium)")
         p.add_argument("--complexity", type=int, default=3, help="1 – 10; default 3")
         p.add_argument("--node", help="plan node (id, anchor or title) to link the task to")
 
         p = add("list", "list tasks (filters as on the board)")
         p.add_argument("--status", action="append", help="status (repeat or comma-separate for several)")
         p.add_argument("--node", help="only tasks of this plan node's subtree (id, anchor or title)")
-        p.add_argument("--min-priority", type=int)
+        p.add_argument("--min-priority", type=parse_priority)
         p.add_argument("--needs-review", action="store_true")
         p.add_argument("--limit", type=int, default=1000)
 
-        p = add("show", "show a task with its dependencies (upstream and downstream)")
-        p.add_argument("task", help="task id")
+        for name in ("show", "view"):
+            p = add(name, "show a task with its dependencies (upstream and downstream)")
+            p.add_argument("task", help="task id")
 
         p = add("edit", "edit a task's fields, or move it to another status")
         p.add_argument("task", help="task id")
         p.add_argument("--title")
         p.add_argument("--body")
-        p.add_argument("--priority", type=int)
+        p.add_argument("--priority", type=parse_priority, help="0–5 or lowest … urgent")
         p.add_argument("--complexity", type=int)
         p.add_argument("--node", help="plan node (id, anchor or title); 'none' to unlink")
         p.add_argument("--status", choices=Task.Status.values)
@@ -104,11 +105,17 @@ class Command(AutopilotCommand):
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
-        project = project_get(options["project"])
-        action = options["action"]
+        project = self.project(options.get("project"), options)
+        action = "show" if options["action"] == "view" else options["action"]
         if actor is not None:
             require_role(actor, project, Role.OPERATOR if action in WRITES else Role.VIEWER)
-        getattr(self, f"do_{action}")(project, actor, options)
+        try:
+            getattr(self, f"do_{action}")(project, actor, options)
+        except NotFound as exc:
+            if not exc.message.startswith("No task"):
+                raise
+            name = "issue" if self.__module__.endswith(".issue") else "task"
+            raise NotFound(f"{exc.message.rstrip('.')} (list them with `autopilot {name} list`).") from None
 
     # -- actions ---------------------------------------------------------------------------------
     def do_create(self, project, actor, options):

@@ -16,14 +16,13 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import IntegrityError
 from django.urls import reverse
 
-from autopilot.cli_support import AutopilotCommand, to_jsonable
+from autopilot.cli_support import PRIORITY_NAMES, AutopilotCommand, to_jsonable
 from autopilot.errors import ApplicationError, Conflict, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from runs import selectors, services, trajectory
 from runs.models import ExecutionRun
 
-PRIORITY_NAMES = {"lowest": 0, "low": 1, "medium": 2, "high": 3, "highest": 4, "urgent": 5}
 
 
 class OneLineParser(CommandParser):
