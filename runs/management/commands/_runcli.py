@@ -24,7 +24,6 @@ from runs import selectors, services, trajectory
 from runs.models import ExecutionRun
 
 
-
 class OneLineParser(CommandParser):
     """Usage errors as one line on stderr (exit 2), naming the problem and where help is."""
 
