@@ -57,7 +57,7 @@ def mark_dependents_stale(task_ids: Iterable[int]) -> int:
 
 
 def status_changed(task: Task, old: str, new: str) -> None:
-    """Bookkeeping after one task's status changed (`autopilot.state.transition` calls it)."""
+    """Bookkeeping after one task's status changed (an after-hook of `autopilot.state.transition`)."""
     if (old in SATISFIED) != (new in SATISFIED):
         mark_dependents_stale([task.pk])
     if new in SELF_CHECKED:

@@ -1,7 +1,7 @@
 """Writes for runs: create, stop, retry, resume, approve/reject, advance, message, rollback, reap.
 
 Every function is keyword-only, validates first and writes inside one transaction; status changes go
-through autopilot.state.transition; enqueueing and the manager hooks happen on commit.
+through autopilot.state.transition; enqueueing and the lifecycle seams (runs.lifecycle) happen on commit.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from autopilot import queues
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
 from autopilot.events import record_event
 from autopilot.state import transition
-from runs import workspace
+from runs import lifecycle, workspace
+from runs.leases import is_local, parse_lease_owner
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 from runs.redaction import Redactor
 
@@ -292,7 +293,6 @@ def run_resume(*, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = Tr
 
 def _local_pid_alive(owner: str, pid: int | None) -> bool:
     from runs.context import pid_alive
-    from runs.worker import parse_lease_owner
 
     host, owner_pid = parse_lease_owner(owner)
     return host == socket.gethostname() and pid_alive(owner_pid or pid)
@@ -300,7 +300,6 @@ def _local_pid_alive(owner: str, pid: int | None) -> bool:
 
 def _kill_children(run: ExecutionRun) -> list[int]:
     from runs.guard import kill_group
-    from runs.worker import parse_lease_owner
 
     host, _ = parse_lease_owner(run.lease_owner)
     if host and host != socket.gethostname():
@@ -346,30 +345,16 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
             worker_gone = (
                 locked.lease_expires_at is None
                 or locked.lease_expires_at < now
-                or not _local_pid_alive(locked.lease_owner, locked.pid) and _is_local(locked.lease_owner)
+                or not _local_pid_alive(locked.lease_owner, locked.pid) and is_local(locked.lease_owner)
             )
             if force and worker_gone:
                 _kill_children(locked)
                 transition(locked, Status.CANCELLED, actor=actor, reason=text, fields=_finish_fields(text + " (forced)"))
                 finished = True
         if finished:
-            run_id = locked.pk
-            transaction.on_commit(lambda: _hook("on_run_finished", run_id))
+            lifecycle.publish_run_finished(locked.pk)
     run.refresh_from_db()
     return run
-
-
-def _is_local(owner: str) -> bool:
-    from runs.worker import parse_lease_owner
-
-    host, _ = parse_lease_owner(owner)
-    return host == socket.gethostname()
-
-
-def _hook(name: str, run_id: int) -> None:
-    from runs.worker import _hook as call
-
-    call(name, run_id)
 
 
 # --- Approvals, advance, messages -----------------------------------------------------------------
@@ -562,7 +547,7 @@ def reap_expired_leases(now=None) -> list[int]:
             reason = "worker lost: lease expired"
             transition(locked, Status.FAILED, reason=reason, fields=_finish_fields(reason),
                        event_data={"lease_owner": locked.lease_owner, "killed": killed})
-            transaction.on_commit(lambda rid=run_id: _hook("on_run_finished", rid))
+            lifecycle.publish_run_finished(run_id)
         reaped.append(run_id)
     return reaped
 

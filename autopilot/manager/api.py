@@ -12,8 +12,9 @@ from rest_framework.views import APIView
 from autopilot.cli_support import to_jsonable
 from autopilot.errors import NotFound, PermissionDenied
 from autopilot.manager import explain, metrics, proposals, queue
+from autopilot.manager.models import Proposal
 from autopilot.manager.tick import tick_project
-from autopilot.models import Project, Proposal, Role
+from autopilot.models import Project, Role
 from autopilot.permissions import has_role, project_for, require_role, visible_projects
 
 

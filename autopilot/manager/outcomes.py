@@ -23,9 +23,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from autopilot.events import record_event
-from autopilot.models import Event, FileStat
+from autopilot.manager.models import FileStat
+from autopilot.manager.requests import is_inline
+from autopilot.models import Event
 from autopilot.state import can_transition, transition
 from blueprints.models import PlanNode, Task
+from runs.models import ExecutionRun, ExecutionStep
+from runs.services import run_create
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +58,6 @@ def touched_files(diff_summary) -> list[str]:
 
 def tests_result(run) -> bool | None:
     """True/False from the run's last test step (or a test-role run's outcome); None: no tests ran."""
-    from runs.models import ExecutionStep
-
     if run.role == "test":
         return run.status == "succeeded"
     last = ExecutionStep.objects.filter(run=run, kind=ExecutionStep.Kind.TEST).order_by("-seq").values("status").first()
@@ -73,8 +75,6 @@ def _bump_files(project_id: int, paths: list[str], **increments: int) -> None:
 
 def apply_run_started(run_id: int) -> None:
     """A code run started: its task moves to in_progress; a repeated pass counts as rework."""
-    from runs.models import ExecutionRun
-
     run = ExecutionRun.objects.filter(pk=run_id).only("pk", "task_id", "role", "created_by_id").first()
     if run is None or run.task_id is None or run.role != "code":
         return
@@ -96,8 +96,6 @@ def apply_run_started(run_id: int) -> None:
 
 def apply_run_finished(run_id: int) -> dict | None:
     """A run reached a terminal status: move its task on and update the learning signals (once)."""
-    from runs.models import ExecutionRun
-
     run = ExecutionRun.objects.select_related("project").filter(pk=run_id).first()
     if run is None or run.task_id is None or run.status not in ExecutionRun.TERMINAL:
         return None
@@ -115,8 +113,6 @@ def apply_run_finished(run_id: int) -> dict | None:
 
 
 def _outcome(run, task: Task) -> dict:
-    from runs.models import ExecutionRun
-
     project = run.project
     now = timezone.now()
     other_open = ExecutionRun.objects.filter(task=task, role="code", status__in=("queued", "preparing", "running", "waiting_approval")).exclude(pk=run.pk).exists()
@@ -187,20 +183,15 @@ def _outcome(run, task: Task) -> dict:
 
 def _start_test_run(run, task: Task):
     """Queue the test worker in the code run's worktree (resumed_from reuses it)."""
-    from autopilot.manager.tick import _inline_projects
-    from runs.services import run_create
-
     return run_create(
         project=run.project, task=task, role="test", agent_backend="test_worker",
         prompt=f"Run the tests for task #{task.pk} ({task.title}) on the changes of run #{run.pk}.",
-        priority=run.priority, resumed_from=run, enqueue=run.project_id not in _inline_projects,
+        priority=run.priority, resumed_from=run, enqueue=not is_inline(run.project_id),
     )
 
 
 def _test_outcome(run, task: Task, project, now) -> dict:
     """A test-worker run ended: passed → done (when the project auto-completes); failed → rework."""
-    from autopilot.manager.tick import request_tick  # noqa: F401 - the hook requests the tick
-
     passed = run.status == "succeeded"
     if task.status != Task.Status.REVIEW:
         return {"task_status": task.status, "tests_passed": passed}

@@ -14,6 +14,7 @@ from autopilot.errors import CapacityExceeded
 from autopilot.events import record_event
 from autopilot.models import Project
 from runs.models import ExecutionRun
+from runs.services import run_stop
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
 
@@ -107,6 +108,4 @@ def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason
 
 
 def _cancel(run: ExecutionRun, *, actor, reason: str, transition=None) -> None:
-    from runs.services import run_stop
-
     run_stop(run=run, actor=actor, reason=reason)

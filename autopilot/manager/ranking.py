@@ -34,8 +34,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
-from autopilot.models import AutonomyMode, Project, Proposal
-from blueprints.models import Task
+from autopilot.manager.models import Proposal
+from autopilot.models import AutonomyMode, Project
+from blueprints.models import PlanNode, Task
 from blueprints.selectors import unfinished_dependency_exists
 from runs.models import ExecutionRun, UsageRecord
 
@@ -254,8 +255,6 @@ def phase_filter(projects: list[Project]) -> Q:
     phased = {p.pk: p.active_phase_id for p in projects if p.active_phase_id}
     if not phased:
         return Q()
-    from blueprints.models import PlanNode
-
     anchors = dict(PlanNode.objects.filter(pk__in=phased.values()).values_list("pk", "anchor"))
     condition = ~Q(project_id__in=list(phased))
     for project_id, node_id in phased.items():

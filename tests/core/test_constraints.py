@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from autopilot.models import FileStat, Project, ProjectMembership, Proposal
+from autopilot.manager.models import FileStat, Proposal
+from autopilot.models import Project, ProjectMembership
 from blueprints.models import Blueprint, TaskDependency
 from tests.factories import (
     BlueprintFactory,
