@@ -51,7 +51,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from autopilot.errors import ApplicationError, InvalidTransition
-from autopilot.events import record_event
+from autopilot.events import push_event, record_event
 from autopilot.models import Project
 from autopilot.state import transition
 from blueprints import graph
@@ -561,8 +561,6 @@ class _JobProgress:
         if not connection.in_atomic_block:
             IngestionJob.objects.filter(pk=self.job.pk, status=IngestionJob.Status.RUNNING).update(
                 progress=fraction, stage=stage[:50], updated_at=timezone.now())
-        from autopilot.events import push_event
-
         push_event({"id": None, "kind": "ingestionjob.progress", "project": self.job.project_id,
                     "subject_type": "ingestionjob", "subject_id": self.job.pk, "actor": None,
                     "data": {"progress": round(fraction, 3), "stage": stage}, "created_at": None})

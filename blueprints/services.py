@@ -21,6 +21,7 @@ from autopilot.state import transition
 from blueprints.graph import cycle_error, generate_tasks
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 from blueprints.readiness import mark_dependents_stale, mark_stale, refresh_readiness
+from blueprints.selectors import SATISFIED_STATUSES
 
 EDITABLE_FIELDS = ("title", "body", "priority", "complexity", "plan_node")
 
@@ -210,8 +211,6 @@ def task_transition(*, task: Task, to: str, actor=None, reason: str = "") -> Tas
 
 
 def _unfinished_dependencies(task: Task) -> list[tuple[int, str, str]]:
-    from blueprints.selectors import SATISFIED_STATUSES
-
     return list(
         Task.objects.filter(dependent_links__task=task)
         .exclude(status__in=SATISFIED_STATUSES)
@@ -284,8 +283,6 @@ def dependency_add(*, task: Task, depends_on: Task, actor=None, source: str = Ta
 
 def _demote_if_blocked(task: Task, depends_on: Task) -> None:
     """A ready task that gains an unfinished dependency is no longer ready."""
-    from blueprints.selectors import SATISFIED_STATUSES
-
     if depends_on.status in SATISFIED_STATUSES:
         return
     current = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()

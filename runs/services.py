@@ -20,9 +20,12 @@ from django.utils import timezone
 
 from autopilot import queues
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
-from autopilot.events import record_event
+from autopilot.events import record_event, record_events
 from autopilot.state import transition
 from runs import lifecycle, workspace
+from runs.backends.scripted import validate_script
+from runs.context import pid_alive
+from runs.guard import kill_group
 from runs.leases import is_local, parse_lease_owner
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 from runs.redaction import Redactor
@@ -130,8 +133,6 @@ def _build_run(
         raise ApplicationError("settings must be an object.")
     options = dict(run_settings or {})
     if "script" in options:
-        from runs.backends.scripted import validate_script
-
         try:
             validate_script(options["script"])
         except ValueError as exc:
@@ -231,8 +232,6 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
     ONE INSERT of the runs, ONE INSERT of their `executionrun.created` events; pushes and worker
     enqueues happen on commit. The DB guard (one open code run per task) refuses the whole batch with
     IntegrityError; the INSERT runs in a savepoint, so the caller's transaction stays usable."""
-    from autopilot.events import record_events
-
     if not specs:
         return []
     runs = [_build_run(actor=actor, **spec) for spec in specs]
@@ -292,15 +291,11 @@ def run_resume(*, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = Tr
 
 
 def _local_pid_alive(owner: str, pid: int | None) -> bool:
-    from runs.context import pid_alive
-
     host, owner_pid = parse_lease_owner(owner)
     return host == socket.gethostname() and pid_alive(owner_pid or pid)
 
 
 def _kill_children(run: ExecutionRun) -> list[int]:
-    from runs.guard import kill_group
-
     host, _ = parse_lease_owner(run.lease_owner)
     if host and host != socket.gethostname():
         return []

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
+from blueprints.models import PlanNode
 
 BASIC_FIELDS = (
     "name", "description", "repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
@@ -61,8 +62,6 @@ class _ProjectWriteFields(serializers.Serializer):
     def validate_active_phase(self, value):
         if value is None:
             return None
-        from blueprints.models import PlanNode
-
         node = PlanNode.objects.filter(pk=value).first()
         if node is None:
             raise serializers.ValidationError(f"No plan node {value}.")

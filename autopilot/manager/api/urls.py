@@ -16,6 +16,6 @@ urlpatterns = [
     path("projects/<int:pk>/proposals/", project({"get": "proposals"}), name="manager-proposals"),
     path("proposals/<int:pk>/accept/", proposal({"post": "accept"}), name="proposal-accept"),
     path("proposals/<int:pk>/dismiss/", proposal({"post": "dismiss"}), name="proposal-dismiss"),
-    path("queue/", QueueViewSet.as_view({"get": "list"}), name="manager-queue"),
+    path("queue/", QueueViewSet.as_view({"get": "overview"}), name="manager-queue"),
     path("queue/clear/", QueueViewSet.as_view({"post": "clear"}), name="manager-queue-clear"),
 ]

@@ -93,7 +93,8 @@ class QueueViewSet(viewsets.ViewSet):
 
     @extend_schema(summary="The global run queue with positions (runs of projects you can see)",
                    responses=s.QueueStatusSerializer)
-    def list(self, request):
+    @action(detail=False, methods=["get"])
+    def overview(self, request):
         projects = None if request.user.is_superuser else visible_projects(request.user)
         return Response(to_jsonable(queue.queue_status(projects=projects)))
 
