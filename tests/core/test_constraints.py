@@ -30,7 +30,7 @@ from tests.factories import (
 )
 
 NO_REPO = "/nonexistent/constraint-tests"
-APPS = ("autopilot", "blueprints", "runs")
+APPS = ("autopilot", "blueprints", "runs", "manager")
 
 
 def _project(**kwargs) -> Project:
