@@ -22,7 +22,8 @@ from runs.models import ExecutionRun
 
 
 class ManagedProjectAdmin(ProjectAdmin):
-    list_display = (*ProjectAdmin.list_display[:-1], "open_tasks", "active_runs", ProjectAdmin.list_display[-1])
+    list_display = (*ProjectAdmin.list_display[:-1], "open_tasks", "active_runs",
+                    ProjectAdmin.list_display[-1])
     actions = [*ProjectAdmin.actions[:2], "tick_now", *ProjectAdmin.actions[2:]]
 
     def get_queryset(self, request):
@@ -42,9 +43,10 @@ class ManagedProjectAdmin(ProjectAdmin):
 
     @admin.action(description="Run a manager tick now")
     def tick_now(self, request, queryset):
-        report = tick_all(reason="admin", actor=request.user, project_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} proposed, "
-                                   f"{report.promoted} task(s) became ready.", messages.SUCCESS)
+        project_ids = list(queryset.values_list("pk", flat=True))
+        report = tick_all(reason="admin", actor=request.user, project_ids=project_ids)
+        self.message_user(request, f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} "
+                                   f"proposed, {report.promoted} task(s) became ready.", messages.SUCCESS)
 
 
 admin.site.unregister(Project)

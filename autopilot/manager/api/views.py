@@ -35,7 +35,8 @@ class ProjectManagerViewSet(viewsets.ViewSet):
     def learning_metrics(self, request, pk: int):
         return Response(to_jsonable(metrics.learning_metrics(project_for(request.user, pk))))
 
-    @extend_schema(summary="Run one manager tick of this project now", request=None, responses=s.TickReportSerializer)
+    @extend_schema(summary="Run one manager tick of this project now", request=None,
+                   responses=s.TickReportSerializer)
     @action(detail=True, methods=["post"], url_path="autopilot_tick")
     def tick(self, request, pk: int):
         project = project_for(request.user, pk, Role.OPERATOR)
@@ -75,15 +76,18 @@ class ProposalViewSet(viewsets.ViewSet):
         proposal = self._proposal(request, pk)
         run = proposals.proposal_accept(proposal=proposal, actor=request.user)
         proposal.refresh_from_db()
-        return Response({**s.ProposalSerializer(proposal).data, "run": run.pk}, status=status.HTTP_201_CREATED)
+        data = {**s.ProposalSerializer(proposal).data, "run": run.pk}
+        return Response(data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Dismiss a proposal", request=s.ProposalDismissSerializer, responses=s.ProposalSerializer)
+    @extend_schema(summary="Dismiss a proposal", request=s.ProposalDismissSerializer,
+                   responses=s.ProposalSerializer)
     @action(detail=True, methods=["post"])
     def dismiss(self, request, pk: int):
         proposal = self._proposal(request, pk)
         body = s.ProposalDismissSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        proposals.proposal_dismiss(proposal=proposal, actor=request.user, note=body.validated_data["note"][:500])
+        note = body.validated_data["note"][:500]
+        proposals.proposal_dismiss(proposal=proposal, actor=request.user, note=note)
         proposal.refresh_from_db()
         return Response(s.ProposalSerializer(proposal).data)
 
