@@ -1,10 +1,13 @@
-"""Back-office for the core app: projects and their members, the event log, proposals.
+"""Back-office for the core app: projects and their members, the event log.
+
+The manager extends the project admin with task/run counts and a tick action (autopilot.manager.admin),
+and has proposals and file statistics in its own admin.
 
 Rules kept here:
 - Every list is one query plus a constant: counts come from subqueries annotated in get_queryset,
   foreign keys shown in lists are in list_select_related.
 - Writes go through services: project create/update (basic fields and autonomy settings),
-  membership changes, pause/resume/mode actions, proposal status via autopilot.state.transition —
+  membership changes, pause/resume/mode actions —
   so each change is an Event naming the admin user who made it.
 - The event log is append-only: viewable, never added, changed or deleted here (a project's events
   go with the project when its owner deletes it).
@@ -24,9 +27,8 @@ from django.utils.html import format_html, format_html_join
 
 from autopilot import services
 from autopilot.errors import ApplicationError
-from autopilot.models import AutonomyMode, Event, FileStat, Project, ProjectMembership, Proposal, Role
+from autopilot.models import AutonomyMode, Event, Project, ProjectMembership, Role
 from autopilot.permissions import FIELD_ROLES, has_role, has_site_trust, refused_fields, visible_projects
-from autopilot.state import transition
 
 admin.site.site_header = "Autopilot back-office"
 admin.site.site_title = "Autopilot admin"
@@ -158,8 +160,6 @@ class ProjectAdmin(admin.ModelAdmin):
         "paused",
         "max_parallel_runs",
         "members",
-        "open_tasks",
-        "active_runs",
         "updated_at",
     )
     list_filter = ("autonomy_mode", "paused", "plan_order_policy", "allow_shell")
@@ -169,7 +169,6 @@ class ProjectAdmin(admin.ModelAdmin):
     actions = [
         "pause_autopilot",
         "resume_autopilot",
-        "tick_now",
         *(_set_mode_action(mode) for mode in AutonomyMode.values),
     ]
     fieldsets = (
@@ -239,9 +238,6 @@ class ProjectAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">Add a member</a> · <a href="{}">all members</a>', add, listing)
 
     def get_queryset(self, request):
-        from blueprints.models import Task
-        from runs.models import ExecutionRun
-
         queryset = super().get_queryset(request)
         if not request.user.is_superuser:
             queryset = queryset.filter(pk__in=visible_projects(request.user).values("pk"))
@@ -249,22 +245,12 @@ class ProjectAdmin(admin.ModelAdmin):
             queryset
             .annotate(
                 member_count=count_of(ProjectMembership, "project"),
-                open_task_count=count_of(Task, "project", status__in=Task.OPEN),
-                active_run_count=count_of(ExecutionRun, "project", status__in=ExecutionRun.ACTIVE),
             )
         )
 
     @admin.display(description="Members", ordering="member_count")
     def members(self, obj):
         return obj.member_count
-
-    @admin.display(description="Open tasks", ordering="open_task_count")
-    def open_tasks(self, obj):
-        return obj.open_task_count
-
-    @admin.display(description="Active runs", ordering="active_run_count")
-    def active_runs(self, obj):
-        return obj.active_run_count
 
     # Writes: through the services, so every change is an Event with the acting user.
 
@@ -328,13 +314,6 @@ class ProjectAdmin(admin.ModelAdmin):
     def resume_autopilot(self, request, queryset):
         self.apply_autonomy(request, queryset, "Resumed", paused=False)
 
-    @admin.action(description="Run a manager tick now")
-    def tick_now(self, request, queryset):
-        from autopilot.manager.tick import tick_all
-
-        report = tick_all(reason="admin", actor=request.user, project_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} proposed, "
-                                   f"{report.promoted} task(s) became ready.", messages.SUCCESS)
 
 
 @admin.register(ProjectMembership)
@@ -412,64 +391,4 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return False
-
-
-# --- Proposals ----------------------------------------------------------------------------------
-
-
-@admin.register(Proposal)
-class ProposalAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "project", "status", "score", "role", "agent_backend", "decided_by", "created_at")
-    list_filter = ("status", "role", "agent_backend")
-    list_select_related = ("task", "project", "decided_by")
-    search_fields = ("task__title", "project__name", "reason")
-    raw_id_fields = ("task", "run", "decided_by")
-    actions = ["accept", "dismiss", "expire"]
-
-    def has_add_permission(self, request):
-        return False  # the manager makes proposals
-
-    def get_readonly_fields(self, request, obj=None):
-        return tuple(f.name for f in Proposal._meta.fields)
-
-    @admin.action(description="Accept selected proposals (starts their runs)")
-    def accept(self, request, queryset):
-        from autopilot.manager.proposals import proposal_accept
-
-        apply_each(self, request, queryset, "Accepted", lambda p: proposal_accept(proposal=p, actor=request.user))
-
-    @admin.action(description="Dismiss selected proposals")
-    def dismiss(self, request, queryset):
-        from autopilot.manager.proposals import proposal_dismiss
-
-        apply_each(self, request, queryset, "Dismissed",
-                   lambda p: proposal_dismiss(proposal=p, actor=request.user, note="dismissed in admin"))
-
-    @admin.action(description="Expire selected proposals")
-    def expire(self, request, queryset):
-        from django.utils import timezone
-
-        apply_each(self, request, queryset, "Expired", lambda p: transition(
-            p, Proposal.Status.EXPIRED, actor=request.user, reason="expired in admin",
-            fields={"decided_by": request.user, "decided_at": timezone.now()},
-        ))
-
-
-# --- Learning signals ---------------------------------------------------------------------------
-
-
-@admin.register(FileStat)
-class FileStatAdmin(admin.ModelAdmin):
-    """Counters written by the manager's learning step: view only."""
-
-    list_display = ("path", "project", "runs", "failures", "reworks", "updated_at")
-    list_filter = ("project",)
-    list_select_related = ("project",)
-    search_fields = ("path", "project__name")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
         return False

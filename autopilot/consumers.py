@@ -35,7 +35,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from autopilot.events import project_group, serialize_event, subject_group
-from autopilot.models import Event, Project, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Event, Project
 from autopilot.permissions import has_role
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
 from runs.models import ExecutionRun, ExecutionStep

@@ -22,6 +22,7 @@ from autopilot.permissions import (
     require_delete,
     require_register,
 )
+from autopilot.seams import backend_names, project_changed
 
 AUTONOMY_FIELDS = (
     "autonomy_mode",
@@ -141,8 +142,6 @@ def check_repository(
 
 
 def _validate_model_matrix(matrix: Any) -> dict:
-    from runs.models import AgentBackend
-
     if not isinstance(matrix, dict):
         raise ApplicationError("model_matrix must be an object mapping a role to {agent, model}.")
     for role, entry in matrix.items():
@@ -151,9 +150,10 @@ def _validate_model_matrix(matrix: Any) -> dict:
         if not isinstance(entry, dict) or set(entry) - {"agent", "model"}:
             raise ApplicationError(f"model_matrix['{role}'] must be an object with 'agent' and/or 'model'.")
         agent = entry.get("agent")
-        if agent and agent not in AgentBackend.values:
+        known = backend_names()
+        if agent and agent not in known:
             raise ApplicationError(
-                f"model_matrix['{role}']: unknown agent backend '{agent}'; choose from {', '.join(AgentBackend.values)}."
+                f"model_matrix['{role}']: unknown agent backend '{agent}'; choose from {', '.join(known)}."
             )
     return matrix
 
@@ -285,10 +285,8 @@ def _decimal(key: str, value: Any) -> Decimal:
 
 
 def _after_autonomy_change(project: Project) -> None:
-    """A mode change can unblock work: ask the manager for a tick (deduplicated per project)."""
-    from autopilot.manager import request_tick
-
-    request_tick(project.pk, reason="autonomy changed")
+    """A mode change can unblock work: the manager (listening on `project_changed`) asks for a tick."""
+    project_changed.send_on_commit(project.pk, "autonomy changed")
 
 
 @transaction.atomic

@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "autopilot",
     "blueprints",
     "runs",
+    "autopilot.manager.apps.ManagerConfig",
+    "autopilot.mcp.apps.McpConfig",
 ]
 
 MIDDLEWARE = [
@@ -291,7 +293,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MemberRoleEnum": "autopilot.models.Role",
         "AutonomyModeEnum": "autopilot.models.AutonomyMode",
-        "ProposalStatusEnum": "autopilot.models.Proposal.Status",
+        "ProposalStatusEnum": "autopilot.manager.models.Proposal.Status",
         "BlueprintStatusEnum": "blueprints.models.Blueprint.Status",
         "IngestionJobStatusEnum": "blueprints.models.IngestionJob.Status",
         "PlanNodeStatusEnum": "blueprints.models.PlanNode.Status",

@@ -4,19 +4,33 @@ Each stateful model declares `Status` (TextChoices) and `TRANSITIONS`, a map fro
 of statuses it may move to. `transition()` locks the row, re-reads the status under the lock, checks the
 map, saves the new status with any extra field changes, records an Event and schedules the event's
 push for after commit. Every service that changes a status calls it.
+
+After-hooks: the app that owns a model registers `after_transition(Model, fn)` in its ready();
+`fn(obj, old, new)` runs inside the transition's transaction, after the save (e.g. blueprints keeps
+the readiness bookkeeping of tasks true). A hook that raises rolls the transition back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from django.db import models, transaction
 from django.utils import timezone
 
 from autopilot.errors import InvalidTransition
+from autopilot.events import record_event
 
 M = TypeVar("M", bound=models.Model)
+
+_after_hooks: dict[type[models.Model], list[Callable[[Any, str, str], None]]] = {}
+
+
+def after_transition(model: type[models.Model], fn: Callable[[Any, str, str], None]) -> None:
+    """Run `fn(obj, old, new)` after every transition of a `model` row, in the same transaction."""
+    hooks = _after_hooks.setdefault(model, [])
+    if fn not in hooks:
+        hooks.append(fn)
 
 
 def allowed_targets(model: type[models.Model], current: str) -> frozenset[str]:
@@ -44,8 +58,6 @@ def transition(
     `allow_same` makes a transition to the current status a no-op instead of an error (idempotency
     for duplicate deliveries).
     """
-    from autopilot.events import record_event
-
     model = type(obj)
     with transaction.atomic():
         locked = model._default_manager.select_for_update().get(pk=obj.pk)
@@ -64,9 +76,8 @@ def transition(
             locked.updated_at = timezone.now()
             update_fields.append("updated_at")
         locked.save(update_fields=sorted(set(update_fields)))
-        after = getattr(locked, "after_transition", None)
-        if after is not None:  # the model's own bookkeeping, in the same transaction
-            after(current, target)
+        for hook in _after_hooks.get(model, ()):  # the owning app's bookkeeping, same transaction
+            hook(locked, current, target)
         record_event(
             kind=f"{model._meta.model_name}.status",
             subject=locked,

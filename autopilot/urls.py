@@ -7,7 +7,7 @@ from autopilot import views
 
 api_patterns = [
     path("", include("autopilot.api.urls")),
-    path("", include("autopilot.manager.urls")),
+    path("", include("autopilot.manager.api.urls")),
     path("", include("blueprints.api.urls")),
     path("", include("runs.api.urls")),
 ]

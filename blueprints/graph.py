@@ -65,11 +65,14 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from autopilot.errors import ApplicationError
+from autopilot.events import record_event
 from autopilot.models import PlanOrderPolicy, Project
+from autopilot.seams import project_changed
 from blueprints.layout import CHECKED, CHECKLIST, HAS_CHECKED, Layout
 from blueprints.models import Blueprint, PlanLayout, PlanNode, Task, TaskDependency
 from blueprints.parsing import gc_paused
 from blueprints.readiness import mark_dependents_stale, mark_stale
+from blueprints.tree import current_tree
 
 BODY_CAP = 20_000
 DEFAULT_PRIORITY = PlanNode._meta.get_field("priority").default
@@ -649,8 +652,6 @@ def generate_tasks(*, blueprint: Blueprint, nodes: Iterable[PlanNode | int] | No
     transaction (ingestion) or its own. A whole-tree generation records on the layout what each section
     states (PlanLayout.statements), for the next re-ingest.
     """
-    from blueprints.ingestion import current_tree
-
     with gc_paused(), transaction.atomic():
         project = Project.objects.select_for_update().get(pk=blueprint.project_id)  # serializes graph writers
         current = current_tree(project.pk)
@@ -890,8 +891,6 @@ def _refuse_cycles(edges: list[tuple[int, int]]) -> None:
 
 def _record(result: GenerationResult, *, project: Project, blueprint: Blueprint, actor) -> None:
     if result.tasks_created or result.dependencies_created or result.dependencies_removed or result.milestones_removed:
-        from autopilot.events import record_event
-
         record_event(
             kind="tasks.generated", subject=blueprint, project=project, actor=actor,
             data={k: v for k, v in result.as_dict().items() if k != "unresolved"},
@@ -900,9 +899,7 @@ def _record(result: GenerationResult, *, project: Project, blueprint: Blueprint,
 
 
 def _notify(project_id: int, reason: str) -> None:
-    from autopilot.manager import hooks
-
-    transaction.on_commit(lambda: hooks.on_tasks_changed(project_id, reason))
+    project_changed.send_on_commit(project_id, reason)
 
 
 def mark_spec_changes(*, changed_node_ids: Iterable[int] = (), removed_node_ids: Iterable[int] = ()) -> dict:

@@ -51,15 +51,17 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from autopilot.errors import ApplicationError, InvalidTransition
-from autopilot.events import record_event
+from autopilot.events import push_event, record_event
 from autopilot.jobs import ERROR, FAILED, JobRunner, Outcome
 from autopilot.models import Project
 from autopilot.state import transition
+from blueprints import graph
 from blueprints import layout as lay
 from blueprints.layout import Layout
 from blueprints.models import Blueprint, IngestionJob, PlanLayout, PlanNode
-from blueprints.parsing import ParsedDocument, PreviousParse, decode_source, gc_paused, parse_blueprint
-from blueprints.texts import StoredText, read_text, store_text
+from blueprints.parsing import ParsedDocument, decode_source, gc_paused, parse_blueprint
+from blueprints.texts import store_text
+from blueprints.tree import CurrentTree, archived_by_hand, current_tree
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +179,6 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
         if generate_tasks:
             report(0.8, "generating tasks")
             mark = time.perf_counter()
-            from blueprints import graph
-
             generated = graph.generate_for_version(blueprint=blueprint, project=project, plan=plan, actor=actor)
             counts["tasks"] = generated.tasks_created
             counts["dependencies"] = generated.dependencies_created
@@ -240,52 +240,6 @@ def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | No
     report(1.0, "done")
     return IngestResult(blueprint, blueprint.version, {**counts, "tasks": 0, "dependencies": 0}, diff,
                         time.perf_counter() - started, doc.format)
-
-
-# --- The current tree -----------------------------------------------------------------------------
-
-@dataclass
-class CurrentTree:
-    """The active version of a project and its tree: text, layout, and which of its nodes were archived
-    by hand since (they are not part of the current tree, and are not matched)."""
-
-    blueprint_id: int
-    format: str
-    stored: StoredText
-    layout: Layout
-    statements: dict | None
-    policy: str
-    archived: frozenset[int]
-
-    @property
-    def text(self) -> str:
-        return self.stored.text
-
-    def previous_parse(self) -> PreviousParse | None:
-        if self.format != Blueprint.Format.MARKDOWN:
-            return None
-        return PreviousParse(self.text, self.layout)
-
-
-def current_tree(project_id: int) -> CurrentTree | None:
-    """The active version's text and layout, read in one snapshot (three rows and an indexed lookup)."""
-    with transaction.atomic():
-        active = (Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE)
-                  .values_list("pk", "format").first())
-        if active is None:
-            return None
-        row = PlanLayout.objects.filter(blueprint_id=active[0]).values_list("data", "statements", "policy").first()
-        if row is None:
-            return None
-        stored = read_text(active[0])
-        archived = archived_by_hand(project_id)
-    return CurrentTree(active[0], active[1], stored, Layout.decode(row[0]), row[1], row[2], archived)
-
-
-def archived_by_hand(project_id: int) -> frozenset[int]:
-    """Nodes archived by hand (not by an ingestion): left out of the current tree."""
-    return frozenset(PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
-                     .exclude(change=PlanNode.Change.REMOVED).values_list("id", flat=True))
 
 
 # --- The tree -------------------------------------------------------------------------------------
@@ -390,8 +344,6 @@ class TreePlan:
 
         changed_ids = [ids[i] for i, c in enumerate(new.changes) if c == lay.CHANGED]
         if changed_ids or removed_ids:
-            from blueprints import graph
-
             graph.mark_spec_changes(changed_node_ids=changed_ids, removed_node_ids=removed_ids)
 
     def _values(self, i: int, bp_id: int) -> tuple:
@@ -628,8 +580,6 @@ class _JobProgress:
         if not connection.in_atomic_block:
             IngestionJob.objects.filter(pk=self.job.pk, status=IngestionJob.Status.RUNNING).update(
                 progress=fraction, stage=stage[:50], updated_at=timezone.now())
-        from autopilot.events import push_event
-
         push_event({"id": None, "kind": "ingestionjob.progress", "project": self.job.project_id,
                     "subject_type": "ingestionjob", "subject_id": self.job.pk, "actor": None,
                     "data": {"progress": round(fraction, 3), "stage": stage}, "created_at": None})

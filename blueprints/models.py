@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -67,10 +69,32 @@ class Blueprint(models.Model):
         """The version's text (read from BlueprintText once per instance)."""
         cached = self.__dict__.get("_source_text")
         if cached is None:
-            from blueprints.texts import read_text
-
-            cached = self.__dict__["_source_text"] = read_text(self.pk).text
+            cached = self.__dict__["_source_text"] = BlueprintText.objects.read(self.pk).text
         return cached
+
+
+@dataclass
+class StoredText:
+    """A version's text as read back (blueprints.texts stores it)."""
+
+    blueprint_id: int
+    text: str
+    base_id: int  # the version whose whole text the pieces refer to (itself when stored whole)
+    pieces: list | None  # None: stored whole
+
+
+class BlueprintTextManager(models.Manager):
+    def read(self, blueprint_id: int) -> StoredText:
+        """The text of a version: its row, plus its base's row when it is stored as pieces."""
+        row = self.filter(blueprint_id=blueprint_id).values_list("text", "base_id", "pieces").first()
+        if row is None:
+            return StoredText(blueprint_id, "", blueprint_id, None)
+        text, base_id, pieces = row
+        if pieces is None:
+            return StoredText(blueprint_id, text, blueprint_id, None)
+        base = self.filter(blueprint_id=base_id).values_list("text", flat=True).first() or ""
+        return StoredText(blueprint_id, "".join(base[p[0]:p[1]] if p.__class__ is list else p for p in pieces),
+                          base_id, pieces)
 
 
 class BlueprintText(models.Model):
@@ -84,6 +108,8 @@ class BlueprintText(models.Model):
     base = models.ForeignKey(Blueprint, null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
                              help_text="The version whose whole text `pieces` refer to.")
     pieces = models.JSONField(null=True, blank=True)
+
+    objects = BlueprintTextManager()
 
     def __str__(self) -> str:
         return f"Text of blueprint {self.blueprint_id} ({len(self.text):,} characters)"
@@ -376,12 +402,6 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
-
-    def after_transition(self, old: str, new: str) -> None:
-        """Called by `autopilot.state.transition`: keep the readiness bookkeeping true."""
-        from blueprints.readiness import status_changed
-
-        status_changed(self, old, new)
 
 
 class TaskDependency(models.Model):

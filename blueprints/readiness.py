@@ -31,6 +31,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from blueprints.models import Task, TaskDependency
+from blueprints.selectors import unfinished_dependency_exists
 
 CURRENT, STALE = Task.READINESS_CURRENT, Task.READINESS_STALE
 SATISFIED = Task.SATISFIED
@@ -57,7 +58,7 @@ def mark_dependents_stale(task_ids: Iterable[int]) -> int:
 
 
 def status_changed(task: Task, old: str, new: str) -> None:
-    """Bookkeeping after one task's status changed (`autopilot.state.transition` calls it)."""
+    """Bookkeeping after one task's status changed (an after-hook of `autopilot.state.transition`)."""
     if (old in SATISFIED) != (new in SATISFIED):
         mark_dependents_stale([task.pk])
     if new in SELF_CHECKED:
@@ -100,8 +101,6 @@ def refresh_readiness(project_ids, *, now=None, full: bool = False) -> dict:
     Returns counts and, per project, the changed task ids by new state ("reopened", "todo", "done",
     "ready") for the caller's report or event; "checked" is how many stale tasks were re-derived.
     """
-    from blueprints.selectors import unfinished_dependency_exists
-
     project_ids = list(project_ids)
     now = now or timezone.now()
     counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "milestones_reopened": 0, "checked": 0,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
+from autopilot.errors import NotFound
 from autopilot.models import Project
 from autopilot.permissions import visible_projects
 from blueprints.filtersets import TaskFilterSet, within_node
@@ -160,8 +161,6 @@ def dependency_view(task: Task) -> DependencyView:
 
 def task_get(project: Project, identifier) -> Task:
     """A task of a project by id (`12` or `#12`)."""
-    from autopilot.errors import NotFound
-
     text = str(identifier).strip().lstrip("#")
     task = Task.objects.filter(project=project, pk=int(text)).first() if text.isdigit() else None
     if task is None:
@@ -172,8 +171,6 @@ def task_get(project: Project, identifier) -> Task:
 def node_get(project: Project, identifier) -> PlanNode:
     """A node of the project's current plan tree by id, anchor, anchor tail or title (the first in document
     order when several match)."""
-    from autopilot.errors import NotFound
-
     text = str(identifier).strip().lstrip("#")
     qs = PlanNode.objects.filter(project=project, archived_at__isnull=True)
     node = None

@@ -1,7 +1,7 @@
 """Writes for tasks and their dependencies. Every door (API, CLI, web, MCP) calls these.
 
 Plan generation lives in `blueprints.graph` (generate_tasks); ingestion in `blueprints.ingestion`.
-After every change the manager is told on commit (autopilot.manager.hooks.on_tasks_changed).
+After every change the upper layers are told on commit (autopilot.seams.project_changed).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from autopilot.events import record_event
 from autopilot.input_limits import BIGINT_MAX, MAX_TASK_BODY_CHARS, MAX_TITLE_CHARS, check_length
 from autopilot.models import Project
 from autopilot.redaction import Redactor
+from autopilot.seams import project_changed
 from autopilot.state import transition
 from blueprints.graph import cycle_error, generate_tasks
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
@@ -26,9 +27,7 @@ EDITABLE_FIELDS = ("title", "body", "priority", "complexity", "plan_node")
 
 
 def _notify(project_id: int, reason: str) -> None:
-    from autopilot.manager import hooks
-
-    transaction.on_commit(lambda: hooks.on_tasks_changed(project_id, reason))
+    project_changed.send_on_commit(project_id, reason)
 
 
 def _clean_title(title: Any) -> str:

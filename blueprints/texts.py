@@ -13,32 +13,15 @@ pieces get too many.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 
-from blueprints.models import BlueprintText
+from blueprints.models import BlueprintText, StoredText
 
 MAX_NEW_FRACTION = 4  # stored whole when the new strings exceed 1/4 of the text
 MAX_PIECES = 20_000
 
 
-@dataclass
-class StoredText:
-    blueprint_id: int
-    text: str
-    base_id: int  # the version whose whole text the pieces refer to (itself when stored whole)
-    pieces: list | None  # None: stored whole
-
-
 def read_text(blueprint_id: int) -> StoredText:
-    row = BlueprintText.objects.filter(blueprint_id=blueprint_id).values_list("text", "base_id", "pieces").first()
-    if row is None:
-        return StoredText(blueprint_id, "", blueprint_id, None)
-    text, base_id, pieces = row
-    if pieces is None:
-        return StoredText(blueprint_id, text, blueprint_id, None)
-    base = BlueprintText.objects.filter(blueprint_id=base_id).values_list("text", flat=True).first() or ""
-    return StoredText(blueprint_id, "".join(base[p[0]:p[1]] if p.__class__ is list else p for p in pieces),
-                      base_id, pieces)
+    return BlueprintText.objects.read(blueprint_id)
 
 
 def store_text(*, blueprint_id: int, text: str, previous: StoredText | None = None,

@@ -29,7 +29,7 @@ from runs.backends.base import (
     StepHandle,
     Verdict,
 )
-from runs.guard import Policy, execute, kill_group
+from runs.guard import Policy, execute, kill_group, scrubbed_env
 from runs.models import ExecutionRun, ExecutionStep, RunMessage
 from runs.redaction import Redactor
 
@@ -443,8 +443,6 @@ class WorkerRunContext(RunContext):
 
 
 def scrubbed_base_env(home: Path) -> dict[str, str]:
-    from runs.guard import scrubbed_env
-
     return scrubbed_env(home)
 
 

@@ -1,7 +1,7 @@
 """Writes for runs: create, stop, retry, resume, approve/reject, advance, message, rollback, reap.
 
 Every function is keyword-only, validates first and writes inside one transaction; status changes go
-through autopilot.state.transition; enqueueing and the manager hooks happen on commit.
+through autopilot.state.transition; enqueueing and the lifecycle seams (runs.lifecycle) happen on commit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from autopilot import queues
 from autopilot.errors import ApplicationError, CapacityExceeded, Conflict
-from autopilot.events import record_event
+from autopilot.events import record_event, record_events
 from autopilot.input_limits import (
     MAX_MESSAGE_CHARS,
     MAX_PROMPT_CHARS,
@@ -31,8 +31,12 @@ from autopilot.input_limits import (
     check_length,
 )
 from autopilot.state import transition
-from runs import locks, workspace
+from runs import lifecycle, locks, workspace
 from runs.backends import backend_label, backend_status
+from runs.backends.scripted import validate_script
+from runs.context import pid_alive
+from runs.guard import kill_group
+from runs.leases import is_local, parse_lease_owner
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
 from runs.redaction import Redactor
 
@@ -78,8 +82,6 @@ def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
 
 def _check_run_settings(options: dict[str, Any], *, agent: str, prompt: str) -> None:
     """Refuse run settings a worker would trip over later (with a traceback in the run's error)."""
-    from runs.backends.scripted import validate_script
-
     try:
         size = len(json.dumps(options))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -288,8 +290,6 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
     ONE INSERT of the runs, ONE INSERT of their `executionrun.created` events; pushes and worker
     enqueues happen on commit. The DB guard (one open code run per task) refuses the whole batch with
     IntegrityError; the INSERT runs in a savepoint, so the caller's transaction stays usable."""
-    from autopilot.events import record_events
-
     if not specs:
         return []
     runs = [_build_run(actor=actor, **spec) for spec in specs]
@@ -352,17 +352,11 @@ def run_resume(
 
 
 def _local_pid_alive(owner: str, pid: int | None) -> bool:
-    from runs.context import pid_alive
-    from runs.worker import parse_lease_owner
-
     host, owner_pid = parse_lease_owner(owner)
     return host == socket.gethostname() and pid_alive(owner_pid or pid)
 
 
 def _kill_children(run: ExecutionRun) -> list[int]:
-    from runs.guard import kill_group
-    from runs.worker import parse_lease_owner
-
     host, _ = parse_lease_owner(run.lease_owner)
     if host and host != socket.gethostname():
         return []
@@ -407,30 +401,16 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
             worker_gone = (
                 locked.lease_expires_at is None
                 or locked.lease_expires_at < now
-                or not _local_pid_alive(locked.lease_owner, locked.pid) and _is_local(locked.lease_owner)
+                or not _local_pid_alive(locked.lease_owner, locked.pid) and is_local(locked.lease_owner)
             )
             if force and worker_gone:
                 _kill_children(locked)
                 transition(locked, Status.CANCELLED, actor=actor, reason=text, fields=_finish_fields(text + " (forced)"))
                 finished = True
         if finished:
-            run_id = locked.pk
-            transaction.on_commit(lambda: _hook("on_run_finished", run_id))
+            lifecycle.publish_run_finished(locked.pk)
     run.refresh_from_db()
     return run
-
-
-def _is_local(owner: str) -> bool:
-    from runs.worker import parse_lease_owner
-
-    host, _ = parse_lease_owner(owner)
-    return host == socket.gethostname()
-
-
-def _hook(name: str, run_id: int) -> None:
-    from runs.worker import _hook as call
-
-    call(name, run_id)
 
 
 # --- Approvals, advance, messages -----------------------------------------------------------------
@@ -622,7 +602,7 @@ def reap_expired_leases(now=None) -> list[int]:
             reason = "worker lost: lease expired"
             transition(locked, Status.FAILED, reason=reason, fields=_finish_fields(reason),
                        event_data={"lease_owner": locked.lease_owner, "killed": killed})
-            transaction.on_commit(lambda rid=run_id: _hook("on_run_finished", rid))
+            lifecycle.publish_run_finished(run_id)
         reaped.append(run_id)
     return reaped
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import traceback
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,12 +30,14 @@ from django.utils import timezone
 
 from autopilot.errors import InvalidTransition
 from autopilot.state import transition
-from runs import budget, workspace
+from runs import budget, lifecycle, workspace
 from runs.backends import get_backend
 from runs.backends.base import BackendError, BackendResult, LimitExceeded, RunStopped
 from runs.context import WorkerRunContext, create_step
+from runs.leases import lease_seconds, new_lease_owner
 from runs.models import ExecutionRun, ExecutionStep
 from runs.redaction import Redactor
+from runs.services import enqueue_next_runs
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +45,8 @@ STOP_POLL_SECONDS = 0.25
 Status = ExecutionRun.Status
 
 
-def lease_seconds() -> int:
-    return int(settings.AUTOPILOT_LEASE_SECONDS)
-
-
 def stop_grace_seconds() -> float:
     return float(getattr(settings, "AUTOPILOT_STOP_GRACE_SECONDS", 3))
-
-
-def new_lease_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def parse_lease_owner(owner: str) -> tuple[str, int | None]:
-    parts = (owner or "").split(":")
-    if len(parts) >= 3 and parts[-2].isdigit():
-        return ":".join(parts[:-2]), int(parts[-2])
-    return "", None
 
 
 CLAIM_LOCK_KEY = 0x61706361  # "apca": the global claim lock on PostgreSQL
@@ -290,8 +275,7 @@ class RunWorker:
         ctx.check()
         with transaction.atomic():
             transition(self.run, Status.RUNNING, reason="agent started", fields={"started_at": timezone.now()})
-            run_id = self.run.pk
-            transaction.on_commit(lambda: _hook("on_run_started", run_id))
+            lifecycle.publish_run_started(self.run.pk)
 
     def terminate(self, status: str, reason: str, error: str, result: BackendResult | None) -> None:
         run = self.run
@@ -335,7 +319,7 @@ class RunWorker:
                     ExecutionRun.objects.filter(pk=run.pk).update(**keep)
                 return
             transition(current, status, reason=fields["status_reason"], fields=fields)
-            transaction.on_commit(lambda: _hook("on_run_finished", run.pk))
+            lifecycle.publish_run_finished(run.pk)
             transaction.on_commit(_slot_freed)
 
     def commit(self) -> dict:
@@ -361,18 +345,9 @@ def _summary_reason(summary: str) -> str:
 
 def _slot_freed() -> None:
     """A run ended: hand the next queued runs (as many as there are free slots) to the workers."""
-    from runs.services import enqueue_next_runs
-
     try:
         enqueue_next_runs()
     except Exception:  # noqa: BLE001 - the reconciler re-enqueues anyway; never undo the run's outcome
         logger.exception("enqueueing the next queued runs failed")
 
 
-def _hook(name: str, run_id: int) -> None:
-    from autopilot.manager import hooks
-
-    try:
-        getattr(hooks, name)(run_id)
-    except Exception:  # noqa: BLE001 - the manager's reaction must never undo the run's outcome
-        logger.exception("manager hook %s(%s) failed", name, run_id)

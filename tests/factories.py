@@ -10,7 +10,8 @@ import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from autopilot.models import Project, ProjectMembership, Proposal, Role
+from autopilot.manager.models import Proposal
+from autopilot.models import Project, ProjectMembership, Role
 from blueprints.models import Blueprint, BlueprintText, IngestionJob, PlanNode, Task, TaskDependency
 from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
 from tests.gitrepo import make_repo

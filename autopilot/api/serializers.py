@@ -9,6 +9,7 @@ from autopilot.api.fields import IdField
 from autopilot.errors import ApplicationError
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
+from blueprints.models import PlanNode
 
 BASIC_FIELDS = (
     "name", "description", "repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
@@ -64,8 +65,6 @@ class _ProjectWriteFields(serializers.Serializer):
     def validate_active_phase(self, value):
         if value is None:
             return None
-        from blueprints.models import PlanNode
-
         node = PlanNode.objects.filter(pk=value).first()
         if node is None:
             # The service's answer for another project's node, word for word and in the same shape

@@ -22,10 +22,12 @@ from autopilot.cli_support import to_jsonable
 from autopilot.errors import ApplicationError
 from autopilot.manager import ranking
 from autopilot.manager.queue import QUEUE_ORDER
-from autopilot.manager.tick import Code, inline_ticks, tick_project
+from autopilot.manager.requests import inline_ticks
+from autopilot.manager.tick import Code, tick_project
 from autopilot.models import AutonomyMode, Project
 from blueprints.models import Task
 from runs.models import ExecutionRun
+from runs.worker import execute_run
 
 MAX_ROUNDS = 100_000
 BACKOFF_POLL_SECONDS = 1.0
@@ -52,8 +54,6 @@ def drive_full_auto(*, project: Project, max_budget=None, until_empty: bool = Fa
 
 def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdout=None, as_json: bool = False,
           actor=None) -> dict:
-    from runs.worker import execute_run
-
     project = Project.objects.get(pk=project.pk)
     if project.paused:
         raise ApplicationError(f"Project '{project.name}' is paused; resume it before driving it.")

@@ -21,7 +21,9 @@ from django.db.models import Count, F, Sum
 
 from autopilot import locks
 from autopilot.events import record_event
-from autopilot.models import FileStat, Project
+from autopilot.manager.models import FileStat
+from autopilot.manager.requests import request_tick
+from autopilot.models import Project
 from blueprints.models import PlanNode, Task, TaskDependency
 from runs.models import ExecutionRun
 
@@ -133,7 +135,5 @@ def refine_plan(*, project: Project, actor=None) -> dict:
         }
         record_event(kind="plan.refined", subject=project, actor=actor, data=summary)
         if changed:
-            from autopilot.manager.tick import request_tick
-
             request_tick(project.pk, reason="plan refined")
     return summary

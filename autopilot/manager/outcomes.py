@@ -23,11 +23,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from autopilot.events import record_event
-from autopilot.models import Event, FileStat
+from autopilot.manager.models import FileStat
+from autopilot.manager.requests import is_inline
+from autopilot.models import Event
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
 from blueprints.models import PlanNode, Task
 from runs.models import ExecutionRun, ExecutionStep
+from runs.services import run_create
 
 logger = logging.getLogger(__name__)
 
@@ -182,20 +185,15 @@ def _outcome(run, task: Task) -> dict:
 
 def _start_test_run(run, task: Task):
     """Queue the test worker in the code run's worktree (resumed_from reuses it)."""
-    from autopilot.manager.tick import _inline_projects
-    from runs.services import run_create
-
     return run_create(
         project=run.project, task=task, role="test", agent_backend="test_worker",
         prompt=f"Run the tests for task #{task.pk} ({task.title}) on the changes of run #{run.pk}.",
-        priority=run.priority, resumed_from=run, enqueue=run.project_id not in _inline_projects,
+        priority=run.priority, resumed_from=run, enqueue=not is_inline(run.project_id),
     )
 
 
 def _test_outcome(run, task: Task, project, now) -> dict:
     """A test-worker run ended: passed → done (when the project auto-completes); failed → rework."""
-    from autopilot.manager.tick import request_tick  # noqa: F401 - the hook requests the tick
-
     passed = run.status == ExecutionRun.Status.SUCCEEDED
     if task.status != Task.Status.REVIEW:
         return {"task_status": task.status, "tests_passed": passed}

@@ -8,9 +8,11 @@ from django.utils import timezone
 
 from autopilot.errors import Conflict
 from autopilot.manager import ranking
+from autopilot.manager.models import Proposal
 from autopilot.manager.queue import ensure_queue_room
-from autopilot.manager.tick import _global_lock, request_tick, start_run_for_task
-from autopilot.models import AutonomyMode, Project, Proposal
+from autopilot.manager.requests import request_tick
+from autopilot.manager.tick import _global_lock, start_run_for_task
+from autopilot.models import AutonomyMode, Project
 from autopilot.state import transition
 from blueprints.models import Task
 

@@ -15,6 +15,7 @@ from autopilot.events import record_event
 from autopilot.models import Project
 from runs import locks as run_locks
 from runs.models import ExecutionRun
+from runs.services import run_stop
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
 
@@ -108,6 +109,4 @@ def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason
 
 
 def _cancel(run: ExecutionRun, *, actor, reason: str) -> None:
-    from runs.services import run_stop
-
     run_stop(run=run, actor=actor, reason=reason)

@@ -34,7 +34,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from autopilot.models import AutonomyMode, Project, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import AutonomyMode, Project
 from blueprints.filtersets import subtree_q
 from blueprints.models import PlanNode, Task
 from blueprints.selectors import unfinished_dependency_exists

@@ -17,31 +17,29 @@ something; nothing per task.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field, replace
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from autopilot import locks, queues
+from autopilot import locks
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_events
 from autopilot.manager import ranking
-from autopilot.models import AutonomyMode, Project, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.manager.outcomes import apply_run_finished
+from autopilot.models import AutonomyMode, Project
 from blueprints.models import Task
 from blueprints.readiness import refresh_readiness
 from runs.context import TASK_INSTRUCTION
+from runs.models import ExecutionRun
+from runs.services import reconcile_runs, runs_create_many
 
 logger = logging.getLogger(__name__)
 
 TICK_LOCK_KEY = 0x6175746F  # "auto": the global tick lock on PostgreSQL
 EVENT_TASK_IDS = 50
-
-# Projects whose ticks are driven inline by `drive_full_auto` in this process: no enqueued ticks.
-_inline_projects: set[int] = set()
-_inline_lock = threading.Lock()
-
 
 # --- Reports --------------------------------------------------------------------------------------
 
@@ -171,67 +169,17 @@ class TickReport:
         return data
 
 
-# --- Requests (event-driven ticks) ----------------------------------------------------------------
-
-
-def request_tick(project_id: int, *, reason: str = "") -> None:
-    """Enqueue one tick of a project after commit; at most one is pending per project.
-
-    De-duplication: a conditional UPDATE sets Project.tick_pending from false to true; only the
-    request that flips it enqueues. The tick clears the flag when it starts, so a change that lands
-    while a tick runs gets a tick of its own.
-    """
-    transaction.on_commit(lambda: _enqueue_tick(project_id, reason))
-
-
-def _enqueue_tick(project_id: int, reason: str) -> None:
-    if project_id in _inline_projects:
-        return
-    if not Project.objects.filter(pk=project_id, tick_pending=False).update(tick_pending=True):
-        return
-    try:
-        from django_q.tasks import async_task
-
-        async_task("autopilot.tasks.tick_project_task", project_id, reason, task_name=f"tick-project-{project_id}",
-                   cluster=queues.CONTROL)
-    except Exception:  # noqa: BLE001 - the schedule will tick anyway; don't leave the flag stuck
-        Project.objects.filter(pk=project_id).update(tick_pending=False)
-        logger.exception("could not enqueue a tick for project %s", project_id)
-
-
-class inline_ticks:
-    """Context manager: this process drives the ticks of `project_id` itself (no enqueued ticks)."""
-
-    def __init__(self, project_id: int):
-        self.project_id = project_id
-
-    def __enter__(self):
-        with _inline_lock:
-            _inline_projects.add(self.project_id)
-        return self
-
-    def __exit__(self, *exc):
-        with _inline_lock:
-            _inline_projects.discard(self.project_id)
-        return False
-
-
 # --- Reconcile ------------------------------------------------------------------------------------
 
 
 def _reap(now) -> list[int]:
     """Fail runs whose lease expired and re-enqueue queued runs whose message is lost (the reconciler's
     pass; `autopilot serve` also runs it every quarter lease)."""
-    from runs.services import reconcile_runs
-
     return list(reconcile_runs(now=now)["reaped"])
 
 
 def _recover_orphans(project_ids: list[int]) -> list[int]:
     """Tasks left in progress without an open run (a missed on_run_finished): apply the outcome now."""
-    from autopilot.manager.outcomes import apply_run_finished
-    from runs.models import ExecutionRun
-
     orphans = list(
         Task.objects.filter(project_id__in=project_ids, status=Task.Status.IN_PROGRESS)
         .filter(~ranking.open_run())
@@ -359,9 +307,6 @@ def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, e
     links to it. The run is created by runs_create_many (the tick's path, with the mode in the INSERT),
     whose INSERT runs in a savepoint, so the DB guard refusing a duplicate (IntegrityError) leaves the
     caller's transaction usable."""
-    from runs.models import ExecutionRun
-    from runs.services import runs_create_many
-
     if previous is False:
         previous = ExecutionRun.objects.filter(task=task, role="code").order_by("-pk").only("pk", "attempt").first()
     (run,) = runs_create_many(specs=[_run_spec(project, task, mode, previous, budget_usd)], actor=actor, enqueue=enqueue)
@@ -374,8 +319,6 @@ def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, e
 
 def _latest_runs(task_ids: list[int]) -> dict:
     """Each task's latest code run (pk, attempt), in one query."""
-    from runs.models import ExecutionRun
-
     latest: dict = {}
     if not task_ids:
         return latest
@@ -410,8 +353,6 @@ def _create_runs(specs: list[dict], *, actor, enqueue: bool) -> list:
     """The runs of `specs` with one bulk INSERT; when the batch is refused (the DB guard found a run
     created meanwhile outside the tick's lock, or the queue filled up), one by one so the others still
     start. Returns, per spec, the run or the exception that refused it."""
-    from runs.services import runs_create_many
-
     try:
         return runs_create_many(specs=specs, actor=actor, enqueue=enqueue)
     except (IntegrityError, CapacityExceeded):

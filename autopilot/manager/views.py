@@ -8,8 +8,9 @@ from django.shortcuts import redirect, render
 
 from autopilot.errors import ApplicationError
 from autopilot.manager import explain, metrics, proposals, queue
+from autopilot.manager.models import Proposal
 from autopilot.manager.tick import tick_project
-from autopilot.models import AutonomyMode, Project, Proposal, Role
+from autopilot.models import AutonomyMode, Project, Role
 from autopilot.permissions import header_controls, visible_projects
 from autopilot.services import project_update_autonomy
 from autopilot.web import require_role_or_404

@@ -49,8 +49,10 @@ from runs.backends.base import (
     RunStopped,
     StepHandle,
 )
-from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
+from runs.guard import kill_group, sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
 from runs.models import ExecutionStep
+from runs.tools import unified_diff
+from runs.workspace import file_snapshot
 
 Kind = ExecutionStep.Kind
 
@@ -376,8 +378,6 @@ class ClaudeCodeBackend(Backend):
 
     async def _hard_disconnect(self, client: Any) -> None:
         """After a stop or a limit: interrupt, then end the process group right away."""
-        from runs.guard import kill_group
-
         process = getattr(getattr(client, "_transport", None), "_process", None)
         try:
             await asyncio.wait_for(client.interrupt(), timeout=2)
@@ -554,8 +554,6 @@ class ClaudeCodeBackend(Backend):
 
     @staticmethod
     def _file_diff(pending: _PendingTool) -> tuple[str, bool]:
-        from runs.tools import unified_diff
-
         path = pending.abs_path
         assert path is not None and pending.snapshot is not None
         import base64
@@ -581,8 +579,6 @@ class ClaudeCodeBackend(Backend):
         return decision
 
     async def _decide(self, state: _State, tool_use_id: str, name: str, tool_input: dict[str, Any]) -> tuple[str, str]:
-        from runs.workspace import file_snapshot
-
         ctx = state.ctx
         verdict = await in_thread(ctx.authorize, name, tool_input)
         handle = await in_thread(ctx.begin_step, tool_kind(name), tool_name=name, input=tool_input, verdict=verdict)

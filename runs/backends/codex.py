@@ -39,7 +39,7 @@ from django.conf import settings
 
 from runs import agent_mcp
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
-from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
+from runs.guard import kill_group, sandbox_argv, sandbox_path_variable, sandbox_readonly_paths
 from runs.models import ExecutionStep
 
 Kind = ExecutionStep.Kind
@@ -121,8 +121,6 @@ class CodexBackend(Backend):
         return True, ""
 
     def interrupt(self) -> None:
-        from runs.guard import kill_group
-
         with self._lock:
             proc = self._proc
         if proc is not None and proc.poll() is None:
@@ -142,8 +140,6 @@ class CodexBackend(Backend):
         return env
 
     def run(self, ctx: RunContext) -> BackendResult:
-        from runs.guard import kill_group
-
         base_url = ctx.llm_env("openai").get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         model = self.model_name(ctx)
         prompt = ctx.prompt

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from autopilot.errors import ApplicationError
 from autopilot.input_limits import MAX_MESSAGE_CHARS, MAX_PROMPT_CHARS, MAX_TASK_BODY_CHARS
-from autopilot.models import Proposal
+from autopilot.manager.models import Proposal
 from blueprints.models import Task
 from blueprints.services import task_create, task_update
 from runs import services as run_services

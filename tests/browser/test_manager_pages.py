@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from autopilot.models import Project, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Project
 from runs.models import ExecutionRun
 from tests.factories import MembershipFactory, TaskFactory
 

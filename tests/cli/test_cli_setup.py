@@ -178,7 +178,7 @@ def test_outside_any_repository_a_fresh_directory_says_what_to_do(fresh, tmp_pat
 def test_a_database_behind_the_code_says_to_run_setup(fresh, tmp_path):
     fresh("project", "list")
     db = sqlite3.connect(tmp_path / "data" / "autopilot.sqlite3")
-    db.execute("delete from django_migrations where app='autopilot' and name='0005_cli_default_project'")
+    db.execute("delete from django_migrations where app='autopilot' and name='0006_cli_default_project'")
     db.commit()
     db.close()
     fresh.fails("project", "list", says="run `autopilot setup`")

@@ -14,7 +14,8 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from autopilot.models import Event, Project, ProjectMembership, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Event, Project, ProjectMembership
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
 from tests.factories import (
     BlueprintFactory,
@@ -72,7 +73,7 @@ def _event(ctx: Ctx, n: int):
 
 
 def _file_stat(ctx: Ctx, n: int):
-    from autopilot.models import FileStat
+    from autopilot.manager.models import FileStat
 
     rows = [FileStat.objects.create(project=ctx.project, path=f"src/f{next(_seq)}.py", runs=3, failures=1)
             for _ in range(n)]
@@ -224,8 +225,8 @@ BUILDERS: dict[str, Callable[[Ctx, int], object]] = {
     "autopilot.Project": _project,
     "autopilot.ProjectMembership": _membership,
     "autopilot.Event": _event,
-    "autopilot.Proposal": _proposal,
-    "autopilot.FileStat": _file_stat,
+    "manager.Proposal": _proposal,
+    "manager.FileStat": _file_stat,
     "blueprints.Blueprint": _blueprint,
     "blueprints.IngestionJob": _ingestion,
     "blueprints.PlanNode": _plan_node,
@@ -639,7 +640,7 @@ def test_proposal_accept_action_starts_a_run(admin_client, admin_user):
 @pytest.mark.django_db
 def test_accepting_a_dismissed_proposal_is_reported_not_raised(admin_client):
     proposal = ProposalFactory(status=Proposal.Status.DISMISSED)
-    url = reverse("admin:autopilot_proposal_changelist")
+    url = reverse("admin:manager_proposal_changelist")
     response = admin_client.post(url, {"action": "accept", "_selected_action": [proposal.pk]}, follow=True)
     assert response.status_code == 200
     assert "is dismissed, not pending" in response.content.decode()

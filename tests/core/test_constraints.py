@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from autopilot.models import FileStat, Project, ProjectMembership, Proposal
+from autopilot.manager.models import FileStat, Proposal
+from autopilot.models import Project, ProjectMembership
 from blueprints.models import Blueprint, TaskDependency
 from tests.factories import (
     BlueprintFactory,
@@ -29,7 +30,7 @@ from tests.factories import (
 )
 
 NO_REPO = "/nonexistent/constraint-tests"
-APPS = ("autopilot", "blueprints", "runs")
+APPS = ("autopilot", "blueprints", "runs", "manager")
 
 
 def _project(**kwargs) -> Project:

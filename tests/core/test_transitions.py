@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from autopilot.errors import Conflict, InvalidTransition
-from autopilot.models import Event, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Event
 from autopilot.state import allowed_targets, transition
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
 from runs.models import ExecutionRun, ExecutionStep

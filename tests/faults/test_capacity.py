@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from autopilot.manager.tick import request_tick
+from autopilot.manager.requests import request_tick
 from autopilot.models import Event, Project
 from blueprints.ingestion import ingestion_job_create
 from blueprints.models import IngestionJob

@@ -1,7 +1,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from autopilot.models import Event, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Event
 from blueprints.models import Task
 from runs.models import ExecutionRun
 from tests.factories import (
@@ -128,7 +129,7 @@ def test_refine_plan_ranks_unblocking_work_first_and_records_changes(project, op
 def test_learning_metrics(project, viewer):
     from django.utils import timezone
 
-    from autopilot.models import FileStat
+    from autopilot.manager.models import FileStat
 
     now = timezone.now()
     node = PlanNodeFactory(blueprint=BlueprintFactory(project=project), failure_count=2, rework_count=1, difficulty=1.6)

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from autopilot.models import Proposal
+from autopilot.manager.models import Proposal
 from runs.models import ExecutionRun
 from tests.factories import ExecutionRunFactory, UserFactory
 from tests.manager.conftest import make_task, set_mode

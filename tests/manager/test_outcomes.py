@@ -2,9 +2,11 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from autopilot.manager import hooks
-from autopilot.manager.tick import request_tick, tick_project
-from autopilot.models import Event, FileStat, Project
+from autopilot.manager import listeners as hooks
+from autopilot.manager.models import FileStat
+from autopilot.manager.requests import request_tick
+from autopilot.manager.tick import tick_project
+from autopilot.models import Event, Project
 from blueprints.models import Task
 from runs.models import ExecutionRun
 from tests.factories import BlueprintFactory, ExecutionRunFactory, ExecutionStepFactory, PlanNodeFactory

@@ -5,8 +5,9 @@ from django.utils import timezone
 
 from autopilot.errors import CapacityExceeded
 from autopilot.manager import proposals
+from autopilot.manager.models import Proposal
 from autopilot.manager.tick import tick_all, tick_project
-from autopilot.models import Event, Project, Proposal
+from autopilot.models import Event, Project
 from blueprints.models import Task
 from blueprints.services import task_transition
 from runs.models import ExecutionRun

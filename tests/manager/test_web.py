@@ -1,7 +1,8 @@
 import pytest
 from django.test import Client
 
-from autopilot.models import Event, Proposal
+from autopilot.manager.models import Proposal
+from autopilot.models import Event
 from runs.models import ExecutionRun
 from tests.factories import ExecutionRunFactory
 from tests.manager.conftest import make_task, set_mode

@@ -5,7 +5,8 @@ from __future__ import annotations
 from autopilot.cli_support import AutopilotCommand
 from autopilot.errors import NotFound
 from autopilot.manager import explain, metrics, proposals
-from autopilot.models import Proposal, Role
+from autopilot.manager.models import Proposal
+from autopilot.models import Role
 from autopilot.permissions import require_role
 from autopilot.services import project_get
 

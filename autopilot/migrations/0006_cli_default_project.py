@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("autopilot", "0004_setup_network"),
+        ("autopilot", "0005_manager_models_moved"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
