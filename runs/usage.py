@@ -1,6 +1,7 @@
 """Reads for the usage page: spend and tokens of the visible projects over a date range, by day and
 project, by project (with today's spend against the daily cap), by model and by backend, from
-runs.models.UsageRecord (one row per LLM call or agent turn); and each project's learning metrics."""
+runs.models.UsageRecord (one row per LLM call or agent turn). The learning metrics are the manager's
+(autopilot.manager.metrics.learning_report)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from django.db.models import Count, DecimalField, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from autopilot.manager.metrics import learning_metrics
 from autopilot.models import Project
 from runs.budget import day_bounds
 from runs.models import UsageRecord
@@ -77,13 +77,3 @@ def usage_report(projects: list[Project], start: dt.date, end: dt.date) -> dict:
         "backends": by_backend,
         "totals": totals,
     }
-
-
-def learning_report(projects: list[Project]) -> list[dict]:
-    """Each project's learning metrics (cycle time, rework), for the projects with finished tasks."""
-    out = []
-    for project in projects:
-        metrics = learning_metrics(project)
-        if metrics["finished_tasks"]:
-            out.append({"project": project, "name": project.name, **metrics})
-    return out

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
 from autopilot.errors import ApplicationError, NotFound
+from autopilot.manager.metrics import learning_report
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import has_role, visible_projects
 from autopilot.web import project_or_404, require_role_or_404
@@ -199,7 +200,7 @@ def usage_page(request):
         return render(request, "runs/usage.html", context, status=400)
     start, end = (form.cleaned_data["start"], form.cleaned_data["end"]) if request.GET else usage.default_range()
     report = usage.usage_report(projects, start, end)
-    learning = usage.learning_report(projects)
+    learning = learning_report(projects)
     context.update(report=report, learning=learning, charts=_usage_charts(report, learning), start=start, end=end)
     return render(request, "runs/usage.html", context)
 

@@ -137,3 +137,13 @@ def refine_plan(*, project: Project, actor=None) -> dict:
         if changed:
             request_tick(project.pk, reason="plan refined")
     return summary
+
+
+def learning_report(projects: list[Project]) -> list[dict]:
+    """Each project's learning metrics (cycle time, rework), for the projects with finished tasks."""
+    out = []
+    for project in projects:
+        metrics = learning_metrics(project)
+        if metrics["finished_tasks"]:
+            out.append({"project": project, "name": project.name, **metrics})
+    return out
