@@ -23,7 +23,9 @@ from runs.models import AgentBackend, ExecutionRun, ExecutionStep
 
 DEMO_PROJECT_NAME = "Demo"  # the project `autopilot demo` creates (autopilot/management/commands/demo.py)
 ACTIVE = (
-    ExecutionRun.Status.QUEUED, ExecutionRun.Status.PREPARING, ExecutionRun.Status.RUNNING,
+    ExecutionRun.Status.QUEUED,
+    ExecutionRun.Status.PREPARING,
+    ExecutionRun.Status.RUNNING,
     ExecutionRun.Status.WAITING_APPROVAL,
 )
 # The dashboard's status filter: a name -> the run statuses it shows.
@@ -33,10 +35,18 @@ STATUS_FILTERS = {
     "queued": (ExecutionRun.Status.QUEUED,),
     "finished": tuple(ExecutionRun.TERMINAL),
 }
-STATUS_FILTER_LABELS = {"waiting": "Waiting for approval", "running": "Running", "queued": "Queued",
-                        "finished": "Recently finished"}
-GROUP_ORDER = {ExecutionRun.Status.WAITING_APPROVAL: 0, ExecutionRun.Status.RUNNING: 1,
-               ExecutionRun.Status.PREPARING: 1, ExecutionRun.Status.QUEUED: 2}
+STATUS_FILTER_LABELS = {
+    "waiting": "Waiting for approval",
+    "running": "Running",
+    "queued": "Queued",
+    "finished": "Recently finished",
+}
+GROUP_ORDER = {
+    ExecutionRun.Status.WAITING_APPROVAL: 0,
+    ExecutionRun.Status.RUNNING: 1,
+    ExecutionRun.Status.PREPARING: 1,
+    ExecutionRun.Status.QUEUED: 2,
+}
 RECENT_LIMIT = 12
 ACTIVE_LIMIT = 1000  # cards; the global run cap and the queue size keep the real number far lower
 
@@ -71,7 +81,8 @@ class Board:
 def _waiting_step():
     return (
         ExecutionStep.objects.filter(run=OuterRef("pk"), status=ExecutionStep.Status.NEEDS_APPROVAL)
-        .order_by("seq").values("pk")[:1]
+        .order_by("seq")
+        .values("pk")[:1]
     )
 
 
@@ -104,7 +115,8 @@ def dashboard_board(*, user, project_id: int | None = None, status: str = "") ->
     board.total_active = len(active)
     queued_ids = list(
         ExecutionRun.objects.filter(status=ExecutionRun.Status.QUEUED)
-        .order_by("-priority", "created_at", "id").values_list("pk", flat=True)[: settings.AUTOPILOT_QUEUE_MAX]
+        .order_by("-priority", "created_at", "id")
+        .values_list("pk", flat=True)[: settings.AUTOPILOT_QUEUE_MAX]
     )
     positions = {pk: i for i, pk in enumerate(queued_ids, start=1)}
     wanted = STATUS_FILTERS.get(status)
@@ -123,9 +135,13 @@ def dashboard_board(*, user, project_id: int | None = None, status: str = "") ->
     board.running = [r for r in shown if r.status in STATUS_FILTERS["running"]]
     board.queued = [r for r in shown if r.status == ExecutionRun.Status.QUEUED]
     if not wanted or status == "finished":
-        finished = ExecutionRun.objects.filter(
-            project_id__in=[project_id] if project_id else list(by_pk), status__in=ExecutionRun.TERMINAL
-        ).select_related("task").order_by("-ended_at", "-id")[:RECENT_LIMIT]
+        finished = (
+            ExecutionRun.objects.filter(
+                project_id__in=[project_id] if project_id else list(by_pk), status__in=ExecutionRun.TERMINAL
+            )
+            .select_related("task")
+            .order_by("-ended_at", "-id")[:RECENT_LIMIT]
+        )
         board.finished = [_decorate(run, by_pk) for run in finished if run.project_id in by_pk]
     return projects, board
 
@@ -137,7 +153,8 @@ def needs_input(*, user) -> list[dict]:
     visible = project_list(user=user).values("pk")
     rows = (
         ExecutionRun.objects.filter(project_id__in=visible, status=ExecutionRun.Status.WAITING_APPROVAL)
-        .order_by("created_at", "id").values("pk", "project__name")[:100]
+        .order_by("created_at", "id")
+        .values("pk", "project__name")[:100]
     )
     return [{"run": row["pk"], "project": row["project__name"]} for row in rows]
 
@@ -151,17 +168,29 @@ def projects_table(*, user) -> list[Project]:
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     runs = ExecutionRun.objects.filter(project=OuterRef("pk")).order_by().values("project")
     rows = list(
-        project_list(user=user).annotate(
-            active_runs=Coalesce(Subquery(
-                runs.filter(status__in=ACTIVE).annotate(n=Count("pk")).values("n"), output_field=IntegerField()
-            ), 0),
-            sessions=Coalesce(Subquery(runs.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0),
+        project_list(user=user)
+        .annotate(
+            active_runs=Coalesce(
+                Subquery(
+                    runs.filter(status__in=ACTIVE).annotate(n=Count("pk")).values("n"),
+                    output_field=IntegerField(),
+                ),
+                0,
+            ),
+            sessions=Coalesce(
+                Subquery(runs.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0
+            ),
             last_run_at=Subquery(runs.annotate(m=Max("created_at")).values("m")),
-            spend_today=Coalesce(Subquery(
-                runs.filter(created_at__gte=start_of_day).annotate(s=Sum("cost_usd")).values("s"),
+            spend_today=Coalesce(
+                Subquery(
+                    runs.filter(created_at__gte=start_of_day).annotate(s=Sum("cost_usd")).values("s"),
+                    output_field=DecimalField(max_digits=12, decimal_places=6),
+                ),
+                Decimal("0"),
                 output_field=DecimalField(max_digits=12, decimal_places=6),
-            ), Decimal("0"), output_field=DecimalField(max_digits=12, decimal_places=6)),
-        ).order_by("name")
+            ),
+        )
+        .order_by("name")
     )
     for project in rows:
         project.is_demo = is_demo_project(project)

@@ -103,7 +103,8 @@ def projects_page(request):
             raise DjangoPermissionDenied(exc.message) from exc
         form = {key: (request.POST.get(key) or "").strip() for key in PROJECT_FORM_FIELDS}
         form["setup_script"] = (request.POST.get("setup_script") or "").strip("\n")
-        branch = form["base_branch"] or current_branch(actor=request.user, repo_path=form["repo_path"]) or "main"
+        detected = current_branch(actor=request.user, repo_path=form["repo_path"])
+        branch = form["base_branch"] or detected or "main"
         try:
             project = project_create(
                 name=form["name"], repo_path=form["repo_path"], base_branch=branch,
@@ -125,7 +126,9 @@ def projects_page(request):
 @login_required
 def branch_hint(request):
     """htmx: the branch checked out at the typed path (only inside the allowed repository roots)."""
-    branch = current_branch(actor=request.user, repo_path=request.GET.get("repo_path", "").strip())
+    branch = None
+    if has_site_trust(request.user):  # only those who may register a repository learn about one
+        branch = current_branch(actor=request.user, repo_path=request.GET.get("repo_path", "").strip())
     return render(request, "autopilot/projects.html#branch-hint", {"detected_branch": branch or ""})
 
 

@@ -54,21 +54,38 @@ def main() -> int:
         return 0
     results = {}
     for mode in args.modes.split(","):
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH")}
-        env.update(AUTOPILOT_DATA_DIR=tempfile.mkdtemp(prefix=f"autopilot-bench-events-{mode}-"),
-                   AUTOPILOT_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="autopilot.settings",
-                   PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key
+            not in ("DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH")
+        }
+        env.update(
+            AUTOPILOT_DATA_DIR=tempfile.mkdtemp(prefix=f"autopilot-bench-events-{mode}-"),
+            AUTOPILOT_LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="autopilot.settings",
+            PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        )
         if mode == "redis":
             env.update(REDIS_URL=args.redis_url, AUTOPILOT_CHANNEL_PREFIX=f"ap-bench-{os.getpid()}")
-        done = subprocess.run([sys.executable, __file__, "--child", mode, "--events", str(args.events)],
-                              env=env, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", mode, "--events", str(args.events)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
-            print(f"bench/events.py: the {mode} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
-                  file=sys.stderr)
+            print(
+                f"bench/events.py: the {mode} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+                file=sys.stderr,
+            )
             return 1
-        results[mode] = json.loads(line[len("RESULT "):])
+        results[mode] = json.loads(line[len("RESULT ") :])
+        errors = [ln for ln in done.stderr.splitlines() if "Error" in ln or "could not push" in ln]
+        if errors:
+            print(f"{mode}: {len(errors)} error line(s) in the child's output, e.g.: {errors[:3]}")
     report(results, args.events)
     return 0
 
@@ -78,20 +95,30 @@ def report(results: dict, events: int) -> None:
     for mode, r in results.items():
         base, live, dash = r["baseline"], r["stream"], r["dashboard"]
         print(f"== {mode} channel layer ==")
-        print(f"  baseline: bare channel-layer send/receive round trip  p50 {base['p50_ms']:.1f} ms"
-              f"  p95 {base['p95_ms']:.1f} ms  ({base['n']} round trips)")
-        print(f"  stream: {events} events written in {live['write_s']:.1f} s"
-              f" ({live['written_per_min']:,.0f}/min); delivered {live['delivered_live']} live,"
-              f" {live['delivered_per_min']:,.0f} events/min  (target >= 10,000)")
-        print(f"          write-to-receipt p50 {live['p50_ms']:.1f} ms  p95 {live['p95_ms']:.1f} ms"
-              f"  (target p95 <= {targets.get(mode, 250)} ms)  = {live['p95_ms'] / base['p95_ms']:.1f}x the"
-              f" baseline p95")
-        print(f"          caught up after reconnect: {live['caught_up']};  lost after catch-up: {live['lost']}"
-              f"  (must be 0)")
-        print(f"  dashboard: empty {dash['empty_ms']:.1f} ms / {dash['empty_queries']} queries;"
-              f" {dash['runs']} active runs over {dash['projects']} projects {dash['full_ms']:.1f} ms /"
-              f" {dash['full_queries']} queries ({dash['full_ms'] / dash['empty_ms']:.1f}x empty; target <= 300 ms,"
-              f" same queries)")
+        print(
+            f"  baseline: bare channel-layer send/receive round trip  p50 {base['p50_ms']:.1f} ms"
+            f"  p95 {base['p95_ms']:.1f} ms  ({base['n']} round trips)"
+        )
+        print(
+            f"  stream: {events} events written in {live['write_s']:.1f} s"
+            f" ({live['written_per_min']:,.0f}/min); delivered {live['delivered_live']} live,"
+            f" {live['delivered_per_min']:,.0f} events/min  (target >= 10,000)"
+        )
+        print(
+            f"          write-to-receipt p50 {live['p50_ms']:.1f} ms  p95 {live['p95_ms']:.1f} ms"
+            f"  (target p95 <= {targets.get(mode, 250)} ms)  = {live['p95_ms'] / base['p95_ms']:.1f}x the"
+            f" baseline p95"
+        )
+        print(
+            f"          caught up after reconnect: {live['caught_up']};  lost after catch-up: {live['lost']}"
+            f"  (must be 0)"
+        )
+        print(
+            f"  dashboard: empty {dash['empty_ms']:.1f} ms / {dash['empty_queries']} queries;"
+            f" {dash['runs']} active runs over {dash['projects']} projects {dash['full_ms']:.1f} ms /"
+            f" {dash['full_queries']} queries ({dash['full_ms'] / dash['empty_ms']:.1f}x empty; target <= 300 ms,"
+            f" same queries)"
+        )
 
 
 # --- The child: one channel layer ------------------------------------------------------------------
@@ -161,14 +188,28 @@ def dashboard(user, repo: Path) -> dict:
         [Project(name=f"Bench {i}", slug=f"bench-{i}", repo_path=str(repo)) for i in range(20)]
     )
     statuses = ["running", "queued", "waiting_approval", "preparing"]
-    ExecutionRun.objects.bulk_create([
-        ExecutionRun(project=projects[i % 20], status=statuses[i % 4], agent_backend="scripted", model="scripted",
-                     prompt=f"Bench run {i}", last_step_seq=i % 30)
-        for i in range(200)
-    ])
+    ExecutionRun.objects.bulk_create(
+        [
+            ExecutionRun(
+                project=projects[i % 20],
+                status=statuses[i % 4],
+                agent_backend="scripted",
+                model="scripted",
+                prompt=f"Bench run {i}",
+                last_step_seq=i % 30,
+            )
+            for i in range(200)
+        ]
+    )
     full_ms, full_queries = measure()
-    return {"empty_ms": empty_ms, "empty_queries": empty_queries, "full_ms": full_ms,
-            "full_queries": full_queries, "runs": 200, "projects": 20}
+    return {
+        "empty_ms": empty_ms,
+        "empty_queries": empty_queries,
+        "full_ms": full_ms,
+        "full_queries": full_queries,
+        "runs": 200,
+        "projects": 20,
+    }
 
 
 WRITER = """
@@ -194,11 +235,28 @@ def stream(project, events: int) -> dict:
 
     port = pick_free_port()
     log = tempfile.NamedTemporaryFile(prefix="autopilot-bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
-    serve = subprocess.Popen([*AUTOPILOT, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                              "--control-workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen(
+        [
+            *AUTOPILOT,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--control-workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_get(base + "/healthz", timeout=5)[0] == 200, timeout=120, what="autopilot serve")
+        wait_until(
+            lambda: http_get(base + "/healthz", timeout=5)[0] == 200, timeout=120, what="autopilot serve"
+        )
         cookie = login(base, "bench", "bench-pw-123456")
         after = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         return asyncio.run(listen(f"ws://127.0.0.1:{port}", base, cookie, project.pk, events, after))
@@ -221,8 +279,14 @@ async def listen(ws_base: str, origin: str, cookie: str, project_id: int, events
     receipts: list[float] = []
     async with connect(url, additional_headers=headers, origin=origin, max_size=2**22) as ws:
         writer = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WRITER, str(project_id), str(events), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
+            sys.executable,
+            "-c",
+            WRITER,
+            str(project_id),
+            str(events),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(ROOT),
         )
         assert (await writer.stdout.readline()).startswith(b"ready")
         await asyncio.sleep(0.5)  # the socket has joined its group
@@ -259,8 +323,11 @@ async def listen(ws_base: str, origin: str, cookie: str, project_id: int, events
         if len(seen) >= events:
             break
         new = 0
-        async with connect(f"{ws_base}/ws/events/?project={project_id}&after={last}", additional_headers=headers,
-                           origin=origin) as ws:
+        async with connect(
+            f"{ws_base}/ws/events/?project={project_id}&after={last}",
+            additional_headers=headers,
+            origin=origin,
+        ) as ws:
             while True:
                 try:
                     message = json.loads(await asyncio.wait_for(ws.recv(), timeout=2))
@@ -275,10 +342,14 @@ async def listen(ws_base: str, origin: str, cookie: str, project_id: int, events
             break
     span = (receipts[-1] - write_started) if receipts else float("nan")
     return {
-        "write_s": write_s, "written_per_min": events / write_s * 60 if write_s else float("nan"),
-        "delivered_live": delivered_live, "delivered_per_min": delivered_live / span * 60 if span else 0,
-        "p50_ms": statistics.median(delays) if delays else float("nan"), "p95_ms": pct(delays, 95),
-        "caught_up": caught_up, "lost": events - len(seen),
+        "write_s": write_s,
+        "written_per_min": events / write_s * 60 if write_s else float("nan"),
+        "delivered_live": delivered_live,
+        "delivered_per_min": delivered_live / span * 60 if span else 0,
+        "p50_ms": statistics.median(delays) if delays else float("nan"),
+        "p95_ms": pct(delays, 95),
+        "caught_up": caught_up,
+        "lost": events - len(seen),
     }
 
 

@@ -38,7 +38,8 @@ def manager_plan(project: Project, *, mode_override: str | None = None, limit: i
     def row(task: Task, action: str, reasons: list[str]) -> dict:
         if task.status == Task.Status.TODO:
             # tick_all refreshes readiness only for projects whose mode is not off (its `working` list).
-            reasons = [*reasons, "dependencies are done: the next tick marks it ready" if mode != AutonomyMode.OFF
+            reasons = [*reasons, "dependencies are done: the next tick marks it ready"
+                       if mode != AutonomyMode.OFF
                        else "dependencies are done: marked ready by the first tick once the mode is not off"]
         return {
             "task": task.pk,

@@ -34,11 +34,16 @@ def start_in_another_process(env, project_id: int, script: list, *, execute: boo
         "from runs.worker import execute_run\n"
         f"run = services.run_create(project=Project.objects.get(pk={project_id}), prompt='Add a notes file',"
         f" run_settings={{'script': {script!r}}}, enqueue=False, max_wall_seconds=120)\n"
-        "print('run', run.pk, flush=True)\n"
-        + ("print(execute_run(run.pk), flush=True)\n" if execute else "")
+        "print('run', run.pk, flush=True)\n" + ("print(execute_run(run.pk), flush=True)\n" if execute else "")
     )
-    return subprocess.Popen([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -61,8 +66,9 @@ def only_run(project) -> ExecutionRun:
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_a_run_started_elsewhere_appears_as_a_card_and_succeeds_live(logged_in_page, browser_user, project,
-                                                                    subprocess_env):
+def test_a_run_started_elsewhere_appears_as_a_card_and_succeeds_live(
+    logged_in_page, browser_user, project, subprocess_env
+):
     page = logged_in_page
     MembershipFactory(project=project, user=browser_user, role="operator")
     page.goto("/")
@@ -70,9 +76,14 @@ def test_a_run_started_elsewhere_appears_as_a_card_and_succeeds_live(logged_in_p
     expect(page.get_by_test_id("run-card")).to_have_count(0)
     page.evaluate("window.__notReloaded = true")
 
-    script = [{"sleep": 2}, {"usage": {"model": "claude-sonnet-4-5", "input_tokens": 20000, "output_tokens": 4000}},
-              {"say": "Adding notes."}, {"write": "notes.txt", "content": "hello\n"}, {"sleep": 1},
-              {"finish": "notes added"}]
+    script = [
+        {"sleep": 2},
+        {"usage": {"model": "claude-sonnet-4-5", "input_tokens": 20000, "output_tokens": 4000}},
+        {"say": "Adding notes."},
+        {"write": "notes.txt", "content": "hello\n"},
+        {"sleep": 1},
+        {"finish": "notes added"},
+    ]
     worker = start_in_another_process(subprocess_env, project.pk, script)
     try:
         cards = page.get_by_test_id("run-card")
@@ -100,8 +111,12 @@ def test_approve_a_waiting_step_from_its_card(logged_in_page, browser_user, proj
     project.autonomy_mode = "semi_auto"
     project.save(update_fields=["autonomy_mode"])
     page.goto("/")
-    script = [{"say": "Linking."}, {"write": "notes.txt", "content": "x\n"}, {"run": "ln -s notes.txt link.txt"},
-              {"finish": "linked"}]
+    script = [
+        {"say": "Linking."},
+        {"write": "notes.txt", "content": "x\n"},
+        {"run": "ln -s notes.txt link.txt"},
+        {"finish": "linked"},
+    ]
     worker = start_in_another_process(subprocess_env, project.pk, script)
     try:
         approve = page.get_by_test_id("card-approve")

@@ -4,6 +4,7 @@ confirmation that names what happens to the files."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,18 @@ def repo_root():
 @pytest.fixture
 def asgi_server(subprocess_env, tmp_path, repo_root):
     """The live server, with the repository root the form may register from."""
-    with LiveServer(env={**subprocess_env, "AUTOPILOT_REPO_ROOTS": str(repo_root)},
-                    log_path=tmp_path / "daphne.log") as server:
+    with LiveServer(
+        env={**subprocess_env, "AUTOPILOT_REPO_ROOTS": str(repo_root)}, log_path=tmp_path / "daphne.log"
+    ) as server:
         yield server
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_add_and_remove_a_project(logged_in_page, browser_user, repo_root, tmp_path):
+def test_add_and_remove_a_project(logged_in_page, browser_user, repo_root):
     page = logged_in_page
     grant_register(browser_user)
-    repo = make_repo(repo_root / f"web-{tmp_path.name}")
+    repo = make_repo(Path(tempfile.mkdtemp(dir=repo_root)) / "web-project")
     subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "develop"], check=True)
 
     page.goto("/projects/")

@@ -186,7 +186,7 @@ def test_projects_table_lists_visible_projects_with_their_figures():
 @pytest.mark.django_db
 def test_add_project_detects_the_branch_and_refuses_bad_paths_in_the_form(roots):
     user = grant_register(UserFactory())
-    repo = make_repo(roots / "web-added")
+    repo = make_repo(Path(tempfile.mkdtemp(dir=roots)) / "web-added")
     subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "trunk"], check=True)
     client = client_for(user)
     assert 'id="add-project"' in client.get("/projects/").content.decode()
@@ -200,7 +200,9 @@ def test_add_project_detects_the_branch_and_refuses_bad_paths_in_the_form(roots)
     assert bad.status_code == 400
     assert "does not exist" in bad.content.decode() and not Project.objects.filter(name="Nope").exists()
 
-    response = client.post("/projects/", {"name": "Web added", "repo_path": str(repo), "test_command": "pytest -q"})
+    response = client.post(
+        "/projects/", {"name": "Web added", "repo_path": str(repo), "test_command": "pytest -q"}
+    )
     project = Project.objects.get(name="Web added")
     assert response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/"
     assert project.base_branch == "trunk" and project.test_command == "pytest -q"
@@ -208,11 +210,14 @@ def test_add_project_detects_the_branch_and_refuses_bad_paths_in_the_form(roots)
 
 
 @pytest.mark.django_db
-def test_add_project_without_the_right_is_refused():
+def test_add_project_without_the_right_is_refused(roots):
     user = UserFactory()
-    response = client_for(user).post("/projects/", {"name": "X", "repo_path": "/tmp"})
+    repo = make_repo(Path(tempfile.mkdtemp(dir=roots)) / "no-right")
+    response = client_for(user).post("/projects/", {"name": "X", "repo_path": str(repo)})
     assert response.status_code == 403 and "register repositories" in response.content.decode()
     assert not Project.objects.filter(name="X").exists()
+    hint = client_for(user).get("/projects/branch/", {"repo_path": str(repo)}).content.decode()
+    assert "detected" not in hint  # nothing learnt about the server's disk without the right
 
 
 @pytest.mark.django_db
@@ -252,8 +257,9 @@ def test_notices_are_messages_not_url_parameters(operator, project):
 
 @pytest.mark.django_db
 def test_mode_change_tells_every_panel_and_the_header_offers_only_allowed_controls(owner, viewer, project):
-    response = client_for(owner).post(f"/projects/{project.pk}/manager/autonomy/", {"autonomy_mode": "semi_auto"},
-                                      HTTP_HX_REQUEST="true")
+    response = client_for(owner).post(
+        f"/projects/{project.pk}/manager/autonomy/", {"autonomy_mode": "semi_auto"}, HTTP_HX_REQUEST="true"
+    )
     assert response["HX-Trigger"] == "autopilot:project-changed"
     plan = client_for(owner).get(f"/projects/{project.pk}/manager/").content.decode()
     assert 'data-testid="plan-mode">Semi-auto<' in plan
@@ -268,16 +274,23 @@ def test_mode_change_tells_every_panel_and_the_header_offers_only_allowed_contro
 def test_a_todo_task_is_not_promised_ready_while_the_mode_is_off(project):
     TaskFactory(project=project, status="todo")
     assert project.autonomy_mode == AutonomyMode.OFF
-    reasons = [r for row in manager_plan(project)["not_started"] + manager_plan(project)["would_start"]
-               for r in row["reasons"]]
+    reasons = [
+        r
+        for row in manager_plan(project)["not_started"] + manager_plan(project)["would_start"]
+        for r in row["reasons"]
+    ]
     assert not any("the next tick marks it ready" in r for r in reasons), reasons
 
 
 @pytest.mark.django_db
 def test_replay_shows_human_kinds_and_inputs_as_key_value_rows(operator, project):
     run = ExecutionRunFactory(project=project, status=S.SUCCEEDED)
-    ExecutionStepFactory(run=run, kind=ExecutionStep.Kind.LLM_TURN, input={"messages": 3, "note": "hi"},
-                         status=ExecutionStep.Status.COMPLETED)
+    ExecutionStepFactory(
+        run=run,
+        kind=ExecutionStep.Kind.LLM_TURN,
+        input={"messages": 3, "note": "hi"},
+        status=ExecutionStep.Status.COMPLETED,
+    )
     html = client_for(operator).get(f"/runs/{run.pk}/replay/?step=1").content.decode()
     assert "LLM turn" in html and "llm_turn</span>" not in html
     assert "<dt>messages</dt>" in html and "{&#x27;messages&#x27;" not in html
