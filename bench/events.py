@@ -116,7 +116,8 @@ def report(results: dict, events: int) -> None:
         print(
             f"  dashboard: empty {dash['empty_ms']:.1f} ms / {dash['empty_queries']} queries;"
             f" {dash['runs']} active runs over {dash['projects']} projects {dash['full_ms']:.1f} ms /"
-            f" {dash['full_queries']} queries ({dash['full_ms'] / dash['empty_ms']:.1f}x empty; target <= 300 ms,"
+            f" {dash['full_queries']} queries ({dash['full_ms'] / dash['empty_ms']:.1f}x empty;"
+            " target <= 300 ms,"
             f" same queries)"
         )
 
@@ -234,7 +235,9 @@ def stream(project, events: int) -> dict:
     from tests.liveserver import http_get, login, pick_free_port, wait_until
 
     port = pick_free_port()
-    log = tempfile.NamedTemporaryFile(prefix="autopilot-bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the server's output, kept for a post-mortem
+        prefix="autopilot-bench-serve-", suffix=".log", delete=False
+    )
     serve = subprocess.Popen(
         [
             *AUTOPILOT,

@@ -44,7 +44,7 @@ def test_a_burst_of_pushes_reaches_a_listening_channel_whole():
             while len(received) < BURST:
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), timeout=10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 assert message["type"] == PUSH_TYPE
                 received.add(message["event"]["id"])
