@@ -131,10 +131,15 @@ async def _send(layer, payload: dict[str, Any]) -> None:
             logger.exception("could not push event %s to %s", payload.get("id"), group)
 
 
+SEND_CONCURRENCY = 8  # one gather of a whole batch exhausted Redis's connection pool and lost pushes
+
+
 async def _send_batch(batch: list[dict[str, Any]]) -> None:
     layer = get_channel_layer()
-    if layer is not None:
-        await asyncio.gather(*(_send(layer, payload) for payload in batch))
+    if layer is None:
+        return
+    for start in range(0, len(batch), SEND_CONCURRENCY):
+        await asyncio.gather(*(_send(layer, payload) for payload in batch[start:start + SEND_CONCURRENCY]))
 
 
 class _Pusher:

@@ -162,11 +162,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels ------------------------------------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Messages a websocket's channel may hold before the layer drops new ones (the layers' default, 100, drops
+# events in a burst: a client then has to catch up from the event log).
+CHANNEL_CAPACITY = int(os.environ.get("AUTOPILOT_CHANNEL_CAPACITY", "10000"))
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("AUTOPILOT_CHANNEL_PREFIX", "autopilot")},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("AUTOPILOT_CHANNEL_PREFIX", "autopilot"),
+                       "capacity": CHANNEL_CAPACITY},
         }
     }
 else:
@@ -185,7 +190,7 @@ else:
         "default": {
             # channels-lite's layer with its per-process poller isolated (see autopilot/channel_layer.py).
             "BACKEND": "autopilot.channel_layer.SQLiteChannelLayer",
-            "CONFIG": {"database": "channels", "polling_interval": 0.05, "expiry": 60},
+            "CONFIG": {"database": "channels", "polling_interval": 0.05, "expiry": 60, "capacity": CHANNEL_CAPACITY},
         }
     }
 

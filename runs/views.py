@@ -8,8 +8,9 @@ the run's websocket delivers an event (autopilot/static/autopilot/app.js).
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -179,12 +180,15 @@ def _redirect(request, url: str):
 
 
 def _after(request, run: ExecutionRun, error: str):
+    if request.htmx and request.POST.get("from") == "card":
+        # A dashboard card: the card's board re-renders itself (app.js); an error travels as a message.
+        if error:
+            messages.error(request, f"Run #{run.pk}: {error}")
+        return HttpResponse(status=204)
     if request.htmx:
         fresh = selectors.run_get(run.pk, with_steps=True)
         return render(request, "runs/run_detail.html#live", _live_context(request, fresh, error))
     if error:
-        from django.contrib import messages
-
         messages.error(request, error)
     return redirect("run-detail", run_id=run.pk)
 

@@ -37,7 +37,10 @@ def manager_plan(project: Project, *, mode_override: str | None = None, limit: i
 
     def row(task: Task, action: str, reasons: list[str]) -> dict:
         if task.status == Task.Status.TODO:
-            reasons = [*reasons, "dependencies are done: the next tick marks it ready"]
+            # tick_all refreshes readiness only for projects whose mode is not off (its `working` list).
+            reasons = [*reasons, "dependencies are done: the next tick marks it ready"
+                       if mode != AutonomyMode.OFF
+                       else "dependencies are done: marked ready by the first tick once the mode is not off"]
         return {
             "task": task.pk,
             "title": task.title,

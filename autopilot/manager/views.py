@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
@@ -14,6 +15,8 @@ from autopilot.models import AutonomyMode, Project, Role
 from autopilot.permissions import header_controls, visible_projects
 from autopilot.services import project_update_autonomy
 from autopilot.web import require_role_or_404
+
+OPEN_RUN_STATUSES = ("queued", "preparing", "running", "waiting_approval")
 
 
 def _visible(request, pk: int) -> Project:
@@ -32,9 +35,12 @@ def _header(request, project: Project, *, error: str = "", status: int = 200):
 
 @login_required
 def autonomy_update(request, pk: int):
-    """POST from the header controls: mode, pause/resume, max parallel runs."""
+    """POST from the header controls: mode, pause/resume, max parallel runs. GET (htmx): the header as
+    it is now, re-fetched on every project change so no panel shows stale state."""
+    if request.method == "GET":
+        return _header(request, _visible(request, pk))
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return HttpResponseNotAllowed(["GET", "POST"])
     project = _visible(request, pk)
     changes = {}
     data = request.POST
@@ -55,7 +61,10 @@ def autonomy_update(request, pk: int):
         except ApplicationError as exc:
             error, status = exc.message, exc.status_code
     if request.htmx or error:
-        return _header(request, project, error=error, status=status)
+        response = _header(request, project, error=error, status=status)
+        if not error:  # every other panel showing the project's state re-fetches itself (app.js)
+            response["HX-Trigger"] = "autopilot:project-changed"
+        return response
     return redirect(request.headers.get("referer") or f"/projects/{project.pk}/")
 
 
@@ -82,7 +91,6 @@ def manager_page(request, pk: int):
         "recent": proposals.proposals_for(project).exclude(status=Proposal.Status.PENDING)[:20],
         **header_controls(request.user, project),
         "modes": AutonomyMode.choices,
-        "notice": request.GET.get("notice", ""),
     }
     template = "autopilot/manager.html"
     if request.htmx and request.htmx.target:
@@ -100,10 +108,23 @@ def tick_now(request, pk: int):
     require_role_or_404(request.user, project, Role.OPERATOR)  # a 403 naming the role, not a notice
     try:
         report = tick_project(project, reason="web", actor=request.user)
-        notice = f"Tick: {len(report.started)} started, {len(report.proposed)} proposed."
     except ApplicationError as exc:
-        notice = exc.message
-    return redirect(f"/projects/{project.pk}/manager/?notice={notice}")
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, tick_message(report.projects.get(project.pk), project))
+    return redirect("manager-page", pk=project.pk)
+
+
+def tick_message(result, project: Project) -> str:
+    """What a tick did, and why not more: from the tick's own result (its note is the idle reason)."""
+    if result is None:
+        return "Tick: nothing to do for this project."
+    started, proposed = len(result.started), len(result.proposed)
+    open_runs = project.runs.filter(status__in=OPEN_RUN_STATUSES).count()
+    text = f"Tick: {started} started, {proposed} proposed"
+    if not started and not proposed and result.note:
+        text += f" — {result.note}"
+    return f"{text}. {open_runs} run(s) of this project queued or running now."
 
 
 @login_required
@@ -117,13 +138,13 @@ def proposal_decide(request, pk: int, decision: str):
     try:
         if decision == "accept":
             run = proposals.proposal_accept(proposal=proposal, actor=request.user)
-            notice = f"Proposal #{proposal.pk} accepted: run #{run.pk} queued."
+            messages.success(request, f"Proposal #{proposal.pk} accepted: run #{run.pk} queued.")
         else:
             proposals.proposal_dismiss(proposal=proposal, actor=request.user)
-            notice = f"Proposal #{proposal.pk} dismissed."
+            messages.success(request, f"Proposal #{proposal.pk} dismissed.")
     except ApplicationError as exc:
-        notice = exc.message
-    return redirect(f"/projects/{proposal.project_id}/manager/?notice={notice}")
+        messages.error(request, exc.message)
+    return redirect("manager-page", pk=proposal.project_id)
 
 
 @login_required
@@ -134,7 +155,7 @@ def queue_clear_view(request, pk: int):
     require_role_or_404(request.user, project, Role.OWNER)
     try:
         cancelled = queue.queue_clear(actor=request.user, projects=Project.objects.filter(pk=project.pk))
-        notice = f"Cancelled {len(cancelled)} queued run(s) of this project."
+        messages.success(request, f"Cancelled {len(cancelled)} queued run(s) of this project.")
     except ApplicationError as exc:
-        notice = exc.message
-    return redirect(f"/projects/{project.pk}/manager/?notice={notice}")
+        messages.error(request, exc.message)
+    return redirect("manager-page", pk=project.pk)

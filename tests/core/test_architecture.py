@@ -25,7 +25,7 @@ SKIPPED_DIRS = {"migrations", "__pycache__", "static", "templates"}
 
 LAYERS = {"core": 0, "blueprints": 1, "runs": 2, "manager": 3}
 DOOR_PARTS = {"api", "views", "web", "web_urls", "urls", "management", "mcp", "tasks", "consumers", "routing",
-              "asgi", "wsgi", "settings", "cli", "admin"}
+              "asgi", "wsgi", "settings", "cli", "admin", "templatetags"}
 # The core's admin: the upper layers' admins extend it; it imports none of them.
 NOT_DOORS = {"autopilot.admin"}
 

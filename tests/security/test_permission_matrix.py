@@ -202,6 +202,14 @@ PAGES = [
     E("schema", "GET", "/api/schema/", PUBLIC),
     E("api-docs", "GET", "/api/docs/", PUBLIC),
     E("dashboard", "GET", "/", AUTH),
+    E("dashboard-page", "GET", "/dashboard/", AUTH),
+    E("needs-input", "GET", "/needs-input/", AUTH),
+    E("projects", "GET", "/projects/", AUTH),
+    E("projects", "POST", "/projects/", SITE_TRUST,
+      lambda ids: {"name": "Matrix web", "repo_path": ids["repo_root"] + "/missing"}),
+    E("project-branch-hint", "GET", "/projects/branch/?repo_path=/tmp", AUTH),
+    E("project-remove", "POST", "/projects/{project}/remove/", OWN),
+    E("manager-autonomy", "GET", "/projects/{project}/manager/autonomy/", VIEW),
     E("project-detail", "GET", "/projects/{project}/", VIEW),
     E("manager-page", "GET", "/projects/{project}/manager/", VIEW),
     E("manager-autonomy", "POST", "/projects/{project}/manager/autonomy/", OPS, lambda ids: {"paused": "1"}),
@@ -360,7 +368,7 @@ def test_api(world, repo_roots, entry, who):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("entry", "who"), _cases(PAGES))
-def test_page(world, entry, who):
+def test_page(world, repo_roots, entry, who):
     _check(entry, world, who, _request(entry, world, who, api=False), api=False)
 
 

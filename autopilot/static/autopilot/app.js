@@ -34,7 +34,7 @@
 // htmx runs with allowEval off):
 // - <form data-confirm="Question?">: ask before submitting; cancelled when the user says no.
 // - <section data-swap-400>: htmx requests from inside it swap a 400 response (a form re-rendered with
-//   its errors) instead of treating it as an error; data-swap-403 does the same for a 403 (a panel
+//   its errors) instead of treating it as an error; [data-swap-errors] swaps a 400 or a 403 (a panel
 //   re-rendered with the refusal's reason).
 (function () {
   document.addEventListener("submit", function (e) {
@@ -46,9 +46,105 @@
   }, true);
   document.addEventListener("htmx:beforeSwap", function (e) {
     var status = e.detail.xhr.status;
-    if ((status === 400 || status === 403) && e.target.closest && e.target.closest("[data-swap-" + status + "]")) {
+    var swap400 = status === 400 && e.target.closest && e.target.closest("[data-swap-400], [data-swap-errors]");
+    var swap403 = status === 403 && e.target.closest && e.target.closest("[data-swap-errors]");
+    if (swap400 || swap403) {
       e.detail.shouldSwap = true;
       e.detail.isError = false;
     }
+  });
+})();
+
+// The dashboard and other live panels:
+// - [data-refresh-on-event]: every "autopilot:event" from inside it becomes one "autopilot:refresh" (at
+//   most one per 700 ms, and always one after the last event, so a busy stream never starves it);
+//   an htmx request made from inside it (Stop, Approve on a card) refreshes it too when it completes.
+// - <time data-elapsed-since="ISO">: the elapsed time, ticking every second.
+// - <form data-autosubmit>: submitted when one of its fields changes (the dashboard filters).
+// - [data-notify-enable]: a button that asks for browser notifications; once allowed, a run that starts
+//   waiting for approval (the #needs-input badge lists them) shows a notification.
+(function () {
+  var PERIOD = 700;
+  function schedule(el, name) {
+    var now = Date.now();
+    var last = el.__apLast || 0;
+    if (el.__apTimer) { el.__apPending = true; return; }
+    var wait = Math.max(0, last + PERIOD - now);
+    el.__apTimer = setTimeout(function fire() {
+      el.__apTimer = null;
+      el.__apLast = Date.now();
+      el.__apPending = false;
+      el.dispatchEvent(new CustomEvent(name, { bubbles: false }));
+      setTimeout(function () {
+        if (el.__apPending && !el.__apTimer) { el.__apPending = false; schedule(el, name); }
+      }, PERIOD);
+    }, wait);
+  }
+  document.addEventListener("autopilot:event", function (e) {
+    var box = e.target.closest ? e.target.closest("[data-refresh-on-event]") : null;
+    if (box) schedule(box, "autopilot:refresh");
+    // A project page's panels (header controls, manager plan) follow the project's state.
+    var kind = (e.detail && e.detail.kind) || "";
+    if (e.target.hasAttribute && e.target.hasAttribute("data-project-changes") && /^(tick|project|executionrun|task)/.test(kind)) {
+      schedule(document.body, "autopilot:project-changed");
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var elt = e.detail.elt;
+    var box = elt && elt.closest ? elt.closest("[data-refresh-on-event]") : null;
+    if (box && e.detail.requestConfig && e.detail.requestConfig.verb === "post") schedule(box, "autopilot:refresh");
+  });
+
+  function pad(n) { return n < 10 ? "0" + n : "" + n; }
+  function elapsed(seconds) {
+    if (seconds < 0) seconds = 0;
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = Math.floor(seconds % 60);
+    return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
+  }
+  function tick() {
+    document.querySelectorAll("[data-elapsed-since]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("data-elapsed-since"));
+      if (!isNaN(since)) el.textContent = elapsed((Date.now() - since) / 1000);
+    });
+  }
+  setInterval(tick, 1000);
+  document.addEventListener("htmx:afterSwap", tick);
+
+  document.addEventListener("change", function (e) {
+    var form = e.target.closest ? e.target.closest("form[data-autosubmit]") : null;
+    if (form) form.submit();
+  });
+
+  var canNotify = "Notification" in window;
+  function seenRuns() {
+    try { return JSON.parse(sessionStorage.getItem("ap-waiting") || "[]"); } catch (err) { return []; }
+  }
+  function notifyNew(badge) {
+    var runs = (badge.getAttribute("data-runs") || "").split("|").filter(Boolean);
+    var seen = seenRuns();
+    var ids = runs.map(function (r) { return r.split(":")[0]; });
+    try { sessionStorage.setItem("ap-waiting", JSON.stringify(ids)); } catch (err) { /* private mode */ }
+    if (!canNotify || Notification.permission !== "granted") return;
+    runs.forEach(function (r) {
+      var id = r.split(":")[0], project = r.slice(id.length + 1);
+      if (seen.indexOf(id) === -1) {
+        var n = new Notification("Run #" + id + " needs your approval", { body: project, tag: "ap-run-" + id });
+        n.onclick = function () { window.focus(); location.href = "/runs/" + id + "/"; };
+      }
+    });
+  }
+  document.addEventListener("htmx:afterSwap", function (e) {
+    var badge = document.getElementById("needs-input");
+    if (badge && badge.hasAttribute("data-count")) notifyNew(badge);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-notify-enable]").forEach(function (button) {
+      if (!canNotify || Notification.permission !== "default") return;
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        Notification.requestPermission().then(function () { button.hidden = true; });
+      });
+    });
+    tick();
   });
 })();
