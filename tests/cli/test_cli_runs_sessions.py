@@ -100,7 +100,7 @@ def test_session_start_queue_priority_and_cancel(subprocess_env, tmp_path):
     run = ExecutionRun.objects.get(pk=queued["id"])
     assert run.status == "queued" and run.priority == 3 and run.task_id == task.pk
     again = autopilot(env, "session", "start", task.pk, "--queue", cwd=tmp_path)
-    assert_usage_error(again, f"Task #{task.pk} already has a queued or active run")
+    assert_usage_error(again, f"Task #{task.pk} already has a queued or active code run")
     cancelled = last_json(autopilot(env, "session", "cancel", run.pk, "--json", cwd=tmp_path))
     assert cancelled["status"] == "cancelled"
     numeric = last_json(

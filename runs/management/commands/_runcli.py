@@ -13,14 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
-from django.db import IntegrityError
 from django.urls import reverse
 
 from autopilot.cli_support import PRIORITY_NAMES, AutopilotCommand, to_jsonable
-from autopilot.errors import ApplicationError, Conflict, NotFound
+from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
-from runs import selectors, services, trajectory
+from runs import selectors, trajectory
 from runs.models import ExecutionRun
 
 
@@ -40,18 +39,6 @@ class RunCliCommand(AutopilotCommand):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.__class__ = OneLineParser  # sub-action parsers are made from type(parser)
         return parser
-
-
-def create_run(**kwargs) -> ExecutionRun:
-    """services.run_create, with the one-open-run-per-task guard as a clear error."""
-    try:
-        return services.run_create(**kwargs)
-    except IntegrityError as exc:
-        task = kwargs.get("task")
-        if task is None:
-            raise
-        raise Conflict(f"Task #{task.pk} already has a queued or active run "
-                       "(`autopilot session list --status active` shows it).") from exc
 
 
 def parse_budget(value, flag: str = "--max-budget") -> Decimal | None:

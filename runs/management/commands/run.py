@@ -20,7 +20,6 @@ from runs import selectors, services
 from runs.management.commands._runcli import (
     RunCliCommand,
     check_output_dir,
-    create_run,
     open_in_browser,
     parse_budget,
     resolve_model,
@@ -137,7 +136,7 @@ class Command(RunCliCommand):
             prompt = prompt or "scripted run"
         if options["step_through"]:
             run_settings["step_through"] = True
-        run = create_run(
+        run = services.run_create(
             project=project,
             prompt=prompt,
             task=task,

@@ -18,7 +18,6 @@ from runs.management.commands._runcli import (
     OneLineParser,
     RunCliCommand,
     check_output_dir,
-    create_run,
     get_run,
     parse_budget,
     parse_priority,
@@ -234,7 +233,7 @@ class Command(RunCliCommand):
                 raise NotFound(f"No task '{options['task']}' (`autopilot task list PROJECT` shows them).")
         if actor is not None:
             require_role(actor, task.project, Role.OPERATOR)
-        run = create_run(
+        run = services.run_create(
             project=task.project,
             prompt="",
             task=task,
