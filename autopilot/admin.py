@@ -90,13 +90,20 @@ class ProjectAdminForm(forms.ModelForm):
         cleaned = super().clean()
         repo_fields = {"repo_path", "base_branch", "subdirectory"}
         if repo_fields & set(self.changed_data) and not (repo_fields & set(self.errors)):
-            args = (cleaned.get("repo_path") or self.instance.repo_path or "",
-                    cleaned.get("base_branch") or self.instance.base_branch or "main")
+            args = (
+                cleaned.get("repo_path") or self.instance.repo_path or "",
+                cleaned.get("base_branch") or self.instance.base_branch or "main",
+            )
             subdirectory = cleaned.get("subdirectory", self.instance.subdirectory) or ""
             try:
                 if {"repo_path", "subdirectory"} & set(self.changed_data) or not self.instance.pk:
-                    services.check_repository(actor=self.actor, repo_path=args[0], base_branch=args[1],
-                                              subdirectory=subdirectory, project=self.instance)
+                    services.check_repository(
+                        actor=self.actor,
+                        repo_path=args[0],
+                        base_branch=args[1],
+                        subdirectory=subdirectory,
+                        project=self.instance,
+                    )
                 else:
                     services.validate_repository(*args, subdirectory)
             except ApplicationError as exc:
@@ -108,7 +115,9 @@ class ProjectAdminForm(forms.ModelForm):
             except ApplicationError as exc:
                 self.add_error("model_matrix", exc.message)
         allowlist = cleaned.get("command_allowlist")
-        if allowlist is not None and not (isinstance(allowlist, list) and all(isinstance(i, str) and i for i in allowlist)):
+        if allowlist is not None and not (
+            isinstance(allowlist, list) and all(isinstance(i, str) and i for i in allowlist)
+        ):
             self.add_error("command_allowlist", 'A JSON list of program names, e.g. ["pytest", "ruff"].')
         phase = cleaned.get("active_phase")
         if phase is not None and self.instance.pk and phase.project_id != self.instance.pk:
@@ -172,20 +181,57 @@ class ProjectAdmin(admin.ModelAdmin):
         *(_set_mode_action(mode) for mode in AutonomyMode.values),
     ]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "description", "add_member", "related", "created_by", "created_at",
-                           "updated_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "slug",
+                    "description",
+                    "add_member",
+                    "related",
+                    "created_by",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
         (
             "Repository",
-            {"fields": ("repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
-                        "command_allowlist", "allow_shell", "setup_network")},
+            {
+                "fields": (
+                    "repo_path",
+                    "subdirectory",
+                    "base_branch",
+                    "test_command",
+                    "setup_script",
+                    "command_allowlist",
+                    "allow_shell",
+                    "setup_network",
+                )
+            },
         ),
         (
             "Autonomy (changes are recorded as events)",
-            {"fields": ("autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd",
-                        "daily_budget_usd", "max_attempts", "auto_complete_on_tests", "plan_order_policy",
-                        "model_matrix")},
+            {
+                "fields": (
+                    "autonomy_mode",
+                    "paused",
+                    "active_phase",
+                    "max_parallel_runs",
+                    "default_run_budget_usd",
+                    "daily_budget_usd",
+                    "max_attempts",
+                    "auto_complete_on_tests",
+                    "plan_order_policy",
+                    "model_matrix",
+                )
+            },
         ),
-        ("Manager", {"fields": ("tick_pending", "last_tick_at", "last_tick_summary"), "classes": ("collapse",)}),
+        (
+            "Manager",
+            {"fields": ("tick_pending", "last_tick_at", "last_tick_summary"), "classes": ("collapse",)},
+        ),
     )
 
     def get_readonly_fields(self, request, obj=None):
@@ -226,8 +272,9 @@ class ProjectAdmin(admin.ModelAdmin):
             (reverse("admin:runs_executionrun_changelist"), "runs"),
             (reverse("admin:autopilot_event_changelist"), "events"),
         ]
-        return format_html_join(" · ", '<a href="{}?project__id__exact={}">{}</a>',
-                                ((url, obj.pk, label) for url, label in links))
+        return format_html_join(
+            " · ", '<a href="{}?project__id__exact={}">{}</a>', ((url, obj.pk, label) for url, label in links)
+        )
 
     @admin.display(description="Members")
     def add_member(self, obj):
@@ -241,11 +288,8 @@ class ProjectAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if not request.user.is_superuser:
             queryset = queryset.filter(pk__in=visible_projects(request.user).values("pk"))
-        return (
-            queryset
-            .annotate(
-                member_count=count_of(ProjectMembership, "project"),
-            )
+        return queryset.annotate(
+            member_count=count_of(ProjectMembership, "project"),
         )
 
     @admin.display(description="Members", ordering="member_count")
@@ -293,18 +337,30 @@ class ProjectAdmin(admin.ModelAdmin):
         for membership in formset.deleted_objects:
             services.membership_remove(project=project, user=membership.user, actor=request.user)
         for membership in instances:
-            services.membership_set(project=project, user=membership.user, role=membership.role, actor=request.user)
+            services.membership_set(
+                project=project, user=membership.user, role=membership.role, actor=request.user
+            )
 
     def delete_model(self, request, obj):
         services.project_delete(project=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
-        apply_each(self, request, queryset, "Deleted",
-                   lambda project: services.project_delete(project=project, actor=request.user))
+        apply_each(
+            self,
+            request,
+            queryset,
+            "Deleted",
+            lambda project: services.project_delete(project=project, actor=request.user),
+        )
 
     def apply_autonomy(self, request, queryset: QuerySet[Project], verb: str, **changes) -> None:
-        apply_each(self, request, queryset, verb,
-                   lambda project: services.project_update_autonomy(project=project, actor=request.user, **changes))
+        apply_each(
+            self,
+            request,
+            queryset,
+            verb,
+            lambda project: services.project_update_autonomy(project=project, actor=request.user, **changes),
+        )
 
     @admin.action(description="Pause the autopilot")
     def pause_autopilot(self, request, queryset):
@@ -313,7 +369,6 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the autopilot")
     def resume_autopilot(self, request, queryset):
         self.apply_autonomy(request, queryset, "Resumed", paused=False)
-
 
 
 @admin.register(ProjectMembership)

@@ -32,7 +32,9 @@ class SQLiteChannelLayer(_LiteLayer):
         # Called as the body of the poller task. Run the real loop in a task with an empty context
         # (nothing inherited from the request or consumer that happened to start it); cancelling
         # this task (layer.close()) cancels the inner one it awaits.
-        inner = asyncio.get_running_loop().create_task(self._isolated_poll(prefix), context=contextvars.Context())
+        inner = asyncio.get_running_loop().create_task(
+            self._isolated_poll(prefix), context=contextvars.Context()
+        )
         try:
             await inner
         finally:

@@ -19,8 +19,19 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Blueprints & plan": ("blueprint", "plan"),
     "Tasks / issues": ("task", "issue"),
     "Runs & sessions": (
-        "run", "resume", "session", "status", "stop", "message", "approve", "reject",
-        "analyze", "replay", "compare", "export", "import_run",
+        "run",
+        "resume",
+        "session",
+        "status",
+        "stop",
+        "message",
+        "approve",
+        "reject",
+        "analyze",
+        "replay",
+        "compare",
+        "export",
+        "import_run",
     ),
     "Manager & queue": ("start", "manager", "queue", "tick", "reconcile"),
     "Integration": ("mcp", "integration", "snapshot"),
@@ -79,8 +90,11 @@ def main_help() -> str:
     for group, rows in groups:
         out += ["", f"{group}:"]
         out += [f"  {name:<{width}}{text}" for name, text in rows]
-    out += ["", "`autopilot COMMAND --help` shows a command's options; "
-            "`autopilot completion bash|zsh` prints a shell completion script."]
+    out += [
+        "",
+        "`autopilot COMMAND --help` shows a command's options; "
+        "`autopilot completion bash|zsh` prints a shell completion script.",
+    ]
     return "\n".join(out) + "\n"
 
 

@@ -30,10 +30,18 @@ from autopilot.local_account import default_project_get, local_account
 from autopilot.models import Project
 
 # Django's options on every command: they keep working but are left out of our commands' help.
-DJANGO_OPTIONS = frozenset({
-    "--settings", "--pythonpath", "--traceback", "--no-color", "--force-color", "--skip-checks",
-    "--verbosity", "--version",
-})
+DJANGO_OPTIONS = frozenset(
+    {
+        "--settings",
+        "--pythonpath",
+        "--traceback",
+        "--no-color",
+        "--force-color",
+        "--skip-checks",
+        "--verbosity",
+        "--version",
+    }
+)
 LIST_PROJECTS = "list them with `autopilot project list`"
 
 
@@ -133,8 +141,11 @@ def resolve_project(
             f"or register it with `autopilot project add NAME --path {top} --base-branch BRANCH`."
         )
     return services.project_create(
-        name=_free_name(Path(top).name or "project"), repo_path=top, base_branch=branch,
-        owner=user, actor=user,
+        name=_free_name(Path(top).name or "project"),
+        repo_path=top,
+        base_branch=branch,
+        owner=user,
+        actor=user,
     )
 
 
@@ -225,12 +236,19 @@ class AutopilotCommand(BaseCommand):
         too; SUPPRESS keeps a value given before the action name."""
         action = subparsers.add_parser(name, help=help_text, description=help_text)
         if project:  # optional: PROJECT or --project NAME, else resolve_project's order
-            action.add_argument("project", nargs="?", default=argparse.SUPPRESS,
-                                help="Project id, slug or name (default: the current project).")
-            action.add_argument("--project", dest="project", default=None, metavar="NAME",
-                                help="Same as PROJECT.")
+            action.add_argument(
+                "project",
+                nargs="?",
+                default=argparse.SUPPRESS,
+                help="Project id, slug or name (default: the current project).",
+            )
+            action.add_argument(
+                "--project", dest="project", default=None, metavar="NAME", help="Same as PROJECT."
+            )
         if self.json_option:
-            action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON.")
+            action.add_argument(
+                "--json", action="store_true", default=argparse.SUPPRESS, help="Print machine-readable JSON."
+            )
         action.add_argument("--user", default=argparse.SUPPRESS, help="Act as this user.")
         return action
 
@@ -253,7 +271,11 @@ class AutopilotCommand(BaseCommand):
             return super().execute(*args, **options)
         except ApplicationError as exc:
             if self.as_json:
-                self.stdout.write(json.dumps({"error": exc.message, **({"extra": to_jsonable(exc.extra)} if exc.extra else {})}))
+                self.stdout.write(
+                    json.dumps(
+                        {"error": exc.message, **({"extra": to_jsonable(exc.extra)} if exc.extra else {})}
+                    )
+                )
             raise CommandError(exc.message, returncode=2) from exc
 
     def actor(self, options):
@@ -275,7 +297,9 @@ class AutopilotCommand(BaseCommand):
         if self.as_json:
             self.stdout.write(json.dumps(to_jsonable(data), ensure_ascii=False))
         else:
-            self.stdout.write(text if text is not None else json.dumps(to_jsonable(data), indent=2, ensure_ascii=False))
+            self.stdout.write(
+                text if text is not None else json.dumps(to_jsonable(data), indent=2, ensure_ascii=False)
+            )
         self.stdout.flush()
 
     def progress(self, done: float, label: str = "") -> None:
@@ -297,8 +321,9 @@ def format_table(rows: list[list[Any]], headers: list[str], *, terminal: bool | 
 
     if terminal is None:
         terminal = sys.stdout.isatty()
-    cells = [[("—" if value in (None, "") else str(value)).replace("\n", " ") for value in row]
-             for row in rows]
+    cells = [
+        [("—" if value in (None, "") else str(value)).replace("\n", " ") for value in row] for row in rows
+    ]
     widths = [max([len(headers[i])] + [len(row[i]) for row in cells]) for i in range(len(headers))]
     limit = shutil.get_terminal_size((120, 24)).columns if terminal else None
 

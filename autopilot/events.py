@@ -97,14 +97,18 @@ def record_events(items: list[dict[str, Any]], *, actor=None, push: bool = True)
     events = []
     for item in items:
         subject, project = item.get("subject"), item.get("project")
-        events.append(Event(
-            project_id=getattr(project, "pk", project) if project is not None else _project_id_of(subject),
-            kind=item["kind"],
-            subject_type=subject._meta.model_name if subject is not None else "",
-            subject_id=subject.pk if subject is not None else None,
-            actor=actor,
-            data=redact_data(item.get("data") or {}),
-        ))
+        events.append(
+            Event(
+                project_id=getattr(project, "pk", project)
+                if project is not None
+                else _project_id_of(subject),
+                kind=item["kind"],
+                subject_type=subject._meta.model_name if subject is not None else "",
+                subject_id=subject.pk if subject is not None else None,
+                actor=actor,
+                data=redact_data(item.get("data") or {}),
+            )
+        )
     if not events:
         return []
     Event.objects.bulk_create(events)
@@ -139,7 +143,7 @@ async def _send_batch(batch: list[dict[str, Any]]) -> None:
     if layer is None:
         return
     for start in range(0, len(batch), SEND_CONCURRENCY):
-        await asyncio.gather(*(_send(layer, payload) for payload in batch[start:start + SEND_CONCURRENCY]))
+        await asyncio.gather(*(_send(layer, payload) for payload in batch[start : start + SEND_CONCURRENCY]))
 
 
 class _Pusher:

@@ -40,10 +40,20 @@ class FilterSet(django_filters.FilterSet):
 
     FILTER_DEFAULTS = {
         **django_filters.FilterSet.FILTER_DEFAULTS,
-        **{field: {"filter_class": IntegerFilter} for field in (
-            models.AutoField, models.BigAutoField, models.SmallAutoField, models.IntegerField,
-            models.BigIntegerField, models.SmallIntegerField, models.PositiveIntegerField,
-            models.PositiveBigIntegerField, models.PositiveSmallIntegerField)},
+        **{
+            field: {"filter_class": IntegerFilter}
+            for field in (
+                models.AutoField,
+                models.BigAutoField,
+                models.SmallAutoField,
+                models.IntegerField,
+                models.BigIntegerField,
+                models.SmallIntegerField,
+                models.PositiveIntegerField,
+                models.PositiveBigIntegerField,
+                models.PositiveSmallIntegerField,
+            )
+        },
         models.ForeignKey: {"filter_class": IdFilter},
         models.OneToOneField: {"filter_class": IdFilter},
     }
@@ -67,7 +77,9 @@ class ProjectFilterSet(FilterSet):
 class EventFilterSet(FilterSet):
     project = IdFilter(method="filter_project", label="Project id (must be visible to you)")
     after = IntegerFilter(field_name="id", lookup_expr="gt", label="Only events with a larger id")
-    kind = django_filters.CharFilter(method="filter_kind", label='Event kind; a value ending in "." is a prefix')
+    kind = django_filters.CharFilter(
+        method="filter_kind", label='Event kind; a value ending in "." is a prefix'
+    )
     subject_type = django_filters.CharFilter()
     subject_id = IntegerFilter()
 

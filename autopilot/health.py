@@ -77,12 +77,16 @@ def check_starvation(now=None) -> dict:
     now = now or timezone.now()
     limit = settings.AUTOPILOT_STARVATION_SECONDS
     problems: list[str] = []
-    waiting = [m for m in queues.pending(queues.CONTROL) if m.fetched_at is None and m.enqueued_at is not None]
+    waiting = [
+        m for m in queues.pending(queues.CONTROL) if m.fetched_at is None and m.enqueued_at is not None
+    ]
     oldest = min(waiting, key=lambda m: m.enqueued_at, default=None)
     control_wait = round((now - oldest.enqueued_at).total_seconds(), 1) if oldest else 0.0
     if control_wait > limit:
-        problems.append(f"control work starved: {len(waiting)} task(s) waiting for a control worker, the oldest "
-                        f"({oldest.func}) for {control_wait:.0f} s")
+        problems.append(
+            f"control work starved: {len(waiting)} task(s) waiting for a control worker, the oldest "
+            f"({oldest.func}) for {control_wait:.0f} s"
+        )
     run_model = apps.get_model("runs", "ExecutionRun")
     queued = run_model.objects.filter(status=run_model.Status.QUEUED, lease_owner="")
     stale = queued.filter(queued_at__lt=now - timezone.timedelta(seconds=limit)).count()
@@ -90,13 +94,25 @@ def check_starvation(now=None) -> dict:
     approval = run_model.objects.filter(status=run_model.Status.WAITING_APPROVAL).count()
     cap = settings.AUTOPILOT_MAX_CONCURRENT_RUNS
     if stale and (active < cap or approval >= active):
-        why = (f"{cap - active} of {cap} run slots free but no run worker took them" if active < cap
-               else f"every one of the {cap} run slots is held")
-        problems.append(f"runs starved: {stale} queued run(s) waiting over {limit} s; {why} "
-                        f"({approval} run(s) waiting for approval hold a run worker)")
-    return {"ok": not problems, "limit_s": limit, "control_oldest_wait_s": control_wait, "queued_runs_waiting": stale,
-            "active_runs": active, "waiting_for_approval": approval, "max_concurrent_runs": cap,
-            **({"error": "; ".join(problems)} if problems else {})}
+        why = (
+            f"{cap - active} of {cap} run slots free but no run worker took them"
+            if active < cap
+            else f"every one of the {cap} run slots is held"
+        )
+        problems.append(
+            f"runs starved: {stale} queued run(s) waiting over {limit} s; {why} "
+            f"({approval} run(s) waiting for approval hold a run worker)"
+        )
+    return {
+        "ok": not problems,
+        "limit_s": limit,
+        "control_oldest_wait_s": control_wait,
+        "queued_runs_waiting": stale,
+        "active_runs": active,
+        "waiting_for_approval": approval,
+        "max_concurrent_runs": cap,
+        **({"error": "; ".join(problems)} if problems else {}),
+    }
 
 
 async def check_channel_layer() -> dict:
@@ -119,7 +135,11 @@ async def check_channel_layer() -> dict:
 
 async def run_checks() -> dict:
     results: dict = {}
-    for name, check in (("database", check_database), ("broker", check_broker), ("starvation", check_starvation)):
+    for name, check in (
+        ("database", check_database),
+        ("broker", check_broker),
+        ("starvation", check_starvation),
+    ):
         try:
             results[name] = await sync_to_async(check, thread_sensitive=True)()
         except Exception as exc:  # noqa: BLE001 - a health check reports, it doesn't crash
@@ -129,7 +149,9 @@ async def run_checks() -> dict:
     except Exception as exc:  # noqa: BLE001
         results["channel_layer"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     results["cluster"] = await sync_to_async(check_cluster, thread_sensitive=True)()
-    failed = [name for name in ("database", "broker", "channel_layer", "starvation") if not results[name]["ok"]]
+    failed = [
+        name for name in ("database", "broker", "channel_layer", "starvation") if not results[name]["ok"]
+    ]
     if results["channel_layer"].get("backend") is None and (layer := get_channel_layer()) is not None:
         results["channel_layer"]["backend"] = type(layer).__name__
     return {"status": "error" if failed else "ok", "failed": failed, "checks": results}

@@ -28,5 +28,7 @@ MAX_RUN_WALL_SECONDS = 7 * 24 * 3600  # a week
 def check_length(value: Any, name: str, limit: int) -> None:
     """ApplicationError naming the field and the limit when `value` (a string) is longer than `limit`."""
     if isinstance(value, str) and len(value) > limit:
-        raise ApplicationError(f"{name} is at most {limit:,} characters (got {len(value):,}).",
-                               extra={"field": name, "limit": limit})
+        raise ApplicationError(
+            f"{name} is at most {limit:,} characters (got {len(value):,}).",
+            extra={"field": name, "limit": limit},
+        )

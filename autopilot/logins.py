@@ -27,9 +27,11 @@ def cooloff_minutes() -> int:
 
 def lockout_message() -> str:
     minutes = cooloff_minutes()
-    return (f"Too many failed logins: this account is locked from your address for {minutes} "
-            f"minute{'s' if minutes != 1 else ''}. Try again later, or ask an administrator to run "
-            f"`autopilot user unlock NAME`.")
+    return (
+        f"Too many failed logins: this account is locked from your address for {minutes} "
+        f"minute{'s' if minutes != 1 else ''}. Try again later, or ask an administrator to run "
+        f"`autopilot user unlock NAME`."
+    )
 
 
 def lockout_response(request: HttpRequest, *_args) -> HttpResponse:
@@ -39,9 +41,12 @@ def lockout_response(request: HttpRequest, *_args) -> HttpResponse:
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": lockout_message()}, status=settings.AXES_HTTP_RESPONSE_CODE)
     else:
-        response = render(request, "registration/locked_out.html",
-                          {"message": lockout_message(), "minutes": cooloff_minutes()},
-                          status=settings.AXES_HTTP_RESPONSE_CODE)
+        response = render(
+            request,
+            "registration/locked_out.html",
+            {"message": lockout_message(), "minutes": cooloff_minutes()},
+            status=settings.AXES_HTTP_RESPONSE_CODE,
+        )
     response["Retry-After"] = retry_after
     return response
 

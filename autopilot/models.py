@@ -32,7 +32,9 @@ class Project(models.Model):
     )
     base_branch = models.CharField(max_length=200, default="main")
     test_command = models.CharField(max_length=1000, blank=True)
-    setup_script = models.TextField(blank=True, help_text="Runs in every fresh worktree before the agent starts.")
+    setup_script = models.TextField(
+        blank=True, help_text="Runs in every fresh worktree before the agent starts."
+    )
     command_allowlist = models.JSONField(
         default=list, blank=True, help_text="Program names the agent may run without approval."
     )
@@ -58,7 +60,9 @@ class Project(models.Model):
     auto_complete_on_tests = models.BooleanField(
         default=False, help_text="Mark a task done (not review) when its run succeeds and the tests pass."
     )
-    plan_order_policy = models.CharField(max_length=20, choices=PlanOrderPolicy.choices, default=PlanOrderPolicy.NONE)
+    plan_order_policy = models.CharField(
+        max_length=20, choices=PlanOrderPolicy.choices, default=PlanOrderPolicy.NONE
+    )
     model_matrix = models.JSONField(
         default=dict,
         blank=True,
@@ -70,25 +74,33 @@ class Project(models.Model):
         default=False, help_text="A tick is enqueued and not started yet (de-duplicates event-driven ticks)."
     )
     last_tick_at = models.DateTimeField(null=True, blank=True)
-    last_tick_summary = models.JSONField(default=dict, blank=True, help_text="What the last tick did and why.")
+    last_tick_summary = models.JSONField(
+        default=dict, blank=True, help_text="What the last tick did and why."
+    )
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
         permissions = [
-            ("register_repository",
-             "Can register repositories and change what executes (setup script, tests, allowlist, shell)"),
+            (
+                "register_repository",
+                "Can register repositories and change what executes (setup script, tests, allowlist, shell)",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(max_parallel_runs__gte=1), name="project_max_parallel_at_least_1",
+                condition=Q(max_parallel_runs__gte=1),
+                name="project_max_parallel_at_least_1",
                 violation_error_message="max_parallel_runs must be at least 1.",
             ),
             models.CheckConstraint(
-                condition=Q(default_run_budget_usd__gte=0), name="project_run_budget_not_negative",
+                condition=Q(default_run_budget_usd__gte=0),
+                name="project_run_budget_not_negative",
                 violation_error_message="The default run budget cannot be negative.",
             ),
             models.CheckConstraint(
@@ -97,7 +109,8 @@ class Project(models.Model):
                 violation_error_message="The daily budget cannot be negative.",
             ),
             models.CheckConstraint(
-                condition=Q(max_attempts__gte=1), name="project_max_attempts_at_least_1",
+                condition=Q(max_attempts__gte=1),
+                name="project_max_attempts_at_least_1",
                 violation_error_message="max_attempts must be at least 1.",
             ),
         ]
@@ -125,7 +138,9 @@ ROLE_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.OWNER: 3}
 
 class ProjectMembership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -133,7 +148,8 @@ class ProjectMembership(models.Model):
         ordering = ["project_id", "user_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "user"], name="membership_unique_user_per_project",
+                fields=["project", "user"],
+                name="membership_unique_user_per_project",
                 violation_error_message="This user is already a member of the project.",
             ),
         ]
@@ -146,11 +162,17 @@ class Event(models.Model):
     """Append-only, ordered log: the source for live updates, reconnecting clients and audit."""
 
     id = models.BigAutoField(primary_key=True)
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=100, help_text="e.g. executionrun.status, tick.decision, project.autonomy")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(
+        max_length=100, help_text="e.g. executionrun.status, tick.decision, project.autonomy"
+    )
     subject_type = models.CharField(max_length=100, blank=True)
     subject_id = models.BigIntegerField(null=True, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -60,7 +60,7 @@ NEEDS_TEXT = {
     Role.OPERATOR: "the operator role",
     Role.OWNER: "the owner role",
     TRUSTED: "the owner role and the right to register repositories (staff, superuser or the "
-             f"'{REGISTER_PERMISSION}' permission)",
+    f"'{REGISTER_PERMISSION}' permission)",
 }
 
 
@@ -156,7 +156,9 @@ def role_of(user, project: Project) -> str | None:
     membership = getattr(project, "_membership_cache", {}).get(user.pk)
     if membership is None:
         membership = (
-            ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+            ProjectMembership.objects.filter(project=project, user=user)
+            .values_list("role", flat=True)
+            .first()
         )
     return membership
 
@@ -171,9 +173,7 @@ def require_role(user, project: Project, minimum: str = Role.VIEWER) -> None:
     if role is None:
         raise NotFound(f"Project '{project.pk}' was not found.")
     if ROLE_RANK[Role(role)] < ROLE_RANK[Role(minimum)]:
-        raise PermissionDenied(
-            f"This needs the {minimum} role on project '{project.name}'; you are {role}."
-        )
+        raise PermissionDenied(f"This needs the {minimum} role on project '{project.name}'; you are {role}.")
 
 
 def visible_projects(user) -> QuerySet[Project]:

@@ -57,8 +57,15 @@ def pending(queue: str, *, limit: int = 1000) -> list[Message]:
             task = SignedPackage.loads(payload)
         except (BadSignature, TypeError, ValueError, EOFError):
             continue
-        messages.append(Message(ack_id=ack_id, name=str(task.get("name") or ""), func=str(task.get("func") or ""),
-                                enqueued_at=task.get("started"), fetched_at=fetched_at))
+        messages.append(
+            Message(
+                ack_id=ack_id,
+                name=str(task.get("name") or ""),
+                func=str(task.get("func") or ""),
+                enqueued_at=task.get("started"),
+                fetched_at=fetched_at,
+            )
+        )
     return messages
 
 
@@ -69,4 +76,6 @@ def drop(queue: str, ack_ids: list) -> int:
     ids = [i for i in ack_ids if i is not None]
     if not ids:
         return 0
-    return OrmQ.objects.using(settings.Q_CLUSTER.get("orm", "default")).filter(key=queue, pk__in=ids).delete()[0]
+    return (
+        OrmQ.objects.using(settings.Q_CLUSTER.get("orm", "default")).filter(key=queue, pk__in=ids).delete()[0]
+    )

@@ -46,5 +46,7 @@ def event_list(
     if after is not None:
         queryset = queryset.filter(id__gt=after)
     if kind:
-        queryset = queryset.filter(kind__startswith=kind) if kind.endswith(".") else queryset.filter(kind=kind)
+        queryset = (
+            queryset.filter(kind__startswith=kind) if kind.endswith(".") else queryset.filter(kind=kind)
+        )
     return queryset

@@ -146,7 +146,9 @@ def _validate_model_matrix(matrix: Any) -> dict:
         raise ApplicationError("model_matrix must be an object mapping a role to {agent, model}.")
     for role, entry in matrix.items():
         if role not in KNOWN_ROLES:
-            raise ApplicationError(f"model_matrix: unknown role '{role}'; roles are {', '.join(KNOWN_ROLES)}.")
+            raise ApplicationError(
+                f"model_matrix: unknown role '{role}'; roles are {', '.join(KNOWN_ROLES)}."
+            )
         if not isinstance(entry, dict) or set(entry) - {"agent", "model"}:
             raise ApplicationError(f"model_matrix['{role}'] must be an object with 'agent' and/or 'model'.")
         agent = entry.get("agent")
@@ -204,7 +206,10 @@ def project_create(
     if not name or not name.strip():
         raise ApplicationError("A project needs a name.")
     repo = check_repository(
-        actor=actor, repo_path=repo_path, base_branch=base_branch, subdirectory=subdirectory,
+        actor=actor,
+        repo_path=repo_path,
+        base_branch=base_branch,
+        subdirectory=subdirectory,
         allow_shared_repo=allow_shared_repo,
     )
     unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell", "setup_network"}
@@ -295,13 +300,19 @@ def membership_set(*, project: Project, user, role: str, actor=None) -> ProjectM
         raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(Role.values)}.")
     Project.objects.select_for_update().filter(pk=project.pk).first()  # serialize membership changes
     require_change(actor, project, ["members"])
-    current = ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    current = (
+        ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
     if current == Role.OWNER and role != Role.OWNER and _owner_count(project) <= 1:
         raise ApplicationError(
             f"'{user.get_username()}' is the last owner of project '{project.name}'; add another owner first."
         )
-    membership, _ = ProjectMembership.objects.update_or_create(project=project, user=user, defaults={"role": role})
-    record_event(kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": role})
+    membership, _ = ProjectMembership.objects.update_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    record_event(
+        kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": role}
+    )
     return membership
 
 
@@ -341,12 +352,16 @@ def _show(value: Any) -> Any:
 
 
 @transaction.atomic
-def project_update(*, project: Project, actor=None, allow_shared_repo: bool = False, **changes: Any) -> Project:
+def project_update(
+    *, project: Project, actor=None, allow_shared_repo: bool = False, **changes: Any
+) -> Project:
     """Change a project's basic (non-autonomy) fields under a row lock; records `project.updated`.
     Who may change which field: autopilot.permissions.FIELD_ROLES (checked before any validation)."""
     unknown = set(changes) - set(BASIC_FIELDS)
     if unknown:
-        hint = " (use project_update_autonomy for autonomy settings)" if unknown & set(AUTONOMY_FIELDS) else ""
+        hint = (
+            " (use project_update_autonomy for autonomy settings)" if unknown & set(AUTONOMY_FIELDS) else ""
+        )
         raise ApplicationError(f"Not a basic project field: {', '.join(sorted(unknown))}{hint}.")
     locked = Project.objects.select_for_update().get(pk=project.pk)
     require_change(actor, locked, [key for key, value in changes.items() if getattr(locked, key) != value])
@@ -414,9 +429,13 @@ def membership_remove(*, project: Project, user, actor=None) -> None:
     if membership is None:
         raise NotFound(f"User '{user.get_username()}' is not a member of project '{project.name}'.")
     if membership.role == Role.OWNER and _owner_count(project) <= 1:
-        raise ApplicationError(f"'{user.get_username()}' is the last owner of project '{project.name}'; add another owner first.")
+        raise ApplicationError(
+            f"'{user.get_username()}' is the last owner of project '{project.name}'; add another owner first."
+        )
     membership.delete()
-    record_event(kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": None})
+    record_event(
+        kind="project.membership", subject=project, actor=actor, data={"user": user.pk, "role": None}
+    )
 
 
 # --- Users and API tokens -------------------------------------------------------------------------
@@ -451,7 +470,9 @@ def user_create(
             user.save()
     except IntegrityError as exc:
         raise ApplicationError(f"A user named '{username}' already exists.") from exc
-    record_event(kind="user.created", actor=actor, data={"user": user.pk, "username": username, "superuser": superuser})
+    record_event(
+        kind="user.created", actor=actor, data={"user": user.pk, "username": username, "superuser": superuser}
+    )
     return user
 
 

@@ -170,8 +170,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("AUTOPILOT_CHANNEL_PREFIX", "autopilot"),
-                       "capacity": CHANNEL_CAPACITY},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": os.environ.get("AUTOPILOT_CHANNEL_PREFIX", "autopilot"),
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
     }
 else:
@@ -190,7 +193,12 @@ else:
         "default": {
             # channels-lite's layer with its per-process poller isolated (see autopilot/channel_layer.py).
             "BACKEND": "autopilot.channel_layer.SQLiteChannelLayer",
-            "CONFIG": {"database": "channels", "polling_interval": 0.05, "expiry": 60, "capacity": CHANNEL_CAPACITY},
+            "CONFIG": {
+                "database": "channels",
+                "polling_interval": 0.05,
+                "expiry": 60,
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
     }
 
@@ -236,7 +244,11 @@ Q_CLUSTER = {
     "poll": 0.1,
     "guard_cycle": 0.5,
     "ALT_CLUSTERS": {
-        AUTOPILOT_RUNS_QUEUE: {"workers": AUTOPILOT_WORKERS, "queue_limit": AUTOPILOT_WORKERS, "scheduler": False},
+        AUTOPILOT_RUNS_QUEUE: {
+            "workers": AUTOPILOT_WORKERS,
+            "queue_limit": AUTOPILOT_WORKERS,
+            "scheduler": False,
+        },
     },
 }
 if REDIS_URL and os.environ.get("AUTOPILOT_BROKER", "orm") == "redis":
@@ -421,7 +433,9 @@ AUTOPILOT_LLM_MAX_RETRIES = env_int("AUTOPILOT_LLM_MAX_RETRIES", 2)
 AUTOPILOT_LLM_TIMEOUT = env_int("AUTOPILOT_LLM_TIMEOUT", 600)
 AUTOPILOT_SANDBOX = os.environ.get("AUTOPILOT_SANDBOX", "auto")
 # Extra directories (":"-separated) shown read-only inside the sandbox, e.g. a toolchain in a home directory.
-AUTOPILOT_SANDBOX_READONLY = [p for p in os.environ.get("AUTOPILOT_SANDBOX_READONLY", "").split(":") if p.strip()]
+AUTOPILOT_SANDBOX_READONLY = [
+    p for p in os.environ.get("AUTOPILOT_SANDBOX_READONLY", "").split(":") if p.strip()
+]
 AUTOPILOT_WORKTREE_RETENTION_DAYS = env_int("AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
 AUTOPILOT_WORKTREE_KEEP_LAST = env_int("AUTOPILOT_WORKTREE_KEEP_LAST", 20)
 
@@ -444,19 +458,61 @@ OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 # USD per million tokens: input, output, cache read, cache write. Unknown models cost 0 and are
 # flagged as unpriced in analyses.
 AUTOPILOT_PRICES: dict[str, dict[str, Decimal]] = {
-    "claude-opus-4-5": {"input": Decimal("5"), "output": Decimal("25"), "cache_read": Decimal("0.5"), "cache_write": Decimal("6.25")},
-    "claude-opus-4-6": {"input": Decimal("5"), "output": Decimal("25"), "cache_read": Decimal("0.5"), "cache_write": Decimal("6.25")},
-    "claude-sonnet-4-6": {"input": Decimal("3"), "output": Decimal("15"), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75")},
-    "claude-sonnet-4-5": {"input": Decimal("3"), "output": Decimal("15"), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75")},
-    "claude-haiku-4-5": {"input": Decimal("1"), "output": Decimal("5"), "cache_read": Decimal("0.1"), "cache_write": Decimal("1.25")},
-    "gpt-5": {"input": Decimal("1.25"), "output": Decimal("10"), "cache_read": Decimal("0.125"), "cache_write": Decimal("0")},
-    "gpt-5-mini": {"input": Decimal("0.25"), "output": Decimal("2"), "cache_read": Decimal("0.025"), "cache_write": Decimal("0")},
-    "scripted": {"input": Decimal("0"), "output": Decimal("0"), "cache_read": Decimal("0"), "cache_write": Decimal("0")},
+    "claude-opus-4-5": {
+        "input": Decimal("5"),
+        "output": Decimal("25"),
+        "cache_read": Decimal("0.5"),
+        "cache_write": Decimal("6.25"),
+    },
+    "claude-opus-4-6": {
+        "input": Decimal("5"),
+        "output": Decimal("25"),
+        "cache_read": Decimal("0.5"),
+        "cache_write": Decimal("6.25"),
+    },
+    "claude-sonnet-4-6": {
+        "input": Decimal("3"),
+        "output": Decimal("15"),
+        "cache_read": Decimal("0.3"),
+        "cache_write": Decimal("3.75"),
+    },
+    "claude-sonnet-4-5": {
+        "input": Decimal("3"),
+        "output": Decimal("15"),
+        "cache_read": Decimal("0.3"),
+        "cache_write": Decimal("3.75"),
+    },
+    "claude-haiku-4-5": {
+        "input": Decimal("1"),
+        "output": Decimal("5"),
+        "cache_read": Decimal("0.1"),
+        "cache_write": Decimal("1.25"),
+    },
+    "gpt-5": {
+        "input": Decimal("1.25"),
+        "output": Decimal("10"),
+        "cache_read": Decimal("0.125"),
+        "cache_write": Decimal("0"),
+    },
+    "gpt-5-mini": {
+        "input": Decimal("0.25"),
+        "output": Decimal("2"),
+        "cache_read": Decimal("0.025"),
+        "cache_write": Decimal("0"),
+    },
+    "scripted": {
+        "input": Decimal("0"),
+        "output": Decimal("0"),
+        "cache_read": Decimal("0"),
+        "cache_write": Decimal("0"),
+    },
 }
 # Prices change: AUTOPILOT_PRICES_JSON adds or overrides entries, e.g.
 # {"my-model": {"input": "0.5", "output": "1.5", "cache_read": "0", "cache_write": "0"}}.
 for _model, _price in json.loads(os.environ.get("AUTOPILOT_PRICES_JSON") or "{}").items():
-    AUTOPILOT_PRICES[_model] = {key: Decimal(str(_price.get(key, 0))) for key in ("input", "output", "cache_read", "cache_write")}
+    AUTOPILOT_PRICES[_model] = {
+        key: Decimal(str(_price.get(key, 0))) for key in ("input", "output", "cache_read", "cache_write")
+    }
 
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
@@ -505,7 +561,9 @@ AUTOPILOT_WS_RECHECK_SECONDS = float(os.environ.get("AUTOPILOT_WS_RECHECK_SECOND
 AUTOPILOT_TRAJECTORY_DIR = Path(os.environ.get("AUTOPILOT_TRAJECTORY_DIR") or DATA_DIR / "trajectories")
 # `-m sonnet|opus|haiku`: short model names; AUTOPILOT_MODEL_ALIASES (a JSON object) adds or overrides.
 AUTOPILOT_MODEL_ALIASES = {
-    "sonnet": "claude-sonnet-4-6", "opus": "claude-opus-4-6", "haiku": "claude-haiku-4-5",
+    "sonnet": "claude-sonnet-4-6",
+    "opus": "claude-opus-4-6",
+    "haiku": "claude-haiku-4-5",
 }
 try:
     _aliases = json.loads(os.environ.get("AUTOPILOT_MODEL_ALIASES") or "{}")

@@ -72,8 +72,11 @@ def dashboard(request):
     filters = _filters(request)
     projects, board = boards.dashboard_board(user=request.user, **filters)
     context = {
-        "projects": projects, "board": board, "filter_project": filters["project_id"] or "",
-        "filter_status": filters["status"], "status_filters": boards.STATUS_FILTER_LABELS,
+        "projects": projects,
+        "board": board,
+        "filter_project": filters["project_id"] or "",
+        "filter_status": filters["status"],
+        "status_filters": boards.STATUS_FILTER_LABELS,
     }
     if request.htmx and request.GET.get("part") == "board":
         return render(request, "autopilot/dashboard.html#board", context)
@@ -105,8 +108,12 @@ def projects_page(request):
         branch = form["base_branch"] or detected or "main"
         try:
             project = project_create(
-                name=form["name"], repo_path=form["repo_path"], base_branch=branch,
-                test_command=form["test_command"], setup_script=form["setup_script"], actor=request.user,
+                name=form["name"],
+                repo_path=form["repo_path"],
+                base_branch=branch,
+                test_command=form["test_command"],
+                setup_script=form["setup_script"],
+                actor=request.user,
             )
         except ApplicationError as exc:
             error, status = exc.message, exc.status_code if exc.status_code == 403 else 400
@@ -116,7 +123,8 @@ def projects_page(request):
     context = {
         "projects": boards.projects_table(user=request.user),
         "can_register": has_site_trust(request.user),
-        "form": form, "error": error,
+        "form": form,
+        "error": error,
     }
     return render(request, "autopilot/projects.html", context, status=status)
 
@@ -150,6 +158,8 @@ def project_detail(request, pk: int):
     found = _with_overview(project_list(user=request.user).filter(pk=pk))
     if not found:
         raise Http404("No such project.")
-    return render(request, "autopilot/project_detail.html",
-                  {"project": found[0], **header_controls(request.user, found[0])})
-
+    return render(
+        request,
+        "autopilot/project_detail.html",
+        {"project": found[0], **header_controls(request.user, found[0])},
+    )

@@ -76,44 +76,91 @@ def populate(tmp: Path, projects: int, runs: int) -> dict:
     call_command("createcachetable", verbosity=0)
     user = get_user_model().objects.create_user("bench", password=PASSWORD)
     token = Token.objects.create(user=user).key
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     repos = []
     for i in range(projects):
         repo = tmp / f"repo-{i}"
         subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
-        subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env)
+        subprocess.run(
+            ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env
+        )
         repos.append(repo)
-    Project.objects.bulk_create([Project(name=f"Bench {i}", slug=f"bench-{i}", repo_path=str(repos[i]))
-                                 for i in range(projects)])
+    Project.objects.bulk_create(
+        [Project(name=f"Bench {i}", slug=f"bench-{i}", repo_path=str(repos[i])) for i in range(projects)]
+    )
     project_ids = list(Project.objects.order_by("pk").values_list("pk", flat=True))
-    ProjectMembership.objects.bulk_create([ProjectMembership(project_id=p, user=user, role=Role.OPERATOR)
-                                           for p in project_ids])
+    ProjectMembership.objects.bulk_create(
+        [ProjectMembership(project_id=p, user=user, role=Role.OPERATOR) for p in project_ids]
+    )
     tasks_per_project = 400
-    Task.objects.bulk_create([Task(project_id=p, title=f"Task {p}-{i}", body="Implement the thing. " * 20)
-                              for p in project_ids for i in range(tasks_per_project)], batch_size=1000)
+    Task.objects.bulk_create(
+        [
+            Task(project_id=p, title=f"Task {p}-{i}", body="Implement the thing. " * 20)
+            for p in project_ids
+            for i in range(tasks_per_project)
+        ],
+        batch_size=1000,
+    )
     task_ids = list(Task.objects.order_by("pk").values_list("pk", "project_id"))
     statuses = ["succeeded", "failed", "cancelled", "succeeded", "timed_out"]
     now = timezone.now()
-    ExecutionRun.objects.bulk_create([
-        ExecutionRun(project_id=task_ids[i % len(task_ids)][1], task_id=task_ids[i % len(task_ids)][0],
-                     agent_backend="scripted", model="scripted", prompt="Do the thing.\n" * 40,
-                     status=statuses[i % len(statuses)], result_summary="Changed 3 files; tests pass.",
-                     cost_usd="0.0123", input_tokens=12_000, output_tokens=3_000, turns=7,
-                     started_at=now, ended_at=now)
-        for i in range(runs)
-    ], batch_size=1000)
+    ExecutionRun.objects.bulk_create(
+        [
+            ExecutionRun(
+                project_id=task_ids[i % len(task_ids)][1],
+                task_id=task_ids[i % len(task_ids)][0],
+                agent_backend="scripted",
+                model="scripted",
+                prompt="Do the thing.\n" * 40,
+                status=statuses[i % len(statuses)],
+                result_summary="Changed 3 files; tests pass.",
+                cost_usd="0.0123",
+                input_tokens=12_000,
+                output_tokens=3_000,
+                turns=7,
+                started_at=now,
+                ended_at=now,
+            )
+            for i in range(runs)
+        ],
+        batch_size=1000,
+    )
     run_ids = list(ExecutionRun.objects.order_by("pk").values_list("pk", "project_id"))
-    ExecutionStep.objects.bulk_create([
-        ExecutionStep(run_id=run_id, seq=seq, kind="read_file", tool_name="Read", status="completed",
-                      input={"path": f"src/module_{seq}.py"}, output="x = 1\n" * 60)
-        for run_id, _ in run_ids for seq in (1, 2, 3)
-    ], batch_size=2000)
-    Event.objects.bulk_create([
-        Event(project_id=project_id, kind="executionrun.status", subject_type="executionrun", subject_id=run_id,
-              data={"status": "succeeded", "from": "running"})
-        for run_id, project_id in run_ids
-    ], batch_size=2000)
+    ExecutionStep.objects.bulk_create(
+        [
+            ExecutionStep(
+                run_id=run_id,
+                seq=seq,
+                kind="read_file",
+                tool_name="Read",
+                status="completed",
+                input={"path": f"src/module_{seq}.py"},
+                output="x = 1\n" * 60,
+            )
+            for run_id, _ in run_ids
+            for seq in (1, 2, 3)
+        ],
+        batch_size=2000,
+    )
+    Event.objects.bulk_create(
+        [
+            Event(
+                project_id=project_id,
+                kind="executionrun.status",
+                subject_type="executionrun",
+                subject_id=run_id,
+                data={"status": "succeeded", "from": "running"},
+            )
+            for run_id, project_id in run_ids
+        ],
+        batch_size=2000,
+    )
     connections.close_all()
     return {"token": token, "project": project_ids[0], "run": run_ids[-1][0], "projects": project_ids}
 
@@ -129,8 +176,13 @@ def query_counts(paths: list[str], token: str) -> dict[str, int]:
     web.post("/accounts/login/", {"username": "bench", "password": PASSWORD})
     counts = {}
     for path in paths:
-        client = api if path.startswith("/api/") else web if path != "/accounts/login/" else Client(
-            SERVER_NAME="127.0.0.1")
+        client = (
+            api
+            if path.startswith("/api/")
+            else web
+            if path != "/accounts/login/"
+            else Client(SERVER_NAME="127.0.0.1")
+        )
         client.get(path)  # warm (content types, session)
         with CaptureQueriesContext(connection) as captured:
             response = client.get(path)
@@ -144,8 +196,12 @@ def login_cookie(base: str) -> str:
     page = opener.open(base + "/accounts/login/", timeout=30).read().decode()
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     form = urllib.parse.urlencode({"username": "bench", "password": PASSWORD, "csrfmiddlewaretoken": csrf})
-    opener.open(urllib.request.Request(base + "/accounts/login/", data=form.encode(),
-                                       headers={"Referer": base + "/accounts/login/"}), timeout=30)
+    opener.open(
+        urllib.request.Request(
+            base + "/accounts/login/", data=form.encode(), headers={"Referer": base + "/accounts/login/"}
+        ),
+        timeout=30,
+    )
     cookies = {c.name: c.value for c in jar}
     if "sessionid" not in cookies:
         raise SystemExit("bench/api.py: could not log in through the form")
@@ -193,8 +249,11 @@ class Load:
                 results[index]["errors"] += errors
                 results[index]["bytes"] += size
 
-        threads = [threading.Thread(target=worker, args=(i, method, path, headers, body), daemon=True)
-                   for i, (clients, method, path, headers, body) in enumerate(groups) for _ in range(clients)]
+        threads = [
+            threading.Thread(target=worker, args=(i, method, path, headers, body), daemon=True)
+            for i, (clients, method, path, headers, body) in enumerate(groups)
+            for _ in range(clients)
+        ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -227,20 +286,33 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="autopilot-bench-api-"))
     for name in ("DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH"):
         os.environ.pop(name, None)
-    os.environ.update({"AUTOPILOT_DATA_DIR": str(tmp / "data"), "AUTOPILOT_LOG_LEVEL": "WARNING",
-                       "DJANGO_SETTINGS_MODULE": "autopilot.settings", "PYTHONUNBUFFERED": "1"})
+    os.environ.update(
+        {
+            "AUTOPILOT_DATA_DIR": str(tmp / "data"),
+            "AUTOPILOT_LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "autopilot.settings",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, str(ROOT))
     server = None
     try:
         t0 = time.perf_counter()
         ids = populate(tmp, args.projects, args.runs)
-        print(f"data: {args.runs:,} runs ({args.runs * 3:,} steps, {args.runs:,} events) over {args.projects} "
-              f"projects, {args.projects * 400:,} tasks; bulk-created in {time.perf_counter() - t0:.1f} s (SQLite)")
+        print(
+            f"data: {args.runs:,} runs ({args.runs * 3:,} steps, {args.runs:,} events) over {args.projects} "
+            f"projects, {args.projects * 400:,} tasks; bulk-created in {time.perf_counter() - t0:.1f} s (SQLite)"
+        )
         port = free_port()
         log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed in finally
-        server = subprocess.Popen([sys.executable, "-m", "autopilot.cli", "serve", "--no-cluster", "--port", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "autopilot.cli", "serve", "--no-cluster", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -272,10 +344,14 @@ def main() -> int:
         counts = query_counts([path for _, path, _, _ in scenarios], ids["token"])
         load = Load(port, args.duration)
         single = Load(port, min(args.duration, 3))
-        print(f"{args.clients} clients, {args.duration:.0f} s per scenario, `autopilot serve --no-cluster` "
-              f"(daphne) on 127.0.0.1, {os.cpu_count()} CPUs")
-        header = (f"{'scenario':<20} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'KB/resp':>8} "
-                  f"{'rps/base':>8} {'p50/base':>8} {'c=1 p50':>8} {'queries':>7}  target")
+        print(
+            f"{args.clients} clients, {args.duration:.0f} s per scenario, `autopilot serve --no-cluster` "
+            f"(daphne) on 127.0.0.1, {os.cpu_count()} CPUs"
+        )
+        header = (
+            f"{'scenario':<20} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'KB/resp':>8} "
+            f"{'rps/base':>8} {'p50/base':>8} {'c=1 p50':>8} {'queries':>7}  target"
+        )
         print(header)
         baseline = None
         for name, path, headers, is_list in scenarios:
@@ -284,9 +360,11 @@ def main() -> int:
             if baseline is None:
                 baseline = res
             target = ("p99 < 100 ms: " + ("OK" if res["p99"] < 100 else "MISSED")) if is_list else ""
-            print(f"{name:<20} {res['rps']:>7.1f} {res['p50']:>8.1f} {res['p99']:>8.1f} {res['errors']:>6} "
-                  f"{res['kb']:>8.1f} {res['rps'] / baseline['rps']:>8.2f} {res['p50'] / baseline['p50']:>8.2f} "
-                  f"{one['p50']:>8.1f} {counts[path]:>7}  {target}")
+            print(
+                f"{name:<20} {res['rps']:>7.1f} {res['p50']:>8.1f} {res['p99']:>8.1f} {res['errors']:>6} "
+                f"{res['kb']:>8.1f} {res['rps'] / baseline['rps']:>8.2f} {res['p50'] / baseline['p50']:>8.2f} "
+                f"{one['p50']:>8.1f} {counts[path]:>7}  {target}"
+            )
 
         # Large payloads: readers list a project's runs, with and without writers posting big messages.
         readers = args.clients - args.writers
@@ -294,14 +372,22 @@ def main() -> int:
         body = json.dumps({"body": "Please look at this log.\n" + "x" * (args.payload_kb * 1024)}).encode()
         post_headers = {**api, "Content-Type": "application/json"}
         alone = load.run([(readers, "GET", read_path, api, None)])[0]
-        mixed, writes = load.run([(readers, "GET", read_path, api, None),
-                                  (args.writers, "POST", f"/api/runs/{run}/message/", post_headers, body)])
-        print(f"large payloads: {readers} readers of {read_path}, alone: {alone['rps']:.1f} req/s, "
-              f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms")
-        print(f"  with {args.writers} writers posting {len(body) / 1024:.0f} KB messages ({writes['rps']:.1f} posts/s, "
-              f"p99 {writes['p99']:.1f} ms, errors {writes['errors']}): readers {mixed['rps']:.1f} req/s, "
-              f"p50 {mixed['p50']:.1f} ms, p99 {mixed['p99']:.1f} ms = {mixed['p99'] / alone['p99']:.2f}x alone "
-              f"(errors {mixed['errors']})")
+        mixed, writes = load.run(
+            [
+                (readers, "GET", read_path, api, None),
+                (args.writers, "POST", f"/api/runs/{run}/message/", post_headers, body),
+            ]
+        )
+        print(
+            f"large payloads: {readers} readers of {read_path}, alone: {alone['rps']:.1f} req/s, "
+            f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms"
+        )
+        print(
+            f"  with {args.writers} writers posting {len(body) / 1024:.0f} KB messages ({writes['rps']:.1f} posts/s, "
+            f"p99 {writes['p99']:.1f} ms, errors {writes['errors']}): readers {mixed['rps']:.1f} req/s, "
+            f"p50 {mixed['p50']:.1f} ms, p99 {mixed['p99']:.1f} ms = {mixed['p99'] / alone['p99']:.2f}x alone "
+            f"(errors {mixed['errors']})"
+        )
         return 0
     finally:
         if server is not None and server.poll() is None:

@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 def manage(env, *args, check=True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=check)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check
+    )
 
 
 SETUP = """
@@ -79,33 +80,75 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ap-bench-chain-") as tmp:
-        env = {**os.environ, "AUTOPILOT_DATA_DIR": tmp, "DJANGO_SETTINGS_MODULE": "autopilot.settings",
-               "PYTHONPATH": str(ROOT), "AUTOPILOT_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "AUTOPILOT_DATA_DIR": tmp,
+            "DJANGO_SETTINGS_MODULE": "autopilot.settings",
+            "PYTHONPATH": str(ROOT),
+            "AUTOPILOT_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
         for key in ("DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH"):
             env.pop(key, None)
         manage(env, "setup")
-        out = subprocess.run([sys.executable, "-c", SETUP, str(args.tasks), str(Path(tmp) / "repo")], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", SETUP, str(args.tasks), str(Path(tmp) / "repo")],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         project_id = int(out.stdout.strip().splitlines()[-1])
         port = free_port()
         log = open(Path(tmp) / "serve.log", "w")
-        server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port), "--workers", str(args.workers)],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", str(args.workers)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         started = time.monotonic()
         try:
             # Start the chain: switching to full_auto requests a tick on commit (the cluster picks it up).
-            subprocess.run([sys.executable, "manage.py", "project", "autonomy", str(project_id), "--mode", "full_auto"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-            subprocess.run([sys.executable, "-c", "import django; django.setup(); from autopilot.models import Project; "
-                            "from autopilot.services import project_update_autonomy as u; "
-                            f"p = Project.objects.get(pk={project_id}); "
-                            "p.autonomy_mode == 'full_auto' or u(project=p, autonomy_mode='full_auto')"],
-                           cwd=ROOT, env=env, check=True)
+            subprocess.run(
+                [sys.executable, "manage.py", "project", "autonomy", str(project_id), "--mode", "full_auto"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import django; django.setup(); from autopilot.models import Project; "
+                    "from autopilot.services import project_update_autonomy as u; "
+                    f"p = Project.objects.get(pk={project_id}); "
+                    "p.autonomy_mode == 'full_auto' or u(project=p, autonomy_mode='full_auto')",
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+            )
             data = {"done": 0, "runs": []}
             while time.monotonic() - started < args.timeout:
-                data = json.loads(subprocess.run([sys.executable, "-c", REPORT, str(project_id)], cwd=ROOT, env=env,
-                                                 capture_output=True, text=True, check=True).stdout)
-                if data["done"] >= args.tasks or any(r["status"] in ("failed", "cancelled", "timed_out") for r in data["runs"]):
+                data = json.loads(
+                    subprocess.run(
+                        [sys.executable, "-c", REPORT, str(project_id)],
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                )
+                if data["done"] >= args.tasks or any(
+                    r["status"] in ("failed", "cancelled", "timed_out") for r in data["runs"]
+                ):
                     break
                 time.sleep(1)
             total = time.monotonic() - started
@@ -125,7 +168,9 @@ def main() -> None:
                 to_created.append(nxt["created_at"] - prev["ended_at"])
                 if nxt["started_at"]:
                     to_started.append(nxt["started_at"] - prev["ended_at"])
-        print(f"chain of {args.tasks} tasks, full_auto, scripted backend, `autopilot serve` with {args.workers} workers")
+        print(
+            f"chain of {args.tasks} tasks, full_auto, scripted backend, `autopilot serve` with {args.workers} workers"
+        )
         print(f"tasks done: {data['done']}/{args.tasks}, runs: {len(data['runs'])}, wall time {total:.1f} s")
         if not to_created:
             print("no completed link to measure; server log:")
@@ -133,12 +178,23 @@ def main() -> None:
             sys.exit(1)
         print("link delays (s), run end → next run created: " + " ".join(f"{d:.2f}" for d in to_created))
         print("link delays (s), run end → next run started: " + " ".join(f"{d:.2f}" for d in to_started))
-        print(f"median end → next created: {statistics.median(to_created):.3f} s; "
-              f"median end → next started (agent running): {statistics.median(to_started):.3f} s "
-              f"(max {max(to_started):.3f} s) — target < 1 s")
-        print(json.dumps({"tasks": args.tasks, "done": data["done"], "median_end_to_created_s": round(statistics.median(to_created), 4),
-                          "median_end_to_started_s": round(statistics.median(to_started), 4),
-                          "max_end_to_started_s": round(max(to_started), 4), "wall_s": round(total, 2)}))
+        print(
+            f"median end → next created: {statistics.median(to_created):.3f} s; "
+            f"median end → next started (agent running): {statistics.median(to_started):.3f} s "
+            f"(max {max(to_started):.3f} s) — target < 1 s"
+        )
+        print(
+            json.dumps(
+                {
+                    "tasks": args.tasks,
+                    "done": data["done"],
+                    "median_end_to_created_s": round(statistics.median(to_created), 4),
+                    "median_end_to_started_s": round(statistics.median(to_started), 4),
+                    "max_end_to_started_s": round(max(to_started), 4),
+                    "wall_s": round(total, 2),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -67,10 +67,17 @@ def main() -> int:
     def new_project(name: str):
         repo = Path(tmp) / name
         repo.mkdir()
-        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-               "GIT_COMMITTER_EMAIL": "b@x"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@x",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@x",
+        }
         subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
-        subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env)
+        subprocess.run(
+            ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env
+        )
         return project_create(name=name, repo_path=str(repo))
 
     # Baseline: markdown-it-py tokenizing the same text (best of N).
@@ -94,8 +101,11 @@ def main() -> int:
     headings = PlanNode.objects.filter(blueprint=first.blueprint, origin="heading").count()
 
     # Re-ingest: ~1% of the heading sections get an extra sentence (lengths change, offsets shift).
-    nodes = list(PlanNode.objects.filter(blueprint=first.blueprint, origin="heading").order_by("order")
-                 .values_list("start", "end"))
+    nodes = list(
+        PlanNode.objects.filter(blueprint=first.blueprint, origin="heading")
+        .order_by("order")
+        .values_list("start", "end")
+    )
     edit_every = 100
     cut_points = sorted({end for i, (start, end) in enumerate(nodes) if i % edit_every == 50})
 
@@ -129,35 +139,55 @@ def main() -> int:
     c, rc = first.counts, re_ingest.counts
     t = first.timings
     print(f"file: {path.name}: {size:,} bytes, {words:,} words")
-    print(f"markdown-it-py parse (commonmark, best of {args.repeat}): {baseline:.3f} s, "
-          f"{reference_headings:,} heading_open tokens")
-    print(f"ingest (best of {args.repeat}, fresh SQLite db): {first.elapsed_s:.3f} s  "
-          f"[parse {t.get('parse_s', 0):.3f} s, persist nodes {t.get('persist_s', 0):.3f} s, "
-          f"tasks+dependencies {t.get('tasks_s', 0):.3f} s]")
-    print(f"  nodes {c['nodes']:,} (headings {c['headings']:,}, checklist items {c['checklist_items']:,}), "
-          f"tasks {c['tasks']:,}, dependencies {c['dependencies']:,}")
-    print(f"ratio ingest / markdown-it-py: {ratio:.2f}  (target <= 1.0: {'OK' if ratio <= 1.0 else 'MISSED'})")
-    print(f"headings: {headings:,} vs markdown-it-py {reference_headings:,}: "
-          f"{'OK' if headings == reference_headings else 'MISMATCH'}")
-    print(f"re-ingest (best of {args.repeat}) with {len(cut_points)} of {len(nodes):,} sections edited "
-          f"({len(cut_points) / len(nodes):.1%}): "
-          f"{re_ingest.elapsed_s:.3f} s = {re_ratio:.1%} of the first ingest (target <= 25%: "
-          f"{'OK' if re_ratio <= 0.25 else 'MISSED'})")
+    print(
+        f"markdown-it-py parse (commonmark, best of {args.repeat}): {baseline:.3f} s, "
+        f"{reference_headings:,} heading_open tokens"
+    )
+    print(
+        f"ingest (best of {args.repeat}, fresh SQLite db): {first.elapsed_s:.3f} s  "
+        f"[parse {t.get('parse_s', 0):.3f} s, persist nodes {t.get('persist_s', 0):.3f} s, "
+        f"tasks+dependencies {t.get('tasks_s', 0):.3f} s]"
+    )
+    print(
+        f"  nodes {c['nodes']:,} (headings {c['headings']:,}, checklist items {c['checklist_items']:,}), "
+        f"tasks {c['tasks']:,}, dependencies {c['dependencies']:,}"
+    )
+    print(
+        f"ratio ingest / markdown-it-py: {ratio:.2f}  (target <= 1.0: {'OK' if ratio <= 1.0 else 'MISSED'})"
+    )
+    print(
+        f"headings: {headings:,} vs markdown-it-py {reference_headings:,}: "
+        f"{'OK' if headings == reference_headings else 'MISMATCH'}"
+    )
+    print(
+        f"re-ingest (best of {args.repeat}) with {len(cut_points)} of {len(nodes):,} sections edited "
+        f"({len(cut_points) / len(nodes):.1%}): "
+        f"{re_ingest.elapsed_s:.3f} s = {re_ratio:.1%} of the first ingest (target <= 25%: "
+        f"{'OK' if re_ratio <= 0.25 else 'MISSED'})"
+    )
     rt = re_ingest.timings
-    print(f"  re-ingest split: read previous tree {rt.get('previous_s', 0):.3f} s, parse (incl. that read) "
-          f"{rt.get('parse_s', 0):.3f} s, persist {rt.get('persist_s', 0):.3f} s, tasks {rt.get('tasks_s', 0):.3f} s, "
-          f"rest (validation, version row, events, commit) "
-          f"{re_ingest.elapsed_s - rt.get('parse_s', 0) - rt.get('persist_s', 0) - rt.get('tasks_s', 0):.3f} s")
+    print(
+        f"  re-ingest split: read previous tree {rt.get('previous_s', 0):.3f} s, parse (incl. that read) "
+        f"{rt.get('parse_s', 0):.3f} s, persist {rt.get('persist_s', 0):.3f} s, tasks {rt.get('tasks_s', 0):.3f} s, "
+        f"rest (validation, version row, events, commit) "
+        f"{re_ingest.elapsed_s - rt.get('parse_s', 0) - rt.get('persist_s', 0) - rt.get('tasks_s', 0):.3f} s"
+    )
     if re_ingest.timings.get("incremental"):
-        print(f"  incremental parse: {re_ingest.timings['reused_units']} units taken over, "
-              f"{re_ingest.timings['parsed_units']} stretches re-parsed "
-              f"({re_ingest.timings.get('parsed_chars', 0):,} of {len(text):,} characters)")
-    print(f"  diff: changed {rc['changed']}, added {rc['added']}, removed {rc['removed']}, moved {rc['moved']}, "
-          f"unchanged {rc['unchanged']:,}; new tasks {rc['tasks']}, new dependencies {rc['dependencies']} "
-          f"(task generation: {'incremental' if rt.get('tasks_incremental') else 'whole tree'})")
-    print(f"peak memory of an ingestion: {peak / 1e6:.1f} MB Python allocations (tracemalloc) = "
-          f"{peak / size:.1f}x the file (target < 10x: {'OK' if peak < 10 * size else 'MISSED'}); "
-          f"process peak RSS {rss_after / 1e6:.0f} MB (grew {(rss_after - rss_before) / 1e6:.0f} MB during it)")
+        print(
+            f"  incremental parse: {re_ingest.timings['reused_units']} units taken over, "
+            f"{re_ingest.timings['parsed_units']} stretches re-parsed "
+            f"({re_ingest.timings.get('parsed_chars', 0):,} of {len(text):,} characters)"
+        )
+    print(
+        f"  diff: changed {rc['changed']}, added {rc['added']}, removed {rc['removed']}, moved {rc['moved']}, "
+        f"unchanged {rc['unchanged']:,}; new tasks {rc['tasks']}, new dependencies {rc['dependencies']} "
+        f"(task generation: {'incremental' if rt.get('tasks_incremental') else 'whole tree'})"
+    )
+    print(
+        f"peak memory of an ingestion: {peak / 1e6:.1f} MB Python allocations (tracemalloc) = "
+        f"{peak / size:.1f}x the file (target < 10x: {'OK' if peak < 10 * size else 'MISSED'}); "
+        f"process peak RSS {rss_after / 1e6:.0f} MB (grew {(rss_after - rss_before) / 1e6:.0f} MB during it)"
+    )
     return 0
 
 

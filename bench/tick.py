@@ -71,8 +71,16 @@ def child(projects: int, tasks: int, seed: int) -> dict:
     rng = random.Random(seed)
     t0 = time.perf_counter()
     Project.objects.bulk_create(
-        [Project(name=f"bench {i}", slug=f"bench-{i}", repo_path=f"/tmp/bench-{i}", autonomy_mode="full_auto",
-                 max_parallel_runs=2) for i in range(projects)],
+        [
+            Project(
+                name=f"bench {i}",
+                slug=f"bench-{i}",
+                repo_path=f"/tmp/bench-{i}",
+                autonomy_mode="full_auto",
+                max_parallel_runs=2,
+            )
+            for i in range(projects)
+        ],
         batch_size=500,
     )
     project_ids = list(Project.objects.order_by("pk").values_list("pk", flat=True))
@@ -81,8 +89,16 @@ def child(projects: int, tasks: int, seed: int) -> dict:
     for pid in project_ids:
         for i in range(tasks):
             status = "done" if i < tasks * done_share else "todo"
-            rows.append(Task(project_id=pid, title=f"task {i}", status=status, priority=rng.randint(0, 5),
-                             plan_order=i, complexity=3))
+            rows.append(
+                Task(
+                    project_id=pid,
+                    title=f"task {i}",
+                    status=status,
+                    priority=rng.randint(0, 5),
+                    plan_order=i,
+                    complexity=3,
+                )
+            )
     Task.objects.bulk_create(rows, batch_size=2000)
     edges = []
     for pid in project_ids:
@@ -125,13 +141,22 @@ def child(projects: int, tasks: int, seed: int) -> dict:
         tick_s, tick_queries, report = timed_tick()
         idle_s, idle_queries, _ = timed_tick()
         return {
-            "cold_tick_s": round(cold_s, 4), "cold_tick_queries": cold_queries, "cold_ratio": round(cold_s / query_s, 2),
-            "cold_promoted": cold.promoted, "cold_started": len(cold.started),
-            "hand_query_after_s": round(query_after_s, 4), "ready_by_hand_query_after": ready_after,
-            "tick_s": round(tick_s, 4), "tick_queries": tick_queries, "tick_ratio": round(tick_s / query_after_s, 2),
-            "stale_before": stale, "promoted": report.promoted, "started_runs": len(report.started),
+            "cold_tick_s": round(cold_s, 4),
+            "cold_tick_queries": cold_queries,
+            "cold_ratio": round(cold_s / query_s, 2),
+            "cold_promoted": cold.promoted,
+            "cold_started": len(cold.started),
+            "hand_query_after_s": round(query_after_s, 4),
+            "ready_by_hand_query_after": ready_after,
+            "tick_s": round(tick_s, 4),
+            "tick_queries": tick_queries,
+            "tick_ratio": round(tick_s / query_after_s, 2),
+            "stale_before": stale,
+            "promoted": report.promoted,
+            "started_runs": len(report.started),
             "runs_in_db": ExecutionRun.objects.count(),
-            "idle_tick_s": round(idle_s, 4), "idle_tick_queries": idle_queries,
+            "idle_tick_s": round(idle_s, 4),
+            "idle_tick_queries": idle_queries,
             "idle_ratio": round(idle_s / query_after_s, 2),
         }
 
@@ -204,42 +229,79 @@ def main() -> None:
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="ap-bench-tick-") as tmp:
-            env = {**os.environ, "AUTOPILOT_DATA_DIR": tmp, "DJANGO_SETTINGS_MODULE": "autopilot.settings",
-                   "AUTOPILOT_MAX_CONCURRENT_RUNS": "100000", "AUTOPILOT_QUEUE_MAX": "100000",
-                   "AUTOPILOT_LOG_LEVEL": "WARNING"}
-            for key in ("DATABASE_URL", "REDIS_URL", "AUTOPILOT_SQLITE_PATH", "AUTOPILOT_CHANNELS_SQLITE_PATH"):
+            env = {
+                **os.environ,
+                "AUTOPILOT_DATA_DIR": tmp,
+                "DJANGO_SETTINGS_MODULE": "autopilot.settings",
+                "AUTOPILOT_MAX_CONCURRENT_RUNS": "100000",
+                "AUTOPILOT_QUEUE_MAX": "100000",
+                "AUTOPILOT_LOG_LEVEL": "WARNING",
+            }
+            for key in (
+                "DATABASE_URL",
+                "REDIS_URL",
+                "AUTOPILOT_SQLITE_PATH",
+                "AUTOPILOT_CHANNELS_SQLITE_PATH",
+            ):
                 env.pop(key, None)
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(size), "--projects", str(args.projects), "--seed", str(args.seed)],
-                env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(size),
+                    "--projects",
+                    str(args.projects),
+                    "--seed",
+                    str(args.seed),
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode != 0:
                 sys.stderr.write(out.stderr)
                 sys.exit(out.returncode)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("Ratios against the hand-written ready-tasks query on the same data (target for the full tick: <= 3).")
-    print("decide = dry run; cold = first tick over a bulk-loaded db (every task stale); full = the tick after")
+    print(
+        "Ratios against the hand-written ready-tasks query on the same data (target for the full tick: <= 3)."
+    )
+    print(
+        "decide = dry run; cold = first tick over a bulk-loaded db (every task stale); full = the tick after"
+    )
     print("200 runs finished (re-derives their dependents, starts 200 runs); idle = nothing changed since.")
-    head = (f"{'tasks/proj':>10} {'tasks':>7} {'deps':>7} {'query s':>8} | {'decide s':>8} {'q':>3} {'ratio':>5} | "
-            f"{'cold s':>6} {'q':>3} {'ratio':>5} {'promoted':>8} | {'full s':>6} {'q':>3} {'ratio':>5} {'runs':>4} | "
-            f"{'idle s':>6} {'q':>3} {'ratio':>5}")
+    head = (
+        f"{'tasks/proj':>10} {'tasks':>7} {'deps':>7} {'query s':>8} | {'decide s':>8} {'q':>3} {'ratio':>5} | "
+        f"{'cold s':>6} {'q':>3} {'ratio':>5} {'promoted':>8} | {'full s':>6} {'q':>3} {'ratio':>5} {'runs':>4} | "
+        f"{'idle s':>6} {'q':>3} {'ratio':>5}"
+    )
     print(head)
     for r in results:
-        print(f"{r['tasks_per_project']:>10} {r['tasks']:>7} {r['dependencies']:>7} {r['hand_query_after_s']:>8.4f} | "
-              f"{r['decision_tick_s']:>8.4f} {r['decision_tick_queries']:>3} {r['decision_ratio']:>5.2f} | "
-              f"{r['cold_tick_s']:>6.3f} {r['cold_tick_queries']:>3} {r['cold_ratio']:>5.1f} {r['cold_promoted']:>8} | "
-              f"{r['tick_s']:>6.3f} {r['tick_queries']:>3} {r['tick_ratio']:>5.2f} {r['started_runs']:>4} | "
-              f"{r['idle_tick_s']:>6.3f} {r['idle_tick_queries']:>3} {r['idle_ratio']:>5.2f}")
+        print(
+            f"{r['tasks_per_project']:>10} {r['tasks']:>7} {r['dependencies']:>7} {r['hand_query_after_s']:>8.4f} | "
+            f"{r['decision_tick_s']:>8.4f} {r['decision_tick_queries']:>3} {r['decision_ratio']:>5.2f} | "
+            f"{r['cold_tick_s']:>6.3f} {r['cold_tick_queries']:>3} {r['cold_ratio']:>5.1f} {r['cold_promoted']:>8} | "
+            f"{r['tick_s']:>6.3f} {r['tick_queries']:>3} {r['tick_ratio']:>5.2f} {r['started_runs']:>4} | "
+            f"{r['idle_tick_s']:>6.3f} {r['idle_tick_queries']:>3} {r['idle_ratio']:>5.2f}"
+        )
     print(json.dumps(results))
     keys = ("decision_tick_queries", "cold_tick_queries", "tick_queries", "idle_tick_queries")
     counts = {tuple(r[k] for k in keys) for r in results}
     print("query counts independent of the number of tasks:", "yes" if len(counts) == 1 else f"NO {counts}")
     target = [r for r in results if r["tasks_per_project"] == 1000]
     verdict = bool(target) and all(r["tick_ratio"] <= 3 for r in target)
-    print("full tick ratios of the 3 repetitions (the median is shown):",
-          "; ".join(f"{r['tasks_per_project']} tasks/proj: {r['full_tick_ratios']}" for r in results))
-    print(f"full tick ratio <= 3 at 100 projects x 1,000 tasks (the target's setup): {'OK' if verdict else 'MISSED'}")
-    print("(At 100 tasks per project the hand query takes ~5 ms while starting 200 runs costs ~80 ms whatever the")
+    print(
+        "full tick ratios of the 3 repetitions (the median is shown):",
+        "; ".join(f"{r['tasks_per_project']} tasks/proj: {r['full_tick_ratios']}" for r in results),
+    )
+    print(
+        f"full tick ratio <= 3 at 100 projects x 1,000 tasks (the target's setup): {'OK' if verdict else 'MISSED'}"
+    )
+    print(
+        "(At 100 tasks per project the hand query takes ~5 ms while starting 200 runs costs ~80 ms whatever the"
+    )
     print(" graph's size: that ratio measures the cost of starting runs, not of the task graph.)")
 
 

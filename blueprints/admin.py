@@ -60,8 +60,10 @@ class PlanNodeInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = (f"Plan nodes this version wrote (the first {PLAN_NODE_INLINE_LIMIT} in document order; "
-                           "“All plan nodes” above lists every one)")
+    verbose_name_plural = (
+        f"Plan nodes this version wrote (the first {PLAN_NODE_INLINE_LIMIT} in document order; "
+        "“All plan nodes” above lists every one)"
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("summary")
@@ -87,16 +89,28 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("autopilot/admin.css",)}  # .source-preview
+
     fields = (
-        "project", "title", "version", "status", "format", "parent", "all_nodes", "size_bytes", "content_hash",
-        "counts", "diff", "created_by", "created_at", "updated_at", "source_preview",
+        "project",
+        "title",
+        "version",
+        "status",
+        "format",
+        "parent",
+        "all_nodes",
+        "size_bytes",
+        "content_hash",
+        "counts",
+        "diff",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "source_preview",
     )
     readonly_fields = tuple(name for name in fields if name != "title")
 
     def get_queryset(self, request):
-        return (
-            super().get_queryset(request).annotate(node_count=count_of(PlanNode, "blueprint"))
-        )
+        return super().get_queryset(request).annotate(node_count=count_of(PlanNode, "blueprint"))
 
     def has_add_permission(self, request):
         return False  # versions come from ingestion (parse, diff, activate), never typed in here
@@ -124,8 +138,13 @@ class BlueprintAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate (supersedes the active version; the plan tree follows)")
     def activate(self, request, queryset):
-        apply_each(self, request, queryset, "Activated",
-              lambda bp: blueprint_update(blueprint=bp, actor=request.user, status=Blueprint.Status.ACTIVE))
+        apply_each(
+            self,
+            request,
+            queryset,
+            "Activated",
+            lambda bp: blueprint_update(blueprint=bp, actor=request.user, status=Blueprint.Status.ACTIVE),
+        )
 
 
 # --- Ingestion jobs (read-only) -----------------------------------------------------------------
@@ -133,8 +152,18 @@ class BlueprintAdmin(admin.ModelAdmin):
 
 @admin.register(IngestionJob)
 class IngestionJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "title", "blueprint", "status", "stage", "progress_pct", "elapsed_s", "created_at",
-                    "finished_at")
+    list_display = (
+        "id",
+        "project",
+        "title",
+        "blueprint",
+        "status",
+        "stage",
+        "progress_pct",
+        "elapsed_s",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "stage")
     list_select_related = ("project", "blueprint")
     search_fields = ("title", "project__name", "error")
@@ -156,7 +185,13 @@ class IngestionJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry failed jobs")
     def retry(self, request, queryset):
-        apply_each(self, request, queryset, "Queued again", lambda job: ingestion_job_retry(job=job, actor=request.user))
+        apply_each(
+            self,
+            request,
+            queryset,
+            "Queued again",
+            lambda job: ingestion_job_retry(job=job, actor=request.user),
+        )
 
 
 # --- Plan nodes ---------------------------------------------------------------------------------
@@ -164,7 +199,18 @@ class IngestionJobAdmin(admin.ModelAdmin):
 
 @admin.register(PlanNode)
 class PlanNodeAdmin(admin.ModelAdmin):
-    list_display = ("title", "kind", "anchor", "status", "change", "priority", "risk", "tasks", "blueprint", "project")
+    list_display = (
+        "title",
+        "kind",
+        "anchor",
+        "status",
+        "change",
+        "priority",
+        "risk",
+        "tasks",
+        "blueprint",
+        "project",
+    )
     list_filter = ("kind", "status", "change", "risk", "origin")
     list_select_related = ("blueprint", "project")
     search_fields = ("title", "anchor", "summary")
@@ -192,8 +238,13 @@ class PlanNodeAdmin(admin.ModelAdmin):
             plan_node_update(node=obj, actor=request.user, **changes)
 
     def _set_status(self, request, queryset, status: str, verb: str) -> None:
-        apply_each(self, request, queryset, verb,
-              lambda node: plan_node_update(node=node, actor=request.user, status=status, reason="admin"))
+        apply_each(
+            self,
+            request,
+            queryset,
+            verb,
+            lambda node: plan_node_update(node=node, actor=request.user, status=status, reason="admin"),
+        )
 
     @admin.action(description="Mark to do (also restores archived nodes)")
     def mark_todo(self, request, queryset):
@@ -224,7 +275,9 @@ class DependencyInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     verbose_name = "dependency"
-    verbose_name_plural = "Depends on (add dependencies on the task board, the API or `autopilot task depend`)"
+    verbose_name_plural = (
+        "Depends on (add dependencies on the task board, the API or `autopilot task depend`)"
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("depends_on", "task")
@@ -260,8 +313,18 @@ class TaskAdminForm(forms.ModelForm):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     list_display = (
-        "id", "title", "project", "kind", "status", "priority", "complexity", "dependencies", "runs", "attempts",
-        "needs_review", "updated_at",
+        "id",
+        "title",
+        "project",
+        "kind",
+        "status",
+        "priority",
+        "complexity",
+        "dependencies",
+        "runs",
+        "attempts",
+        "needs_review",
+        "updated_at",
     )
     list_display_links = ("id", "title")
     list_filter = ("status", "kind", "priority", "needs_review", "removed_from_spec", "project")
@@ -272,8 +335,20 @@ class TaskAdmin(admin.ModelAdmin):
     inlines = (DependencyInline,)
     actions = ["cancel", "reopen", "mark_done"]
     history = (
-        "kind", "status", "attempts", "rework_count", "learned_priority", "plan_order", "needs_review",
-        "removed_from_spec", "source_key", "created_by", "created_at", "updated_at", "started_at", "completed_at",
+        "kind",
+        "status",
+        "attempts",
+        "rework_count",
+        "learned_priority",
+        "plan_order",
+        "needs_review",
+        "removed_from_spec",
+        "source_key",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
     )
 
     def get_queryset(self, request):
@@ -307,8 +382,12 @@ class TaskAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         if not change:
             created = services.task_create(
-                project=data["project"], title=data["title"], body=data.get("body") or "",
-                priority=data["priority"], complexity=data["complexity"], plan_node=data.get("plan_node"),
+                project=data["project"],
+                title=data["title"],
+                body=data.get("body") or "",
+                priority=data["priority"],
+                complexity=data["complexity"],
+                plan_node=data.get("plan_node"),
                 actor=request.user,
             )
             obj.pk = created.pk
@@ -326,8 +405,13 @@ class TaskAdmin(admin.ModelAdmin):
             services.task_delete(task=task, actor=request.user)
 
     def _move(self, request, queryset, status: str, verb: str) -> None:
-        apply_each(self, request, queryset, verb,
-              lambda task: services.task_transition(task=task, to=status, actor=request.user, reason="admin"))
+        apply_each(
+            self,
+            request,
+            queryset,
+            verb,
+            lambda task: services.task_transition(task=task, to=status, actor=request.user, reason="admin"),
+        )
 
     @admin.action(description="Cancel selected tasks")
     def cancel(self, request, queryset):

@@ -16,12 +16,14 @@ def subtree_q(node: PlanNode, *, via: str = "plan_node") -> Q:
     nodes only (archived nodes excluded); a node removed from the spec (archived) has the subtree that
     was archived with it."""
     archived = (
-        Q(**{f"{via}__archived_at__isnull": True}) if node.archived_at is None
+        Q(**{f"{via}__archived_at__isnull": True})
+        if node.archived_at is None
         else Q(**{f"{via}__archived_at": node.archived_at})
     )
     return (
         (Q(**{f"{via}__anchor": node.anchor}) | Q(**{f"{via}__anchor__startswith": node.anchor + "/"}))
-        & Q(**{f"{via}__project_id": node.project_id}) & archived
+        & Q(**{f"{via}__project_id": node.project_id})
+        & archived
     )
 
 

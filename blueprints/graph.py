@@ -94,7 +94,9 @@ DEP_LINE_RE = re.compile(
     r"[ \t]*(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?[ \t]*([^\n]*)$",
     re.IGNORECASE | re.MULTILINE,
 )
-DEP_PAREN_RE = re.compile(r"\((?:depends[ \t]+on|after|requires|blocked[ \t]+by)[ \t]*:[ \t]*([^)\n]+)\)", re.IGNORECASE)
+DEP_PAREN_RE = re.compile(
+    r"\((?:depends[ \t]+on|after|requires|blocked[ \t]+by)[ \t]*:[ \t]*([^)\n]+)\)", re.IGNORECASE
+)
 LIST_ITEM_RE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?(.*)$")
 LINK_RE = re.compile(r"\[([^\]]*)\]\(#([^)\s]+)\)")
 HASH_RE = re.compile(r"(?<![\w&/])#([A-Za-z][\w\-/.]*)")
@@ -132,8 +134,23 @@ class GenerationResult:
 
 class _Node:
     __slots__ = (
-        "id", "origin", "level", "title", "anchor", "order", "start", "end", "checked",
-        "priority", "idx", "last", "parent", "children", "meta", "in_meta", "unit",
+        "id",
+        "origin",
+        "level",
+        "title",
+        "anchor",
+        "order",
+        "start",
+        "end",
+        "checked",
+        "priority",
+        "idx",
+        "last",
+        "parent",
+        "children",
+        "meta",
+        "in_meta",
+        "unit",
     )
 
     def __init__(self, node_id, origin, level, title, anchor, order, start, end, checked, idx):
@@ -146,7 +163,9 @@ class _Node:
         self.start = start
         self.end = end
         self.checked = checked
-        self.priority = DEFAULT_PRIORITY  # read from the rows for the nodes that get a task (_fill_priorities)
+        self.priority = (
+            DEFAULT_PRIORITY  # read from the rows for the nodes that get a task (_fill_priorities)
+        )
         self.idx = idx
         self.last = idx
         self.parent = None
@@ -195,9 +214,18 @@ class _Tree:
             if exclude and ids[i] in exclude:
                 continue
             f = flags[i]
-            node = _Node(ids[i], "checklist" if f & CHECKLIST else heading, layout.levels[i], layout.titles[i],
-                         layout.anchors[i], i, layout.starts[i], layout.ends[i],
-                         bool(f & CHECKED) if f & HAS_CHECKED else None, len(nodes))
+            node = _Node(
+                ids[i],
+                "checklist" if f & CHECKLIST else heading,
+                layout.levels[i],
+                layout.titles[i],
+                layout.anchors[i],
+                i,
+                layout.starts[i],
+                layout.ends[i],
+                bool(f & CHECKED) if f & HAS_CHECKED else None,
+                len(nodes),
+            )
             parent = position.get(parents[i])
             if parent is not None:
                 node.parent = parent
@@ -390,7 +418,15 @@ class _Planner:
             self.edges.setdefault((f"node:{d.id}", gate), source)
 
 
-DEP_KEYWORD_ENDINGS = ("depends on", "after", "requires", "prerequisite", "prerequisites", "blocked by", "dependencies")
+DEP_KEYWORD_ENDINGS = (
+    "depends on",
+    "after",
+    "requires",
+    "prerequisite",
+    "prerequisites",
+    "blocked by",
+    "dependencies",
+)
 
 
 def _dependency_lines(source: str, start: int = 0, end: int | None = None):
@@ -406,7 +442,7 @@ def _dependency_lines(source: str, start: int = 0, end: int | None = None):
         if source.startswith(":", pos + 1):  # "::" (paths in code) is never a dependency line
             pos = find(":", pos + 2)
             continue
-        before = source[max(0, pos - 16):pos].rstrip(" \t*_").lower()
+        before = source[max(0, pos - 16) : pos].rstrip(" \t*_").lower()
         if before.endswith(DEP_KEYWORD_ENDINGS):
             line_start = rfind("\n", 0, pos) + 1
             if line_start != last_line:
@@ -418,8 +454,9 @@ def _dependency_lines(source: str, start: int = 0, end: int | None = None):
         pos = find(":", pos + 1)
 
 
-def _statements(tree: _Tree, source: str, regions: list[tuple[int, int]] | None = None,
-                metas: Iterable[int] | None = None) -> dict[int, list]:
+def _statements(
+    tree: _Tree, source: str, regions: list[tuple[int, int]] | None = None, metas: Iterable[int] | None = None
+) -> dict[int, list]:
     """What the text states, by the node whose own text states it (the innermost node around a line, or
     the meta section): a list of ["line" | "paren" | "items", [reference, …]] and ["order", [item, …]]
     (an implementation-order list). Resolving them against a tree (_resolve) gives the edges; kept per
@@ -446,11 +483,12 @@ def _statements(tree: _Tree, source: str, regions: list[tuple[int, int]] | None 
     if metas is None:
         meta_nodes = [n for n in tree.nodes if n.meta]
     else:
-        meta_nodes = sorted((tree.by_id[i] for i in metas if i in tree.by_id and tree.by_id[i].meta),
-                            key=lambda n: n.idx)
+        meta_nodes = sorted(
+            (tree.by_id[i] for i in metas if i in tree.by_id and tree.by_id[i].meta), key=lambda n: n.idx
+        )
     for node in meta_nodes:
         body_start = source.find("\n", node.start, node.end)
-        body = source[body_start + 1: node.end] if body_start >= 0 else ""
+        body = source[body_start + 1 : node.end] if body_start >= 0 else ""
         items = [_item_ref(i) for i in _list_items(body)]
         if ORDER_TITLE_RE.match(node.title):
             stated.setdefault(node.id, []).append(["order", items])
@@ -512,10 +550,10 @@ def _policy_dependencies(tree: _Tree, policy: str, planner: _Planner) -> None:
 
 
 def _unit_row(tree: _Tree, unit: _Node, source: str) -> dict:
-    text = source[unit.start:unit.end]
+    text = source[unit.start : unit.end]
     items = checked = 0
     nested = False
-    for n in tree.nodes[unit.idx + 1: unit.last + 1]:
+    for n in tree.nodes[unit.idx + 1 : unit.last + 1]:
         if n.origin == PlanNode.Origin.CHECKLIST and not n.in_meta:
             items += 1
             checked += bool(n.checked)
@@ -534,7 +572,9 @@ def _unit_row(tree: _Tree, unit: _Node, source: str) -> dict:
         "done": done,
         "priority": min(5, unit.priority),
         "complexity": estimate_complexity(
-            chars=len(text), checklist_items=items, nested=nested,
+            chars=len(text),
+            checklist_items=items,
+            nested=nested,
             broad=unit.origin == PlanNode.Origin.HEADING and unit.level <= 1,
         ),
         "plan_order": unit.order,
@@ -568,17 +608,46 @@ def _insert_tasks(rows: list[dict], *, project_id: int, actor_id: int | None) ->
         return
     now = timezone.now()
     fixed = {
-        "project_id": project_id, "created_by_id": actor_id, "created_at": now, "updated_at": now,
-        "started_at": None, "learned_priority": 0.0, "attempts": 0, "rework_count": 0,
-        "needs_review": False, "removed_from_spec": False,
+        "project_id": project_id,
+        "created_by_id": actor_id,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "learned_priority": 0.0,
+        "attempts": 0,
+        "rework_count": 0,
+        "needs_review": False,
+        "removed_from_spec": False,
     }
-    names = ["plan_node_id", "title", "body", "kind", "status", "priority", "complexity", "plan_order",
-             "source_key", "completed_at", *fixed]
+    names = [
+        "plan_node_id",
+        "title",
+        "body",
+        "kind",
+        "status",
+        "priority",
+        "complexity",
+        "plan_order",
+        "source_key",
+        "completed_at",
+        *fixed,
+    ]
     fixed_values = [_db_value(Task, name, value) for name, value in fixed.items()]
     done_at = _db_value(Task, "completed_at", now)
     params = [
-        (r["plan_node_id"], r["title"], r["body"], r["kind"], r["status"], r["priority"], r["complexity"],
-         r["plan_order"], r["source_key"], done_at if r["done"] else None, *fixed_values)
+        (
+            r["plan_node_id"],
+            r["title"],
+            r["body"],
+            r["kind"],
+            r["status"],
+            r["priority"],
+            r["complexity"],
+            r["plan_order"],
+            r["source_key"],
+            done_at if r["done"] else None,
+            *fixed_values,
+        )
         for r in rows
     ]
     _executemany(Task, names, params)
@@ -588,8 +657,11 @@ def _insert_edges(pairs: list[tuple[int, int, str]]) -> None:
     if not pairs:
         return
     now = _db_value(TaskDependency, "created_at", timezone.now())
-    _executemany(TaskDependency, ["task_id", "depends_on_id", "source", "created_at"],
-                 [(t, d, src, now) for t, d, src in pairs])
+    _executemany(
+        TaskDependency,
+        ["task_id", "depends_on_id", "source", "created_at"],
+        [(t, d, src, now) for t, d, src in pairs],
+    )
 
 
 def _db_value(model, attname: str, value):
@@ -615,7 +687,7 @@ def _executemany(model, attnames: list[str], params: list[tuple]) -> None:
         suffix = ops.on_conflict_suffix_sql([], OnConflict.IGNORE, [], []) or ""
         sql = f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {table} ({cols}) VALUES ({placeholders}) {suffix}"
         for i in range(0, len(params), 2000):
-            cursor.executemany(sql, params[i:i + 2000])
+            cursor.executemany(sql, params[i : i + 2000])
 
 
 def format_cycle(cycle_ids: list[int], titles: dict[int, str]) -> str:
@@ -643,7 +715,9 @@ def cycle_error(cycle: list[int], *, prefix: str) -> ApplicationError:
     )
 
 
-def generate_tasks(*, blueprint: Blueprint, nodes: Iterable[PlanNode | int] | None = None, actor=None) -> GenerationResult:
+def generate_tasks(
+    *, blueprint: Blueprint, nodes: Iterable[PlanNode | int] | None = None, actor=None
+) -> GenerationResult:
     """Create the tasks (and their dependencies) for the project's current plan tree, or for the subtrees
     of `nodes`.
 
@@ -658,11 +732,19 @@ def generate_tasks(*, blueprint: Blueprint, nodes: Iterable[PlanNode | int] | No
         if current is None:
             return GenerationResult()
         tree = _Tree(current.layout, current.archived)
-        result = _generate(project=project, blueprint=blueprint, tree=tree, source=current.text,
-                           statements=_statements(tree, current.text), nodes=nodes, actor=actor)
+        result = _generate(
+            project=project,
+            blueprint=blueprint,
+            tree=tree,
+            source=current.text,
+            statements=_statements(tree, current.text),
+            nodes=nodes,
+            actor=actor,
+        )
         if nodes is None:
             PlanLayout.objects.filter(blueprint_id=current.blueprint_id).update(
-                statements=result.statements, policy=project.plan_order_policy)
+                statements=result.statements, policy=project.plan_order_policy
+            )
     return result
 
 
@@ -683,20 +765,41 @@ def generate_for_version(*, blueprint: Blueprint, project: Project, plan, actor=
     with gc_paused():
         if current is None or current.statements is None or current.policy != project.plan_order_policy:
             tree = _Tree(new)
-            return _generate(project=project, blueprint=blueprint, tree=tree, source=source,
-                             statements=_statements(tree, source), nodes=None, actor=actor, fresh=fresh)
+            return _generate(
+                project=project,
+                blueprint=blueprint,
+                tree=tree,
+                source=source,
+                statements=_statements(tree, source),
+                nodes=None,
+                actor=actor,
+                fresh=fresh,
+            )
         regions, restated, metas = _to_read_again(plan, len(source))
         previous: dict[str, list] = current.statements
         present = set(new.ids)
         restated_ids = {new.ids[i] for i in restated}
         kept = {int(k): v for k, v in previous.items() if int(k) in present and int(k) not in restated_ids}
-        if plan.aligned and plan.new.titles == plan.old.titles and not any(str(i) in previous for i in restated_ids) \
-                and not metas and not _states_anything(source, regions):
+        if (
+            plan.aligned
+            and plan.new.titles == plan.old.titles
+            and not any(str(i) in previous for i in restated_ids)
+            and not metas
+            and not _states_anything(source, regions)
+        ):
             return GenerationResult(statements=previous, incremental=True)  # nothing the text states changed
         tree = _Tree(new)
         statements = {**kept, **_statements(tree, source, regions, {new.ids[i] for i in metas})}
-        result = _generate(project=project, blueprint=blueprint, tree=tree, source=source, statements=statements,
-                           nodes=None, actor=actor, fresh=fresh)
+        result = _generate(
+            project=project,
+            blueprint=blueprint,
+            tree=tree,
+            source=source,
+            statements=statements,
+            nodes=None,
+            actor=actor,
+            fresh=fresh,
+        )
         result.incremental = True
         return result
 
@@ -712,7 +815,9 @@ def _to_read_again(plan, length: int) -> tuple[list[tuple[int, int]], set[int], 
     touched = [i for i, c in enumerate(new.changes) if c]
     if not plan.aligned:  # nodes that entered or left a meta section read their text differently
         old_in_meta = dict(zip(old.ids, _in_meta(old), strict=True))
-        touched += [i for i, inside in enumerate(_in_meta(new)) if old_in_meta.get(new.ids[i], inside) != inside]
+        touched += [
+            i for i, inside in enumerate(_in_meta(new)) if old_in_meta.get(new.ids[i], inside) != inside
+        ]
     regions: dict[int, tuple[int, int]] = {}  # by heading (-1: the text before the first one)
     restated: set[int] = set()
     metas: set[int] = set()
@@ -763,7 +868,8 @@ def _in_meta(layout: Layout) -> list[bool]:
 def _states_anything(source: str, regions: list[tuple[int, int]]) -> bool:
     """Whether these regions have a dependency line or parenthetical (without building a tree)."""
     return any(True for a, b in regions for _ in _dependency_lines(source, a, b)) or any(
-        DEP_PAREN_RE.search(source, a, b) for a, b in regions)
+        DEP_PAREN_RE.search(source, a, b) for a, b in regions
+    )
 
 
 def _fill_priorities(nodes: list[_Node], fresh: set[int] | frozenset[int] = frozenset()) -> None:
@@ -772,20 +878,33 @@ def _fill_priorities(nodes: list[_Node], fresh: set[int] | frozenset[int] = froz
     if wanted:
         priorities = {}
         for i in range(0, len(wanted), 5000):
-            priorities.update(PlanNode.objects.filter(pk__in=wanted[i:i + 5000]).values_list("id", "priority"))
+            priorities.update(
+                PlanNode.objects.filter(pk__in=wanted[i : i + 5000]).values_list("id", "priority")
+            )
         for n in nodes:
             n.priority = priorities.get(n.id, n.priority)
 
 
-def _generate(*, project: Project, blueprint: Blueprint, tree: _Tree, source: str, statements: dict[int, list],
-              nodes, actor, fresh: set[int] | frozenset[int] = frozenset()) -> GenerationResult:
+def _generate(
+    *,
+    project: Project,
+    blueprint: Blueprint,
+    tree: _Tree,
+    source: str,
+    statements: dict[int, list],
+    nodes,
+    actor,
+    fresh: set[int] | frozenset[int] = frozenset(),
+) -> GenerationResult:
     with transaction.atomic():
         actor = actor if getattr(actor, "is_authenticated", False) else None
         result = GenerationResult()
 
-        existing = dict(_fetch(
-            Task.objects.filter(project=project).exclude(source_key="").values_list("source_key", "id")
-        ))
+        existing = dict(
+            _fetch(
+                Task.objects.filter(project=project).exclude(source_key="").values_list("source_key", "id")
+            )
+        )
         if nodes is None:
             wanted = tree.units
         else:
@@ -813,9 +932,13 @@ def _generate(*, project: Project, blueprint: Blueprint, tree: _Tree, source: st
         new_gates = _missing_gates(tree, planner.gates, planner.edges, present, existing, fresh)
         _insert_tasks(new_gates, project_id=project.pk, actor_id=actor_id)
         if new_rows or new_gates:
-            existing = dict(_fetch(
-                Task.objects.filter(project=project).exclude(source_key="").values_list("source_key", "id")
-            ))
+            existing = dict(
+                _fetch(
+                    Task.objects.filter(project=project)
+                    .exclude(source_key="")
+                    .values_list("source_key", "id")
+                )
+            )
         result.tasks_created = len(new_rows) + len(new_gates)
         result.milestones_created = len(new_gates)
 
@@ -836,7 +959,9 @@ def _generate(*, project: Project, blueprint: Blueprint, tree: _Tree, source: st
         stale: list[int] = []
         if nodes is None:
             generated = (TaskDependency.Source.TEXT, TaskDependency.Source.POLICY)
-            stale = [pk for pair, (pk, src) in current.items() if src in generated and pair not in wanted_edges]
+            stale = [
+                pk for pair, (pk, src) in current.items() if src in generated and pair not in wanted_edges
+            ]
         to_add = [pair for pair in wanted_edges if pair not in current]
         if to_add or stale:
             stale_set = set(stale)
@@ -866,13 +991,19 @@ def _generate(*, project: Project, blueprint: Blueprint, tree: _Tree, source: st
     return result
 
 
-def _missing_gates(tree: _Tree, gates: dict[int, _Node], edges: Iterable[tuple[str, str]], present: set[str],
-                   existing: dict[str, int], fresh: set[int] | frozenset[int]) -> list[dict]:
+def _missing_gates(
+    tree: _Tree,
+    gates: dict[int, _Node],
+    edges: Iterable[tuple[str, str]],
+    present: set[str],
+    existing: dict[str, int],
+    fresh: set[int] | frozenset[int],
+) -> list[dict]:
     """Rows for the milestone tasks the edges need that do not exist yet (both sides of a gate must have
     tasks)."""
     has_dependent: set[str] = set()
     has_prereq: set[str] = set()
-    for (a, b) in edges:
+    for a, b in edges:
         if b.startswith("gate:") and a in present:
             has_dependent.add(b)
         elif a.startswith("gate:") and b in present:
@@ -890,9 +1021,17 @@ def _refuse_cycles(edges: list[tuple[int, int]]) -> None:
 
 
 def _record(result: GenerationResult, *, project: Project, blueprint: Blueprint, actor) -> None:
-    if result.tasks_created or result.dependencies_created or result.dependencies_removed or result.milestones_removed:
+    if (
+        result.tasks_created
+        or result.dependencies_created
+        or result.dependencies_removed
+        or result.milestones_removed
+    ):
         record_event(
-            kind="tasks.generated", subject=blueprint, project=project, actor=actor,
+            kind="tasks.generated",
+            subject=blueprint,
+            project=project,
+            actor=actor,
             data={k: v for k, v in result.as_dict().items() if k != "unresolved"},
         )
         _notify(project.pk, "tasks generated")

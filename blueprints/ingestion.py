@@ -111,8 +111,15 @@ def ingest_blueprint(
     Raises ApplicationError (naming the problem) on bad input; nothing is written then.
     """
     with gc_paused():
-        return _ingest(project=project, text=text, title=title, actor=actor, progress=progress,
-                       generate_tasks=generate_tasks, job=job)
+        return _ingest(
+            project=project,
+            text=text,
+            title=title,
+            actor=actor,
+            progress=progress,
+            generate_tasks=generate_tasks,
+            job=job,
+        )
 
 
 def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> IngestResult:
@@ -132,12 +139,18 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
     actor = actor if getattr(actor, "is_authenticated", False) else None
 
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project.pk)  # one ingestion per project at a time
+        project = Project.objects.select_for_update().get(
+            pk=project.pk
+        )  # one ingestion per project at a time
         versions = Blueprint.objects.filter(project=project)
-        previous = versions.filter(status=Blueprint.Status.ACTIVE).first() or versions.order_by("-version").first()
+        previous = (
+            versions.filter(status=Blueprint.Status.ACTIVE).first() or versions.order_by("-version").first()
+        )
         last_version = versions.aggregate(v=Max("version"))["v"] or 0
         mark = time.perf_counter()
-        active_id = previous.pk if previous is not None and previous.status == Blueprint.Status.ACTIVE else None
+        active_id = (
+            previous.pk if previous is not None and previous.status == Blueprint.Status.ACTIVE else None
+        )
         if (current.blueprint_id if current is not None else None) != active_id or (
             current is not None and current.archived != archived_by_hand(project.pk)
         ):
@@ -150,9 +163,16 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
         diff = plan.diff(from_version=previous.version if previous else None, to_version=last_version + 1)
         counts = plan.counts()
         if previous is not None and previous.status == Blueprint.Status.ACTIVE:
-            transition(previous, Blueprint.Status.SUPERSEDED, actor=actor, reason=f"superseded by v{last_version + 1}")
+            transition(
+                previous,
+                Blueprint.Status.SUPERSEDED,
+                actor=actor,
+                reason=f"superseded by v{last_version + 1}",
+            )
         new = plan.new
-        first_title = next((t for t, f in zip(new.titles, new.flags, strict=True) if not f & lay.CHECKLIST), "")
+        first_title = next(
+            (t for t, f in zip(new.titles, new.flags, strict=True) if not f & lay.CHECKLIST), ""
+        )
         # Created active (not draft → active): the creation is recorded by the blueprint.ingested event.
         blueprint = Blueprint.objects.create(
             project=project,
@@ -167,8 +187,12 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
             counts=counts,
             created_by=actor,
         )
-        store_text(blueprint_id=blueprint.pk, text=source, previous=current.stored if current else None,
-                   copied=doc.copied)
+        store_text(
+            blueprint_id=blueprint.pk,
+            text=source,
+            previous=current.stored if current else None,
+            copied=doc.copied,
+        )
         blueprint.__dict__["_source_text"] = source
         report(0.4, "saving nodes")
         plan.apply(blueprint=blueprint, progress=report)
@@ -179,30 +203,51 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
         if generate_tasks:
             report(0.8, "generating tasks")
             mark = time.perf_counter()
-            generated = graph.generate_for_version(blueprint=blueprint, project=project, plan=plan, actor=actor)
+            generated = graph.generate_for_version(
+                blueprint=blueprint, project=project, plan=plan, actor=actor
+            )
             counts["tasks"] = generated.tasks_created
             counts["dependencies"] = generated.dependencies_created
             statements, policy = generated.statements, project.plan_order_policy
             timings["tasks_s"] = time.perf_counter() - mark
             timings["tasks_incremental"] = generated.incremental
-        PlanLayout.objects.create(blueprint=blueprint, count=len(new), data=new.encode(), statements=statements,
-                                  policy=policy)
+        PlanLayout.objects.create(
+            blueprint=blueprint, count=len(new), data=new.encode(), statements=statements, policy=policy
+        )
         elapsed = time.perf_counter() - started
         if job is not None:  # in the same transaction: a job succeeds exactly once, with its version
-            transition(job, IngestionJob.Status.SUCCEEDED, actor=actor, reason=f"v{blueprint.version} ingested",
-                       fields={"blueprint": blueprint, "counts": counts, "diff": diff, "progress": 1.0,
-                               "stage": "done", "elapsed_s": round(elapsed, 4), "finished_at": timezone.now(),
-                               "source_text": ""},
-                       event_data={"blueprint": blueprint.pk, "version": blueprint.version})
+            transition(
+                job,
+                IngestionJob.Status.SUCCEEDED,
+                actor=actor,
+                reason=f"v{blueprint.version} ingested",
+                fields={
+                    "blueprint": blueprint,
+                    "counts": counts,
+                    "diff": diff,
+                    "progress": 1.0,
+                    "stage": "done",
+                    "elapsed_s": round(elapsed, 4),
+                    "finished_at": timezone.now(),
+                    "source_text": "",
+                },
+                event_data={"blueprint": blueprint.pk, "version": blueprint.version},
+            )
         record_event(
             kind="blueprint.ingested",
             subject=blueprint,
             actor=actor,
-            data={"version": blueprint.version, "counts": counts, "job": job.pk if job else None,
-                  "elapsed_s": round(elapsed, 4)},
+            data={
+                "version": blueprint.version,
+                "counts": counts,
+                "job": job.pk if job else None,
+                "elapsed_s": round(elapsed, 4),
+            },
         )
     report(1.0, "done")
-    return IngestResult(blueprint, blueprint.version, counts, diff, time.perf_counter() - started, doc.format, timings)
+    return IngestResult(
+        blueprint, blueprint.version, counts, diff, time.perf_counter() - started, doc.format, timings
+    )
 
 
 def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | None = None) -> IngestResult:
@@ -220,29 +265,54 @@ def regenerate_plan(*, blueprint: Blueprint, actor=None, progress: Progress | No
         blueprint = Blueprint.objects.get(pk=blueprint.pk)
         report(0.05, "parsing")
         doc = parse_blueprint(blueprint.source_text, format=blueprint.format)
-        active = Blueprint.objects.filter(project_id=blueprint.project_id, status=Blueprint.Status.ACTIVE).first()
+        active = Blueprint.objects.filter(
+            project_id=blueprint.project_id, status=Blueprint.Status.ACTIVE
+        ).first()
         current = current_tree(blueprint.project_id)
         plan = plan_tree(doc=doc, current=current)
         diff = plan.diff(from_version=active.version if active else None, to_version=blueprint.version)
         counts = plan.counts()
         if active is not None and active.pk != blueprint.pk:
-            transition(active, Blueprint.Status.SUPERSEDED, actor=actor, reason=f"v{blueprint.version} re-activated")
+            transition(
+                active, Blueprint.Status.SUPERSEDED, actor=actor, reason=f"v{blueprint.version} re-activated"
+            )
         if blueprint.status != Blueprint.Status.ACTIVE:
             transition(blueprint, Blueprint.Status.ACTIVE, actor=actor, reason="plan regenerated")
         report(0.4, "saving nodes")
         plan.apply(blueprint=blueprint, progress=report)
-        same = current is not None and current.blueprint_id == blueprint.pk and plan.aligned and not any(plan.new.changes)
-        keep = {"statements": current.statements, "policy": current.policy} if same else {"statements": None, "policy": ""}
-        PlanLayout.objects.update_or_create(blueprint=blueprint, defaults={
-            "count": len(plan.new), "data": plan.new.encode(), **keep})
-        record_event(kind="blueprint.plan_generated", subject=blueprint, actor=actor,
-                     data={"version": blueprint.version, "counts": counts})
+        same = (
+            current is not None
+            and current.blueprint_id == blueprint.pk
+            and plan.aligned
+            and not any(plan.new.changes)
+        )
+        keep = (
+            {"statements": current.statements, "policy": current.policy}
+            if same
+            else {"statements": None, "policy": ""}
+        )
+        PlanLayout.objects.update_or_create(
+            blueprint=blueprint, defaults={"count": len(plan.new), "data": plan.new.encode(), **keep}
+        )
+        record_event(
+            kind="blueprint.plan_generated",
+            subject=blueprint,
+            actor=actor,
+            data={"version": blueprint.version, "counts": counts},
+        )
     report(1.0, "done")
-    return IngestResult(blueprint, blueprint.version, {**counts, "tasks": 0, "dependencies": 0}, diff,
-                        time.perf_counter() - started, doc.format)
+    return IngestResult(
+        blueprint,
+        blueprint.version,
+        {**counts, "tasks": 0, "dependencies": 0},
+        diff,
+        time.perf_counter() - started,
+        doc.format,
+    )
 
 
 # --- The tree -------------------------------------------------------------------------------------
+
 
 class TreePlan:
     """What a parsed document changes in a project's current plan tree (no writes yet).
@@ -252,8 +322,9 @@ class TreePlan:
     `removed`: indexes in `old` of the nodes that leave the tree. `aligned`: new node i continues old node
     i for every i (same shape and anchors), the usual re-ingest."""
 
-    def __init__(self, new: Layout, current: CurrentTree | None, matched: list[int], removed: list[int],
-                 aligned: bool):
+    def __init__(
+        self, new: Layout, current: CurrentTree | None, matched: list[int], removed: list[int], aligned: bool
+    ):
         self.new = new
         self.current = current
         self.old = current.layout if current is not None else _EMPTY
@@ -264,8 +335,16 @@ class TreePlan:
 
     def counts(self) -> dict:
         new = self.new
-        counts = {"nodes": len(new), "headings": self.headings, "checklist_items": len(new) - self.headings,
-                  "added": 0, "changed": 0, "removed": len(self.removed), "moved": 0, "unchanged": 0}
+        counts = {
+            "nodes": len(new),
+            "headings": self.headings,
+            "checklist_items": len(new) - self.headings,
+            "added": 0,
+            "changed": 0,
+            "removed": len(self.removed),
+            "moved": 0,
+            "unchanged": 0,
+        }
         tally = [0] * len(lay.CHANGES)
         for c in new.changes:
             tally[c] += 1
@@ -313,24 +392,40 @@ class TreePlan:
         removed_ids = [old.ids[j] for j in self.removed]
         for chunk in _chunks(removed_ids, 5000):
             PlanNode.objects.filter(pk__in=chunk).update(
-                archived_at=now, status=PlanNode.Status.ARCHIVED, change=PlanNode.Change.REMOVED, updated_at=now,
+                archived_at=now,
+                status=PlanNode.Status.ARCHIVED,
+                change=PlanNode.Change.REMOVED,
+                updated_at=now,
             )
         # 2. Matched nodes: rewritten when their content, place in the tree or identity changed. Aligned
         # (same shape, same anchors), only the changed ones can differ; otherwise every one is compared.
         if self.aligned:  # (a checklist item's level follows its parent heading's)
-            rewrite = [i for i, (c, a, b) in enumerate(zip(new.changes, new.levels, old.levels, strict=True))
-                       if c or a != b]
+            rewrite = [
+                i
+                for i, (c, a, b) in enumerate(zip(new.changes, new.levels, old.levels, strict=True))
+                if c or a != b
+            ]
         else:
             rewrite = []
             for i, j in enumerate(matched):
-                if j >= 0 and (new.changes[i] or new.parent_id(i) != old.parent_id(j) or new.depths[i] != old.depths[j]
-                               or new.levels[i] != old.levels[j] or new.titles[i] != old.titles[j]
-                               or new.anchors[i] != old.anchors[j] or new.flags[i] != old.flags[j]):
+                if j >= 0 and (
+                    new.changes[i]
+                    or new.parent_id(i) != old.parent_id(j)
+                    or new.depths[i] != old.depths[j]
+                    or new.levels[i] != old.levels[j]
+                    or new.titles[i] != old.titles[j]
+                    or new.anchors[i] != old.anchors[j]
+                    or new.flags[i] != old.flags[j]
+                ):
                     rewrite.append(i)
         renamed = [ids[i] for i in rewrite if new.anchors[i] != old.anchors[matched[i]]]
-        if renamed:  # anchors can swap between kept nodes: park them on unique placeholders first (a slug has no ~)
+        if (
+            renamed
+        ):  # anchors can swap between kept nodes: park them on unique placeholders first (a slug has no ~)
             for chunk in _chunks(renamed, 5000):
-                PlanNode.objects.filter(pk__in=chunk).update(anchor=Concat(Value("~parked~"), Cast("id", CharField())))
+                PlanNode.objects.filter(pk__in=chunk).update(
+                    anchor=Concat(Value("~parked~"), Cast("id", CharField()))
+                )
         bp_id = blueprint.pk
         if rewrite:
             _execute_updates(_REWRITE_FIELDS, [(*self._values(i, bp_id), ids[i]) for i in rewrite], now)
@@ -349,14 +444,43 @@ class TreePlan:
     def _values(self, i: int, bp_id: int) -> tuple:
         """Node i's row values in _REWRITE_FIELDS order."""
         new = self.new
-        return (bp_id, new.parent_id(i), new.kind(i), new.origin(i), new.levels[i], new.depths[i], new.titles[i],
-                new.anchors[i], i, new.starts[i], new.ends[i], new.hashes[i], new.bodies[i], new.checked(i),
-                lay.CHANGES[new.changes[i]])
+        return (
+            bp_id,
+            new.parent_id(i),
+            new.kind(i),
+            new.origin(i),
+            new.levels[i],
+            new.depths[i],
+            new.titles[i],
+            new.anchors[i],
+            i,
+            new.starts[i],
+            new.ends[i],
+            new.hashes[i],
+            new.bodies[i],
+            new.checked(i),
+            lay.CHANGES[new.changes[i]],
+        )
 
 
 _EMPTY = Layout.from_nodes([])
-_REWRITE_FIELDS = ("blueprint_id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "order", "start",
-                   "end", "content_hash", "body_hash", "checked", "change")
+_REWRITE_FIELDS = (
+    "blueprint_id",
+    "parent_id",
+    "kind",
+    "origin",
+    "level",
+    "depth",
+    "title",
+    "anchor",
+    "order",
+    "start",
+    "end",
+    "content_hash",
+    "body_hash",
+    "checked",
+    "change",
+)
 
 
 def plan_tree(*, doc: ParsedDocument, current: CurrentTree | None) -> TreePlan:
@@ -448,13 +572,17 @@ def _insert_nodes(rows: list[tuple]) -> None:
     meta = PlanNode._meta
     given = set(_INSERT_FIELDS)
     defaults = [f for f in meta.concrete_fields if f.attname not in given]
-    columns = [meta.get_field(name[:-3] if name.endswith("_id") and name != "id" else name).column
-               for name in _INSERT_FIELDS] + [f.column for f in defaults]
+    columns = [
+        meta.get_field(name[:-3] if name.endswith("_id") and name != "id" else name).column
+        for name in _INSERT_FIELDS
+    ] + [f.column for f in defaults]
     constants = tuple(f.get_db_prep_save(f.get_default(), connection) for f in defaults)
     stamp = connection.ops.adapt_datetimefield_value(rows[0][-1])
     # Identifiers come from the model's metadata, quoted; values are parameters.
-    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
-           f"VALUES ({', '.join(['%s'] * len(columns))})")
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
     with connection.cursor() as cursor:
         cursor.executemany(sql, [(*row[:-1], stamp, *constants) for row in rows])
 
@@ -474,7 +602,7 @@ def _execute_updates(cols: tuple[str, ...], rows: list[tuple], now) -> None:
 
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 # --- Ingestion jobs (async) ---------------------------------------------------------------------
@@ -491,11 +619,20 @@ def ingestion_job_create(
     source, data = decode_source(text, max_bytes=settings.AUTOPILOT_MAX_BLUEPRINT_BYTES)
     actor = actor if getattr(actor, "is_authenticated", False) else None
     job = IngestionJob.objects.create(
-        project=project, title=title[:300], source_text=source, size_bytes=len(data),
-        generate_tasks=generate_tasks, created_by=actor,
+        project=project,
+        title=title[:300],
+        source_text=source,
+        size_bytes=len(data),
+        generate_tasks=generate_tasks,
+        created_by=actor,
     )
-    record_event(kind="ingestionjob.created", subject=job, project=project, actor=actor,
-                 data={"size_bytes": len(data), "title": job.title})
+    record_event(
+        kind="ingestionjob.created",
+        subject=job,
+        project=project,
+        actor=actor,
+        data={"size_bytes": len(data), "title": job.title},
+    )
     transaction.on_commit(lambda: _enqueue_job(job.pk))
     return job
 
@@ -528,8 +665,12 @@ class IngestionJobRunner(JobRunner):
 
     def start(self) -> bool:
         try:
-            transition(self.job, IngestionJob.Status.RUNNING, reason="worker picked it up",
-                       fields={"started_at": timezone.now(), "stage": "starting", "progress": 0.0, "error": ""})
+            transition(
+                self.job,
+                IngestionJob.Status.RUNNING,
+                reason="worker picked it up",
+                fields={"started_at": timezone.now(), "stage": "starting", "progress": 0.0, "error": ""},
+            )
         except InvalidTransition:
             logger.info("ingestion job %s is %s: nothing to do", self.job.pk, self.job.status)
             return False
@@ -537,8 +678,15 @@ class IngestionJobRunner(JobRunner):
 
     def run(self) -> None:
         job = self.job
-        ingest_blueprint(project=job.project, text=job.source_text, title=job.title, actor=job.created_by,
-                         progress=_JobProgress(job), generate_tasks=job.generate_tasks, job=job)
+        ingest_blueprint(
+            project=job.project,
+            text=job.source_text,
+            title=job.title,
+            actor=job.created_by,
+            progress=_JobProgress(job),
+            generate_tasks=job.generate_tasks,
+            job=job,
+        )
 
     def terminate(self, outcome: Outcome) -> None:
         if outcome.status == FAILED:
@@ -548,15 +696,24 @@ class IngestionJobRunner(JobRunner):
 
 
 def _fail(job: IngestionJob, message: str) -> None:
-    transition(job, IngestionJob.Status.FAILED, reason=message[:200],
-               fields={"error": message, "finished_at": timezone.now()})
+    transition(
+        job,
+        IngestionJob.Status.FAILED,
+        reason=message[:200],
+        fields={"error": message, "finished_at": timezone.now()},
+    )
 
 
 def ingestion_job_retry(*, job: IngestionJob, actor=None) -> IngestionJob:
     """A failed job can be queued again (its text is kept until it succeeds)."""
     with transaction.atomic():
-        job = transition(job, IngestionJob.Status.QUEUED, actor=actor, reason="retry",
-                         fields={"error": "", "progress": 0.0, "stage": "", "finished_at": None})
+        job = transition(
+            job,
+            IngestionJob.Status.QUEUED,
+            actor=actor,
+            reason="retry",
+            fields={"error": "", "progress": 0.0, "stage": "", "finished_at": None},
+        )
         transaction.on_commit(lambda: _enqueue_job(job.pk))
     return job
 
@@ -579,16 +736,28 @@ class _JobProgress:
         fraction = max(0.0, min(1.0, fraction))
         if not connection.in_atomic_block:
             IngestionJob.objects.filter(pk=self.job.pk, status=IngestionJob.Status.RUNNING).update(
-                progress=fraction, stage=stage[:50], updated_at=timezone.now())
-        push_event({"id": None, "kind": "ingestionjob.progress", "project": self.job.project_id,
-                    "subject_type": "ingestionjob", "subject_id": self.job.pk, "actor": None,
-                    "data": {"progress": round(fraction, 3), "stage": stage}, "created_at": None})
+                progress=fraction, stage=stage[:50], updated_at=timezone.now()
+            )
+        push_event(
+            {
+                "id": None,
+                "kind": "ingestionjob.progress",
+                "project": self.job.project_id,
+                "subject_type": "ingestionjob",
+                "subject_id": self.job.pk,
+                "actor": None,
+                "data": {"progress": round(fraction, 3), "stage": stage},
+                "created_at": None,
+            }
+        )
 
 
 # --- Edits ------------------------------------------------------------------------------------------
 
-def blueprint_update(*, blueprint: Blueprint, actor=None, title: str | None = None, status: str | None = None
-                     ) -> tuple[Blueprint, IngestResult | None]:
+
+def blueprint_update(
+    *, blueprint: Blueprint, actor=None, title: str | None = None, status: str | None = None
+) -> tuple[Blueprint, IngestResult | None]:
     """Rename a version, or make an older version active again (its text is reconciled into the plan
     tree, so the tree always matches the active version)."""
     result = None
@@ -598,7 +767,9 @@ def blueprint_update(*, blueprint: Blueprint, actor=None, title: str | None = No
             if not title:
                 raise ApplicationError("A blueprint's title cannot be empty.")
             Blueprint.objects.filter(pk=blueprint.pk).update(title=title[:300], updated_at=timezone.now())
-            record_event(kind="blueprint.updated", subject=blueprint, actor=actor, data={"title": title[:300]})
+            record_event(
+                kind="blueprint.updated", subject=blueprint, actor=actor, data={"title": title[:300]}
+            )
         if status is not None and status != blueprint.status:
             if status != Blueprint.Status.ACTIVE:
                 raise ApplicationError(
@@ -612,12 +783,15 @@ def blueprint_update(*, blueprint: Blueprint, actor=None, title: str | None = No
 PLAN_NODE_EDITABLE = ("priority", "risk", "summary")
 
 
-def plan_node_update(*, node: PlanNode, actor=None, status: str | None = None, reason: str = "",
-                     **changes) -> PlanNode:
+def plan_node_update(
+    *, node: PlanNode, actor=None, status: str | None = None, reason: str = "", **changes
+) -> PlanNode:
     unknown = set(changes) - set(PLAN_NODE_EDITABLE)
     if unknown:
-        raise ApplicationError(f"Cannot edit {', '.join(sorted(unknown))} of a plan node; editable: "
-                               f"{', '.join(PLAN_NODE_EDITABLE)}, status.")
+        raise ApplicationError(
+            f"Cannot edit {', '.join(sorted(unknown))} of a plan node; editable: "
+            f"{', '.join(PLAN_NODE_EDITABLE)}, status."
+        )
     if "priority" in changes:
         try:
             priority = int(changes["priority"])
@@ -627,7 +801,9 @@ def plan_node_update(*, node: PlanNode, actor=None, status: str | None = None, r
             raise ApplicationError(f"priority must be 0–5, got {priority}.")
         changes["priority"] = priority
     if "risk" in changes and changes["risk"] not in PlanNode.Risk.values:
-        raise ApplicationError(f"Unknown risk '{changes['risk']}'; choose from {', '.join(PlanNode.Risk.values)}.")
+        raise ApplicationError(
+            f"Unknown risk '{changes['risk']}'; choose from {', '.join(PlanNode.Risk.values)}."
+        )
     if "summary" in changes:
         changes["summary"] = str(changes["summary"] or "")
     with transaction.atomic():
@@ -637,11 +813,18 @@ def plan_node_update(*, node: PlanNode, actor=None, status: str | None = None, r
             for key in before:
                 setattr(locked, key, changes[key])
             locked.save(update_fields=[*before, "updated_at"])
-            record_event(kind="plannode.updated", subject=locked, project=locked.project_id, actor=actor,
-                         data={"changes": {k: {"from": v, "to": changes[k]} for k, v in before.items()}})
+            record_event(
+                kind="plannode.updated",
+                subject=locked,
+                project=locked.project_id,
+                actor=actor,
+                data={"changes": {k: {"from": v, "to": changes[k]} for k, v in before.items()}},
+            )
         if status is not None and status != locked.status:
             if status not in PlanNode.Status.values:
-                raise ApplicationError(f"Unknown status '{status}'; choose from {', '.join(PlanNode.Status.values)}.")
+                raise ApplicationError(
+                    f"Unknown status '{status}'; choose from {', '.join(PlanNode.Status.values)}."
+                )
             fields = {"archived_at": timezone.now()} if status == PlanNode.Status.ARCHIVED else {}
             if locked.status == PlanNode.Status.ARCHIVED:
                 fields = {"archived_at": None}

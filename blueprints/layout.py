@@ -36,11 +36,37 @@ _SWAP = sys.byteorder != "little"
 
 
 class Layout:
-    __slots__ = ("ids", "parents", "starts", "ends", "levels", "depths", "flags", "changes", "titles", "anchors",
-                 "hashes", "bodies")
+    __slots__ = (
+        "ids",
+        "parents",
+        "starts",
+        "ends",
+        "levels",
+        "depths",
+        "flags",
+        "changes",
+        "titles",
+        "anchors",
+        "hashes",
+        "bodies",
+    )
 
-    def __init__(self, *, ids=None, parents, starts, ends, levels, depths, flags, changes=None, titles, anchors,
-                 hashes, bodies):
+    def __init__(
+        self,
+        *,
+        ids=None,
+        parents,
+        starts,
+        ends,
+        levels,
+        depths,
+        flags,
+        changes=None,
+        titles,
+        anchors,
+        hashes,
+        bodies,
+    ):
         n = len(parents)
         self.ids: list[int] = ids if ids is not None else [0] * n
         self.parents: list[int] = parents
@@ -92,18 +118,30 @@ class Layout:
 
     # -- encoding ---------------------------------------------------------------------------------
     def encode(self) -> bytes:
-        strings = [("\n".join(column)).encode("utf-8") for column in (self.titles, self.anchors, self.hashes, self.bodies)]
-        arrays = [array("q", self.ids), array("i", self.parents), array("q", self.starts), array("q", self.ends),
-                  array("H", self.depths)]
+        strings = [
+            ("\n".join(column)).encode("utf-8")
+            for column in (self.titles, self.anchors, self.hashes, self.bodies)
+        ]
+        arrays = [
+            array("q", self.ids),
+            array("i", self.parents),
+            array("q", self.starts),
+            array("q", self.ends),
+            array("H", self.depths),
+        ]
         if _SWAP:
             for a in arrays:
                 a.byteswap()
-        return b"".join([
-            _HEADER.pack(_MAGIC, len(self), *map(len, strings)),
-            *(a.tobytes() for a in arrays),
-            bytes(self.levels), bytes(self.flags), bytes(self.changes),
-            *strings,
-        ])
+        return b"".join(
+            [
+                _HEADER.pack(_MAGIC, len(self), *map(len, strings)),
+                *(a.tobytes() for a in arrays),
+                bytes(self.levels),
+                bytes(self.flags),
+                bytes(self.changes),
+                *strings,
+            ]
+        )
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> Layout:
@@ -116,24 +154,36 @@ class Layout:
         for code in ("q", "i", "q", "q", "H"):
             a = array(code)
             size = a.itemsize * n
-            a.frombytes(data[pos:pos + size])
+            a.frombytes(data[pos : pos + size])
             if _SWAP:
                 a.byteswap()
             columns.append(a.tolist())
             pos += size
         small = []
         for _ in range(3):
-            small.append(list(data[pos:pos + n]))
+            small.append(list(data[pos : pos + n]))
             pos += n
         strings = []
         for length in lengths:
-            strings.append(data[pos:pos + length].decode("utf-8").split("\n") if n else [])
+            strings.append(data[pos : pos + length].decode("utf-8").split("\n") if n else [])
             pos += length
         ids, parents, starts, ends, depths = columns
         levels, flags, changes = small
         titles, anchors, hashes, bodies = strings
-        return cls(ids=ids, parents=parents, starts=starts, ends=ends, levels=levels, depths=depths, flags=flags,
-                   changes=changes, titles=titles, anchors=anchors, hashes=hashes, bodies=bodies)
+        return cls(
+            ids=ids,
+            parents=parents,
+            starts=starts,
+            ends=ends,
+            levels=levels,
+            depths=depths,
+            flags=flags,
+            changes=changes,
+            titles=titles,
+            anchors=anchors,
+            hashes=hashes,
+            bodies=bodies,
+        )
 
     @classmethod
     def from_nodes(cls, nodes: Iterable) -> Layout:
@@ -147,8 +197,13 @@ class Layout:
             flags.append(f)
         return cls(
             parents=[-1 if n.parent is None else n.parent for n in nodes],
-            starts=[n.start for n in nodes], ends=[n.end for n in nodes], levels=[n.level for n in nodes],
-            depths=[n.depth for n in nodes], flags=flags, titles=[n.title for n in nodes],
-            anchors=[n.anchor for n in nodes], hashes=[n.content_hash for n in nodes],
+            starts=[n.start for n in nodes],
+            ends=[n.end for n in nodes],
+            levels=[n.level for n in nodes],
+            depths=[n.depth for n in nodes],
+            flags=flags,
+            titles=[n.title for n in nodes],
+            anchors=[n.anchor for n in nodes],
+            hashes=[n.content_hash for n in nodes],
             bodies=[n.body_hash for n in nodes],
         )

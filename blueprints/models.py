@@ -33,14 +33,22 @@ class Blueprint(models.Model):
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="blueprints")
     title = models.CharField(max_length=300, blank=True)
     version = models.PositiveIntegerField()
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.MARKDOWN)
     content_hash = models.CharField(max_length=64)
     size_bytes = models.PositiveBigIntegerField(default=0)
-    diff = models.JSONField(default=dict, blank=True, help_text="Added / changed / removed / moved against the parent.")
-    counts = models.JSONField(default=dict, blank=True, help_text="Nodes, headings, checklist items, diff sizes, tasks.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    diff = models.JSONField(
+        default=dict, blank=True, help_text="Added / changed / removed / moved against the parent."
+    )
+    counts = models.JSONField(
+        default=dict, blank=True, help_text="Nodes, headings, checklist items, diff sizes, tasks."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -48,15 +56,19 @@ class Blueprint(models.Model):
         ordering = ["project_id", "-version"]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "version"], name="blueprint_unique_version",
+                fields=["project", "version"],
+                name="blueprint_unique_version",
                 violation_error_message="This project already has a blueprint with that version number.",
             ),
             models.UniqueConstraint(
-                fields=["project"], condition=Q(status="active"), name="blueprint_one_active_per_project",
+                fields=["project"],
+                condition=Q(status="active"),
+                name="blueprint_one_active_per_project",
                 violation_error_message="A project can have only one active blueprint.",
             ),
             models.CheckConstraint(
-                condition=Q(version__gte=1), name="blueprint_version_positive",
+                condition=Q(version__gte=1),
+                name="blueprint_version_positive",
                 violation_error_message="Blueprint versions start at 1.",
             ),
         ]
@@ -93,8 +105,12 @@ class BlueprintTextManager(models.Manager):
         if pieces is None:
             return StoredText(blueprint_id, text, blueprint_id, None)
         base = self.filter(blueprint_id=base_id).values_list("text", flat=True).first() or ""
-        return StoredText(blueprint_id, "".join(base[p[0]:p[1]] if p.__class__ is list else p for p in pieces),
-                          base_id, pieces)
+        return StoredText(
+            blueprint_id,
+            "".join(base[p[0] : p[1]] if p.__class__ is list else p for p in pieces),
+            base_id,
+            pieces,
+        )
 
 
 class BlueprintText(models.Model):
@@ -103,10 +119,18 @@ class BlueprintText(models.Model):
     `base` (a version stored whole): [start, end] ranges of it and new strings, in order
     (blueprints.texts)."""
 
-    blueprint = models.OneToOneField(Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="text")
+    blueprint = models.OneToOneField(
+        Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="text"
+    )
     text = models.TextField(blank=True)
-    base = models.ForeignKey(Blueprint, null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
-                             help_text="The version whose whole text `pieces` refer to.")
+    base = models.ForeignKey(
+        Blueprint,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        help_text="The version whose whole text `pieces` refer to.",
+    )
     pieces = models.JSONField(null=True, blank=True)
 
     objects = BlueprintTextManager()
@@ -127,7 +151,9 @@ class PlanLayout(models.Model):
     only in the sections that changed, and resolves the rest as it stands. Null when tasks were not
     generated for this version's whole tree; `policy` is the plan-order policy they were generated with."""
 
-    blueprint = models.OneToOneField(Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="layout")
+    blueprint = models.OneToOneField(
+        Blueprint, on_delete=models.CASCADE, primary_key=True, related_name="layout"
+    )
     count = models.PositiveIntegerField(default=0, help_text="Number of nodes.")
     data = models.BinaryField()
     statements = models.JSONField(null=True, blank=True)
@@ -153,7 +179,11 @@ class IngestionJob(models.Model):
 
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="ingestion_jobs")
     blueprint = models.ForeignKey(
-        Blueprint, null=True, blank=True, on_delete=models.CASCADE, related_name="ingestion_jobs",
+        Blueprint,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="ingestion_jobs",
         help_text="The version this job created (set when it succeeds).",
     )
     title = models.CharField(max_length=300, blank=True)
@@ -167,7 +197,9 @@ class IngestionJob(models.Model):
     diff = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     elapsed_s = models.FloatField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -177,7 +209,8 @@ class IngestionJob(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(progress__gte=0) & Q(progress__lte=1), name="ingestion_progress_range",
+                condition=Q(progress__gte=0) & Q(progress__lte=1),
+                name="ingestion_progress_range",
                 violation_error_message="Progress must be between 0 and 1.",
             ),
         ]
@@ -232,25 +265,37 @@ class PlanNode(models.Model):
 
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="plan_nodes")
     blueprint = models.ForeignKey(
-        Blueprint, on_delete=models.RESTRICT, related_name="nodes",
+        Blueprint,
+        on_delete=models.RESTRICT,
+        related_name="nodes",
         help_text="The version that last wrote this row (added, changed or moved the node).",
     )
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.HEADING)
-    level = models.PositiveSmallIntegerField(help_text="Markdown heading level; checklist items: parent level + 1.")
+    level = models.PositiveSmallIntegerField(
+        help_text="Markdown heading level; checklist items: parent level + 1."
+    )
     depth = models.PositiveSmallIntegerField(default=1, help_text="Depth in the tree (1 = top level).")
     title = models.CharField(max_length=1000)
     anchor = models.CharField(max_length=1000)
     order = models.PositiveIntegerField(help_text="Document order within `blueprint`.")
     start = models.PositiveIntegerField()
     end = models.PositiveIntegerField()
-    content_hash = models.CharField(max_length=64, help_text="Hash of the node's own text (its section without subsections).")
-    body_hash = models.CharField(max_length=64, blank=True, help_text="The same without the heading line (finds renames).")
+    content_hash = models.CharField(
+        max_length=64, help_text="Hash of the node's own text (its section without subsections)."
+    )
+    body_hash = models.CharField(
+        max_length=64, blank=True, help_text="The same without the heading line (finds renames)."
+    )
     checked = models.BooleanField(null=True, blank=True, help_text="Checklist items: done in the spec.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.TODO)
     change = models.CharField(
-        max_length=20, choices=Change.choices, default=Change.ADDED,
+        max_length=20,
+        choices=Change.choices,
+        default=Change.ADDED,
         help_text="How `blueprint` changed the node (removed: archived); against the active version: its layout.",
     )
     priority = models.PositiveSmallIntegerField(default=2)
@@ -266,22 +311,28 @@ class PlanNode(models.Model):
         ordering = ["blueprint_id", "order"]
         indexes = [
             # Nodes archived by hand (not by an ingestion): a re-ingest leaves them out of the current tree.
-            models.Index(fields=["project"], condition=Q(archived_at__isnull=False) & ~Q(change="removed"),
-                         name="plannode_archived_by_hand"),
+            models.Index(
+                fields=["project"],
+                condition=Q(archived_at__isnull=False) & ~Q(change="removed"),
+                name="plannode_archived_by_hand",
+            ),
         ]
         constraints = [
             # A project has one current plan tree: its non-archived nodes (the active version's layout).
             models.UniqueConstraint(
-                fields=["project", "anchor"], condition=Q(archived_at__isnull=True),
+                fields=["project", "anchor"],
+                condition=Q(archived_at__isnull=True),
                 name="plannode_unique_anchor_per_project",
                 violation_error_message="Anchors are unique within a project's current plan tree.",
             ),
             models.CheckConstraint(
-                condition=Q(end__gte=F("start")), name="plannode_end_after_start",
+                condition=Q(end__gte=F("start")),
+                name="plannode_end_after_start",
                 violation_error_message="A node's end offset cannot precede its start.",
             ),
             models.CheckConstraint(
-                condition=Q(priority__lte=5), name="plannode_priority_range",
+                condition=Q(priority__lte=5),
+                name="plannode_priority_range",
                 violation_error_message="Priority is 0–5.",
             ),
         ]
@@ -313,10 +364,18 @@ class Task(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     TRANSITIONS = {
-        Status.TODO: frozenset({Status.READY, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}),
-        Status.READY: frozenset({Status.TODO, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}),
-        Status.IN_PROGRESS: frozenset({Status.READY, Status.REVIEW, Status.DONE, Status.BLOCKED, Status.CANCELLED, Status.TODO}),
-        Status.REVIEW: frozenset({Status.DONE, Status.READY, Status.TODO, Status.IN_PROGRESS, Status.CANCELLED}),
+        Status.TODO: frozenset(
+            {Status.READY, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}
+        ),
+        Status.READY: frozenset(
+            {Status.TODO, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}
+        ),
+        Status.IN_PROGRESS: frozenset(
+            {Status.READY, Status.REVIEW, Status.DONE, Status.BLOCKED, Status.CANCELLED, Status.TODO}
+        ),
+        Status.REVIEW: frozenset(
+            {Status.DONE, Status.READY, Status.TODO, Status.IN_PROGRESS, Status.CANCELLED}
+        ),
         Status.DONE: frozenset({Status.TODO, Status.READY, Status.REVIEW}),
         Status.BLOCKED: frozenset({Status.TODO, Status.READY, Status.CANCELLED}),
         Status.CANCELLED: frozenset({Status.TODO}),
@@ -340,7 +399,9 @@ class Task(models.Model):
 
     # No single-column FK indexes: task_project_ready / task_unique_source_key lead with project and
     # task_node_status with plan_node (fewer indexes to maintain on bulk generation).
-    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="tasks", db_index=False)
+    project = models.ForeignKey(
+        "autopilot.Project", on_delete=models.CASCADE, related_name="tasks", db_index=False
+    )
     plan_node = models.ForeignKey(
         PlanNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
     )
@@ -354,20 +415,28 @@ class Task(models.Model):
     plan_order = models.PositiveIntegerField(default=0, help_text="Position in the plan; lower runs first.")
     attempts = models.PositiveIntegerField(default=0)
     rework_count = models.PositiveIntegerField(default=0)
-    needs_review = models.BooleanField(default=False, help_text="Its spec section changed since the task was made.")
+    needs_review = models.BooleanField(
+        default=False, help_text="Its spec section changed since the task was made."
+    )
     removed_from_spec = models.BooleanField(default=False)
     source_key = models.CharField(
-        max_length=200, blank=True, help_text="Key of the generator that made it; keeps generation idempotent."
+        max_length=200,
+        blank=True,
+        help_text="Key of the generator that made it; keeps generation idempotent.",
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     readiness_mark = models.IntegerField(
-        default=1, db_default=1, editable=False,
+        default=1,
+        db_default=1,
+        editable=False,
         help_text="Readiness bookkeeping (blueprints.readiness): 1 = to re-derive (new, or it or a dependency "
-                  "changed), 0 = up to date, negative = being re-derived by a tick.",
+        "changed), 0 = up to date, negative = being re-derived by a tick.",
     )
 
     # Values of `readiness_mark` (a negative value is the token of the tick re-deriving the task).
@@ -378,15 +447,19 @@ class Task(models.Model):
         ordering = ["project_id", "plan_order", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(priority__lte=5), name="task_priority_range",
+                condition=Q(priority__lte=5),
+                name="task_priority_range",
                 violation_error_message="Priority is 0–5.",
             ),
             models.CheckConstraint(
-                condition=Q(complexity__gte=1) & Q(complexity__lte=10), name="task_complexity_range",
+                condition=Q(complexity__gte=1) & Q(complexity__lte=10),
+                name="task_complexity_range",
                 violation_error_message="Complexity is 1–10.",
             ),
             models.UniqueConstraint(
-                fields=["project", "source_key"], condition=~Q(source_key=""), name="task_unique_source_key",
+                fields=["project", "source_key"],
+                condition=~Q(source_key=""),
+                name="task_unique_source_key",
                 violation_error_message="A task was already generated from this source.",
             ),
         ]
@@ -414,7 +487,9 @@ class TaskDependency(models.Model):
 
     # Covered by dependency_unique_pair (task, depends_on) and dependency_reverse (depends_on, task).
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependency_links", db_index=False)
-    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependent_links", db_index=False)
+    depends_on = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="dependent_links", db_index=False
+    )
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -422,11 +497,13 @@ class TaskDependency(models.Model):
         ordering = ["task_id", "depends_on_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["task", "depends_on"], name="dependency_unique_pair",
+                fields=["task", "depends_on"],
+                name="dependency_unique_pair",
                 violation_error_message="This dependency already exists.",
             ),
             models.CheckConstraint(
-                condition=~Q(task=F("depends_on")), name="dependency_not_self",
+                condition=~Q(task=F("depends_on")),
+                name="dependency_not_self",
                 violation_error_message="A task cannot depend on itself.",
             ),
         ]

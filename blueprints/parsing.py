@@ -67,8 +67,22 @@ class ParsedNode:
     """One node of the parsed tree. `parent` is an index into ParsedDocument.nodes (or None)."""
 
     __slots__ = (
-        "index", "parent", "depth", "level", "kind", "origin", "title", "anchor",
-        "start", "end", "own_end", "body_start", "content_hash", "body_hash", "checked", "unit",
+        "index",
+        "parent",
+        "depth",
+        "level",
+        "kind",
+        "origin",
+        "title",
+        "anchor",
+        "start",
+        "end",
+        "own_end",
+        "body_start",
+        "content_hash",
+        "body_hash",
+        "checked",
+        "unit",
     )
 
     def __init__(self, index, parent, depth, level, origin, title, start, checked=None):
@@ -93,7 +107,9 @@ class ParsedNode:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __repr__(self) -> str:
-        return f"<ParsedNode {self.index} {self.origin} h{self.level} {self.anchor!r} [{self.start}:{self.end}]>"
+        return (
+            f"<ParsedNode {self.index} {self.origin} h{self.level} {self.anchor!r} [{self.start}:{self.end}]>"
+        )
 
 
 @dataclass
@@ -120,6 +136,7 @@ class ParsedDocument:
 
 # --- Validation ----------------------------------------------------------------------------------
 
+
 def decode_source(text: str | bytes, *, max_bytes: int) -> tuple[str, bytes]:
     """Check raw input and return (text, its UTF-8 bytes). Raises ApplicationError naming the problem.
 
@@ -128,7 +145,9 @@ def decode_source(text: str | bytes, *, max_bytes: int) -> tuple[str, bytes]:
     if isinstance(text, (bytes, bytearray, memoryview)):
         data = bytes(text)
         if len(data) > max_bytes:
-            raise ApplicationError(_too_big(len(data), max_bytes), extra={"size_bytes": len(data), "limit": max_bytes})
+            raise ApplicationError(
+                _too_big(len(data), max_bytes), extra={"size_bytes": len(data), "limit": max_bytes}
+            )
         nul = data.find(b"\x00")
         if nul != -1:
             raise ApplicationError(
@@ -158,7 +177,9 @@ def decode_source(text: str | bytes, *, max_bytes: int) -> tuple[str, bytes]:
                 extra={"offset": exc.start},
             ) from exc
         if len(data) > max_bytes:
-            raise ApplicationError(_too_big(len(data), max_bytes), extra={"size_bytes": len(data), "limit": max_bytes})
+            raise ApplicationError(
+                _too_big(len(data), max_bytes), extra={"size_bytes": len(data), "limit": max_bytes}
+            )
         nul = decoded.find("\x00")
         if nul != -1:
             raise ApplicationError(
@@ -190,6 +211,7 @@ NOT_A_SPEC = (
 
 
 # --- Entry point -----------------------------------------------------------------------------------
+
 
 def parse_blueprint(
     text: str, data: bytes | None = None, *, format: str | None = None, previous: PreviousParse | None = None
@@ -239,26 +261,28 @@ def _parse(text: str, data: bytes, format: str | None, previous: PreviousParse |
 
 # --- Markdown --------------------------------------------------------------------------------------
 
+
 def front_matter_length(data: bytes) -> int:
     """Byte length of a YAML front matter block at the very top (`---` … `---` or `...`), else 0."""
     if not (data.startswith(b"---\n") or data.startswith(b"---\r\n")):
         return 0
     first_nl = data.index(b"\n") + 1
-    if data[first_nl:first_nl + 1] in (b"\n", b"\r"):
+    if data[first_nl : first_nl + 1] in (b"\n", b"\r"):
         return 0  # `---` followed by a blank line is a thematic break, not front matter
     match = _FRONT_MATTER_CLOSE.search(data, first_nl)
     if match is None:
         return 0
     end = match.end()
-    if data[end:end + 2] == b"\r\n":
+    if data[end : end + 2] == b"\r\n":
         return end + 2
-    if data[end:end + 1] == b"\n":
+    if data[end : end + 1] == b"\n":
         return end + 1
     return end
 
 
-def _parse_markdown(text: str, data: bytes, markdown: pyromark.Markdown = _MARKDOWN, *,
-                    anchors: bool = True) -> ParsedDocument:
+def _parse_markdown(
+    text: str, data: bytes, markdown: pyromark.Markdown = _MARKDOWN, *, anchors: bool = True
+) -> ParsedDocument:
     skip = front_matter_length(data)
     body = text if skip == 0 else data[skip:].decode("utf-8")
 
@@ -290,8 +314,13 @@ def _parse_markdown(text: str, data: bytes, markdown: pyromark.Markdown = _MARKD
                         heading_stack.pop()
                     parent = heading_stack[-1] if heading_stack else None
                     node = ParsedNode(
-                        len(nodes), parent.index if parent else None, parent.depth + 1 if parent else 1,
-                        level, HEADING, "", pos,
+                        len(nodes),
+                        parent.index if parent else None,
+                        parent.depth + 1 if parent else 1,
+                        level,
+                        HEADING,
+                        "",
+                        pos,
                     )
                     append(node)
                     node.body_start = rng["end"] + skip
@@ -336,8 +365,14 @@ def _parse_markdown(text: str, data: bytes, markdown: pyromark.Markdown = _MARKD
             enclosing = next((e for e in reversed(item_stack[:-1]) if e.__class__ is ParsedNode), None)
             parent = enclosing or (heading_stack[-1] if heading_stack else None)
             node = ParsedNode(
-                len(nodes), parent.index if parent else None, parent.depth + 1 if parent else 1,
-                parent.level + 1 if parent else 1, CHECKLIST, "", rng_item["start"] + skip, checked=bool(marker),
+                len(nodes),
+                parent.index if parent else None,
+                parent.depth + 1 if parent else 1,
+                parent.level + 1 if parent else 1,
+                CHECKLIST,
+                "",
+                rng_item["start"] + skip,
+                checked=bool(marker),
             )
             append(node)
             item_stack[-1] = node
@@ -367,9 +402,9 @@ def _parse_markdown(text: str, data: bytes, markdown: pyromark.Markdown = _MARKD
 
     blake = hashlib.blake2b
     for node in nodes:  # trailing blank lines are not content: moving a section must not change its hash
-        node.content_hash = blake(data[node.start:node.own_end].rstrip(), digest_size=16).hexdigest()
+        node.content_hash = blake(data[node.start : node.own_end].rstrip(), digest_size=16).hexdigest()
         if node.origin == HEADING and node.body_start < node.own_end:
-            body = data[node.body_start:node.own_end].strip()
+            body = data[node.body_start : node.own_end].strip()
             if body:
                 node.body_hash = blake(body, digest_size=16).hexdigest()
     if anchors:
@@ -414,6 +449,7 @@ def _assign_anchors(nodes: list[ParsedNode]) -> None:
 
 # --- Incremental re-parse -------------------------------------------------------------------------
 
+
 @dataclass
 class PreviousParse:
     """A previous version: its text and its plan tree (blueprints.layout.Layout)."""
@@ -444,11 +480,11 @@ def _common_prefix(a: str, i: int, b: str, j: int) -> int:
     lo, step = 0, 4096
     while lo < limit:
         size = min(step, limit - lo)
-        if not a.startswith(b[j + lo:j + lo + size], i + lo):
+        if not a.startswith(b[j + lo : j + lo + size], i + lo):
             hi = lo + size  # a mismatch in [lo, hi)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if a.startswith(b[j + lo:j + mid], i + lo):
+                if a.startswith(b[j + lo : j + mid], i + lo):
                     lo = mid
                 else:
                     hi = mid
@@ -492,7 +528,9 @@ def parse_incremental(text: str, data: bytes, previous: PreviousParse) -> Parsed
     return doc
 
 
-def _parse_incremental(text: str, previous: PreviousParse, changed_labels: frozenset[str] | None) -> ParsedDocument:
+def _parse_incremental(
+    text: str, previous: PreviousParse, changed_labels: frozenset[str] | None
+) -> ParsedDocument:
     """One walk of parse_incremental. Without `changed_labels` (the labels defined in only one of the two
     versions), the labels defined in the re-parsed stretches are compared with those of the previous units
     not taken over: the same sets mean the document defines the same labels (units taken over define
@@ -512,8 +550,10 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
     # when a reference was looked up and a title of the stretch has a bracket (or it has checklist
     # items), it is parsed again with the labels of the whole new text, computed once.
     asked: list[str] = []
-    markdown = pyromark.Markdown(options=pyromark.Options.ENABLE_TASKLISTS,
-                                 broken_link_callback=lambda link: asked.append(link["reference"]))
+    markdown = pyromark.Markdown(
+        options=pyromark.Options.ENABLE_TASKLISTS,
+        broken_link_callback=lambda link: asked.append(link["reference"]),
+    )
     new_labels: list[frozenset[str]] = []
     maybe_defined: list[frozenset[str]] = []
 
@@ -545,8 +585,12 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         """Unit k can be taken over at new offset q."""
         a, b = bounds[k], bounds[k + 1]
         stop = q + b - a
-        return (stop <= n and valid_end(stop, b) and text.startswith(old_text[a:b], q)
-                and not (changed_labels and mentions_changed_label(q, stop)))
+        return (
+            stop <= n
+            and valid_end(stop, b)
+            and text.startswith(old_text[a:b], q)
+            and not (changed_labels and mentions_changed_label(q, stop))
+        )
 
     def unit_at(q: int, hints: tuple[int, ...], last_end: int, *, anywhere: bool = True) -> int:
         """A previous unit whose text is the one at `q`, or -1: the hinted ones first, then (`anywhere`)
@@ -554,7 +598,7 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         sections: of equal units, the first one after the last unit taken over, so the units not taken
         over are the ones that really changed). Missing one only means parsing more."""
         line_end = text.find("\n", q)
-        line = text[q:n if line_end == -1 else line_end]
+        line = text[q : n if line_end == -1 else line_end]
         for k in hints:
             if 0 <= k < last_unit and old_text.startswith(line, bounds[k]) and can_take(q, k):
                 return k
@@ -564,7 +608,7 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
             for k in range(last_unit):
                 a, b = bounds[k], bounds[k + 1]
                 e = old_text.find("\n", a, b)
-                first_lines.setdefault((old_text[a:b if e == -1 else e], b - a), []).append(k)
+                first_lines.setdefault((old_text[a : b if e == -1 else e], b - a), []).append(k)
         same: list[int] = []
         stop = q
         for _ in range(8):
@@ -598,7 +642,9 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
     sources: list[int] = []
     kept = bytearray(last_unit)
     reused_units = parsed_units = parsed_chars = 0
-    copied: list[tuple[int, int, int]] = []  # (new offset, previous start, previous end) of the text taken over
+    copied: list[
+        tuple[int, int, int]
+    ] = []  # (new offset, previous start, previous end) of the text taken over
     stretch_labels: set[str] = set()
 
     def keep(bi: int, bj: int, pos: int) -> int:
@@ -651,8 +697,13 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         asked.clear()
         doc = _parse_markdown(piece, piece.encode("utf-8"), markdown, anchors=False)
         # (The sentinel line's title does not count: it is parsed again with what follows it.)
-        if asked and any((node.origin == CHECKLIST or "[" in node.title) and node.start < q - pos
-                         for node in doc.nodes) and may_be_defined(asked):
+        if (
+            asked
+            and any(
+                (node.origin == CHECKLIST or "[" in node.title) and node.start < q - pos for node in doc.nodes
+            )
+            and may_be_defined(asked)
+        ):
             doc = parse_with_all_labels(piece)
         if q >= n:
             return doc
@@ -713,7 +764,9 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         base = len(starts)
         for node in doc.nodes:
             parent = node.parent
-            item_parent.append(parent + base if parent is not None and doc.nodes[parent].origin == CHECKLIST else -1)
+            item_parent.append(
+                parent + base if parent is not None and doc.nodes[parent].origin == CHECKLIST else -1
+            )
             starts.append(node.start + pos)
             ends.append(node.end + pos)
             levels.append(node.level)
@@ -734,22 +787,49 @@ def _parse_incremental(text: str, previous: PreviousParse, changed_labels: froze
         k = kept.find(0)
         while k != -1:
             if old_text.find("]:", bounds[k], bounds[k + 1]) != -1:
-                old_labels |= _labels(old_text[bounds[k]:bounds[k + 1]])
+                old_labels |= _labels(old_text[bounds[k] : bounds[k + 1]])
             k = kept.find(0, k + 1)
         labels_changed = old_labels != stretch_labels
     parents, depths = _stitch(flags, levels, starts, ends, item_parent, n)
-    if (len(parents) == len(old) and parents == o_parents and titles == old.titles
-            and all((f ^ g) & ITEM == 0 for f, g in zip(flags, o_flags, strict=True))):
+    if (
+        len(parents) == len(old)
+        and parents == o_parents
+        and titles == old.titles
+        and all((f ^ g) & ITEM == 0 for f, g in zip(flags, o_flags, strict=True))
+    ):
         anchors = list(old.anchors)  # same shape, same titles: same anchors
     else:
         anchors = _anchors(parents, titles, flags, _known_slugs(old))
-    layout = Layout(parents=parents, starts=starts, ends=ends, levels=levels, depths=depths, flags=flags,
-                    titles=titles, anchors=anchors, hashes=hashes, bodies=bodies)
+    layout = Layout(
+        parents=parents,
+        starts=starts,
+        ends=ends,
+        levels=levels,
+        depths=depths,
+        flags=flags,
+        titles=titles,
+        anchors=anchors,
+        hashes=hashes,
+        bodies=bodies,
+    )
     checklist = sum(1 for f in flags if f & ITEM)
-    return ParsedDocument("markdown", [], 0, len(flags) - checklist, checklist, layout=layout, sources=sources,
-                          copied=copied,
-                          stats={"incremental": True, "reused_units": reused_units, "parsed_units": parsed_units,
-                                 "parsed_chars": parsed_chars, "labels_changed": labels_changed})
+    return ParsedDocument(
+        "markdown",
+        [],
+        0,
+        len(flags) - checklist,
+        checklist,
+        layout=layout,
+        sources=sources,
+        copied=copied,
+        stats={
+            "incremental": True,
+            "reused_units": reused_units,
+            "parsed_units": parsed_units,
+            "parsed_chars": parsed_chars,
+            "labels_changed": labels_changed,
+        },
+    )
 
 
 def _flags(node: ParsedNode) -> int:
@@ -773,8 +853,9 @@ def _known_slugs(layout: Layout) -> dict[tuple[str, int], str]:
     return known
 
 
-def _anchors(parents: list[int], titles: list[str], flags: list[int],
-             slugs: dict[tuple[str, int], str] | None = None) -> list[str]:
+def _anchors(
+    parents: list[int], titles: list[str], flags: list[int], slugs: dict[tuple[str, int], str] | None = None
+) -> list[str]:
     """Slug paths, de-duplicated among siblings (a spec repeats its titles: each is slugified once).
     `slugs`: (title, is checklist) → slug already known (taken over from a previous version)."""
     used: dict[int, set[str]] = {}
@@ -799,8 +880,14 @@ def _anchors(parents: list[int], titles: list[str], flags: list[int],
     return anchors
 
 
-def _stitch(flags: list[int], levels: list[int], starts: list[int], ends: list[int], item_parent: list[int],
-            total: int) -> tuple[list[int], list[int]]:
+def _stitch(
+    flags: list[int],
+    levels: list[int],
+    starts: list[int],
+    ends: list[int],
+    item_parent: list[int],
+    total: int,
+) -> tuple[list[int], list[int]]:
     """What a node's place in the whole document decides, as _parse_markdown computes it: a heading nests
     under the nearest preceding shallower heading and its section ends at the next heading of the same
     or a shallower level; a checklist item belongs to its enclosing item, else to the nearest heading
@@ -851,7 +938,7 @@ def _label_candidates(text: str) -> frozenset[str]:
     while pos != -1:
         opening = rfind("[", max(0, pos - 1000), pos)
         if opening != -1:
-            found.add(_label(text[opening + 1:pos]))
+            found.add(_label(text[opening + 1 : pos]))
         pos = find("]:", pos + 2)
     return frozenset(found)
 
@@ -913,15 +1000,30 @@ def _parse_text(text: str) -> ParsedDocument:
             while heading_stack and heading_stack[-1].level >= level:
                 heading_stack.pop()
             parent = heading_stack[-1] if heading_stack else None
-            node = ParsedNode(len(nodes), parent.index if parent else None, parent.depth + 1 if parent else 1,
-                              level, HEADING, title[:MAX_TITLE], start)
+            node = ParsedNode(
+                len(nodes),
+                parent.index if parent else None,
+                parent.depth + 1 if parent else 1,
+                level,
+                HEADING,
+                title[:MAX_TITLE],
+                start,
+            )
             heading_stack.append(node)
             heading_nodes.append(node)
             headings += 1
         else:
             parent = heading_stack[-1] if heading_stack else None
-            node = ParsedNode(len(nodes), parent.index if parent else None, parent.depth + 1 if parent else 1,
-                              parent.level + 1 if parent else 1, CHECKLIST, title[:MAX_TITLE], start, checked=checked)
+            node = ParsedNode(
+                len(nodes),
+                parent.index if parent else None,
+                parent.depth + 1 if parent else 1,
+                parent.level + 1 if parent else 1,
+                CHECKLIST,
+                title[:MAX_TITLE],
+                start,
+                checked=checked,
+            )
             line_end = text.find("\n", start)
             node.end = node.own_end = len(text) if line_end == -1 else line_end + 1
             checklist += 1
@@ -938,10 +1040,12 @@ def _parse_text(text: str) -> ParsedDocument:
         node.own_end = heading_nodes[i + 1].start if i + 1 < len(heading_nodes) else total
     blake = hashlib.blake2b
     for node in nodes:
-        node.content_hash = blake(text[node.start:node.own_end].rstrip().encode("utf-8"), digest_size=16).hexdigest()
+        node.content_hash = blake(
+            text[node.start : node.own_end].rstrip().encode("utf-8"), digest_size=16
+        ).hexdigest()
         if node.origin == HEADING:
             line_end = text.find("\n", node.start, node.own_end)
-            body = text[line_end + 1:node.own_end].strip() if line_end != -1 else ""
+            body = text[line_end + 1 : node.own_end].strip() if line_end != -1 else ""
             if body:
                 node.body_hash = blake(body.encode("utf-8"), digest_size=16).hexdigest()
     _assign_anchors(nodes)

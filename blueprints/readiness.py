@@ -44,7 +44,9 @@ def mark_stale(task_ids: Iterable[int] | QuerySet) -> int:
         return Task.objects.filter(pk__in=task_ids).exclude(readiness_mark=STALE).update(readiness_mark=STALE)
     ids = sorted(set(task_ids))
     return sum(  # in slices: a statement's parameters are limited (SQLite 32,766; PostgreSQL 65,535)
-        Task.objects.filter(pk__in=ids[i:i + 10_000]).exclude(readiness_mark=STALE).update(readiness_mark=STALE)
+        Task.objects.filter(pk__in=ids[i : i + 10_000])
+        .exclude(readiness_mark=STALE)
+        .update(readiness_mark=STALE)
         for i in range(0, len(ids), 10_000)
     )
 
@@ -84,9 +86,9 @@ def _claim(project_ids: list[int]) -> tuple[int, bool]:
 
 def _pull_dependents(task_ids: list[int], token: int) -> None:
     """Dependents of tasks this pass changed join the pass (a milestone's completion cascades)."""
-    Task.objects.filter(pk__in=TaskDependency.objects.filter(depends_on_id__in=task_ids).values("task_id")).exclude(
-        readiness_mark=token
-    ).update(readiness_mark=token)
+    Task.objects.filter(
+        pk__in=TaskDependency.objects.filter(depends_on_id__in=task_ids).values("task_id")
+    ).exclude(readiness_mark=token).update(readiness_mark=token)
 
 
 def refresh_readiness(project_ids, *, now=None, full: bool = False) -> dict:
@@ -103,8 +105,14 @@ def refresh_readiness(project_ids, *, now=None, full: bool = False) -> dict:
     """
     project_ids = list(project_ids)
     now = now or timezone.now()
-    counts: dict = {"promoted": 0, "demoted": 0, "milestones": 0, "milestones_reopened": 0, "checked": 0,
-                    "by_project": {}}
+    counts: dict = {
+        "promoted": 0,
+        "demoted": 0,
+        "milestones": 0,
+        "milestones_reopened": 0,
+        "checked": 0,
+        "by_project": {},
+    }
     if not project_ids:
         return counts
     by_project: dict[int, dict[str, list[int]]] = counts["by_project"]
@@ -141,16 +149,23 @@ def refresh_readiness(project_ids, *, now=None, full: bool = False) -> dict:
             return counts
         work, milestones = scope.filter(kind=Task.Kind.WORK), scope.filter(kind=Task.Kind.MILESTONE)
         counts["milestones_reopened"] = repeat(
-            milestones.filter(status=Task.Status.DONE).filter(blocked), "reopened", status=Task.Status.TODO,
+            milestones.filter(status=Task.Status.DONE).filter(blocked),
+            "reopened",
+            status=Task.Status.TODO,
             completed_at=None,
         )
-        counts["demoted"] = apply(work.filter(status=Task.Status.READY).filter(blocked), "todo", status=Task.Status.TODO)
+        counts["demoted"] = apply(
+            work.filter(status=Task.Status.READY).filter(blocked), "todo", status=Task.Status.TODO
+        )
         counts["milestones"] = repeat(
-            milestones.filter(status__in=Task.UNSTARTED).exclude(blocked), "done",
-            status=Task.Status.DONE, completed_at=now,
+            milestones.filter(status__in=Task.UNSTARTED).exclude(blocked),
+            "done",
+            status=Task.Status.DONE,
+            completed_at=now,
         )
         counts["promoted"] = apply(
-            work.filter(status=Task.Status.TODO, removed_from_spec=False).exclude(blocked), "ready",
+            work.filter(status=Task.Status.TODO, removed_from_spec=False).exclude(blocked),
+            "ready",
             status=Task.Status.READY,
         )
         counts["checked"] = claimed_tasks.update(readiness_mark=CURRENT) if claimed else 0

@@ -65,8 +65,10 @@ def next_task(project: Project | int, *, phase: PlanNode | None = None) -> tuple
                 f"it ties at priority P{best.priority} and learned priority {best.learned_priority:.2f}, "
                 f"and comes first in plan order (position {best.plan_order}) among the {total} ready tasks{scope}"
             )
-    deps_text = "it has no dependencies" if deps == 0 else (
-        f"its {deps} dependenc{'y is' if deps == 1 else 'ies are all'} done"
+    deps_text = (
+        "it has no dependencies"
+        if deps == 0
+        else (f"its {deps} dependenc{'y is' if deps == 1 else 'ies are all'} done")
     )
     return best, f"Task #{best.pk} '{best.title}': {why}; {deps_text}."
 
@@ -78,14 +80,24 @@ def _why_nothing_ready(project, *, phase, scope: str) -> str:
         qs = within_node(qs, phase)
     counts = dict(qs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     if not counts:
-        return f"No task is ready{scope}: there are no tasks yet (create one or generate them from a blueprint)."
+        return (
+            f"No task is ready{scope}: there are no tasks yet (create one or generate them from a blueprint)."
+        )
     blocked = (
-        qs.filter(status__in=Task.UNSTARTED, removed_from_spec=False).filter(unfinished_dependency_exists()).count()
+        qs.filter(status__in=Task.UNSTARTED, removed_from_spec=False)
+        .filter(unfinished_dependency_exists())
+        .count()
     )
     parts = []
     if blocked:
         parts.append(f"{blocked} wait{'s' if blocked == 1 else ''} for unfinished dependencies")
-    for status in (Task.Status.IN_PROGRESS, Task.Status.REVIEW, Task.Status.BLOCKED, Task.Status.DONE, Task.Status.CANCELLED):
+    for status in (
+        Task.Status.IN_PROGRESS,
+        Task.Status.REVIEW,
+        Task.Status.BLOCKED,
+        Task.Status.DONE,
+        Task.Status.CANCELLED,
+    ):
         if counts.get(status):
             parts.append(f"{counts[status]} {Task.Status(status).label.lower()}")
     removed = qs.filter(status__in=Task.UNSTARTED, removed_from_spec=True).count()
@@ -111,7 +123,9 @@ class Board:
     total: int = 0
 
 
-def task_board(project: Project, data, *, per_column: int = 50, column: str | None = None, offset: int = 0) -> Board:
+def task_board(
+    project: Project, data, *, per_column: int = 50, column: str | None = None, offset: int = 0
+) -> Board:
     """The board: per-status columns with counts over the filtered tasks, each paginated.
 
     `column` + `offset` load one more page of one column (htmx "more").
@@ -128,9 +142,15 @@ def task_board(project: Project, data, *, per_column: int = 50, column: str | No
         if column is not None and status != column:
             continue
         start = offset if column == status else 0
-        page = list(
-            qs.filter(status=status).select_related("plan_node").order_by(*Task.RANKING)[start:start + per_column]
-        ) if counts.get(status) else []
+        page = (
+            list(
+                qs.filter(status=status)
+                .select_related("plan_node")
+                .order_by(*Task.RANKING)[start : start + per_column]
+            )
+            if counts.get(status)
+            else []
+        )
         more = start + per_column if counts.get(status, 0) > start + per_column else None
         board.columns.append(BoardColumn(status, label, counts.get(status, 0), page, start, more))
     return board
@@ -153,9 +173,15 @@ class DependencyView:
 
 def dependency_view(task: Task) -> DependencyView:
     upstream = list(
-        TaskDependency.objects.filter(task=task).select_related("depends_on").order_by("depends_on__plan_order", "depends_on_id")
+        TaskDependency.objects.filter(task=task)
+        .select_related("depends_on")
+        .order_by("depends_on__plan_order", "depends_on_id")
     )
-    downstream = list(TaskDependency.objects.filter(depends_on=task).select_related("task").order_by("task__plan_order", "task_id"))
+    downstream = list(
+        TaskDependency.objects.filter(depends_on=task)
+        .select_related("task")
+        .order_by("task__plan_order", "task_id")
+    )
     return DependencyView(task=task, upstream=upstream, downstream=downstream)
 
 
@@ -186,11 +212,14 @@ def node_get(project: Project, identifier) -> PlanNode:
             found.sort(key=lambda n: (position.get(n.pk, len(position)), n.pk))
         node = found[0] if found else None
     if node is None:
-        raise NotFound(f"No plan node '{identifier}' in project '{project.name}' (give its id, anchor or title).")
+        raise NotFound(
+            f"No plan node '{identifier}' in project '{project.name}' (give its id, anchor or title)."
+        )
     return placed(node)
 
 
 # --- Plan trees: a version's nodes, placed by its layout -------------------------------------------
+
 
 def layout_of(blueprint: Blueprint | int | None) -> Layout | None:
     """A version's plan tree (blueprints.layout), or None."""
@@ -202,7 +231,9 @@ def layout_of(blueprint: Blueprint | int | None) -> Layout | None:
 
 
 def active_blueprint(project: Project | int) -> Blueprint | None:
-    return Blueprint.objects.filter(project_id=getattr(project, "pk", project), status=Blueprint.Status.ACTIVE).first()
+    return Blueprint.objects.filter(
+        project_id=getattr(project, "pk", project), status=Blueprint.Status.ACTIVE
+    ).first()
 
 
 def place(node: PlanNode, blueprint_id: int, layout: Layout, i: int) -> PlanNode:
@@ -232,8 +263,12 @@ def version_nodes(blueprint: Blueprint, *, archived: bool = False, queryset=None
         qs = qs.filter(archived_at__isnull=True)
     rows = {}
     for i in range(0, len(layout.ids), 10_000):  # (a statement's parameters are limited)
-        rows.update(qs.in_bulk(layout.ids[i:i + 10_000]))
-    return [place(rows[node_id], blueprint.pk, layout, i) for i, node_id in enumerate(layout.ids) if node_id in rows]
+        rows.update(qs.in_bulk(layout.ids[i : i + 10_000]))
+    return [
+        place(rows[node_id], blueprint.pk, layout, i)
+        for i, node_id in enumerate(layout.ids)
+        if node_id in rows
+    ]
 
 
 def current_nodes(project: Project | int, *, queryset=None) -> list[PlanNode]:
@@ -262,9 +297,17 @@ def tree_index(project: Project | int) -> tuple[Blueprint | None, Layout | None,
     layout = layout_of(blueprint)
     if layout is None:
         return blueprint, None, []
-    stable = {node_id: (status, priority) for node_id, status, priority in PlanNode.objects.filter(
-        project_id=getattr(project, "pk", project), archived_at__isnull=True).values_list("id", "status", "priority")}
-    return blueprint, layout, [(i, *stable[node_id]) for i, node_id in enumerate(layout.ids) if node_id in stable]
+    stable = {
+        node_id: (status, priority)
+        for node_id, status, priority in PlanNode.objects.filter(
+            project_id=getattr(project, "pk", project), archived_at__isnull=True
+        ).values_list("id", "status", "priority")
+    }
+    return (
+        blueprint,
+        layout,
+        [(i, *stable[node_id]) for i, node_id in enumerate(layout.ids) if node_id in stable],
+    )
 
 
 def section_text(node: PlanNode | None, *, limit: int = 20_000) -> str:
@@ -278,4 +321,4 @@ def section_text(node: PlanNode | None, *, limit: int = 20_000) -> str:
     node = placed(node)
     if node.blueprint_id != blueprint.pk:
         return ""
-    return blueprint.source_text[node.start:min(node.end, node.start + limit)]
+    return blueprint.source_text[node.start : min(node.end, node.start + limit)]

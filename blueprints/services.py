@@ -51,7 +51,9 @@ def _clean_int(name: str, value: Any, low: int, high: int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ApplicationError(f"{name} must be a whole number from {low} to {high}, got '{value}'.") from None
+        raise ApplicationError(
+            f"{name} must be a whole number from {low} to {high}, got '{value}'."
+        ) from None
     if not low <= number <= high:
         raise ApplicationError(f"{name} must be from {low} to {high}, got {number}.")
     return number
@@ -105,13 +107,28 @@ def task_create(
     actor=None,
 ) -> Task:
     texts = _redact_texts(project, {"title": title, "body": body})
-    return _task_create(project=project, title=texts["title"], body=texts["body"], priority=priority,
-                        complexity=complexity, plan_node=plan_node, actor=actor)
+    return _task_create(
+        project=project,
+        title=texts["title"],
+        body=texts["body"],
+        priority=priority,
+        complexity=complexity,
+        plan_node=plan_node,
+        actor=actor,
+    )
 
 
 @transaction.atomic
-def _task_create(*, project: Project, title: str, body: str, priority: int, complexity: int,
-                 plan_node: PlanNode | int | None, actor) -> Task:
+def _task_create(
+    *,
+    project: Project,
+    title: str,
+    body: str,
+    priority: int,
+    complexity: int,
+    plan_node: PlanNode | int | None,
+    actor,
+) -> Task:
     node = _clean_node(project, plan_node)
     task = Task.objects.create(
         project=project,
@@ -136,15 +153,26 @@ def task_create_follow_up(
     on `of` (it becomes ready once `of` is done). Recorded as `task.created` with `follow_up_of`."""
     node = of.plan_node if of.plan_node_id and of.plan_node.archived_at is None else None
     task = task_create(
-        project=of.project, title=title, body=body, priority=of.priority if priority is None else priority,
-        complexity=complexity, plan_node=node, actor=actor,
+        project=of.project,
+        title=title,
+        body=body,
+        priority=of.priority if priority is None else priority,
+        complexity=complexity,
+        plan_node=node,
+        actor=actor,
     )
     dependency_add(task=task, depends_on=of, actor=actor)
     record_event(kind="task.follow_up", subject=task, actor=actor, data={"follow_up_of": of.pk})
     return task
 
+
 def _next_manual_order(project: Project) -> int:
-    last = Task.objects.filter(project=project).order_by("-plan_order").values_list("plan_order", flat=True).first()
+    last = (
+        Task.objects.filter(project=project)
+        .order_by("-plan_order")
+        .values_list("plan_order", flat=True)
+        .first()
+    )
     return (last or 0) + 1
 
 
@@ -157,7 +185,9 @@ def _task_update(*, task: Task, actor=None, **changes: Any) -> Task:
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         hint = " (change the status with a transition)" if "status" in unknown else ""
-        raise ApplicationError(f"Cannot edit {', '.join(sorted(unknown))} here{hint}; editable: {', '.join(EDITABLE_FIELDS)}.")
+        raise ApplicationError(
+            f"Cannot edit {', '.join(sorted(unknown))} here{hint}; editable: {', '.join(EDITABLE_FIELDS)}."
+        )
     locked = Task.objects.select_for_update().get(pk=task.pk)
     cleaners = {
         "title": _clean_title,
@@ -179,9 +209,17 @@ def _task_update(*, task: Task, actor=None, **changes: Any) -> Task:
         return locked
     locked.save(update_fields=[*before, "updated_at"])
     record_event(
-        kind="task.updated", subject=locked, actor=actor,
-        data={"changes": {k: {"from": before[k], "to": getattr(locked, "plan_node_id" if k == "plan_node" else k)}
-                          for k in before if k != "body"} | ({"body": "changed"} if "body" in before else {})},
+        kind="task.updated",
+        subject=locked,
+        actor=actor,
+        data={
+            "changes": {
+                k: {"from": before[k], "to": getattr(locked, "plan_node_id" if k == "plan_node" else k)}
+                for k in before
+                if k != "body"
+            }
+            | ({"body": "changed"} if "body" in before else {})
+        },
     )
     _notify(locked.project_id, "task updated")
     return locked
@@ -193,9 +231,13 @@ def task_delete(*, task: Task, actor=None) -> None:
     if locked is None:
         raise NotFound(f"Task {task.pk} does not exist.")
     if locked.status == Task.Status.IN_PROGRESS:
-        raise ApplicationError(f"Task #{locked.pk} is in progress; stop its run or cancel it before deleting it.")
+        raise ApplicationError(
+            f"Task #{locked.pk} is in progress; stop its run or cancel it before deleting it."
+        )
     project_id = locked.project_id
-    record_event(kind="task.deleted", subject=locked, actor=actor, data={"title": locked.title, "id": locked.pk})
+    record_event(
+        kind="task.deleted", subject=locked, actor=actor, data={"title": locked.title, "id": locked.pk}
+    )
     mark_dependents_stale([locked.pk])
     locked.delete()
     _notify(project_id, "task deleted")
@@ -256,7 +298,9 @@ def _path(edges: dict[int, list[int]], start: int, goal: int) -> list[int] | Non
     return None
 
 
-def dependency_add(*, task: Task, depends_on: Task, actor=None, source: str = TaskDependency.Source.MANUAL) -> TaskDependency:
+def dependency_add(
+    *, task: Task, depends_on: Task, actor=None, source: str = TaskDependency.Source.MANUAL
+) -> TaskDependency:
     """`task` depends on `depends_on`: same project, not itself, no cycle — checked under the project's lock.
 
     The project row is locked first (SQLite: the IMMEDIATE transaction holds the write lock from BEGIN),
@@ -278,19 +322,25 @@ def dependency_add(*, task: Task, depends_on: Task, actor=None, source: str = Ta
         if found != 2:
             raise NotFound("One of the tasks no longer exists.")
         edges: dict[int, list[int]] = {}
-        for t, d in TaskDependency.objects.filter(task__project_id=task.project_id).values_list("task_id", "depends_on_id"):
+        for t, d in TaskDependency.objects.filter(task__project_id=task.project_id).values_list(
+            "task_id", "depends_on_id"
+        ):
             edges.setdefault(t, []).append(d)
         path = _path(edges, depends_on.pk, task.pk)
         if path is not None:
             raise cycle_error([task.pk, *path], prefix="This dependency would create a cycle")
         try:
             with transaction.atomic():
-                dependency = TaskDependency.objects.create(task_id=task.pk, depends_on_id=depends_on.pk, source=source)
+                dependency = TaskDependency.objects.create(
+                    task_id=task.pk, depends_on_id=depends_on.pk, source=source
+                )
         except IntegrityError as exc:
             raise ApplicationError("This dependency already exists.") from exc
         mark_stale([task.pk])
         record_event(
-            kind="task.dependency_added", subject=task, actor=actor,
+            kind="task.dependency_added",
+            subject=task,
+            actor=actor,
             data={"depends_on": depends_on.pk, "source": source},
         )
         _demote_if_blocked(task, depends_on)
@@ -308,8 +358,13 @@ def _demote_if_blocked(task: Task, depends_on: Task) -> None:
 
 
 @transaction.atomic
-def dependency_remove(*, dependency: TaskDependency | None = None, task: Task | None = None,
-                      depends_on: Task | None = None, actor=None) -> None:
+def dependency_remove(
+    *,
+    dependency: TaskDependency | None = None,
+    task: Task | None = None,
+    depends_on: Task | None = None,
+    actor=None,
+) -> None:
     if dependency is None:
         if task is None or depends_on is None:
             raise ApplicationError("Name the dependency to remove (its id, or both tasks).")
@@ -323,15 +378,20 @@ def dependency_remove(*, dependency: TaskDependency | None = None, task: Task | 
         raise NotFound(f"Dependency {dependency.pk} does not exist.")
     mark_stale([task_id])
     record_event(
-        kind="task.dependency_removed", subject=Task(pk=task_id, project_id=project_id), project=project_id,
-        actor=actor, data={"depends_on": depends_on_id},
+        kind="task.dependency_removed",
+        subject=Task(pk=task_id, project_id=project_id),
+        project=project_id,
+        actor=actor,
+        data={"depends_on": depends_on_id},
     )
     _notify(project_id, "dependency removed")
 
 
 def generate_for_node(*, node: PlanNode, actor=None):
     if node.archived_at is not None:
-        raise ApplicationError(f"Plan node '{node.title}' was removed from the spec (archived); nothing to generate.")
+        raise ApplicationError(
+            f"Plan node '{node.title}' was removed from the spec (archived); nothing to generate."
+        )
     # (node.blueprint is the version that last wrote the node; tasks belong to the current tree)
     blueprint = Blueprint.objects.filter(project_id=node.project_id, status=Blueprint.Status.ACTIVE).first()
     return generate_tasks(blueprint=blueprint or node.blueprint, nodes=[node], actor=actor)
@@ -342,7 +402,12 @@ def generate_for_blueprint(*, blueprint: Blueprint, actor=None):
 
 
 # What refresh_readiness reports per project (by new state) -> the names these services report.
-READINESS_COUNTS = {"done": "milestones_done", "reopened": "milestones_reopened", "ready": "ready", "todo": "unready"}
+READINESS_COUNTS = {
+    "done": "milestones_done",
+    "reopened": "milestones_reopened",
+    "ready": "ready",
+    "todo": "unready",
+}
 
 
 def refresh_ready(project: Project | int) -> dict[str, int]:

@@ -24,8 +24,13 @@ def read_text(blueprint_id: int) -> StoredText:
     return BlueprintText.objects.read(blueprint_id)
 
 
-def store_text(*, blueprint_id: int, text: str, previous: StoredText | None = None,
-               copied: list[tuple[int, int, int]] | None = None) -> None:
+def store_text(
+    *,
+    blueprint_id: int,
+    text: str,
+    previous: StoredText | None = None,
+    copied: list[tuple[int, int, int]] | None = None,
+) -> None:
     """Store a version's text: as pieces when `copied` ((offset, previous start, previous end) stretches of
     `text` that are `previous`'s text) covers most of it, else whole."""
     pieces = _pieces(text, previous, copied) if previous is not None and copied else None
@@ -37,6 +42,7 @@ def store_text(*, blueprint_id: int, text: str, previous: StoredText | None = No
 
 def _pieces(text: str, previous: StoredText, copied: list[tuple[int, int, int]]) -> list | None:
     if previous.pieces is None:
+
         def on_base(a: int, b: int) -> list:
             return [[a, b]]
     else:

@@ -40,11 +40,18 @@ class CurrentTree:
 def current_tree(project_id: int) -> CurrentTree | None:
     """The active version's text and layout, read in one snapshot (three rows and an indexed lookup)."""
     with transaction.atomic():
-        active = (Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE)
-                  .values_list("pk", "format").first())
+        active = (
+            Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE)
+            .values_list("pk", "format")
+            .first()
+        )
         if active is None:
             return None
-        row = PlanLayout.objects.filter(blueprint_id=active[0]).values_list("data", "statements", "policy").first()
+        row = (
+            PlanLayout.objects.filter(blueprint_id=active[0])
+            .values_list("data", "statements", "policy")
+            .first()
+        )
         if row is None:
             return None
         stored = read_text(active[0])
@@ -54,5 +61,8 @@ def current_tree(project_id: int) -> CurrentTree | None:
 
 def archived_by_hand(project_id: int) -> frozenset[int]:
     """Nodes archived by hand (not by an ingestion): left out of the current tree."""
-    return frozenset(PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
-                     .exclude(change=PlanNode.Change.REMOVED).values_list("id", flat=True))
+    return frozenset(
+        PlanNode.objects.filter(project_id=project_id, archived_at__isnull=False)
+        .exclude(change=PlanNode.Change.REMOVED)
+        .values_list("id", flat=True)
+    )

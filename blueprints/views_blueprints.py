@@ -31,12 +31,14 @@ from blueprints.selectors import tree_index
 DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
 
 
-
-
 class IngestForm(forms.Form):
     title = forms.CharField(max_length=300, required=False)
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "placeholder": "# Phase 1\n\n## Feature\n\n- [ ] task"}),
-                           required=False, strip=False, label="Paste the spec")
+    text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10, "placeholder": "# Phase 1\n\n## Feature\n\n- [ ] task"}),
+        required=False,
+        strip=False,
+        label="Paste the spec",
+    )
     file = forms.FileField(required=False, label="or upload a file")
     generate_tasks = forms.BooleanField(required=False, initial=True, label="Generate tasks and dependencies")
 
@@ -50,9 +52,15 @@ def blueprint_versions(request, pk: int):
     if wanted and wanted.isdigit():
         selected = next((b for b in versions if b.version == int(wanted)), None)
     if selected is None:
-        selected = next((b for b in versions if b.status == Blueprint.Status.ACTIVE), versions[0] if versions else None)
-    jobs = list(IngestionJob.objects.filter(project=project).defer("source_text").select_related("blueprint")
-                .only("id", "status", "stage", "progress", "error", "title", "created_at", "blueprint__version")[:5])
+        selected = next(
+            (b for b in versions if b.status == Blueprint.Status.ACTIVE), versions[0] if versions else None
+        )
+    jobs = list(
+        IngestionJob.objects.filter(project=project)
+        .defer("source_text")
+        .select_related("blueprint")
+        .only("id", "status", "stage", "progress", "error", "title", "created_at", "blueprint__version")[:5]
+    )
     context = {
         "project": project,
         "versions": versions,
@@ -81,8 +89,11 @@ def blueprint_diff(request, pk: int, version: int):
     blueprint = Blueprint.objects.filter(project=project, version=version).first()
     if blueprint is None:
         raise Http404("No such version.")
-    return render(request, "blueprints/blueprint_diff.html",
-                  {"project": project, "blueprint": blueprint, "diff": _diff_context(blueprint)})
+    return render(
+        request,
+        "blueprints/blueprint_diff.html",
+        {"project": project, "blueprint": blueprint, "diff": _diff_context(blueprint)},
+    )
 
 
 @login_required
@@ -98,12 +109,21 @@ def blueprint_ingest(request, pk: int):
         text = form.cleaned_data.get("text") or ""
         try:
             if upload is not None:
-                job = ingestion_job_create(project=project, text=upload.read(),
-                                           title=form.cleaned_data["title"] or upload.name, actor=request.user,
-                                           generate_tasks=form.cleaned_data["generate_tasks"])
+                job = ingestion_job_create(
+                    project=project,
+                    text=upload.read(),
+                    title=form.cleaned_data["title"] or upload.name,
+                    actor=request.user,
+                    generate_tasks=form.cleaned_data["generate_tasks"],
+                )
             elif text.strip():
-                job = ingestion_job_create(project=project, text=text, title=form.cleaned_data["title"],
-                                           actor=request.user, generate_tasks=form.cleaned_data["generate_tasks"])
+                job = ingestion_job_create(
+                    project=project,
+                    text=text,
+                    title=form.cleaned_data["title"],
+                    actor=request.user,
+                    generate_tasks=form.cleaned_data["generate_tasks"],
+                )
             else:
                 error = "Paste the spec or choose a file."
         except ApplicationError as exc:
@@ -115,16 +135,24 @@ def blueprint_ingest(request, pk: int):
             return redirect(reverse("blueprint-job", args=[project.pk, job.pk]))
         context = {"project": project, "versions": [], "form": form, "error": error, "can_write": True}
         return render(request, "blueprints/blueprints.html", context, status=400)
-    return render(request, "blueprints/blueprints.html#job", {"project": project, "job": job, "error": error},
-                  status=200)
+    return render(
+        request,
+        "blueprints/blueprints.html#job",
+        {"project": project, "job": job, "error": error},
+        status=200,
+    )
 
 
 @login_required
 def blueprint_job(request, pk: int, job_id: int):
     """The job's progress: a partial polled by htmx every half second; polling stops when it is done."""
     project = project_or_404(request, pk)
-    job = IngestionJob.objects.filter(project=project, pk=job_id).defer("source_text").select_related(
-        "blueprint").first()
+    job = (
+        IngestionJob.objects.filter(project=project, pk=job_id)
+        .defer("source_text")
+        .select_related("blueprint")
+        .first()
+    )
     if job is None:
         raise Http404("No such ingestion job.")
     context = {"project": project, "job": job}
@@ -141,11 +169,29 @@ def blueprint_job(request, pk: int, job_id: int):
 def plan_tree(request, pk: int):
     project = project_or_404(request, pk)
     active, layout, present = tree_index(project)
-    rows = [(layout.ids[i], layout.parent_id(i), layout.depths[i], layout.kind(i), layout.origin(i), layout.titles[i],
-             layout.anchors[i], status, layout.change(i), layout.checked(i), priority) for i, status, priority in present]
+    rows = [
+        (
+            layout.ids[i],
+            layout.parent_id(i),
+            layout.depths[i],
+            layout.kind(i),
+            layout.origin(i),
+            layout.titles[i],
+            layout.anchors[i],
+            status,
+            layout.change(i),
+            layout.checked(i),
+            priority,
+        )
+        for i, status, priority in present
+    ]
     counts: dict[int, dict[str, int]] = {}
-    for node_id, status, n in (Task.objects.filter(project=project, plan_node__isnull=False)
-                               .values_list("plan_node_id", "status").annotate(n=Count("id")).order_by()):
+    for node_id, status, n in (
+        Task.objects.filter(project=project, plan_node__isnull=False)
+        .values_list("plan_node_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         counts.setdefault(node_id, {})[status] = n
     open_depth = 1
     try:
@@ -157,10 +203,18 @@ def plan_tree(request, pk: int):
     for per_status in counts.values():
         for status, n in per_status.items():
             totals[status] = totals.get(status, 0) + n
-    return render(request, "blueprints/plan.html", {
-        "project": project, "active": active, "tree": tree, "node_count": len(rows),
-        "totals": sorted(totals.items()), "open_depth": open_depth,
-    })
+    return render(
+        request,
+        "blueprints/plan.html",
+        {
+            "project": project,
+            "active": active,
+            "tree": tree,
+            "node_count": len(rows),
+            "totals": sorted(totals.items()),
+            "open_depth": open_depth,
+        },
+    )
 
 
 STATUS_LABELS = dict(Task.Status.choices)
@@ -181,19 +235,28 @@ def render_tree(rows, counts, *, open_depth: int, project_id: int) -> str:
         while stack and stack[-1][0] >= depth:
             close()
         label = escape(title or "(untitled)")
-        box = "" if checked is None else ('<span class="box">☑</span> ' if checked else '<span class="box">☐</span> ')
+        box = (
+            ""
+            if checked is None
+            else ('<span class="box">☑</span> ' if checked else '<span class="box">☐</span> ')
+        )
         badges = "".join(
             f'<a class="count status-{s}" href="{tasks_url}?plan_node={node_id}&amp;status={s}" '
             f'title="{escape(STATUS_LABELS.get(s, s))}">{n} {escape(STATUS_LABELS.get(s, s).lower())}</a>'
-            for s, n in sorted(counts.get(node_id, {}).items()))
-        change_mark = f' <span class="change change-{change}">{change}</span>' if change != "unchanged" else ""
+            for s, n in sorted(counts.get(node_id, {}).items())
+        )
+        change_mark = (
+            f' <span class="change change-{change}">{change}</span>' if change != "unchanged" else ""
+        )
         if status != PlanNode.Status.TODO:
             change_mark += f' <span class="pill node-{status}">{status.replace("_", " ")}</span>'
         if priority != 2:
             change_mark += f' <span class="muted">P{priority}</span>'
-        line = (f'<span class="kind kind-{kind}">{kind.replace("_", " ")}</span> {box}'
-                f'<span class="title" title="{escape(anchor)}">{label}</span>{change_mark}'
-                f'<span class="counts">{badges}</span>')
+        line = (
+            f'<span class="kind kind-{kind}">{kind.replace("_", " ")}</span> {box}'
+            f'<span class="title" title="{escape(anchor)}">{label}</span>{change_mark}'
+            f'<span class="counts">{badges}</span>'
+        )
         if node_id in has_children:
             opened = " open" if depth <= open_depth else ""
             out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary><ul>')

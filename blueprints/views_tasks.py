@@ -28,8 +28,6 @@ PER_COLUMN = 50
 TASK_RUNS = 20  # the task page lists its latest runs
 
 
-
-
 def _task(project: Project, task_id: int) -> Task:
     task = Task.objects.filter(project=project, pk=task_id).select_related("plan_node").first()
     if task is None:
@@ -58,8 +56,9 @@ def _node_choices(project: Project, *, limit: int = 500, max_level: int | None =
     for i, _status, _priority in present:
         if layout.flags[i] & CHECKLIST or (max_level is not None and layout.depths[i] > max_level):
             continue
-        choices.append(PlanNode(pk=layout.ids[i], title=layout.titles[i], level=layout.levels[i],
-                                depth=layout.depths[i]))
+        choices.append(
+            PlanNode(pk=layout.ids[i], title=layout.titles[i], level=layout.levels[i], depth=layout.depths[i])
+        )
         if len(choices) >= limit:
             break
     return choices
@@ -106,11 +105,22 @@ def _detail_context(request, project: Project, task: Task, **extra) -> dict:
         "project": project,
         "task": task,
         "deps": view,
-        "form": extra.pop("form", None) or TaskForm(project=project, initial={
-            "title": task.title, "body": task.body, "priority": task.priority,
-            "complexity": task.complexity, "plan_node": task.plan_node_id,
-        }),
-        "targets": [(value, label) for value, label in Task.Status.choices if value in allowed_targets(Task, task.status)],
+        "form": extra.pop("form", None)
+        or TaskForm(
+            project=project,
+            initial={
+                "title": task.title,
+                "body": task.body,
+                "priority": task.priority,
+                "complexity": task.complexity,
+                "plan_node": task.plan_node_id,
+            },
+        ),
+        "targets": [
+            (value, label)
+            for value, label in Task.Status.choices
+            if value in allowed_targets(Task, task.status)
+        ],
         "can_write": has_role(request.user, project, Role.OPERATOR),
         **extra,
     }
@@ -131,7 +141,9 @@ def task_detail(request, pk: int, task_id: int):
 @login_required
 def task_new(request, pk: int):
     project = project_or_404(request, pk, Role.OPERATOR)
-    form = TaskForm(request.POST or None, project=project, initial={"plan_node": request.GET.get("plan_node")})
+    form = TaskForm(
+        request.POST or None, project=project, initial={"plan_node": request.GET.get("plan_node")}
+    )
     error = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -141,7 +153,12 @@ def task_new(request, pk: int):
         else:
             return redirect(reverse("task-detail", args=[project.pk, task.pk]))
     status = 400 if request.method == "POST" else 200
-    return render(request, "blueprints/task_form.html", {"project": project, "form": form, "error": error}, status=status)
+    return render(
+        request,
+        "blueprints/task_form.html",
+        {"project": project, "form": form, "error": error},
+        status=status,
+    )
 
 
 @login_required
@@ -165,8 +182,12 @@ def task_transition(request, pk: int, task_id: int):
     project = project_or_404(request, pk, Role.OPERATOR)
     task = _task(project, task_id)
     try:
-        services.task_transition(task=task, to=request.POST.get("status", ""), actor=request.user,
-                                 reason=request.POST.get("reason", ""))
+        services.task_transition(
+            task=task,
+            to=request.POST.get("status", ""),
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+        )
     except ApplicationError as exc:
         return _detail_error(request, project, task, exc.message)
     return redirect(reverse("task-detail", args=[project.pk, task.pk]))

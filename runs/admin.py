@@ -17,15 +17,40 @@ from runs.backends import backend_label
 from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
 
 STEP_FIELDS = (
-    "seq", "kind", "tool_name", "status", "risky", "risk_reason", "input", "output", "diff", "rollback",
-    "input_tokens", "output_tokens", "cost_usd", "decided_by", "decision_note", "started_at", "ended_at",
+    "seq",
+    "kind",
+    "tool_name",
+    "status",
+    "risky",
+    "risk_reason",
+    "input",
+    "output",
+    "diff",
+    "rollback",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "decided_by",
+    "decision_note",
+    "started_at",
+    "ended_at",
 )
 
 
 class ExecutionStepInline(admin.TabularInline):
     model = ExecutionStep
     extra = 0
-    fields = ("seq", "kind", "tool_name", "status", "risky", "cost_usd", "decided_by", "started_at", "ended_at")
+    fields = (
+        "seq",
+        "kind",
+        "tool_name",
+        "status",
+        "risky",
+        "cost_usd",
+        "decided_by",
+        "started_at",
+        "ended_at",
+    )
     readonly_fields = ("decided_by",)
     show_change_link = True
     ordering = ("seq",)
@@ -57,7 +82,19 @@ class RunMessageInline(admin.TabularInline):
 
 @admin.register(ExecutionRun)
 class ExecutionRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "task_link", "agent", "model", "status", "cost_usd", "turns", "step_count", "created_at", "ended_at")
+    list_display = (
+        "id",
+        "project",
+        "task_link",
+        "agent",
+        "model",
+        "status",
+        "cost_usd",
+        "turns",
+        "step_count",
+        "created_at",
+        "ended_at",
+    )
     list_filter = ("status", "agent_backend", "role", "project")
     list_select_related = ("project", "task")
     search_fields = ("prompt", "branch", "status_reason", "backend_session_id")
@@ -65,12 +102,49 @@ class ExecutionRunAdmin(admin.ModelAdmin):
     inlines = [ExecutionStepInline, RunMessageInline]
     actions = ["cancel_runs"]
     readonly_fields = (
-        "project", "task", "role", "agent_backend", "model", "prompt", "status", "status_reason", "autonomy_mode",
-        "settings", "worktree_path", "branch", "base_commit", "head_commit", "diff_summary", "worktree_removed_at",
-        "lease_owner", "lease_expires_at", "heartbeat_at", "pid", "child_pids", "stop_requested_at", "stop_force",
-        "last_step_seq", "attempt", "retry_of", "resumed_from", "backend_session_id", "cost_usd", "input_tokens",
-        "output_tokens", "cache_read_tokens", "cache_write_tokens", "turns", "result_summary", "error", "created_by",
-        "created_at", "updated_at", "queued_at", "started_at", "first_step_at", "ended_at",
+        "project",
+        "task",
+        "role",
+        "agent_backend",
+        "model",
+        "prompt",
+        "status",
+        "status_reason",
+        "autonomy_mode",
+        "settings",
+        "worktree_path",
+        "branch",
+        "base_commit",
+        "head_commit",
+        "diff_summary",
+        "worktree_removed_at",
+        "lease_owner",
+        "lease_expires_at",
+        "heartbeat_at",
+        "pid",
+        "child_pids",
+        "stop_requested_at",
+        "stop_force",
+        "last_step_seq",
+        "attempt",
+        "retry_of",
+        "resumed_from",
+        "backend_session_id",
+        "cost_usd",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "turns",
+        "result_summary",
+        "error",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "queued_at",
+        "started_at",
+        "first_step_at",
+        "ended_at",
     )
 
     def get_queryset(self, request):
@@ -105,7 +179,18 @@ class ExecutionRunAdmin(admin.ModelAdmin):
 
 @admin.register(ExecutionStep)
 class ExecutionStepAdmin(admin.ModelAdmin):
-    list_display = ("id", "run", "seq", "kind", "tool_name", "status", "risky", "cost_usd", "decided_by", "started_at")
+    list_display = (
+        "id",
+        "run",
+        "seq",
+        "kind",
+        "tool_name",
+        "status",
+        "risky",
+        "cost_usd",
+        "decided_by",
+        "started_at",
+    )
     list_filter = ("status", "kind", "risky")
     list_select_related = ("run", "decided_by")
     search_fields = ("tool_name", "output")
@@ -130,7 +215,18 @@ class RunMessageAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "run", "agent_backend", "model", "input_tokens", "output_tokens", "cost_usd", "priced", "created_at")
+    list_display = (
+        "id",
+        "project",
+        "run",
+        "agent_backend",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "priced",
+        "created_at",
+    )
     list_filter = ("priced", "agent_backend", "model", "project")
     list_select_related = ("project", "run")
     date_hierarchy = "created_at"

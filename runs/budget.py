@@ -40,7 +40,12 @@ def price_for(model: str) -> dict[str, Decimal] | None:
 
 
 def cost_of(
-    model: str, *, input_tokens: int = 0, output_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0
+    model: str,
+    *,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
 ) -> tuple[Decimal, bool]:
     """(cost in USD, priced?) for one call."""
     price = price_for(model)
@@ -114,9 +119,9 @@ def day_bounds(day: dt.date | None = None) -> tuple[dt.datetime, dt.datetime]:
 def project_spent_on(project_id: int, day: dt.date | None = None) -> Decimal:
     """Sum of the project's usage cost on a day (today by default) — the daily cap's measure."""
     start, end = day_bounds(day)
-    return UsageRecord.objects.filter(project_id=project_id, created_at__gte=start, created_at__lt=end).aggregate(
-        total=_money("cost_usd")
-    )["total"]
+    return UsageRecord.objects.filter(
+        project_id=project_id, created_at__gte=start, created_at__lt=end
+    ).aggregate(total=_money("cost_usd"))["total"]
 
 
 def run_cost(run_id: int) -> Decimal:
@@ -131,7 +136,11 @@ def cost_by_model(*, project_id: int | None = None, run_id: int | None = None) -
         qs = qs.filter(run_id=run_id)
     return list(
         qs.values("model")
-        .annotate(cost_usd=_money("cost_usd"), input_tokens=Coalesce(Sum("input_tokens"), 0),
-                  output_tokens=Coalesce(Sum("output_tokens"), 0), calls=Count("id"))
+        .annotate(
+            cost_usd=_money("cost_usd"),
+            input_tokens=Coalesce(Sum("input_tokens"), 0),
+            output_tokens=Coalesce(Sum("output_tokens"), 0),
+            calls=Count("id"),
+        )
         .order_by("-cost_usd")
     )

@@ -97,7 +97,9 @@ def stacked_bars(
     n = 0
     while n * step <= axis_max + 1e-12:
         y = top + plot_h - (n * step) / axis_max * plot_h
-        chart.ticks.append({"x": left - 6, "y": round(y, 1), "x1": left, "x2": left + plot_w, "label": fmt(n * step)})
+        chart.ticks.append(
+            {"x": left - 6, "y": round(y, 1), "x1": left, "x2": left + plot_w, "label": fmt(n * step)}
+        )
         n += 1
     slot = plot_w / max(len(categories), 1)
     bar_w = max(min(slot * 0.7, 48), 2)
@@ -111,14 +113,29 @@ def stacked_bars(
                 continue
             h = value / axis_max * plot_h
             base -= h
-            chart.bars.append(Rect(round(x, 1), round(base, 1), round(bar_w, 1), round(h, 1),
-                                   f"series-{s % SERIES}", f"{category} · {name}: {fmt(value)}"))
+            chart.bars.append(
+                Rect(
+                    round(x, 1),
+                    round(base, 1),
+                    round(bar_w, 1),
+                    round(h, 1),
+                    f"series-{s % SERIES}",
+                    f"{category} · {name}: {fmt(value)}",
+                )
+            )
         if totals[i] > 0:
-            chart.values.append({"x": round(x + bar_w / 2, 1), "y": round(base - 4, 1), "text": fmt(totals[i]),
-                                 "anchor": "middle"})
+            chart.values.append(
+                {
+                    "x": round(x + bar_w / 2, 1),
+                    "y": round(base - 4, 1),
+                    "text": fmt(totals[i]),
+                    "anchor": "middle",
+                }
+            )
         if i % every == 0:
-            chart.labels.append({"x": round(x + bar_w / 2, 1), "y": top + plot_h + 16, "text": category,
-                                 "anchor": "middle"})
+            chart.labels.append(
+                {"x": round(x + bar_w / 2, 1), "y": top + plot_h + 16, "text": category, "anchor": "middle"}
+            )
     chart.legend = [{"css": f"series-{s % SERIES}", "text": name} for s, (name, _) in enumerate(series)]
     return chart
 
@@ -144,18 +161,37 @@ def hbars(
     n = 0
     while n * step <= axis_max + 1e-12:
         x = left + (n * step) / axis_max * plot_w
-        chart.ticks.append({"x": round(x, 1), "y": height - bottom + 16, "y1": top, "y2": height - bottom,
-                            "label": fmt(n * step), "vertical": True})
+        chart.ticks.append(
+            {
+                "x": round(x, 1),
+                "y": height - bottom + 16,
+                "y1": top,
+                "y2": height - bottom,
+                "label": fmt(n * step),
+                "vertical": True,
+            }
+        )
         n += 1
     for i, (label, value) in enumerate(rows):
         y = top + i * row_h + 4
         w = float(value or 0) / axis_max * plot_w
-        chart.bars.append(Rect(left, y, round(w, 1), row_h - 8, f"series-{i % SERIES}", f"{label}: {fmt(value)}"))
+        chart.bars.append(
+            Rect(left, y, round(w, 1), row_h - 8, f"series-{i % SERIES}", f"{label}: {fmt(value)}")
+        )
         chart.labels.append({"x": left - 8, "y": y + row_h / 2, "text": label[:26], "anchor": "end"})
-        chart.values.append({"x": round(left + w + 6, 1), "y": y + row_h / 2, "text": fmt(value), "anchor": "start"})
+        chart.values.append(
+            {"x": round(left + w + 6, 1), "y": y + row_h / 2, "text": fmt(value), "anchor": "start"}
+        )
         cap = caps[i] if i < len(caps) else None
         if cap is not None:
             cx = round(left + float(cap) / axis_max * plot_w, 1)
-            chart.markers.append({"x1": cx, "y1": y - 2, "x2": cx, "y2": y + row_h - 6,
-                                  "title": f"{label}: daily cap {fmt(cap)}"})
+            chart.markers.append(
+                {
+                    "x1": cx,
+                    "y1": y - 2,
+                    "x2": cx,
+                    "y2": y + row_h - 6,
+                    "title": f"{label}: daily cap {fmt(cap)}",
+                }
+            )
     return chart

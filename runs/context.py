@@ -48,7 +48,9 @@ def stuck_repeat(run) -> int:
 
 
 def stuck_idle_turns(run) -> int:
-    return int((run.settings or {}).get("stuck_idle_turns") or getattr(settings, "AUTOPILOT_STUCK_IDLE_TURNS", 10))
+    return int(
+        (run.settings or {}).get("stuck_idle_turns") or getattr(settings, "AUTOPILOT_STUCK_IDLE_TURNS", 10)
+    )
 
 
 def allocate_seq(run_id: int) -> int:
@@ -166,7 +168,9 @@ class WorkerStepHandle(StepHandle):
             else:
                 transition(self.step, status, fields=fields, event_data={"run": ctx.run_id, "seq": self.seq})
             record_event(
-                kind="executionstep.updated", subject=ctx.run, project=ctx.project_id,
+                kind="executionstep.updated",
+                subject=ctx.run,
+                project=ctx.project_id,
                 data={"step": self.step_id, "seq": self.seq, "status": status},
             )
 
@@ -187,7 +191,9 @@ class WorkerStepHandle(StepHandle):
 class WorkerRunContext(RunContext):
     """Built by runs.worker.RunWorker once the workspace exists."""
 
-    def __init__(self, *, run: ExecutionRun, workspace, home: Path, artifacts_dir: Path, resume_session_id: str = ""):
+    def __init__(
+        self, *, run: ExecutionRun, workspace, home: Path, artifacts_dir: Path, resume_session_id: str = ""
+    ):
         self.run = run
         self.run_id = run.pk
         self.project_id = run.project_id
@@ -239,9 +245,11 @@ class WorkerRunContext(RunContext):
     def check(self) -> None:
         if self.lease_lost:
             raise LimitExceeded("worker lost its lease (another worker or the reaper took the run over)")
-        row = ExecutionRun.objects.filter(pk=self.run_id).values(
-            "stop_requested_at", "cost_usd", "turns", "status_reason"
-        ).get()
+        row = (
+            ExecutionRun.objects.filter(pk=self.run_id)
+            .values("stop_requested_at", "cost_usd", "turns", "status_reason")
+            .get()
+        )
         if self.stop_event.is_set() or row["stop_requested_at"]:
             raise RunStopped(self.stop_reason or row["status_reason"] or "stopped by request")
         if time.monotonic() > self.deadline:
@@ -261,7 +269,9 @@ class WorkerRunContext(RunContext):
     def take_messages(self) -> list[str]:
         with self.lock, transaction.atomic():
             pending = list(
-                RunMessage.objects.select_for_update().filter(run_id=self.run_id, delivered_at__isnull=True).order_by("created_at", "id")
+                RunMessage.objects.select_for_update()
+                .filter(run_id=self.run_id, delivered_at__isnull=True)
+                .order_by("created_at", "id")
             )
             if not pending:
                 return []
@@ -269,17 +279,30 @@ class WorkerRunContext(RunContext):
             RunMessage.objects.filter(pk__in=[m.pk for m in pending]).update(delivered_at=now)
             for message in pending:
                 create_step(
-                    run=self.run, kind=ExecutionStep.Kind.MESSAGE, redactor=self.redactor, artifacts_dir=self.artifacts_dir,
-                    tool_name="human_message", input={"body": message.body, "author": message.author_id},
-                    status=ExecutionStep.Status.COMPLETED, output="delivered to the agent",
+                    run=self.run,
+                    kind=ExecutionStep.Kind.MESSAGE,
+                    redactor=self.redactor,
+                    artifacts_dir=self.artifacts_dir,
+                    tool_name="human_message",
+                    input={"body": message.body, "author": message.author_id},
+                    status=ExecutionStep.Status.COMPLETED,
+                    output="delivered to the agent",
                 )
         self._idle_turns = 0
         return [self.redactor(m.body) for m in pending]
 
     # -- steps, usage ---------------------------------------------------------------------------
 
-    NOT_TOOL_CALLS = frozenset({ExecutionStep.Kind.LLM_TURN, ExecutionStep.Kind.MESSAGE, ExecutionStep.Kind.SETUP,
-                                ExecutionStep.Kind.COMMIT, ExecutionStep.Kind.TEST, ExecutionStep.Kind.APPROVAL})
+    NOT_TOOL_CALLS = frozenset(
+        {
+            ExecutionStep.Kind.LLM_TURN,
+            ExecutionStep.Kind.MESSAGE,
+            ExecutionStep.Kind.SETUP,
+            ExecutionStep.Kind.COMMIT,
+            ExecutionStep.Kind.TEST,
+            ExecutionStep.Kind.APPROVAL,
+        }
+    )
 
     def _track_call(self, tool_name: str, input: dict | None, kind: str = "") -> None:
         """The stuck-loop detector sees tool calls only (model turns in between do not break a repeat)."""
@@ -291,7 +314,9 @@ class WorkerRunContext(RunContext):
         if len(self._calls) >= limit and len(set(list(self._calls)[-limit:])) == 1:
             self._stuck_reason = f"stuck loop: the same tool call ({tool_name}) was repeated {limit} times"
 
-    def begin_step(self, kind: str, *, tool_name: str = "", input: dict | None = None, verdict: Verdict | None = None) -> WorkerStepHandle:
+    def begin_step(
+        self, kind: str, *, tool_name: str = "", input: dict | None = None, verdict: Verdict | None = None
+    ) -> WorkerStepHandle:
         self._track_call(tool_name, input, kind)
         status = ExecutionStep.Status.RUNNING
         if verdict is not None and verdict.action != "allow":
@@ -300,29 +325,70 @@ class WorkerRunContext(RunContext):
             status = ExecutionStep.Status.PENDING
         with self.lock:
             step = create_step(
-                run=self.run, kind=kind, redactor=self.redactor, artifacts_dir=self.artifacts_dir, tool_name=tool_name,
-                input=input, status=status, risky=bool(verdict and verdict.risky),
+                run=self.run,
+                kind=kind,
+                redactor=self.redactor,
+                artifacts_dir=self.artifacts_dir,
+                tool_name=tool_name,
+                input=input,
+                status=status,
+                risky=bool(verdict and verdict.risky),
                 risk_reason=(verdict.reason if verdict and verdict.risky else ""),
             )
         return WorkerStepHandle(self, step)
 
-    def record_step(self, kind: str, *, tool_name: str = "", input: dict | None = None, output: str = "",
-                    status: str = "completed", diff: str = "", rollback: dict | None = None, input_tokens: int = 0,
-                    output_tokens: int = 0, cost_usd: Decimal | None = None) -> ExecutionStep:
+    def record_step(
+        self,
+        kind: str,
+        *,
+        tool_name: str = "",
+        input: dict | None = None,
+        output: str = "",
+        status: str = "completed",
+        diff: str = "",
+        rollback: dict | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: Decimal | None = None,
+    ) -> ExecutionStep:
         self._track_call(tool_name, input, kind)
         with self.lock:
             return create_step(
-                run=self.run, kind=kind, redactor=self.redactor, artifacts_dir=self.artifacts_dir, tool_name=tool_name,
-                input=input, status=status, output=output, diff=diff, rollback=rollback, input_tokens=input_tokens,
-                output_tokens=output_tokens, cost_usd=cost_usd,
+                run=self.run,
+                kind=kind,
+                redactor=self.redactor,
+                artifacts_dir=self.artifacts_dir,
+                tool_name=tool_name,
+                input=input,
+                status=status,
+                output=output,
+                diff=diff,
+                rollback=rollback,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost_usd,
             )
 
-    def record_usage(self, *, model: str, input_tokens: int = 0, output_tokens: int = 0, cache_read_tokens: int = 0,
-                     cache_write_tokens: int = 0, cost_usd: Decimal | None = None, step_id: int | None = None) -> Decimal:
+    def record_usage(
+        self,
+        *,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cost_usd: Decimal | None = None,
+        step_id: int | None = None,
+    ) -> Decimal:
         with self.lock:
             record = budget.usage_record(
-                run=self.run, model=model or self.model, input_tokens=input_tokens, output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens, cost_usd=cost_usd,
+                run=self.run,
+                model=model or self.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                cost_usd=cost_usd,
                 step_id=step_id,
             )
             if step_id:
@@ -363,7 +429,11 @@ class WorkerRunContext(RunContext):
 
     def _wait(self, handle: WorkerStepHandle, waiting_status: str) -> ExecutionStep:
         while True:
-            step = ExecutionStep.objects.filter(pk=handle.step_id).only("status", "decided_by_id", "decision_note").get()
+            step = (
+                ExecutionStep.objects.filter(pk=handle.step_id)
+                .only("status", "decided_by_id", "decision_note")
+                .get()
+            )
             if step.status != waiting_status:
                 return step
             if self.stop_event.is_set():
@@ -378,8 +448,12 @@ class WorkerRunContext(RunContext):
         assert isinstance(step, WorkerStepHandle)
         with transaction.atomic():
             run = locks.lock_run(self.run_id)  # the run before its step: the lock order (runs.locks)
-            transition(step.step, ExecutionStep.Status.NEEDS_APPROVAL, reason=reason, event_data={"run": self.run_id})
-            transition(run, ExecutionRun.Status.WAITING_APPROVAL, reason=reason, fields={"status_reason": reason})
+            transition(
+                step.step, ExecutionStep.Status.NEEDS_APPROVAL, reason=reason, event_data={"run": self.run_id}
+            )
+            transition(
+                run, ExecutionRun.Status.WAITING_APPROVAL, reason=reason, fields={"status_reason": reason}
+            )
         try:
             decided = self._wait(step, ExecutionStep.Status.NEEDS_APPROVAL)
         except (RunStopped, LimitExceeded):
@@ -412,8 +486,14 @@ class WorkerRunContext(RunContext):
             raise GuardRefused(verdict.reason)
         self.note_command(parsed.text)
         return execute(
-            parsed, cwd=self.cwd, home=self.home, writable=[self.workspace, self.home], timeout=timeout,
-            artifact_dir=self.artifacts_dir, redact=self.redactor, on_start=self.register_process,
+            parsed,
+            cwd=self.cwd,
+            home=self.home,
+            writable=[self.workspace, self.home],
+            timeout=timeout,
+            artifact_dir=self.artifacts_dir,
+            redact=self.redactor,
+            on_start=self.register_process,
             on_exit=self.unregister_process,
         )
 
@@ -434,7 +514,10 @@ class WorkerRunContext(RunContext):
 
     def llm_env(self, provider: str) -> dict[str, str]:
         if provider == "anthropic":
-            pairs = {"ANTHROPIC_BASE_URL": settings.ANTHROPIC_BASE_URL, "ANTHROPIC_API_KEY": settings.ANTHROPIC_API_KEY}
+            pairs = {
+                "ANTHROPIC_BASE_URL": settings.ANTHROPIC_BASE_URL,
+                "ANTHROPIC_API_KEY": settings.ANTHROPIC_API_KEY,
+            }
         elif provider == "openai":
             pairs = {"OPENAI_BASE_URL": settings.OPENAI_BASE_URL, "OPENAI_API_KEY": settings.OPENAI_API_KEY}
         else:

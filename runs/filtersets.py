@@ -35,12 +35,21 @@ class RunFilterSet(FilterSet):
     role = django_filters.ChoiceFilter(choices=RunRole.choices)
     task = IdFilter(field_name="task_id", label="Task #")
     since = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__gte", label="From", widget=forms.DateInput(attrs={"type": "date"}))
+        field_name="created_at",
+        lookup_expr="date__gte",
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
     until = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__lte", label="To", widget=forms.DateInput(attrs={"type": "date"}))
+        field_name="created_at",
+        lookup_expr="date__lte",
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
     q = django_filters.CharFilter(method="filter_q", label="Text (prompt or summary)")
     sort = django_filters.OrderingFilter(
-        fields=[(field, key) for key, field in SORTS.items()], label="Sort",
+        fields=[(field, key) for key, field in SORTS.items()],
+        label="Sort",
         help_text="One of " + ", ".join(SORTS) + "; a leading '-' sorts descending.",
     )
 

@@ -70,22 +70,85 @@ from runs.backends.base import CommandResult, GuardRefused, Verdict
 
 SAFE_PROGRAMS = frozenset(
     {
-        "ls", "cat", "head", "tail", "wc", "grep", "rg", "find", "pwd", "echo", "printf", "diff", "sort",
-        "uniq", "cut", "tr", "stat", "file", "tree", "true", "false", "test", "mkdir", "touch", "basename",
-        "dirname", "realpath", "python", "python3", "pytest", "git",
+        "ls",
+        "cat",
+        "head",
+        "tail",
+        "wc",
+        "grep",
+        "rg",
+        "find",
+        "pwd",
+        "echo",
+        "printf",
+        "diff",
+        "sort",
+        "uniq",
+        "cut",
+        "tr",
+        "stat",
+        "file",
+        "tree",
+        "true",
+        "false",
+        "test",
+        "mkdir",
+        "touch",
+        "basename",
+        "dirname",
+        "realpath",
+        "python",
+        "python3",
+        "pytest",
+        "git",
     }
 )
 GIT_SAFE_SUBCOMMANDS = frozenset(
-    {"status", "diff", "log", "show", "rev-parse", "ls-files", "blame", "grep", "branch", "shortlog", "describe"}
+    {
+        "status",
+        "diff",
+        "log",
+        "show",
+        "rev-parse",
+        "ls-files",
+        "blame",
+        "grep",
+        "branch",
+        "shortlog",
+        "describe",
+    }
 )
 NETWORK_PROGRAMS = frozenset(
-    {"curl", "wget", "ssh", "scp", "sftp", "nc", "ncat", "netcat", "telnet", "ftp", "rsync", "socat", "http",
-     "https", "aria2c", "nmap", "dig", "nslookup", "ping"}
+    {
+        "curl",
+        "wget",
+        "ssh",
+        "scp",
+        "sftp",
+        "nc",
+        "ncat",
+        "netcat",
+        "telnet",
+        "ftp",
+        "rsync",
+        "socat",
+        "http",
+        "https",
+        "aria2c",
+        "nmap",
+        "dig",
+        "nslookup",
+        "ping",
+    }
 )
 DELETE_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink"})
-ESCALATION_PROGRAMS = frozenset({"sudo", "su", "doas", "chroot", "nsenter", "env", "xargs", "nohup", "setsid"})
+ESCALATION_PROGRAMS = frozenset(
+    {"sudo", "su", "doas", "chroot", "nsenter", "env", "xargs", "nohup", "setsid"}
+)
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "fish", "ksh", "csh", "tcsh"})
-SHELL_OPERATORS = frozenset({";", "&&", "||", "|", "&", ">", "<", ">>", "<<", ";;", "|&", ">&", "<&", "(", ")"})
+SHELL_OPERATORS = frozenset(
+    {";", "&&", "||", "|", "&", ">", "<", ">>", "<<", ";;", "|&", ">&", "<&", "(", ")"}
+)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 EXPANSION = re.compile(r"\$[A-Za-z_{(]|`")
 
@@ -207,19 +270,45 @@ def _allowlisted(argv: list[str], allowlist: Sequence[str]) -> bool:
 
 
 GIT_BRANCH_LIST_OPTIONS = frozenset(
-    {"-a", "--all", "-r", "--remotes", "-l", "--list", "-v", "-vv", "--verbose", "--show-current",
-     "--no-color", "--color", "--column", "--no-column", "-q", "--quiet", "-i", "--ignore-case"}
+    {
+        "-a",
+        "--all",
+        "-r",
+        "--remotes",
+        "-l",
+        "--list",
+        "-v",
+        "-vv",
+        "--verbose",
+        "--show-current",
+        "--no-color",
+        "--color",
+        "--column",
+        "--no-column",
+        "-q",
+        "--quiet",
+        "-i",
+        "--ignore-case",
+    }
 )
 GIT_BRANCH_LIST_PREFIXES = (
-    "--contains", "--no-contains", "--merged", "--no-merged", "--points-at", "--sort=", "--format=",
-    "--color=", "--column=", "--abbrev=",
+    "--contains",
+    "--no-contains",
+    "--merged",
+    "--no-merged",
+    "--points-at",
+    "--sort=",
+    "--format=",
+    "--color=",
+    "--column=",
+    "--abbrev=",
 )
 
 
 def _git_branch_lists_only(argv: list[str]) -> bool:
     """`git branch` only lists branches: no positional argument (it would create one) unless
     --list is given, and no option that deletes, moves, copies, forces or sets upstreams."""
-    args = argv[argv.index("branch") + 1:]
+    args = argv[argv.index("branch") + 1 :]
     listing = any(a in {"-l", "--list"} for a in args)
     for arg in args:
         if arg.startswith("-"):
@@ -230,7 +319,9 @@ def _git_branch_lists_only(argv: list[str]) -> bool:
     return True
 
 
-def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: bool = False) -> tuple[bool, str]:
+def classify_command(
+    argv: list[str], *, allowlist: Sequence[str] = (), shell: bool = False
+) -> tuple[bool, str]:
     """(risky, reason) for a parsed command. An explicit allowlist entry makes it not risky."""
     if not argv:
         return True, "empty command"
@@ -261,7 +352,9 @@ def classify_command(argv: list[str], *, allowlist: Sequence[str] = (), shell: b
         if sub == "branch" and not _git_branch_lists_only(argv):
             return True, "git branch that creates, moves or deletes a branch"
         return False, ""
-    if name == "find" and any(a in {"-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint"} for a in argv[1:]):
+    if name == "find" and any(
+        a in {"-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint"} for a in argv[1:]
+    ):
         return True, "find with -delete/-exec"
     if name not in SAFE_PROGRAMS:
         return True, f"'{name}' is not in the allowlist"
@@ -390,7 +483,17 @@ def command_paths(
 # --- The policy for one run -----------------------------------------------------------------------
 
 READ_TOOLS = {"read_file", "Read", "NotebookRead", "list_dir", "LS", "Glob", "Grep", "search", "read"}
-WRITE_TOOLS = {"write_file", "edit_file", "Write", "Edit", "MultiEdit", "NotebookEdit", "write", "edit", "apply_patch"}
+WRITE_TOOLS = {
+    "write_file",
+    "edit_file",
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "NotebookEdit",
+    "write",
+    "edit",
+    "apply_patch",
+}
 COMMAND_TOOLS = {"run_terminal", "Bash", "exec_command", "shell", "local_shell", "BashOutput"}
 NETWORK_TOOLS = {"WebFetch", "WebSearch", "web_search", "fetch"}
 HARMLESS_TOOLS = {"finish", "TodoWrite", "Task", "ExitPlanMode", "KillShell", "KillBash"}
@@ -520,10 +623,30 @@ def scrubbed_env(home: Path | str, extra: dict[str, str] | None = None) -> dict[
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 ETC_ENTRIES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates", "ca-certificates.conf", "pki",
-    "passwd", "group", "nsswitch.conf", "localtime", "timezone", "alternatives", "hosts", "host.conf",
-    "gai.conf", "services", "protocols", "mime.types", "magic", "magic.mime", "terminfo",
-    "python3", f"python{sys.version_info.major}.{sys.version_info.minor}",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "hosts",
+    "host.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "terminfo",
+    "python3",
+    f"python{sys.version_info.major}.{sys.version_info.minor}",
 )
 NETWORK_ETC_ENTRIES = ("resolv.conf",)
 SANDBOX_LABEL = "bwrap (minimal view: worktree read-write, system read-only, private /tmp and HOME"
@@ -587,12 +710,24 @@ def git_binds(worktree: Path) -> list[str]:
     common = (admin / common_rel).resolve()
     if not admin.is_dir() or not common.is_dir() or not _inside(admin, common / "worktrees"):
         return []
-    return ["--ro-bind", str(common), str(common), "--tmpfs", str(common / "worktrees"),
-            "--bind", str(admin), str(admin)]
+    return [
+        "--ro-bind",
+        str(common),
+        str(common),
+        "--tmpfs",
+        str(common / "worktrees"),
+        "--bind",
+        str(admin),
+        str(admin),
+    ]
 
 
 def sandbox_argv(
-    argv: list[str], *, cwd: Path, writable: Sequence[Path], network: bool = False,
+    argv: list[str],
+    *,
+    cwd: Path,
+    writable: Sequence[Path],
+    network: bool = False,
     readonly: Sequence[Path] = (),
 ) -> tuple[list[str], str]:
     """Wrap argv in bubblewrap when available: (argv, sandbox label). See the module docstring for
@@ -621,8 +756,16 @@ def sandbox_argv(
         wrapped += git_binds(Path(path).resolve())
     if not network:
         wrapped.append("--unshare-net")
-    wrapped += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
-                "--chdir", str(cwd), "--"]
+    wrapped += [
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+        "--chdir",
+        str(cwd),
+        "--",
+    ]
     label = SANDBOX_LABEL + (", network on)" if network else ", no network)")
     return wrapped + argv, label
 
@@ -666,7 +809,12 @@ def execute(
         env["PATH"] = sandbox_path_variable(sandbox_readonly_paths())
     try:
         proc = subprocess.Popen(
-            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv,
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -696,7 +844,9 @@ def execute(
             path = artifact_dir / f"output-{int(time.time())}-{uuid.uuid4().hex[:8]}.txt"
             path.write_text(text)
             artifact = str(path)
-        text = text[:cap] + f"\n[output truncated: {len(text)} characters; full output in the step's artifact]"
+        text = (
+            text[:cap] + f"\n[output truncated: {len(text)} characters; full output in the step's artifact]"
+        )
     return CommandResult(
         exit_code=None if timed_out else proc.returncode,
         output=text,

@@ -44,11 +44,22 @@ class ExecutionRun(models.Model):
     FAILED = frozenset({Status.FAILED, Status.TIMED_OUT})
     TRANSITIONS = {
         Status.QUEUED: frozenset({Status.PREPARING, Status.CANCELLED, Status.FAILED}),
-        Status.PREPARING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}),
-        Status.RUNNING: frozenset(
-            {Status.WAITING_APPROVAL, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}
+        Status.PREPARING: frozenset(
+            {Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.QUEUED}
         ),
-        Status.WAITING_APPROVAL: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}),
+        Status.RUNNING: frozenset(
+            {
+                Status.WAITING_APPROVAL,
+                Status.SUCCEEDED,
+                Status.FAILED,
+                Status.CANCELLED,
+                Status.TIMED_OUT,
+                Status.QUEUED,
+            }
+        ),
+        Status.WAITING_APPROVAL: frozenset(
+            {Status.RUNNING, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+        ),
         Status.SUCCEEDED: frozenset(),
         Status.FAILED: frozenset(),
         Status.CANCELLED: frozenset(),
@@ -56,17 +67,23 @@ class ExecutionRun(models.Model):
     }
 
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="runs")
-    task = models.ForeignKey("blueprints.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    task = models.ForeignKey(
+        "blueprints.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     role = models.CharField(max_length=20, choices=RunRole.choices, default=RunRole.CODE)
     agent_backend = models.CharField(max_length=40, choices=AgentBackend.choices)
     model = models.CharField(max_length=200, blank=True)
     prompt = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     status_reason = models.TextField(blank=True, help_text="Why the run is in its current (terminal) state.")
-    autonomy_mode = models.CharField(max_length=20, blank=True, help_text="The project's mode when the run was created.")
+    autonomy_mode = models.CharField(
+        max_length=20, blank=True, help_text="The project's mode when the run was created."
+    )
     priority = models.PositiveSmallIntegerField(default=2)
     settings = models.JSONField(
-        default=dict, blank=True, help_text='Backend settings, e.g. {"script": [...], "step_through": true} for scripted.'
+        default=dict,
+        blank=True,
+        help_text='Backend settings, e.g. {"script": [...], "step_through": true} for scripted.',
     )
 
     # Workspace
@@ -83,14 +100,24 @@ class ExecutionRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
-    stop_force = models.BooleanField(default=False, help_text="The stop asked to kill the agent after a grace period.")
-    child_pids = models.JSONField(default=list, blank=True, help_text="Agent process groups to kill on a forced stop.")
-    last_step_seq = models.PositiveIntegerField(default=0, help_text="Counter that allocates step sequence numbers.")
+    stop_force = models.BooleanField(
+        default=False, help_text="The stop asked to kill the agent after a grace period."
+    )
+    child_pids = models.JSONField(
+        default=list, blank=True, help_text="Agent process groups to kill on a forced stop."
+    )
+    last_step_seq = models.PositiveIntegerField(
+        default=0, help_text="Counter that allocates step sequence numbers."
+    )
 
     # Lineage
     attempt = models.PositiveSmallIntegerField(default=1)
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
-    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes"
+    )
     backend_session_id = models.CharField(max_length=200, blank=True)
 
     # Limits and cost
@@ -108,7 +135,9 @@ class ExecutionRun(models.Model):
     result_summary = models.TextField(blank=True)
     error = models.TextField(blank=True)
 
-    created_by = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -120,15 +149,18 @@ class ExecutionRun(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(budget_usd__gte=0), name="run_budget_not_negative",
+                condition=Q(budget_usd__gte=0),
+                name="run_budget_not_negative",
                 violation_error_message="A run's budget cannot be negative.",
             ),
             models.CheckConstraint(
-                condition=Q(cost_usd__gte=0), name="run_cost_not_negative",
+                condition=Q(cost_usd__gte=0),
+                name="run_cost_not_negative",
                 violation_error_message="A run's cost cannot be negative.",
             ),
             models.CheckConstraint(
-                condition=Q(priority__lte=5), name="run_priority_range",
+                condition=Q(priority__lte=5),
+                name="run_priority_range",
                 violation_error_message="Priority is 0–5.",
             ),
             # The manager never starts a task twice: at most one queued or active code run per task.
@@ -186,7 +218,9 @@ class ExecutionStep(models.Model):
     # WAITING: a human must decide (approve or reject) before the run goes on.
     WAITING = frozenset({Status.NEEDS_APPROVAL})
     TRANSITIONS = {
-        Status.PENDING: frozenset({Status.NEEDS_APPROVAL, Status.RUNNING, Status.SKIPPED, Status.COMPLETED, Status.FAILED}),
+        Status.PENDING: frozenset(
+            {Status.NEEDS_APPROVAL, Status.RUNNING, Status.SKIPPED, Status.COMPLETED, Status.FAILED}
+        ),
         Status.NEEDS_APPROVAL: frozenset({Status.RUNNING, Status.SKIPPED, Status.FAILED}),
         Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED}),
         Status.COMPLETED: frozenset({Status.ROLLED_BACK}),
@@ -205,13 +239,17 @@ class ExecutionStep(models.Model):
     input = models.JSONField(default=dict, blank=True)
     output = models.TextField(blank=True)
     output_truncated = models.BooleanField(default=False)
-    artifact_path = models.CharField(max_length=1000, blank=True, help_text="Full output when it was too large.")
+    artifact_path = models.CharField(
+        max_length=1000, blank=True, help_text="Full output when it was too large."
+    )
     diff = models.TextField(blank=True)
     rollback = models.JSONField(default=dict, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    decided_by = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decision_note = models.TextField(blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -222,7 +260,8 @@ class ExecutionStep(models.Model):
         ordering = ["run_id", "seq"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "seq"], name="step_unique_seq_per_run",
+                fields=["run", "seq"],
+                name="step_unique_seq_per_run",
                 violation_error_message="Step sequence numbers are unique within a run.",
             ),
         ]
@@ -245,7 +284,9 @@ class RunMessage(models.Model):
     """A human's message to a running or finished run."""
 
     run = models.ForeignKey(ExecutionRun, on_delete=models.CASCADE, related_name="messages")
-    author = models.ForeignKey(conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     body = models.TextField()
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -262,8 +303,12 @@ class UsageRecord(models.Model):
     """One LLM call or agent turn."""
 
     project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="usage_records")
-    run = models.ForeignKey(ExecutionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="usage_records")
-    step = models.ForeignKey(ExecutionStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records")
+    run = models.ForeignKey(
+        ExecutionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="usage_records"
+    )
+    step = models.ForeignKey(
+        ExecutionStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
     agent_backend = models.CharField(max_length=40, blank=True)
     model = models.CharField(max_length=200)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -271,14 +316,17 @@ class UsageRecord(models.Model):
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    priced = models.BooleanField(default=True, help_text="False when the model was missing from the price table.")
+    priced = models.BooleanField(
+        default=True, help_text="False when the model was missing from the price table."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(cost_usd__gte=0), name="usage_cost_not_negative",
+                condition=Q(cost_usd__gte=0),
+                name="usage_cost_not_negative",
                 violation_error_message="Cost cannot be negative.",
             ),
         ]

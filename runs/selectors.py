@@ -16,7 +16,9 @@ def runs_visible_to(user) -> QuerySet[ExecutionRun]:
     return ExecutionRun.objects.filter(project__in=visible_projects(user)).select_related("project", "task")
 
 
-def run_list(*, project, status: str | None = None, task_id: int | None = None, agent: str | None = None) -> QuerySet[ExecutionRun]:
+def run_list(
+    *, project, status: str | None = None, task_id: int | None = None, agent: str | None = None
+) -> QuerySet[ExecutionRun]:
     qs = ExecutionRun.objects.filter(project=project).select_related("project", "task")
     if status:
         qs = qs.filter(status__in=status.split(","))
@@ -74,7 +76,9 @@ def step_to_dict(step: ExecutionStep, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-def run_to_dict(run: ExecutionRun, *, steps: list[ExecutionStep] | None = None, full_steps: bool = False) -> dict[str, Any]:
+def run_to_dict(
+    run: ExecutionRun, *, steps: list[ExecutionStep] | None = None, full_steps: bool = False
+) -> dict[str, Any]:
     """The run as one JSON object (CLI --json, `session show`): the fields the issue lists, and more."""
     if steps is None:
         steps = list(run.steps.all())

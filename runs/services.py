@@ -87,7 +87,9 @@ def _check_run_settings(options: dict[str, Any], *, agent: str, prompt: str) -> 
     except (TypeError, ValueError, RecursionError) as exc:
         raise ApplicationError("settings must be plain JSON data (objects, lists, text, numbers).") from exc
     if size > MAX_SETTINGS_CHARS:
-        raise ApplicationError(f"settings are at most {MAX_SETTINGS_CHARS:,} characters as JSON (got {size:,}).")
+        raise ApplicationError(
+            f"settings are at most {MAX_SETTINGS_CHARS:,} characters as JSON (got {size:,})."
+        )
     for key in ("stuck_repeat", "stuck_idle_turns"):
         if options.get(key) is not None:
             value = options[key]
@@ -158,7 +160,9 @@ def _build_run(
     default_agent, default_model = project.agent_for(role)
     agent = agent_backend or default_agent
     if agent not in AgentBackend.values:
-        raise ApplicationError(f"Unknown agent backend '{agent}'; choose from {', '.join(AgentBackend.values)}.")
+        raise ApplicationError(
+            f"Unknown agent backend '{agent}'; choose from {', '.join(AgentBackend.values)}."
+        )
     if agent == AgentBackend.SCRIPTED:
         model = model or "scripted"
     elif model is None or model == "":
@@ -166,11 +170,19 @@ def _build_run(
     if agent == AgentBackend.TEST_WORKER:
         model = ""
     budget = _decimal(project.default_run_budget_usd if budget_usd is None else budget_usd, "budget_usd")
-    turns = _positive_int(max_turns if max_turns is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_TURNS", DEFAULT_MAX_TURNS), "max_turns",
-                          MAX_RUN_TURNS)
+    turns = _positive_int(
+        max_turns
+        if max_turns is not None
+        else getattr(settings, "AUTOPILOT_DEFAULT_MAX_TURNS", DEFAULT_MAX_TURNS),
+        "max_turns",
+        MAX_RUN_TURNS,
+    )
     wall = _positive_int(
-        max_wall_seconds if max_wall_seconds is not None else getattr(settings, "AUTOPILOT_DEFAULT_MAX_WALL_SECONDS", DEFAULT_MAX_WALL_SECONDS),
-        "max_wall_seconds", MAX_RUN_WALL_SECONDS,
+        max_wall_seconds
+        if max_wall_seconds is not None
+        else getattr(settings, "AUTOPILOT_DEFAULT_MAX_WALL_SECONDS", DEFAULT_MAX_WALL_SECONDS),
+        "max_wall_seconds",
+        MAX_RUN_WALL_SECONDS,
     )
     try:
         priority = int(priority)
@@ -210,8 +222,15 @@ def _redact_run(run: ExecutionRun, redactor: Redactor) -> None:
 
 
 def _created_event_data(run: ExecutionRun) -> dict:
-    return {"task": run.task_id, "agent": run.agent_backend, "model": run.model, "role": run.role,
-            "attempt": run.attempt, "retry_of": run.retry_of_id, "resumed_from": run.resumed_from_id}
+    return {
+        "task": run.task_id,
+        "agent": run.agent_backend,
+        "model": run.model,
+        "role": run.role,
+        "attempt": run.attempt,
+        "retry_of": run.retry_of_id,
+        "resumed_from": run.resumed_from_id,
+    }
 
 
 def _check_queue_room(adding: int) -> None:
@@ -254,9 +273,21 @@ def run_create(
     .env files and scans the whole prompt: never while holding the database's write lock).
     """
     run = _build_run(
-        project=project, prompt=prompt, task=task, role=role, agent_backend=agent_backend, model=model,
-        budget_usd=budget_usd, max_turns=max_turns, max_wall_seconds=max_wall_seconds, priority=priority, actor=actor,
-        run_settings=run_settings, retry_of=retry_of, resumed_from=resumed_from, attempt=attempt,
+        project=project,
+        prompt=prompt,
+        task=task,
+        role=role,
+        agent_backend=agent_backend,
+        model=model,
+        budget_usd=budget_usd,
+        max_turns=max_turns,
+        max_wall_seconds=max_wall_seconds,
+        priority=priority,
+        actor=actor,
+        run_settings=run_settings,
+        retry_of=retry_of,
+        resumed_from=resumed_from,
+        attempt=attempt,
     )
     ready, missing = backend_status(run.agent_backend, run.model)
     if not ready:  # refuse now, not fail later with the agent's own words ("Not logged in")
@@ -270,8 +301,12 @@ def run_create(
                 run.save(force_insert=True)
         except IntegrityError as exc:
             open_statuses = {Status.QUEUED, *ExecutionRun.ACTIVE}
-            if task is None or not ExecutionRun.objects.filter(task=task, role=RunRole.CODE,
-                                                               status__in=open_statuses).exists():
+            if (
+                task is None
+                or not ExecutionRun.objects.filter(
+                    task=task, role=RunRole.CODE, status__in=open_statuses
+                ).exists()
+            ):
                 raise
             raise Conflict(
                 f"Task #{task.pk} already has a queued or active code run; stop it or wait for it."
@@ -304,10 +339,18 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
     with transaction.atomic():
         _check_queue_room(len(runs))
         ExecutionRun.objects.bulk_create(runs)
-        record_events([
-            {"kind": "executionrun.created", "subject": run, "project": run.project_id, "data": _created_event_data(run)}
-            for run in runs
-        ], actor=actor)
+        record_events(
+            [
+                {
+                    "kind": "executionrun.created",
+                    "subject": run,
+                    "project": run.project_id,
+                    "data": _created_event_data(run),
+                }
+                for run in runs
+            ],
+            actor=actor,
+        )
     if enqueue:
         ids = [run.pk for run in runs]
         transaction.on_commit(lambda: [enqueue_run(run_id) for run_id in ids])
@@ -320,15 +363,31 @@ def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> Executi
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; stop it before retrying.")
     return run_create(
-        project=run.project, prompt=run.prompt, task=run.task, role=run.role, agent_backend=run.agent_backend,
-        model=run.model, budget_usd=run.budget_usd, max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds,
-        priority=run.priority, actor=actor, enqueue=enqueue, run_settings=run.settings, retry_of=run,
+        project=run.project,
+        prompt=run.prompt,
+        task=run.task,
+        role=run.role,
+        agent_backend=run.agent_backend,
+        model=run.model,
+        budget_usd=run.budget_usd,
+        max_turns=run.max_turns,
+        max_wall_seconds=run.max_wall_seconds,
+        priority=run.priority,
+        actor=actor,
+        enqueue=enqueue,
+        run_settings=run.settings,
+        retry_of=run,
         attempt=run.attempt + 1,
     )
 
 
 def run_resume(
-    *, run: ExecutionRun, prompt: str, actor=None, enqueue: bool = True, run_settings: dict | None = None,
+    *,
+    run: ExecutionRun,
+    prompt: str,
+    actor=None,
+    enqueue: bool = True,
+    run_settings: dict | None = None,
     budget_usd: Decimal | float | str | None = None,
 ) -> ExecutionRun:
     """Continue a finished or interrupted run: a new run with the backend session id and a new prompt,
@@ -341,10 +400,21 @@ def run_resume(
     inherited = {k: v for k, v in (run.settings or {}).items() if k != "script"}
     inherited.update(run_settings or {})
     return run_create(
-        project=run.project, prompt=prompt, task=run.task, role=run.role, agent_backend=run.agent_backend,
-        model=run.model, budget_usd=run.budget_usd if budget_usd is None else budget_usd,
-        max_turns=run.max_turns, max_wall_seconds=run.max_wall_seconds, priority=run.priority, actor=actor,
-        enqueue=enqueue, run_settings=inherited, resumed_from=run, attempt=run.attempt,
+        project=run.project,
+        prompt=prompt,
+        task=run.task,
+        role=run.role,
+        agent_backend=run.agent_backend,
+        model=run.model,
+        budget_usd=run.budget_usd if budget_usd is None else budget_usd,
+        max_turns=run.max_turns,
+        max_wall_seconds=run.max_wall_seconds,
+        priority=run.priority,
+        actor=actor,
+        enqueue=enqueue,
+        run_settings=inherited,
+        resumed_from=run,
+        attempt=run.attempt,
     )
 
 
@@ -387,8 +457,15 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
         if locked.is_terminal:
             raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
         if locked.status == Status.QUEUED:
-            transition(locked, Status.CANCELLED, actor=actor, reason=f"cancelled by {who} before it started",
-                       fields=_finish_fields(f"cancelled by {who} before it started" + (f": {reason}" if reason else "")))
+            transition(
+                locked,
+                Status.CANCELLED,
+                actor=actor,
+                reason=f"cancelled by {who} before it started",
+                fields=_finish_fields(
+                    f"cancelled by {who} before it started" + (f": {reason}" if reason else "")
+                ),
+            )
             finished = True
         else:
             now = timezone.now()
@@ -396,16 +473,27 @@ def run_stop(*, run: ExecutionRun, actor=None, reason: str = "", force: bool = F
             if locked.stop_requested_at is None:
                 changes.update(stop_requested_at=now, status_reason=text)
             ExecutionRun.objects.filter(pk=locked.pk).update(**changes)
-            record_event(kind="executionrun.stop_requested", subject=locked, actor=actor,
-                         data={"force": force, "reason": reason})
+            record_event(
+                kind="executionrun.stop_requested",
+                subject=locked,
+                actor=actor,
+                data={"force": force, "reason": reason},
+            )
             worker_gone = (
                 locked.lease_expires_at is None
                 or locked.lease_expires_at < now
-                or not _local_pid_alive(locked.lease_owner, locked.pid) and is_local(locked.lease_owner)
+                or not _local_pid_alive(locked.lease_owner, locked.pid)
+                and is_local(locked.lease_owner)
             )
             if force and worker_gone:
                 _kill_children(locked)
-                transition(locked, Status.CANCELLED, actor=actor, reason=text, fields=_finish_fields(text + " (forced)"))
+                transition(
+                    locked,
+                    Status.CANCELLED,
+                    actor=actor,
+                    reason=text,
+                    fields=_finish_fields(text + " (forced)"),
+                )
                 finished = True
         if finished:
             lifecycle.publish_run_finished(locked.pk)
@@ -423,23 +511,44 @@ def _decide(*, step: ExecutionStep, actor, approve: bool, text: str) -> Executio
     with transaction.atomic():
         run, locked = locks.lock_step(step.pk)  # the run first, then the step: the lock order
         if locked.status != StepStatus.NEEDS_APPROVAL:
-            raise Conflict(f"Step {locked.seq} of run #{locked.run_id} is {locked.status}, not waiting for approval.")
+            raise Conflict(
+                f"Step {locked.seq} of run #{locked.run_id} is {locked.status}, not waiting for approval."
+            )
         fields = {"decided_by": _actor(actor), "decision_note": note, "decided_at": timezone.now()}
         if approve:
-            transition(locked, StepStatus.RUNNING, actor=actor, reason=f"approved by {who}", fields=fields,
-                       event_data={"run": locked.run_id})
+            transition(
+                locked,
+                StepStatus.RUNNING,
+                actor=actor,
+                reason=f"approved by {who}",
+                fields=fields,
+                event_data={"run": locked.run_id},
+            )
         else:
             fields.update(output=f"Rejected by {who}: {note}", ended_at=timezone.now())
-            transition(locked, StepStatus.SKIPPED, actor=actor, reason=f"rejected by {who}", fields=fields,
-                       event_data={"run": locked.run_id})
+            transition(
+                locked,
+                StepStatus.SKIPPED,
+                actor=actor,
+                reason=f"rejected by {who}",
+                fields=fields,
+                event_data={"run": locked.run_id},
+            )
         record_event(
             kind="executionstep.approved" if approve else "executionstep.rejected",
-            subject=run, actor=actor, data={"step": locked.pk, "seq": locked.seq, "by": who, "note": note},
+            subject=run,
+            actor=actor,
+            data={"step": locked.pk, "seq": locked.seq, "by": who, "note": note},
         )
         waiting = ExecutionStep.objects.filter(run_id=run.pk, status=StepStatus.NEEDS_APPROVAL).exists()
         if run.status == Status.WAITING_APPROVAL and not waiting:
-            transition(run, Status.RUNNING, actor=actor, reason=f"{'approved' if approve else 'rejected'} by {who}",
-                       fields={"status_reason": ""})
+            transition(
+                run,
+                Status.RUNNING,
+                actor=actor,
+                reason=f"{'approved' if approve else 'rejected'} by {who}",
+                fields={"status_reason": ""},
+            )
     return locked
 
 
@@ -456,15 +565,27 @@ def _step_of(run: ExecutionRun, seq: int | None, status: str) -> ExecutionStep:
     return step
 
 
-def run_approve(*, step: ExecutionStep | None = None, run: ExecutionRun | None = None, seq: int | None = None,
-                actor=None, note: str = "") -> ExecutionStep:
+def run_approve(
+    *,
+    step: ExecutionStep | None = None,
+    run: ExecutionRun | None = None,
+    seq: int | None = None,
+    actor=None,
+    note: str = "",
+) -> ExecutionStep:
     """Approve a step waiting for approval (by step, or by run + seq / the run's oldest waiting step)."""
     step = step or _step_of(run, seq, StepStatus.NEEDS_APPROVAL)
     return _decide(step=step, actor=actor, approve=True, text=note)
 
 
-def run_reject(*, step: ExecutionStep | None = None, run: ExecutionRun | None = None, seq: int | None = None,
-               actor=None, message: str = "") -> ExecutionStep:
+def run_reject(
+    *,
+    step: ExecutionStep | None = None,
+    run: ExecutionRun | None = None,
+    seq: int | None = None,
+    actor=None,
+    message: str = "",
+) -> ExecutionStep:
     """Reject a step; `message` goes back to the agent as the tool's result."""
     if not (message or "").strip():
         raise ApplicationError("A rejection needs a message for the agent (what to do instead).")
@@ -484,13 +605,23 @@ def run_advance(*, run: ExecutionRun, actor=None) -> ExecutionStep:
         if locked.is_terminal:
             raise Conflict(f"Run #{locked.pk} already ended ({locked.status}).")
         if ExecutionStep.objects.filter(run=locked, status=StepStatus.NEEDS_APPROVAL).exists():
-            raise Conflict(f"Run #{locked.pk} is waiting for an approval; approve or reject the step instead.")
+            raise Conflict(
+                f"Run #{locked.pk} is waiting for an approval; approve or reject the step instead."
+            )
         step = locks.lock_first_step(locked, status=StepStatus.PENDING)
         if step is None:
             hint = "" if (locked.settings or {}).get("step_through") else " (it does not run step by step)"
             raise Conflict(f"Run #{locked.pk} has no pending step to advance{hint}.")
-        transition(step, StepStatus.RUNNING, actor=actor, reason=f"advanced by {_who(actor)}", event_data={"run": locked.pk})
-        record_event(kind="executionrun.advanced", subject=locked, actor=actor, data={"step": step.pk, "seq": step.seq})
+        transition(
+            step,
+            StepStatus.RUNNING,
+            actor=actor,
+            reason=f"advanced by {_who(actor)}",
+            event_data={"run": locked.pk},
+        )
+        record_event(
+            kind="executionrun.advanced", subject=locked, actor=actor, data={"step": step.pk, "seq": step.seq}
+        )
     return step
 
 
@@ -505,11 +636,22 @@ def run_message(*, run: ExecutionRun, body: str, actor=None) -> RunMessage:
     body = Redactor.for_project(current.project, current.worktree_path or None)(body)
     with transaction.atomic():
         locked = locks.lock_run(run.pk)
-        message = RunMessage.objects.create(run=locked, author=_actor(actor), body=body,
-                                            delivered_at=timezone.now() if locked.is_terminal else None)
-        record_event(kind="executionrun.message", subject=locked, actor=actor,
-                     data={"message": message.pk, "body": message.body[:500],
-                           "delivered": message.delivered_at is not None})
+        message = RunMessage.objects.create(
+            run=locked,
+            author=_actor(actor),
+            body=body,
+            delivered_at=timezone.now() if locked.is_terminal else None,
+        )
+        record_event(
+            kind="executionrun.message",
+            subject=locked,
+            actor=actor,
+            data={
+                "message": message.pk,
+                "body": message.body[:500],
+                "delivered": message.delivered_at is not None,
+            },
+        )
     return message
 
 
@@ -536,11 +678,19 @@ def run_rollback(*, run: ExecutionRun, actor=None) -> dict:
         else:
             workspace.git(locked.project.repo_path, "branch", "-f", locked.branch, locked.base_commit)
         ExecutionStep.objects.filter(
-            run=locked, status=StepStatus.COMPLETED, kind__in=[ExecutionStep.Kind.WRITE_FILE, ExecutionStep.Kind.EDIT_FILE]
+            run=locked,
+            status=StepStatus.COMPLETED,
+            kind__in=[ExecutionStep.Kind.WRITE_FILE, ExecutionStep.Kind.EDIT_FILE],
         ).update(status=StepStatus.ROLLED_BACK)
-        ExecutionRun.objects.filter(pk=locked.pk).update(head_commit=locked.base_commit, diff_summary={"files": [], "added": 0, "removed": 0})
-        record_event(kind="executionrun.rolled_back", subject=locked, actor=actor,
-                     data={"base_commit": locked.base_commit, "previous_head": previous, "verified": True})
+        ExecutionRun.objects.filter(pk=locked.pk).update(
+            head_commit=locked.base_commit, diff_summary={"files": [], "added": 0, "removed": 0}
+        )
+        record_event(
+            kind="executionrun.rolled_back",
+            subject=locked,
+            actor=actor,
+            data={"base_commit": locked.base_commit, "previous_head": previous, "verified": True},
+        )
     run.refresh_from_db()
     return {"run": run.pk, "base_commit": run.base_commit, "previous_head": previous, "verified": True}
 
@@ -554,12 +704,18 @@ def step_rollback(*, step: ExecutionStep, actor=None) -> dict:
             raise Conflict(f"Run #{run.pk} is {run.status}; stop it before rolling back one of its steps.")
         data = locked.rollback or {}
         if locked.status != StepStatus.COMPLETED or not data.get("path"):
-            raise Conflict(f"Step {locked.seq} of run #{run.pk} has nothing to roll back ({locked.status}, {locked.kind}).")
+            raise Conflict(
+                f"Step {locked.seq} of run #{run.pk} has nothing to roll back ({locked.status}, {locked.kind})."
+            )
         if not run.worktree_path or not workspace.is_worktree(run.worktree_path):
             raise ApplicationError(f"Run #{run.pk}'s worktree was removed; roll back the whole run instead.")
         later = (
-            ExecutionStep.objects.filter(run=run, seq__gt=locked.seq, status=StepStatus.COMPLETED, rollback__path=data["path"])
-            .order_by("-seq").values_list("seq", flat=True).first()
+            ExecutionStep.objects.filter(
+                run=run, seq__gt=locked.seq, status=StepStatus.COMPLETED, rollback__path=data["path"]
+            )
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
         )
         if later is not None:
             raise Conflict(f"Step {later} changed {data['path']} later; roll that step back first.")
@@ -570,13 +726,25 @@ def step_rollback(*, step: ExecutionStep, actor=None) -> dict:
         ok = workspace.restore_snapshot(target, data)
         if not ok:
             raise ApplicationError(f"Could not verify the restored bytes of {data['path']}.")
-        head = workspace.commit_all(root, f"autopilot: roll back step {locked.seq} of run #{run.pk}") or run.head_commit
+        head = (
+            workspace.commit_all(root, f"autopilot: roll back step {locked.seq} of run #{run.pk}")
+            or run.head_commit
+        )
         summary = workspace.diff_summary(root, run.base_commit, head)
-        transition(locked, StepStatus.ROLLED_BACK, actor=actor, reason=f"rolled back by {_who(actor)}",
-                   event_data={"run": run.pk})
+        transition(
+            locked,
+            StepStatus.ROLLED_BACK,
+            actor=actor,
+            reason=f"rolled back by {_who(actor)}",
+            event_data={"run": run.pk},
+        )
         ExecutionRun.objects.filter(pk=run.pk).update(head_commit=head, diff_summary=summary)
-        record_event(kind="executionstep.rolled_back", subject=run, actor=actor,
-                     data={"step": locked.pk, "seq": locked.seq, "path": data["path"], "verified": True})
+        record_event(
+            kind="executionstep.rolled_back",
+            subject=run,
+            actor=actor,
+            data={"step": locked.pk, "seq": locked.seq, "path": data["path"], "verified": True},
+        )
     return {"step": locked.pk, "path": data["path"], "verified": True, "head_commit": head}
 
 
@@ -589,7 +757,9 @@ def reap_expired_leases(now=None) -> list[int]:
     now = now or timezone.now()
     reaped = []
     candidates = list(
-        ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE), lease_expires_at__lt=now).values_list("pk", flat=True)
+        ExecutionRun.objects.filter(
+            status__in=list(ExecutionRun.ACTIVE), lease_expires_at__lt=now
+        ).values_list("pk", flat=True)
     )
     for run_id in candidates:
         with transaction.atomic():
@@ -600,8 +770,13 @@ def reap_expired_leases(now=None) -> list[int]:
                 continue
             killed = _kill_children(locked)
             reason = "worker lost: lease expired"
-            transition(locked, Status.FAILED, reason=reason, fields=_finish_fields(reason),
-                       event_data={"lease_owner": locked.lease_owner, "killed": killed})
+            transition(
+                locked,
+                Status.FAILED,
+                reason=reason,
+                fields=_finish_fields(reason),
+                event_data={"lease_owner": locked.lease_owner, "killed": killed},
+            )
             lifecycle.publish_run_finished(run_id)
         reaped.append(run_id)
     return reaped
@@ -648,14 +823,19 @@ def enqueue_next_runs(*, now=None, min_age_seconds: float | None = None) -> list
     for run_id, project_id in best:
         if run_id in live:
             continue
-        if min_age_seconds is not None and not cache.add(f"autopilot:run-requeued:{run_id}", 1, timeout=lease):
+        if min_age_seconds is not None and not cache.add(
+            f"autopilot:run-requeued:{run_id}", 1, timeout=lease
+        ):
             continue  # requeued less than a lease period ago (its message may be in a live cluster's hands)
         dropped = queues.drop(queues.RUNS, stranded.get(run_id, []))
         enqueue_run(run_id)
         enqueued.append(run_id)
         if min_age_seconds is not None:
-            record_event(kind="executionrun.requeued", subject=ExecutionRun(pk=run_id, project_id=project_id),
-                         data={"stranded_messages_dropped": dropped, "reason": "queued run had no live message"})
+            record_event(
+                kind="executionrun.requeued",
+                subject=ExecutionRun(pk=run_id, project_id=project_id),
+                data={"stranded_messages_dropped": dropped, "reason": "queued run had no live message"},
+            )
     return enqueued
 
 
@@ -672,15 +852,25 @@ def cleanup_worktrees(*, older_than_days: int | None = None, keep_last: int | No
     """Remove worktrees of finished runs older than N days, keeping each project's last N (branches are
     kept). A path still used by an unfinished run (a resume) is never removed. Reports disk use."""
     now = now or timezone.now()
-    days = older_than_days if older_than_days is not None else getattr(settings, "AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
+    days = (
+        older_than_days
+        if older_than_days is not None
+        else getattr(settings, "AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
+    )
     keep = keep_last if keep_last is not None else getattr(settings, "AUTOPILOT_WORKTREE_KEEP_LAST", 20)
     cutoff = now - timedelta(days=days)
     with_path = ExecutionRun.objects.exclude(worktree_path="").filter(worktree_removed_at__isnull=True)
     unfinished = ExecutionRun.objects.exclude(status__in=list(ExecutionRun.TERMINAL))
     in_use = set(unfinished.exclude(worktree_path="").values_list("worktree_path", flat=True))
-    in_use |= set(unfinished.filter(resumed_from__isnull=False).values_list("resumed_from__worktree_path", flat=True))
+    in_use |= set(
+        unfinished.filter(resumed_from__isnull=False).values_list("resumed_from__worktree_path", flat=True)
+    )
     removed, freed_paths = [], set()
-    finished = with_path.filter(status__in=list(ExecutionRun.TERMINAL)).select_related("project").order_by("project_id", "-ended_at", "-pk")
+    finished = (
+        with_path.filter(status__in=list(ExecutionRun.TERMINAL))
+        .select_related("project")
+        .order_by("project_id", "-ended_at", "-pk")
+    )
     seen: dict[int, int] = {}
     for run in finished:
         seen[run.project_id] = seen.get(run.project_id, 0) + 1
@@ -688,12 +878,20 @@ def cleanup_worktrees(*, older_than_days: int | None = None, keep_last: int | No
             continue
         if run.worktree_path in in_use or run.worktree_path in freed_paths:
             continue
-        newer_active = ExecutionRun.objects.filter(worktree_path=run.worktree_path, ended_at__gt=cutoff).exists()
+        newer_active = ExecutionRun.objects.filter(
+            worktree_path=run.worktree_path, ended_at__gt=cutoff
+        ).exists()
         if newer_active:
             continue
         workspace.remove_worktree(run.project.repo_path, run.worktree_path)
         freed_paths.add(run.worktree_path)
     if freed_paths:
-        removed = list(ExecutionRun.objects.filter(worktree_path__in=freed_paths).values_list("pk", flat=True))
+        removed = list(
+            ExecutionRun.objects.filter(worktree_path__in=freed_paths).values_list("pk", flat=True)
+        )
         ExecutionRun.objects.filter(worktree_path__in=freed_paths).update(worktree_removed_at=now)
-    return {"removed_runs": sorted(removed), "removed_paths": sorted(freed_paths), "disk_bytes": workspace.disk_usage()}
+    return {
+        "removed_runs": sorted(removed),
+        "removed_paths": sorted(freed_paths),
+        "disk_bytes": workspace.disk_usage(),
+    }

@@ -39,8 +39,13 @@ def sessions_totals(qs: QuerySet[ExecutionRun]) -> dict:
         sum_turns=Coalesce(Sum("turns"), 0),
         avg_duration=Avg("duration"),
     )
-    return {"runs": totals["n_runs"], "cost_usd": totals["sum_cost"], "tokens": totals["sum_tokens"],
-            "turns": totals["sum_turns"], "avg_duration": totals["avg_duration"]}
+    return {
+        "runs": totals["n_runs"],
+        "cost_usd": totals["sum_cost"],
+        "tokens": totals["sum_tokens"],
+        "turns": totals["sum_turns"],
+        "avg_duration": totals["avg_duration"],
+    }
 
 
 def sessions_page(qs: QuerySet[ExecutionRun], number, *, per_page: int = PAGE_SIZE) -> Page:

@@ -56,7 +56,11 @@ TOOL_SPECS: list[dict[str, Any]] = [
         "description": "Replace one exact occurrence of old_string with new_string in a file (fails unless it occurs exactly once).",
         "parameters": {
             "type": "object",
-            "properties": {"path": {"type": "string"}, "old_string": {"type": "string"}, "new_string": {"type": "string"}},
+            "properties": {
+                "path": {"type": "string"},
+                "old_string": {"type": "string"},
+                "new_string": {"type": "string"},
+            },
             "required": ["path", "old_string", "new_string"],
         },
     },
@@ -70,7 +74,11 @@ TOOL_SPECS: list[dict[str, Any]] = [
         "description": "Search the workspace's text files for a literal string (or a regex with regex=true).",
         "parameters": {
             "type": "object",
-            "properties": {"query": {"type": "string"}, "path": {"type": "string"}, "regex": {"type": "boolean"}},
+            "properties": {
+                "query": {"type": "string"},
+                "path": {"type": "string"},
+                "regex": {"type": "boolean"},
+            },
             "required": ["query"],
         },
     },
@@ -86,7 +94,11 @@ TOOL_SPECS: list[dict[str, Any]] = [
     {
         "name": "finish",
         "description": "Call when the task is complete, with a short summary of what was done.",
-        "parameters": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"summary": {"type": "string"}},
+            "required": ["summary"],
+        },
     },
 ]
 
@@ -110,7 +122,8 @@ def unified_diff(path: str, before: bytes | None, after: bytes | None) -> str:
         return f"Binary file {path} changed\n"
     return "".join(
         difflib.unified_diff(
-            lines(before), lines(after),
+            lines(before),
+            lines(after),
             fromfile="/dev/null" if before is None else f"a/{path}",
             tofile="/dev/null" if after is None else f"b/{path}",
         )
@@ -125,19 +138,28 @@ def execute_tool(ctx: RunContext, name: str, args: dict[str, Any] | None) -> Too
     """Authorize, (maybe) wait for approval, run and record one tool call."""
     args = dict(args or {})
     if name not in KIND:
-        ctx.record_step(ExecutionStep.Kind.TOOL, tool_name=name, input=args, status=ExecutionStep.Status.FAILED,
-                        output=f"Unknown tool '{name}'.")
+        ctx.record_step(
+            ExecutionStep.Kind.TOOL,
+            tool_name=name,
+            input=args,
+            status=ExecutionStep.Status.FAILED,
+            output=f"Unknown tool '{name}'.",
+        )
         return ToolOutcome(f"Unknown tool '{name}'. Available: {', '.join(KIND)}.", is_error=True)
     verdict = ctx.authorize(name, args)
     handle = ctx.begin_step(KIND[name], tool_name=name, input=args, verdict=verdict)
     if verdict.action == "deny":
         handle.skip(f"Refused: {verdict.reason}")
-        return ToolOutcome(f"Refused by Autopilot's guard: {verdict.reason}", is_error=True, step_id=handle.step_id)
+        return ToolOutcome(
+            f"Refused by Autopilot's guard: {verdict.reason}", is_error=True, step_id=handle.step_id
+        )
     if verdict.action == "ask":
         approval = ctx.await_approval(handle, verdict.reason)
         if not approval.approved:
             message = approval.message or "no reason given"
-            return ToolOutcome(f"Rejected by a human reviewer: {message}", is_error=True, step_id=handle.step_id)
+            return ToolOutcome(
+                f"Rejected by a human reviewer: {message}", is_error=True, step_id=handle.step_id
+            )
     else:
         ctx.await_advance(handle)
         status = getattr(getattr(handle, "step", None), "status", "running")
@@ -192,9 +214,17 @@ def _run(ctx: RunContext, name: str, args: dict[str, Any], handle) -> ToolOutcom
         text = f"exit code: {result.exit_code if not result.timed_out else 'timeout'}\n{result.output}"
         extra = {"sandbox": result.sandbox, "exit_code": result.exit_code}
         if result.ok:
-            handle.complete(text, extra_input=extra, **({"artifact_path": result.artifact_path} if result.artifact_path else {}))
+            handle.complete(
+                text,
+                extra_input=extra,
+                **({"artifact_path": result.artifact_path} if result.artifact_path else {}),
+            )
         else:
-            handle.fail(text, extra_input=extra, **({"artifact_path": result.artifact_path} if result.artifact_path else {}))
+            handle.fail(
+                text,
+                extra_input=extra,
+                **({"artifact_path": result.artifact_path} if result.artifact_path else {}),
+            )
         return ToolOutcome(text, is_error=not result.ok)
     if name == "finish":
         summary = str(args.get("summary", "")) or "done"

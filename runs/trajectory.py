@@ -82,9 +82,15 @@ def export_run(run: ExecutionRun) -> dict[str, Any]:
     origin = run.started_at or run.created_at
     imported = (run.settings or {}).get("imported") or {}
     records = [
-        {"model": u.model, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-         "cache_read_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens,
-         "cost_usd": _money(u.cost_usd), "at": _iso(u.created_at)}
+        {
+            "model": u.model,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "cost_usd": _money(u.cost_usd),
+            "at": _iso(u.created_at),
+        }
         for u in usage
     ] or list(imported.get("usage_records") or [])
     data = {
@@ -143,7 +149,9 @@ def export_run(run: ExecutionRun) -> dict[str, Any]:
                 "output": s.output,
                 "output_truncated": s.output_truncated,
                 "diff": s.diff,
-                "rollback_path": (s.rollback or {}).get("path") or (s.rollback or {}).get("rollback_path") or "",
+                "rollback_path": (s.rollback or {}).get("path")
+                or (s.rollback or {}).get("rollback_path")
+                or "",
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
                 "cost_usd": _money(s.cost_usd),
@@ -157,8 +165,12 @@ def export_run(run: ExecutionRun) -> dict[str, Any]:
             for s in steps
         ],
         "messages": [
-            {"author": m.author.get_username() if m.author_id else None, "body": m.body,
-             "created_at": _iso(m.created_at), "delivered_at": _iso(m.delivered_at)}
+            {
+                "author": m.author.get_username() if m.author_id else None,
+                "body": m.body,
+                "created_at": _iso(m.created_at),
+                "delivered_at": _iso(m.delivered_at),
+            }
             for m in messages
         ],
     }
@@ -179,7 +191,8 @@ def render_rlog(data: dict[str, Any]) -> str:
     run, usage, timings = data["run"], data["usage"], data["timings"]
     out = [
         f"# Autopilot run log — run #{run['id']} ({run['backend_label']}, model {run['model'] or '-'})",
-        f"# project: {run['project']['name']}" + (f"   task #{run['task']['id']}: {run['task']['title']}" if run["task"] else ""),
+        f"# project: {run['project']['name']}"
+        + (f"   task #{run['task']['id']}: {run['task']['title']}" if run["task"] else ""),
         f"# status: {run['status']}" + (f" — {run['status_reason']}" if run["status_reason"] else ""),
         f"# branch: {run['branch'] or '-'}   base {run['base_commit'][:12] or '-'} → head {run['head_commit'][:12] or '-'}",
         f"# cost ${Decimal(usage['cost_usd']):.4f}   tokens {usage['input_tokens']} in / {usage['output_tokens']} out"
@@ -227,8 +240,11 @@ def save_files(run: ExecutionRun, *, directory: Path, slug: str = "") -> tuple[P
     taken gets the run id appended. Returns the two paths."""
     data = export_run(run)
     stamp = timezone.localtime(run.started_at or run.created_at or timezone.now())
-    slug = (slugify(slug)[:60].strip("-") or slugify(" ".join(run.prompt.split()[:8]))[:48].strip("-")
-            or f"run-{run.pk}")
+    slug = (
+        slugify(slug)[:60].strip("-")
+        or slugify(" ".join(run.prompt.split()[:8]))[:48].strip("-")
+        or f"run-{run.pk}"
+    )
     day = Path(directory).expanduser() / stamp.strftime("%Y%m%d")
     day.mkdir(parents=True, exist_ok=True)
     base = f"{stamp.strftime('%H%M%S')}-{slug}"
@@ -306,7 +322,9 @@ def validate_trajectory(data: dict[str, Any]) -> None:
     if data.get("schema") != SCHEMA:
         raise ApplicationError(f"Not an Autopilot trajectory (schema must be '{SCHEMA}').")
     if data.get("version") != VERSION:
-        raise ApplicationError(f"Unsupported trajectory version {data.get('version')!r}; this Autopilot reads version {VERSION}.")
+        raise ApplicationError(
+            f"Unsupported trajectory version {data.get('version')!r}; this Autopilot reads version {VERSION}."
+        )
     run = _need(data, "run", dict, "trajectory")
     _need(data, "usage", dict, "trajectory")
     _need(data, "timings", dict, "trajectory")
@@ -314,11 +332,15 @@ def validate_trajectory(data: dict[str, Any]) -> None:
     if not isinstance(data.get("messages", []), list):
         raise ApplicationError("Trajectory field trajectory.messages must be a list.")
     if len(steps) > MAX_IMPORT_STEPS:
-        raise ApplicationError(f"Trajectory has {len(steps)} steps; at most {MAX_IMPORT_STEPS} can be imported.")
+        raise ApplicationError(
+            f"Trajectory has {len(steps)} steps; at most {MAX_IMPORT_STEPS} can be imported."
+        )
     _need(run, "prompt", str, "run")
     backend = _need(run, "backend", str, "run")
     if backend not in AgentBackend.values:
-        raise ApplicationError(f"Unknown agent backend '{backend}' in run.backend; expected one of {', '.join(AgentBackend.values)}.")
+        raise ApplicationError(
+            f"Unknown agent backend '{backend}' in run.backend; expected one of {', '.join(AgentBackend.values)}."
+        )
     if run.get("status") not in ExecutionRun.Status.values:
         raise ApplicationError(f"Unknown run status {run.get('status')!r} in run.status.")
     if run.get("role", "code") not in RunRole.values:
@@ -337,7 +359,9 @@ def validate_trajectory(data: dict[str, Any]) -> None:
         if step.get("kind") not in ExecutionStep.Kind.values:
             raise ApplicationError(f"Trajectory {where}.kind {step.get('kind')!r} is not a known step kind.")
         if step.get("status") not in ExecutionStep.Status.values:
-            raise ApplicationError(f"Trajectory {where}.status {step.get('status')!r} is not a known step status.")
+            raise ApplicationError(
+                f"Trajectory {where}.status {step.get('status')!r} is not a known step status."
+            )
         if not isinstance(step.get("input", {}), dict):
             raise ApplicationError(f"Trajectory {where}.input must be an object.")
         for key in ("output", "diff", "tool", "risk_reason", "decision_note"):
@@ -362,7 +386,9 @@ def _import_redacted(*, project, data: dict[str, Any], actor=None) -> ExecutionR
         reason = f"imported while {status}" + (f" ({reason})" if reason else "")
         status = ExecutionRun.Status.CANCELLED
     usernames = {s.get("decided_by") for s in data["steps"] if s.get("decided_by")}
-    usernames |= {m.get("author") for m in data.get("messages", []) if isinstance(m, dict) and m.get("author")}
+    usernames |= {
+        m.get("author") for m in data.get("messages", []) if isinstance(m, dict) and m.get("author")
+    }
     User = get_user_model()
     users = {u.get_username(): u for u in User.objects.filter(**{f"{User.USERNAME_FIELD}__in": usernames})}
     run = ExecutionRun.objects.create(
@@ -374,11 +400,15 @@ def _import_redacted(*, project, data: dict[str, Any], actor=None) -> ExecutionR
         status=status,
         status_reason=reason[:5000],
         autonomy_mode=project.autonomy_mode,
-        settings={"imported": {
-            "source_run": src.get("id"), "source_project": (src.get("project") or {}).get("name"),
-            "exported_at": data.get("exported_at"), "usage_records": usage.get("records") or [],
-            "task": src.get("task"),
-        }},
+        settings={
+            "imported": {
+                "source_run": src.get("id"),
+                "source_project": (src.get("project") or {}).get("name"),
+                "exported_at": data.get("exported_at"),
+                "usage_records": usage.get("records") or [],
+                "task": src.get("task"),
+            }
+        },
         branch=str(src.get("branch") or "")[:300],
         base_commit=str(src.get("base_commit") or "")[:64],
         head_commit=str(src.get("head_commit") or "")[:64],
@@ -404,27 +434,43 @@ def _import_redacted(*, project, data: dict[str, Any], actor=None) -> ExecutionR
     steps = []
     for index, s in enumerate(sorted(data["steps"], key=lambda s: s["seq"])):
         where = f"steps[{index}]"
-        steps.append(ExecutionStep(
-            run=run, seq=s["seq"], kind=s["kind"], tool_name=str(s.get("tool") or "")[:200], status=s["status"],
-            risky=bool(s.get("risky")), risk_reason=(s.get("risk_reason") or "")[:500],
-            input=s.get("input") or {}, output=s.get("output") or "",
-            output_truncated=bool(s.get("output_truncated")), diff=s.get("diff") or "",
-            rollback={"rollback_path": s["rollback_path"]} if s.get("rollback_path") else {},
-            input_tokens=_count(s.get("input_tokens"), f"{where}.input_tokens"),
-            output_tokens=_count(s.get("output_tokens"), f"{where}.output_tokens"),
-            cost_usd=_decimal(s.get("cost_usd"), f"{where}.cost_usd"),
-            decided_by=users.get(s.get("decided_by")), decision_note=s.get("decision_note") or "",
-            decided_at=_when(s.get("decided_at"), f"{where}.decided_at"),
-            started_at=_when(s.get("started_at"), f"{where}.started_at"),
-            ended_at=_when(s.get("ended_at"), f"{where}.ended_at"),
-        ))
+        steps.append(
+            ExecutionStep(
+                run=run,
+                seq=s["seq"],
+                kind=s["kind"],
+                tool_name=str(s.get("tool") or "")[:200],
+                status=s["status"],
+                risky=bool(s.get("risky")),
+                risk_reason=(s.get("risk_reason") or "")[:500],
+                input=s.get("input") or {},
+                output=s.get("output") or "",
+                output_truncated=bool(s.get("output_truncated")),
+                diff=s.get("diff") or "",
+                rollback={"rollback_path": s["rollback_path"]} if s.get("rollback_path") else {},
+                input_tokens=_count(s.get("input_tokens"), f"{where}.input_tokens"),
+                output_tokens=_count(s.get("output_tokens"), f"{where}.output_tokens"),
+                cost_usd=_decimal(s.get("cost_usd"), f"{where}.cost_usd"),
+                decided_by=users.get(s.get("decided_by")),
+                decision_note=s.get("decision_note") or "",
+                decided_at=_when(s.get("decided_at"), f"{where}.decided_at"),
+                started_at=_when(s.get("started_at"), f"{where}.started_at"),
+                ended_at=_when(s.get("ended_at"), f"{where}.ended_at"),
+            )
+        )
     ExecutionStep.objects.bulk_create(steps)
     messages, created_ats = [], []
     for index, m in enumerate(data.get("messages") or []):
         if not isinstance(m, dict) or not isinstance(m.get("body"), str):
             raise ApplicationError(f"Trajectory messages[{index}] needs a text body.")
-        messages.append(RunMessage(run=run, author=users.get(m.get("author")), body=m["body"],
-                                   delivered_at=_when(m.get("delivered_at"), f"messages[{index}].delivered_at")))
+        messages.append(
+            RunMessage(
+                run=run,
+                author=users.get(m.get("author")),
+                body=m["body"],
+                delivered_at=_when(m.get("delivered_at"), f"messages[{index}].delivered_at"),
+            )
+        )
         created_ats.append(_when(m.get("created_at"), f"messages[{index}].created_at"))
     RunMessage.objects.bulk_create(messages)
     for message, created_at in zip(messages, created_ats, strict=True):
@@ -432,9 +478,15 @@ def _import_redacted(*, project, data: dict[str, Any], actor=None) -> ExecutionR
     RunMessage.objects.bulk_update(messages, ["created_at"])
     last_seq = max((s.seq for s in steps), default=0)
     created = _when(timings.get("created_at"), "timings.created_at")
-    ExecutionRun.objects.filter(pk=run.pk).update(last_step_seq=last_seq, **({"created_at": created} if created else {}))
-    record_event(kind="executionrun.imported", subject=run, actor=actor,
-                 data={"source_run": src.get("id"), "steps": len(steps), "status": status})
+    ExecutionRun.objects.filter(pk=run.pk).update(
+        last_step_seq=last_seq, **({"created_at": created} if created else {})
+    )
+    record_event(
+        kind="executionrun.imported",
+        subject=run,
+        actor=actor,
+        data={"source_run": src.get("id"), "steps": len(steps), "status": status},
+    )
     run.refresh_from_db()
     return run
 
@@ -470,7 +522,9 @@ def step_line(step: dict[str, Any], width: int = 120) -> str:
     shown = json.dumps(step.get("input") or {}, ensure_ascii=False, sort_keys=True)
     if len(shown) > width:
         shown = shown[: width - 3] + "..."
-    line = f"#{step['seq']:<4} {step['kind']:<13} {step['status']:<12} {step.get('tool') or ''} {shown}".rstrip()
+    line = (
+        f"#{step['seq']:<4} {step['kind']:<13} {step['status']:<12} {step.get('tool') or ''} {shown}".rstrip()
+    )
     first = (step.get("output") or "").strip().splitlines()[:1]
     if first:
         line += f"\n      → {first[0][:160]}"
@@ -516,7 +570,9 @@ def analyze(source: ExecutionRun | dict[str, Any]) -> dict[str, Any]:
     tools: dict[str, dict[str, int]] = {}
     for s in steps:
         key = s.get("tool") or s["kind"]
-        entry = tools.setdefault(key, {"count": 0, "completed": 0, "failed": 0, "skipped": 0, "rolled_back": 0})
+        entry = tools.setdefault(
+            key, {"count": 0, "completed": 0, "failed": 0, "skipped": 0, "rolled_back": 0}
+        )
         entry["count"] += 1
         if s["status"] in entry:
             entry[s["status"]] += 1
@@ -533,25 +589,48 @@ def analyze(source: ExecutionRun | dict[str, Any]) -> dict[str, Any]:
         entry["added"] += added
         entry["removed"] += removed
     for f in (run.get("diff_summary") or {}).get("files") or []:
-        files.setdefault(f["path"], {"path": f["path"], "steps": [], "added": f.get("added", 0), "removed": f.get("removed", 0)})
+        files.setdefault(
+            f["path"],
+            {"path": f["path"], "steps": [], "added": f.get("added", 0), "removed": f.get("removed", 0)},
+        )
     errors = [
-        {"seq": s["seq"], "kind": s["kind"], "tool": s.get("tool") or "", "status": s["status"],
-         "message": ((s.get("output") or "").strip().splitlines() or [""])[0][:300]}
-        for s in steps if s["status"] in (ExecutionStep.Status.FAILED, ExecutionStep.Status.SKIPPED)
+        {
+            "seq": s["seq"],
+            "kind": s["kind"],
+            "tool": s.get("tool") or "",
+            "status": s["status"],
+            "message": ((s.get("output") or "").strip().splitlines() or [""])[0][:300],
+        }
+        for s in steps
+        if s["status"] in (ExecutionStep.Status.FAILED, ExecutionStep.Status.SKIPPED)
     ]
     by_model: dict[str, dict[str, Any]] = {}
     for r in usage.get("records") or []:
-        entry = by_model.setdefault(r.get("model") or "?", {"model": r.get("model") or "?", "calls": 0,
-                                                              "input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal("0")})
+        entry = by_model.setdefault(
+            r.get("model") or "?",
+            {
+                "model": r.get("model") or "?",
+                "calls": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cost_usd": Decimal("0"),
+            },
+        )
         entry["calls"] += 1
         entry["input_tokens"] += int(r.get("input_tokens") or 0)
         entry["output_tokens"] += int(r.get("output_tokens") or 0)
         entry["cost_usd"] += Decimal(str(r.get("cost_usd") or "0"))
     approvals = [s for s in steps if s.get("decided_by") or s.get("decided_at")]
-    commands = [s["input"].get("command") or s["input"].get("cmd") for s in steps
-                if s["kind"] == ExecutionStep.Kind.RUN_TERMINAL and isinstance(s.get("input"), dict)]
+    commands = [
+        s["input"].get("command") or s["input"].get("cmd")
+        for s in steps
+        if s["kind"] == ExecutionStep.Kind.RUN_TERMINAL and isinstance(s.get("input"), dict)
+    ]
     kinds = Counter(s["kind"] for s in steps)
-    tokens = {k: int(usage.get(k) or 0) for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")}
+    tokens = {
+        k: int(usage.get(k) or 0)
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    }
     return {
         "run": run.get("id"),
         "backend": run["backend"],
@@ -571,7 +650,9 @@ def analyze(source: ExecutionRun | dict[str, Any]) -> dict[str, Any]:
         "commands": [c for c in commands if c],
         "errors": errors,
         "approvals": {
-            "requested": sum(1 for s in steps if s.get("decided_at") or s["status"] == ExecutionStep.Status.NEEDS_APPROVAL),
+            "requested": sum(
+                1 for s in steps if s.get("decided_at") or s["status"] == ExecutionStep.Status.NEEDS_APPROVAL
+            ),
             "approved": sum(1 for s in approvals if s["status"] != ExecutionStep.Status.SKIPPED),
             "rejected": sum(1 for s in approvals if s["status"] == ExecutionStep.Status.SKIPPED),
         },
@@ -605,30 +686,49 @@ def compare(a: ExecutionRun | dict[str, Any], b: ExecutionRun | dict[str, Any]) 
 
     steps_a = sorted(data_a["steps"], key=lambda s: s["seq"])
     steps_b = sorted(data_b["steps"], key=lambda s: s["seq"])
-    matcher = difflib.SequenceMatcher(a=[sig(s) for s in steps_a], b=[sig(s) for s in steps_b], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        a=[sig(s) for s in steps_a], b=[sig(s) for s in steps_b], autojunk=False
+    )
     rows: list[dict[str, Any]] = []
 
     def brief(step: dict[str, Any] | None) -> dict[str, Any] | None:
         if step is None:
             return None
-        return {"seq": step["seq"], "kind": step["kind"], "tool": step.get("tool") or "", "status": step["status"],
-                "summary": step_line(step, width=80).splitlines()[0]}
+        return {
+            "seq": step["seq"],
+            "kind": step["kind"],
+            "tool": step.get("tool") or "",
+            "status": step["status"],
+            "summary": step_line(step, width=80).splitlines()[0],
+        }
 
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            rows += [{"a": brief(steps_a[i]), "b": brief(steps_b[j]), "match": "same"} for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
+            rows += [
+                {"a": brief(steps_a[i]), "b": brief(steps_b[j]), "match": "same"}
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+            ]
         else:
             left, right = steps_a[i1:i2], steps_b[j1:j2]
             for k in range(max(len(left), len(right))):
                 sa = left[k] if k < len(left) else None
                 sb = right[k] if k < len(right) else None
-                rows.append({"a": brief(sa), "b": brief(sb),
-                             "match": "changed" if sa and sb else ("only_a" if sa else "only_b")})
+                rows.append(
+                    {
+                        "a": brief(sa),
+                        "b": brief(sb),
+                        "match": "changed" if sa and sb else ("only_a" if sa else "only_b"),
+                    }
+                )
     return {
         "a": an_a,
         "b": an_b,
         "delta": delta,
-        "files": {"both": sorted(files_a & files_b), "only_a": sorted(files_a - files_b), "only_b": sorted(files_b - files_a)},
+        "files": {
+            "both": sorted(files_a & files_b),
+            "only_a": sorted(files_a - files_b),
+            "only_b": sorted(files_b - files_a),
+        },
         "similarity": round(matcher.ratio(), 3),
         "steps": rows,
     }

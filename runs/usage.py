@@ -27,7 +27,9 @@ def default_range(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
 
 def _sums():
     return {
-        "cost_usd": Coalesce(Sum("cost_usd"), Value(ZERO), output_field=DecimalField(max_digits=14, decimal_places=6)),
+        "cost_usd": Coalesce(
+            Sum("cost_usd"), Value(ZERO), output_field=DecimalField(max_digits=14, decimal_places=6)
+        ),
         "input_tokens": Coalesce(Sum("input_tokens"), 0),
         "output_tokens": Coalesce(Sum("output_tokens"), 0),
         "calls": Count("id"),
@@ -42,16 +44,27 @@ def usage_report(projects: list[Project], start: dt.date, end: dt.date) -> dict:
     ids = [p.pk for p in projects]
     records = UsageRecord.objects.filter(project_id__in=ids, created_at__gte=since, created_at__lt=until)
     by_day_project = list(
-        records.annotate(day=TruncDate("created_at")).values("day", "project_id").annotate(**_sums()).order_by("day")
+        records.annotate(day=TruncDate("created_at"))
+        .values("day", "project_id")
+        .annotate(**_sums())
+        .order_by("day")
     )
-    by_project = {row["project_id"]: row for row in records.values("project_id").annotate(**_sums()).order_by()}
+    by_project = {
+        row["project_id"]: row for row in records.values("project_id").annotate(**_sums()).order_by()
+    }
     by_model = list(records.values("model").annotate(**_sums()).order_by("-cost_usd", "model"))
-    by_backend = list(records.values("agent_backend").annotate(**_sums()).order_by("-cost_usd", "agent_backend"))
+    by_backend = list(
+        records.values("agent_backend").annotate(**_sums()).order_by("-cost_usd", "agent_backend")
+    )
     today_start, today_end = day_bounds()
     today = {
         row["project_id"]: row["cost_usd"]
-        for row in UsageRecord.objects.filter(project_id__in=ids, created_at__gte=today_start, created_at__lt=today_end)
-        .values("project_id").annotate(**_sums()).order_by()
+        for row in UsageRecord.objects.filter(
+            project_id__in=ids, created_at__gte=today_start, created_at__lt=today_end
+        )
+        .values("project_id")
+        .annotate(**_sums())
+        .order_by()
     }
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     names = {p.pk: p.name for p in projects}
@@ -62,14 +75,27 @@ def usage_report(projects: list[Project], start: dt.date, end: dt.date) -> dict:
     spending = [p for p in projects if p.pk in by_project]
     project_rows = []
     for project in projects:
-        row = by_project.get(project.pk) or {"cost_usd": ZERO, "input_tokens": 0, "output_tokens": 0, "calls": 0}
-        project_rows.append({
-            "project": project, "name": project.name, **{k: row[k] for k in _sums()},
-            "today_usd": today.get(project.pk, ZERO), "daily_cap_usd": project.daily_budget_usd,
-        })
+        row = by_project.get(project.pk) or {
+            "cost_usd": ZERO,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "calls": 0,
+        }
+        project_rows.append(
+            {
+                "project": project,
+                "name": project.name,
+                **{k: row[k] for k in _sums()},
+                "today_usd": today.get(project.pk, ZERO),
+                "daily_cap_usd": project.daily_budget_usd,
+            }
+        )
     totals = {k: sum((r[k] for r in project_rows), ZERO if k == "cost_usd" else 0) for k in _sums()}
     return {
-        "start": start, "end": end, "days": days, "names": names,
+        "start": start,
+        "end": end,
+        "days": days,
+        "names": names,
         "spending_projects": spending,
         "per_day": [(day, per_day.get(day, {})) for day in days],
         "projects": sorted(project_rows, key=lambda r: (-r["cost_usd"], r["name"])),

@@ -64,7 +64,9 @@ def _decorate(steps) -> list[ExecutionStep]:
     for step in steps:
         step.diff_rows = diff_rows(step.diff)
         step.summary = step_summary(step)
-        step.can_rollback = step.status == ExecutionStep.Status.COMPLETED and bool((step.rollback or {}).get("path"))
+        step.can_rollback = step.status == ExecutionStep.Status.COMPLETED and bool(
+            (step.rollback or {}).get("path")
+        )
         out.append(step)
     return out
 
@@ -91,11 +93,19 @@ def project_runs(request, pk: int):
     """The project's Runs tab: the sessions history filtered to the project, with the launch form."""
     project = project_or_404(request, pk)
     error = ""
-    form = {"project": str(project.pk), "task": "", "prompt": "", "agent": project.agent_for("code")[0],
-            "model": "", "budget": ""}
+    form = {
+        "project": str(project.pk),
+        "task": "",
+        "prompt": "",
+        "agent": project.agent_for("code")[0],
+        "model": "",
+        "budget": "",
+    }
     if request.method == "POST":
         require_role_or_404(request.user, project, Role.OPERATOR)
-        form.update({k: (request.POST.get(k) or "").strip() for k in ("task", "prompt", "agent", "model", "budget")})
+        form.update(
+            {k: (request.POST.get(k) or "").strip() for k in ("task", "prompt", "agent", "model", "budget")}
+        )
         run, error = views_sessions.launch_run(request, project=project, form=form)
         if run is not None:
             return redirect("run-detail", run_id=run.pk)
@@ -103,8 +113,11 @@ def project_runs(request, pk: int):
     if request.htmx and request.GET.get("part") == "table":
         return render(request, "runs/_sessions_table.html", context, status=status)
     context.update(views_sessions.launch_context(request, form=form, error=error, project=project))
-    context.update(project=project, can_operate=has_role(request.user, project, Role.OPERATOR),
-                   last_event=views_sessions.last_event_id())
+    context.update(
+        project=project,
+        can_operate=has_role(request.user, project, Role.OPERATOR),
+        last_event=views_sessions.last_event_id(),
+    )
     return render(request, "runs/run_list.html", context, status=400 if error else status)
 
 
@@ -132,8 +145,12 @@ def run_action(request, run_id: int, action: str):
     error = ""
     try:
         if action == "stop":
-            services.run_stop(run=run, actor=request.user, reason=post.get("reason") or "stopped from the web UI",
-                              force=post.get("force") == "1")
+            services.run_stop(
+                run=run,
+                actor=request.user,
+                reason=post.get("reason") or "stopped from the web UI",
+                force=post.get("force") == "1",
+            )
         elif action == "rollback":
             services.run_rollback(run=run, actor=request.user)
         elif action == "message":
@@ -206,8 +223,13 @@ def run_replay(request, run_id: int):
     for frame in shown:
         frame.step["diff_rows"] = diff_rows(frame.step.get("diff") or "")
     context = {
-        "project": run.project, "run": run, "frames": shown, "position": position, "total": len(frames),
-        "current": shown[-1] if shown else None, "label": backend_label(run.agent_backend),
+        "project": run.project,
+        "run": run,
+        "frames": shown,
+        "position": position,
+        "total": len(frames),
+        "current": shown[-1] if shown else None,
+        "label": backend_label(run.agent_backend),
         "is_demo": run.agent_backend == AgentBackend.SCRIPTED,
     }
     if request.htmx:

@@ -31,9 +31,15 @@ from runs.models import AgentBackend, ExecutionRun
 
 # The sessions table's columns: (sort key, header, numeric). Numbers sort largest first on first click.
 COLUMNS = [
-    ("created", "Run", False), ("project", "Project", False), ("status", "Status", False),
-    ("backend", "Backend", False), (None, "Task / prompt", False), ("cost", "Cost", True),
-    ("tokens", "Tokens", True), ("duration", "Duration", True), ("turns", "Turns", True),
+    ("created", "Run", False),
+    ("project", "Project", False),
+    ("status", "Status", False),
+    ("backend", "Backend", False),
+    (None, "Task / prompt", False),
+    ("cost", "Cost", True),
+    ("tokens", "Tokens", True),
+    ("duration", "Duration", True),
+    ("turns", "Turns", True),
 ]
 NUMERIC_FIRST = {"created", "cost", "tokens", "duration", "turns"}
 
@@ -76,11 +82,16 @@ def sessions_context(request, *, project: Project | None = None) -> tuple[dict, 
     projects = list(visible_projects(request.user).order_by("name").only("pk", "name"))
     totals = sessions.sessions_totals(rows)
     average = totals["avg_duration"]
-    totals["avg_duration_text"] = f"avg {charts.seconds(average.total_seconds())}" if average is not None else "—"
+    totals["avg_duration_text"] = (
+        f"avg {charts.seconds(average.total_seconds())}" if average is not None else "—"
+    )
     context = {
         "filter": filterset,
-        "errors": [] if valid else [f"{filterset.form[name].label}: {' '.join(errs)}"
-                                    for name, errs in filterset.form.errors.items()],
+        "errors": []
+        if valid
+        else [
+            f"{filterset.form[name].label}: {' '.join(errs)}" for name, errs in filterset.form.errors.items()
+        ],
         "page": page,
         "runs": page.object_list,
         "totals": totals,
@@ -120,17 +131,30 @@ def _readable(request, run_id) -> ExecutionRun:
 def sessions_compare(request):
     ids = request.GET.getlist("run") or [v for v in (request.GET.get("a"), request.GET.get("b")) if v]
     if len(ids) != 2 or ids[0] == ids[1]:
-        return render(request, "runs/compare.html", {"error": "Pick exactly two different runs to compare."},
-                      status=400)
+        return render(
+            request, "runs/compare.html", {"error": "Pick exactly two different runs to compare."}, status=400
+        )
     a, b = (_readable(request, run_id) for run_id in ids)
     result = trajectory.compare(a, b)
     tools = sorted(set(result["a"]["tool_use"]) | set(result["b"]["tool_use"]))
     context = {
-        "a": a, "b": b, "result": result,
-        "tool_rows": [(tool, result["a"]["tool_use"].get(tool, {}).get("count", 0),
-                       result["b"]["tool_use"].get(tool, {}).get("count", 0)) for tool in tools],
-        "duration_a": charts.seconds(result["a"]["duration_seconds"]) if result["a"]["duration_seconds"] else "—",
-        "duration_b": charts.seconds(result["b"]["duration_seconds"]) if result["b"]["duration_seconds"] else "—",
+        "a": a,
+        "b": b,
+        "result": result,
+        "tool_rows": [
+            (
+                tool,
+                result["a"]["tool_use"].get(tool, {}).get("count", 0),
+                result["b"]["tool_use"].get(tool, {}).get("count", 0),
+            )
+            for tool in tools
+        ],
+        "duration_a": charts.seconds(result["a"]["duration_seconds"])
+        if result["a"]["duration_seconds"]
+        else "—",
+        "duration_b": charts.seconds(result["b"]["duration_seconds"])
+        if result["b"]["duration_seconds"]
+        else "—",
     }
     return render(request, "runs/compare.html", context)
 
@@ -169,25 +193,55 @@ def _usage_charts(report: dict, learning: list[dict]) -> dict:
     )
     tokens = charts.stacked_bars(
         [day.strftime("%b %d") for day in days],
-        [(label, [sum(r.get(key, 0) for r in row.values()) for _, row in report["per_day"]])
-         for key, label in (("input_tokens", "input"), ("output_tokens", "output"))],
-        title="Tokens per day", fmt=charts.count,
+        [
+            (label, [sum(r.get(key, 0) for r in row.values()) for _, row in report["per_day"]])
+            for key, label in (("input_tokens", "input"), ("output_tokens", "output"))
+        ],
+        title="Tokens per day",
+        fmt=charts.count,
     )
-    per_project = charts.hbars([(r["name"], r["cost_usd"]) for r in report["projects"]], title="Spend per project")
+    per_project = charts.hbars(
+        [(r["name"], r["cost_usd"]) for r in report["projects"]], title="Spend per project"
+    )
     capped = [r for r in report["projects"] if r["daily_cap_usd"] is not None]
-    caps = charts.hbars([(r["name"], r["today_usd"]) for r in capped], caps=[r["daily_cap_usd"] for r in capped],
-                        title="Today against the daily cap")
-    models = charts.hbars([(r["model"] or "?", r["cost_usd"]) for r in report["models"]], title="Spend per model")
-    backends = charts.hbars([(backend_label(r["agent_backend"] or "?"), r["cost_usd"]) for r in report["backends"]],
-                            title="Spend per backend")
-    cycle = charts.hbars([(m["name"], m["avg_cycle_time_s"] or 0) for m in learning],
-                         title="Average cycle time (first run started → task done)", fmt=charts.seconds)
-    rework = charts.hbars([(m["name"], m["plan_deviation_rate"] or 0) for m in learning],
-                          title="Rework: share of finished tasks reworked or done out of plan order", fmt=charts.percent)
-    attempts = charts.hbars([(m["name"], m["avg_attempts"] or 0) for m in learning],
-                            title="Average attempts per finished task", fmt=lambda v: f"{float(v or 0):.2f}")
-    return {"daily": daily, "tokens": tokens, "per_project": per_project, "caps": caps, "models": models,
-            "backends": backends, "cycle": cycle, "rework": rework, "attempts": attempts}
+    caps = charts.hbars(
+        [(r["name"], r["today_usd"]) for r in capped],
+        caps=[r["daily_cap_usd"] for r in capped],
+        title="Today against the daily cap",
+    )
+    models = charts.hbars(
+        [(r["model"] or "?", r["cost_usd"]) for r in report["models"]], title="Spend per model"
+    )
+    backends = charts.hbars(
+        [(backend_label(r["agent_backend"] or "?"), r["cost_usd"]) for r in report["backends"]],
+        title="Spend per backend",
+    )
+    cycle = charts.hbars(
+        [(m["name"], m["avg_cycle_time_s"] or 0) for m in learning],
+        title="Average cycle time (first run started → task done)",
+        fmt=charts.seconds,
+    )
+    rework = charts.hbars(
+        [(m["name"], m["plan_deviation_rate"] or 0) for m in learning],
+        title="Rework: share of finished tasks reworked or done out of plan order",
+        fmt=charts.percent,
+    )
+    attempts = charts.hbars(
+        [(m["name"], m["avg_attempts"] or 0) for m in learning],
+        title="Average attempts per finished task",
+        fmt=lambda v: f"{float(v or 0):.2f}",
+    )
+    return {
+        "daily": daily,
+        "tokens": tokens,
+        "per_project": per_project,
+        "caps": caps,
+        "models": models,
+        "backends": backends,
+        "cycle": cycle,
+        "rework": rework,
+        "attempts": attempts,
+    }
 
 
 @login_required
@@ -198,10 +252,14 @@ def usage_page(request):
     if request.GET and not form.is_valid():
         context["errors"] = [e for errs in form.errors.values() for e in errs]
         return render(request, "runs/usage.html", context, status=400)
-    start, end = (form.cleaned_data["start"], form.cleaned_data["end"]) if request.GET else usage.default_range()
+    start, end = (
+        (form.cleaned_data["start"], form.cleaned_data["end"]) if request.GET else usage.default_range()
+    )
     report = usage.usage_report(projects, start, end)
     learning = learning_report(projects)
-    context.update(report=report, learning=learning, charts=_usage_charts(report, learning), start=start, end=end)
+    context.update(
+        report=report, learning=learning, charts=_usage_charts(report, learning), start=start, end=end
+    )
     return render(request, "runs/usage.html", context)
 
 
@@ -214,13 +272,19 @@ def _operated(user) -> list[Project]:
     return [p for p in visible_projects(user).order_by("name") if has_role(user, p, Role.OPERATOR)]
 
 
-def launch_context(request, *, form: dict, error: str = "", project: Project | None = None, task=None) -> dict:
+def launch_context(
+    request, *, form: dict, error: str = "", project: Project | None = None, task=None
+) -> dict:
     """What the launch form needs: the projects the caller may start runs in, every backend with
     whether it is configured here (the unconfigured ones are shown disabled with what is missing)."""
     projects = [project] if project is not None else _operated(request.user)
     return {
-        "launch": form, "launch_error": error, "launch_projects": projects, "launch_task": task,
-        "launch_backends": backend_choices(), "fixed_project": project,
+        "launch": form,
+        "launch_error": error,
+        "launch_projects": projects,
+        "launch_task": task,
+        "launch_backends": backend_choices(),
+        "fixed_project": project,
     }
 
 
@@ -233,8 +297,13 @@ def launch_run(request, *, project: Project, form: dict):
             return None, f"Task #{form['task']} is not a task of {project.name}."
     try:
         run = services.run_create(
-            project=project, prompt=form.get("prompt", ""), task=task, agent_backend=form.get("agent") or None,
-            model=form.get("model") or None, budget_usd=form.get("budget") or None, actor=request.user,
+            project=project,
+            prompt=form.get("prompt", ""),
+            task=task,
+            agent_backend=form.get("agent") or None,
+            model=form.get("model") or None,
+            budget_usd=form.get("budget") or None,
+            actor=request.user,
         )
     except ApplicationError as exc:
         return None, exc.message

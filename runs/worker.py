@@ -81,7 +81,10 @@ def claim(run_id: int, owner: str) -> ExecutionRun | str:
         if ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count() >= max_concurrent_runs():
             return AT_CAPACITY if queued.exists() else NOT_CLAIMED
         won = queued.update(
-            lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now, pid=os.getpid()
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+            heartbeat_at=now,
+            pid=os.getpid(),
         )
         if not won:
             return NOT_CLAIMED
@@ -105,7 +108,11 @@ def execute_run(run_id: int, *, wait_for_capacity: bool = True) -> str:
     if not isinstance(run, ExecutionRun):
         logger.info("run %s: %s", run_id, run)
         if waited:  # a worker took it when the slot freed: follow it to its end, as if we ran it
-            while ExecutionRun.objects.filter(pk=run_id).exclude(status__in=list(ExecutionRun.TERMINAL)).exists():
+            while (
+                ExecutionRun.objects.filter(pk=run_id)
+                .exclude(status__in=list(ExecutionRun.TERMINAL))
+                .exists()
+            ):
                 time.sleep(CAPACITY_POLL_SECONDS)
         return run
     RunWorker(run, owner).handle()
@@ -220,7 +227,11 @@ class RunWorker:
             status, reason = Status.FAILED, f"run changed state under the worker: {exc.message}"
         except Exception as exc:  # noqa: BLE001 - anything unexpected fails the run with its traceback
             logger.exception("run %s crashed", self.run.pk)
-            status, reason, error = Status.FAILED, f"unexpected error: {type(exc).__name__}: {exc}", traceback.format_exc()
+            status, reason, error = (
+                Status.FAILED,
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                traceback.format_exc(),
+            )
         finally:
             self.heartbeat.done.set()
             self.heartbeat.join(timeout=5)
@@ -241,13 +252,19 @@ class RunWorker:
         ExecutionRun.objects.filter(pk=run.pk).update(
             worktree_path=str(self.ws.path), branch=self.ws.branch, base_commit=self.ws.base_commit
         )
-        run.worktree_path, run.branch, run.base_commit = str(self.ws.path), self.ws.branch, self.ws.base_commit
+        run.worktree_path, run.branch, run.base_commit = (
+            str(self.ws.path),
+            self.ws.branch,
+            self.ws.base_commit,
+        )
         home = Path(settings.DATA_DIR) / "run-homes" / f"run-{run.pk}"
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         artifacts = Path(settings.AUTOPILOT_ARTIFACT_ROOT) / "runs" / str(run.pk)
         artifacts.mkdir(parents=True, exist_ok=True)
         resume_id = run.resumed_from.backend_session_id if run.resumed_from_id else ""
-        self.ctx = WorkerRunContext(run=run, workspace=self.ws, home=home, artifacts_dir=artifacts, resume_session_id=resume_id)
+        self.ctx = WorkerRunContext(
+            run=run, workspace=self.ws, home=home, artifacts_dir=artifacts, resume_session_id=resume_id
+        )
         if self._stop_reason:
             self.ctx.request_stop(self._stop_reason)
         if run.project.setup_script and not self.ws.reused:
@@ -256,12 +273,20 @@ class RunWorker:
     def setup(self) -> None:
         ctx = self.ctx
         timeout = float(getattr(settings, "AUTOPILOT_SETUP_TIMEOUT", 600))
-        handle = ctx.begin_step(ExecutionStep.Kind.SETUP, input={"script": self.run.project.setup_script, "timeout": timeout})
+        handle = ctx.begin_step(
+            ExecutionStep.Kind.SETUP, input={"script": self.run.project.setup_script, "timeout": timeout}
+        )
         # Sandboxed like agent commands (workspace.run_script); network only with project.setup_network.
         result = workspace.run_setup(
-            self.run.project.setup_script, cwd=ctx.cwd, home=ctx.home, timeout=timeout,
-            workspace=ctx.workspace, network=self.run.project.setup_network, artifact_dir=ctx.artifacts_dir,
-            on_start=ctx.register_process, on_exit=ctx.unregister_process,
+            self.run.project.setup_script,
+            cwd=ctx.cwd,
+            home=ctx.home,
+            timeout=timeout,
+            workspace=ctx.workspace,
+            network=self.run.project.setup_network,
+            artifact_dir=ctx.artifacts_dir,
+            on_start=ctx.register_process,
+            on_exit=ctx.unregister_process,
         )
         code, output = result.exit_code, result.output
         if code == 0:
@@ -274,7 +299,9 @@ class RunWorker:
         ctx = self.ctx
         ctx.check()
         with transaction.atomic():
-            transition(self.run, Status.RUNNING, reason="agent started", fields={"started_at": timezone.now()})
+            transition(
+                self.run, Status.RUNNING, reason="agent started", fields={"started_at": timezone.now()}
+            )
             lifecycle.publish_run_started(self.run.pk)
 
     def terminate(self, status: str, reason: str, error: str, result: BackendResult | None) -> None:
@@ -297,11 +324,17 @@ class RunWorker:
                 recorded = budget.run_cost(run.pk)
                 missing = Decimal(str(result.total_cost_usd)) - recorded
                 if missing > 0:
-                    budget.usage_record(run=run, model=run.model or run.agent_backend, cost_usd=missing,
-                                        input_tokens=int(result.usage.get("input_tokens", 0)),
-                                        output_tokens=int(result.usage.get("output_tokens", 0)))
+                    budget.usage_record(
+                        run=run,
+                        model=run.model or run.agent_backend,
+                        cost_usd=missing,
+                        input_tokens=int(result.usage.get("input_tokens", 0)),
+                        output_tokens=int(result.usage.get("output_tokens", 0)),
+                    )
             if result.turns is not None:
-                fields["turns"] = max(result.turns, ExecutionRun.objects.values_list("turns", flat=True).get(pk=run.pk))
+                fields["turns"] = max(
+                    result.turns, ExecutionRun.objects.values_list("turns", flat=True).get(pk=run.pk)
+                )
         fields.update(
             status_reason=redactor(reason)[:5000],
             error=redactor(error),
@@ -314,7 +347,11 @@ class RunWorker:
             current = ExecutionRun.objects.select_for_update().get(pk=run.pk)
             if current.is_terminal or current.lease_owner != self.owner:
                 # Force-cancelled by a human or reaped meanwhile: keep its status, record the commit.
-                keep = {k: v for k, v in fields.items() if k in {"head_commit", "diff_summary", "backend_session_id"}}
+                keep = {
+                    k: v
+                    for k, v in fields.items()
+                    if k in {"head_commit", "diff_summary", "backend_session_id"}
+                }
                 if keep:
                     ExecutionRun.objects.filter(pk=run.pk).update(**keep)
                 return
@@ -330,8 +367,12 @@ class RunWorker:
         summary = workspace.diff_summary(ws.path, ws.base_commit, head)
         if head != ws.base_commit and self.ctx is not None:
             create_step(
-                run=run, kind=ExecutionStep.Kind.COMMIT, redactor=self.ctx.redactor, artifacts_dir=self.ctx.artifacts_dir,
-                tool_name="git commit", input={"branch": ws.branch, "message": workspace.commit_message(run)},
+                run=run,
+                kind=ExecutionStep.Kind.COMMIT,
+                redactor=self.ctx.redactor,
+                artifacts_dir=self.ctx.artifacts_dir,
+                tool_name="git commit",
+                input={"branch": ws.branch, "message": workspace.commit_message(run)},
                 status=ExecutionStep.Status.COMPLETED,
                 output=f"{head[:12]} on {ws.branch}: {len(summary['files'])} file(s), +{summary['added']} -{summary['removed']}",
             )
@@ -349,5 +390,3 @@ def _slot_freed() -> None:
         enqueue_next_runs()
     except Exception:  # noqa: BLE001 - the reconciler re-enqueues anyway; never undo the run's outcome
         logger.exception("enqueueing the next queued runs failed")
-
-

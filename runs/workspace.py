@@ -26,7 +26,14 @@ from django.utils.text import slugify
 from runs.backends.base import CommandResult
 from runs.guard import ParsedCommand, execute
 
-GIT_IDENTITY = ["-c", "user.name=Autopilot", "-c", "user.email=autopilot@localhost", "-c", "commit.gpgsign=false"]
+GIT_IDENTITY = [
+    "-c",
+    "user.name=Autopilot",
+    "-c",
+    "user.email=autopilot@localhost",
+    "-c",
+    "commit.gpgsign=false",
+]
 LOCK_ERRORS = ("index.lock", "could not lock", "already locked", "Unable to create", "cannot lock ref")
 
 
@@ -44,9 +51,16 @@ def git_env() -> dict[str, str]:
     }
 
 
-def git(cwd: Path | str, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None) -> str:
+def git(
+    cwd: Path | str, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None
+) -> str:
     result = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=str(cwd), capture_output=True, env=git_env(), timeout=timeout, input=input
+        ["git", *GIT_IDENTITY, *args],
+        cwd=str(cwd),
+        capture_output=True,
+        env=git_env(),
+        timeout=timeout,
+        input=input,
     )
     if check and result.returncode != 0:
         raise WorkspaceError(f"git {' '.join(args)} failed: {result.stderr.decode(errors='replace').strip()}")
@@ -203,14 +217,20 @@ def verify_tree_matches(path: Path | str, commit: str) -> list[str]:
     existing = [n for n in names if (path / n).is_file() or (path / n).is_symlink()]
     differences += [n for n in names if n not in set(existing)]
     if existing:
-        hashes = git(path, "hash-object", "--no-filters", "--stdin-paths", input="\n".join(existing).encode()).split()
+        hashes = git(
+            path, "hash-object", "--no-filters", "--stdin-paths", input="\n".join(existing).encode()
+        ).split()
         for name, sha in zip(existing, hashes, strict=True):
             if (path / name).is_symlink():
-                sha = hashlib.sha1(b"blob %d\0" % len(os.readlink(path / name).encode()) + os.readlink(path / name).encode()).hexdigest()
+                sha = hashlib.sha1(
+                    b"blob %d\0" % len(os.readlink(path / name).encode()) + os.readlink(path / name).encode()
+                ).hexdigest()
             if sha != expected[name]:
                 differences.append(name)
     on_disk = git(path, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
-    differences += [n for n in on_disk if n and n not in expected and ((path / n).exists() or (path / n).is_symlink())]
+    differences += [
+        n for n in on_disk if n and n not in expected and ((path / n).exists() or (path / n).is_symlink())
+    ]
     return sorted(set(differences))
 
 
@@ -268,8 +288,15 @@ def run_script(
     writable = _unique_paths([root, Path(home)])
     return execute(
         ParsedCommand(argv=["/bin/sh", "-c", script], shell=True, text=script),
-        cwd=Path(cwd), home=Path(home), writable=writable, timeout=timeout, network=network,
-        artifact_dir=artifact_dir, redact=redact, on_start=on_start, on_exit=on_exit,
+        cwd=Path(cwd),
+        home=Path(home),
+        writable=writable,
+        timeout=timeout,
+        network=network,
+        artifact_dir=artifact_dir,
+        redact=redact,
+        on_start=on_start,
+        on_exit=on_exit,
     )
 
 
@@ -296,8 +323,15 @@ def run_setup(
     """Run the project's setup script in the fresh worktree, sandboxed (see run_script). Returns a
     CommandResult: exit_code (None on timeout), output, sandbox label."""
     result = run_script(
-        script, cwd=cwd, workspace=workspace, home=home, timeout=timeout, network=network,
-        artifact_dir=artifact_dir, on_start=on_start, on_exit=on_exit,
+        script,
+        cwd=cwd,
+        workspace=workspace,
+        home=home,
+        timeout=timeout,
+        network=network,
+        artifact_dir=artifact_dir,
+        on_start=on_start,
+        on_exit=on_exit,
     )
     if result.timed_out:
         result.output += f"\n[setup timed out after {timeout:g}s]"

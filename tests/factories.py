@@ -34,7 +34,9 @@ def grant_register(user):
     """Give `user` the site-level right to register repositories (autopilot.register_repository)."""
     from django.contrib.auth.models import Permission
 
-    user.user_permissions.add(Permission.objects.get(codename="register_repository", content_type__app_label="autopilot"))
+    user.user_permissions.add(
+        Permission.objects.get(codename="register_repository", content_type__app_label="autopilot")
+    )
     return get_user_model().objects.get(pk=user.pk)  # a fresh object: the permission cache is per instance
 
 
@@ -83,7 +85,10 @@ class BlueprintFactory(factory.django.DjangoModelFactory):
     version = factory.Sequence(lambda n: n + 1)
     content_hash = factory.LazyAttribute(lambda b: hashlib.sha256(b.source_text.encode()).hexdigest())
     text = factory.RelatedFactory(
-        "tests.factories.BlueprintTextFactory", factory_related_name="blueprint", text=factory.SelfAttribute("..source_text"))
+        "tests.factories.BlueprintTextFactory",
+        factory_related_name="blueprint",
+        text=factory.SelfAttribute("..source_text"),
+    )
 
     class Params:
         source_text = "# Phase 1\n\nDo things.\n"

@@ -75,15 +75,22 @@ def text(content: str, **kw: Any) -> Turn:
     return Turn(text=content, **kw)
 
 
-def tool(name: str, input: dict[str, Any] | Callable[[Recorded], dict[str, Any]] | None = None, *, say: str = "",
-         **kw: Any) -> Turn:
+def tool(
+    name: str,
+    input: dict[str, Any] | Callable[[Recorded], dict[str, Any]] | None = None,
+    *,
+    say: str = "",
+    **kw: Any,
+) -> Turn:
     """The model calls one tool (optionally saying something first)."""
     return Turn(text=say, tool_calls=(ToolCall(name, input if callable(input) else dict(input or {})),), **kw)
 
 
 def tools(*calls: tuple[str, Any], say: str = "", **kw: Any) -> Turn:
     """The model calls several tools in one turn: ``tools(("Read", {...}), ("Bash", {...}))``."""
-    return Turn(text=say, tool_calls=tuple(ToolCall(n, i if callable(i) else dict(i)) for n, i in calls), **kw)
+    return Turn(
+        text=say, tool_calls=tuple(ToolCall(n, i if callable(i) else dict(i)) for n, i in calls), **kw
+    )
 
 
 def error(status: int, body: Any = None, **kw: Any) -> Turn:
@@ -221,7 +228,9 @@ class FakeLLM:
             if len(reqs) >= n:
                 return reqs
             time.sleep(0.02)
-        raise AssertionError(f"expected {n} model requests within {timeout}s, got {len(self.model_requests())}")
+        raise AssertionError(
+            f"expected {n} model requests within {timeout}s, got {len(self.model_requests())}"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -229,7 +238,9 @@ class FakeLLM:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fakellm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fakellm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -299,7 +310,9 @@ def anthropic_message(fake: FakeLLM, turn: Turn, model: str) -> dict[str, Any]:
     if turn.text:
         content.append({"type": "text", "text": turn.text})
     for call in turn.tool_calls:
-        content.append({"type": "tool_use", "id": fake._next_id("toolu_fake"), "name": call.name, "input": call.input})
+        content.append(
+            {"type": "tool_use", "id": fake._next_id("toolu_fake"), "name": call.name, "input": call.input}
+        )
     return {
         "id": fake._next_id("msg_fake"),
         "type": "message",
@@ -313,57 +326,115 @@ def anthropic_message(fake: FakeLLM, turn: Turn, model: str) -> dict[str, Any]:
 
 
 def anthropic_stream(message: dict[str, Any], turn: Turn) -> list[bytes]:
-    start = {**message, "content": [], "stop_reason": None,
-             "usage": {**message["usage"], "output_tokens": 1}}
+    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
     out = [_sse("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
-            out.append(_sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                    "content_block": {"type": "text", "text": ""}}))
+            out.append(
+                _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
             t = block["text"]
-            for piece in (t[: len(t) // 2], t[len(t) // 2:]):
+            for piece in (t[: len(t) // 2], t[len(t) // 2 :]):
                 if piece:
-                    out.append(_sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                            "delta": {"type": "text_delta", "text": piece}}))
+                    out.append(
+                        _sse(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "text_delta", "text": piece},
+                            },
+                        )
+                    )
         else:
-            out.append(_sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                    "content_block": {"type": "tool_use", "id": block["id"],
-                                                                      "name": block["name"], "input": {}}}))
+            out.append(
+                _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": block["id"],
+                            "name": block["name"],
+                            "input": {},
+                        },
+                    },
+                )
+            )
             raw = json.dumps(block["input"])
             cut = len(raw) // 2
             for piece in (raw[:cut], raw[cut:]):
-                out.append(_sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                        "delta": {"type": "input_json_delta", "partial_json": piece}}))
+                out.append(
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
+                )
         out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-    out.append(_sse("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                      "usage": {"output_tokens": turn.output_tokens,
-                                                "input_tokens": turn.input_tokens,
-                                                "cache_read_input_tokens": turn.cache_read_tokens,
-                                                "cache_creation_input_tokens": turn.cache_write_tokens}}))
+    out.append(
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {
+                    "output_tokens": turn.output_tokens,
+                    "input_tokens": turn.input_tokens,
+                    "cache_read_input_tokens": turn.cache_read_tokens,
+                    "cache_creation_input_tokens": turn.cache_write_tokens,
+                },
+            },
+        )
+    )
     out.append(_sse("message_stop", {"type": "message_stop"}))
     return out
 
 
 def _chat_usage(turn: Turn) -> dict[str, Any]:
-    return {"prompt_tokens": turn.input_tokens, "completion_tokens": turn.output_tokens,
-            "total_tokens": turn.input_tokens + turn.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": turn.cache_read_tokens}}
+    return {
+        "prompt_tokens": turn.input_tokens,
+        "completion_tokens": turn.output_tokens,
+        "total_tokens": turn.input_tokens + turn.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": turn.cache_read_tokens},
+    }
 
 
 def chat_completion(fake: FakeLLM, turn: Turn, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
     if turn.tool_calls:
         message["tool_calls"] = [
-            {"id": fake._next_id("call_fake"), "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.input)}}
+            {
+                "id": fake._next_id("call_fake"),
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.input)},
+            }
             for c in turn.tool_calls
         ]
     return {
-        "id": fake._next_id("chatcmpl-fake"), "object": "chat.completion", "created": int(time.time()),
+        "id": fake._next_id("chatcmpl-fake"),
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if turn.tool_calls else "stop",
+            }
+        ],
         "usage": _chat_usage(turn),
     }
 
@@ -373,17 +444,32 @@ def chat_stream(completion: dict[str, Any], turn: Turn, include_usage: bool) -> 
     message = completion["choices"][0]["message"]
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse(None, {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        return _sse(
+            None,
+            {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]},
+        )
 
     out = [chunk({"role": "assistant", "content": ""})]
     if message.get("content"):
         t = message["content"]
-        for piece in (t[: len(t) // 2], t[len(t) // 2:]):
+        for piece in (t[: len(t) // 2], t[len(t) // 2 :]):
             if piece:
                 out.append(chunk({"content": piece}))
     for i, call in enumerate(message.get("tool_calls") or []):
-        out.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                          "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         args = call["function"]["arguments"]
         cut = len(args) // 2
         for piece in (args[:cut], args[cut:]):
@@ -398,20 +484,49 @@ def chat_stream(completion: dict[str, Any], turn: Turn, include_usage: bool) -> 
 def responses_object(fake: FakeLLM, turn: Turn, model: str) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     if turn.text:
-        output.append({"type": "message", "id": fake._next_id("msg_fake"), "role": "assistant", "status": "completed",
-                       "content": [{"type": "output_text", "text": turn.text, "annotations": []}]})
+        output.append(
+            {
+                "type": "message",
+                "id": fake._next_id("msg_fake"),
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": turn.text, "annotations": []}],
+            }
+        )
     for call in turn.tool_calls:
-        output.append({"type": "function_call", "id": fake._next_id("fc_fake"), "call_id": fake._next_id("call_fake"),
-                       "name": call.name, "arguments": json.dumps(call.input), "status": "completed"})
+        output.append(
+            {
+                "type": "function_call",
+                "id": fake._next_id("fc_fake"),
+                "call_id": fake._next_id("call_fake"),
+                "name": call.name,
+                "arguments": json.dumps(call.input),
+                "status": "completed",
+            }
+        )
     return {
-        "id": fake._next_id("resp_fake"), "object": "response", "created_at": int(time.time()),
-        "status": "completed", "model": model, "output": output, "parallel_tool_calls": True,
-        "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None, "instructions": None,
-        "metadata": {}, "temperature": None, "top_p": None,
-        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens,
-                  "total_tokens": turn.input_tokens + turn.output_tokens,
-                  "input_tokens_details": {"cached_tokens": turn.cache_read_tokens},
-                  "output_tokens_details": {"reasoning_tokens": 0}},
+        "id": fake._next_id("resp_fake"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "temperature": None,
+        "top_p": None,
+        "usage": {
+            "input_tokens": turn.input_tokens,
+            "output_tokens": turn.output_tokens,
+            "total_tokens": turn.input_tokens + turn.output_tokens,
+            "input_tokens_details": {"cached_tokens": turn.cache_read_tokens},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
     }
 
 
@@ -419,8 +534,14 @@ def responses_stream(response: dict[str, Any]) -> list[bytes]:
     seq = itertools.count()
     pending = {**response, "status": "in_progress", "output": [], "usage": None}
     out = [
-        _sse("response.created", {"type": "response.created", "sequence_number": next(seq), "response": pending}),
-        _sse("response.in_progress", {"type": "response.in_progress", "sequence_number": next(seq), "response": pending}),
+        _sse(
+            "response.created",
+            {"type": "response.created", "sequence_number": next(seq), "response": pending},
+        ),
+        _sse(
+            "response.in_progress",
+            {"type": "response.in_progress", "sequence_number": next(seq), "response": pending},
+        ),
     ]
     for index, item in enumerate(response["output"]):
         added = {**item, "status": "in_progress"}
@@ -428,22 +549,63 @@ def responses_stream(response: dict[str, Any]) -> list[bytes]:
             added["content"] = []
         else:
             added["arguments"] = ""
-        out.append(_sse("response.output_item.added", {"type": "response.output_item.added", "sequence_number": next(seq),
-                                                       "output_index": index, "item": added}))
+        out.append(
+            _sse(
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": next(seq),
+                    "output_index": index,
+                    "item": added,
+                },
+            )
+        )
         if item["type"] == "message":
             text_ = item["content"][0]["text"]
-            out.append(_sse("response.output_text.delta", {"type": "response.output_text.delta",
-                                                           "sequence_number": next(seq), "item_id": item["id"],
-                                                           "output_index": index, "content_index": 0,
-                                                           "delta": text_, "logprobs": []}))
+            out.append(
+                _sse(
+                    "response.output_text.delta",
+                    {
+                        "type": "response.output_text.delta",
+                        "sequence_number": next(seq),
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "content_index": 0,
+                        "delta": text_,
+                        "logprobs": [],
+                    },
+                )
+            )
         else:
-            out.append(_sse("response.function_call_arguments.delta", {
-                "type": "response.function_call_arguments.delta", "sequence_number": next(seq),
-                "item_id": item["id"], "output_index": index, "delta": item["arguments"]}))
-        out.append(_sse("response.output_item.done", {"type": "response.output_item.done", "sequence_number": next(seq),
-                                                      "output_index": index, "item": item}))
-    out.append(_sse("response.completed", {"type": "response.completed", "sequence_number": next(seq),
-                                           "response": response}))
+            out.append(
+                _sse(
+                    "response.function_call_arguments.delta",
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        "sequence_number": next(seq),
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "delta": item["arguments"],
+                    },
+                )
+            )
+        out.append(
+            _sse(
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": next(seq),
+                    "output_index": index,
+                    "item": item,
+                },
+            )
+        )
+    out.append(
+        _sse(
+            "response.completed",
+            {"type": "response.completed", "sequence_number": next(seq), "response": response},
+        )
+    )
     return out
 
 
@@ -452,12 +614,22 @@ def _error_body(api: str, turn: Turn) -> bytes:
     if body is None:
         message = f"fake error {turn.status}"
         if api == "anthropic":
-            kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
-                    529: "overloaded_error"}.get(turn.status, "api_error")
+            kind = {
+                400: "invalid_request_error",
+                401: "authentication_error",
+                429: "rate_limit_error",
+                529: "overloaded_error",
+            }.get(turn.status, "api_error")
             body = {"type": "error", "error": {"type": kind, "message": message}}
         else:
-            body = {"error": {"message": message, "type": "server_error" if turn.status >= 500 else "invalid_request_error",
-                              "param": None, "code": None}}
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "server_error" if turn.status >= 500 else "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
     return body.encode() if isinstance(body, str) else json.dumps(body).encode()
 
 
@@ -516,8 +688,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, api: str, body: Any, turn: int | None) -> Recorded:
         parts = urlsplit(self.path)
-        rec = Recorded(method=self.command, path=parts.path, query=parts.query,
-                       headers={k.lower(): v for k, v in self.headers.items()}, body=body, api=api, turn=turn)
+        rec = Recorded(
+            method=self.command,
+            path=parts.path,
+            query=parts.query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            api=api,
+            turn=turn,
+        )
         with self.fake._lock:
             self.fake.requests.append(rec)
         return rec
@@ -535,10 +714,23 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/")
         if path.endswith("/models"):
             model = self.fake.model
-            payload = {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "fake",
-                                                   "type": "model", "display_name": model,
-                                                   "created_at": "2025-01-01T00:00:00Z"}],
-                       "has_more": False, "first_id": model, "last_id": model}
+            payload = {
+                "object": "list",
+                "data": [
+                    {
+                        "id": model,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "fake",
+                        "type": "model",
+                        "display_name": model,
+                        "created_at": "2025-01-01T00:00:00Z",
+                    }
+                ],
+                "has_more": False,
+                "first_id": model,
+                "last_id": model,
+            }
             self._send_json(200, json.dumps(payload).encode())
             return
         self._send_json(404, b'{"error": {"message": "not found"}}')
@@ -546,7 +738,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = self._read_body()
         path = urlsplit(self.path).path.rstrip("/")
-        api = {"/v1/messages": "anthropic", "/v1/chat/completions": "chat", "/v1/responses": "responses"}.get(path)
+        api = {"/v1/messages": "anthropic", "/v1/chat/completions": "chat", "/v1/responses": "responses"}.get(
+            path
+        )
         if api is None or not isinstance(body, dict):
             self._record("other", body, None)
             if path.endswith("/count_tokens"):

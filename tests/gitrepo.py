@@ -17,7 +17,11 @@ def git(repo: Path | str, *args: str) -> str:
     import os
 
     result = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=True
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=True,
     )
     return result.stdout.strip()
 

@@ -70,7 +70,9 @@ def login(base_url: str, username: str, password: str) -> str:
     page = opener.open(login_url, timeout=30).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
-    opener.open(urllib.request.Request(login_url, data=form.encode(), headers={"Referer": login_url}), timeout=30)
+    opener.open(
+        urllib.request.Request(login_url, data=form.encode(), headers={"Referer": login_url}), timeout=30
+    )
     cookies = {c.name: c.value for c in jar}
     assert "sessionid" in cookies, f"login as {username!r} failed"
     return "; ".join(f"{name}={value}" for name, value in cookies.items())
@@ -136,17 +138,33 @@ class LiveServer:
     process group. Output goes to `log_path` (a temporary file unless given), shown on failure.
     """
 
-    def __init__(self, *, env: dict, port: int | None = None, extra_env: dict | None = None,
-                 ready_path: str = "/healthz", ready_status: int | None = 200, log_path: Path | None = None,
-                 cmd: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        env: dict,
+        port: int | None = None,
+        extra_env: dict | None = None,
+        ready_path: str = "/healthz",
+        ready_status: int | None = 200,
+        log_path: Path | None = None,
+        cmd: list[str] | None = None,
+    ):
         self.port = port or pick_free_port()
         self.env = {**env, **(extra_env or {})}
         self.ready_path = ready_path
         self.ready_status = ready_status
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.cmd = cmd or [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                           "autopilot.asgi:application"]
+        self.cmd = cmd or [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "autopilot.asgi:application",
+        ]
         if log_path is None:
             import tempfile
 
@@ -165,8 +183,14 @@ class LiveServer:
     def start(self) -> LiveServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the server
         self._log_file = log
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
 
         def ready():
             if self.proc.poll() is not None:

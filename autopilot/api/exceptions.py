@@ -19,16 +19,25 @@ from autopilot.errors import ApplicationError
 def _too_big(exc) -> Response:
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        detail = (f"The request body is larger than the limit of {limit:,} bytes "
-                  "(DATA_UPLOAD_MAX_MEMORY_SIZE, from AUTOPILOT_MAX_BLUEPRINT_BYTES).")
+        detail = (
+            f"The request body is larger than the limit of {limit:,} bytes "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE, from AUTOPILOT_MAX_BLUEPRINT_BYTES)."
+        )
         return Response({"detail": detail, "extra": {"limit_bytes": limit}}, status=413)
     if isinstance(exc, TooManyFilesSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
-        return Response({"detail": f"Too many files in one request; the limit is {limit:,}.",
-                         "extra": {"limit": limit}}, status=413)
+        return Response(
+            {"detail": f"Too many files in one request; the limit is {limit:,}.", "extra": {"limit": limit}},
+            status=413,
+        )
     limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-    return Response({"detail": f"Too many form fields in one request; the limit is {limit:,}.",
-                     "extra": {"limit": limit}}, status=413)
+    return Response(
+        {
+            "detail": f"Too many form fields in one request; the limit is {limit:,}.",
+            "extra": {"limit": limit},
+        },
+        status=413,
+    )
 
 
 def exception_handler(exc, context):

@@ -23,4 +23,3 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
         if offset > most:
             raise ValidationError({self.offset_query_param: [f"Ensure this value is at most {most}."]})
         return offset
-

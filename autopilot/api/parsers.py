@@ -53,7 +53,9 @@ class JSONParser(parsers.JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError(f"JSON parse error - nested too deeply (the limit is {MAX_DEPTH} levels).") from None
+            raise ParseError(
+                f"JSON parse error - nested too deeply (the limit is {MAX_DEPTH} levels)."
+            ) from None
         if nesting_depth_exceeds(data):
             raise ParseError(f"JSON parse error - nested too deeply (the limit is {MAX_DEPTH} levels).")
         return data

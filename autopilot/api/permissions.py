@@ -14,7 +14,9 @@ class ProjectRolePermission(IsAuthenticated):
 
     def has_object_permission(self, request, view, obj):
         project = obj if obj._meta.model_name == "project" else obj.project
-        minimum = Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", self.write_role)
+        minimum = (
+            Role.VIEWER if request.method in SAFE_METHODS else getattr(view, "write_role", self.write_role)
+        )
         # Raises NotFound for non-members (404) and PermissionDenied naming the role needed (403).
         require_role(request.user, project, minimum)
         return True

@@ -23,7 +23,7 @@ ERROR_DESCRIPTIONS = {
     "400": "Invalid input: `detail` names the problem, or the body maps each bad field to its errors.",
     "401": "Not authenticated.",
     "403": "Not authenticated (with session authentication first, DRF answers 403), a bad token, "
-           "or your role on the project is too low (`detail` names the role needed).",
+    "or your role on the project is too low (`detail` names the role needed).",
     "404": "No such object, or it belongs to a project you are not a member of (the same answer).",
     "409": "The object's current state does not allow this (e.g. a run that already ended).",
     "413": "The request body is over the size limit; `detail` names the limit.",
@@ -35,7 +35,8 @@ class ErrorSerializer(serializers.Serializer):
     """Every error answer. Either `detail` (with `extra` for machines) or one entry per invalid field."""
 
     detail = serializers.JSONField(
-        required=False, help_text="What went wrong: a message (or, rarely, a list of messages).")
+        required=False, help_text="What went wrong: a message (or, rarely, a list of messages)."
+    )
     extra = serializers.DictField(required=False, help_text="Machine-readable details of the error.")
 
     class Meta:

@@ -12,23 +12,47 @@ from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, Proj
 from blueprints.models import PlanNode
 
 BASIC_FIELDS = (
-    "name", "description", "repo_path", "subdirectory", "base_branch", "test_command", "setup_script",
-    "command_allowlist", "allow_shell", "setup_network",
+    "name",
+    "description",
+    "repo_path",
+    "subdirectory",
+    "base_branch",
+    "test_command",
+    "setup_script",
+    "command_allowlist",
+    "allow_shell",
+    "setup_network",
 )
 AUTONOMY_FIELDS = (
-    "autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd", "daily_budget_usd",
-    "max_attempts", "auto_complete_on_tests", "plan_order_policy", "model_matrix",
+    "autonomy_mode",
+    "paused",
+    "active_phase",
+    "max_parallel_runs",
+    "default_run_budget_usd",
+    "daily_budget_usd",
+    "max_attempts",
+    "auto_complete_on_tests",
+    "plan_order_policy",
+    "model_matrix",
 )
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    my_role = serializers.ChoiceField(choices=Role.choices, read_only=True, allow_null=True,
-                                      help_text="Your role on this project.")
+    my_role = serializers.ChoiceField(
+        choices=Role.choices, read_only=True, allow_null=True, help_text="Your role on this project."
+    )
 
     class Meta:
         model = Project
         fields = (
-            "id", "slug", *BASIC_FIELDS, *AUTONOMY_FIELDS, "my_role", "last_tick_at", "created_at", "updated_at",
+            "id",
+            "slug",
+            *BASIC_FIELDS,
+            *AUTONOMY_FIELDS,
+            "my_role",
+            "last_tick_at",
+            "created_at",
+            "updated_at",
         )
         read_only_fields = fields
 
@@ -49,16 +73,21 @@ class _ProjectWriteFields(serializers.Serializer):
     paused = serializers.BooleanField(required=False)
     active_phase = IdField(required=False, allow_null=True, help_text="A plan node id of this project.")
     max_parallel_runs = serializers.IntegerField(required=False, min_value=1, max_value=1000)
-    default_run_budget_usd = serializers.DecimalField(required=False, max_digits=10, decimal_places=4, min_value=0)
+    default_run_budget_usd = serializers.DecimalField(
+        required=False, max_digits=10, decimal_places=4, min_value=0
+    )
     daily_budget_usd = serializers.DecimalField(
         required=False, allow_null=True, max_digits=10, decimal_places=4, min_value=0
     )
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
     auto_complete_on_tests = serializers.BooleanField(required=False)
     plan_order_policy = serializers.ChoiceField(choices=PlanOrderPolicy.choices, required=False)
-    model_matrix = serializers.DictField(child=serializers.DictField(child=serializers.CharField()), required=False)
+    model_matrix = serializers.DictField(
+        child=serializers.DictField(child=serializers.CharField()), required=False
+    )
     allow_shared_repo = serializers.BooleanField(
-        required=False, write_only=True,
+        required=False,
+        write_only=True,
         help_text="Staff only: let this project use a repository another project already uses.",
     )
 
@@ -113,11 +142,23 @@ class MembershipWriteSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
-    actor_username = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+    actor_username = serializers.CharField(
+        source="actor.username", read_only=True, allow_null=True, default=None
+    )
 
     class Meta:
         model = Event
-        fields = ("id", "kind", "project", "subject_type", "subject_id", "actor", "actor_username", "data", "created_at")
+        fields = (
+            "id",
+            "kind",
+            "project",
+            "subject_type",
+            "subject_id",
+            "actor",
+            "actor_username",
+            "data",
+            "created_at",
+        )
         read_only_fields = fields
 
 

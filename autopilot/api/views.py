@@ -103,7 +103,9 @@ class ProjectViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        methods=["GET"], summary="Members of a project (viewers)", responses={200: MembershipSerializer(many=True)}
+        methods=["GET"],
+        summary="Members of a project (viewers)",
+        responses={200: MembershipSerializer(many=True)},
     )
     @extend_schema(
         methods=["POST"],
@@ -111,7 +113,9 @@ class ProjectViewSet(
         request=MembershipWriteSerializer,
         responses={200: MembershipSerializer, 201: MembershipSerializer, **ERRORS},
     )
-    @action(detail=True, methods=["get", "post"], url_path="members", pagination_class=None, filterset_class=None)
+    @action(
+        detail=True, methods=["get", "post"], url_path="members", pagination_class=None, filterset_class=None
+    )
     def members(self, request, pk=None):
         project = self.get_object()
         if request.method == "GET":
@@ -126,7 +130,8 @@ class ProjectViewSet(
             project=project, user=user, role=serializer.validated_data["role"], actor=request.user
         )
         return Response(
-            MembershipSerializer(membership).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+            MembershipSerializer(membership).data,
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
         )
 
     @extend_schema(
@@ -148,7 +153,9 @@ class ProjectViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="The event log of projects you can see, oldest first (for audit and reconnecting clients)"),
+    list=extend_schema(
+        summary="The event log of projects you can see, oldest first (for audit and reconnecting clients)"
+    ),
     retrieve=extend_schema(summary="One event"),
 )
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -175,11 +182,16 @@ class TokenObtainView(APIView):
     @extend_schema(
         summary="Obtain an API token",
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, 400: error_response(400),
-                   403: OpenApiResponse(error_response(403).response, description="Wrong username or password"),
-                   429: OpenApiResponse(error_response(429).response,
-                                        description="Too many requests, or too many failed logins for "
-                                                    "this username from this address (`Retry-After`)")},
+        responses={
+            200: TokenSerializer,
+            400: error_response(400),
+            403: OpenApiResponse(error_response(403).response, description="Wrong username or password"),
+            429: OpenApiResponse(
+                error_response(429).response,
+                description="Too many requests, or too many failed logins for "
+                "this username from this address (`Retry-After`)",
+            ),
+        },
         auth=[],
     )
     def post(self, request):
@@ -188,7 +200,9 @@ class TokenObtainView(APIView):
         # `request` (DRF's) carries axes' verdict back: a locked-out pair is refused before any
         # password check, and the failure that reaches the limit is answered the same way.
         user = authenticate(
-            request, username=serializer.validated_data["username"], password=serializer.validated_data["password"]
+            request,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
         )
         if user is None and getattr(request, "axes_locked_out", False):
             raise Throttled(wait=settings.AXES_COOLOFF_TIME.total_seconds(), detail=logins.lockout_message())

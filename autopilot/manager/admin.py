@@ -22,14 +22,22 @@ from runs.models import ExecutionRun
 
 
 class ManagedProjectAdmin(ProjectAdmin):
-    list_display = (*ProjectAdmin.list_display[:-1], "open_tasks", "active_runs",
-                    ProjectAdmin.list_display[-1])
+    list_display = (
+        *ProjectAdmin.list_display[:-1],
+        "open_tasks",
+        "active_runs",
+        ProjectAdmin.list_display[-1],
+    )
     actions = [*ProjectAdmin.actions[:2], "tick_now", *ProjectAdmin.actions[2:]]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            open_task_count=count_of(Task, "project", status__in=Task.OPEN),
-            active_run_count=count_of(ExecutionRun, "project", status__in=ExecutionRun.ACTIVE),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                open_task_count=count_of(Task, "project", status__in=Task.OPEN),
+                active_run_count=count_of(ExecutionRun, "project", status__in=ExecutionRun.ACTIVE),
+            )
         )
 
     @admin.display(description="Open tasks", ordering="open_task_count")
@@ -44,8 +52,12 @@ class ManagedProjectAdmin(ProjectAdmin):
     def tick_now(self, request, queryset):
         project_ids = list(queryset.values_list("pk", flat=True))
         report = tick_all(reason="admin", actor=request.user, project_ids=project_ids)
-        self.message_user(request, f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} "
-                                   f"proposed, {report.promoted} task(s) became ready.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Tick: {len(report.started)} run(s) started, {len(report.proposed)} "
+            f"proposed, {report.promoted} task(s) became ready.",
+            messages.SUCCESS,
+        )
 
 
 admin.site.unregister(Project)
@@ -57,7 +69,17 @@ admin.site.register(Project, ManagedProjectAdmin)
 
 @admin.register(Proposal)
 class ProposalAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "project", "status", "score", "role", "agent_backend", "decided_by", "created_at")
+    list_display = (
+        "id",
+        "task",
+        "project",
+        "status",
+        "score",
+        "role",
+        "agent_backend",
+        "decided_by",
+        "created_at",
+    )
     list_filter = ("status", "role", "agent_backend")
     list_select_related = ("task", "project", "decided_by")
     search_fields = ("task__title", "project__name", "reason")
@@ -72,19 +94,35 @@ class ProposalAdmin(admin.ModelAdmin):
 
     @admin.action(description="Accept selected proposals (starts their runs)")
     def accept(self, request, queryset):
-        apply_each(self, request, queryset, "Accepted", lambda p: proposal_accept(proposal=p, actor=request.user))
+        apply_each(
+            self, request, queryset, "Accepted", lambda p: proposal_accept(proposal=p, actor=request.user)
+        )
 
     @admin.action(description="Dismiss selected proposals")
     def dismiss(self, request, queryset):
-        apply_each(self, request, queryset, "Dismissed",
-                   lambda p: proposal_dismiss(proposal=p, actor=request.user, note="dismissed in admin"))
+        apply_each(
+            self,
+            request,
+            queryset,
+            "Dismissed",
+            lambda p: proposal_dismiss(proposal=p, actor=request.user, note="dismissed in admin"),
+        )
 
     @admin.action(description="Expire selected proposals")
     def expire(self, request, queryset):
-        apply_each(self, request, queryset, "Expired", lambda p: transition(
-            p, Proposal.Status.EXPIRED, actor=request.user, reason="expired in admin",
-            fields={"decided_by": request.user, "decided_at": timezone.now()},
-        ))
+        apply_each(
+            self,
+            request,
+            queryset,
+            "Expired",
+            lambda p: transition(
+                p,
+                Proposal.Status.EXPIRED,
+                actor=request.user,
+                reason="expired in admin",
+                fields={"decided_by": request.user, "decided_at": timezone.now()},
+            ),
+        )
 
 
 # --- Learning signals ---------------------------------------------------------------------------

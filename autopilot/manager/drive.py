@@ -46,14 +46,35 @@ class _Printer:
             self.stdout.flush()
 
 
-def drive_full_auto(*, project: Project, max_budget=None, until_empty: bool = False, stdout=None,
-                    as_json: bool = False, actor=None) -> None:
+def drive_full_auto(
+    *,
+    project: Project,
+    max_budget=None,
+    until_empty: bool = False,
+    stdout=None,
+    as_json: bool = False,
+    actor=None,
+) -> None:
     """The door used by `autopilot run --full-auto` (returns nothing: a command prints, not returns)."""
-    drive(project=project, max_budget=max_budget, until_empty=until_empty, stdout=stdout, as_json=as_json, actor=actor)
+    drive(
+        project=project,
+        max_budget=max_budget,
+        until_empty=until_empty,
+        stdout=stdout,
+        as_json=as_json,
+        actor=actor,
+    )
 
 
-def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdout=None, as_json: bool = False,
-          actor=None) -> dict:
+def drive(
+    *,
+    project: Project,
+    max_budget=None,
+    until_empty: bool = False,
+    stdout=None,
+    as_json: bool = False,
+    actor=None,
+) -> dict:
     project = Project.objects.get(pk=project.pk)
     if project.paused:
         raise ApplicationError(f"Project '{project.name}' is paused; resume it before driving it.")
@@ -68,15 +89,33 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
 
     def execute(run: ExecutionRun) -> None:
         try:
-            say({"event": "start", "run": run.pk, "task": run.task_id, "title": run.task.title if run.task_id else "",
-                 "role": run.role, "attempt": run.attempt, "agent": run.agent_backend},
-                f"▶ run #{run.pk} {run.role} task #{run.task_id}: {run.task.title if run.task_id else run.prompt[:60]}")
+            say(
+                {
+                    "event": "start",
+                    "run": run.pk,
+                    "task": run.task_id,
+                    "title": run.task.title if run.task_id else "",
+                    "role": run.role,
+                    "attempt": run.attempt,
+                    "agent": run.agent_backend,
+                },
+                f"▶ run #{run.pk} {run.role} task #{run.task_id}: {run.task.title if run.task_id else run.prompt[:60]}",
+            )
             execute_run(run.pk)
             done = ExecutionRun.objects.select_related("task").get(pk=run.pk)
             task_status = Task.objects.filter(pk=done.task_id).values_list("status", flat=True).first()
-            say({"event": "finish", "run": done.pk, "task": done.task_id, "status": done.status,
-                 "reason": done.status_reason, "cost_usd": done.cost_usd, "task_status": task_status},
-                f"■ run #{done.pk} {done.status} (${done.cost_usd:.4f}) — task #{done.task_id} → {task_status}: {done.status_reason}")
+            say(
+                {
+                    "event": "finish",
+                    "run": done.pk,
+                    "task": done.task_id,
+                    "status": done.status,
+                    "reason": done.status_reason,
+                    "cost_usd": done.cost_usd,
+                    "task_status": task_status,
+                },
+                f"■ run #{done.pk} {done.status} (${done.cost_usd:.4f}) — task #{done.task_id} → {task_status}: {done.status_reason}",
+            )
         finally:
             connection.close()
 
@@ -85,18 +124,23 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
             if budget is not None and _spent(started_ids) >= budget:
                 stopped_because = "budget spent"
                 break
-            report = tick_project(project, reason="drive", actor=actor, enqueue=False,
-                                  mode_override=AutonomyMode.FULL_AUTO)
+            report = tick_project(
+                project, reason="drive", actor=actor, enqueue=False, mode_override=AutonomyMode.FULL_AUTO
+            )
             queued = list(
                 ExecutionRun.objects.filter(project=project, status=ExecutionRun.Status.QUEUED)
-                .select_related("task").order_by(*QUEUE_ORDER)
+                .select_related("task")
+                .order_by(*QUEUE_ORDER)
             )
             if not queued:
                 result = report.projects.get(project.pk)
                 note = result.note if result else ""
                 if until_empty and result and Code.RETRY_BACKOFF in result.skipped:
                     if not waiting:
-                        say({"event": "waiting", "reason": "retry backoff"}, "… waiting for a retry backoff to pass")
+                        say(
+                            {"event": "waiting", "reason": "retry backoff"},
+                            "… waiting for a retry backoff to pass",
+                        )
                     waiting = True
                     time.sleep(BACKOFF_POLL_SECONDS)
                     continue
@@ -123,7 +167,12 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
         else:
             stopped_because = "round limit"
 
-    for status, n in ExecutionRun.objects.filter(pk__in=started_ids).values_list("status").annotate(n=Count("pk")).order_by():
+    for status, n in (
+        ExecutionRun.objects.filter(pk__in=started_ids)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
         totals["runs"] += n
         ended = (ExecutionRun.Status.SUCCEEDED, ExecutionRun.Status.CANCELLED)
         key = "failed" if status in ExecutionRun.FAILED else status if status in ended else None
@@ -131,10 +180,19 @@ def drive(*, project: Project, max_budget=None, until_empty: bool = False, stdou
             totals[key] += n
     totals["cost_usd"] = _spent(started_ids)
     remaining = ranking.runnable_tasks([project.pk]).count()
-    summary = {"event": "summary", "project": project.pk, **totals, "remaining_ready": remaining,
-               "stopped_because": stopped_because, "max_budget_usd": budget}
-    say(summary, f"done: {totals['runs']} run(s), {totals['succeeded']} succeeded, {totals['failed']} failed, "
-                 f"${totals['cost_usd']:.4f} spent; {remaining} ready task(s) left — {stopped_because}")
+    summary = {
+        "event": "summary",
+        "project": project.pk,
+        **totals,
+        "remaining_ready": remaining,
+        "stopped_because": stopped_because,
+        "max_budget_usd": budget,
+    }
+    say(
+        summary,
+        f"done: {totals['runs']} run(s), {totals['succeeded']} succeeded, {totals['failed']} failed, "
+        f"${totals['cost_usd']:.4f} spent; {remaining} ready task(s) left — {stopped_because}",
+    )
     return summary
 
 
@@ -146,4 +204,6 @@ def _spent(run_ids: list[int]) -> Decimal:
 
 def _follow_ups(project: Project) -> bool:
     """Runs the outcomes queued by themselves (a test run after a code run) belong to this round."""
-    return ExecutionRun.objects.filter(project=project, status=ExecutionRun.Status.QUEUED, role="test").exists()
+    return ExecutionRun.objects.filter(
+        project=project, status=ExecutionRun.Status.QUEUED, role="test"
+    ).exists()

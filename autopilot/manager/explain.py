@@ -24,7 +24,11 @@ def manager_plan(project: Project, *, mode_override: str | None = None, limit: i
         if task.removed_from_spec:
             reasons.append("its section was removed from the spec")
         if not task.in_phase:
-            reasons.append(f"outside the active phase '{phase.title}' ({phase.anchor})" if phase else "outside the active phase")
+            reasons.append(
+                f"outside the active phase '{phase.title}' ({phase.anchor})"
+                if phase
+                else "outside the active phase"
+            )
         if task.open_run_id:
             reasons.append(f"already running: run #{task.open_run_id} is {task.open_run_status}")
         if mode == AutonomyMode.SUGGEST and task.has_pending_proposal:
@@ -33,14 +37,19 @@ def manager_plan(project: Project, *, mode_override: str | None = None, limit: i
             reasons.append("proposal dismissed; not proposed again until the task changes")
         (blocked if reasons else runnable).append((task, reasons))
     failures = ranking.last_failures([t.pk for t, _ in runnable if t.attempts])
-    decisions = decide(project, mode=mode, capacity=capacity, candidates=[t for t, _ in runnable], failures=failures, now=now)
+    decisions = decide(
+        project, mode=mode, capacity=capacity, candidates=[t for t, _ in runnable], failures=failures, now=now
+    )
 
     def row(task: Task, action: str, reasons: list[str]) -> dict:
         if task.status == Task.Status.TODO:
             # tick_all refreshes readiness only for projects whose mode is not off (its `working` list).
-            reasons = [*reasons, "dependencies are done: the next tick marks it ready"
-                       if mode != AutonomyMode.OFF
-                       else "dependencies are done: marked ready by the first tick once the mode is not off"]
+            reasons = [
+                *reasons,
+                "dependencies are done: the next tick marks it ready"
+                if mode != AutonomyMode.OFF
+                else "dependencies are done: marked ready by the first tick once the mode is not off",
+            ]
         return {
             "task": task.pk,
             "title": task.title,
@@ -59,13 +68,18 @@ def manager_plan(project: Project, *, mode_override: str | None = None, limit: i
     not_started = [row(d.task, "skip", d.reasons) for d in decisions if d.action == "skip"]
     not_started += [row(t, "skip", reasons) for t, reasons in blocked]
     by_status = dict(
-        Task.objects.filter(project=project, kind=Task.Kind.WORK).values_list("status").annotate(n=Count("pk")).order_by()
+        Task.objects.filter(project=project, kind=Task.Kind.WORK)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
     return {
         "project": project.pk,
         "mode": mode,
         "paused": project.paused,
-        "active_phase": None if phase is None else {"id": phase.pk, "title": phase.title, "anchor": phase.anchor},
+        "active_phase": None
+        if phase is None
+        else {"id": phase.pk, "title": phase.title, "anchor": phase.anchor},
         "capacity": capacity.as_dict(),
         "would_start": would,  # action: "start", or "propose" in suggest mode
         "would_start_count": len(would),

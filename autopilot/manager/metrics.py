@@ -35,8 +35,16 @@ TOP = 10
 
 def learning_metrics(project: Project) -> dict:
     finished = list(
-        Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=Task.DELIVERED)
-        .values("pk", "status", "plan_order", "started_at", "completed_at", "updated_at", "rework_count", "attempts")
+        Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=Task.DELIVERED).values(
+            "pk",
+            "status",
+            "plan_order",
+            "started_at",
+            "completed_at",
+            "updated_at",
+            "rework_count",
+            "attempts",
+        )
     )
     cycle = [
         (t["completed_at"] - t["started_at"]).total_seconds()
@@ -47,15 +55,31 @@ def learning_metrics(project: Project) -> dict:
     nodes = PlanNode.objects.filter(project=project, archived_at__isnull=True)
     difficulties = list(nodes.filter(difficulty__gt=0).values_list("difficulty", flat=True))
     fragile_nodes = [
-        {"id": n.pk, "title": n.title, "anchor": n.anchor, "failures": n.failure_count, "reworks": n.rework_count,
-         "difficulty": n.difficulty, "score": n.failure_count + n.rework_count}
-        for n in nodes.annotate(score=F("failure_count") + F("rework_count")).filter(score__gt=0)
+        {
+            "id": n.pk,
+            "title": n.title,
+            "anchor": n.anchor,
+            "failures": n.failure_count,
+            "reworks": n.rework_count,
+            "difficulty": n.difficulty,
+            "score": n.failure_count + n.rework_count,
+        }
+        for n in nodes.annotate(score=F("failure_count") + F("rework_count"))
+        .filter(score__gt=0)
         .order_by("-score", "-difficulty", "order")[:TOP]
     ]
     fragile_files = [
-        {"path": f.path, "failures": f.failures, "reworks": f.reworks, "runs": f.runs, "score": f.failures + f.reworks}
-        for f in FileStat.objects.filter(project=project).annotate(score=F("failures") + F("reworks"))
-        .filter(score__gt=0).order_by("-score", "path")[:TOP]
+        {
+            "path": f.path,
+            "failures": f.failures,
+            "reworks": f.reworks,
+            "runs": f.runs,
+            "score": f.failures + f.reworks,
+        }
+        for f in FileStat.objects.filter(project=project)
+        .annotate(score=F("failures") + F("reworks"))
+        .filter(score__gt=0)
+        .order_by("-score", "path")[:TOP]
     ]
     runs = ExecutionRun.objects.filter(project=project, task__isnull=False).aggregate(
         cost=Sum("cost_usd"), tasks=Count("task", distinct=True), runs=Count("pk")
@@ -77,7 +101,9 @@ def learning_metrics(project: Project) -> dict:
         "cost_total_usd": str(cost),
         "runs": runs["runs"],
         "tasks_with_runs": runs["tasks"],
-        "cost_per_task_usd": str((cost / runs["tasks"]).quantize(Decimal("0.000001"))) if runs["tasks"] else None,
+        "cost_per_task_usd": str((cost / runs["tasks"]).quantize(Decimal("0.000001")))
+        if runs["tasks"]
+        else None,
         "definitions": {
             "cycle_time": "first run started → task done",
             "difficulty": "moving average of attempts per task, per plan node",
@@ -107,7 +133,8 @@ def refine_plan(*, project: Project, actor=None) -> dict:
         locks.lock_project(project.pk)
         tasks = list(
             Task.objects.filter(project=project, kind=Task.Kind.WORK, status__in=open_statuses)
-            .select_related("plan_node").only("pk", "title", "learned_priority", "rework_count", "plan_node__difficulty")
+            .select_related("plan_node")
+            .only("pk", "title", "learned_priority", "rework_count", "plan_node__difficulty")
         )
         unblocks = dict(
             TaskDependency.objects.filter(depends_on__project=project)
@@ -120,7 +147,10 @@ def refine_plan(*, project: Project, actor=None) -> dict:
         for task in tasks:
             difficulty = task.plan_node.difficulty if task.plan_node_id else 0.0
             value = round(
-                UNBLOCK_WEIGHT * unblocks.get(task.pk, 0) + DIFFICULTY_WEIGHT * difficulty - REWORK_WEIGHT * task.rework_count, 3
+                UNBLOCK_WEIGHT * unblocks.get(task.pk, 0)
+                + DIFFICULTY_WEIGHT * difficulty
+                - REWORK_WEIGHT * task.rework_count,
+                3,
             )
             if abs(value - task.learned_priority) > 1e-9:
                 changed.append((task, task.learned_priority, value))

@@ -36,8 +36,12 @@ class Proposal(models.Model):
     model = models.CharField(max_length=200, blank=True)
     score = models.FloatField(default=0)
     reason = models.TextField(blank=True)
-    run = models.ForeignKey("runs.ExecutionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(
+        "runs.ExecutionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -47,7 +51,9 @@ class Proposal(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["task"], condition=Q(status="pending"), name="proposal_one_pending_per_task",
+                fields=["task"],
+                condition=Q(status="pending"),
+                name="proposal_one_pending_per_task",
                 violation_error_message="This task already has a pending proposal.",
             ),
         ]
@@ -72,7 +78,8 @@ class FileStat(models.Model):
         ordering = ["project_id", "-failures", "path"]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "path"], name="filestat_unique_path",
+                fields=["project", "path"],
+                name="filestat_unique_path",
                 violation_error_message="One statistics row per file and project.",
             ),
         ]

@@ -61,14 +61,21 @@ def tests_result(run) -> bool | None:
     """True/False from the run's last test step (or a test-role run's outcome); None: no tests ran."""
     if run.role == "test":
         return run.status == ExecutionRun.Status.SUCCEEDED
-    last = ExecutionStep.objects.filter(run=run, kind=ExecutionStep.Kind.TEST).order_by("-seq").values("status").first()
+    last = (
+        ExecutionStep.objects.filter(run=run, kind=ExecutionStep.Kind.TEST)
+        .order_by("-seq")
+        .values("status")
+        .first()
+    )
     return None if last is None else last["status"] == ExecutionStep.Status.COMPLETED
 
 
 def _bump_files(project_id: int, paths: list[str], **increments: int) -> None:
     if not paths:
         return
-    FileStat.objects.bulk_create([FileStat(project_id=project_id, path=p) for p in paths], ignore_conflicts=True)
+    FileStat.objects.bulk_create(
+        [FileStat(project_id=project_id, path=p) for p in paths], ignore_conflicts=True
+    )
     FileStat.objects.filter(project_id=project_id, path__in=paths).update(
         **{name: F(name) + value for name, value in increments.items()}, updated_at=timezone.now()
     )
@@ -89,8 +96,13 @@ def apply_run_started(run_id: int) -> None:
         fields = {"started_at": task.started_at or timezone.now()}
         if rework:
             fields["rework_count"] = task.rework_count + 1
-        transition(task, Task.Status.IN_PROGRESS, reason=f"run #{run.pk} started", fields=fields,
-                   event_data={"run": run.pk, "rework": rework})
+        transition(
+            task,
+            Task.Status.IN_PROGRESS,
+            reason=f"run #{run.pk} started",
+            fields=fields,
+            event_data={"run": run.pk, "rework": rework},
+        )
         if rework and task.plan_node_id:
             PlanNode.objects.filter(pk=task.plan_node_id).update(rework_count=F("rework_count") + 1)
 
@@ -125,17 +137,28 @@ def _outcome(run, task: Task) -> dict:
 
     if run.status == ExecutionRun.Status.CANCELLED:
         # A human (or a queue clear) stopped it: don't restart it behind their back.
-        if not other_open and can_transition(Task, task.status, Task.Status.BLOCKED) and task.status in (
-            Task.Status.IN_PROGRESS, Task.Status.READY
+        if (
+            not other_open
+            and can_transition(Task, task.status, Task.Status.BLOCKED)
+            and task.status in (Task.Status.IN_PROGRESS, Task.Status.READY)
         ):
-            transition(task, Task.Status.BLOCKED, reason=f"run #{run.pk} was cancelled: {run.status_reason}".strip(": "),
-                       event_data={"run": run.pk})
+            transition(
+                task,
+                Task.Status.BLOCKED,
+                reason=f"run #{run.pk} was cancelled: {run.status_reason}".strip(": "),
+                event_data={"run": run.pk},
+            )
         return {"task_status": task.status, "cancelled": True}
 
     if task.status in Task.UNSTARTED and not other_open:
         # The run ended before its start was seen (or the hook was missed): it did start.
-        transition(task, Task.Status.IN_PROGRESS, reason=f"run #{run.pk} ran",
-                   fields={"started_at": task.started_at or run.started_at or now}, event_data={"run": run.pk})
+        transition(
+            task,
+            Task.Status.IN_PROGRESS,
+            reason=f"run #{run.pk} ran",
+            fields={"started_at": task.started_at or run.started_at or now},
+            event_data={"run": run.pk},
+        )
     attempts = task.attempts + 1
     rework = task.rework_count > 0
     node = task.plan_node
@@ -153,17 +176,29 @@ def _outcome(run, task: Task) -> dict:
         if target == Task.Status.DONE:
             fields["completed_at"] = now
         if not other_open and task.status != target and can_transition(Task, task.status, target):
-            transition(task, target, reason=f"run #{run.pk} succeeded" + (" and its tests passed" if passed else ""),
-                       fields=fields, event_data={"run": run.pk})
+            transition(
+                task,
+                target,
+                reason=f"run #{run.pk} succeeded" + (" and its tests passed" if passed else ""),
+                fields=fields,
+                event_data={"run": run.pk},
+            )
         else:
             Task.objects.filter(pk=task.pk).update(attempts=F("attempts") + 1)
         if node is not None:
-            node.difficulty = round((1 - DIFFICULTY_WEIGHT) * node.difficulty + DIFFICULTY_WEIGHT * attempts, 4)
+            node.difficulty = round(
+                (1 - DIFFICULTY_WEIGHT) * node.difficulty + DIFFICULTY_WEIGHT * attempts, 4
+            )
             PlanNode.objects.filter(pk=node.pk).update(difficulty=node.difficulty)
         _bump_files(project.pk, files, runs=1, **({"reworks": 1} if rework else {}))
         test_run = _start_test_run(run, task) if verify and not other_open else None
-        return {"task_status": target, "attempts": attempts, "tests_passed": passed, "files": len(files),
-                **({"test_run": test_run.pk} if test_run else {})}
+        return {
+            "task_status": target,
+            "attempts": attempts,
+            "tests_passed": passed,
+            "files": len(files),
+            **({"test_run": test_run.pk} if test_run else {}),
+        }
 
     # failed or timed out
     exhausted = attempts >= project.max_attempts
@@ -177,8 +212,12 @@ def _outcome(run, task: Task) -> dict:
     else:
         Task.objects.filter(pk=task.pk).update(attempts=F("attempts") + 1)
     if node is not None:
-        node.difficulty = round((1 - DIFFICULTY_WEIGHT) * node.difficulty + DIFFICULTY_WEIGHT * (attempts + 1), 4)
-        PlanNode.objects.filter(pk=node.pk).update(failure_count=F("failure_count") + 1, difficulty=node.difficulty)
+        node.difficulty = round(
+            (1 - DIFFICULTY_WEIGHT) * node.difficulty + DIFFICULTY_WEIGHT * (attempts + 1), 4
+        )
+        PlanNode.objects.filter(pk=node.pk).update(
+            failure_count=F("failure_count") + 1, difficulty=node.difficulty
+        )
     _bump_files(project.pk, files, runs=1, failures=1, **({"reworks": 1} if rework else {}))
     return {"task_status": target, "attempts": attempts, "exhausted": exhausted, "files": len(files)}
 
@@ -186,9 +225,14 @@ def _outcome(run, task: Task) -> dict:
 def _start_test_run(run, task: Task):
     """Queue the test worker in the code run's worktree (resumed_from reuses it)."""
     return run_create(
-        project=run.project, task=task, role="test", agent_backend="test_worker",
+        project=run.project,
+        task=task,
+        role="test",
+        agent_backend="test_worker",
         prompt=f"Run the tests for task #{task.pk} ({task.title}) on the changes of run #{run.pk}.",
-        priority=run.priority, resumed_from=run, enqueue=not is_inline(run.project_id),
+        priority=run.priority,
+        resumed_from=run,
+        enqueue=not is_inline(run.project_id),
     )
 
 
@@ -199,18 +243,30 @@ def _test_outcome(run, task: Task, project, now) -> dict:
         return {"task_status": task.status, "tests_passed": passed}
     if passed:
         if project.auto_complete_on_tests:
-            transition(task, Task.Status.DONE, reason=f"tests passed in run #{run.pk}", fields={"completed_at": now},
-                       event_data={"run": run.pk})
+            transition(
+                task,
+                Task.Status.DONE,
+                reason=f"tests passed in run #{run.pk}",
+                fields={"completed_at": now},
+                event_data={"run": run.pk},
+            )
             return {"task_status": Task.Status.DONE, "tests_passed": True}
         return {"task_status": task.status, "tests_passed": True}
     if run.status == ExecutionRun.Status.CANCELLED:
         return {"task_status": task.status, "tests_passed": False, "cancelled": True}
-    files = touched_files((run.resumed_from.diff_summary if run.resumed_from_id else None) or run.diff_summary)
+    files = touched_files(
+        (run.resumed_from.diff_summary if run.resumed_from_id else None) or run.diff_summary
+    )
     _bump_files(project.pk, files, failures=1)
     if task.plan_node_id:
         PlanNode.objects.filter(pk=task.plan_node_id).update(failure_count=F("failure_count") + 1)
     if task.attempts >= project.max_attempts:
         return {"task_status": task.status, "tests_passed": False, "exhausted": True}
-    transition(task, Task.Status.READY, reason=f"tests failed in run #{run.pk}; rework (attempt {task.attempts + 1} "
-               f"of {project.max_attempts})", event_data={"run": run.pk})
+    transition(
+        task,
+        Task.Status.READY,
+        reason=f"tests failed in run #{run.pk}; rework (attempt {task.attempts + 1} "
+        f"of {project.max_attempts})",
+        event_data={"run": run.pk},
+    )
     return {"task_status": Task.Status.READY, "tests_passed": False}

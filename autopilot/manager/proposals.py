@@ -41,14 +41,21 @@ def proposal_accept(*, proposal: Proposal, actor=None):
         ensure_queue_room(1)
         mode = project.autonomy_mode if project.autonomy_mode != AutonomyMode.OFF else AutonomyMode.SUGGEST
         try:
-            run = start_run_for_task(project=project, task=task, mode=mode, actor=actor,
-                                     expire_proposals=False)
+            run = start_run_for_task(
+                project=project, task=task, mode=mode, actor=actor, expire_proposals=False
+            )
         except IntegrityError as exc:
             raise Conflict(f"Task #{task.pk} already has a queued or active run.") from exc
         transition(
-            locked, Proposal.Status.ACCEPTED, actor=actor, reason="accepted",
-            fields={"run": run, "decided_by": actor if getattr(actor, "is_authenticated", False) else None,
-                    "decided_at": timezone.now()},
+            locked,
+            Proposal.Status.ACCEPTED,
+            actor=actor,
+            reason="accepted",
+            fields={
+                "run": run,
+                "decided_by": actor if getattr(actor, "is_authenticated", False) else None,
+                "decided_at": timezone.now(),
+            },
             event_data={"task": task.pk, "run": run.pk},
         )
     return run
@@ -61,9 +68,14 @@ def proposal_dismiss(*, proposal: Proposal, actor=None, note: str = "") -> Propo
         if locked.status != Proposal.Status.PENDING:
             raise Conflict(f"Proposal #{locked.pk} is {locked.status}, not pending.")
         transition(
-            locked, Proposal.Status.DISMISSED, actor=actor, reason=note or "dismissed",
-            fields={"decided_by": actor if getattr(actor, "is_authenticated", False) else None,
-                    "decided_at": timezone.now()},
+            locked,
+            Proposal.Status.DISMISSED,
+            actor=actor,
+            reason=note or "dismissed",
+            fields={
+                "decided_by": actor if getattr(actor, "is_authenticated", False) else None,
+                "decided_at": timezone.now(),
+            },
             event_data={"task": locked.task_id},
         )
         request_tick(locked.project_id, reason="proposal dismissed")

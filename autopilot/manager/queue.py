@@ -56,30 +56,44 @@ def queue_status(*, projects: QuerySet[Project] | None = None, limit: int = 500)
     """The queue with positions. `projects` narrows the listed runs (positions stay global)."""
     rows = []
     visible = None if projects is None else set(projects.values_list("pk", flat=True))
-    queued = queued_runs().select_related("project", "task").only(
-        "pk", "priority", "created_at", "role", "agent_backend", "model", "project__name", "task__title", "prompt",
-        "autonomy_mode",
+    queued = (
+        queued_runs()
+        .select_related("project", "task")
+        .only(
+            "pk",
+            "priority",
+            "created_at",
+            "role",
+            "agent_backend",
+            "model",
+            "project__name",
+            "task__title",
+            "prompt",
+            "autonomy_mode",
+        )
     )
     for position, run in enumerate(queued.iterator(chunk_size=500), start=1):
         if visible is not None and run.project_id not in visible:
             continue
         if len(rows) >= limit:
             break
-        rows.append({
-            "position": position,
-            "run": run.pk,
-            "project": run.project_id,
-            "project_name": run.project.name,
-            "task": run.task_id,
-            "task_title": run.task.title if run.task_id else "",
-            "priority": run.priority,
-            "role": run.role,
-            "agent_backend": run.agent_backend,
-            "model": run.model,
-            "autonomy_mode": run.autonomy_mode,
-            "created_at": run.created_at,
-            "prompt": run.prompt[:200],
-        })
+        rows.append(
+            {
+                "position": position,
+                "run": run.pk,
+                "project": run.project_id,
+                "project_name": run.project.name,
+                "task": run.task_id,
+                "task_title": run.task.title if run.task_id else "",
+                "priority": run.priority,
+                "role": run.role,
+                "agent_backend": run.agent_backend,
+                "model": run.model,
+                "autonomy_mode": run.autonomy_mode,
+                "created_at": run.created_at,
+                "prompt": run.prompt[:200],
+            }
+        )
     active = ExecutionRun.objects.filter(status__in=ExecutionRun.ACTIVE).count()
     return {
         "size": queue_size(),
@@ -90,7 +104,9 @@ def queue_status(*, projects: QuerySet[Project] | None = None, limit: int = 500)
     }
 
 
-def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason: str = "queue cleared") -> list[int]:
+def queue_clear(
+    *, actor=None, projects: QuerySet[Project] | None = None, reason: str = "queue cleared"
+) -> list[int]:
     """Cancel queued runs (of the given projects, or all). Their tasks are not restarted by themselves."""
     qs = queued_runs()
     if projects is not None:
@@ -104,7 +120,9 @@ def queue_clear(*, actor=None, projects: QuerySet[Project] | None = None, reason
                 continue
             cancelled.append(run.pk)
         if cancelled:
-            record_event(kind="queue.cleared", actor=actor, data={"runs": cancelled[:200], "count": len(cancelled)})
+            record_event(
+                kind="queue.cleared", actor=actor, data={"runs": cancelled[:200], "count": len(cancelled)}
+            )
     return cancelled
 
 

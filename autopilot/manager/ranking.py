@@ -114,8 +114,9 @@ def last_failures(task_ids: list[int]) -> dict[int, dt.datetime]:
     if not task_ids:
         return {}
     rows = (
-        ExecutionRun.objects.filter(task_id__in=task_ids, status__in=ExecutionRun.FAILED,
-                                    ended_at__isnull=False)
+        ExecutionRun.objects.filter(
+            task_id__in=task_ids, status__in=ExecutionRun.FAILED, ended_at__isnull=False
+        )
         .values("task_id")
         .annotate(last=Max("ended_at"))
     )
@@ -202,7 +203,11 @@ def capacities(projects: list[Project], *, now: dt.datetime | None = None) -> di
         .values("project_id")
         .annotate(
             open=Count("pk"),
-            reserved=Coalesce(Sum(F("budget_usd") - F("cost_usd"), output_field=MONEY), Value(Decimal("0")), output_field=MONEY),
+            reserved=Coalesce(
+                Sum(F("budget_usd") - F("cost_usd"), output_field=MONEY),
+                Value(Decimal("0")),
+                output_field=MONEY,
+            ),
         )
     }
     capped = [p.pk for p in projects if p.daily_budget_usd is not None]
@@ -246,7 +251,9 @@ def ready_counts(project_ids: list[int]) -> dict[int, int]:
     """Tasks in status ready per project (one grouped query on the status index)."""
     return {
         row["project_id"]: row["n"]
-        for row in Task.objects.filter(project_id__in=project_ids, status__in=Task.RUNNABLE, kind=Task.Kind.WORK)
+        for row in Task.objects.filter(
+            project_id__in=project_ids, status__in=Task.RUNNABLE, kind=Task.Kind.WORK
+        )
         .values("project_id")
         .annotate(n=Count("pk"))
     }
@@ -278,7 +285,9 @@ def candidate_queryset(
     are done (what the next reconcile makes ready) — for explanations and dry runs."""
     ids = [p.pk for p in projects]
     statuses = Task.UNSTARTED if include_todo else Task.RUNNABLE
-    qs = Task.objects.filter(project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False)
+    qs = Task.objects.filter(
+        project_id__in=ids, status__in=statuses, kind=Task.Kind.WORK, removed_from_spec=False
+    )
     qs = qs.filter(~undone_dependency()).exclude(pk__in=tasks_with_open_runs()).filter(phase_filter(projects))
     suggesting = [pid for pid in ids if modes.get(pid) == AutonomyMode.SUGGEST]
     if suggesting:
@@ -310,14 +319,17 @@ def ranked_candidates(
     wanted = [p for p in projects if limits.get(p.pk, 0) > 0]
     if not wanted:
         return {}
-    candidates = candidate_queryset(wanted, modes=modes, include_todo=include_todo).order_by().values(*Candidate._fields)
+    candidates = (
+        candidate_queryset(wanted, modes=modes, include_todo=include_todo)
+        .order_by()
+        .values(*Candidate._fields)
+    )
     grouped: dict[int, list[Candidate]] = {}
     for row in _top_per_project(candidates, [p.pk for p in wanted], max(limits[p.pk] for p in wanted)):
         candidate = Candidate(*row)
         grouped.setdefault(candidate.project_id, []).append(candidate)
     return {
-        project_id: sorted(rows, key=rank_key)[: limits[project_id]]
-        for project_id, rows in grouped.items()
+        project_id: sorted(rows, key=rank_key)[: limits[project_id]] for project_id, rows in grouped.items()
     }
 
 
@@ -334,7 +346,8 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
     pk, task_pk = quote(Project._meta.pk.column), quote(Task._meta.pk.column)
     meta = Task._meta
     columns = ", ".join(
-        f"t.{quote((meta.pk if name == 'pk' else meta.get_field(name)).column)}" for name in candidates.query.values_select
+        f"t.{quote((meta.pk if name == 'pk' else meta.get_field(name)).column)}"
+        for name in candidates.query.values_select
     )
     marks = ", ".join(["%s"] * len(project_ids))
     top = (
@@ -346,7 +359,9 @@ def _top_per_project(candidates: QuerySet, project_ids: list[int], depth: int) -
     else:
         join = f"JOIN {tasks} t ON t.{task_pk} IN ({top})"
     # Identifiers come from the models; every value is a parameter.
-    statement = f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"  # noqa: S608
+    statement = (
+        f"WITH candidate AS ({sql}) SELECT {columns} FROM {projects} p {join} WHERE p.{pk} IN ({marks})"  # noqa: S608
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, depth, *project_ids])
         return cursor.fetchall()

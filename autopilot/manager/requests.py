@@ -38,8 +38,13 @@ def _enqueue_tick(project_id: int, reason: str) -> None:
     if not Project.objects.filter(pk=project_id, tick_pending=False).update(tick_pending=True):
         return
     try:
-        async_task("autopilot.tasks.tick_project_task", project_id, reason,
-                   task_name=f"tick-project-{project_id}", cluster=queues.CONTROL)
+        async_task(
+            "autopilot.tasks.tick_project_task",
+            project_id,
+            reason,
+            task_name=f"tick-project-{project_id}",
+            cluster=queues.CONTROL,
+        )
     except Exception:  # noqa: BLE001 - the schedule will tick anyway; don't leave the flag stuck
         Project.objects.filter(pk=project_id).update(tick_pending=False)
         logger.exception("could not enqueue a tick for project %s", project_id)

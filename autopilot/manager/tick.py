@@ -116,7 +116,13 @@ class ProjectTick:
 
     def summary(self) -> dict:
         """The comparable part (no ids of what started): used to avoid logging identical ticks."""
-        return {"mode": self.mode, "paused": self.paused, "ready": self.ready, "skipped": self.skipped, "note": self.note}
+        return {
+            "mode": self.mode,
+            "paused": self.paused,
+            "ready": self.ready,
+            "skipped": self.skipped,
+            "note": self.note,
+        }
 
     def as_dict(self) -> dict:
         return {
@@ -241,30 +247,58 @@ def decide(
             wait = ranking.backoff_seconds(task.attempts)
             retry_at = last_failure + timezone.timedelta(seconds=wait)
             if retry_at > now:
-                decisions.append(Decision(task, "skip", Code.RETRY_BACKOFF, (
-                    f"attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
-                )))
+                decisions.append(
+                    Decision(
+                        task,
+                        "skip",
+                        Code.RETRY_BACKOFF,
+                        (
+                            f"attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
+                        ),
+                    )
+                )
                 continue
         if project_slots <= 0:
             used = capacity.project_open + (capacity.pending_proposals if proposing else 0)
             what = "runs and pending proposals" if proposing else "queued/active runs"
-            decisions.append(Decision(task, "skip", Code.CAPACITY,
-                                      f"project limit reached ({used}/{capacity.max_parallel} {what})"))
+            decisions.append(
+                Decision(
+                    task,
+                    "skip",
+                    Code.CAPACITY,
+                    f"project limit reached ({used}/{capacity.max_parallel} {what})",
+                )
+            )
             continue
         if not proposing and global_slots <= 0:
-            decisions.append(Decision(task, "skip", Code.CAPACITY, (
-                f"global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
-            )))
+            decisions.append(
+                Decision(
+                    task,
+                    "skip",
+                    Code.CAPACITY,
+                    (
+                        f"global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
+                    ),
+                )
+            )
             continue
         if not proposing and queue_room <= 0:
-            decisions.append(Decision(task, "skip", Code.QUEUE_FULL,
-                                      f"{capacity.queue_size}/{capacity.queue_max} queued"))
+            decisions.append(
+                Decision(task, "skip", Code.QUEUE_FULL, f"{capacity.queue_size}/{capacity.queue_max} queued")
+            )
             continue
         if budget_slots is not None and budget_slots <= 0:
-            decisions.append(Decision(task, "skip", Code.BUDGET, (
-                f"daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
-                f"${capacity.reserved:.2f} reserved by open runs, a run reserves ${capacity.run_budget})"
-            )))
+            decisions.append(
+                Decision(
+                    task,
+                    "skip",
+                    Code.BUDGET,
+                    (
+                        f"daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
+                        f"${capacity.reserved:.2f} reserved by open runs, a run reserves ${capacity.run_budget})"
+                    ),
+                )
+            )
             continue
         why = (
             f"rank {rank}, all dependencies done; priority {task.priority}, learned priority "
@@ -299,8 +333,17 @@ def _global_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TICK_LOCK_KEY])
 
 
-def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, enqueue: bool = True,
-                       budget_usd=None, expire_proposals: bool = True, previous=False):
+def start_run_for_task(
+    *,
+    project: Project,
+    task: Task,
+    mode: str,
+    actor=None,
+    enqueue: bool = True,
+    budget_usd=None,
+    expire_proposals: bool = True,
+    previous=False,
+):
     """Create the run of a task (queued; the worker is enqueued on commit). Caller holds the locks.
 
     `previous`: the task's latest code run (pk, attempt) when the caller fetched it in bulk; a retry
@@ -308,8 +351,12 @@ def start_run_for_task(*, project: Project, task: Task, mode: str, actor=None, e
     whose INSERT runs in a savepoint, so the DB guard refusing a duplicate (IntegrityError) leaves the
     caller's transaction usable."""
     if previous is False:
-        previous = ExecutionRun.objects.filter(task=task, role="code").order_by("-pk").only("pk", "attempt").first()
-    (run,) = runs_create_many(specs=[_run_spec(project, task, mode, previous, budget_usd)], actor=actor, enqueue=enqueue)
+        previous = (
+            ExecutionRun.objects.filter(task=task, role="code").order_by("-pk").only("pk", "attempt").first()
+        )
+    (run,) = runs_create_many(
+        specs=[_run_spec(project, task, mode, previous, budget_usd)], actor=actor, enqueue=enqueue
+    )
     if expire_proposals:
         Proposal.objects.filter(task=task, status=Proposal.Status.PENDING).update(
             status=Proposal.Status.EXPIRED, run=run, updated_at=timezone.now()
@@ -322,7 +369,11 @@ def _latest_runs(task_ids: list[int]) -> dict:
     latest: dict = {}
     if not task_ids:
         return latest
-    for run in ExecutionRun.objects.filter(task_id__in=task_ids, role="code").order_by("task_id", "-pk").only("pk", "attempt", "task_id"):
+    for run in (
+        ExecutionRun.objects.filter(task_id__in=task_ids, role="code")
+        .order_by("task_id", "-pk")
+        .only("pk", "attempt", "task_id")
+    ):
         latest.setdefault(run.task_id, run)
     return latest
 
@@ -341,11 +392,17 @@ class _Plan:
 def _run_spec(project: Project, task: Task, mode: str, previous, budget_usd=None) -> dict:
     backend, model = project.agent_for("code")
     return {
-        "project": project, "prompt": TASK_INSTRUCTION, "task": task, "role": "code",
-        "agent_backend": backend, "model": model,
+        "project": project,
+        "prompt": TASK_INSTRUCTION,
+        "task": task,
+        "role": "code",
+        "agent_backend": backend,
+        "model": model,
         "budget_usd": budget_usd if budget_usd is not None else project.default_run_budget_usd,
-        "priority": task.priority, "retry_of": previous,
-        "attempt": (previous.attempt + 1) if previous is not None else 1, "autonomy_mode": mode,
+        "priority": task.priority,
+        "retry_of": previous,
+        "attempt": (previous.attempt + 1) if previous is not None else 1,
+        "autonomy_mode": mode,
     }
 
 
@@ -367,8 +424,9 @@ def _create_runs(specs: list[dict], *, actor, enqueue: bool) -> list:
     return outcomes
 
 
-def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None,
-         now) -> dict[int, ProjectTick]:
+def _act(
+    plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None, now
+) -> dict[int, ProjectTick]:
     """Start (or propose) the chosen work of several projects in ONE transaction under the locks (the
     global tick lock, then the Project rows in pk order), re-checking everything the pre-pass decided:
     capacity is recounted (runs started for earlier projects of the batch count against the global
@@ -389,8 +447,10 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
         if acting:
             chosen = [pk for p in acting for pk in plan_of[p.pk].chosen]
             for task in (
-                ranking.candidate_queryset(acting, modes=modes).filter(pk__in=chosen)
-                .select_related("plan_node").order_by(*ranking.RANKING)
+                ranking.candidate_queryset(acting, modes=modes)
+                .filter(pk__in=chosen)
+                .select_related("plan_node")
+                .order_by(*ranking.RANKING)
             ):
                 candidates.setdefault(task.project_id, []).append(task)
         failures = ranking.last_failures([t.pk for tasks in candidates.values() for t in tasks if t.attempts])
@@ -399,16 +459,29 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
         batch_runs = 0  # runs this batch starts: they count against the global limit and the queue
         for project in projects:
             plan, mode = plan_of[project.pk], modes[project.pk]
-            result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, readiness=plan.readiness,
-                                 skipped=dict(plan.skipped or {}))
+            result = ProjectTick(
+                project_id=project.pk,
+                mode=mode,
+                paused=project.paused,
+                readiness=plan.readiness,
+                skipped=dict(plan.skipped or {}),
+            )
             cap = capacity[project.pk]
             if batch_runs:
-                cap = replace(cap, global_open=cap.global_open + batch_runs, queue_size=cap.queue_size + batch_runs)
+                cap = replace(
+                    cap, global_open=cap.global_open + batch_runs, queue_size=cap.queue_size + batch_runs
+                )
             result.capacity = cap.as_dict()
             result.ready = ready.get(project.pk, 0) if plan.ready is None else plan.ready
             results[project.pk] = result
-            decisions = decide(project, mode=mode, capacity=cap, candidates=candidates.get(project.pk, []),
-                               failures=failures, now=now)
+            decisions = decide(
+                project,
+                mode=mode,
+                capacity=cap,
+                candidates=candidates.get(project.pk, []),
+                failures=failures,
+                now=now,
+            )
             for decision in decisions:
                 if decision.action == "skip":
                     result.skipped[decision.code] = result.skipped.get(decision.code, 0) + 1
@@ -420,16 +493,24 @@ def _act(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override
         if starts:
             latest = _latest_runs([decision.task.pk for _, _, decision in starts])
             specs = [_run_spec(project, d.task, mode, latest.get(d.task.pk)) for project, mode, d in starts]
-            for (project, _, decision), outcome in zip(starts, _create_runs(specs, actor=actor, enqueue=enqueue), strict=True):
+            for (project, _, decision), outcome in zip(
+                starts, _create_runs(specs, actor=actor, enqueue=enqueue), strict=True
+            ):
                 result = results[project.pk]
                 if isinstance(outcome, IntegrityError):
                     result.skipped[Code.ALREADY_RUNNING] = result.skipped.get(Code.ALREADY_RUNNING, 0) + 1
-                elif isinstance(outcome, CapacityExceeded):  # the queue filled up meanwhile (e.g. manual runs)
+                elif isinstance(
+                    outcome, CapacityExceeded
+                ):  # the queue filled up meanwhile (e.g. manual runs)
                     result.skipped[Code.QUEUE_FULL] = result.skipped.get(Code.QUEUE_FULL, 0) + 1
                     result.note = outcome.message
                 else:
-                    result.started.append({"task": decision.task.pk, "run": outcome.pk, "reason": decision.reasons[0]})
-            started_tasks = [item["task"] for r in results.values() if r.mode != AutonomyMode.SUGGEST for item in r.started]
+                    result.started.append(
+                        {"task": decision.task.pk, "run": outcome.pk, "reason": decision.reasons[0]}
+                    )
+            started_tasks = [
+                item["task"] for r in results.values() if r.mode != AutonomyMode.SUGGEST for item in r.started
+            ]
             if started_tasks:
                 Proposal.objects.filter(task_id__in=started_tasks, status=Proposal.Status.PENDING).update(
                     status=Proposal.Status.EXPIRED, updated_at=now
@@ -448,8 +529,13 @@ def _propose(project: Project, decision: Decision, result: ProjectTick) -> None:
     try:
         with transaction.atomic():
             proposal = Proposal.objects.create(
-                project=project, task=task, role="code", agent_backend=backend, model=model,
-                score=float(task.priority * 1000 + task.learned_priority), reason=decision.reasons[0],
+                project=project,
+                task=task,
+                role="code",
+                agent_backend=backend,
+                model=model,
+                score=float(task.priority * 1000 + task.learned_priority),
+                reason=decision.reasons[0],
             )
     except IntegrityError:
         result.skipped[Code.ALREADY_PROPOSED] = result.skipped.get(Code.ALREADY_PROPOSED, 0) + 1
@@ -457,8 +543,9 @@ def _propose(project: Project, decision: Decision, result: ProjectTick) -> None:
     result.proposed.append({"task": task.pk, "proposal": proposal.pk, "reason": decision.reasons[0]})
 
 
-def _act_isolated(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None,
-                  now) -> dict[int, ProjectTick | str]:
+def _act_isolated(
+    plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode_override: str | None, now
+) -> dict[int, ProjectTick | str]:
     """`_act` over every plan at once; when that fails (it rolled back whole), project by project so
     one project's failure doesn't stop the others' tick. Failed projects map to an error note."""
     try:
@@ -472,7 +559,11 @@ def _act_isolated(plans: list[_Plan], *, reason: str, actor, enqueue: bool, mode
     outcomes: dict[int, ProjectTick | str] = {}
     for plan in plans:
         try:
-            outcomes.update(_act([plan], reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now))
+            outcomes.update(
+                _act(
+                    [plan], reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now
+                )
+            )
         except Exception:  # noqa: BLE001 - one project's failure must not stop the others' tick
             logger.exception("tick of project %s failed", plan.project_id)
             outcomes[plan.project_id] = _error_note()
@@ -504,7 +595,9 @@ def _idle_note(project: Project, mode: str, capacity: ranking.Capacity, ready: i
     return "budget: daily cap reached"
 
 
-def _finish_acted(projects: list[Project], results: dict[int, ProjectTick], *, reason: str, actor, now) -> None:
+def _finish_acted(
+    projects: list[Project], results: dict[int, ProjectTick], *, reason: str, actor, now
+) -> None:
     """Store the acting projects' tick summaries (one UPDATE); log a decision event (one INSERT for all)
     for each that did something or whose reasons changed."""
     events = []
@@ -513,10 +606,16 @@ def _finish_acted(projects: list[Project], results: dict[int, ProjectTick], *, r
         summary = result.summary()
         changed = (project.last_tick_summary or {}).get("summary") != summary
         project.last_tick_at = now
-        project.last_tick_summary = {"summary": summary, "started": len(result.started), "proposed": len(result.proposed),
-                                     "reason": reason}
+        project.last_tick_summary = {
+            "summary": summary,
+            "started": len(result.started),
+            "proposed": len(result.proposed),
+            "reason": reason,
+        }
         if result.started or result.proposed or result.readiness or changed:
-            events.append({"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}})
+            events.append(
+                {"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}}
+            )
     _store_summaries(projects, now=now)
     record_events(events, actor=actor)
 
@@ -531,12 +630,15 @@ def _store_summaries(projects: list[Project], *, now) -> None:
     at_field, summary_field = meta.get_field("last_tick_at"), meta.get_field("last_tick_summary")
     quote = connection.ops.quote_name
     # Identifiers come from the model (quoted); every value is a parameter.
-    table, at_col, summary_col, pk_col = (quote(n) for n in (meta.db_table, at_field.column, summary_field.column, meta.pk.column))
+    table, at_col, summary_col, pk_col = (
+        quote(n) for n in (meta.db_table, at_field.column, summary_field.column, meta.pk.column)
+    )
     sql = f"UPDATE {table} SET {at_col} = %s, {summary_col} = %s WHERE {pk_col} = %s"  # noqa: S608
     at = at_field.get_db_prep_save(now, connection)
     with connection.cursor() as cursor:
         cursor.executemany(
-            sql, [(at, summary_field.get_db_prep_save(p.last_tick_summary, connection), p.pk) for p in projects]
+            sql,
+            [(at, summary_field.get_db_prep_save(p.last_tick_summary, connection), p.pk) for p in projects],
         )
 
 
@@ -595,19 +697,38 @@ def tick_all(
         mode = modes[project.pk]
         cap = capacity.get(project.pk)
         changes = _readiness_summary(readiness.get(project.pk))
-        result = ProjectTick(project_id=project.pk, mode=mode, paused=project.paused, ready=ready.get(project.pk, 0),
-                             readiness=changes)
+        result = ProjectTick(
+            project_id=project.pk,
+            mode=mode,
+            paused=project.paused,
+            ready=ready.get(project.pk, 0),
+            readiness=changes,
+        )
         report.projects[project.pk] = result
         decisions = []
         if cap is not None and candidates.get(project.pk):
-            decisions = decide(project, mode=mode, capacity=cap, candidates=candidates[project.pk], failures=failures, now=now)
+            decisions = decide(
+                project,
+                mode=mode,
+                capacity=cap,
+                candidates=candidates[project.pk],
+                failures=failures,
+                now=now,
+            )
         chosen = [d.task.pk for d in decisions if d.action != "skip"]
         for d in decisions:
             if d.action == "skip":
                 result.skipped[d.code] = result.skipped.get(d.code, 0) + 1
         if chosen and not dry_run:
-            plans.append(_Plan(project_id=project.pk, chosen=chosen, readiness=changes, skipped=result.skipped,
-                               ready=result.ready))
+            plans.append(
+                _Plan(
+                    project_id=project.pk,
+                    chosen=chosen,
+                    readiness=changes,
+                    skipped=result.skipped,
+                    ready=result.ready,
+                )
+            )
             continue
         for d in decisions:
             if d.action == "start":
@@ -615,13 +736,17 @@ def tick_all(
             elif d.action == "propose":
                 result.proposed.append({"task": d.task.pk, "proposal": None, "reason": d.reasons[0]})
         if not chosen:
-            result.note = _idle_note(project, mode, cap, result.ready) if cap is not None else (
-                "autonomy mode is off" if mode == AutonomyMode.OFF else "project is paused"
+            result.note = (
+                _idle_note(project, mode, cap, result.ready)
+                if cap is not None
+                else ("autonomy mode is off" if mode == AutonomyMode.OFF else "project is paused")
             )
         quiet.append((project, result))
     if plans:
         by_pk = {p.pk: p for p in projects}
-        outcomes = _act_isolated(plans, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now)
+        outcomes = _act_isolated(
+            plans, reason=reason, actor=actor, enqueue=enqueue, mode_override=mode_override, now=now
+        )
         for plan in plans:
             outcome = outcomes.get(plan.project_id)
             if isinstance(outcome, ProjectTick):
@@ -645,7 +770,12 @@ def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, acto
     for project, result in items:
         summary = result.summary()
         stored = project.last_tick_summary or {}
-        if result.readiness or stored.get("summary") != summary or stored.get("started") or stored.get("proposed"):
+        if (
+            result.readiness
+            or stored.get("summary") != summary
+            or stored.get("started")
+            or stored.get("proposed")
+        ):
             project.last_tick_summary = {"summary": summary, "started": 0, "proposed": 0, "reason": reason}
             changed.append((project, result))
     with transaction.atomic():
@@ -657,12 +787,30 @@ def _finish_quiet(items: list[tuple[Project, ProjectTick]], *, reason: str, acto
         if unchanged:
             Project.objects.filter(pk__in=unchanged).update(last_tick_at=now)
         _store_summaries([p for p, _ in changed], now=now)
-        record_events([{"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}}
-                       for project, result in changed], actor=actor)
+        record_events(
+            [
+                {"kind": "tick.decision", "subject": project, "data": {"trigger": reason, **result.as_dict()}}
+                for project, result in changed
+            ],
+            actor=actor,
+        )
 
 
-def tick_project(project: Project, *, reason: str, actor=None, enqueue: bool = True, mode_override: str | None = None,
-                 dry_run: bool = False) -> TickReport:
+def tick_project(
+    project: Project,
+    *,
+    reason: str,
+    actor=None,
+    enqueue: bool = True,
+    mode_override: str | None = None,
+    dry_run: bool = False,
+) -> TickReport:
     """One tick of one project (the same code path as tick_all)."""
-    return tick_all(reason=reason, actor=actor, project_ids=[project.pk], enqueue=enqueue, mode_override=mode_override,
-                    dry_run=dry_run)
+    return tick_all(
+        reason=reason,
+        actor=actor,
+        project_ids=[project.pk],
+        enqueue=enqueue,
+        mode_override=mode_override,
+        dry_run=dry_run,
+    )

@@ -28,9 +28,12 @@ def _visible(request, pk: int) -> Project:
 
 def _header(request, project: Project, *, error: str = "", status: int = 200):
     project.refresh_from_db()
-    return render(request, "autopilot/_project_header.html",
-                  {"project": project, "header_error": error, **header_controls(request.user, project)},
-                  status=status)
+    return render(
+        request,
+        "autopilot/_project_header.html",
+        {"project": project, "header_error": error, **header_controls(request.user, project)},
+        status=status,
+    )
 
 
 @login_required
@@ -53,7 +56,10 @@ def autonomy_update(request, pk: int):
         try:
             changes["max_parallel_runs"] = int(data["max_parallel_runs"])
         except ValueError:
-            error, status = f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'.", 400
+            error, status = (
+                f"max parallel runs must be a whole number, got '{data['max_parallel_runs']}'.",
+                400,
+            )
     if not error:
         try:
             # Who may change which setting: FIELD_ROLES, enforced by the service (403 naming the role).
@@ -73,7 +79,9 @@ def manager_page(request, pk: int):
     project = _visible(request, pk)
     plan = explain.manager_plan(project)
     learned = metrics.learning_metrics(project)
-    peak = max([n["score"] for n in learned["fragile_nodes"]] + [f["score"] for f in learned["fragile_files"]] + [1])
+    peak = max(
+        [n["score"] for n in learned["fragile_nodes"]] + [f["score"] for f in learned["fragile_files"]] + [1]
+    )
     cycles = learned["cycle_times_s"]
     cycle_peak = max(cycles + [1])
     context = {
@@ -82,11 +90,18 @@ def manager_page(request, pk: int):
         "metrics": learned,
         "peak": peak,
         "cycle_bars": [
-            {"value": c, "x": i * 10, "h": round(60 * c / cycle_peak, 1), "y": round(60 - 60 * c / cycle_peak, 1)}
+            {
+                "value": c,
+                "x": i * 10,
+                "h": round(60 * c / cycle_peak, 1),
+                "y": round(60 - 60 * c / cycle_peak, 1),
+            }
             for i, c in enumerate(cycles)
         ],
         "chart_width": max(10, len(cycles) * 10),
-        "queue": queue.queue_status(projects=None if request.user.is_superuser else visible_projects(request.user)),
+        "queue": queue.queue_status(
+            projects=None if request.user.is_superuser else visible_projects(request.user)
+        ),
         "pending": proposals.proposals_for(project, status=Proposal.Status.PENDING)[:100],
         "recent": proposals.proposals_for(project).exclude(status=Proposal.Status.PENDING)[:20],
         **header_controls(request.user, project),
@@ -94,7 +109,9 @@ def manager_page(request, pk: int):
     }
     template = "autopilot/manager.html"
     if request.htmx and request.htmx.target:
-        part = {"manager-plan": "plan", "manager-queue": "queue", "manager-proposals": "proposals"}.get(request.htmx.target)
+        part = {"manager-plan": "plan", "manager-queue": "queue", "manager-proposals": "proposals"}.get(
+            request.htmx.target
+        )
         if part:
             template = f"autopilot/manager.html#{part}"
     return render(request, template, context)

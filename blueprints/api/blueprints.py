@@ -31,8 +31,21 @@ from blueprints.selectors import placed, version_nodes
 class BlueprintSerializer(serializers.ModelSerializer):
     class Meta:
         model = Blueprint
-        fields = ["id", "project", "title", "version", "parent", "status", "format", "content_hash", "size_bytes",
-                  "counts", "created_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "project",
+            "title",
+            "version",
+            "parent",
+            "status",
+            "format",
+            "content_hash",
+            "size_bytes",
+            "counts",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -45,9 +58,33 @@ class BlueprintDetailSerializer(BlueprintSerializer):
 class PlanNodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = PlanNode
-        fields = ["id", "project", "blueprint", "parent", "kind", "origin", "level", "depth", "title", "anchor",
-                  "order", "start", "end", "content_hash", "checked", "status", "change", "priority", "risk",
-                  "summary", "difficulty", "failure_count", "rework_count", "archived_at", "updated_at"]
+        fields = [
+            "id",
+            "project",
+            "blueprint",
+            "parent",
+            "kind",
+            "origin",
+            "level",
+            "depth",
+            "title",
+            "anchor",
+            "order",
+            "start",
+            "end",
+            "content_hash",
+            "checked",
+            "status",
+            "change",
+            "priority",
+            "risk",
+            "summary",
+            "difficulty",
+            "failure_count",
+            "rework_count",
+            "archived_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -64,9 +101,26 @@ class IngestionJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = IngestionJob
-        fields = ["id", "project", "blueprint", "version", "title", "status", "stage", "progress", "counts", "diff",
-                  "error", "elapsed_s", "size_bytes", "generate_tasks", "created_by", "created_at", "started_at",
-                  "finished_at"]
+        fields = [
+            "id",
+            "project",
+            "blueprint",
+            "version",
+            "title",
+            "status",
+            "stage",
+            "progress",
+            "counts",
+            "diff",
+            "error",
+            "elapsed_s",
+            "size_bytes",
+            "generate_tasks",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
 
@@ -82,18 +136,22 @@ class BlueprintUpdateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Blueprint.Status.choices, required=False)
 
 
-
-
 def ingest_response(result) -> dict:
     return {**result.as_dict(), "status": result.blueprint.status, "title": result.blueprint.title}
 
 
 @extend_schema(
-    methods=["GET"], responses=BlueprintSerializer(many=True), summary="A project's blueprint versions, newest first.")
+    methods=["GET"],
+    responses=BlueprintSerializer(many=True),
+    summary="A project's blueprint versions, newest first.",
+)
 @extend_schema(
-    methods=["POST"], request=IngestSerializer,
+    methods=["POST"],
+    request=IngestSerializer,
     responses={201: OpenApiTypes.OBJECT, 202: IngestionJobSerializer},
-    parameters=[OpenApiParameter("async", bool, description="Queue an IngestionJob and answer 202 with its id.")],
+    parameters=[
+        OpenApiParameter("async", bool, description="Queue an IngestionJob and answer 202 with its id.")
+    ],
     summary="Ingest a new version (JSON {title, text} or a multipart file upload).",
 )
 @api_view(["GET", "POST"])
@@ -114,7 +172,8 @@ def project_blueprints(request, project_id: int):
         if upload.size > _max_bytes():
             raise ApplicationError(
                 f"The blueprint is too large: {upload.size:,} bytes, over the limit of {_max_bytes():,} bytes "
-                "(AUTOPILOT_MAX_BLUEPRINT_BYTES).")
+                "(AUTOPILOT_MAX_BLUEPRINT_BYTES)."
+            )
         text: str | bytes = upload.read()
         title = values["title"] or upload.name.rsplit("/", 1)[-1]
     elif "text" in values:
@@ -122,13 +181,19 @@ def project_blueprints(request, project_id: int):
     else:
         raise ApplicationError("Give the blueprint as 'text' (JSON or form field) or as a 'file' upload.")
     if request.query_params.get("async") in ("1", "true", "yes"):
-        job = ingestion_job_create(project=project, text=text, title=title, actor=request.user,
-                                   generate_tasks=values["generate_tasks"])
+        job = ingestion_job_create(
+            project=project,
+            text=text,
+            title=title,
+            actor=request.user,
+            generate_tasks=values["generate_tasks"],
+        )
         body = IngestionJobSerializer(job).data
         body["url"] = f"/api/ingestion_jobs/{job.pk}/"
         return Response(body, status=status.HTTP_202_ACCEPTED)
-    result = ingest_blueprint(project=project, text=text, title=title, actor=request.user,
-                              generate_tasks=values["generate_tasks"])
+    result = ingest_blueprint(
+        project=project, text=text, title=title, actor=request.user, generate_tasks=values["generate_tasks"]
+    )
     return Response(ingest_response(result), status=status.HTTP_201_CREATED)
 
 
@@ -154,7 +219,9 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         extra = set(request.data) - set(BlueprintUpdateSerializer().fields)
         if extra:
-            raise ApplicationError(f"Cannot edit {', '.join(sorted(extra))} of a blueprint; editable: title, status.")
+            raise ApplicationError(
+                f"Cannot edit {', '.join(sorted(extra))} of a blueprint; editable: title, status."
+            )
         blueprint, result = blueprint_update(blueprint=blueprint, actor=request.user, **data.validated_data)
         body = BlueprintDetailSerializer(blueprint).data
         if result is not None:
@@ -174,11 +241,19 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def diff(self, request, pk=None):
         """What this version added, changed, moved and removed against its parent."""
         blueprint = self.get_object()
-        return Response({"blueprint": blueprint.pk, "version": blueprint.version, "counts": blueprint.counts,
-                         **blueprint.diff})
+        return Response(
+            {
+                "blueprint": blueprint.pk,
+                "version": blueprint.version,
+                "counts": blueprint.counts,
+                **blueprint.diff,
+            }
+        )
 
-    @extend_schema(responses=PlanNodeSerializer(many=True),
-                   parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")])
+    @extend_schema(
+        responses=PlanNodeSerializer(many=True),
+        parameters=[OpenApiParameter("archived", bool, description="Include archived (removed) nodes.")],
+    )
     @action(detail=True, methods=["get"], pagination_class=None)
     def nodes(self, request, pk=None):
         """The plan nodes of this version, flat, in document order, with this version's offsets into its text
@@ -208,7 +283,8 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         extra = set(request.data) - set(PlanNodeUpdateSerializer().fields)
         if extra:
             raise ApplicationError(
-                f"Cannot edit {', '.join(sorted(extra))} of a plan node; editable: priority, risk, summary, status.")
+                f"Cannot edit {', '.join(sorted(extra))} of a plan node; editable: priority, risk, summary, status."
+            )
         node = plan_node_update(node=node, actor=request.user, **data.validated_data)
         return Response(PlanNodeSerializer(placed(node)).data)
 
@@ -218,8 +294,11 @@ class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsAuthenticated, ProjectRolePermission]
 
     def get_queryset(self):
-        return IngestionJob.objects.filter(project__in=visible_projects(self.request.user)).select_related(
-            "blueprint").defer("source_text")
+        return (
+            IngestionJob.objects.filter(project__in=visible_projects(self.request.user))
+            .select_related("blueprint")
+            .defer("source_text")
+        )
 
     @extend_schema(request=None, responses=IngestionJobSerializer)
     @action(detail=True, methods=["post"])

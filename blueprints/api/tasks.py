@@ -27,9 +27,27 @@ class TaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = [
-            "id", "project", "plan_node", "title", "body", "kind", "status", "priority", "complexity",
-            "learned_priority", "plan_order", "attempts", "rework_count", "needs_review", "removed_from_spec",
-            "source_key", "depends_on", "created_at", "updated_at", "started_at", "completed_at",
+            "id",
+            "project",
+            "plan_node",
+            "title",
+            "body",
+            "kind",
+            "status",
+            "priority",
+            "complexity",
+            "learned_priority",
+            "plan_order",
+            "attempts",
+            "rework_count",
+            "needs_review",
+            "removed_from_spec",
+            "source_key",
+            "depends_on",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "completed_at",
         ]
         read_only_fields = fields
 
@@ -69,7 +87,16 @@ class DependencySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaskDependency
-        fields = ["id", "task", "depends_on", "source", "task_title", "depends_on_title", "depends_on_status", "created_at"]
+        fields = [
+            "id",
+            "task",
+            "depends_on",
+            "source",
+            "task_title",
+            "depends_on_title",
+            "depends_on_status",
+            "created_at",
+        ]
         read_only_fields = ["id", "source", "created_at"]
 
 
@@ -85,7 +112,9 @@ class GenerationResultSerializer(serializers.Serializer):
     milestones_created = serializers.IntegerField()
     dependencies_removed = serializers.IntegerField()
     milestones_removed = serializers.IntegerField()
-    unresolved = serializers.ListField(child=serializers.DictField(), help_text="References the generator did not understand.")
+    unresolved = serializers.ListField(
+        child=serializers.DictField(), help_text="References the generator did not understand."
+    )
 
 
 class NextTaskSerializer(serializers.Serializer):
@@ -103,8 +132,6 @@ class DependencyViewSerializer(serializers.Serializer):
     ready = serializers.BooleanField()
     upstream = DependencySerializer(many=True)
     downstream = DependencySerializer(many=True)
-
-
 
 
 class TaskViewSet(viewsets.ModelViewSet):
@@ -160,7 +187,10 @@ class TaskViewSet(viewsets.ModelViewSet):
         data = TransitionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task = services.task_transition(
-            task=task, to=data.validated_data["status"], actor=request.user, reason=data.validated_data["reason"]
+            task=task,
+            to=data.validated_data["status"],
+            actor=request.user,
+            reason=data.validated_data["reason"],
         )
         return Response(TaskSerializer(task).data)
 
@@ -168,16 +198,23 @@ class TaskViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def dependencies(self, request, pk=None):
         view = selectors.dependency_view(self.get_object())
-        return Response({
-            "task": view.task.pk,
-            "ready": view.is_ready,
-            "upstream": DependencySerializer(view.upstream, many=True).data,
-            "downstream": DependencySerializer(view.downstream, many=True).data,
-        })
+        return Response(
+            {
+                "task": view.task.pk,
+                "ready": view.is_ready,
+                "upstream": DependencySerializer(view.upstream, many=True).data,
+                "downstream": DependencySerializer(view.downstream, many=True).data,
+            }
+        )
 
 
-class DependencyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class DependencyViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     """`task` depends on `depends_on`. Same project, no self-dependency, no cycle (the error names it)."""
 
     serializer_class = DependencySerializer
@@ -219,10 +256,17 @@ def project_ready_tasks(request, project_id: int):
     return Response({"count": len(tasks), "results": TaskSerializer(tasks, many=True).data})
 
 
-@extend_schema(responses={200: NextTaskSerializer, 404: OpenApiResponse(
-                   ErrorSerializer, description="No such project, or none of its tasks is ready: `detail` says "
-                                                "why (with `task`: null and `reason`).")},
-               description="The single best ready task and why; 404 with the reason when none is ready.")
+@extend_schema(
+    responses={
+        200: NextTaskSerializer,
+        404: OpenApiResponse(
+            ErrorSerializer,
+            description="No such project, or none of its tasks is ready: `detail` says "
+            "why (with `task`: null and `reason`).",
+        ),
+    },
+    description="The single best ready task and why; 404 with the reason when none is ready.",
+)
 @api_view(["GET"])
 def project_next_task(request, project_id: int):
     project = project_for(request.user, project_id)
@@ -232,8 +276,11 @@ def project_next_task(request, project_id: int):
     return Response({"task": TaskSerializer(task).data, "reason": reason})
 
 
-@extend_schema(request=None, responses=GenerationResultSerializer,
-               description="Generate the tasks of a plan node's subtree (idempotent).")
+@extend_schema(
+    request=None,
+    responses=GenerationResultSerializer,
+    description="Generate the tasks of a plan node's subtree (idempotent).",
+)
 @api_view(["POST"])
 def plan_node_generate_tasks(request, node_id: int):
     # Only nodes of visible projects: another project's node is a 404 like a missing one.
@@ -244,8 +291,11 @@ def plan_node_generate_tasks(request, node_id: int):
     return Response(result.as_dict())
 
 
-@extend_schema(request=None, responses=GenerationResultSerializer,
-               description="Generate every task and dependency of a blueprint (idempotent).")
+@extend_schema(
+    request=None,
+    responses=GenerationResultSerializer,
+    description="Generate every task and dependency of a blueprint (idempotent).",
+)
 @api_view(["POST"])
 def blueprint_generate_all_tasks(request, blueprint_id: int):
     blueprints = Blueprint.objects.filter(project__in=visible_projects(request.user))

@@ -14,12 +14,21 @@ router.register("ingestion_jobs", blueprint_api.IngestionJobViewSet, basename="i
 
 urlpatterns = [
     # blueprints ("ingest")
-    path("projects/<int:project_id>/blueprints/", blueprint_api.project_blueprints, name="project-blueprints"),
+    path(
+        "projects/<int:project_id>/blueprints/", blueprint_api.project_blueprints, name="project-blueprints"
+    ),
     # tasks ("graph")
     path("projects/<int:project_id>/tasks/ready/", task_api.project_ready_tasks, name="project-tasks-ready"),
     path("projects/<int:project_id>/tasks/next/", task_api.project_next_task, name="project-tasks-next"),
-    path("plan_nodes/<int:node_id>/generate_tasks/", task_api.plan_node_generate_tasks, name="plannode-generate-tasks"),
-    path("blueprints/<int:blueprint_id>/generate_all_tasks/", task_api.blueprint_generate_all_tasks,
-         name="blueprint-generate-all-tasks"),
+    path(
+        "plan_nodes/<int:node_id>/generate_tasks/",
+        task_api.plan_node_generate_tasks,
+        name="plannode-generate-tasks",
+    ),
+    path(
+        "blueprints/<int:blueprint_id>/generate_all_tasks/",
+        task_api.blueprint_generate_all_tasks,
+        name="blueprint-generate-all-tasks",
+    ),
     *router.urls,
 ]

@@ -54,7 +54,9 @@ class RunExportView(APIView):
     renderer_classes = [JSONRenderer, RlogRenderer]
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["json", "rlog"], description="json (default) or rlog")],
+        parameters=[
+            OpenApiParameter("format", str, enum=["json", "rlog"], description="json (default) or rlog")
+        ],
         responses={200: dict},
     )
     def get(self, request, pk: int):
@@ -79,14 +81,20 @@ class RunImportView(APIView):
     def post(self, request):
         data = ImportInput(data=request.data)
         if not data.is_valid():
-            raise ApplicationError("Invalid import: " + "; ".join(
-                f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in data.errors.items()))
+            raise ApplicationError(
+                "Invalid import: "
+                + "; ".join(
+                    f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in data.errors.items()
+                )
+            )
         try:
             project = project_get(data.validated_data["project"])
             require_role(request.user, project, Role.OPERATOR)
         except NotFound:
             # The same answer whether the project is missing or only not yours.
-            raise NotFound(f"No project '{data.validated_data['project']}' (give its id, slug or name).") from None
+            raise NotFound(
+                f"No project '{data.validated_data['project']}' (give its id, slug or name)."
+            ) from None
         raw = data.validated_data["trajectory"]
         if isinstance(raw, (str, bytes)):
             try:

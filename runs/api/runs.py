@@ -39,9 +39,29 @@ class StepSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExecutionStep
         fields = [
-            "id", "run", "seq", "kind", "tool_name", "status", "risky", "risk_reason", "input", "output",
-            "output_truncated", "artifact_path", "diff", "has_rollback", "input_tokens", "output_tokens", "cost_usd",
-            "decided_by", "decision_note", "decided_at", "created_at", "started_at", "ended_at",
+            "id",
+            "run",
+            "seq",
+            "kind",
+            "tool_name",
+            "status",
+            "risky",
+            "risk_reason",
+            "input",
+            "output",
+            "output_truncated",
+            "artifact_path",
+            "diff",
+            "has_rollback",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "decided_by",
+            "decision_note",
+            "decided_at",
+            "created_at",
+            "started_at",
+            "ended_at",
         ]
         read_only_fields = fields
 
@@ -64,12 +84,46 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExecutionRun
         fields = [
-            "id", "project", "task", "role", "agent_backend", "agent_label", "model", "prompt", "status",
-            "status_reason", "autonomy_mode", "priority", "settings", "branch", "worktree_path", "base_commit",
-            "head_commit", "diff_summary", "attempt", "retry_of", "resumed_from", "backend_session_id", "budget_usd",
-            "max_turns", "max_wall_seconds", "cost_usd", "input_tokens", "output_tokens", "cache_read_tokens",
-            "cache_write_tokens", "turns", "result_summary", "error", "stop_requested_at", "created_by", "created_at",
-            "queued_at", "started_at", "first_step_at", "ended_at",
+            "id",
+            "project",
+            "task",
+            "role",
+            "agent_backend",
+            "agent_label",
+            "model",
+            "prompt",
+            "status",
+            "status_reason",
+            "autonomy_mode",
+            "priority",
+            "settings",
+            "branch",
+            "worktree_path",
+            "base_commit",
+            "head_commit",
+            "diff_summary",
+            "attempt",
+            "retry_of",
+            "resumed_from",
+            "backend_session_id",
+            "budget_usd",
+            "max_turns",
+            "max_wall_seconds",
+            "cost_usd",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "turns",
+            "result_summary",
+            "error",
+            "stop_requested_at",
+            "created_by",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "first_step_at",
+            "ended_at",
         ]
         read_only_fields = fields
 
@@ -90,24 +144,34 @@ class RunCreateInput(serializers.Serializer):
     prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_PROMPT_CHARS)
     task = IdField(required=False, allow_null=True, default=None)
     role = serializers.ChoiceField(choices=RunRole.choices, default=RunRole.CODE)
-    agent = serializers.ChoiceField(choices=AgentBackend.choices, required=False, allow_null=True, default=None)
+    agent = serializers.ChoiceField(
+        choices=AgentBackend.choices, required=False, allow_null=True, default=None
+    )
     model = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    budget_usd = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False, allow_null=True, default=None)
+    budget_usd = serializers.DecimalField(
+        max_digits=10, decimal_places=4, min_value=0, required=False, allow_null=True, default=None
+    )
     max_turns = serializers.IntegerField(
-        min_value=1, max_value=MAX_RUN_TURNS, required=False, allow_null=True, default=None)
+        min_value=1, max_value=MAX_RUN_TURNS, required=False, allow_null=True, default=None
+    )
     max_wall_seconds = serializers.IntegerField(
-        min_value=1, max_value=MAX_RUN_WALL_SECONDS, required=False, allow_null=True, default=None)
+        min_value=1, max_value=MAX_RUN_WALL_SECONDS, required=False, allow_null=True, default=None
+    )
     priority = serializers.IntegerField(min_value=0, max_value=5, default=2)
     settings = serializers.DictField(required=False, default=dict)
 
 
 class ApproveInput(serializers.Serializer):
-    step = IdField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    step = IdField(
+        required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step."
+    )
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
 
 
 class RejectInput(serializers.Serializer):
-    step = IdField(required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step.")
+    step = IdField(
+        required=False, allow_null=True, default=None, help_text="Step seq; default: the oldest waiting step."
+    )
     message = serializers.CharField(help_text="Sent back to the agent.", max_length=MAX_MESSAGE_CHARS)
 
 
@@ -128,8 +192,12 @@ class ResumeInput(serializers.Serializer):
 class RunListQuery(serializers.Serializer):
     """The query of GET /api/projects/{id}/runs/: a 400 naming the parameter, never a 500."""
 
-    status = serializers.CharField(required=False, allow_blank=True, max_length=500,
-                                   help_text="Statuses, comma-separated (e.g. queued,running).")
+    status = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Statuses, comma-separated (e.g. queued,running).",
+    )
     task = IdField(required=False, allow_null=True)
     agent = serializers.ChoiceField(choices=AgentBackend.choices, required=False, allow_blank=True)
 
@@ -138,7 +206,8 @@ class RunListQuery(serializers.Serializer):
         unknown = sorted(set(statuses) - set(ExecutionRun.Status.values))
         if unknown:
             raise serializers.ValidationError(
-                f"Unknown status {', '.join(unknown)}; choose from {', '.join(ExecutionRun.Status.values)}.")
+                f"Unknown status {', '.join(unknown)}; choose from {', '.join(ExecutionRun.Status.values)}."
+            )
         return ",".join(statuses)
 
 
@@ -160,7 +229,9 @@ class ProjectRunsView(GenericAPIView):
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, description="Statuses, comma-separated."),
             OpenApiParameter("task", OpenApiTypes.INT, description="Only the runs of this task."),
-            OpenApiParameter("agent", OpenApiTypes.STR, enum=AgentBackend.values, description="Agent backend."),
+            OpenApiParameter(
+                "agent", OpenApiTypes.STR, enum=AgentBackend.values, description="Agent backend."
+            ),
         ],
     )
     def get(self, request, project_id: int):
@@ -169,7 +240,10 @@ class ProjectRunsView(GenericAPIView):
         query.is_valid(raise_exception=True)
         values = query.validated_data
         qs = selectors.run_list(
-            project=project, status=values.get("status"), task_id=values.get("task"), agent=values.get("agent"),
+            project=project,
+            status=values.get("status"),
+            task_id=values.get("task"),
+            agent=values.get("agent"),
         )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -186,9 +260,17 @@ class ProjectRunsView(GenericAPIView):
             if task is None:
                 raise ApplicationError(f"No task #{data['task']}.")
         run = services.run_create(
-            project=project, prompt=data["prompt"], task=task, role=data["role"], agent_backend=data["agent"],
-            model=data["model"] or None, budget_usd=data["budget_usd"], max_turns=data["max_turns"],
-            max_wall_seconds=data["max_wall_seconds"], priority=data["priority"], actor=request.user,
+            project=project,
+            prompt=data["prompt"],
+            task=task,
+            role=data["role"],
+            agent_backend=data["agent"],
+            model=data["model"] or None,
+            budget_usd=data["budget_usd"],
+            max_turns=data["max_turns"],
+            max_wall_seconds=data["max_wall_seconds"],
+            priority=data["priority"],
+            actor=request.user,
             run_settings=data["settings"],
         )
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -267,7 +349,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def resume(self, request, pk=None):
         run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(ResumeInput, request)
-        run = services.run_resume(run=run, prompt=data["prompt"], actor=request.user, run_settings=data["settings"])
+        run = services.run_resume(
+            run=run, prompt=data["prompt"], actor=request.user, run_settings=data["settings"]
+        )
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=dict)
@@ -282,9 +366,9 @@ class StepViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
-        return ExecutionStep.objects.filter(run__project__in=visible_projects(self.request.user)).select_related(
-            "run__project", "decided_by"
-        )
+        return ExecutionStep.objects.filter(
+            run__project__in=visible_projects(self.request.user)
+        ).select_related("run__project", "decided_by")
 
     @extend_schema(request=None, responses=dict)
     @action(detail=True, methods=["post"])

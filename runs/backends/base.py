@@ -234,7 +234,12 @@ class RunContext(abc.ABC):
 
     @abc.abstractmethod
     def begin_step(
-        self, kind: str, *, tool_name: str = "", input: dict[str, Any] | None = None, verdict: Verdict | None = None
+        self,
+        kind: str,
+        *,
+        tool_name: str = "",
+        input: dict[str, Any] | None = None,
+        verdict: Verdict | None = None,
     ) -> StepHandle:
         """Create a running step (kind: an ExecutionStep.Kind value). The input is redacted. The
         stuck-loop detector sees every (tool_name, input) pair begun here."""

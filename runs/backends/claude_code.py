@@ -145,7 +145,9 @@ def cli_env(ctx: RunContext, *, inherited: dict[str, str] | None = None) -> dict
             "SHELL": shutil.which("bash") or "/bin/sh",
         }
     )
-    env.update({str(k): str(v) for k, v in (getattr(settings, "AUTOPILOT_CLAUDE_CODE_ENV", {}) or {}).items()})
+    env.update(
+        {str(k): str(v) for k, v in (getattr(settings, "AUTOPILOT_CLAUDE_CODE_ENV", {}) or {}).items()}
+    )
     return env
 
 
@@ -243,8 +245,11 @@ class ClaudeCodeBackend(Backend):
         if cli is None:
             raise BackendError("Claude Code CLI not found.")
         cli_argv, self.sandbox = sandbox_argv(
-            [str(Path(cli).resolve())], cwd=Path(ctx.cwd), writable=[Path(ctx.workspace), Path(ctx.home)],
-            network=True, readonly=[Path(cli).resolve().parent],
+            [str(Path(cli).resolve())],
+            cwd=Path(ctx.cwd),
+            writable=[Path(ctx.workspace), Path(ctx.home)],
+            network=True,
+            readonly=[Path(cli).resolve().parent],
         )
         setsid = shutil.which("setsid")
         if not setsid and len(cli_argv) == 1:
@@ -286,23 +291,30 @@ class ClaudeCodeBackend(Backend):
     def options(self, ctx: RunContext, state: _State):
         from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
-        async def pre_tool_use(hook_input: dict[str, Any], tool_use_id: str | None, _context: Any) -> dict[str, Any]:
+        async def pre_tool_use(
+            hook_input: dict[str, Any], tool_use_id: str | None, _context: Any
+        ) -> dict[str, Any]:
             behavior, reason = await self._gate(
-                state, tool_use_id or hook_input.get("tool_use_id") or "", hook_input.get("tool_name", ""),
+                state,
+                tool_use_id or hook_input.get("tool_use_id") or "",
+                hook_input.get("tool_name", ""),
                 hook_input.get("tool_input") or {},
             )
             return {
                 "hookSpecificOutput": {
                     "hookEventName": "PreToolUse",
                     "permissionDecision": behavior,
-                    "permissionDecisionReason": reason or ("Allowed by Autopilot's guard." if behavior == "allow" else ""),
+                    "permissionDecisionReason": reason
+                    or ("Allowed by Autopilot's guard." if behavior == "allow" else ""),
                 }
             }
 
         async def can_use_tool(tool_name: str, tool_input: dict[str, Any], context: Any):
             from claude_agent_sdk import PermissionResultAllow, PermissionResultDeny
 
-            behavior, reason = await self._gate(state, getattr(context, "tool_use_id", None) or "", tool_name, tool_input)
+            behavior, reason = await self._gate(
+                state, getattr(context, "tool_use_id", None) or "", tool_name, tool_input
+            )
             if behavior == "allow":
                 return PermissionResultAllow()
             return PermissionResultDeny(message=reason or "Refused by Autopilot's guard.")
@@ -319,7 +331,11 @@ class ClaudeCodeBackend(Backend):
             model=self.model_name(ctx) or None,
             permission_mode="acceptEdits",
             can_use_tool=can_use_tool,
-            hooks={"PreToolUse": [HookMatcher(matcher=None, hooks=[pre_tool_use], timeout=float(ctx.max_wall_seconds))]},
+            hooks={
+                "PreToolUse": [
+                    HookMatcher(matcher=None, hooks=[pre_tool_use], timeout=float(ctx.max_wall_seconds))
+                ]
+            },
             include_partial_messages=True,
             resume=resume or None,
             setting_sources=[],
@@ -396,8 +412,12 @@ class ClaudeCodeBackend(Backend):
         state.outstanding.add(message_id)
 
         async def one():
-            yield {"type": "user", "message": {"role": "user", "content": text}, "parent_tool_use_id": None,
-                   "uuid": message_id}
+            yield {
+                "type": "user",
+                "message": {"role": "user", "content": text},
+                "parent_tool_use_id": None,
+                "uuid": message_id,
+            }
 
         await client.query(one())
 
@@ -444,7 +464,10 @@ class ClaudeCodeBackend(Backend):
                     raise state.fatal
                 if ctx.stop_requested:
                     raise RunStopped("stopped by request")
-                state.taken |= set(message.user_message_uuids or ([message.user_message_uuid] if message.user_message_uuid else state.outstanding))
+                state.taken |= set(
+                    message.user_message_uuids
+                    or ([message.user_message_uuid] if message.user_message_uuid else state.outstanding)
+                )
                 if message.session_id:
                     state.session_id = message.session_id
                 if message.is_error:
@@ -463,7 +486,9 @@ class ClaudeCodeBackend(Backend):
         cost = message.total_cost_usd
         error = ""
         if message.is_error:
-            status = f" (HTTP {message.api_error_status})" if getattr(message, "api_error_status", None) else ""
+            status = (
+                f" (HTTP {message.api_error_status})" if getattr(message, "api_error_status", None) else ""
+            )
             detail = (message.result or "; ".join(message.errors or []) or message.subtype or "").strip()
             error = f"Claude Code reported an error{status}: {detail[:2000]}"
         return BackendResult(
@@ -532,7 +557,11 @@ class ClaudeCodeBackend(Backend):
                 return  # already recorded as a skipped step by the gate
             # A call the gate never saw (should not happen): record it as it happened.
             await in_thread(
-                ctx.record_step, tool_kind(name), tool_name=name, input=tool_input, output=output,
+                ctx.record_step,
+                tool_kind(name),
+                tool_name=name,
+                input=tool_input,
+                output=output,
                 status=ExecutionStep.Status.FAILED if block.is_error else ExecutionStep.Status.COMPLETED,
             )
             return
@@ -566,7 +595,9 @@ class ClaudeCodeBackend(Backend):
 
     # -- the gate (guard + approval), shared by the hook and can_use_tool -------------------------
 
-    async def _gate(self, state: _State, tool_use_id: str, name: str, tool_input: dict[str, Any]) -> tuple[str, str]:
+    async def _gate(
+        self, state: _State, tool_use_id: str, name: str, tool_input: dict[str, Any]
+    ) -> tuple[str, str]:
         if tool_use_id and tool_use_id in state.decisions:
             return state.decisions[tool_use_id]
         try:
@@ -578,10 +609,14 @@ class ClaudeCodeBackend(Backend):
             state.decisions[tool_use_id] = decision
         return decision
 
-    async def _decide(self, state: _State, tool_use_id: str, name: str, tool_input: dict[str, Any]) -> tuple[str, str]:
+    async def _decide(
+        self, state: _State, tool_use_id: str, name: str, tool_input: dict[str, Any]
+    ) -> tuple[str, str]:
         ctx = state.ctx
         verdict = await in_thread(ctx.authorize, name, tool_input)
-        handle = await in_thread(ctx.begin_step, tool_kind(name), tool_name=name, input=tool_input, verdict=verdict)
+        handle = await in_thread(
+            ctx.begin_step, tool_kind(name), tool_name=name, input=tool_input, verdict=verdict
+        )
         if verdict.action == "deny":
             await in_thread(handle.skip, f"Refused: {verdict.reason}")
             return "deny", f"Refused by Autopilot's guard: {verdict.reason}"
@@ -596,7 +631,9 @@ class ClaudeCodeBackend(Backend):
                 await in_thread(advance, handle)
         pending = _PendingTool(handle=handle, name=name)
         if name in FILE_CHANGE_TOOLS:
-            raw = next((tool_input[k] for k in PATH_KEYS if isinstance(tool_input.get(k), str) and tool_input[k]), "")
+            raw = next(
+                (tool_input[k] for k in PATH_KEYS if isinstance(tool_input.get(k), str) and tool_input[k]), ""
+            )
             if raw:
                 resolved = await in_thread(ctx.resolve_path, raw, write=True)
                 pending.abs_path = resolved

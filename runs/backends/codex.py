@@ -66,9 +66,19 @@ def codex_command(ctx: RunContext, *, base_url: str, model: str, prompt: str) ->
         'wire_api="responses",stream_max_retries=0,request_max_retries=0}}'.format(base_url.replace('"', ""))
     )
     command = [
-        codex_cli() or "codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox", "--ephemeral",
-        "-c", "model_provider=autopilot", "-c", provider, "-c", "analytics.enabled=false",
-        "-C", str(ctx.cwd),
+        codex_cli() or "codex",
+        "exec",
+        "--json",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "--ephemeral",
+        "-c",
+        "model_provider=autopilot",
+        "-c",
+        provider,
+        "-c",
+        "analytics.enabled=false",
+        "-C",
+        str(ctx.cwd),
     ]
     if model:
         command += ["-m", model]
@@ -96,8 +106,12 @@ def autopilot_mcp_args(ctx: RunContext) -> list[str]:
     if not config:
         return []
     name = agent_mcp.SERVER_NAME
-    return ["-c", f"mcp_servers.{name}.url={json.dumps(config['url'])}",
-            "-c", f'mcp_servers.{name}.bearer_token_env_var="{MCP_TOKEN_ENV}"']
+    return [
+        "-c",
+        f"mcp_servers.{name}.url={json.dumps(config['url'])}",
+        "-c",
+        f'mcp_servers.{name}.bearer_token_env_var="{MCP_TOKEN_ENV}"',
+    ]
 
 
 def autopilot_mcp_env(ctx: RunContext) -> dict[str, str]:
@@ -134,7 +148,11 @@ class CodexBackend(Backend):
         llm = ctx.llm_env("openai")
         codex_home = Path(ctx.home) / ".codex"
         codex_home.mkdir(parents=True, exist_ok=True)
-        env = {**ctx.env, "CODEX_HOME": str(codex_home), "AUTOPILOT_CODEX_KEY": llm.get("OPENAI_API_KEY", "none")}
+        env = {
+            **ctx.env,
+            "CODEX_HOME": str(codex_home),
+            "AUTOPILOT_CODEX_KEY": llm.get("OPENAI_API_KEY", "none"),
+        }
         env.update({str(k): str(v) for k, v in (getattr(settings, "AUTOPILOT_CODEX_ENV", {}) or {}).items()})
         env.update(autopilot_mcp_env(ctx))
         return env
@@ -149,23 +167,32 @@ class CodexBackend(Backend):
         # guarded commands, so the commands Codex runs on its own cannot read the host's files.
         installs = codex_install_dirs()
         argv, self.sandbox = sandbox_argv(
-            codex_command(ctx, base_url=base_url, model=model, prompt=prompt), cwd=Path(ctx.cwd),
-            writable=[Path(ctx.workspace), Path(ctx.home)], network=True, readonly=installs,
+            codex_command(ctx, base_url=base_url, model=model, prompt=prompt),
+            cwd=Path(ctx.cwd),
+            writable=[Path(ctx.workspace), Path(ctx.home)],
+            network=True,
+            readonly=installs,
         )
         env = self.environment(ctx)
         if self.sandbox != "unsandboxed":
             env["PATH"] = sandbox_path_variable([*sandbox_readonly_paths(), *installs])
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
-            cwd=str(ctx.cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            cwd=str(ctx.cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         with self._lock:
             self._proc = proc
         ctx.register_process(proc.pid)
         stderr_tail: list[str] = []
-        reader = threading.Thread(target=lambda: stderr_tail.extend((proc.stderr.read() or "").splitlines()[-20:]),
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: stderr_tail.extend((proc.stderr.read() or "").splitlines()[-20:]), daemon=True
+        )
         reader.start()
         state: dict[str, Any] = {"summary": "", "error": "", "thread": "", "open": {}, "refused": ""}
         try:
@@ -200,7 +227,9 @@ class CodexBackend(Backend):
             raise BackendError(state["refused"])
         if state["error"] or proc.returncode != 0:
             detail = state["error"] or "\n".join(stderr_tail[-5:]) or f"exit code {proc.returncode}"
-            return BackendResult(session_id=state["thread"], succeeded=False, error=f"Codex failed: {detail}"[:2000])
+            return BackendResult(
+                session_id=state["thread"], succeeded=False, error=f"Codex failed: {detail}"[:2000]
+            )
         return BackendResult(summary=state["summary"], session_id=state["thread"])
 
     # -- events ---------------------------------------------------------------------------------
@@ -215,9 +244,16 @@ class CodexBackend(Backend):
             if item.get("type") == "command_execution":
                 verdict = ctx.authorize("exec_command", {"cmd": _unwrap(item.get("command", ""))})
                 if verdict.action != "allow":
-                    state["refused"] = f"Codex ran a command Autopilot's guard does not allow without approval: {verdict.reason}"
-                    ctx.record_step(Kind.RUN_TERMINAL, tool_name="exec_command", input={"command": item.get("command")},
-                                    output=state["refused"], status=StepStatus.FAILED)
+                    state["refused"] = (
+                        f"Codex ran a command Autopilot's guard does not allow without approval: {verdict.reason}"
+                    )
+                    ctx.record_step(
+                        Kind.RUN_TERMINAL,
+                        tool_name="exec_command",
+                        input={"command": item.get("command")},
+                        output=state["refused"],
+                        status=StepStatus.FAILED,
+                    )
         elif kind == "item.completed":
             self._on_item(ctx, state, event.get("item") or {})
         elif kind == "turn.completed":
@@ -244,7 +280,9 @@ class CodexBackend(Backend):
             exit_code = item.get("exit_code")
             command = _unwrap(item.get("command", ""))
             ctx.record_step(
-                Kind.RUN_TERMINAL, tool_name="exec_command", input={"command": command, "exit_code": exit_code},
+                Kind.RUN_TERMINAL,
+                tool_name="exec_command",
+                input={"command": command, "exit_code": exit_code},
                 output=item.get("aggregated_output") or "",
                 status=StepStatus.COMPLETED if exit_code == 0 else StepStatus.FAILED,
             )
@@ -258,11 +296,15 @@ class CodexBackend(Backend):
                 path = str(change.get("path") or "")
                 change_kind = change.get("kind") or "update"
                 ctx.record_step(
-                    Kind.WRITE_FILE if change_kind == "add" else Kind.EDIT_FILE, tool_name="apply_patch",
+                    Kind.WRITE_FILE if change_kind == "add" else Kind.EDIT_FILE,
+                    tool_name="apply_patch",
                     input={"path": _relative(ctx, path), "change": change_kind},
                     output=f"{change_kind} {_relative(ctx, path)}",
-                    status=(StepStatus.FAILED if item.get("status", "completed") != "completed"
-                            else StepStatus.COMPLETED),
+                    status=(
+                        StepStatus.FAILED
+                        if item.get("status", "completed") != "completed"
+                        else StepStatus.COMPLETED
+                    ),
                 )
             ctx.note_progress(changed_files=True)
         elif kind in {"reasoning", "todo_list"}:
@@ -297,4 +339,3 @@ def _relative(ctx: RunContext, path: str) -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-

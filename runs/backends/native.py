@@ -142,7 +142,10 @@ class AnthropicLoop:
             max_retries=_retries(),
             timeout=_timeout(),
         )
-        self.tools = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]} for t in TOOL_SPECS]
+        self.tools = [
+            {"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
+            for t in TOOL_SPECS
+        ]
 
     def start(self, prompt: str) -> list[dict[str, Any]]:
         return [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
@@ -154,20 +157,30 @@ class AnthropicLoop:
             messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
 
     def add_tool_results(self, messages, results) -> None:
-        messages.append({
-            "role": "user",
-            "content": [
-                {"type": "tool_result", "tool_use_id": call["id"], "content": text, "is_error": is_error}
-                for call, text, is_error in results
-            ],
-        })
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call["id"], "content": text, "is_error": is_error}
+                    for call, text, is_error in results
+                ],
+            }
+        )
 
     def call(self, messages: list[dict[str, Any]]) -> Reply:
         ctx = self.ctx
-        handle = ctx.begin_step(ExecutionStep.Kind.LLM_TURN, tool_name=f"anthropic:{self.model}", input={"messages": len(messages)})
+        handle = ctx.begin_step(
+            ExecutionStep.Kind.LLM_TURN,
+            tool_name=f"anthropic:{self.model}",
+            input={"messages": len(messages)},
+        )
         try:
             response = self.client.messages.create(
-                model=self.model, max_tokens=MAX_TOKENS, system=SYSTEM_PROMPT, tools=self.tools, messages=messages
+                model=self.model,
+                max_tokens=MAX_TOKENS,
+                system=SYSTEM_PROMPT,
+                tools=self.tools,
+                messages=messages,
             )
         except self.anthropic.APIError as exc:
             handle.fail(f"{type(exc).__name__}: {exc}")
@@ -185,9 +198,15 @@ class AnthropicLoop:
         content = [block.model_dump(exclude_none=True) for block in response.content]
         messages.append({"role": "assistant", "content": content})
         text = "\n".join(b.get("text", "") for b in content if b.get("type") == "text").strip()
-        calls = [{"id": b["id"], "name": b["name"], "input": b.get("input") or {}} for b in content if b.get("type") == "tool_use"]
-        handle.complete(text or f"(tool calls: {', '.join(c['name'] for c in calls)})",
-                        extra_input={"stop_reason": response.stop_reason})
+        calls = [
+            {"id": b["id"], "name": b["name"], "input": b.get("input") or {}}
+            for b in content
+            if b.get("type") == "tool_use"
+        ]
+        handle.complete(
+            text or f"(tool calls: {', '.join(c['name'] for c in calls)})",
+            extra_input={"stop_reason": response.stop_reason},
+        )
         return Reply(text, calls)
 
 
@@ -218,9 +237,13 @@ class OpenAILoop:
 
     def call(self, messages) -> Reply:
         ctx = self.ctx
-        handle = ctx.begin_step(ExecutionStep.Kind.LLM_TURN, tool_name=f"openai:{self.model}", input={"messages": len(messages)})
+        handle = ctx.begin_step(
+            ExecutionStep.Kind.LLM_TURN, tool_name=f"openai:{self.model}", input={"messages": len(messages)}
+        )
         try:
-            response = self.client.chat.completions.create(model=self.model, messages=messages, tools=self.tools)
+            response = self.client.chat.completions.create(
+                model=self.model, messages=messages, tools=self.tools
+            )
         except self.openai.APIError as exc:
             handle.fail(f"{type(exc).__name__}: {exc}")
             raise BackendError(f"OpenAI-compatible API error: {exc}") from exc
@@ -246,15 +269,23 @@ class OpenAILoop:
                 args = json.loads(call.function.arguments or "{}")
             except json.JSONDecodeError:
                 args = {"_unparsed_arguments": call.function.arguments}
-            calls.append({"id": call.id, "name": call.function.name, "input": args if isinstance(args, dict) else {}})
+            calls.append(
+                {"id": call.id, "name": call.function.name, "input": args if isinstance(args, dict) else {}}
+            )
         entry: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
         if message.tool_calls:
             entry["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": c.function.arguments},
+                }
                 for c in message.tool_calls
             ]
         messages.append(entry)
         text = (message.content or "").strip()
-        handle.complete(text or f"(tool calls: {', '.join(c['name'] for c in calls)})",
-                        extra_input={"finish_reason": response.choices[0].finish_reason})
+        handle.complete(
+            text or f"(tool calls: {', '.join(c['name'] for c in calls)})",
+            extra_input={"finish_reason": response.choices[0].finish_reason},
+        )
         return Reply(text, calls)

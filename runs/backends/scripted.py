@@ -30,12 +30,21 @@ from runs.backends.base import Backend, BackendError, BackendResult, RunContext,
 from runs.models import ExecutionStep
 from runs.tools import execute_tool
 
-TOOL_OF = {"read": "read_file", "write": "write_file", "edit": "edit_file", "list": "list_dir", "search": "search", "run": "run_terminal"}
+TOOL_OF = {
+    "read": "read_file",
+    "write": "write_file",
+    "edit": "edit_file",
+    "list": "list_dir",
+    "search": "search",
+    "run": "run_terminal",
+}
 
 
 def demo_script(prompt: str) -> list[dict[str, Any]]:
     return [
-        {"say": "Scripted (offline demo) backend: no model is called. Writing the prompt to AUTOPILOT_NOTES.md."},
+        {
+            "say": "Scripted (offline demo) backend: no model is called. Writing the prompt to AUTOPILOT_NOTES.md."
+        },
         {"write": "AUTOPILOT_NOTES.md", "content": f"# Notes from a scripted run\n\n{prompt.strip()}\n"},
         {"list": "."},
         {"finish": "Wrote AUTOPILOT_NOTES.md (scripted demo)."},
@@ -92,7 +101,8 @@ def _check_action(action: dict[str, Any]) -> str | None:
             return "'usage.model' must be text"
         for key, value in usage.items():
             if key.endswith("_tokens") and not (
-                    isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+            ):
                 return f"'usage.{key}' must be a whole number of tokens, got {value!r}"
     return None
 
@@ -124,7 +134,9 @@ class ScriptedBackend(Backend):
         for action in script:
             ctx.check()
             for message in ctx.take_messages():
-                ctx.record_step(ExecutionStep.Kind.LLM_TURN, tool_name="assistant", output=f"Noted: {message}")
+                ctx.record_step(
+                    ExecutionStep.Kind.LLM_TURN, tool_name="assistant", output=f"Noted: {message}"
+                )
             ctx.count_turn()
             if "finish" in action:
                 execute_tool(ctx, "finish", {"summary": str(action["finish"])})

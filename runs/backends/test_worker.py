@@ -19,7 +19,9 @@ from runs.backends.base import Backend, BackendError, BackendResult, RunContext
 from runs.models import ExecutionStep
 
 PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?)")
-PYTEST_SUMMARY = re.compile(r"^(?:=+ )?(?:\d+ \w+(?:, )?)+.* in [\d.]+s(?: \([^)]*\))?(?: =+)?\s*$|^=+ no tests ran.*$", re.M)
+PYTEST_SUMMARY = re.compile(
+    r"^(?:=+ )?(?:\d+ \w+(?:, )?)+.* in [\d.]+s(?: \([^)]*\))?(?: =+)?\s*$|^=+ no tests ran.*$", re.M
+)
 UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in [\d.]+s", re.M)
 UNITTEST_RESULT = re.compile(r"^(OK|FAILED)(?: \((.*)\))?\s*$", re.M)
 PYTEST_FAILED_ID = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
@@ -33,8 +35,15 @@ def parse_test_output(output: str) -> dict:
     if summaries:
         framework = "pytest"
         for number, word in PYTEST_COUNT.findall(summaries[-1]):
-            key = {"error": "errors", "errors": "errors", "xfailed": "skipped", "deselected": None,
-                   "warning": None, "warnings": None, "xpassed": "passed"}.get(word, word)
+            key = {
+                "error": "errors",
+                "errors": "errors",
+                "xfailed": "skipped",
+                "deselected": None,
+                "warning": None,
+                "warnings": None,
+                "xpassed": "passed",
+            }.get(word, word)
             if key:
                 counts[key] += int(number)
     else:
@@ -71,14 +80,21 @@ class TestWorkerBackend(Backend):
         timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
         # The owner's command, with a shell, in the run's sandbox (no network); see workspace.run_script.
         result = workspace.run_script(
-            command, cwd=ctx.cwd, workspace=ctx.workspace, home=ctx.home, timeout=timeout,
-            artifact_dir=ctx.artifacts_dir, redact=getattr(ctx, "redactor", None),
-            on_start=ctx.register_process, on_exit=ctx.unregister_process,
+            command,
+            cwd=ctx.cwd,
+            workspace=ctx.workspace,
+            home=ctx.home,
+            timeout=timeout,
+            artifact_dir=ctx.artifacts_dir,
+            redact=getattr(ctx, "redactor", None),
+            on_start=ctx.register_process,
+            on_exit=ctx.unregister_process,
         )
         counts = parse_test_output(result.output)
         summary = (
             f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
-            if counts["framework"] else f"exit code {result.exit_code}"
+            if counts["framework"]
+            else f"exit code {result.exit_code}"
         )
         extra = {"exit_code": result.exit_code, "sandbox": result.sandbox, "counts": counts}
         text = f"{summary}\n\n{result.output}"

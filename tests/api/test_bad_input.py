@@ -58,36 +58,51 @@ def api(operator):
 # --- Query strings: a 400 naming the parameter, never an OverflowError / ValueError -------------------
 
 
-@pytest.mark.parametrize(("path", "param", "value"), [
-    ("/api/tasks/", "project", "-1.79e308"),
-    ("/api/tasks/", "project", HUGE),
-    ("/api/tasks/", "project", "1e20"),
-    ("/api/tasks/", "plan_node", HUGE),
-    ("/api/tasks/", "priority", "1e20"),
-    ("/api/events/", "project", "-1.79e308"),
-    ("/api/events/", "after", HUGE),
-    ("/api/dependencies/", "task", HUGE),
-    ("/api/dependencies/", "task__project", "abc"),
-    ("/api/runs/", "project", HUGE),
-    ("/api/runs/", "task", "-1.79e308"),
-    ("/api/projects/{project}/runs/", "task", "abc"),
-    ("/api/projects/{project}/runs/", "task", HUGE),
-    ("/api/projects/{project}/runs/", "status", "\x00"),
-    ("/api/projects/{project}/runs/", "status", "nonsense"),
-    ("/api/projects/{project}/runs/", "agent", "gpt"),
-    ("/api/projects/{project}/proposals/", "status", "\x00"),
-    ("/api/runs/compare/", "a", "abc"),
-    ("/api/tasks/", "offset", HUGE),
-], ids=lambda value: value if len(str(value)) < 25 else str(value)[:20])
+@pytest.mark.parametrize(
+    ("path", "param", "value"),
+    [
+        ("/api/tasks/", "project", "-1.79e308"),
+        ("/api/tasks/", "project", HUGE),
+        ("/api/tasks/", "project", "1e20"),
+        ("/api/tasks/", "plan_node", HUGE),
+        ("/api/tasks/", "priority", "1e20"),
+        ("/api/events/", "project", "-1.79e308"),
+        ("/api/events/", "after", HUGE),
+        ("/api/dependencies/", "task", HUGE),
+        ("/api/dependencies/", "task__project", "abc"),
+        ("/api/runs/", "project", HUGE),
+        ("/api/runs/", "task", "-1.79e308"),
+        ("/api/projects/{project}/runs/", "task", "abc"),
+        ("/api/projects/{project}/runs/", "task", HUGE),
+        ("/api/projects/{project}/runs/", "status", "\x00"),
+        ("/api/projects/{project}/runs/", "status", "nonsense"),
+        ("/api/projects/{project}/runs/", "agent", "gpt"),
+        ("/api/projects/{project}/proposals/", "status", "\x00"),
+        ("/api/runs/compare/", "a", "abc"),
+        ("/api/tasks/", "offset", HUGE),
+    ],
+    ids=lambda value: value if len(str(value)) < 25 else str(value)[:20],
+)
 def test_bad_query_values_are_a_400_naming_the_parameter(api, project, path, param, value):
-    response = api.get(path.format(project=project.pk), {param: value, **({"b": "1"} if param == "a" else {})})
+    response = api.get(
+        path.format(project=project.pk), {param: value, **({"b": "1"} if param == "a" else {})}
+    )
     assert response.status_code == 400, response.content
     body = response.json()
     assert param in body, body  # DRF's field errors: {"<param>": ["..."]}
 
 
-@pytest.mark.parametrize("path", ["/api/tasks/", "/api/runs/", "/api/events/", "/api/projects/",
-                                  "/api/dependencies/", "/api/projects/{project}/runs/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/tasks/",
+        "/api/runs/",
+        "/api/events/",
+        "/api/projects/",
+        "/api/dependencies/",
+        "/api/projects/{project}/runs/",
+    ],
+)
 def test_a_huge_limit_is_capped_not_a_crash(api, project, path):
     # given one row of each (an empty list never slices the query)
     task = task_create(project=project, title="T")  # also records an event
@@ -122,13 +137,22 @@ def test_json_a_little_too_deep_for_the_limit_is_refused_too(api, project):
 
 
 def test_deep_json_inside_an_imported_trajectory_text_is_refused(project, owner):
-    response = client_for(owner).post("/api/runs/import/", {"project": project.name,
-                                                            "trajectory": "[" * 100_000 + "]" * 100_000})
+    response = client_for(owner).post(
+        "/api/runs/import/", {"project": project.name, "trajectory": "[" * 100_000 + "]" * 100_000}
+    )
     assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("max_turns", 10**20), ("max_wall_seconds", 10**20),
-                                              ("max_turns", 1e20), ("task", 10**20), ("priority", 10**20)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_turns", 10**20),
+        ("max_wall_seconds", 10**20),
+        ("max_turns", 1e20),
+        ("task", 10**20),
+        ("priority", 10**20),
+    ],
+)
 def test_huge_numbers_in_a_run_are_a_400_naming_the_field(api, project, field, value):
     response = api.post(f"/api/projects/{project.pk}/runs/", {"prompt": "x", field: value}, format="json")
     assert response.status_code == 400 and field in response.json(), response.content
@@ -138,8 +162,9 @@ def test_huge_numbers_in_a_run_are_a_400_naming_the_field(api, project, field, v
 @pytest.mark.parametrize("field", ["max_turns", "max_wall_seconds"])
 def test_the_run_service_caps_limits_too(project, field):
     with pytest.raises(ApplicationError, match=f"{field} must be at most"):
-        run_services.run_create(project=project, prompt="x", agent_backend="scripted", enqueue=False,
-                                **{field: 10**20})
+        run_services.run_create(
+            project=project, prompt="x", agent_backend="scripted", enqueue=False, **{field: 10**20}
+        )
     assert not ExecutionRun.objects.exists()
 
 
@@ -161,36 +186,54 @@ def test_a_body_over_the_size_limit_is_a_json_413_naming_the_limit(api, project,
 # --- The scripted backend's script is checked when the run is created ----------------------------------
 
 
-@pytest.mark.parametrize(("action", "message"), [
-    ({"sleep": "abc"}, "script[0]: 'sleep' must be a number of seconds"),
-    ({"sleep": 1e300}, "script[0]: 'sleep' must be a number of seconds"),
-    ({"say": ["a"]}, "script[0]: 'say' must be text, got list"),
-    ({"write": "a.txt", "content": 5}, "script[0]: 'content' must be text, got int"),
-    ({"usage": {"model": "m", "input_tokens": "many"}}, "script[0]: 'usage.input_tokens' must be a whole number"),
-    ({"usage": "lots"}, "script[0]: 'usage' must be an object"),
-    ({"run": "ls", "timeout": "soon"}, "script[0]: 'timeout' must be a positive number"),
-], ids=["sleep-text", "sleep-huge", "say-list", "content-int", "usage-tokens", "usage-text", "timeout-text"])
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ({"sleep": "abc"}, "script[0]: 'sleep' must be a number of seconds"),
+        ({"sleep": 1e300}, "script[0]: 'sleep' must be a number of seconds"),
+        ({"say": ["a"]}, "script[0]: 'say' must be text, got list"),
+        ({"write": "a.txt", "content": 5}, "script[0]: 'content' must be text, got int"),
+        (
+            {"usage": {"model": "m", "input_tokens": "many"}},
+            "script[0]: 'usage.input_tokens' must be a whole number",
+        ),
+        ({"usage": "lots"}, "script[0]: 'usage' must be an object"),
+        ({"run": "ls", "timeout": "soon"}, "script[0]: 'timeout' must be a positive number"),
+    ],
+    ids=["sleep-text", "sleep-huge", "say-list", "content-int", "usage-tokens", "usage-text", "timeout-text"],
+)
 def test_a_mistyped_script_is_a_400_at_creation(api, project, action, message):
-    response = api.post(f"/api/projects/{project.pk}/runs/",
-                        {"prompt": "x", "agent": "scripted", "settings": {"script": [action]}}, format="json")
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"prompt": "x", "agent": "scripted", "settings": {"script": [action]}},
+        format="json",
+    )
     assert response.status_code == 400 and response.json()["detail"].startswith(f"settings.script: {message}")
     assert not ExecutionRun.objects.exists()
 
 
 def test_a_scripted_prompt_that_is_a_script_is_checked_too(api, project):
-    response = api.post(f"/api/projects/{project.pk}/runs/",
-                        {"prompt": json.dumps([{"sleep": "abc"}]), "agent": "scripted"}, format="json")
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"prompt": json.dumps([{"sleep": "abc"}]), "agent": "scripted"},
+        format="json",
+    )
     assert response.status_code == 400
     assert response.json()["detail"].startswith("prompt (a scripted run's JSON script): script[0]: 'sleep'")
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"stuck_repeat": "abc"}, "settings.stuck_repeat must be a whole number"),
-    ({"step_through": "yes"}, "settings.step_through must be true or false"),
-    ({"write_scope": "src/*"}, "settings.write_scope must be a list"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"stuck_repeat": "abc"}, "settings.stuck_repeat must be a whole number"),
+        ({"step_through": "yes"}, "settings.step_through must be true or false"),
+        ({"write_scope": "src/*"}, "settings.write_scope must be a list"),
+    ],
+)
 def test_run_settings_a_worker_would_trip_over_are_refused(api, project, settings, message):
-    response = api.post(f"/api/projects/{project.pk}/runs/", {"prompt": "x", "settings": settings}, format="json")
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/", {"prompt": "x", "settings": settings}, format="json"
+    )
     assert response.status_code == 400 and response.json()["detail"].startswith(message)
 
 
@@ -235,11 +278,14 @@ def test_the_schema_and_the_token_endpoint_are_public():
 # --- Free-text caps: the API and the services give the same answer -------------------------------------
 
 
-@pytest.mark.parametrize(("path", "field", "limit", "extra"), [
-    ("/api/projects/{project}/runs/", "prompt", MAX_PROMPT_CHARS, {}),
-    ("/api/tasks/", "body", MAX_TASK_BODY_CHARS, {"title": "T"}),
-    ("/api/tasks/", "title", 500, {}),
-])
+@pytest.mark.parametrize(
+    ("path", "field", "limit", "extra"),
+    [
+        ("/api/projects/{project}/runs/", "prompt", MAX_PROMPT_CHARS, {}),
+        ("/api/tasks/", "body", MAX_TASK_BODY_CHARS, {"title": "T"}),
+        ("/api/tasks/", "title", 500, {}),
+    ],
+)
 def test_oversized_text_is_a_400_naming_the_field(api, project, path, field, limit, extra):
     body = {"project": project.pk, **extra, field: "x" * (limit + 1)}
     response = api.post(path.format(project=project.pk), body, format="json")
@@ -250,8 +296,9 @@ def test_oversized_text_is_a_400_naming_the_field(api, project, path, field, lim
 
 
 def test_a_ten_megabyte_description_is_refused(owner, project):
-    response = client_for(owner).patch(f"/api/projects/{project.pk}/", {"description": "x" * 10_000_000},
-                                       format="json")
+    response = client_for(owner).patch(
+        f"/api/projects/{project.pk}/", {"description": "x" * 10_000_000}, format="json"
+    )
     assert response.status_code == 400 and "description" in response.json()
     project.refresh_from_db()
     assert project.description == ""
@@ -259,7 +306,9 @@ def test_a_ten_megabyte_description_is_refused(owner, project):
 
 def test_an_oversized_message_is_refused(api, project):
     run = ExecutionRunFactory(project=project)
-    response = api.post(f"/api/runs/{run.pk}/message/", {"body": "x" * (MAX_MESSAGE_CHARS + 1)}, format="json")
+    response = api.post(
+        f"/api/runs/{run.pk}/message/", {"body": "x" * (MAX_MESSAGE_CHARS + 1)}, format="json"
+    )
     assert response.status_code == 400 and "body" in response.json()
     with pytest.raises(ApplicationError, match="body is at most 20,000 characters"):
         run_services.run_message(run=run, body="x" * (MAX_MESSAGE_CHARS + 1))
@@ -292,8 +341,17 @@ def theirs():
     step = ExecutionStepFactory(run=run)
     proposal = ProposalFactory(task=task)
     job = IngestionJobFactory(blueprint=blueprint)
-    return {"project": other, "blueprint": blueprint, "node": node, "task": task, "dependency": dependency,
-            "run": run, "step": step, "proposal": proposal, "job": job}
+    return {
+        "project": other,
+        "blueprint": blueprint,
+        "node": node,
+        "task": task,
+        "dependency": dependency,
+        "run": run,
+        "step": step,
+        "proposal": proposal,
+        "job": job,
+    }
 
 
 MISSING = 987654321
@@ -366,9 +424,14 @@ def _ask(client, method, url, body, query, values):
     return response.status_code, text
 
 
-@pytest.mark.parametrize(("kind", "method", "url", "body", "query"), PROBES,
-                         ids=[f"{m.upper()} {u} {q or ''} {b or ''}".strip() for _, m, u, b, q in PROBES])
-def test_another_projects_object_answers_like_a_missing_one(project, owner, theirs, kind, method, url, body, query):
+@pytest.mark.parametrize(
+    ("kind", "method", "url", "body", "query"),
+    PROBES,
+    ids=[f"{m.upper()} {u} {q or ''} {b or ''}".strip() for _, m, u, b, q in PROBES],
+)
+def test_another_projects_object_answers_like_a_missing_one(
+    project, owner, theirs, kind, method, url, body, query
+):
     own_task = TaskFactory(project=project)
     client = client_for(owner)  # owner of `project`, nothing on theirs["project"]
     common = {"own": project.pk, "own_task": own_task.pk}
@@ -385,8 +448,9 @@ def test_another_projects_object_answers_like_a_missing_one(project, owner, thei
 
 def test_a_member_of_both_still_learns_a_task_is_of_another_project(project, operator, theirs):
     MembershipFactory(project=theirs["project"], user=operator)
-    response = client_for(operator).post(f"/api/projects/{project.pk}/runs/",
-                                         {"prompt": "x", "task": theirs["task"].pk}, format="json")
+    response = client_for(operator).post(
+        f"/api/projects/{project.pk}/runs/", {"prompt": "x", "task": theirs["task"].pk}, format="json"
+    )
     assert response.status_code == 400 and "belongs to another project" in response.json()["detail"]
 
 
@@ -417,7 +481,10 @@ def test_a_second_open_code_run_for_a_task_is_a_409_not_a_500(api, project):
     assert first.status_code == 201
     second = api.post(f"/api/projects/{project.pk}/runs/", {"task": task.pk}, format="json")
     assert second.status_code == 409, second.content
-    assert second.json()["detail"] == f"Task #{task.pk} already has a queued or active code run; stop it or wait for it."
+    assert (
+        second.json()["detail"]
+        == f"Task #{task.pk} already has a queued or active code run; stop it or wait for it."
+    )
     assert ExecutionRun.objects.filter(task=task).count() == 1
 
 

@@ -92,16 +92,35 @@ def seed() -> dict:
     proposal = ProposalFactory(task=Task.objects.filter(project=project).exclude(pk=task.pk).first())
     job = IngestionJobFactory(blueprint=blueprint)
     doomed = ProjectFactory()  # for DELETE /api/projects/{id}/
-    return {"project": project, "doomed": doomed, "blueprint": blueprint, "node": node, "task": task,
-            "dependency": dependency, "run": runs[0], "step": step, "proposal": proposal, "job": job}
+    return {
+        "project": project,
+        "doomed": doomed,
+        "blueprint": blueprint,
+        "node": node,
+        "task": task,
+        "dependency": dependency,
+        "run": runs[0],
+        "step": step,
+        "proposal": proposal,
+        "job": job,
+    }
 
 
 def pinned_ids(path: str, method: str, objects: dict, member_id: int) -> dict:
     """The seeded object each path parameter of `path` should name."""
     first = path.split("/")[2]
-    kind = {"projects": "project", "blueprints": "blueprint", "plan_nodes": "node", "tasks": "task",
-            "dependencies": "dependency", "runs": "run", "steps": "step", "proposals": "proposal",
-            "ingestion_jobs": "job", "events": None}.get(first)
+    kind = {
+        "projects": "project",
+        "blueprints": "blueprint",
+        "plan_nodes": "node",
+        "tasks": "task",
+        "dependencies": "dependency",
+        "runs": "run",
+        "steps": "step",
+        "proposals": "proposal",
+        "ingestion_jobs": "job",
+        "events": None,
+    }.get(first)
     if kind == "project" and method == "DELETE" and "{user_id}" not in path:
         kind = "doomed"
     values = {}
@@ -124,7 +143,9 @@ def without_multipart(raw: dict) -> dict:
     something the app can shape. Multipart uploads are tested in tests/blueprints/test_api_blueprints.py."""
     for operations in raw["paths"].values():
         for operation in operations.values():
-            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            content = (
+                operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            )
             if len(content) > 1:
                 content.pop("multipart/form-data", None)
     return raw
@@ -140,11 +161,17 @@ def fuzz(server_url: str, token: str, objects: dict, member_id: int) -> list[str
     for operation in operations:
         pins = pinned_ids(operation.path, operation.method.upper(), objects, member_id)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for path_parameters in ([pins, None] if pins else [None]):
+            for path_parameters in [pins, None] if pins else [None]:
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-                @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+                @settings(
+                    max_examples=MAX_EXAMPLES,
+                    derandomize=True,
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
                 @given(case=strategy)
                 def check(case):
                     response = case.call(base_url=server_url, headers=headers, timeout=60)
@@ -155,8 +182,10 @@ def fuzz(server_url: str, token: str, objects: dict, member_id: int) -> list[str
                 except Unsatisfiable:
                     pass  # negative mode with every input pinned: nothing left to make invalid
                 except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect them all, report together
-                    failures.append(f"{operation.method.upper()} {operation.path} [{mode.value}, "
-                                    f"{'pinned' if path_parameters else 'generated'} ids]:\n{exc}"[:3000])
+                    failures.append(
+                        f"{operation.method.upper()} {operation.path} [{mode.value}, "
+                        f"{'pinned' if path_parameters else 'generated'} ids]:\n{exc}"[:3000]
+                    )
     return failures
 
 
@@ -172,4 +201,6 @@ def test_every_operation_answers_as_documented(subprocess_env, role):
     with LiveServer(env={**subprocess_env, "AUTOPILOT_QUEUE_MAX": "10000"}) as server:
         failures = fuzz(server.url, token, objects, other_member.pk)
         log = server.log()
-    assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures) + f"\n\nlog:\n{log[-3000:]}"
+    assert not failures, (
+        f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures) + f"\n\nlog:\n{log[-3000:]}"
+    )

@@ -20,8 +20,9 @@ def _client(user):
 
 def test_post_json_ingests_and_returns_version_counts_and_diff(project, operator):
     # when an operator posts a spec as JSON
-    response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/", {"title": "Spec", "text": SPEC},
-                                      format="json")
+    response = _client(operator).post(
+        f"/api/projects/{project.pk}/blueprints/", {"title": "Spec", "text": SPEC}, format="json"
+    )
     # then version 1 is created synchronously, with its counts and diff
     assert response.status_code == 201, response.content
     body = response.json()
@@ -35,8 +36,9 @@ def test_post_json_ingests_and_returns_version_counts_and_diff(project, operator
 def test_multipart_upload_and_list(project, operator, viewer):
     # given an uploaded file
     upload = SimpleUploadedFile("plan.md", SPEC.encode(), content_type="text/markdown")
-    response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/", {"file": upload},
-                                      format="multipart")
+    response = _client(operator).post(
+        f"/api/projects/{project.pk}/blueprints/", {"file": upload}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     assert response.json()["title"] == "plan.md"
     # then a viewer lists the versions
@@ -62,9 +64,12 @@ def test_bad_input_is_a_400_naming_the_problem(project, operator, payload, messa
 
 
 def test_binary_upload_is_refused(project, operator):
-    upload = SimpleUploadedFile("x.bin", b"\x7fELF\x02\x01\x01\x00\x00", content_type="application/octet-stream")
-    response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/", {"file": upload},
-                                      format="multipart")
+    upload = SimpleUploadedFile(
+        "x.bin", b"\x7fELF\x02\x01\x01\x00\x00", content_type="application/octet-stream"
+    )
+    response = _client(operator).post(
+        f"/api/projects/{project.pk}/blueprints/", {"file": upload}, format="multipart"
+    )
     assert response.status_code == 400
     assert "NUL byte at byte offset 7" in response.json()["detail"]
 
@@ -78,8 +83,9 @@ def test_viewer_cannot_ingest_and_strangers_see_nothing(project, viewer, user):
 def test_async_ingestion_job(project, operator, django_capture_on_commit_callbacks):
     # when the ingestion is asked to run in the background
     with django_capture_on_commit_callbacks(execute=True):
-        response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/?async=1",
-                                          {"text": SPEC, "title": "Async"}, format="json")
+        response = _client(operator).post(
+            f"/api/projects/{project.pk}/blueprints/?async=1", {"text": SPEC, "title": "Async"}, format="json"
+        )
     # then a queued job is returned with its id
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
@@ -98,8 +104,9 @@ def test_async_ingestion_job(project, operator, django_capture_on_commit_callbac
 
 def test_async_job_that_fails_records_the_reason(project, operator, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/?async=1",
-                                          {"text": "no structure here"}, format="json")
+        response = _client(operator).post(
+            f"/api/projects/{project.pk}/blueprints/?async=1", {"text": "no structure here"}, format="json"
+        )
     job_id = response.json()["id"]
     run_ingestion_job(job_id)
     body = _client(operator).get(f"/api/ingestion_jobs/{job_id}/").json()
@@ -116,21 +123,34 @@ def test_async_job_that_fails_records_the_reason(project, operator, django_captu
 def test_blueprint_detail_patch_diff_nodes_and_generate_plan(project, operator, viewer):
     client = _client(operator)
     client.post(f"/api/projects/{project.pk}/blueprints/", {"text": SPEC}, format="json")
-    v2 = client.post(f"/api/projects/{project.pk}/blueprints/",
-                     {"text": SPEC.replace("Full text.", "Full text, ranked.")}, format="json").json()
+    v2 = client.post(
+        f"/api/projects/{project.pk}/blueprints/",
+        {"text": SPEC.replace("Full text.", "Full text, ranked.")},
+        format="json",
+    ).json()
     bp_id = v2["blueprint"]
     # detail and rename
     assert _client(viewer).get(f"/api/blueprints/{bp_id}/").json()["version"] == 2
-    assert client.patch(f"/api/blueprints/{bp_id}/", {"title": "Renamed"}, format="json").json()["title"] == "Renamed"
-    assert _client(viewer).patch(f"/api/blueprints/{bp_id}/", {"title": "x"}, format="json").status_code == 403
+    assert (
+        client.patch(f"/api/blueprints/{bp_id}/", {"title": "Renamed"}, format="json").json()["title"]
+        == "Renamed"
+    )
+    assert (
+        _client(viewer).patch(f"/api/blueprints/{bp_id}/", {"title": "x"}, format="json").status_code == 403
+    )
     # diff
     diff = _client(viewer).get(f"/api/blueprints/{bp_id}/diff/").json()
     assert [d["anchor"] for d in diff["changed"]] == ["phase-2/search"]
     assert (diff["from_version"], diff["to_version"]) == (1, 2)
     # flat node list
     nodes = _client(viewer).get(f"/api/blueprints/{bp_id}/nodes/").json()
-    assert [n["anchor"] for n in nodes] == ["phase-1", "phase-1/login", "phase-1/login/form", "phase-2",
-                                            "phase-2/search"]
+    assert [n["anchor"] for n in nodes] == [
+        "phase-1",
+        "phase-1/login",
+        "phase-1/login/form",
+        "phase-2",
+        "phase-2/search",
+    ]
     assert nodes[2]["origin"] == "checklist" and nodes[2]["parent"] == nodes[1]["id"]
     # generate_plan is idempotent
     again = client.post(f"/api/blueprints/{bp_id}/generate_plan/").json()
@@ -147,24 +167,37 @@ def test_patch_plan_node(project, operator, viewer):
     client.post(f"/api/projects/{project.pk}/blueprints/", {"text": SPEC}, format="json")
     node = PlanNode.objects.get(project=project, anchor="phase-1/login")
     # operators edit priority, risk, summary and status
-    response = client.patch(f"/api/plan_nodes/{node.pk}/",
-                            {"priority": 5, "risk": "high", "summary": "Critical", "status": "in_progress"},
-                            format="json")
+    response = client.patch(
+        f"/api/plan_nodes/{node.pk}/",
+        {"priority": 5, "risk": "high", "summary": "Critical", "status": "in_progress"},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["priority"], body["risk"], body["summary"], body["status"]) == (5, "high", "Critical", "in_progress")
+    assert (body["priority"], body["risk"], body["summary"], body["status"]) == (
+        5,
+        "high",
+        "Critical",
+        "in_progress",
+    )
     # bad values and unknown fields are refused
     assert client.patch(f"/api/plan_nodes/{node.pk}/", {"priority": 9}, format="json").status_code == 400
     bad = client.patch(f"/api/plan_nodes/{node.pk}/", {"title": "x"}, format="json")
     assert bad.status_code == 400 and "Cannot edit title" in bad.json()["detail"]
     # viewers cannot
-    assert _client(viewer).patch(f"/api/plan_nodes/{node.pk}/", {"priority": 1}, format="json").status_code == 403
+    assert (
+        _client(viewer).patch(f"/api/plan_nodes/{node.pk}/", {"priority": 1}, format="json").status_code
+        == 403
+    )
 
 
 def test_the_500k_word_spec_posted_as_json(project, operator, rust_rfcs_text):
     # a 3.3 MB JSON body (above Django's default 2.5 MB request limit) is accepted
-    response = _client(operator).post(f"/api/projects/{project.pk}/blueprints/",
-                                      {"text": rust_rfcs_text, "generate_tasks": False}, format="json")
+    response = _client(operator).post(
+        f"/api/projects/{project.pk}/blueprints/",
+        {"text": rust_rfcs_text, "generate_tasks": False},
+        format="json",
+    )
     assert response.status_code == 201, response.content[:300]
     assert response.json()["counts"]["headings"] == 4062
     assert response.json()["diff"]["truncated"]["added"] == 4062 - 1000

@@ -24,7 +24,9 @@ def api(operator):
 
 def test_create_read_update_delete_a_task(api, project):
     # when a task is created
-    response = api.post("/api/tasks/", {"project": project.pk, "title": "Write docs", "priority": 4}, format="json")
+    response = api.post(
+        "/api/tasks/", {"project": project.pk, "title": "Write docs", "priority": 4}, format="json"
+    )
 
     # then it comes back with its id
     assert response.status_code == 201, response.json()
@@ -59,10 +61,15 @@ def test_the_status_is_changed_by_a_transition_not_a_patch(api, project):
     response = api.patch(f"/api/tasks/{task.pk}/", {"status": "done"}, format="json")
     assert response.status_code == 400 and "transition" in response.json()["detail"]
 
-    response = api.post(f"/api/tasks/{task.pk}/transition/", {"status": "in_progress", "reason": "starting"}, format="json")
+    response = api.post(
+        f"/api/tasks/{task.pk}/transition/", {"status": "in_progress", "reason": "starting"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "in_progress"
     response = api.post(f"/api/tasks/{task.pk}/transition/", {"status": "in_progress"}, format="json")
-    assert response.status_code == 409 and "cannot go from 'in_progress' to 'in_progress'" in response.json()["detail"]
+    assert (
+        response.status_code == 409
+        and "cannot go from 'in_progress' to 'in_progress'" in response.json()["detail"]
+    )
 
 
 def test_filters(api, project):
@@ -85,7 +92,11 @@ def test_filters(api, project):
     assert len(titles()) == 8
     assert titles(status="done") == {"Create the repository", "Payment processing"}
     assert titles(plan_node=phase_1.pk) == {
-        "Set up CI pipeline", "Create the repository", "Database schema", "Authentication", "API skeleton",
+        "Set up CI pipeline",
+        "Create the repository",
+        "Database schema",
+        "Authentication",
+        "API skeleton",
     }
     assert titles(min_priority=5) == {"Reporting"} == titles(priority=5)
     assert titles(needs_review="true") == {"Reporting"}
@@ -108,13 +119,24 @@ def test_dependencies_create_filter_delete_and_cycle(api, project):
     assert [d["id"] for d in listed] == [dep_id]
     response = api.post("/api/dependencies/", {"task": b.pk, "depends_on": a.pk}, format="json")
     assert response.status_code == 400
-    assert response.json()["detail"] == f"This dependency would create a cycle: Beta (#{b.pk}) → Alpha (#{a.pk}) → Beta (#{b.pk})."
+    assert (
+        response.json()["detail"]
+        == f"This dependency would create a cycle: Beta (#{b.pk}) → Alpha (#{a.pk}) → Beta (#{b.pk})."
+    )
     assert response.json()["extra"]["cycle"] == [b.pk, a.pk, b.pk]
 
     # and self / cross-project dependencies are refused
-    assert "cannot depend on itself" in api.post("/api/dependencies/", {"task": a.pk, "depends_on": a.pk}, format="json").json()["detail"]
+    assert (
+        "cannot depend on itself"
+        in api.post("/api/dependencies/", {"task": a.pk, "depends_on": a.pk}, format="json").json()["detail"]
+    )
     stranger_task = TaskFactory(project=ProjectFactory())
-    assert api.post("/api/dependencies/", {"task": a.pk, "depends_on": stranger_task.pk}, format="json").status_code == 404
+    assert (
+        api.post(
+            "/api/dependencies/", {"task": a.pk, "depends_on": stranger_task.pk}, format="json"
+        ).status_code
+        == 404
+    )
 
     # and the task's dependency view shows both directions
     view = api.get(f"/api/tasks/{b.pk}/dependencies/").json()
@@ -179,7 +201,9 @@ def test_roles_viewers_read_operators_write_strangers_get_404(project, viewer):
     assert client.get(f"/api/tasks/{task.pk}/").status_code == 200
     assert client.patch(f"/api/tasks/{task.pk}/", {"title": "x"}, format="json").status_code == 403
     assert client.post("/api/tasks/", {"project": project.pk, "title": "x"}, format="json").status_code == 403
-    assert client.post(f"/api/tasks/{task.pk}/transition/", {"status": "done"}, format="json").status_code == 403
+    assert (
+        client.post(f"/api/tasks/{task.pk}/transition/", {"status": "done"}, format="json").status_code == 403
+    )
 
     client.force_authenticate(UserFactory())
     assert client.get(f"/api/tasks/{task.pk}/").status_code == 404

@@ -69,7 +69,7 @@ def test_plan_show_lists_every_node(project, tmp_path):
     assert len(nodes) == PlanNode.objects.filter(project=project).count() == 6
     login = next(n for n in nodes if n["anchor"] == "phase-1/login")
     assert {"id", "parent", "kind", "origin", "level", "title", "anchor", "start", "end"} <= set(login)
-    assert SPEC[login["start"]:login["end"]].startswith("## Login")
+    assert SPEC[login["start"] : login["end"]].startswith("## Login")
     form = next(n for n in nodes if n["title"] == "form")
     assert (form["origin"], form["kind"], form["parent"]) == ("checklist", "task_spec", login["id"])
     # and the human form is an indented tree
@@ -110,11 +110,21 @@ def test_the_console_script_in_a_child_process(subprocess_env, project, tmp_path
         pytest.skip("the autopilot console script is not installed in this environment")
     spec = tmp_path / "spec.md"
     spec.write_text(SPEC)
-    done = subprocess.run([str(script), "blueprint", "ingest", str(project.pk), str(spec), "--json"],
-                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(script), "blueprint", "ingest", str(project.pk), str(spec), "--json"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout.strip().splitlines()[-1])
     assert Blueprint.objects.get(pk=data["blueprint"]).version == 1
-    shown = subprocess.run([str(script), "plan", "show", str(project.pk)],
-                           env=subprocess_env, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [str(script), "plan", "show", str(project.pk)],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0 and "Phase 1" in shown.stdout

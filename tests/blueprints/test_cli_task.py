@@ -31,8 +31,19 @@ def test_create_prints_the_task_with_its_id(project):
     blueprint = build_plan(project, SPEC)
 
     # when a task is created
-    data = run("create", str(project.pk), "Write docs", "--body", "All of them", "--priority", "4",
-               "--complexity", "6", "--node", "authentication")
+    data = run(
+        "create",
+        str(project.pk),
+        "Write docs",
+        "--body",
+        "All of them",
+        "--priority",
+        "4",
+        "--complexity",
+        "6",
+        "--node",
+        "authentication",
+    )
 
     # then the JSON is the task, with its id
     task = Task.objects.get(pk=data["id"])
@@ -55,7 +66,9 @@ def test_list_show_edit_delete(project):
     assert shown["upstream"] == [{"id": b.pk, "title": "Beta", "status": "done", "source": "manual"}]
     assert shown["ready"] is True and shown["depends_on"] == [b.pk]
 
-    edited = run("edit", str(project.pk), str(a.pk), "--title", "Alpha 2", "--priority", "5", "--status", "in_progress")
+    edited = run(
+        "edit", str(project.pk), str(a.pk), "--title", "Alpha 2", "--priority", "5", "--status", "in_progress"
+    )
     assert (edited["title"], edited["priority"], edited["status"]) == ("Alpha 2", 5, "in_progress")
 
     deleted = run("delete", str(project.pk), str(b.pk))
@@ -87,7 +100,10 @@ def test_a_cycle_is_refused_with_the_cycle_named_and_exit_code_2(project):
         call_command("task", "depend", str(project.pk), str(b.pk), "--on", str(a.pk), "--json", stdout=out)
     assert caught.value.returncode == 2
     body = json.loads(out.getvalue())
-    assert body["error"] == f"This dependency would create a cycle: Beta (#{b.pk}) → Alpha (#{a.pk}) → Beta (#{b.pk})."
+    assert (
+        body["error"]
+        == f"This dependency would create a cycle: Beta (#{b.pk}) → Alpha (#{a.pk}) → Beta (#{b.pk})."
+    )
     assert body["extra"]["cycle_titles"] == ["Beta", "Alpha", "Beta"]
 
 
@@ -108,12 +124,22 @@ def test_the_console_script_in_a_child_process(subprocess_env, project):
         pytest.skip("the autopilot console script is not installed in this environment")
 
     # when a task is created and listed through it
-    created = subprocess.run([str(script), "task", "create", str(project.pk), "From a shell", "--priority", "5", "--json"],
-                             env=subprocess_env, capture_output=True, text=True, timeout=120)
+    created = subprocess.run(
+        [str(script), "task", "create", str(project.pk), "From a shell", "--priority", "5", "--json"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert created.returncode == 0, created.stderr
     task_id = json.loads(created.stdout.strip().splitlines()[-1])["id"]
-    missing = subprocess.run([str(script), "task", "show", str(project.pk), "999999"],
-                             env=subprocess_env, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [str(script), "task", "show", str(project.pk), "999999"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     # then the task exists with the printed id, and a bad id is a clear message with exit code 2
     assert Task.objects.get(pk=task_id).title == "From a shell"

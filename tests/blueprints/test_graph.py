@@ -97,8 +97,14 @@ def test_leaf_sections_and_loose_checklist_items_become_tasks():
     # grouping sections and meta sections (Prerequisites, Implementation order) are not
     tasks = tasks_by_title(project)
     assert set(tasks) == {
-        "Set up CI pipeline", "Create the repository", "Database schema", "Authentication", "API skeleton",
-        "Invoice generation", "Payment processing", "Reporting",
+        "Set up CI pipeline",
+        "Create the repository",
+        "Database schema",
+        "Authentication",
+        "API skeleton",
+        "Invoice generation",
+        "Payment processing",
+        "Reporting",
     }
     assert result.tasks_created == 8 and result.tasks_total == 8
     # nested checklist items are folded into their section's task and raise its complexity
@@ -110,7 +116,9 @@ def test_leaf_sections_and_loose_checklist_items_become_tasks():
     assert tasks["Payment processing"].status == Task.Status.DONE
     assert tasks["Set up CI pipeline"].status == Task.Status.TODO
     # plan order follows the document; the task keeps a stable key to its node
-    ordered = list(Task.objects.filter(project=project).order_by("plan_order").values_list("title", flat=True))
+    ordered = list(
+        Task.objects.filter(project=project).order_by("plan_order").values_list("title", flat=True)
+    )
     assert ordered.index("Database schema") < ordered.index("Authentication") < ordered.index("Reporting")
     node = PlanNode.objects.get(blueprint=blueprint, title="Authentication")
     assert tasks["Authentication"].plan_node_id == node.pk
@@ -129,7 +137,13 @@ def test_dependencies_from_the_text():
     # then "Depends on:" by title, "Requires:" by #anchor link and `anchor`, "After:", a Prerequisites
     # section, "Blocked by:" a whole phase, and the Implementation order list all became edges
     text = TaskDependency.Source.TEXT
-    phase_1 = {"Set up CI pipeline", "Create the repository", "Database schema", "Authentication", "API skeleton"}
+    phase_1 = {
+        "Set up CI pipeline",
+        "Create the repository",
+        "Database schema",
+        "Authentication",
+        "API skeleton",
+    }
     assert edges(project) == {
         ("Authentication", "Database schema", text),
         ("API skeleton", "Authentication", text),
@@ -158,7 +172,9 @@ def test_generation_is_idempotent():
     assert first.tasks_created > 0 and first.dependencies_created > 0
     assert (second.tasks_created, second.dependencies_created, second.dependencies_removed) == (0, 0, 0)
     assert second.tasks_total == first.tasks_total
-    assert list(Task.objects.filter(project=project).order_by("pk").values_list("pk", "title")) == tasks_before
+    assert (
+        list(Task.objects.filter(project=project).order_by("pk").values_list("pk", "title")) == tasks_before
+    )
     assert edges(project) == edges_before
     assert Event.objects.filter(kind="tasks.generated", project=project).count() == 1
 
@@ -178,7 +194,13 @@ def test_phase_policy_uses_a_milestone_instead_of_every_pair():
     assert result.milestones_created == 1
     policy = TaskDependency.Source.POLICY
     gate_prereqs = {d.depends_on.title for d in gate.dependency_links.select_related("depends_on")}
-    assert gate_prereqs == {"Set up CI pipeline", "Create the repository", "Database schema", "Authentication", "API skeleton"}
+    assert gate_prereqs == {
+        "Set up CI pipeline",
+        "Create the repository",
+        "Database schema",
+        "Authentication",
+        "API skeleton",
+    }
     assert set(gate.dependency_links.values_list("source", flat=True)) == {policy}
     dependents = {d.task.title for d in gate.dependent_links.select_related("task")}
     assert dependents == {"Invoice generation", "Payment processing", "Reporting"}
@@ -224,7 +246,10 @@ def test_ingestion_generates_tasks_and_reingest_keeps_them():
     before = dict(Task.objects.filter(project=project).values_list("title", "pk"))
 
     # when an edited version (one section changed, one added) is ingested
-    edited = SPEC.replace("Monthly invoices as PDF.", "Monthly invoices as PDF and HTML.") + "\n## Phase 3\n\n### Exports\n"
+    edited = (
+        SPEC.replace("Monthly invoices as PDF.", "Monthly invoices as PDF and HTML.")
+        + "\n## Phase 3\n\n### Exports\n"
+    )
     ingest_blueprint(project=project, text=edited)
 
     # then unchanged sections keep their tasks, the changed one is flagged for review, the new one is added
@@ -248,7 +273,8 @@ def test_generation_for_one_node_then_the_rest_adds_the_missing_edges():
     assert set(tasks_by_title(project)) == {"Invoice generation", "Payment processing", "Reporting"}
     assert partial.tasks_created == 3
     assert {(a, b) for a, b, _ in edges(project)} == {
-        ("Payment processing", "Invoice generation"), ("Payment processing", "Reporting"),
+        ("Payment processing", "Invoice generation"),
+        ("Payment processing", "Reporting"),
     }
 
     # and when the whole blueprint is generated, the rest appears with the cross-phase edges
@@ -261,7 +287,10 @@ def test_generation_for_one_node_then_the_rest_adds_the_missing_edges():
 def test_a_cycle_in_the_spec_is_refused_and_named():
     # given a spec whose sections depend on each other in a circle
     project = ProjectFactory()
-    blueprint = build_plan(project, "# Plan\n\n## Alpha\n\nDepends on: Gamma\n\n## Beta\n\nAfter: Alpha\n\n## Gamma\n\nRequires: Beta\n")
+    blueprint = build_plan(
+        project,
+        "# Plan\n\n## Alpha\n\nDepends on: Gamma\n\n## Beta\n\nAfter: Alpha\n\n## Gamma\n\nRequires: Beta\n",
+    )
 
     # when tasks are generated
     with pytest.raises(ApplicationError) as caught:
@@ -294,9 +323,14 @@ def test_references_by_duplicate_titles_and_unknown_names():
     # then each reference goes to the nearest preceding section of that title; the unknown one is reported
     pairs = {
         (d.task.plan_node.anchor, d.depends_on.plan_node.anchor)
-        for d in TaskDependency.objects.filter(task__project=project).select_related("task__plan_node", "depends_on__plan_node")
+        for d in TaskDependency.objects.filter(task__project=project).select_related(
+            "task__plan_node", "depends_on__plan_node"
+        )
     }
-    assert pairs == {("plan/backend/api", "plan/backend/setup"), ("plan/frontend/pages", "plan/frontend/setup")}
+    assert pairs == {
+        ("plan/backend/api", "plan/backend/setup"),
+        ("plan/frontend/pages", "plan/frontend/setup"),
+    }
     assert [u["reference"] for u in result.unresolved] == ["Nonexistent thing"]
 
 
@@ -320,6 +354,8 @@ def test_generation_speed_on_the_500k_word_spec(rust_rfcs_text, capsys):
     again = generate_tasks(blueprint=blueprint)
     assert (again.tasks_created, again.dependencies_created) == (0, 0)
     with capsys.disabled():
-        print(f"\ngenerate_tasks: {nodes} nodes → {result.tasks_created} tasks "
-              f"({result.milestones_created} milestones), {result.dependencies_created} dependencies "
-              f"in {elapsed:.3f} s, {len(queries)} queries")
+        print(
+            f"\ngenerate_tasks: {nodes} nodes → {result.tasks_created} tasks "
+            f"({result.milestones_created} milestones), {result.dependencies_created} dependencies "
+            f"in {elapsed:.3f} s, {len(queries)} queries"
+        )

@@ -47,25 +47,46 @@ CSV export.
 
 
 def _edges(project) -> set[tuple[str, str, str]]:
-    return set(TaskDependency.objects.filter(task__project=project).values_list(
-        "task__source_key", "depends_on__source_key", "source"))
+    return set(
+        TaskDependency.objects.filter(task__project=project).values_list(
+            "task__source_key", "depends_on__source_key", "source"
+        )
+    )
 
 
 def _expected(text: str) -> list[tuple]:
     doc = parse_blueprint(text)
-    return [(n.anchor, n.start, n.end, n.index, doc.nodes[n.parent].anchor if n.parent is not None else None,
-             n.depth, n.level, n.title) for n in doc.nodes]
+    return [
+        (
+            n.anchor,
+            n.start,
+            n.end,
+            n.index,
+            doc.nodes[n.parent].anchor if n.parent is not None else None,
+            n.depth,
+            n.level,
+            n.title,
+        )
+        for n in doc.nodes
+    ]
 
 
 def _placed(nodes) -> list[tuple]:
     anchors = {n.pk: n.anchor for n in nodes}
-    return [(n.anchor, n.start, n.end, n.order, anchors.get(n.parent_id), n.depth, n.level, n.title) for n in nodes]
+    return [
+        (n.anchor, n.start, n.end, n.order, anchors.get(n.parent_id), n.depth, n.level, n.title)
+        for n in nodes
+    ]
 
 
 def test_every_version_keeps_its_own_tree_and_offsets(project):
     # given three versions: an edit above most nodes, a removal, an addition, a rename
-    v2_text = (V1.replace("Password login.", "Password login.\n\nAnd passkeys, with a long explanation.")
-               .replace("## Billing\n\nInvoices monthly.\n\n", "") + "\n## Audit\n\nLog every action.\n")
+    v2_text = (
+        V1.replace("Password login.", "Password login.\n\nAnd passkeys, with a long explanation.").replace(
+            "## Billing\n\nInvoices monthly.\n\n", ""
+        )
+        + "\n## Audit\n\nLog every action.\n"
+    )
     v3_text = v2_text.replace("## Storage", "## Persistence").replace("Full-text search.", "Ranked search.")
     versions = [ingest_blueprint(project=project, text=t).blueprint for t in (V1, v2_text, v3_text)]
     # then each version lists its own nodes, with offsets into its own text, as a full parse of it would
@@ -74,7 +95,7 @@ def test_every_version_keeps_its_own_tree_and_offsets(project):
         assert _placed(nodes) == _expected(text)
         assert all(n.blueprint_id == blueprint.pk for n in nodes)
         for node in nodes:
-            section = text[node.start:node.end]
+            section = text[node.start : node.end]
             assert section.startswith(f"{'#' * node.level} {node.title}") or node.origin == "checklist"
     # and nodes kept across versions are the same rows: v1's Search is v3's Search
     v1_search = next(n for n in version_nodes(versions[0], archived=True) if n.anchor == "phase-2/search")
@@ -96,36 +117,50 @@ def test_the_api_lists_an_older_version_with_its_offsets(project, operator):
     ingest_blueprint(project=project, text=V1, generate_tasks=False)
     ingest_blueprint(project=project, text="Intro added at the top.\n\n" + V1, generate_tasks=False)
     v1 = Blueprint.objects.get(project=project, version=1)
-    for blueprint, text in ((v1, V1), (Blueprint.objects.get(project=project, version=2), "Intro added at the top.\n\n" + V1)):
+    for blueprint, text in (
+        (v1, V1),
+        (Blueprint.objects.get(project=project, version=2), "Intro added at the top.\n\n" + V1),
+    ):
         nodes = client.get(f"/api/blueprints/{blueprint.pk}/nodes/").json()
-        assert [(n["anchor"], n["start"], n["end"]) for n in nodes] == [(e[0], e[1], e[2]) for e in _expected(text)]
+        assert [(n["anchor"], n["start"], n["end"]) for n in nodes] == [
+            (e[0], e[1], e[2]) for e in _expected(text)
+        ]
         assert {n["blueprint"] for n in nodes} == {blueprint.pk}
     # and one node's own endpoint places it in the active version
     auth = PlanNode.objects.get(project=project, anchor="phase-1/auth")
     body = client.get(f"/api/plan_nodes/{auth.pk}/").json()
     active_text = "Intro added at the top.\n\n" + V1
-    assert active_text[body["start"]:body["end"]].startswith("## Auth")
+    assert active_text[body["start"] : body["end"]].startswith("## Auth")
 
 
 def test_unchanged_nodes_are_not_rewritten(project):
     # given a version
     ingest_blueprint(project=project, text=V1)
-    before = {row[0]: row for row in PlanNode.objects.values_list("id", "blueprint_id", "start", "end", "updated_at")}
+    before = {
+        row[0]: row
+        for row in PlanNode.objects.values_list("id", "blueprint_id", "start", "end", "updated_at")
+    }
     # when a version edits one section and shifts every node after it
     edited = V1.replace("Password login.", "Password login, and a much longer paragraph about it.")
     with CaptureQueriesContext(connection) as queries:
         result = ingest_blueprint(project=project, text=edited)
     # then only the changed node's row was written; the others still point at version 1 and its offsets
-    after = {row[0]: row for row in PlanNode.objects.values_list("id", "blueprint_id", "start", "end", "updated_at")}
+    after = {
+        row[0]: row
+        for row in PlanNode.objects.values_list("id", "blueprint_id", "start", "end", "updated_at")
+    }
     auth = PlanNode.objects.get(project=project, anchor="phase-1/auth").pk
     assert {pk for pk in after if after[pk] != before[pk]} == {auth}
     assert after[auth][1] == result.blueprint.pk
-    node_updates = [q["sql"] for q in queries.captured_queries  # (executemany is logged as "N times: UPDATE …")
-                    if "UPDATE" in q["sql"] and "blueprints_plannode" in q["sql"].split("SET")[0]]
+    node_updates = [
+        q["sql"]
+        for q in queries.captured_queries  # (executemany is logged as "N times: UPDATE …")
+        if "UPDATE" in q["sql"] and "blueprints_plannode" in q["sql"].split("SET")[0]
+    ]
     assert len(node_updates) == 1 and node_updates[0].startswith("1 times: UPDATE")
     # the layout says where every node is now, and the shifted ones are placed right
     placed = {n.anchor: n for n in current_nodes(project)}
-    assert edited[placed["phase-2/search"].start:placed["phase-2/search"].end].startswith("## Search")
+    assert edited[placed["phase-2/search"].start : placed["phase-2/search"].end].startswith("## Search")
     assert placed["phase-1/auth"].change == "changed" and placed["phase-2/search"].change == "unchanged"
 
 
@@ -145,7 +180,9 @@ def test_a_version_is_stored_as_pieces_of_an_earlier_text(project):
         assert stored.base_id == v1.pk and stored.pieces and stored.text == ""
         assert Blueprint.objects.get(pk=blueprint.pk).source_text == text
     # and a version that rewrites most of the text is stored whole
-    v4 = ingest_blueprint(project=project, text="# Other\n\n" + "New text. " * 2000, generate_tasks=False).blueprint
+    v4 = ingest_blueprint(
+        project=project, text="# Other\n\n" + "New text. " * 2000, generate_tasks=False
+    ).blueprint
     assert BlueprintText.objects.get(blueprint=v4).pieces is None
 
 
@@ -185,8 +222,11 @@ def test_incremental_generation_recomputes_the_dependencies_of_changed_sections(
     assert result.timings["tasks_incremental"] is True
     ui_node = PlanNode.objects.get(project=project, anchor="plan/ui").pk
     docs_node = PlanNode.objects.get(project=project, anchor="plan/docs").pk
-    assert _edges(project) == {(f"node:{api}", f"node:{ui_node}", "text"), (f"node:{ui_node}", f"node:{schema}", "text"),
-                               (f"node:{docs_node}", f"node:{ui_node}", "manual")}
+    assert _edges(project) == {
+        (f"node:{api}", f"node:{ui_node}", "text"),
+        (f"node:{ui_node}", f"node:{schema}", "text"),
+        (f"node:{docs_node}", f"node:{ui_node}", "manual"),
+    }
     assert (result.counts["dependencies"], result.counts["tasks"]) == (2, 0)
     # and the layout records what each section states
     layout = PlanLayout.objects.get(blueprint=result.blueprint)
@@ -211,10 +251,14 @@ def test_added_sections_get_tasks_and_their_dependencies(project):
     result = ingest_blueprint(project=project, text=v1 + billing_text)
     # then it has a task, with its dependency, the existing statement now resolves to it, and nothing
     # else was created; only the new section's text was read
-    billing, api, docs = (PlanNode.objects.get(project=project, anchor=f"plan/{a}") for a in ("billing", "api", "docs"))
+    billing, api, docs = (
+        PlanNode.objects.get(project=project, anchor=f"plan/{a}") for a in ("billing", "api", "docs")
+    )
     assert Task.objects.filter(project=project).count() == tasks + 1
-    assert {(f"node:{billing.pk}", f"node:{api.pk}", "text"), (f"node:{docs.pk}", f"node:{billing.pk}", "text")} \
-        <= _edges(project)
+    assert {
+        (f"node:{billing.pk}", f"node:{api.pk}", "text"),
+        (f"node:{docs.pk}", f"node:{billing.pk}", "text"),
+    } <= _edges(project)
     assert (result.counts["tasks"], result.counts["dependencies"]) == (1, 2)
     assert result.timings["tasks_incremental"] is True
     # when the section is removed again, the edges to and from it go (the statement stays, unresolved)
@@ -247,7 +291,9 @@ def test_a_node_archived_by_hand_leaves_the_tree_and_its_section_comes_back_as_n
     plan_node_update(node=export, status=PlanNode.Status.ARCHIVED)
     assert "phase-2/export" not in {n.anchor for n in current_nodes(project)}
     # when the spec is ingested again with that section still in it
-    result = ingest_blueprint(project=project, text=V1.replace("SQLite first.", "SQLite first, then PostgreSQL."))
+    result = ingest_blueprint(
+        project=project, text=V1.replace("SQLite first.", "SQLite first, then PostgreSQL.")
+    )
     # then the section is a new node (the archived one stays archived) and the rest is matched
     assert result.counts["added"] == 1 and result.counts["changed"] == 1
     new_export = PlanNode.objects.get(project=project, anchor="phase-2/export", archived_at__isnull=True)
@@ -265,17 +311,22 @@ def test_a_node_archived_while_an_ingestion_parses_is_left_out_as_if_archived_be
             plan_node_update(node=export, status=PlanNode.Status.ARCHIVED)
 
     # when that ingestion goes on
-    result = ingest_blueprint(project=project, text=V1.replace("SQLite first.", "SQLite first, then PostgreSQL."),
-                              progress=progress)
+    result = ingest_blueprint(
+        project=project, text=V1.replace("SQLite first.", "SQLite first, then PostgreSQL."), progress=progress
+    )
     # then it matched against the tree as it is now: the archived node stays archived, its section is new
     assert result.counts["added"] == 1
     assert PlanNode.objects.get(pk=export.pk).archived_at is not None
-    assert PlanNode.objects.filter(project=project, anchor="phase-2/export", archived_at__isnull=True).exists()
+    assert PlanNode.objects.filter(
+        project=project, anchor="phase-2/export", archived_at__isnull=True
+    ).exists()
 
 
 def test_layout_encoding_round_trips():
     # given a parsed document with headings, checklist items, unicode titles and empty bodies
-    layout = parse_blueprint("# Überblick\n\n- [ ] ein Punkt\n- [x] zwei\n\n## Leer\n\n### Tief\n\ntext\n").to_layout()
+    layout = parse_blueprint(
+        "# Überblick\n\n- [ ] ein Punkt\n- [x] zwei\n\n## Leer\n\n### Tief\n\ntext\n"
+    ).to_layout()
     layout.ids = [7, 8, 9, 10, 11]
     # when encoded and decoded
     decoded = Layout.decode(layout.encode())
@@ -292,12 +343,19 @@ def test_a_version_that_still_holds_current_nodes_or_texts_cannot_be_deleted(pro
     # given two versions: the second keeps most nodes of the first and stores its text as pieces of it
     body = "".join(f"## Section {i}\n\n{'Words. ' * 30}\n\n" for i in range(20))
     v1 = ingest_blueprint(project=project, text="# Spec\n\n" + body, generate_tasks=False).blueprint
-    ingest_blueprint(project=project, text="# Spec\n\n" + body.replace("## Section 3\n", "## Section 3\n\nMore.\n"),
-                     generate_tasks=False)
+    ingest_blueprint(
+        project=project,
+        text="# Spec\n\n" + body.replace("## Section 3\n", "## Section 3\n\nMore.\n"),
+        generate_tasks=False,
+    )
     # when the first version is deleted, then that is refused (its rows are the current nodes' last write)
     with pytest.raises(RestrictedError):
         Blueprint.objects.get(pk=v1.pk).delete()
     # and deleting the project deletes everything
     project.delete()
-    assert not (Blueprint.objects.exists() or PlanNode.objects.exists() or BlueprintText.objects.exists()
-                or PlanLayout.objects.exists())
+    assert not (
+        Blueprint.objects.exists()
+        or PlanNode.objects.exists()
+        or BlueprintText.objects.exists()
+        or PlanLayout.objects.exists()
+    )

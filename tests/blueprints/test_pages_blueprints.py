@@ -31,8 +31,9 @@ def test_versions_page_lists_versions_and_shows_the_diff(project, viewer):
     # viewers get no upload form
     assert "Ingest a new version" not in html
     # selecting a version over htmx swaps only the diff section
-    partial = _client(viewer).get(f"/projects/{project.pk}/blueprints/?version=1",
-                                  HTTP_HX_REQUEST="true", HTTP_HX_TARGET="version-diff")
+    partial = _client(viewer).get(
+        f"/projects/{project.pk}/blueprints/?version=1", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="version-diff"
+    )
     assert partial.status_code == 200
     assert partial.content.decode().lstrip().startswith('<section class="card" id="version-diff">')
     assert "First version" in partial.content.decode()
@@ -42,14 +43,18 @@ def test_versions_page_lists_versions_and_shows_the_diff(project, viewer):
 
 
 def test_upload_starts_a_job_and_its_progress_partial_stops_polling_when_done(
-        project, operator, django_capture_on_commit_callbacks):
+    project, operator, django_capture_on_commit_callbacks
+):
     client = _client(operator)
     assert "Ingest a new version" in client.get(f"/projects/{project.pk}/blueprints/").content.decode()
     # when a file is uploaded through the form (htmx)
     upload = SimpleUploadedFile("spec.md", SPEC.encode(), content_type="text/markdown")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/projects/{project.pk}/blueprints/ingest/",
-                               {"file": upload, "title": "", "generate_tasks": "on"}, HTTP_HX_REQUEST="true")
+        response = client.post(
+            f"/projects/{project.pk}/blueprints/ingest/",
+            {"file": upload, "title": "", "generate_tasks": "on"},
+            HTTP_HX_REQUEST="true",
+        )
     # then the job partial comes back, polling its own URL
     html = response.content.decode()
     job = IngestionJob.objects.get(project=project)
@@ -67,20 +72,29 @@ def test_upload_starts_a_job_and_its_progress_partial_stops_polling_when_done(
 
 
 def test_bad_paste_shows_the_error_and_queues_nothing(project, operator):
-    response = _client(operator).post(f"/projects/{project.pk}/blueprints/ingest/",
-                                      {"text": "bad\x00text"}, HTTP_HX_REQUEST="true")
+    response = _client(operator).post(
+        f"/projects/{project.pk}/blueprints/ingest/", {"text": "bad\x00text"}, HTTP_HX_REQUEST="true"
+    )
     assert "Null characters are not allowed" in response.content.decode()
     upload = SimpleUploadedFile("spec.md", b"# Title\n\xff\xfe", content_type="text/markdown")
-    response = _client(operator).post(f"/projects/{project.pk}/blueprints/ingest/", {"file": upload},
-                                      HTTP_HX_REQUEST="true")
+    response = _client(operator).post(
+        f"/projects/{project.pk}/blueprints/ingest/", {"file": upload}, HTTP_HX_REQUEST="true"
+    )
     assert "not valid UTF-8: invalid byte 0xff at byte offset 8" in response.content.decode()
     assert not IngestionJob.objects.exists()
-    assert _client(operator).post(f"/projects/{project.pk}/blueprints/ingest/", {"text": ""},
-                                  HTTP_HX_REQUEST="true").content.decode().count("Paste the spec or choose a file") == 1
+    assert (
+        _client(operator)
+        .post(f"/projects/{project.pk}/blueprints/ingest/", {"text": ""}, HTTP_HX_REQUEST="true")
+        .content.decode()
+        .count("Paste the spec or choose a file")
+        == 1
+    )
 
 
 def test_viewer_cannot_post_and_strangers_get_404(project, viewer, user):
-    assert _client(viewer).post(f"/projects/{project.pk}/blueprints/ingest/", {"text": SPEC}).status_code == 403
+    assert (
+        _client(viewer).post(f"/projects/{project.pk}/blueprints/ingest/", {"text": SPEC}).status_code == 403
+    )
     assert _client(user).get(f"/projects/{project.pk}/blueprints/").status_code == 404
     assert _client(user).get(f"/projects/{project.pk}/plan/").status_code == 404
 
@@ -97,8 +111,9 @@ def test_plan_tree_with_task_counts(project, viewer):
 
 def test_plan_tree_of_5000_nodes_is_one_page_with_few_queries(project, viewer, django_assert_max_num_queries):
     # given a spec with 5,000 sections
-    spec = "".join(f"# Phase {p}\n\n" + "".join(f"## Item {p}.{i}\n\nText.\n\n" for i in range(99))
-                   for p in range(50))
+    spec = "".join(
+        f"# Phase {p}\n\n" + "".join(f"## Item {p}.{i}\n\nText.\n\n" for i in range(99)) for p in range(50)
+    )
     ingest_blueprint(project=project, text=spec, generate_tasks=False)
     client = _client(viewer)
     # when the plan page is shown, then the query count does not grow with the tree

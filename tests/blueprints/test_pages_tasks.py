@@ -40,8 +40,10 @@ def test_board_shows_columns_with_counts_and_filters_by_plan_node_and_status(ope
 
     # and when filtered by a plan node (its subtree) and a status through htmx, only the board partial comes back
     page = operator_client.get(
-        reverse("task-board", args=[project.pk]), {"plan_node": phase_2.pk, "status": "todo"},
-        HTTP_HX_REQUEST="true", HTTP_HX_TARGET="board",
+        reverse("task-board", args=[project.pk]),
+        {"plan_node": phase_2.pk, "status": "todo"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="board",
     )
     html = page.content.decode()
     assert "<html" not in html and 'id="board"' in html
@@ -63,8 +65,9 @@ def test_board_paginates_each_column(operator_client, project):
     assert "column=todo&amp;offset=50" in html
 
     # and the next page comes as a fragment
-    more = operator_client.get(reverse("task-board", args=[project.pk]), {"column": "todo", "offset": 100},
-                               HTTP_HX_REQUEST="true").content.decode()
+    more = operator_client.get(
+        reverse("task-board", args=[project.pk]), {"column": "todo", "offset": 100}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert more.count('class="task-card') == 20 and "Bulk 100" in more and "Load more" not in more
 
 
@@ -78,8 +81,8 @@ def test_task_detail_shows_upstream_and_downstream(operator_client, project):
     html = operator_client.get(reverse("task-detail", args=[project.pk, api.pk])).content.decode()
 
     # then its dependency view lists both directions with statuses
-    upstream = html[html.index('id="upstream"'):html.index('id="downstream"')]
-    downstream = html[html.index('id="downstream"'):]
+    upstream = html[html.index('id="upstream"') : html.index('id="downstream"')]
+    downstream = html[html.index('id="downstream"') :]
     # (match the task links: a bare "UI" could occur by chance in the form's CSRF token)
     assert f"#{schema.pk} Schema</a>" in upstream and f"#{ui.pk} UI</a>" not in upstream
     assert f"#{ui.pk} UI</a>" in downstream
@@ -92,8 +95,11 @@ def test_adding_a_dependency_that_closes_a_cycle_shows_the_cycle(operator_client
     TaskDependency.objects.create(task=a, depends_on=b)
 
     # when B is made to depend on A through the htmx form
-    page = operator_client.post(reverse("task-dependency-add", args=[project.pk, b.pk]), {"depends_on": str(a.pk)},
-                                HTTP_HX_REQUEST="true")
+    page = operator_client.post(
+        reverse("task-dependency-add", args=[project.pk, b.pk]),
+        {"depends_on": str(a.pk)},
+        HTTP_HX_REQUEST="true",
+    )
 
     # then the dependencies partial comes back with the cycle named, and nothing was added
     html = page.content.decode()
@@ -103,24 +109,33 @@ def test_adding_a_dependency_that_closes_a_cycle_shows_the_cycle(operator_client
 
     # and a valid add then a remove work
     c = TaskFactory(project=project, title="Gamma")
-    page = operator_client.post(reverse("task-dependency-add", args=[project.pk, b.pk]), {"depends_on": f"#{c.pk}"},
-                                HTTP_HX_REQUEST="true")
+    page = operator_client.post(
+        reverse("task-dependency-add", args=[project.pk, b.pk]),
+        {"depends_on": f"#{c.pk}"},
+        HTTP_HX_REQUEST="true",
+    )
     assert page.status_code == 200 and "Gamma" in page.content.decode()
     dep = TaskDependency.objects.get(task=b, depends_on=c)
-    page = operator_client.post(reverse("task-dependency-remove", args=[project.pk, b.pk, dep.pk]), HTTP_HX_REQUEST="true")
+    page = operator_client.post(
+        reverse("task-dependency-remove", args=[project.pk, b.pk, dep.pk]), HTTP_HX_REQUEST="true"
+    )
     assert page.status_code == 200 and not TaskDependency.objects.filter(pk=dep.pk).exists()
 
 
 def test_create_edit_transition_and_delete_through_the_forms(operator_client, project):
     # when a task is created through the form
-    page = operator_client.post(reverse("task-new", args=[project.pk]),
-                                {"title": "Write docs", "body": "All", "priority": 4, "complexity": 2, "plan_node": ""})
+    page = operator_client.post(
+        reverse("task-new", args=[project.pk]),
+        {"title": "Write docs", "body": "All", "priority": 4, "complexity": 2, "plan_node": ""},
+    )
     task = Task.objects.get(title="Write docs")
     assert page.status_code == 302 and page.url == reverse("task-detail", args=[project.pk, task.pk])
 
     # and edited, moved to in progress, and deleted
-    operator_client.post(reverse("task-edit", args=[project.pk, task.pk]),
-                         {"title": "Write all docs", "body": "", "priority": 5, "complexity": 3, "plan_node": ""})
+    operator_client.post(
+        reverse("task-edit", args=[project.pk, task.pk]),
+        {"title": "Write all docs", "body": "", "priority": 5, "complexity": 3, "plan_node": ""},
+    )
     operator_client.post(reverse("task-transition", args=[project.pk, task.pk]), {"status": "in_progress"})
     task.refresh_from_db()
     assert (task.title, task.priority, task.status) == ("Write all docs", 5, "in_progress")
@@ -131,7 +146,9 @@ def test_create_edit_transition_and_delete_through_the_forms(operator_client, pr
     assert page.status_code == 302 and not Task.objects.filter(pk=task.pk).exists()
 
     # and bad input gets a clear error
-    page = operator_client.post(reverse("task-new", args=[project.pk]), {"title": "X", "priority": 9, "complexity": 2})
+    page = operator_client.post(
+        reverse("task-new", args=[project.pk]), {"title": "X", "priority": 9, "complexity": 2}
+    )
     assert page.status_code == 400 and "less than or equal to 5" in page.content.decode()
 
 
@@ -139,8 +156,16 @@ def test_viewers_read_but_cannot_write_and_strangers_see_nothing(client, project
     task = TaskFactory(project=project, title="Secret plan")
     client.force_login(viewer)
     assert client.get(reverse("task-board", args=[project.pk])).status_code == 200
-    assert "Add dependency" not in client.get(reverse("task-detail", args=[project.pk, task.pk])).content.decode()
-    assert client.post(reverse("task-new", args=[project.pk]), {"title": "x", "priority": 1, "complexity": 1}).status_code == 403
+    assert (
+        "Add dependency"
+        not in client.get(reverse("task-detail", args=[project.pk, task.pk])).content.decode()
+    )
+    assert (
+        client.post(
+            reverse("task-new", args=[project.pk]), {"title": "x", "priority": 1, "complexity": 1}
+        ).status_code
+        == 403
+    )
 
     client.force_login(UserFactory())
     assert client.get(reverse("task-board", args=[project.pk])).status_code == 404

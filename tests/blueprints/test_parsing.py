@@ -44,7 +44,7 @@ def test_front_matter_is_skipped():
     doc = parse_blueprint(text)
     # then only the body's headings count, and offsets point into the full text
     assert [(n.level, n.title) for n in doc.nodes] == markdown_it_headings(body) == [(1, "Real title")]
-    assert text[doc.nodes[0].start:doc.nodes[0].end] == body
+    assert text[doc.nodes[0].start : doc.nodes[0].end] == body
     assert doc.front_matter_end == len(text) - len(body)
 
 
@@ -82,18 +82,20 @@ def _assert_invariants(text, doc):
         previous_start = node.start
         if node.parent is not None:
             parent = nodes[node.parent]
-            assert parent.start <= node.start and node.end <= parent.end, "a child's section is inside its parent's"
+            assert parent.start <= node.start and node.end <= parent.end, (
+                "a child's section is inside its parent's"
+            )
             assert node.anchor.startswith(parent.anchor + "/")
             assert node.depth == parent.depth + 1
         if node.origin == "heading":
-            section = text[node.start:node.end]
+            section = text[node.start : node.end]
             first_line = section.split("\n", 1)[0]
             assert first_line.strip(), "a section starts on its heading's line"
             assert node.kind == ("phase", "epic", "feature", "story", "task_spec")[min(node.depth, 5) - 1]
     headings = [n for n in nodes if n.origin == "heading"]
     # Sections tile the text: a heading's section ends where the next same-or-shallower heading starts.
     for i, node in enumerate(headings):
-        following = next((h for h in headings[i + 1:] if h.level <= node.level), None)
+        following = next((h for h in headings[i + 1 :] if h.level <= node.level), None)
         assert node.end == (following.start if following else len(text))
 
 
@@ -109,9 +111,9 @@ def test_sections_and_offsets_are_characters_not_bytes():
     doc = parse_blueprint(text)
     # then each section slice starts at its heading and ends before the next one
     first, second, third = doc.nodes
-    assert text[first.start:first.end] == "# Ünïcödé 🚀\n\nÄÖÜ text\n\n## Zwei — zwei\n\nmore ß\n\n"
-    assert text[second.start:second.end] == "## Zwei — zwei\n\nmore ß\n\n"
-    assert text[third.start:third.end] == "# Drei\n"
+    assert text[first.start : first.end] == "# Ünïcödé 🚀\n\nÄÖÜ text\n\n## Zwei — zwei\n\nmore ß\n\n"
+    assert text[second.start : second.end] == "## Zwei — zwei\n\nmore ß\n\n"
+    assert text[third.start : third.end] == "# Drei\n"
     assert (first.anchor, second.anchor, third.anchor) == ("ünïcödé", "ünïcödé/zwei-zwei", "drei")
 
 
@@ -163,7 +165,7 @@ def test_checklist_items_become_task_specs():
     by_title = {n.title: n for n in doc.nodes}
     assert by_title["nested under done"].parent == by_title["done already"].index
     assert by_title["numbered"].parent == by_title["Phase"].index
-    assert text[by_title["star marker"].start:by_title["star marker"].end] == "* [X] star marker\n"
+    assert text[by_title["star marker"].start : by_title["star marker"].end] == "* [X] star marker\n"
     assert doc.checklist_items == 7
     _assert_invariants(text, doc)
 
@@ -226,8 +228,12 @@ def test_not_a_spec(text):
         pytest.param("  \n\t \n", "empty", id="whitespace"),
         pytest.param(b"# Title\n\x00\x01\x02", "NUL byte at byte offset 8", id="nul"),
         pytest.param("# Title\x00", "NUL character at character offset 7", id="nul-str"),
-        pytest.param(b"# Title\n\xff\xfe rest", "not valid UTF-8: invalid byte 0xff at byte offset 8", id="bad-utf8"),
-        pytest.param(b"# T\n" + b"x" * 200, "too large: 204 bytes, over the limit of 100 bytes", id="too-big"),
+        pytest.param(
+            b"# Title\n\xff\xfe rest", "not valid UTF-8: invalid byte 0xff at byte offset 8", id="bad-utf8"
+        ),
+        pytest.param(
+            b"# T\n" + b"x" * 200, "too large: 204 bytes, over the limit of 100 bytes", id="too-big"
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(raw, message):
@@ -286,11 +292,15 @@ EDITS = {
     "checklist-edit": OLD.replace("- [ ] task one", "- [x] task one\n- [ ] task two"),
     "emptied": "# Only\n",
     "ref-defined-in-another-unit": OLD.replace("[the spec]: https://example.com\n\n", "").replace(
-        "## D\n", "## D\n\n[the spec]: https://example.com\n"),
-    "retitled-ref-defined-elsewhere": OLD.replace("[the spec]: https://example.com\n\n", "").replace(
-        "## D\n", "## D\n\n[the spec]: https://example.com\n").replace("## [the spec]\n", "## [the spec] too\n"),
+        "## D\n", "## D\n\n[the spec]: https://example.com\n"
+    ),
+    "retitled-ref-defined-elsewhere": OLD.replace("[the spec]: https://example.com\n\n", "")
+    .replace("## D\n", "## D\n\n[the spec]: https://example.com\n")
+    .replace("## [the spec]\n", "## [the spec] too\n"),
     "undefined-ref-in-a-title": OLD.replace("## B\n", "## B [nowhere] and [the spec]\n"),
-    "edit-in-a-repeated-unit": OLD.replace("# Four\n\n## D\n", "# Four\n\n## D\n\n## B\n\n# Four\n\n## D\n\nmore\n"),
+    "edit-in-a-repeated-unit": OLD.replace(
+        "# Four\n\n## D\n", "# Four\n\n## D\n\n## B\n\n# Four\n\n## D\n\nmore\n"
+    ),
 }
 
 
@@ -310,4 +320,3 @@ def test_incremental_parse_of_the_real_spec_reuses_unchanged_units(rust_rfcs_tex
     # when parsed incrementally, then the result is the full parse's, and most units were taken over
     doc = _same_as_full(edited, previous)
     assert doc.stats["incremental"] and doc.stats["reused_units"] > 250
-

@@ -175,8 +175,10 @@ def test_the_hourly_sweep_repairs_every_project_and_records_what_changed(project
     result = readiness_sweep()
     # Then both dependents are ready, and each project has an event saying so
     assert [status(t) for t in waiting] == [Task.Status.READY] * 2
-    assert result["changed"] == {p.pk: {"milestones_done": 0, "milestones_reopened": 0, "ready": 1, "unready": 0}
-                                 for p in (project, other)}
+    assert result["changed"] == {
+        p.pk: {"milestones_done": 0, "milestones_reopened": 0, "ready": 1, "unready": 0}
+        for p in (project, other)
+    }
     assert Event.objects.filter(kind="tasks.readiness", project_id__in=[project.pk, other.pk]).count() == 2
 
 
@@ -209,7 +211,9 @@ def test_the_number_of_statements_of_a_pass_does_not_grow_with_the_stale_tasks(p
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="row locks held by another transaction: PostgreSQL (DATABASE_URL)")
+@pytest.mark.skipif(
+    not settings.IS_POSTGRES, reason="row locks held by another transaction: PostgreSQL (DATABASE_URL)"
+)
 @pytest.mark.django_db(transaction=True)
 def test_a_pass_skips_a_task_another_transaction_holds_and_leaves_it_stale():
     # Given two stale tasks, one of them locked by a writer's open transaction

@@ -51,11 +51,13 @@ def test_reingest_keeps_identity_and_reports_the_diff(project):
     tasks_before = dict(Task.objects.filter(project=project).values_list("plan_node_id", "id"))
     assert tasks_before
     # when version 2 edits Auth, removes Billing, adds Audit, and moves Export under Phase 1
-    v2 = (V1.replace("Password login.", "Password login and passkeys.")
-            .replace("## Billing\n\nInvoices monthly.\n\n", "")
-            .replace("## Export\n\nCSV export.\n", "")
-            .replace("## Storage\n", "## Export\n\nCSV export.\n\n## Storage\n")
-          + "\n## Audit\n\nLog every action.\n")
+    v2 = (
+        V1.replace("Password login.", "Password login and passkeys.")
+        .replace("## Billing\n\nInvoices monthly.\n\n", "")
+        .replace("## Export\n\nCSV export.\n", "")
+        .replace("## Storage\n", "## Export\n\nCSV export.\n\n## Storage\n")
+        + "\n## Audit\n\nLog every action.\n"
+    )
     result = ingest_blueprint(project=project, text=v2)
     after = _current(project)
     # then unchanged nodes keep their rows and tasks, and now belong to version 2
@@ -63,7 +65,9 @@ def test_reingest_keeps_identity_and_reports_the_diff(project):
     assert after["phase-2/search"].pk == before["phase-2/search"]
     assert after["phase-2/search"].change == PlanNode.Change.UNCHANGED
     assert all(n.blueprint_id == result.blueprint.pk for n in after.values())
-    assert Task.objects.get(plan_node_id=before["phase-2/search"]).pk == tasks_before[before["phase-2/search"]]
+    assert (
+        Task.objects.get(plan_node_id=before["phase-2/search"]).pk == tasks_before[before["phase-2/search"]]
+    )
     # changed: same row, flagged, its task needs review
     auth = after["phase-1/auth"]
     assert auth.pk == before["phase-1/auth"] and auth.change == PlanNode.Change.CHANGED
@@ -88,7 +92,12 @@ def test_reingest_keeps_identity_and_reports_the_diff(project):
     assert [d["anchor"] for d in diff["added"]] == ["phase-2/audit"]
     assert (diff["from_version"], diff["to_version"]) == (1, 2)
     assert {k: result.counts[k] for k in ("added", "changed", "removed", "moved", "unchanged")} == {
-        "added": 1, "changed": 1, "removed": 1, "moved": 1, "unchanged": 4}
+        "added": 1,
+        "changed": 1,
+        "removed": 1,
+        "moved": 1,
+        "unchanged": 4,
+    }
     # the phases are unchanged: a node's hash covers its own text, not its subsections
     assert after["phase-1"].pk == before["phase-1"] and after["phase-1"].change == PlanNode.Change.UNCHANGED
     assert first.blueprint.pk != result.blueprint.pk
@@ -112,7 +121,9 @@ def test_renamed_section_keeps_identity(project):
     ingest_blueprint(project=project, text=V1, generate_tasks=False)
     storage = _current(project)["phase-1/storage"].pk
     # when only its title changes
-    result = ingest_blueprint(project=project, text=V1.replace("## Storage", "## Persistence"), generate_tasks=False)
+    result = ingest_blueprint(
+        project=project, text=V1.replace("## Storage", "## Persistence"), generate_tasks=False
+    )
     # then it is the same node, changed, under its new anchor
     node = _current(project)["phase-1/persistence"]
     assert node.pk == storage and node.change == PlanNode.Change.CHANGED
@@ -127,7 +138,7 @@ def test_offsets_follow_edits_before_a_node(project):
     ingest_blueprint(project=project, text=v2, generate_tasks=False)
     # then every later node's slice still starts at its own heading
     for node in _current(project).values():
-        assert v2[node.start:node.end].startswith("#" * node.level + " " + node.title)
+        assert v2[node.start : node.end].startswith("#" * node.level + " " + node.title)
 
 
 def test_failed_reingest_leaves_the_previous_version_active(project):
@@ -137,7 +148,8 @@ def test_failed_reingest_leaves_the_previous_version_active(project):
     tasks_before = set(Task.objects.values_list("id", "needs_review"))
     # when version 2 fails late (its dependencies form a cycle, refused by task generation)
     cyclic = V1.replace("Password login.", "Password login.\n\nDepends on: Storage").replace(
-        "SQLite first.", "SQLite first.\n\nDepends on: Auth")
+        "SQLite first.", "SQLite first.\n\nDepends on: Auth"
+    )
     with pytest.raises(ApplicationError, match="cycle"):
         ingest_blueprint(project=project, text=cyclic)
     # then nothing of it remains: version 1 is active, its nodes and tasks untouched
@@ -168,9 +180,11 @@ def test_regenerate_plan_is_idempotent_and_reactivates_old_versions(project):
 def _big_spec(rfcs: int = 30) -> str:
     parts = []
     for r in range(rfcs):
-        parts.append(f"# RFC {r}\n\nIntro {r}.\n\n## Summary\n\nSummary of {r}.\n\n## Motivation\n\nBecause {r}.\n\n"
-                     f"```sh\n# not a heading {r}\n```\n\n### Detail\n\n- [ ] step one of {r}\n- [x] step two of {r}\n\n"
-                     "## Drawbacks\n\nNone.\n\n")
+        parts.append(
+            f"# RFC {r}\n\nIntro {r}.\n\n## Summary\n\nSummary of {r}.\n\n## Motivation\n\nBecause {r}.\n\n"
+            f"```sh\n# not a heading {r}\n```\n\n### Detail\n\n- [ ] step one of {r}\n- [x] step two of {r}\n\n"
+            "## Drawbacks\n\nNone.\n\n"
+        )
     return "".join(parts)
 
 
@@ -180,9 +194,21 @@ def _assert_tree_is_the_full_parse_of(project, text, blueprint):
     expected = parse_blueprint(text).nodes
     nodes = current_nodes(project)
     anchors = {n.pk: n.anchor for n in nodes}
-    rows = [(n.anchor, n.start, n.end, n.order, anchors.get(n.parent_id), n.blueprint_id, n.depth) for n in nodes]
-    assert rows == [(n.anchor, n.start, n.end, n.index, expected[n.parent].anchor if n.parent is not None else None,
-                     blueprint.pk, n.depth) for n in expected]
+    rows = [
+        (n.anchor, n.start, n.end, n.order, anchors.get(n.parent_id), n.blueprint_id, n.depth) for n in nodes
+    ]
+    assert rows == [
+        (
+            n.anchor,
+            n.start,
+            n.end,
+            n.index,
+            expected[n.parent].anchor if n.parent is not None else None,
+            blueprint.pk,
+            n.depth,
+        )
+        for n in expected
+    ]
 
 
 def test_reingest_stores_the_new_offsets_order_and_version_of_every_node(project):
@@ -190,10 +216,12 @@ def test_reingest_stores_the_new_offsets_order_and_version_of_every_node(project
     v1 = _big_spec()
     ingest_blueprint(project=project, text=v1, generate_tasks=False)
     # when a version edits a few sections, removes one, adds one
-    v2 = (v1.replace("Because 3.", "Because 3, and more words.\n\nA new paragraph.")
-            .replace("## Drawbacks\n\nNone.\n\n# RFC 10", "# RFC 10")
-            .replace("Summary of 20.", "Summary of 20.\n\n## Extra\n\nAdded.")
-            .replace("- [ ] step one of 25", "- [x] step one of 25"))
+    v2 = (
+        v1.replace("Because 3.", "Because 3, and more words.\n\nA new paragraph.")
+        .replace("## Drawbacks\n\nNone.\n\n# RFC 10", "# RFC 10")
+        .replace("Summary of 20.", "Summary of 20.\n\n## Extra\n\nAdded.")
+        .replace("- [ ] step one of 25", "- [x] step one of 25")
+    )
     second = ingest_blueprint(project=project, text=v2, generate_tasks=False)
     # then every current node has the offsets, order, parent and version of a full parse of the new text
     _assert_tree_is_the_full_parse_of(project, v2, second.blueprint)

@@ -25,8 +25,15 @@ pytestmark = pytest.mark.django_db
 def test_create_a_task_by_hand(project, operator):
     # when a task is created with a plan node of the project
     node = PlanNodeFactory(blueprint__project=project, order=7)
-    task = task_create(project=project, title="  Write   the docs ", body="All of them", priority=4,
-                       complexity=5, plan_node=node, actor=operator)
+    task = task_create(
+        project=project,
+        title="  Write   the docs ",
+        body="All of them",
+        priority=4,
+        complexity=5,
+        plan_node=node,
+        actor=operator,
+    )
 
     # then it is saved as given, placed at its node in the plan, and the creation is an event
     task.refresh_from_db()
@@ -46,7 +53,14 @@ def test_create_a_task_by_hand(project, operator):
         ({"complexity": 0}, "complexity must be from 1 to 10"),
         ({"complexity": 11}, "complexity must be from 1 to 10"),
     ],
-    ids=["blank-title", "long-title", "priority-too-high", "priority-not-a-number", "complexity-0", "complexity-11"],
+    ids=[
+        "blank-title",
+        "long-title",
+        "priority-too-high",
+        "priority-not-a-number",
+        "complexity-0",
+        "complexity-11",
+    ],
 )
 def test_bad_task_input_is_refused_with_the_reason(project, fields, message):
     with pytest.raises(ApplicationError, match=message):
@@ -201,4 +215,9 @@ def test_refresh_ready_promotes_completes_milestones_and_demotes(project):
     assert statuses["promoted"] == "ready" and statuses["behind gate"] == "ready"
     assert statuses["stale"] == "todo"
     assert counts == {"milestones_done": 1, "milestones_reopened": 0, "ready": 2, "unready": 1}
-    assert refresh_ready(project) == {"milestones_done": 0, "milestones_reopened": 0, "ready": 0, "unready": 0}
+    assert refresh_ready(project) == {
+        "milestones_done": 0,
+        "milestones_reopened": 0,
+        "ready": 0,
+        "unready": 0,
+    }

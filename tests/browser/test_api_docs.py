@@ -21,5 +21,7 @@ def test_api_docs_render_offline(logged_in_page, asgi_server):
     expect(page.get_by_role("heading", name="Autopilot API")).to_be_visible()
     expect(page.locator(".opblock").first).to_be_visible()
     # and every asset came from the server itself (works on a machine without internet)
-    outside = [url for url in requested if not url.startswith(asgi_server.url) and not url.startswith("data:")]
+    outside = [
+        url for url in requested if not url.startswith(asgi_server.url) and not url.startswith("data:")
+    ]
     assert outside == []

@@ -24,8 +24,14 @@ SPEC = (
 def worker(subprocess_env, tmp_path):
     """A real django-q2 cluster (`manage.py qcluster`) against this test's databases."""
     log = (tmp_path / "qcluster.log").open("w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"], cwd=ROOT, env=subprocess_env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+        cwd=ROOT,
+        env=subprocess_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:
@@ -40,8 +46,9 @@ def worker(subprocess_env, tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_upload_shows_live_progress_then_the_plan_tree(logged_in_page, browser_user, project, asgi_server, worker,
-                                                       tmp_path):
+def test_upload_shows_live_progress_then_the_plan_tree(
+    logged_in_page, browser_user, project, asgi_server, worker, tmp_path
+):
     page = logged_in_page
     MembershipFactory(project=project, user=browser_user, role="operator")
     spec = tmp_path / "roadmap.md"
@@ -73,7 +80,9 @@ def test_upload_shows_live_progress_then_the_plan_tree(logged_in_page, browser_u
     login = PlanNode.objects.get(project=project, anchor="phase-1-foundation/login")
     node = page.locator(f"#node-{login.pk}")
     expect(node.locator(".counts a").first).to_be_visible()
-    phase = page.locator("#node-{}".format(PlanNode.objects.get(project=project, anchor="phase-1-foundation").pk))
+    phase = page.locator(
+        "#node-{}".format(PlanNode.objects.get(project=project, anchor="phase-1-foundation").pk)
+    )
     summary = phase.locator("summary").first
     summary.click()  # collapse
     expect(node).to_be_hidden()

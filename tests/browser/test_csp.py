@@ -51,8 +51,9 @@ def visit(page, violations: Violations, path: str, ready) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_main_pages_load_without_csp_violations_and_htmx_still_works(logged_in_page, browser_user, project,
-                                                                      asgi_server):
+def test_main_pages_load_without_csp_violations_and_htmx_still_works(
+    logged_in_page, browser_user, project, asgi_server
+):
     page = logged_in_page
     violations = Violations(page.context)
     # Given an operator (and staff, for the admin) on a project with a plan, tasks and a run
@@ -123,8 +124,9 @@ def test_admin_login_and_login_pages_have_no_csp_violations(browser, asgi_server
         violations = Violations(context)
         page = context.new_page()
         found = {
-            "/accounts/login/": visit(page, violations, "/accounts/login/",
-                                      lambda pg: pg.get_by_label("Username")),
+            "/accounts/login/": visit(
+                page, violations, "/accounts/login/", lambda pg: pg.get_by_label("Username")
+            ),
             "/admin/login/": visit(page, violations, "/admin/login/", lambda pg: pg.locator("#login-form")),
         }
     finally:

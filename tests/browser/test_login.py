@@ -10,7 +10,9 @@ from tests.factories import MembershipFactory, ProjectFactory
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_login_dashboard_project_page_and_logout(logged_in_page, browser_user, project, asgi_server, tmp_path):
+def test_login_dashboard_project_page_and_logout(
+    logged_in_page, browser_user, project, asgi_server, tmp_path
+):
     page = logged_in_page
     # Given the user is a member of one project, and another project exists that they can't see
     MembershipFactory(project=project, user=browser_user, role="viewer")

@@ -26,23 +26,37 @@ SCRIPT = [
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_run_page_shows_steps_live_and_approves_a_step(logged_in_page, browser_user, project, asgi_server,
-                                                       subprocess_env, tmp_path):
+def test_run_page_shows_steps_live_and_approves_a_step(
+    logged_in_page, browser_user, project, asgi_server, subprocess_env, tmp_path
+):
     page = logged_in_page
     # Given an operator on a semi_auto project and a queued scripted run whose command needs approval
     MembershipFactory(project=project, user=browser_user, role="operator")
     project.autonomy_mode = "semi_auto"
     project.save(update_fields=["autonomy_mode"])
-    run = services.run_create(project=project, prompt="add notes", run_settings={"script": SCRIPT}, enqueue=False,
-                              max_wall_seconds=120)
+    run = services.run_create(
+        project=project,
+        prompt="add notes",
+        run_settings={"script": SCRIPT},
+        enqueue=False,
+        max_wall_seconds=120,
+    )
     page.goto(f"/runs/{run.pk}/")
     expect(page.get_by_test_id("run-status")).to_have_text("Queued")
     expect(page.get_by_test_id("demo-banner")).to_be_visible()
 
     # When a worker process executes it
     worker = subprocess.Popen(
-        [sys.executable, "-c", f"import django; django.setup(); from runs.worker import execute_run; print(execute_run({run.pk}))"],
-        cwd=settings.BASE_DIR, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import django; django.setup(); from runs.worker import execute_run; print(execute_run({run.pk}))",
+        ],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         # Then the steps appear without reloading, the diff is colored, and the risky command waits

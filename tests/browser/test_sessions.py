@@ -36,10 +36,21 @@ def test_filter_sort_page_and_compare_sessions(logged_in_page, browser_user, pro
     violations = Violations(page.context)
     # Given a viewer of a project with 30 runs of different costs, two of them failed
     MembershipFactory(project=project, user=browser_user, role="viewer")
-    runs = [ExecutionRunFactory(project=project, status="succeeded", cost_usd=Decimal(i) / 100, turns=i,
-                                prompt=f"session number {i}") for i in range(30)]
+    runs = [
+        ExecutionRunFactory(
+            project=project,
+            status="succeeded",
+            cost_usd=Decimal(i) / 100,
+            turns=i,
+            prompt=f"session number {i}",
+        )
+        for i in range(30)
+    ]
     ExecutionRun.objects.filter(pk__in=[runs[3].pk, runs[7].pk]).update(status="failed")
-    for run, kinds in ((runs[28], ["read_file", "write_file"]), (runs[29], ["read_file", "run_terminal", "finish"])):
+    for run, kinds in (
+        (runs[28], ["read_file", "write_file"]),
+        (runs[29], ["read_file", "run_terminal", "finish"]),
+    ):
         for seq, kind in enumerate(kinds, 1):
             ExecutionStepFactory(run=run, seq=seq, kind=kind, status="completed")
 
@@ -103,8 +114,9 @@ def test_filter_sort_page_and_compare_sessions(logged_in_page, browser_user, pro
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_run_a_task_from_its_page_through_the_launch_dialog(logged_in_page, browser_user, project, asgi_server,
-                                                           tmp_path):
+def test_run_a_task_from_its_page_through_the_launch_dialog(
+    logged_in_page, browser_user, project, asgi_server, tmp_path
+):
     page = logged_in_page
     violations = Violations(page.context)
     # Given an operator and a task with no runs
@@ -129,7 +141,11 @@ def test_run_a_task_from_its_page_through_the_launch_dialog(logged_in_page, brow
     # Then the run page opens, and the task page lists the run
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     run = ExecutionRun.objects.get(task=task)
-    assert run.agent_backend == "scripted" and run.prompt == "Write the changelog" and run.created_by == browser_user
+    assert (
+        run.agent_backend == "scripted"
+        and run.prompt == "Write the changelog"
+        and run.created_by == browser_user
+    )
     page.goto(f"/projects/{project.pk}/tasks/{task.pk}/")
     listed = page.locator(f"[data-testid=task-run][data-run='{run.pk}']")
     expect(listed).to_be_visible()

@@ -27,9 +27,15 @@ def test_usage_page_shows_charts_with_values(logged_in_page, browser_user, proje
     MembershipFactory(project=second, user=browser_user, role="viewer")
     a = ExecutionRunFactory(project=project, agent_backend="native", model="claude-sonnet-4-5")
     b = ExecutionRunFactory(project=second, agent_backend="claude_code", model="claude-haiku-4-5")
-    usage_record(run=a, model="claude-sonnet-4-5", input_tokens=4000, output_tokens=900, cost_usd=Decimal("1.20"))
-    usage_record(run=b, model="claude-haiku-4-5", input_tokens=2000, output_tokens=300, cost_usd=Decimal("0.80"))
-    old = usage_record(run=a, model="claude-sonnet-4-5", input_tokens=100, output_tokens=10, cost_usd=Decimal("3"))
+    usage_record(
+        run=a, model="claude-sonnet-4-5", input_tokens=4000, output_tokens=900, cost_usd=Decimal("1.20")
+    )
+    usage_record(
+        run=b, model="claude-haiku-4-5", input_tokens=2000, output_tokens=300, cost_usd=Decimal("0.80")
+    )
+    old = usage_record(
+        run=a, model="claude-sonnet-4-5", input_tokens=100, output_tokens=10, cost_usd=Decimal("3")
+    )
     UsageRecord.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=4))
 
     # When the user opens the usage page
@@ -42,7 +48,9 @@ def test_usage_page_shows_charts_with_values(logged_in_page, browser_user, proje
     expect(daily.get_by_test_id("chart-value")).to_have_text(["$3.00", "$2.00"])
     expect(daily.locator("text.tick").first).to_have_text("$0.00")
     expect(daily.locator(".legend")).to_contain_text("Second project")
-    expect(page.locator("[data-chart=projects]").get_by_test_id("chart-value")).to_have_text(["$4.20", "$0.80"])
+    expect(page.locator("[data-chart=projects]").get_by_test_id("chart-value")).to_have_text(
+        ["$4.20", "$0.80"]
+    )
     expect(page.locator("[data-chart=models]")).to_contain_text("claude-haiku-4-5")
     expect(page.locator("[data-chart=backends]")).to_contain_text("Claude Code")
     expect(page.locator("[data-chart=caps] line.cap")).to_have_count(1)

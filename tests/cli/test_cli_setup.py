@@ -100,8 +100,10 @@ def test_bash_completion_completes_commands_actions_and_options(fresh, tmp_path)
 
     def complete(*words: str) -> list[str]:
         array = " ".join(f"'{w}'" for w in ("autopilot", *words))
-        probe = (f"source {script}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; _autopilot; "
-                 "echo ${COMPREPLY[@]}")
+        probe = (
+            f"source {script}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; _autopilot; "
+            "echo ${COMPREPLY[@]}"
+        )
         return subprocess.run(
             ["bash", "-c", probe], capture_output=True, text=True, check=True
         ).stdout.split()

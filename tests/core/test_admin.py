@@ -67,21 +67,34 @@ def _membership(ctx: Ctx, n: int):
 
 def _event(ctx: Ctx, n: int):
     actor = UserFactory()
-    rows = [Event.objects.create(project=ctx.project, kind="test.bulk", subject_type="project",
-                                 subject_id=ctx.project.pk, actor=actor, data={"i": i}) for i in range(n)]
+    rows = [
+        Event.objects.create(
+            project=ctx.project,
+            kind="test.bulk",
+            subject_type="project",
+            subject_id=ctx.project.pk,
+            actor=actor,
+            data={"i": i},
+        )
+        for i in range(n)
+    ]
     return ctx.keep("event", rows[0])
 
 
 def _file_stat(ctx: Ctx, n: int):
     from autopilot.manager.models import FileStat
 
-    rows = [FileStat.objects.create(project=ctx.project, path=f"src/f{next(_seq)}.py", runs=3, failures=1)
-            for _ in range(n)]
+    rows = [
+        FileStat.objects.create(project=ctx.project, path=f"src/f{next(_seq)}.py", runs=3, failures=1)
+        for _ in range(n)
+    ]
     return ctx.keep("filestat", rows[0])
 
 
 def _proposal(ctx: Ctx, n: int):
-    rows = [ProposalFactory(task=TaskFactory(project=ctx.project), decided_by=UserFactory()) for _ in range(n)]
+    rows = [
+        ProposalFactory(task=TaskFactory(project=ctx.project), decided_by=UserFactory()) for _ in range(n)
+    ]
     return ctx.keep("proposal", rows[0])
 
 
@@ -122,7 +135,9 @@ def _dependency(ctx: Ctx, n: int):
 
 def _run(ctx: Ctx, n: int):
     for _ in range(n):
-        ExecutionRunFactory(project=ctx.project, task=TaskFactory(project=ctx.project), created_by=UserFactory())
+        ExecutionRunFactory(
+            project=ctx.project, task=TaskFactory(project=ctx.project), created_by=UserFactory()
+        )
         step = ExecutionStepFactory(run=ctx.run)
         RunMessageFactory(run=ctx.run)
         UsageRecordFactory(run=ctx.run, step=step)
@@ -169,8 +184,12 @@ def _token(ctx: Ctx, n: int):
 def _schedule(ctx: Ctx, n: int):
     from django_q.models import Schedule
 
-    rows = [Schedule.objects.create(name=f"s{next(_seq)}", func="math.copysign", schedule_type=Schedule.MINUTES,
-                                    minutes=5) for _ in range(n)]
+    rows = [
+        Schedule.objects.create(
+            name=f"s{next(_seq)}", func="math.copysign", schedule_type=Schedule.MINUTES, minutes=5
+        )
+        for _ in range(n)
+    ]
     return ctx.keep("schedule", rows[0])
 
 
@@ -182,10 +201,20 @@ def _q_task(success: bool):
         rows = []
         for _ in range(n):
             i = next(_seq)
-            rows.append(QTask.objects.create(
-                id=f"{i:032x}", name=f"task-{i}", func="math.floor", args=(1.5,), kwargs={}, result=1,
-                started=timezone.now(), stopped=timezone.now(), success=success, attempt_count=1,
-            ))
+            rows.append(
+                QTask.objects.create(
+                    id=f"{i:032x}",
+                    name=f"task-{i}",
+                    func="math.floor",
+                    args=(1.5,),
+                    kwargs={},
+                    result=1,
+                    started=timezone.now(),
+                    stopped=timezone.now(),
+                    success=success,
+                    attempt_count=1,
+                )
+            )
         model = "success" if success else "failure"
         return ctx.keep(model, rows[0])
 
@@ -200,8 +229,16 @@ def _ormq(ctx: Ctx, n: int):
     rows = []
     for _ in range(n):
         i = next(_seq)
-        payload = SignedPackage.dumps({"id": f"{i:032x}", "name": f"q{i}", "func": "math.floor", "args": (1.5,),
-                                       "kwargs": {}, "started": timezone.now()})
+        payload = SignedPackage.dumps(
+            {
+                "id": f"{i:032x}",
+                "name": f"q{i}",
+                "func": "math.floor",
+                "args": (1.5,),
+                "kwargs": {},
+                "started": timezone.now(),
+            }
+        )
         rows.append(OrmQ.objects.create(key="default", payload=payload, lock=timezone.now()))
     return ctx.keep("ormq", rows[0])
 
@@ -212,10 +249,23 @@ def _axes(model_name: str):
         from django.utils import timezone
 
         model = getattr(axes_models, model_name)
-        extra = {"failures_since_start": 1, "get_data": "", "post_data": ""} if model_name == "AccessAttempt" else {}
-        rows = [model.objects.create(username=f"axes{next(_seq)}", ip_address="192.0.2.1", user_agent="test",
-                                     http_accept="*/*", path_info="/accounts/login/", attempt_time=timezone.now(),
-                                     **extra) for _ in range(n)]
+        extra = (
+            {"failures_since_start": 1, "get_data": "", "post_data": ""}
+            if model_name == "AccessAttempt"
+            else {}
+        )
+        rows = [
+            model.objects.create(
+                username=f"axes{next(_seq)}",
+                ip_address="192.0.2.1",
+                user_agent="test",
+                http_accept="*/*",
+                path_info="/accounts/login/",
+                attempt_time=timezone.now(),
+                **extra,
+            )
+            for _ in range(n)
+        ]
         return ctx.keep(model_name, rows[0])
 
     return build
@@ -257,13 +307,26 @@ def test_every_registered_model_has_a_builder():
 
 
 def test_every_domain_model_is_registered():
-    domain = [Project, ProjectMembership, Event, Proposal, Blueprint, IngestionJob, PlanNode, Task, TaskDependency]
+    domain = [
+        Project,
+        ProjectMembership,
+        Event,
+        Proposal,
+        Blueprint,
+        IngestionJob,
+        PlanNode,
+        Task,
+        TaskDependency,
+    ]
     assert [m._meta.label for m in domain if m not in admin.site._registry] == []
 
 
 def _urls(model, obj, superuser) -> list[str]:
     info = (model._meta.app_label, model._meta.model_name)
-    urls = [reverse("admin:{}_{}_changelist".format(*info)), reverse("admin:{}_{}_change".format(*info), args=[obj.pk])]
+    urls = [
+        reverse("admin:{}_{}_changelist".format(*info)),
+        reverse("admin:{}_{}_change".format(*info), args=[obj.pk]),
+    ]
     request = RequestFactory().get("/")
     request.user = superuser
     if admin.site._registry[model].has_add_permission(request):
@@ -285,7 +348,9 @@ def _query_counts(client, urls: list[str]) -> dict[str, int]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", REGISTERED, ids=[m._meta.label for m in REGISTERED])
-def test_admin_pages_render_with_bounded_queries(model, admin_client, admin_user, django_assert_max_num_queries):
+def test_admin_pages_render_with_bounded_queries(
+    model, admin_client, admin_user, django_assert_max_num_queries
+):
     # Given 3 rows of the model (and of what its change page shows inline)
     ctx = Ctx()
     build = BUILDERS[model._meta.label]
@@ -311,8 +376,18 @@ def test_blueprint_page_with_thousands_of_nodes_stays_bounded(admin_client):
 
     blueprint = BlueprintFactory()
     PlanNode.objects.bulk_create(
-        PlanNode(project=blueprint.project, blueprint=blueprint, kind="story", level=3, title=f"Node {i}",
-                 anchor=f"node-{i}", order=i, start=i, end=i + 1, content_hash="0" * 64)
+        PlanNode(
+            project=blueprint.project,
+            blueprint=blueprint,
+            kind="story",
+            level=3,
+            title=f"Node {i}",
+            anchor=f"node-{i}",
+            order=i,
+            start=i,
+            end=i + 1,
+            content_hash="0" * 64,
+        )
         for i in range(2000)
     )
     # When its change page is opened
@@ -401,8 +476,10 @@ def test_status_fields_are_read_only(admin_client):
     # Given a task and a blueprint, when their change forms render, there is no status input
     task = TaskFactory()
     blueprint = BlueprintFactory()
-    for url in (reverse("admin:blueprints_task_change", args=[task.pk]),
-                reverse("admin:blueprints_blueprint_change", args=[blueprint.pk])):
+    for url in (
+        reverse("admin:blueprints_task_change", args=[task.pk]),
+        reverse("admin:blueprints_blueprint_change", args=[blueprint.pk]),
+    ):
         body = admin_client.get(url).content.decode()
         assert 'name="status"' not in body
     assert 'name="source_text"' not in body and 'name="version"' not in body
@@ -434,14 +511,28 @@ def test_add_project_in_admin_uses_project_create(admin_client, admin_user, tmp_
 
     repo = make_repo(tmp_path / "repo")
     data = {
-        "name": "Admin made", "description": "", "repo_path": str(repo), "subdirectory": "", "base_branch": "main",
-        "test_command": "pytest", "setup_script": "", "command_allowlist": "[]", "autonomy_mode": "suggest",
-        "max_parallel_runs": "2", "default_run_budget_usd": "5", "daily_budget_usd": "", "max_attempts": "3",
-        "plan_order_policy": "none", "model_matrix": "{}",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "name": "Admin made",
+        "description": "",
+        "repo_path": str(repo),
+        "subdirectory": "",
+        "base_branch": "main",
+        "test_command": "pytest",
+        "setup_script": "",
+        "command_allowlist": "[]",
+        "autonomy_mode": "suggest",
+        "max_parallel_runs": "2",
+        "default_run_budget_usd": "5",
+        "daily_budget_usd": "",
+        "max_attempts": "3",
+        "plan_order_policy": "none",
+        "model_matrix": "{}",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
     }
     response = admin_client.post(reverse("admin:autopilot_project_add"), data)
-    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors if response.context else response
+    )
     project = Project.objects.get(name="Admin made")
     assert project.slug == "admin-made" and project.autonomy_mode == "suggest"
     assert ProjectMembership.objects.get(project=project).user == admin_user
@@ -451,10 +542,18 @@ def test_add_project_in_admin_uses_project_create(admin_client, admin_user, tmp_
 @pytest.mark.django_db
 def test_add_project_with_bad_repository_shows_the_error(admin_client, tmp_path):
     data = {
-        "name": "Nope", "repo_path": str(tmp_path), "base_branch": "main", "command_allowlist": "[]",
-        "autonomy_mode": "off", "max_parallel_runs": "2", "default_run_budget_usd": "5", "max_attempts": "3",
-        "plan_order_policy": "none", "model_matrix": "{}",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "name": "Nope",
+        "repo_path": str(tmp_path),
+        "base_branch": "main",
+        "command_allowlist": "[]",
+        "autonomy_mode": "off",
+        "max_parallel_runs": "2",
+        "default_run_budget_usd": "5",
+        "max_attempts": "3",
+        "plan_order_policy": "none",
+        "model_matrix": "{}",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
     }
     response = admin_client.post(reverse("admin:autopilot_project_add"), data)
     assert response.status_code == 200
@@ -467,9 +566,17 @@ def test_change_project_autonomy_in_form_records_event(admin_client, admin_user,
     url = reverse("admin:autopilot_project_change", args=[project.pk])
     form = admin_client.get(url).context["adminform"].form
     data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
-    data.update({"autonomy_mode": "semi_auto", "description": "New words", "paused": "",
-                 "allow_shell": "", "auto_complete_on_tests": "",
-                 "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    data.update(
+        {
+            "autonomy_mode": "semi_auto",
+            "description": "New words",
+            "paused": "",
+            "allow_shell": "",
+            "auto_complete_on_tests": "",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        }
+    )
     data["command_allowlist"] = "[]"
     data["model_matrix"] = "{}"
     response = admin_client.post(url, data)
@@ -495,7 +602,6 @@ def test_membership_admin_goes_through_membership_set(admin_client, admin_user, 
     assert event.actor == admin_user and event.data == {"user": member.pk, "role": "operator"}
 
 
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("field", "value", "message"),
@@ -510,8 +616,17 @@ def test_project_form_shows_domain_errors_on_the_field(admin_client, project, fi
     url = reverse("admin:autopilot_project_change", args=[project.pk])
     form = admin_client.get(url).context["adminform"].form
     data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
-    data.update({"command_allowlist": "[]", "model_matrix": "{}", "paused": "", "allow_shell": "",
-                 "auto_complete_on_tests": "", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    data.update(
+        {
+            "command_allowlist": "[]",
+            "model_matrix": "{}",
+            "paused": "",
+            "allow_shell": "",
+            "auto_complete_on_tests": "",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        }
+    )
     data[field] = value
     response = admin_client.post(url, data)
     assert response.status_code == 200
@@ -527,11 +642,24 @@ def test_membership_inline_changes_roles_and_removes_through_services(admin_clie
     url = reverse("admin:autopilot_project_change", args=[project.pk])
     form = admin_client.get(url).context["adminform"].form
     data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
-    data.update({"command_allowlist": "[]", "model_matrix": "{}", "paused": "", "allow_shell": "",
-                 "auto_complete_on_tests": "", "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "2",
-                 "memberships-0-id": str(keep.pk), "memberships-0-project": str(project.pk), "memberships-0-role": "owner",
-                 "memberships-1-id": str(drop.pk), "memberships-1-project": str(project.pk),
-                 "memberships-1-role": "operator", "memberships-1-DELETE": "on"})
+    data.update(
+        {
+            "command_allowlist": "[]",
+            "model_matrix": "{}",
+            "paused": "",
+            "allow_shell": "",
+            "auto_complete_on_tests": "",
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-INITIAL_FORMS": "2",
+            "memberships-0-id": str(keep.pk),
+            "memberships-0-project": str(project.pk),
+            "memberships-0-role": "owner",
+            "memberships-1-id": str(drop.pk),
+            "memberships-1-project": str(project.pk),
+            "memberships-1-role": "operator",
+            "memberships-1-DELETE": "on",
+        }
+    )
     # When the admin deletes the second row
     response = admin_client.post(url, data)
     # Then the removal went through membership_remove, recorded with the admin as actor
@@ -552,10 +680,19 @@ def _form_data(client, url: str) -> dict:
 @pytest.mark.django_db
 def test_add_and_edit_task_in_admin_use_the_task_services(admin_client, admin_user, project):
     # When a task is added in the admin
-    response = admin_client.post(reverse("admin:blueprints_task_add"), {
-        "project": project.pk, "title": "Write docs", "body": "", "priority": "4", "complexity": "2",
-        "plan_node": "", "dependency_links-TOTAL_FORMS": "0", "dependency_links-INITIAL_FORMS": "0",
-    })
+    response = admin_client.post(
+        reverse("admin:blueprints_task_add"),
+        {
+            "project": project.pk,
+            "title": "Write docs",
+            "body": "",
+            "priority": "4",
+            "complexity": "2",
+            "plan_node": "",
+            "dependency_links-TOTAL_FORMS": "0",
+            "dependency_links-INITIAL_FORMS": "0",
+        },
+    )
     # Then task_create made it, with an event naming the admin
     assert response.status_code == 302
     task = Task.objects.get(title="Write docs")
@@ -563,8 +700,11 @@ def test_add_and_edit_task_in_admin_use_the_task_services(admin_client, admin_us
     assert Event.objects.get(kind="task.created").actor == admin_user
     # And an edit goes through task_update
     url = reverse("admin:blueprints_task_change", args=[task.pk])
-    data = _form_data(admin_client, url) | {"title": "Write better docs", "dependency_links-TOTAL_FORMS": "0",
-                                            "dependency_links-INITIAL_FORMS": "0"}
+    data = _form_data(admin_client, url) | {
+        "title": "Write better docs",
+        "dependency_links-TOTAL_FORMS": "0",
+        "dependency_links-INITIAL_FORMS": "0",
+    }
     assert admin_client.post(url, data).status_code == 302
     event = Event.objects.get(kind="task.updated")
     assert event.actor == admin_user and event.data["changes"]["title"]["to"] == "Write better docs"
@@ -573,10 +713,18 @@ def test_add_and_edit_task_in_admin_use_the_task_services(admin_client, admin_us
 @pytest.mark.django_db
 def test_task_plan_node_of_another_project_is_refused(admin_client, project):
     foreign = PlanNodeFactory()
-    response = admin_client.post(reverse("admin:blueprints_task_add"), {
-        "project": project.pk, "title": "X", "priority": "2", "complexity": "3", "plan_node": foreign.pk,
-        "dependency_links-TOTAL_FORMS": "0", "dependency_links-INITIAL_FORMS": "0",
-    })
+    response = admin_client.post(
+        reverse("admin:blueprints_task_add"),
+        {
+            "project": project.pk,
+            "title": "X",
+            "priority": "2",
+            "complexity": "3",
+            "plan_node": foreign.pk,
+            "dependency_links-TOTAL_FORMS": "0",
+            "dependency_links-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 200 and "belongs to another project" in response.content.decode()
     assert not Task.objects.filter(title="X").exists()
 
@@ -598,7 +746,10 @@ def test_plan_node_actions_and_edits_use_plan_node_update(admin_client, admin_us
     node.refresh_from_db()
     assert node.status == PlanNode.Status.DONE
     status_event = Event.objects.get(kind="plannode.status")
-    assert status_event.actor == admin_user and (status_event.data["from"], status_event.data["to"]) == ("todo", "done")
+    assert status_event.actor == admin_user and (status_event.data["from"], status_event.data["to"]) == (
+        "todo",
+        "done",
+    )
     url = reverse("admin:blueprints_plannode_change", args=[node.pk])
     assert admin_client.post(url, _form_data(admin_client, url) | {"priority": "5"}).status_code == 302
     assert Event.objects.get(kind="plannode.updated").data["changes"]["priority"] == {"from": 2, "to": 5}
@@ -630,7 +781,9 @@ def test_retry_failed_ingestion_job(admin_client, admin_user):
 def test_proposal_accept_action_starts_a_run(admin_client, admin_user):
     from runs.models import ExecutionRun
 
-    proposal = ProposalFactory(task=TaskFactory(status=Task.Status.READY, project=ProjectFactory(autonomy_mode="suggest")))
+    proposal = ProposalFactory(
+        task=TaskFactory(status=Task.Status.READY, project=ProjectFactory(autonomy_mode="suggest"))
+    )
     _run_action(admin_client, Proposal, "accept", [proposal.pk])
     proposal.refresh_from_db()
     assert proposal.status == Proposal.Status.ACCEPTED and proposal.decided_by == admin_user

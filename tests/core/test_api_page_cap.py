@@ -22,8 +22,12 @@ def client(project):
     api = APIClient()
     api.force_authenticate(user)
     Task.objects.bulk_create([Task(project=project, title=f"T{i}") for i in range(CAP + 3)])
-    ExecutionRun.objects.bulk_create([ExecutionRun(project=project, agent_backend="scripted", model="scripted",
-                                                   prompt="p") for _ in range(CAP + 3)])
+    ExecutionRun.objects.bulk_create(
+        [
+            ExecutionRun(project=project, agent_backend="scripted", model="scripted", prompt="p")
+            for _ in range(CAP + 3)
+        ]
+    )
     Event.objects.bulk_create([Event(project=project, kind="test.event") for _ in range(CAP + 3)])
     return api
 
@@ -33,8 +37,11 @@ def test_the_default_cap_is_500():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/api/tasks/", "/api/projects/{pk}/runs/", "/api/events/"],
-                         ids=["tasks", "project-runs", "events"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/tasks/", "/api/projects/{pk}/runs/", "/api/events/"],
+    ids=["tasks", "project-runs", "events"],
+)
 def test_a_huge_limit_is_lowered_to_the_cap(client, project, path):
     with override_settings(AUTOPILOT_API_MAX_PAGE_SIZE=CAP):
         response = client.get(path.format(pk=project.pk), {"limit": 100_000})

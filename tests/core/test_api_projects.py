@@ -56,8 +56,10 @@ def test_list_queries_do_not_grow_with_projects(user, django_assert_max_num_quer
 def test_filter_projects_by_mode_and_text(user):
     repo = ProjectFactory().repo_path
     for name, mode in [("Alpha", "off"), ("Beta", "full_auto"), ("Alphabet", "full_auto")]:
-        MembershipFactory(user=user, project=ProjectFactory(name=name, slug=name.lower(), repo_path=repo,
-                                                            autonomy_mode=mode))
+        MembershipFactory(
+            user=user,
+            project=ProjectFactory(name=name, slug=name.lower(), repo_path=repo, autonomy_mode=mode),
+        )
     response = client_for(user).get("/api/projects/", {"autonomy_mode": "full_auto", "q": "alpha"})
     assert [p["name"] for p in response.json()["results"]] == ["Alphabet"]
 
@@ -71,14 +73,24 @@ def test_create_project_makes_the_creator_owner(user, tmp_path, settings):
     # When the user registers it
     response = client_for(user).post(
         "/api/projects/",
-        {"name": "My App", "repo_path": str(repo), "test_command": "pytest -q", "command_allowlist": ["pytest"],
-         "autonomy_mode": "suggest"},
+        {
+            "name": "My App",
+            "repo_path": str(repo),
+            "test_command": "pytest -q",
+            "command_allowlist": ["pytest"],
+            "autonomy_mode": "suggest",
+        },
         format="json",
     )
     # Then it exists, they are its owner, and an event says who created it
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert (body["name"], body["slug"], body["my_role"], body["autonomy_mode"]) == ("My App", "my-app", "owner", "suggest")
+    assert (body["name"], body["slug"], body["my_role"], body["autonomy_mode"]) == (
+        "My App",
+        "my-app",
+        "owner",
+        "suggest",
+    )
     assert ProjectMembership.objects.get(project_id=body["id"]).user == user
     assert Event.objects.get(kind="project.created").actor == user
 
@@ -90,7 +102,10 @@ def test_create_project_makes_the_creator_owner(user, tmp_path, settings):
         ({"name": "X", "repo_path": "relative/path"}, "must be an absolute path"),
         ({"name": "X", "repo_path": "/nonexistent/repo"}, "does not exist"),
         ({"name": "X", "repo_path": "{repo}", "base_branch": "nope"}, "has no branch 'nope'"),
-        ({"name": "X", "repo_path": "{repo}", "model_matrix": {"wizard": {"agent": "scripted"}}}, "unknown role 'wizard'"),
+        (
+            {"name": "X", "repo_path": "{repo}", "model_matrix": {"wizard": {"agent": "scripted"}}},
+            "unknown role 'wizard'",
+        ),
         ({"name": "{taken}", "repo_path": "{repo}"}, "already exists"),
     ],
     ids=["relative-path", "missing-dir", "missing-branch", "bad-matrix-role", "name-taken"],
@@ -98,8 +113,9 @@ def test_create_project_makes_the_creator_owner(user, tmp_path, settings):
 def test_create_project_refuses_bad_input(admin_user, project, payload, message, tmp_path):
     # A superuser may register anywhere: what is refused here is the input, not the location.
     repo = make_repo(tmp_path / "free-repo")
-    payload = {k: v.format(repo=repo, taken=project.name) if isinstance(v, str) else v
-               for k, v in payload.items()}
+    payload = {
+        k: v.format(repo=repo, taken=project.name) if isinstance(v, str) else v for k, v in payload.items()
+    }
     count = Project.objects.count()
     response = client_for(admin_user).post("/api/projects/", payload, format="json")
     assert response.status_code == 400
@@ -109,8 +125,9 @@ def test_create_project_refuses_bad_input(admin_user, project, payload, message,
 
 @pytest.mark.django_db
 def test_create_project_validates_types(user):
-    response = client_for(user).post("/api/projects/", {"name": "X", "repo_path": "/x", "max_parallel_runs": 0},
-                                     format="json")
+    response = client_for(user).post(
+        "/api/projects/", {"name": "X", "repo_path": "/x", "max_parallel_runs": 0}, format="json"
+    )
     assert response.status_code == 400 and "max_parallel_runs" in response.json()
 
 
@@ -127,15 +144,24 @@ def test_owner_patches_basic_and_autonomy_fields(project, owner):
     # When an owner changes a basic field and autonomy settings at once
     response = client_for(owner).patch(
         f"/api/projects/{project.pk}/",
-        {"description": "Now with words", "autonomy_mode": "semi_auto", "paused": True, "active_phase": phase.pk,
-         "daily_budget_usd": "12.50"},
+        {
+            "description": "Now with words",
+            "autonomy_mode": "semi_auto",
+            "paused": True,
+            "active_phase": phase.pk,
+            "daily_budget_usd": "12.50",
+        },
         format="json",
     )
     # Then both are saved, each kind of change recorded with who made it
     assert response.status_code == 200, response.json()
     body = response.json()
     assert (body["description"], body["autonomy_mode"], body["paused"], body["active_phase"]) == (
-        "Now with words", "semi_auto", True, phase.pk)
+        "Now with words",
+        "semi_auto",
+        True,
+        phase.pk,
+    )
     assert body["daily_budget_usd"] == "12.5000"
     autonomy = Event.objects.get(kind="project.autonomy")
     assert autonomy.actor == owner
@@ -183,7 +209,10 @@ def test_patch_refuses_bad_input(project, admin_user, payload, message):
 def test_viewer_cannot_patch_and_is_told_the_role_needed(project, viewer):
     response = client_for(viewer).patch(f"/api/projects/{project.pk}/", {"paused": True}, format="json")
     assert response.status_code == 403
-    assert response.json()["detail"] == f"This needs the operator role on project '{project.name}'; you are viewer."
+    assert (
+        response.json()["detail"]
+        == f"This needs the operator role on project '{project.name}'; you are viewer."
+    )
 
 
 @pytest.mark.django_db
@@ -216,14 +245,18 @@ def test_viewer_lists_members(project, viewer, owner):
     response = client_for(viewer).get(f"/api/projects/{project.pk}/members/")
     assert response.status_code == 200
     assert {(m["username"], m["role"]) for m in response.json()} == {
-        (viewer.username, "viewer"), (owner.username, "owner")}
+        (viewer.username, "viewer"),
+        (owner.username, "owner"),
+    }
 
 
 @pytest.mark.django_db
 def test_owner_adds_and_changes_a_member(project, owner):
     newcomer = UserFactory()
     client = client_for(owner)
-    added = client.post(f"/api/projects/{project.pk}/members/", {"username": newcomer.username, "role": "viewer"})
+    added = client.post(
+        f"/api/projects/{project.pk}/members/", {"username": newcomer.username, "role": "viewer"}
+    )
     changed = client.post(f"/api/projects/{project.pk}/members/", {"user": newcomer.pk, "role": "operator"})
     assert (added.status_code, changed.status_code) == (201, 200)
     assert ProjectMembership.objects.get(project=project, user=newcomer).role == "operator"
@@ -235,8 +268,9 @@ def test_owner_adds_and_changes_a_member(project, owner):
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_non_owners_cannot_add_members(project, role):
     member = MembershipFactory(project=project, role=role).user
-    response = client_for(member).post(f"/api/projects/{project.pk}/members/",
-                                       {"user": UserFactory().pk, "role": "owner"})
+    response = client_for(member).post(
+        f"/api/projects/{project.pk}/members/", {"user": UserFactory().pk, "role": "owner"}
+    )
     assert response.status_code == 403
     assert "needs the owner role" in response.json()["detail"]
 
@@ -245,15 +279,26 @@ def test_non_owners_cannot_add_members(project, role):
 def test_member_endpoints_are_404_for_non_members(project, user):
     client = client_for(user)
     assert client.get(f"/api/projects/{project.pk}/members/").status_code == 404
-    assert client.post(f"/api/projects/{project.pk}/members/", {"user": user.pk, "role": "owner"}).status_code == 404
+    assert (
+        client.post(f"/api/projects/{project.pk}/members/", {"user": user.pk, "role": "owner"}).status_code
+        == 404
+    )
     assert not ProjectMembership.objects.filter(user=user).exists()
 
 
 @pytest.mark.django_db
 def test_add_member_refuses_unknown_user_and_role(project, owner):
     client = client_for(owner)
-    assert client.post(f"/api/projects/{project.pk}/members/", {"username": "ghost", "role": "viewer"}).status_code == 400
-    assert client.post(f"/api/projects/{project.pk}/members/", {"user": owner.pk, "role": "god"}).status_code == 400
+    assert (
+        client.post(
+            f"/api/projects/{project.pk}/members/", {"username": "ghost", "role": "viewer"}
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(f"/api/projects/{project.pk}/members/", {"user": owner.pk, "role": "god"}).status_code
+        == 400
+    )
 
 
 @pytest.mark.django_db
@@ -268,7 +313,9 @@ def test_owner_removes_a_member_but_not_the_last_owner(project, owner, viewer):
 
 @pytest.mark.django_db
 def test_last_owner_cannot_be_demoted(project, owner):
-    response = client_for(owner).post(f"/api/projects/{project.pk}/members/", {"user": owner.pk, "role": "viewer"})
+    response = client_for(owner).post(
+        f"/api/projects/{project.pk}/members/", {"user": owner.pk, "role": "viewer"}
+    )
     assert response.status_code == 400 and "last owner" in response.json()["detail"]
     assert ProjectMembership.objects.get(project=project, user=owner).role == "owner"
 
@@ -347,8 +394,14 @@ def test_schema_is_served_and_valid(admin_client):
     assert response.status_code == 200
     schema = yaml.safe_load(response.content)
     validate_schema(schema)
-    for path in ("/api/projects/", "/api/projects/{id}/", "/api/projects/{id}/members/",
-                 "/api/projects/{id}/members/{user_id}/", "/api/events/", "/api/auth/token/"):
+    for path in (
+        "/api/projects/",
+        "/api/projects/{id}/",
+        "/api/projects/{id}/members/",
+        "/api/projects/{id}/members/{user_id}/",
+        "/api/events/",
+        "/api/auth/token/",
+    ):
         assert path in schema["paths"], path
 
 

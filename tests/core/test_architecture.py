@@ -24,8 +24,24 @@ PACKAGES = ("autopilot", "blueprints", "runs")
 SKIPPED_DIRS = {"migrations", "__pycache__", "static", "templates"}
 
 LAYERS = {"core": 0, "blueprints": 1, "runs": 2, "manager": 3}
-DOOR_PARTS = {"api", "views", "web", "web_urls", "urls", "management", "mcp", "tasks", "consumers", "routing",
-              "asgi", "wsgi", "settings", "cli", "admin", "templatetags"}
+DOOR_PARTS = {
+    "api",
+    "views",
+    "web",
+    "web_urls",
+    "urls",
+    "management",
+    "mcp",
+    "tasks",
+    "consumers",
+    "routing",
+    "asgi",
+    "wsgi",
+    "settings",
+    "cli",
+    "admin",
+    "templatetags",
+}
 # The core's admin: the upper layers' admins extend it; it imports none of them.
 NOT_DOORS = {"autopilot.admin"}
 
@@ -152,7 +168,8 @@ def layer(module: str) -> str:
 def upward_imports(graph) -> list[str]:
     return [
         f"{module}:{line} imports {target} ({layer(module)} → {layer(target)})"
-        for module, edges in sorted(graph.items()) if not is_door(module)
+        for module, edges in sorted(graph.items())
+        if not is_door(module)
         for target, line, _, _ in edges
         if is_door(target) or LAYERS[layer(target)] > LAYERS[layer(module)]
     ]
@@ -161,7 +178,8 @@ def upward_imports(graph) -> list[str]:
 def lazy_imports(graph) -> list[str]:
     return [
         f"{module}:{line} imports {target} inside a function"
-        for module, edges in sorted(graph.items()) if not is_door(module)
+        for module, edges in sorted(graph.items())
+        if not is_door(module)
         for target, line, lazy, in_ready in edges
         if lazy and not in_ready and (module, target) not in ALLOWED_LAZY
     ]
@@ -188,10 +206,16 @@ def test_no_lazy_imports_outside_app_ready_except_the_documented_ones(graph):
 def test_the_checks_see_a_cycle_an_upward_import_and_a_lazy_import(tmp_path):
     # Given a tiny project with runs.worker → manager (lazily) → runs.services → runs.worker
     for package, files in {
-        "autopilot": {"__init__.py": "", "manager/__init__.py": "",
-                      "manager/hooks.py": "from runs.services import go\n"},
-        "runs": {"__init__.py": "", "services.py": "from runs import worker\n",
-                 "worker.py": "def f():\n    from autopilot.manager import hooks\n"},
+        "autopilot": {
+            "__init__.py": "",
+            "manager/__init__.py": "",
+            "manager/hooks.py": "from runs.services import go\n",
+        },
+        "runs": {
+            "__init__.py": "",
+            "services.py": "from runs import worker\n",
+            "worker.py": "def f():\n    from autopilot.manager import hooks\n",
+        },
         "blueprints": {"__init__.py": ""},
     }.items():
         for name, text in files.items():
@@ -224,5 +248,7 @@ def _edges_by_module(graph) -> dict[str, set[str]]:
 
 def test_the_manager_hears_runs_and_tasks_through_seams_not_imports(graph):
     edges = _edges_by_module(graph)
-    assert not any(t.startswith("autopilot.manager") for m in ("runs.worker", "runs.services") for t in edges[m])
+    assert not any(
+        t.startswith("autopilot.manager") for m in ("runs.worker", "runs.services") for t in edges[m]
+    )
     assert "autopilot.manager.listeners" in edges["autopilot.manager.apps"]

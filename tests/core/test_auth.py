@@ -39,8 +39,9 @@ def test_login_with_good_password_opens_the_dashboard(user):
     client = Client(enforce_csrf_checks=True)
     client.get("/accounts/login/")
     token = client.cookies["csrftoken"].value
-    response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD,
-                                                "csrfmiddlewaretoken": token})
+    response = client.post(
+        "/accounts/login/", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302 and response.url == "/"
     assert client.get("/").status_code == 200
 
@@ -56,8 +57,10 @@ def test_login_with_bad_password_says_so(client, user):
 @pytest.mark.django_db
 def test_login_follows_next(client, user, project):
     MembershipFactory(project=project, user=user, role=Role.VIEWER)
-    response = client.post(f"/accounts/login/?next=/projects/{project.pk}/",
-                           {"username": user.username, "password": PASSWORD, "next": f"/projects/{project.pk}/"})
+    response = client.post(
+        f"/accounts/login/?next=/projects/{project.pk}/",
+        {"username": user.username, "password": PASSWORD, "next": f"/projects/{project.pk}/"},
+    )
     assert response.url == f"/projects/{project.pk}/"
 
 
@@ -88,7 +91,9 @@ def test_obtain_a_token_and_use_it(user, project):
     MembershipFactory(project=project, user=user, role=Role.OPERATOR)
     client = APIClient(enforce_csrf_checks=True)
     # When a user exchanges username and password for a token
-    response = client.post("/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json")
+    response = client.post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
     assert response.status_code == 200
     key = response.json()["token"]
     assert key == Token.objects.get(user=user).key and response.json()["username"] == user.username
@@ -148,7 +153,10 @@ def test_role_ranks(project, role, viewer_ok, operator_ok, owner_ok):
         if role:
             MembershipFactory(project=project, user=user, role=role)
     assert [has_role(user, project, r) for r in (Role.VIEWER, Role.OPERATOR, Role.OWNER)] == [
-        viewer_ok, operator_ok, owner_ok]
+        viewer_ok,
+        operator_ok,
+        owner_ok,
+    ]
     assert (project in visible_projects(user)) == viewer_ok
 
 

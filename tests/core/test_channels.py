@@ -37,15 +37,21 @@ for kind in sys.argv[2:]:
 
 def record_in_worker(env: dict, project_id: int, *kinds: str) -> None:
     """A separate Python process (like a django-q2 worker) records events, one transaction each."""
-    done = subprocess.run([sys.executable, "-c", WORKER_CODE, str(project_id), *kinds], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_CODE, str(project_id), *kinds],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def open_socket(server: LiveServer, cookie: str | None, query: str):
     headers = {"Cookie": cookie} if cookie else {}
-    return connect(f"{server.ws_url}/ws/events/?{query}", additional_headers=headers, origin=server.url,
-                   open_timeout=30)
+    return connect(
+        f"{server.ws_url}/ws/events/?{query}", additional_headers=headers, origin=server.url, open_timeout=30
+    )
 
 
 def next_event(ws) -> dict:
@@ -87,7 +93,9 @@ def test_event_recorded_by_a_worker_process_reaches_the_websocket(project, membe
 
 
 @pytest.mark.django_db(transaction=True)
-def test_reconnect_with_after_replays_missed_events_in_order_without_duplicates(project, member, web, subprocess_env):
+def test_reconnect_with_after_replays_missed_events_in_order_without_duplicates(
+    project, member, web, subprocess_env
+):
     # Given a client that saw one event, then went away
     cookie = login(web.url, member.username, PASSWORD)
     with open_socket(web, cookie, f"project={project.pk}") as ws:
@@ -138,7 +146,9 @@ def test_reconnect_after_too_many_missed_events_gets_the_first_page_then_resync(
     # Given more events were missed than a replay sends (written directly: nothing is pushed)
     from autopilot.consumers import REPLAY_LIMIT
 
-    Event.objects.bulk_create([Event(project=project, kind=f"test.bulk.{i}") for i in range(REPLAY_LIMIT + 2)])
+    Event.objects.bulk_create(
+        [Event(project=project, kind=f"test.bulk.{i}") for i in range(REPLAY_LIMIT + 2)]
+    )
     first = Event.objects.filter(project=project).order_by("id").first()
     cookie = login(web.url, member.username, PASSWORD)
 

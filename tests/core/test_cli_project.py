@@ -52,15 +52,38 @@ def test_create_project_with_every_option(admin, tmp_path):
     owner = UserFactory(username="alice")
     # When a project is created from the CLI
     data = run_json(
-        "project", "create", "Web App", "--repo", str(repo), "--base-branch", "develop", "--subdir", "apps/web",
-        "--test-command", "pytest -q", "--setup-script", "pip install -e .", "--allow", "pytest", "ruff",
-        "--owner", "alice",
+        "project",
+        "create",
+        "Web App",
+        "--repo",
+        str(repo),
+        "--base-branch",
+        "develop",
+        "--subdir",
+        "apps/web",
+        "--test-command",
+        "pytest -q",
+        "--setup-script",
+        "pip install -e .",
+        "--allow",
+        "pytest",
+        "ruff",
+        "--owner",
+        "alice",
     )
     # Then every field is saved and alice owns it
     project = Project.objects.get(pk=data["id"])
-    assert (project.name, project.slug, project.base_branch, project.subdirectory) == ("Web App", "web-app", "develop", "apps/web")
+    assert (project.name, project.slug, project.base_branch, project.subdirectory) == (
+        "Web App",
+        "web-app",
+        "develop",
+        "apps/web",
+    )
     assert (project.test_command, project.setup_script, project.command_allowlist) == (
-        "pytest -q", "pip install -e .", ["pytest", "ruff"])
+        "pytest -q",
+        "pip install -e .",
+        ["pytest", "ruff"],
+    )
     assert ProjectMembership.objects.get(project=project).user == owner
     assert data["my_role"] == "owner"
 
@@ -109,7 +132,9 @@ def test_list_and_show(admin, project):
     assert project.name in run("project", "list")
     MembershipFactory(project=project, user=UserFactory(username="bob"), role="operator")
     shown = run_json("project", "show", project.slug)
-    assert shown["id"] == project.pk and [(m["username"], m["role"]) for m in shown["members"]] == [("bob", "operator")]
+    assert shown["id"] == project.pk and [(m["username"], m["role"]) for m in shown["members"]] == [
+        ("bob", "operator")
+    ]
     text = run("project", "show", str(project.pk))
     assert "autonomy:  off" in text and "bob (operator)" in text
 
@@ -142,16 +167,40 @@ def test_autonomy_changes_are_events_naming_the_user(admin, project):
     # When an owner changes every setting at once
     operator = MembershipFactory(project=project, role="owner").user
     data = run_json(
-        "project", "autonomy", project.slug, "--mode", "semi_auto", "--max-parallel", "4", "--pause",
-        "--phase", "phase-2-api", "--run-budget", "2.5", "--daily-budget", "20", "--user", operator.username,
+        "project",
+        "autonomy",
+        project.slug,
+        "--mode",
+        "semi_auto",
+        "--max-parallel",
+        "4",
+        "--pause",
+        "--phase",
+        "phase-2-api",
+        "--run-budget",
+        "2.5",
+        "--daily-budget",
+        "20",
+        "--user",
+        operator.username,
     )
     # Then all are saved and one event records them with who
     project.refresh_from_db()
     assert (project.autonomy_mode, project.max_parallel_runs, project.paused, project.active_phase) == (
-        "semi_auto", 4, True, phase)
+        "semi_auto",
+        4,
+        True,
+        phase,
+    )
     assert (str(project.default_run_budget_usd), str(project.daily_budget_usd)) == ("2.5000", "20.0000")
-    assert data["changed"] == ["active_phase", "autonomy_mode", "daily_budget_usd", "default_run_budget_usd",
-                               "max_parallel_runs", "paused"]
+    assert data["changed"] == [
+        "active_phase",
+        "autonomy_mode",
+        "daily_budget_usd",
+        "default_run_budget_usd",
+        "max_parallel_runs",
+        "paused",
+    ]
     event = Event.objects.get(kind="project.autonomy")
     assert event.actor == operator and event.data["changes"]["paused"] == {"from": False, "to": True}
     # And the flags undo them
@@ -180,7 +229,9 @@ def test_autonomy_without_changes_shows_settings(admin, project):
 )
 def test_autonomy_errors(admin, project, args, message):
     BlueprintFactory(project=project, status=Blueprint.Status.ACTIVE)
-    PlanNodeFactory(blueprint__project=project, blueprint=Blueprint.objects.get(project=project), anchor="phase-1")
+    PlanNodeFactory(
+        blueprint__project=project, blueprint=Blueprint.objects.get(project=project), anchor="phase-1"
+    )
     with pytest.raises(CommandError) as failed:
         run("project", "autonomy", project.slug, *args)
     assert failed.value.returncode == 2 and message in str(failed.value)
@@ -213,21 +264,36 @@ def test_conflicting_flags_are_refused():
 @pytest.mark.django_db
 def test_members_add_change_remove(admin, project, owner):
     UserFactory(username="carol")
-    added = run_json("project", "members", project.slug, "--add", "carol", "--role", "operator", "--user", owner.username)
+    added = run_json(
+        "project", "members", project.slug, "--add", "carol", "--role", "operator", "--user", owner.username
+    )
     assert ("carol", "operator") in [(m["username"], m["role"]) for m in added]
     run("project", "members", project.slug, "--add", "carol", "--user", owner.username)
     assert ProjectMembership.objects.get(project=project, user__username="carol").role == "viewer"
     out = run("project", "members", project.slug, "--remove", "carol")
     assert "carol" not in out
     assert [e.data["role"] for e in Event.objects.filter(kind="project.membership").order_by("id")] == [
-        "operator", "viewer", None]
+        "operator",
+        "viewer",
+        None,
+    ]
 
 
 @pytest.mark.django_db
 def test_members_add_needs_owner(admin, project, operator):
     UserFactory(username="dave")
     with pytest.raises(CommandError) as failed:
-        run("project", "members", project.slug, "--add", "dave", "--role", "owner", "--user", operator.username)
+        run(
+            "project",
+            "members",
+            project.slug,
+            "--add",
+            "dave",
+            "--role",
+            "owner",
+            "--user",
+            operator.username,
+        )
     assert failed.value.returncode == 2 and "needs the owner role" in str(failed.value)
 
 
@@ -294,10 +360,13 @@ def test_user_token_unknown_user():
 def test_console_script_against_the_test_database(subprocess_env, tmp_path):
     # Given a user created through the real `autopilot` executable
     def autopilot(*args, stdin=None):
-        return subprocess.run([AUTOPILOT, *args], env=subprocess_env, input=stdin, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [AUTOPILOT, *args], env=subprocess_env, input=stdin, capture_output=True, text=True, timeout=120
+        )
 
-    created = autopilot("user", "create", "ops", "--superuser", "--password-stdin", stdin="ops-password-123\n")
+    created = autopilot(
+        "user", "create", "ops", "--superuser", "--password-stdin", stdin="ops-password-123\n"
+    )
     assert created.returncode == 0, created.stderr
     repo = make_repo(tmp_path / "repo")
     # When it registers a project and pauses it

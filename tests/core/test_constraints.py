@@ -46,18 +46,22 @@ def _blueprint(**kwargs) -> Blueprint:
 CASES = {
     # autopilot
     "project_max_parallel_at_least_1": lambda: ProjectFactory.build(repo_path=NO_REPO, max_parallel_runs=0),
-    "project_run_budget_not_negative": lambda: ProjectFactory.build(repo_path=NO_REPO, default_run_budget_usd=Decimal("-0.01")),
-    "project_daily_budget_not_negative": lambda: ProjectFactory.build(repo_path=NO_REPO, daily_budget_usd=Decimal("-1")),
+    "project_run_budget_not_negative": lambda: ProjectFactory.build(
+        repo_path=NO_REPO, default_run_budget_usd=Decimal("-0.01")
+    ),
+    "project_daily_budget_not_negative": lambda: ProjectFactory.build(
+        repo_path=NO_REPO, daily_budget_usd=Decimal("-1")
+    ),
     "project_max_attempts_at_least_1": lambda: ProjectFactory.build(repo_path=NO_REPO, max_attempts=0),
     "membership_unique_user_per_project": lambda: (
         lambda m: ProjectMembership(project=m.project, user=m.user, role="viewer")
     )(MembershipFactory(project=_project())),
-    "proposal_one_pending_per_task": lambda: (
-        lambda p: Proposal(project=p.project, task=p.task)
-    )(ProposalFactory(task=TaskFactory(project=_project()))),
-    "filestat_unique_path": lambda: (
-        lambda f: FileStat(project=f.project, path=f.path)
-    )(FileStat.objects.create(project=_project(), path="src/app.py")),
+    "proposal_one_pending_per_task": lambda: (lambda p: Proposal(project=p.project, task=p.task))(
+        ProposalFactory(task=TaskFactory(project=_project()))
+    ),
+    "filestat_unique_path": lambda: (lambda f: FileStat(project=f.project, path=f.path))(
+        FileStat.objects.create(project=_project(), path="src/app.py")
+    ),
     # blueprints
     "blueprint_unique_version": lambda: (
         lambda b: BlueprintFactory.build(project=b.project, version=b.version)
@@ -75,26 +79,34 @@ CASES = {
     "plannode_end_after_start": lambda: PlanNodeFactory.build(
         blueprint=(b := _blueprint()), project=b.project, start=10, end=9
     ),
-    "plannode_priority_range": lambda: PlanNodeFactory.build(blueprint=(b := _blueprint()), project=b.project, priority=6),
+    "plannode_priority_range": lambda: PlanNodeFactory.build(
+        blueprint=(b := _blueprint()), project=b.project, priority=6
+    ),
     "task_priority_range": lambda: TaskFactory.build(project=_project(), priority=6),
     "task_complexity_range": lambda: TaskFactory.build(project=_project(), complexity=11),
     "task_unique_source_key": lambda: (
         lambda t: TaskFactory.build(project=t.project, source_key=t.source_key)
     )(TaskFactory(project=_project(), source_key="node:1")),
-    "dependency_unique_pair": lambda: (
-        lambda d: TaskDependency(task=d.task, depends_on=d.depends_on)
-    )(TaskDependencyFactory(task=TaskFactory(project=_project()))),
-    "dependency_not_self": lambda: (lambda t: TaskDependency(task=t, depends_on=t))(TaskFactory(project=_project())),
+    "dependency_unique_pair": lambda: (lambda d: TaskDependency(task=d.task, depends_on=d.depends_on))(
+        TaskDependencyFactory(task=TaskFactory(project=_project()))
+    ),
+    "dependency_not_self": lambda: (lambda t: TaskDependency(task=t, depends_on=t))(
+        TaskFactory(project=_project())
+    ),
     # runs
-    "run_budget_not_negative": lambda: ExecutionRunFactory.build(project=_project(), budget_usd=Decimal("-1")),
-    "run_cost_not_negative": lambda: ExecutionRunFactory.build(project=_project(), cost_usd=Decimal("-0.000001")),
+    "run_budget_not_negative": lambda: ExecutionRunFactory.build(
+        project=_project(), budget_usd=Decimal("-1")
+    ),
+    "run_cost_not_negative": lambda: ExecutionRunFactory.build(
+        project=_project(), cost_usd=Decimal("-0.000001")
+    ),
     "run_priority_range": lambda: ExecutionRunFactory.build(project=_project(), priority=6),
     "run_one_open_code_run_per_task": lambda: (
         lambda r: ExecutionRunFactory.build(project=r.project, task=r.task, status="running")
     )(ExecutionRunFactory(project=(p := _project()), task=TaskFactory(project=p))),
-    "step_unique_seq_per_run": lambda: (
-        lambda s: ExecutionStepFactory.build(run=s.run, seq=s.seq)
-    )(ExecutionStepFactory(run=ExecutionRunFactory(project=_project()))),
+    "step_unique_seq_per_run": lambda: (lambda s: ExecutionStepFactory.build(run=s.run, seq=s.seq))(
+        ExecutionStepFactory(run=ExecutionRunFactory(project=_project()))
+    ),
     "usage_cost_not_negative": lambda: UsageRecordFactory.build(
         run=(r := ExecutionRunFactory(project=_project())), project=r.project, cost_usd=Decimal("-1")
     ),
@@ -102,12 +114,20 @@ CASES = {
 
 # Extra violations of constraints that have two sides (a range) or several shapes.
 EXTRA_CASES = {
-    "ingestion_progress_below_0": ("ingestion_progress_range", lambda: IngestionJobFactory.build(
-        blueprint=(b := _blueprint()), project=b.project, progress=-0.1)),
-    "task_complexity_0": ("task_complexity_range", lambda: TaskFactory.build(project=_project(), complexity=0)),
-    "run_open_code_run_queued_vs_waiting": ("run_one_open_code_run_per_task", lambda: (
-        lambda r: ExecutionRunFactory.build(project=r.project, task=r.task, status="waiting_approval")
-    )(ExecutionRunFactory(project=(p := _project()), task=TaskFactory(project=p), status="queued"))),
+    "ingestion_progress_below_0": (
+        "ingestion_progress_range",
+        lambda: IngestionJobFactory.build(blueprint=(b := _blueprint()), project=b.project, progress=-0.1),
+    ),
+    "task_complexity_0": (
+        "task_complexity_range",
+        lambda: TaskFactory.build(project=_project(), complexity=0),
+    ),
+    "run_open_code_run_queued_vs_waiting": (
+        "run_one_open_code_run_per_task",
+        lambda: (
+            lambda r: ExecutionRunFactory.build(project=r.project, task=r.task, status="waiting_approval")
+        )(ExecutionRunFactory(project=(p := _project()), task=TaskFactory(project=p), status="queued")),
+    ),
 }
 
 
@@ -190,30 +210,47 @@ def test_constraints_allow_what_they_should(case):
         TaskFactory(project=project, source_key="k")
         rows = [TaskFactory.build(project=_project(), source_key="k")]
     elif case == "archived-anchor-reused":
-        node = PlanNodeFactory(blueprint=_blueprint(project=project), archived_at=timezone.now(), status="archived")
+        node = PlanNodeFactory(
+            blueprint=_blueprint(project=project), archived_at=timezone.now(), status="archived"
+        )
         rows = [PlanNodeFactory.build(blueprint=node.blueprint, project=project, anchor=node.anchor)]
     elif case == "dismissed-proposals-repeat":
         task = TaskFactory(project=project)
         ProposalFactory(task=task, status="dismissed")
-        rows = [Proposal(project=project, task=task, status="dismissed"), Proposal(project=project, task=task)]
+        rows = [
+            Proposal(project=project, task=task, status="dismissed"),
+            Proposal(project=project, task=task),
+        ]
     elif case == "inactive-blueprints-repeat":
         _blueprint(project=project, status="active")
-        rows = [BlueprintFactory.build(project=project, status="draft"),
-                BlueprintFactory.build(project=project, status="superseded")]
+        rows = [
+            BlueprintFactory.build(project=project, status="draft"),
+            BlueprintFactory.build(project=project, status="superseded"),
+        ]
     elif case == "open-run-other-role":
         task = TaskFactory(project=project)
         ExecutionRunFactory(project=project, task=task, status="running")
         rows = [ExecutionRunFactory.build(project=project, task=task, role="test", status="running")]
     elif case == "finished-runs-repeat":
         task = TaskFactory(project=project)
-        rows = [ExecutionRunFactory.build(project=project, task=task, status=s) for s in ("failed", "succeeded", "queued")]
+        rows = [
+            ExecutionRunFactory.build(project=project, task=task, status=s)
+            for s in ("failed", "succeeded", "queued")
+        ]
     else:
         rows = [
-            ProjectFactory.build(repo_path=NO_REPO, max_parallel_runs=1, max_attempts=1,
-                                 default_run_budget_usd=Decimal("0"), daily_budget_usd=Decimal("0")),
+            ProjectFactory.build(
+                repo_path=NO_REPO,
+                max_parallel_runs=1,
+                max_attempts=1,
+                default_run_budget_usd=Decimal("0"),
+                daily_budget_usd=Decimal("0"),
+            ),
             TaskFactory.build(project=project, priority=0, complexity=1),
             TaskFactory.build(project=project, priority=5, complexity=10),
-            IngestionJobFactory.build(blueprint=(b := _blueprint(project=project)), project=project, progress=1.0),
+            IngestionJobFactory.build(
+                blueprint=(b := _blueprint(project=project)), project=project, progress=1.0
+            ),
             PlanNodeFactory.build(blueprint=b, project=project, start=5, end=5, priority=5),
             ExecutionRunFactory.build(project=project, budget_usd=Decimal("0"), priority=5),
         ]
@@ -229,4 +266,3 @@ def test_membership_of_another_user_is_fine():
     other = ProjectMembership(project=membership.project, user=UserFactory(), role="owner")
     other.full_clean()
     other.save()
-

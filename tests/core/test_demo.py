@@ -15,8 +15,13 @@ from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 
 
 def run_demo(env: dict) -> dict:
-    done = subprocess.run([sys.executable, "-m", "autopilot.cli", "demo", "--json"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "autopilot.cli", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

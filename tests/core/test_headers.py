@@ -99,21 +99,30 @@ print(json.dumps({"status": response.status_code, "hsts": response.headers.get("
 
 
 def https_probe(env: dict) -> dict:
-    done = subprocess.run([sys.executable, "-c", HTTPS_PROBE], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", HTTPS_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("extra", "hsts", "secure"), [
-    pytest.param({}, None, False, id="default"),
-    pytest.param({"AUTOPILOT_HTTPS": "1"}, "max-age=31536000", True, id="https"),
-    pytest.param({"AUTOPILOT_HTTPS": "1", "AUTOPILOT_HSTS_INCLUDE_SUBDOMAINS": "1"},
-                 "max-age=31536000; includeSubDomains", True, id="https-subdomains"),
-    pytest.param({"AUTOPILOT_HTTPS": "1", "AUTOPILOT_HSTS_SECONDS": "600"}, "max-age=600", True,
-                 id="https-short"),
-])
+@pytest.mark.parametrize(
+    ("extra", "hsts", "secure"),
+    [
+        pytest.param({}, None, False, id="default"),
+        pytest.param({"AUTOPILOT_HTTPS": "1"}, "max-age=31536000", True, id="https"),
+        pytest.param(
+            {"AUTOPILOT_HTTPS": "1", "AUTOPILOT_HSTS_INCLUDE_SUBDOMAINS": "1"},
+            "max-age=31536000; includeSubDomains",
+            True,
+            id="https-subdomains",
+        ),
+        pytest.param(
+            {"AUTOPILOT_HTTPS": "1", "AUTOPILOT_HSTS_SECONDS": "600"}, "max-age=600", True, id="https-short"
+        ),
+    ],
+)
 def test_autopilot_https_turns_on_secure_cookies_and_hsts(subprocess_env, extra, hsts, secure):
     # Given the settings read from the environment of a fresh process, When an HTTPS request is served
     result = https_probe({**subprocess_env, **extra})
@@ -137,8 +146,12 @@ COMMENTS = re.compile(r"\{#.*?#\}|\{% comment %\}.*?\{% endcomment %\}", re.DOTA
 def template_problems(text: str) -> list[str]:
     text = COMMENTS.sub("", text)
     problems = []
-    checks = ((INLINE_HANDLER, "inline event handler"), (STYLE_ATTRIBUTE, "style attribute"),
-              (HX_ON, "hx-on (needs eval)"), (JAVASCRIPT_URL, "javascript: URL"))
+    checks = (
+        (INLINE_HANDLER, "inline event handler"),
+        (STYLE_ATTRIBUTE, "style attribute"),
+        (HX_ON, "hx-on (needs eval)"),
+        (JAVASCRIPT_URL, "javascript: URL"),
+    )
     for pattern, what in checks:
         problems += [f"{what}: {m.group(0)[:60]!r}" for m in pattern.finditer(text)]
     for m in INLINE_BLOCK.finditer(text):
@@ -151,15 +164,21 @@ def template_problems(text: str) -> list[str]:
 
 
 def test_the_template_guard_finds_what_the_csp_would_block():
-    bad = ('<form onsubmit="return confirm()"><b style="color:red"><div hx-on::after-swap="x()">'
-           '<script>alert(1)</script><style>b{}</style><a href="javascript:x()">')
+    bad = (
+        '<form onsubmit="return confirm()"><b style="color:red"><div hx-on::after-swap="x()">'
+        '<script>alert(1)</script><style>b{}</style><a href="javascript:x()">'
+    )
     assert len(template_problems(bad)) == 6
-    good = ('<script src="/static/a.js" defer></script><style nonce="{{ request.csp_nonce }}">b{}</style>'
-            '{# a <script> onclick= in a comment #}')
+    good = (
+        '<script src="/static/a.js" defer></script><style nonce="{{ request.csp_nonce }}">b{}</style>'
+        "{# a <script> onclick= in a comment #}"
+    )
     assert template_problems(good) == []
 
 
 def test_templates_have_no_inline_code_the_csp_would_block():
-    found = {str(path.relative_to(TEMPLATES)): template_problems(path.read_text())
-             for path in sorted(TEMPLATES.rglob("*.html"))}
+    found = {
+        str(path.relative_to(TEMPLATES)): template_problems(path.read_text())
+        for path in sorted(TEMPLATES.rglob("*.html"))
+    }
     assert {name: problems for name, problems in found.items() if problems} == {}

@@ -44,7 +44,10 @@ def test_healthz_through_the_asgi_app_reports_every_check_ok():
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not (settings.IS_POSTGRES and settings.REDIS_URL), reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)")
+@pytest.mark.skipif(
+    not (settings.IS_POSTGRES and settings.REDIS_URL),
+    reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
+)
 @pytest.mark.django_db(transaction=True)
 def test_healthz_on_the_scale_out_pass_reports_postgresql_and_redis():
     status, report = _get("/healthz")
@@ -72,8 +75,9 @@ def test_healthz_over_http_answers_repeatedly(subprocess_env):
 def test_healthz_names_the_failing_check_with_503(subprocess_env):
     # Given a web process whose channel layer points at a Redis port where nothing listens
     dead_redis = f"redis://127.0.0.1:{pick_free_port()}/0"
-    with LiveServer(env=subprocess_env, extra_env={"REDIS_URL": dead_redis, "AUTOPILOT_BROKER": "orm"},
-                    ready_status=None) as server:
+    with LiveServer(
+        env=subprocess_env, extra_env={"REDIS_URL": dead_redis, "AUTOPILOT_BROKER": "orm"}, ready_status=None
+    ) as server:
         # When /healthz is asked
         status, report = http_json(server.url + "/healthz")
 

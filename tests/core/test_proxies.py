@@ -36,8 +36,13 @@ def resolved(meta: dict, trusted: list[str]) -> dict:
     return meta
 
 
-SPOOF = {"HTTP_X_FORWARDED_FOR": "6.6.6.6", "HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_REAL_IP": "6.6.6.6",
-         "HTTP_X_FORWARDED_HOST": "evil.example", "HTTP_FORWARDED": "for=6.6.6.6"}
+SPOOF = {
+    "HTTP_X_FORWARDED_FOR": "6.6.6.6",
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_X_REAL_IP": "6.6.6.6",
+    "HTTP_X_FORWARDED_HOST": "evil.example",
+    "HTTP_FORWARDED": "for=6.6.6.6",
+}
 
 
 @pytest.mark.parametrize("trusted", [[], ["10.0.0.0/8"]], ids=["none-trusted", "peer-not-trusted"])
@@ -63,8 +68,17 @@ def test_an_untrusted_peer_keeps_its_address_and_loses_every_proxy_header(truste
         # Only trusted hops: the left-most of them
         ("10.9.9.9, 10.0.0.2", "10.9.9.9"),
     ],
-    ids=["one-hop", "spoofed-left-hop", "proxy-chain", "ipv4-port", "ipv6-bracket-port", "ipv6",
-         "garbage-hop", "no-header", "all-trusted"],
+    ids=[
+        "one-hop",
+        "spoofed-left-hop",
+        "proxy-chain",
+        "ipv4-port",
+        "ipv6-bracket-port",
+        "ipv6",
+        "garbage-hop",
+        "no-header",
+        "all-trusted",
+    ],
 )
 def test_a_trusted_peer_forwards_the_right_most_untrusted_hop(forwarded_for, client):
     meta = resolved({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": forwarded_for}, ["10.0.0.0/8"])
@@ -83,8 +97,9 @@ def test_an_ipv4_mapped_peer_matches_its_ipv4_network():
 
 def test_is_secure_believes_x_forwarded_proto_only_from_a_trusted_proxy():
     def scheme(trusted: list[str]) -> bool:
-        with override_settings(AUTOPILOT_TRUSTED_PROXIES=trusted,
-                               SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        with override_settings(
+            AUTOPILOT_TRUSTED_PROXIES=trusted, SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")
+        ):
             response = Client().get("/accounts/login/", HTTP_X_FORWARDED_PROTO="https")
             return response.wsgi_request.is_secure()
 
@@ -93,13 +108,23 @@ def test_is_secure_believes_x_forwarded_proto_only_from_a_trusted_proxy():
 
 
 def test_a_bad_trusted_proxies_setting_is_a_clear_startup_error():
-    done = subprocess.run([sys.executable, "-c", "import autopilot.settings"], capture_output=True, text=True,
-                          env={"AUTOPILOT_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local",
-                               "AUTOPILOT_DATA_DIR": str(settings.DATA_DIR), "PATH": "/usr/bin:/bin"},
-                          cwd=settings.BASE_DIR, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", "import autopilot.settings"],
+        capture_output=True,
+        text=True,
+        env={
+            "AUTOPILOT_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local",
+            "AUTOPILOT_DATA_DIR": str(settings.DATA_DIR),
+            "PATH": "/usr/bin:/bin",
+        },
+        cwd=settings.BASE_DIR,
+        timeout=60,
+    )
     assert done.returncode != 0
-    assert ("AUTOPILOT_TRUSTED_PROXIES: 'proxy.local' is not an IP address or network"
-            in done.stderr.strip().splitlines()[-1])
+    assert (
+        "AUTOPILOT_TRUSTED_PROXIES: 'proxy.local' is not an IP address or network"
+        in done.stderr.strip().splitlines()[-1]
+    )
 
 
 # --- Over real HTTP, through `autopilot serve` ---------------------------------------------------
@@ -109,8 +134,9 @@ def post_token(url: str, payload: dict, forwarded_for: str | None = None) -> tup
     headers = {"Content-Type": "application/json"}
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
-    request = urllib.request.Request(url + "/api/auth/token/", data=json.dumps(payload).encode(),
-                                     headers=headers)
+    request = urllib.request.Request(
+        url + "/api/auth/token/", data=json.dumps(payload).encode(), headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -135,8 +161,13 @@ def serve(subprocess_env, tmp_path):
         cache.clear()  # the throttle's history lives in the cache the server shares
         port = pick_free_port()
         cmd = [sys.executable, "-m", "autopilot.cli", "serve", "--no-cluster", "--port", str(port)]
-        server = LiveServer(env=subprocess_env, port=port, cmd=cmd, extra_env=extra_env,
-                            log_path=tmp_path / f"serve-{port}.log")
+        server = LiveServer(
+            env=subprocess_env,
+            port=port,
+            cmd=cmd,
+            extra_env=extra_env,
+            log_path=tmp_path / f"serve-{port}.log",
+        )
         servers.append(server.start())
         return server
 
@@ -151,8 +182,10 @@ def test_spoofed_forwarded_for_resets_neither_the_lock_nor_the_throttle(serve):
     user = UserFactory()
     server = serve()
     # A client varies X-Forwarded-For on every bad password: the lock still falls on its real address
-    results = [post_token(server.url, {"username": user.username, "password": f"wrong-{i}"}, f"10.9.{i}.1")
-               for i in range(LIMIT)]
+    results = [
+        post_token(server.url, {"username": user.username, "password": f"wrong-{i}"}, f"10.9.{i}.1")
+        for i in range(LIMIT)
+    ]
     assert [status for status, _ in results] == [403] * (LIMIT - 1) + [429]
     assert is_locked(*post_token(server.url, {"username": user.username, "password": PASSWORD}, "10.9.99.1"))
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}

@@ -60,8 +60,9 @@ def test_a_stopped_run_is_announced_once_after_commit(project, heard, django_cap
     assert ExecutionRun.objects.get(pk=run.pk).status == "cancelled"
 
 
-def test_a_failing_listener_neither_undoes_the_stop_nor_silences_the_others(project, heard,
-                                                                            django_capture_on_commit_callbacks):
+def test_a_failing_listener_neither_undoes_the_stop_nor_silences_the_others(
+    project, heard, django_capture_on_commit_callbacks
+):
     def broken(run_id):
         raise RuntimeError("listener bug")
 
@@ -76,8 +77,9 @@ def test_a_failing_listener_neither_undoes_the_stop_nor_silences_the_others(proj
     assert ("finished", run.pk) in heard
 
 
-def test_an_autonomy_change_is_announced_without_the_core_knowing_the_manager(project, heard,
-                                                                              django_capture_on_commit_callbacks):
+def test_an_autonomy_change_is_announced_without_the_core_knowing_the_manager(
+    project, heard, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         project_update_autonomy(project=project, autonomy_mode=AutonomyMode.FULL_AUTO)
     assert heard == [("changed", project.pk, "autonomy changed")]

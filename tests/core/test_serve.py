@@ -43,8 +43,13 @@ class Serve:
     def __init__(self, env: dict, log: Path, *args: str):
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([*AUTOPILOT, "serve", *args], env=env, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*AUTOPILOT, "serve", *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -91,7 +96,11 @@ def healthy_with_cluster(url: str, workers: int | None = None):
     def check():
         status, report = http_json(url + "/healthz", timeout=15)
         cluster = report["checks"]["cluster"]
-        if status == 200 and cluster.get("clusters") and (workers is None or cluster.get("workers") == workers):
+        if (
+            status == 200
+            and cluster.get("clusters")
+            and (workers is None or cluster.get("workers") == workers)
+        ):
             return report
         return None
 
@@ -101,14 +110,20 @@ def healthy_with_cluster(url: str, workers: int | None = None):
 def test_serve_answers_healthz_with_the_cluster_and_stops_cleanly_on_sigterm(serve_env, serve):
     # Given `autopilot serve` on a free port with one run worker and one control worker
     port = pick_free_port()
-    server = serve(serve_env, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--control-workers", "1")
+    server = serve(
+        serve_env, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--control-workers", "1"
+    )
     url = f"http://127.0.0.1:{port}"
 
     # When it is up, Then /healthz is 200 and reports both running clusters with that many workers
-    report = wait_until(healthy_with_cluster(url, workers=2), timeout=90, what=f"{url}/healthz with a cluster")
+    report = wait_until(
+        healthy_with_cluster(url, workers=2), timeout=90, what=f"{url}/healthz with a cluster"
+    )
     assert report["checks"]["cluster"]["clusters"] == 2
     cluster_pids = report["checks"]["cluster"]["pids"]
-    assert set(cluster_pids) & set(descendants_of(server.proc.pid)), "the cluster reported is not this serve's"
+    assert set(cluster_pids) & set(descendants_of(server.proc.pid)), (
+        "the cluster reported is not this serve's"
+    )
     groups = server.groups()
     running = server.cmdlines()
     assert any("daphne" in cmd for cmd in running) and any("qcluster" in cmd for cmd in running), running
@@ -128,8 +143,11 @@ def test_a_child_dying_stops_the_rest_and_exits_non_zero(serve_env, serve):
     server = serve(serve_env, "--port", str(port), "--workers", "1")
     wait_until(healthy_with_cluster(f"http://127.0.0.1:{port}"), timeout=90, what="serve to be healthy")
     groups = server.groups()
-    web = next(pid for pid in descendants_of(server.proc.pid)
-               if "daphne" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+    web = next(
+        pid
+        for pid in descendants_of(server.proc.pid)
+        if "daphne" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    )
 
     # When the web server dies on its own
     os.kill(web, signal.SIGKILL)
@@ -164,7 +182,12 @@ def test_scale_out_split_web_nodes_and_worker_nodes(serve_env, serve):
 
 
 def test_no_web_and_no_cluster_together_is_refused(serve_env):
-    done = subprocess.run([*AUTOPILOT, "serve", "--no-web", "--no-cluster"], env=serve_env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*AUTOPILOT, "serve", "--no-web", "--no-cluster"],
+        env=serve_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "Nothing to run" in done.stderr

@@ -36,11 +36,15 @@ def _project():
 BUILDERS = {
     Proposal: lambda status: ProposalFactory(task=TaskFactory(project=_project()), status=status),
     Blueprint: lambda status: BlueprintFactory(project=_project(), status=status),
-    IngestionJob: lambda status: IngestionJobFactory(blueprint=BlueprintFactory(project=_project()), status=status),
+    IngestionJob: lambda status: IngestionJobFactory(
+        blueprint=BlueprintFactory(project=_project()), status=status
+    ),
     PlanNode: lambda status: PlanNodeFactory(blueprint=BlueprintFactory(project=_project()), status=status),
     Task: lambda status: TaskFactory(project=_project(), status=status),
     ExecutionRun: lambda status: ExecutionRunFactory(project=_project(), status=status),
-    ExecutionStep: lambda status: ExecutionStepFactory(run=ExecutionRunFactory(project=_project()), status=status),
+    ExecutionStep: lambda status: ExecutionStepFactory(
+        run=ExecutionRunFactory(project=_project()), status=status
+    ),
 }
 
 
@@ -49,7 +53,9 @@ def _pairs():
         for source, target in itertools.product(model.Status.values, repeat=2):
             allowed = target in allowed_targets(model, source)
             verdict = "allowed" if allowed else "refused"
-            yield pytest.param(model, source, target, allowed, id=f"{model.__name__}:{source}->{target}:{verdict}")
+            yield pytest.param(
+                model, source, target, allowed, id=f"{model.__name__}:{source}->{target}:{verdict}"
+            )
 
 
 def test_every_stateful_model_is_covered():
@@ -91,8 +97,11 @@ def test_transition_pair(model, source, target, allowed):
             transition(obj, target, actor=actor)
         assert isinstance(refused.value, Conflict) and refused.value.status_code == 409
         assert f"'{source}'" in refused.value.message and f"'{target}'" in refused.value.message
-        assert refused.value.extra == {"current": source, "target": target,
-                                       "allowed": sorted(allowed_targets(model, source))}
+        assert refused.value.extra == {
+            "current": source,
+            "target": target,
+            "allowed": sorted(allowed_targets(model, source)),
+        }
         assert model.objects.get(pk=obj.pk).status == source
         assert obj.status == source
         assert Event.objects.count() == events_before
@@ -157,8 +166,12 @@ def test_stale_object_transition_records_the_real_from_state():
 def test_extra_fields_are_saved_with_the_status():
     run = ExecutionRunFactory(project=_project(), status=ExecutionRun.Status.RUNNING)
     ended = timezone.now()
-    transition(run, ExecutionRun.Status.FAILED, fields={"ended_at": ended, "status_reason": "boom"},
-               event_data={"code": 7})
+    transition(
+        run,
+        ExecutionRun.Status.FAILED,
+        fields={"ended_at": ended, "status_reason": "boom"},
+        event_data={"code": 7},
+    )
     row = ExecutionRun.objects.get(pk=run.pk)
     assert (row.status, row.ended_at, row.status_reason) == ("failed", ended, "boom")
     assert Event.objects.get(kind="executionrun.status").data["code"] == 7

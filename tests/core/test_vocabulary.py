@@ -33,20 +33,29 @@ pytestmark = pytest.mark.django_db
 R, T = ExecutionRun.Status, Task.Status
 
 
-@pytest.mark.parametrize(("named", "members"), [
-    pytest.param(ExecutionRun.ACTIVE, {R.PREPARING, R.RUNNING, R.WAITING_APPROVAL}, id="run-active"),
-    pytest.param(ExecutionRun.OPEN, {R.QUEUED, R.PREPARING, R.RUNNING, R.WAITING_APPROVAL}, id="run-open"),
-    pytest.param(ExecutionRun.TERMINAL, {R.SUCCEEDED, R.FAILED, R.CANCELLED, R.TIMED_OUT}, id="run-terminal"),
-    pytest.param(ExecutionRun.FAILED, {R.FAILED, R.TIMED_OUT}, id="run-failed"),
-    pytest.param(Task.OPEN, {T.TODO, T.READY, T.IN_PROGRESS, T.REVIEW, T.BLOCKED}, id="task-open"),
-    pytest.param(Task.CLOSED, {T.DONE, T.CANCELLED}, id="task-closed"),
-    pytest.param(Task.UNSTARTED, {T.TODO, T.READY}, id="task-unstarted"),
-    pytest.param(Task.RUNNABLE, {T.READY}, id="task-runnable"),
-    pytest.param(Task.SATISFIED, {T.DONE}, id="task-satisfied"),
-    pytest.param(Task.DELIVERED, {T.REVIEW, T.DONE}, id="task-delivered"),
-    pytest.param(ExecutionStep.FINISHED, {"completed", "failed", "skipped", "rolled_back"}, id="step-finished"),
-    pytest.param(ExecutionStep.WAITING, {"needs_approval"}, id="step-waiting"),
-])
+@pytest.mark.parametrize(
+    ("named", "members"),
+    [
+        pytest.param(ExecutionRun.ACTIVE, {R.PREPARING, R.RUNNING, R.WAITING_APPROVAL}, id="run-active"),
+        pytest.param(
+            ExecutionRun.OPEN, {R.QUEUED, R.PREPARING, R.RUNNING, R.WAITING_APPROVAL}, id="run-open"
+        ),
+        pytest.param(
+            ExecutionRun.TERMINAL, {R.SUCCEEDED, R.FAILED, R.CANCELLED, R.TIMED_OUT}, id="run-terminal"
+        ),
+        pytest.param(ExecutionRun.FAILED, {R.FAILED, R.TIMED_OUT}, id="run-failed"),
+        pytest.param(Task.OPEN, {T.TODO, T.READY, T.IN_PROGRESS, T.REVIEW, T.BLOCKED}, id="task-open"),
+        pytest.param(Task.CLOSED, {T.DONE, T.CANCELLED}, id="task-closed"),
+        pytest.param(Task.UNSTARTED, {T.TODO, T.READY}, id="task-unstarted"),
+        pytest.param(Task.RUNNABLE, {T.READY}, id="task-runnable"),
+        pytest.param(Task.SATISFIED, {T.DONE}, id="task-satisfied"),
+        pytest.param(Task.DELIVERED, {T.REVIEW, T.DONE}, id="task-delivered"),
+        pytest.param(
+            ExecutionStep.FINISHED, {"completed", "failed", "skipped", "rolled_back"}, id="step-finished"
+        ),
+        pytest.param(ExecutionStep.WAITING, {"needs_approval"}, id="step-waiting"),
+    ],
+)
 def test_a_named_status_set_has_exactly_its_members(named, members):
     assert set(named) == set(members)
 
@@ -55,7 +64,9 @@ def test_run_sets_partition_the_statuses_and_the_database_guard_uses_open():
     assert ExecutionRun.OPEN | ExecutionRun.TERMINAL == set(R)
     assert not ExecutionRun.OPEN & ExecutionRun.TERMINAL
     (guard,) = [c for c in ExecutionRun._meta.constraints if c.name == "run_one_open_code_run_per_task"]
-    assert guard.condition == Q(role="code", status__in=["queued", "preparing", "running", "waiting_approval"])
+    assert guard.condition == Q(
+        role="code", status__in=["queued", "preparing", "running", "waiting_approval"]
+    )
     assert set(dict(guard.condition.children)["status__in"]) == ExecutionRun.OPEN
     assert Task.OPEN | Task.CLOSED == set(T) and not Task.OPEN & Task.CLOSED
 
@@ -121,8 +132,9 @@ def test_the_subtree_of_a_plan_node_excludes_archived_nodes_for_the_board_and_th
     project = ProjectFactory(autonomy_mode="full_auto")
     phase = PlanNodeFactory(project=project, blueprint__project=project, anchor="phase-1")
     current = PlanNodeFactory(project=project, blueprint=phase.blueprint, anchor="phase-1/api")
-    archived = PlanNodeFactory(project=project, blueprint=phase.blueprint, anchor="phase-1/old",
-                               archived_at=timezone.now())
+    archived = PlanNodeFactory(
+        project=project, blueprint=phase.blueprint, anchor="phase-1/old", archived_at=timezone.now()
+    )
     other = PlanNodeFactory(project=project, blueprint=phase.blueprint, anchor="phase-10")
     inside = TaskFactory(project=project, status=T.READY, plan_node=current)
     in_archived = TaskFactory(project=project, status=T.READY, plan_node=archived)
@@ -145,8 +157,9 @@ def test_tick_decisions_carry_codes_and_their_text_is_made_from_the_code():
     capacity = ranking.capacities([project])[project.pk]
 
     # When the tick decides
-    (decision,) = decide(project, mode="full_auto", capacity=capacity, candidates=[task], failures={},
-                         now=timezone.now())
+    (decision,) = decide(
+        project, mode="full_auto", capacity=capacity, candidates=[task], failures={}, now=timezone.now()
+    )
 
     # Then the decision's code is what is counted, and its text starts with the code's label
     assert decision.code == Code.CAPACITY

@@ -186,37 +186,46 @@ def test_the_other_projects_socket_is_refused_with_any_subject(world, user_kind)
     # Given a user with no role on the other project (superusers have one everywhere)
     cookie = session_cookie(world.users[user_kind])
     others = world.objects["other"]
-    subjects = ["", f"project.{world.other.pk}", f"executionrun.{others['run'].pk}",
-                f"task.{others['task'].pk}",
-                f"executionrun.{world.objects['own']['run'].pk}"]
+    subjects = [
+        "",
+        f"project.{world.other.pk}",
+        f"executionrun.{others['run'].pk}",
+        f"task.{others['task'].pk}",
+        f"executionrun.{world.objects['own']['run'].pk}",
+    ]
 
     # When they open the other project's socket, Then it is refused (superuser: only the own run is,
     # as it is not a subject of the other project)
-    outcome = [connect_in_process(cookie, f"project={world.other.pk}" + (f"&subject={s}" if s else ""))
-               for s in subjects]
+    outcome = [
+        connect_in_process(cookie, f"project={world.other.pk}" + (f"&subject={s}" if s else ""))
+        for s in subjects
+    ]
     if user_kind == "superuser":
         assert outcome == [ACCEPT, ACCEPT, ACCEPT, ACCEPT, FORBIDDEN]
     else:
         assert outcome == [FORBIDDEN] * len(subjects)
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    pytest.param("", BAD_REQUEST, id="no-project"),
-    pytest.param("project=", BAD_REQUEST, id="empty-project"),
-    pytest.param("project=abc", BAD_REQUEST, id="project-abc"),
-    pytest.param("project=1.5", BAD_REQUEST, id="project-float"),
-    pytest.param("project=99999999999999999999", BAD_REQUEST, id="project-huge"),
-    pytest.param("project=%C2%B2", BAD_REQUEST, id="project-superscript"),
-    pytest.param("project={own}&after=abc", BAD_REQUEST, id="after-abc"),
-    pytest.param("project={own}&after=99999999999999999999", BAD_REQUEST, id="after-huge"),
-    pytest.param("project=0", FORBIDDEN, id="project-zero"),
-    pytest.param("project=-{own}", FORBIDDEN, id="project-negative"),
-    pytest.param("project={missing}", FORBIDDEN, id="project-missing"),
-    pytest.param("project={other}", FORBIDDEN, id="project-other"),
-    pytest.param("project={own}&after=", ACCEPT, id="after-empty"),
-    pytest.param("project={own}&after=-5", ACCEPT, id="after-negative"),
-    pytest.param("project={own}&after=9223372036854775807", ACCEPT, id="after-max"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        pytest.param("", BAD_REQUEST, id="no-project"),
+        pytest.param("project=", BAD_REQUEST, id="empty-project"),
+        pytest.param("project=abc", BAD_REQUEST, id="project-abc"),
+        pytest.param("project=1.5", BAD_REQUEST, id="project-float"),
+        pytest.param("project=99999999999999999999", BAD_REQUEST, id="project-huge"),
+        pytest.param("project=%C2%B2", BAD_REQUEST, id="project-superscript"),
+        pytest.param("project={own}&after=abc", BAD_REQUEST, id="after-abc"),
+        pytest.param("project={own}&after=99999999999999999999", BAD_REQUEST, id="after-huge"),
+        pytest.param("project=0", FORBIDDEN, id="project-zero"),
+        pytest.param("project=-{own}", FORBIDDEN, id="project-negative"),
+        pytest.param("project={missing}", FORBIDDEN, id="project-missing"),
+        pytest.param("project={other}", FORBIDDEN, id="project-other"),
+        pytest.param("project={own}&after=", ACCEPT, id="after-empty"),
+        pytest.param("project={own}&after=-5", ACCEPT, id="after-negative"),
+        pytest.param("project={own}&after=9223372036854775807", ACCEPT, id="after-max"),
+    ],
+)
 def test_project_and_after_parameters(world, query, code):
     # Given a viewer of the own project
     cookie = session_cookie(world.users["viewer"])
@@ -254,15 +263,21 @@ for action in json.loads(sys.argv[1]):
 
 def in_worker(env: dict, *actions) -> None:
     """A separate Python process (like a django-q2 worker) does `actions`, one transaction each."""
-    done = subprocess.run([sys.executable, "-c", WORKER_CODE, json.dumps(actions)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_CODE, json.dumps(actions)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def open_socket(server: LiveServer, cookie: str | None, query: str):
     headers = {"Cookie": cookie} if cookie else {}
-    return connect(f"{server.ws_url}/ws/events/?{query}", additional_headers=headers, origin=server.url,
-                   open_timeout=30)
+    return connect(
+        f"{server.ws_url}/ws/events/?{query}", additional_headers=headers, origin=server.url, open_timeout=30
+    )
 
 
 def receive(ws, count: int) -> list[dict]:
@@ -303,9 +318,11 @@ def test_sockets_receive_only_their_own_projects_events(world, web, subprocess_e
 
     # When sockets are open on the whole own project, on its run and on its task
     base = f"project={world.own.pk}"
-    with open_socket(web, cookie, base) as project_ws, \
-            open_socket(web, cookie, f"{base}&subject=executionrun.{own['run'].pk}") as run_ws, \
-            open_socket(web, cookie, f"{base}&subject=task.{own['task'].pk}") as task_ws:
+    with (
+        open_socket(web, cookie, base) as project_ws,
+        open_socket(web, cookie, f"{base}&subject=executionrun.{own['run'].pk}") as run_ws,
+        open_socket(web, cookie, f"{base}&subject=task.{own['task'].pk}") as task_ws,
+    ):
         # and a worker records events on every object of the other project and one with no project,
         # then (in a later process, so those are in the channel layer first) on every object of the own one
         in_worker(subprocess_env, *record_actions(world, "other"), ["record-no-project", "test.no_project"])
@@ -313,8 +330,14 @@ def test_sockets_receive_only_their_own_projects_events(world, web, subprocess_e
 
         # Then each socket gets exactly the own project's events for its scope, nothing before them
         own_kinds = {action[3] for action in record_actions(world, "own")}
-        got = {name: receive(ws, count) for name, ws, count in
-               [("project", project_ws, len(own_kinds)), ("run", run_ws, 1), ("task", task_ws, 1)]}
+        got = {
+            name: receive(ws, count)
+            for name, ws, count in [
+                ("project", project_ws, len(own_kinds)),
+                ("run", run_ws, 1),
+                ("task", task_ws, 1),
+            ]
+        }
         assert {e["kind"] for e in got["project"]} == own_kinds
         assert [e["kind"] for e in got["run"]] == ["test.own.run"]
         assert [e["kind"] for e in got["task"]] == ["test.own.task"]
@@ -325,11 +348,15 @@ def test_sockets_receive_only_their_own_projects_events(world, web, subprocess_e
                 ws.recv(timeout=1)
 
 
-@pytest.mark.parametrize("query_of", [
-    pytest.param(lambda w: f"project={w.own.pk}", id="project-socket"),
-    pytest.param(lambda w: f"project={w.own.pk}&subject=executionrun.{w.objects['own']['run'].pk}",
-                 id="run-socket"),
-])
+@pytest.mark.parametrize(
+    "query_of",
+    [
+        pytest.param(lambda w: f"project={w.own.pk}", id="project-socket"),
+        pytest.param(
+            lambda w: f"project={w.own.pk}&subject=executionrun.{w.objects['own']['run'].pk}", id="run-socket"
+        ),
+    ],
+)
 def test_membership_removed_while_connected_closes_the_socket(world, subprocess_env, query_of):
     # Given a viewer with a socket open (the server re-checks the role before every event)
     viewer = world.users["viewer"]
@@ -341,8 +368,11 @@ def test_membership_removed_while_connected_closes_the_socket(world, subprocess_
             assert [e["kind"] for e in receive(ws, 1)] == ["test.before"]
 
             # When their membership is removed, then the run records an event
-            in_worker(subprocess_env, ["remove-member", world.own.pk, viewer.pk],
-                      ["record", "runs.ExecutionRun", world.objects["own"]["run"].pk, "test.after"])
+            in_worker(
+                subprocess_env,
+                ["remove-member", world.own.pk, viewer.pk],
+                ["record", "runs.ExecutionRun", world.objects["own"]["run"].pk, "test.after"],
+            )
 
             # Then the socket is closed with 4403 and neither event reached it
             with pytest.raises(ConnectionClosed) as closed:
@@ -350,15 +380,19 @@ def test_membership_removed_while_connected_closes_the_socket(world, subprocess_
         assert closed.value.rcvd is not None and closed.value.rcvd.code == FORBIDDEN
 
 
-def test_membership_removal_closes_a_project_socket_at_once_with_the_default_recheck_interval(world, web,
-                                                                                            subprocess_env):
+def test_membership_removal_closes_a_project_socket_at_once_with_the_default_recheck_interval(
+    world, web, subprocess_env
+):
     # Given a viewer with the project socket open on a server with the default (cached) re-check
     viewer = world.users["viewer"]
     cookie = login(web.url, viewer.username, PASSWORD)
     with open_socket(web, cookie, f"project={world.own.pk}") as ws:
         # When their membership is removed (an event naming them), then the project records an event
-        in_worker(subprocess_env, ["remove-member", world.own.pk, viewer.pk],
-                  ["record", "autopilot.Project", world.own.pk, "test.after"])
+        in_worker(
+            subprocess_env,
+            ["remove-member", world.own.pk, viewer.pk],
+            ["record", "autopilot.Project", world.own.pk, "test.after"],
+        )
 
         # Then the socket is closed with 4403 at once: not even the membership event was sent
         with pytest.raises(ConnectionClosed) as closed:

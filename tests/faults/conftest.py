@@ -29,8 +29,13 @@ class Group:
     def __init__(self, env: dict, log: Path, *args: str):
         self.log = log
         self._fh = open(log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([*AUTOPILOT, "serve", *args], env=env, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*AUTOPILOT, "serve", *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -58,7 +63,9 @@ class Group:
                 pass
         self.proc.wait(timeout=30)
         self._fh.close()
-        wait_until(lambda: process_groups_alive(groups) == [], timeout=30, what="the killed processes to be gone")
+        wait_until(
+            lambda: process_groups_alive(groups) == [], timeout=30, what="the killed processes to be gone"
+        )
 
     def stop(self) -> int:
         groups = self.groups()

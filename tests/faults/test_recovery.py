@@ -33,7 +33,9 @@ SLEEPER = [{"write": "started.txt", "content": "started\n"}, {"sleep": 120}, {"f
 
 def queue(project, script, prompt="fault test") -> ExecutionRun:
     """A run created the normal way: queued, and enqueued to the runs cluster on commit."""
-    return services.run_create(project=project, prompt=prompt, agent_backend="scripted", run_settings={"script": script})
+    return services.run_create(
+        project=project, prompt=prompt, agent_backend="scripted", run_settings={"script": script}
+    )
 
 
 def first_write_done(run_id: int) -> bool:
@@ -62,7 +64,12 @@ def test_a_killed_run_worker_fails_its_run_within_two_lease_periods(fault_env, s
     killed_at = timezone.now()
 
     # Then the run is failed because its lease expired, within two lease periods of the kill
-    wait_for(lambda: status_of(run.pk) == Status.FAILED, timeout=60, interval=0.1, message="the run was never reaped")
+    wait_for(
+        lambda: status_of(run.pk) == Status.FAILED,
+        timeout=60,
+        interval=0.1,
+        message="the run was never reaped",
+    )
     run.refresh_from_db()
     assert run.status_reason == "worker lost: lease expired"
     assert run.lease_owner == "" and run.ended_at is not None
@@ -79,19 +86,31 @@ def test_killing_the_whole_serve_group_and_restarting_recovers_queued_and_runnin
     project = ProjectFactory()
     group = serve(fault_env, "--no-web", "--workers", "1", "--control-workers", "1")
     running = queue(project, SLEEPER, prompt="running when killed")
-    wait_for(lambda: first_write_done(running.pk), timeout=120, interval=0.1, message="the first run never started")
-    queued = [queue(project, [{"write": f"q{i}.txt", "content": f"{i}\n"}, {"finish": "done"}], prompt=f"queued {i}")
-              for i in range(2)]
+    wait_for(
+        lambda: first_write_done(running.pk), timeout=120, interval=0.1, message="the first run never started"
+    )
+    queued = [
+        queue(
+            project, [{"write": f"q{i}.txt", "content": f"{i}\n"}, {"finish": "done"}], prompt=f"queued {i}"
+        )
+        for i in range(2)
+    ]
     if "orm" in settings.Q_CLUSTER:
         # (the first waits in the cluster's task queue; with one worker, that holds one message)
-        wait_for(lambda: OrmQ.objects.filter(key="autopilot-runs", lock__gt=timezone.now()).count() >= 2,
-                 timeout=30, interval=0.05, message="the runs cluster never fetched the queued runs' messages")
+        wait_for(
+            lambda: OrmQ.objects.filter(key="autopilot-runs", lock__gt=timezone.now()).count() >= 2,
+            timeout=30,
+            interval=0.05,
+            message="the runs cluster never fetched the queued runs' messages",
+        )
 
     # When every process of the group is killed with SIGKILL, and serve is started again
     group.kill()
     assert [status_of(r.pk) for r in [running, *queued]] == [Status.RUNNING, Status.QUEUED, Status.QUEUED]
     group = serve(fault_env, "--no-web", "--workers", "1", "--control-workers", "1")
-    wait_for(lambda: "reconciler: every" in group.output(), timeout=120, interval=0.1, message="no reconciler")
+    wait_for(
+        lambda: "reconciler: every" in group.output(), timeout=120, interval=0.1, message="no reconciler"
+    )
     reconciling_since = timezone.now()
 
     # Then the running run is failed (its worker is gone) and both queued runs run to success
@@ -103,7 +122,9 @@ def test_killing_the_whole_serve_group_and_restarting_recovers_queued_and_runnin
     for run in queued:
         run.refresh_from_db()
         assert run.status == Status.SUCCEEDED, run.status_reason
-        requeued = Event.objects.filter(kind="executionrun.requeued", subject_id=run.pk).order_by("pk").first()
+        requeued = (
+            Event.objects.filter(kind="executionrun.requeued", subject_id=run.pk).order_by("pk").first()
+        )
         assert requeued is not None, f"run #{run.pk} was not re-enqueued"
         recovered[f"queued #{run.pk} re-enqueued"] = (requeued.created_at - reconciling_since).total_seconds()
         # each ran exactly once: one claim, one write step
@@ -121,8 +142,10 @@ def test_killing_the_whole_serve_group_and_restarting_recovers_queued_and_runnin
     assert group.stop() == 0, group.output()
 
 
-WORKER = ("import django; django.setup(); from runs.worker import execute_run; import sys; "
-          "print(execute_run(int(sys.argv[1])), flush=True)")
+WORKER = (
+    "import django; django.setup(); from runs.worker import execute_run; import sys; "
+    "print(execute_run(int(sys.argv[1])), flush=True)"
+)
 
 
 def test_an_unwritable_worktree_root_fails_the_run_with_a_clear_reason(subprocess_env, tmp_path):
@@ -132,20 +155,33 @@ def test_an_unwritable_worktree_root_fails_the_run_with_a_clear_reason(subproces
     blocker.write_text("a file\n")
     env = {**subprocess_env, "AUTOPILOT_WORKTREE_ROOT": str(blocker / "worktrees")}
     project = ProjectFactory()
-    run = services.run_create(project=project, prompt="x", agent_backend="scripted", enqueue=False,
-                              run_settings={"script": [{"write": "a.txt", "content": "a"}, {"finish": "ok"}]})
+    run = services.run_create(
+        project=project,
+        prompt="x",
+        agent_backend="scripted",
+        enqueue=False,
+        run_settings={"script": [{"write": "a.txt", "content": "a"}, {"finish": "ok"}]},
+    )
     branches_before = git("-C", project.repo_path, "branch", "--list")
 
     # When a worker process executes the run
-    done = subprocess.run([sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(run.pk)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     # Then the run failed with a reason naming the path and the problem, and left nothing behind
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "failed"
     run.refresh_from_db()
     assert run.status == Status.FAILED
-    assert run.status_reason.startswith(f"could not create the run's worktree under {blocker}"), run.status_reason
+    assert run.status_reason.startswith(f"could not create the run's worktree under {blocker}"), (
+        run.status_reason
+    )
     assert "Not a directory" in run.status_reason
     assert run.error == "" and run.worktree_path == "" and run.lease_owner == ""
     assert git("-C", project.repo_path, "branch", "--list") == branches_before

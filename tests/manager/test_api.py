@@ -132,11 +132,27 @@ def test_learning_metrics(project, viewer):
     from autopilot.manager.models import FileStat
 
     now = timezone.now()
-    node = PlanNodeFactory(blueprint=BlueprintFactory(project=project), failure_count=2, rework_count=1, difficulty=1.6)
-    make_task(project, status="done", plan_order=2, started_at=now - timezone.timedelta(seconds=100),
-              completed_at=now - timezone.timedelta(seconds=50), plan_node=node, attempts=2, rework_count=1)
-    make_task(project, status="done", plan_order=1, started_at=now - timezone.timedelta(seconds=40),
-              completed_at=now, attempts=1)
+    node = PlanNodeFactory(
+        blueprint=BlueprintFactory(project=project), failure_count=2, rework_count=1, difficulty=1.6
+    )
+    make_task(
+        project,
+        status="done",
+        plan_order=2,
+        started_at=now - timezone.timedelta(seconds=100),
+        completed_at=now - timezone.timedelta(seconds=50),
+        plan_node=node,
+        attempts=2,
+        rework_count=1,
+    )
+    make_task(
+        project,
+        status="done",
+        plan_order=1,
+        started_at=now - timezone.timedelta(seconds=40),
+        completed_at=now,
+        attempts=1,
+    )
     FileStat.objects.create(project=project, path="src/app.py", failures=3, reworks=1, runs=5)
     ExecutionRunFactory(project=project, task=Task.objects.first(), status="succeeded", cost_usd="0.5")
     data = client_for(viewer).get(f"/api/projects/{project.pk}/learning_metrics/").json()

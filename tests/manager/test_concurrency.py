@@ -111,8 +111,14 @@ def test_concurrent_ticks_in_two_processes_never_start_a_task_twice(project, sub
     # When two processes tick it at the same instant (both wait for the same wall-clock moment)
     start_at = time.time() + 4
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHILD, str(project.pk), str(start_at)], env=env,
-                         cwd=Path(django_settings.BASE_DIR), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(project.pk), str(start_at)],
+            env=env,
+            cwd=Path(django_settings.BASE_DIR),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]

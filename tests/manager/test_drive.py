@@ -38,12 +38,17 @@ def test_drive_runs_a_chain_of_tasks_to_the_end_with_the_scripted_backend(projec
     assert summary["runs"] == 3 and summary["succeeded"] == 3 and summary["remaining_ready"] == 0
     assert summary["stopped_because"] == "no ready task remains"
     assert set(Task.objects.filter(project=project).values_list("status", flat=True)) == {"done"}
-    assert set(ExecutionRun.objects.filter(project=project).values_list("autonomy_mode", flat=True)) == {"full_auto"}
+    assert set(ExecutionRun.objects.filter(project=project).values_list("autonomy_mode", flat=True)) == {
+        "full_auto"
+    }
 
 
 def test_drive_stops_when_the_budget_is_spent(project):
     # Given scripted runs that each record $0.60 of usage and a $1 budget for the drive
-    script = [{"usage": {"model": "claude-sonnet-4-5", "input_tokens": 200000, "output_tokens": 0}}, {"finish": "ok"}]
+    script = [
+        {"usage": {"model": "claude-sonnet-4-5", "input_tokens": 200000, "output_tokens": 0}},
+        {"finish": "ok"},
+    ]
     set_mode(project, "off", max_parallel_runs=1, model_matrix={"code": {"agent": "scripted"}})
     for i in range(4):
         make_task(project, plan_order=i, body=json.dumps(script))
@@ -74,10 +79,16 @@ def test_with_a_test_command_the_test_worker_decides_completion(project):
     # When the driver runs until empty
     summary = drive(project=project, until_empty=True, as_json=True, stdout=out)
     # Then each task had a code run and a test run in the code run's worktree, and both are done
-    runs = list(ExecutionRun.objects.filter(project=project).order_by("pk").values_list("task_id", "role", "status", "resumed_from_id"))
+    runs = list(
+        ExecutionRun.objects.filter(project=project)
+        .order_by("pk")
+        .values_list("task_id", "role", "status", "resumed_from_id")
+    )
     assert [(t, r, s) for t, r, s, _ in runs] == [
-        (first.pk, "code", "succeeded"), (first.pk, "test", "succeeded"),
-        (second.pk, "code", "succeeded"), (second.pk, "test", "succeeded"),
+        (first.pk, "code", "succeeded"),
+        (first.pk, "test", "succeeded"),
+        (second.pk, "code", "succeeded"),
+        (second.pk, "test", "succeeded"),
     ]
     assert runs[1][3] is not None and runs[3][3] is not None
     assert set(Task.objects.filter(project=project).values_list("status", flat=True)) == {"done"}
@@ -86,7 +97,13 @@ def test_with_a_test_command_the_test_worker_decides_completion(project):
 
 def test_failing_tests_send_the_task_back_for_rework_until_attempts_run_out(project, settings):
     settings.AUTOPILOT_RETRY_BACKOFF_SECONDS = 1
-    set_mode(project, "off", auto_complete_on_tests=True, max_attempts=2, model_matrix={"code": {"agent": "scripted"}})
+    set_mode(
+        project,
+        "off",
+        auto_complete_on_tests=True,
+        max_attempts=2,
+        model_matrix={"code": {"agent": "scripted"}},
+    )
     project.test_command = "false"
     project.save(update_fields=["test_command"])
     task = make_task(project)

@@ -24,7 +24,9 @@ def test_moving_the_models_keeps_rows_tables_and_permissions():
     # Given a database from before the move: the core owned proposals and file statistics
     ContentType.objects.filter(app_label="manager").delete()
     old_type = ContentType.objects.create(app_label="autopilot", model="proposal")
-    permission = Permission.objects.create(content_type=old_type, codename="change_proposal", name="Can change")
+    permission = Permission.objects.create(
+        content_type=old_type, codename="change_proposal", name="Can change"
+    )
     user = UserFactory()
     user.user_permissions.add(permission)
     _migrate(BEFORE)
@@ -35,18 +37,23 @@ def test_moving_the_models_keeps_rows_tables_and_permissions():
             cursor.execute(
                 "INSERT INTO autopilot_proposal (project_id, task_id, status, role, agent_backend, model, score, "
                 "reason, created_at, updated_at) VALUES (%s, %s, 'pending', 'code', '', '', 2.5, 'why', "
-                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", [project.pk, task.pk])
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                [project.pk, task.pk],
+            )
             cursor.execute(
                 "INSERT INTO autopilot_filestat (project_id, path, runs, failures, reworks, updated_at) "
-                "VALUES (%s, 'src/a.py', 3, 2, 1, CURRENT_TIMESTAMP)", [project.pk])
+                "VALUES (%s, 'src/a.py', 3, 2, 1, CURRENT_TIMESTAMP)",
+                [project.pk],
+            )
     finally:
         # When the migrations run
         _migrate(AFTER)
     # Then the rows are the manager's, in the same tables
     proposal = Proposal.objects.get(task=task)
     assert (proposal.status, proposal.score, proposal.reason) == ("pending", 2.5, "why")
-    assert FileStat.objects.filter(project=project).values_list("path", "runs", "failures", "reworks").get() == (
-        "src/a.py", 3, 2, 1)
+    assert FileStat.objects.filter(project=project).values_list(
+        "path", "runs", "failures", "reworks"
+    ).get() == ("src/a.py", 3, 2, 1)
     assert Proposal._meta.db_table == "autopilot_proposal" and FileStat._meta.db_table == "autopilot_filestat"
     # and the permission given before the move now names the manager's model
     permission.refresh_from_db()

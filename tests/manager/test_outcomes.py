@@ -29,7 +29,9 @@ def test_run_start_moves_the_task_in_progress(project):
 
 def test_success_sends_the_task_to_review_and_counts_files(project):
     task = make_task(project, status=Task.Status.IN_PROGRESS)
-    run = finished_run(project, task, "succeeded", diff_summary={"files": [{"path": "app.py", "added": 3, "removed": 1}]})
+    run = finished_run(
+        project, task, "succeeded", diff_summary={"files": [{"path": "app.py", "added": 3, "removed": 1}]}
+    )
     hooks.on_run_finished(run.pk)
     task.refresh_from_db()
     assert task.status == Task.Status.REVIEW and task.attempts == 1
@@ -71,7 +73,9 @@ def test_failures_retry_until_max_attempts_then_block_and_feed_the_learning_sign
     # When a second run starts (rework) and fails too
     second = ExecutionRunFactory(project=project, task=task, status="running", attempt=2)
     hooks.on_run_started(second.pk)
-    ExecutionRun.objects.filter(pk=second.pk).update(status="timed_out", ended_at=timezone.now(), diff_summary={"files": ["core.py"]})
+    ExecutionRun.objects.filter(pk=second.pk).update(
+        status="timed_out", ended_at=timezone.now(), diff_summary={"files": ["core.py"]}
+    )
     hooks.on_run_finished(second.pk)
     # Then it is blocked, and the node and the file remember two failures and one rework
     task.refresh_from_db()

@@ -38,7 +38,9 @@ def test_each_project_gets_its_own_best_candidates_up_to_its_own_limit():
 def test_tasks_with_an_open_run_or_an_unfinished_dependency_are_not_candidates(project):
     # Given the best task already running, the next one blocked by an unfinished task, and a plain one
     running = make_task(project, priority=5)
-    ExecutionRun.objects.create(project=project, task=running, prompt="x", agent_backend="scripted", model="scripted")
+    ExecutionRun.objects.create(
+        project=project, task=running, prompt="x", agent_backend="scripted", model="scripted"
+    )
     blocked = make_task(project, priority=4)
     depend(blocked, make_task(project, status=Task.Status.TODO, priority=0))
     plain = make_task(project, priority=1)

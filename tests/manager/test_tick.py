@@ -110,15 +110,22 @@ def test_off_and_paused_projects_start_nothing(project, mode, paused):
     make_task(project)
     report = tick_project(project, reason="test")
     assert report.started == [] and started_tasks(project) == []
-    assert report.projects[project.pk].note == ("autonomy mode is off" if mode == "off" else "project is paused")
+    assert report.projects[project.pk].note == (
+        "autonomy mode is off" if mode == "off" else "project is paused"
+    )
 
 
 def test_paused_project_still_reconciles_expired_leases(project):
     # Given a paused project with a running run whose worker lease expired
     set_mode(project, "full_auto", paused=True)
     task = make_task(project, status=Task.Status.IN_PROGRESS)
-    run = ExecutionRunFactory(project=project, task=task, status="running", lease_owner="gone:1",
-                              lease_expires_at=timezone.now() - timezone.timedelta(minutes=5))
+    run = ExecutionRunFactory(
+        project=project,
+        task=task,
+        status="running",
+        lease_owner="gone:1",
+        lease_expires_at=timezone.now() - timezone.timedelta(minutes=5),
+    )
     # When the manager ticks
     report = tick_project(project, reason="test")
     # Then the run is failed and its task goes back to ready for a retry (attempt 1 of 3)
@@ -144,10 +151,20 @@ def test_global_concurrency_limit_spans_projects(settings):
 
 def test_daily_budget_counts_todays_spend_and_reserved_runs(project):
     # Given a $3 daily cap, $1 per run, $1 spent today and one open run reserving $1
-    set_mode(project, "full_auto", max_parallel_runs=5, daily_budget_usd=Decimal("3"), default_run_budget_usd=Decimal("1"))
+    set_mode(
+        project,
+        "full_auto",
+        max_parallel_runs=5,
+        daily_budget_usd=Decimal("3"),
+        default_run_budget_usd=Decimal("1"),
+    )
     UsageRecordFactory(run=ExecutionRunFactory(project=project, status="succeeded"), cost_usd=Decimal("1"))
-    ExecutionRunFactory(project=project, task=make_task(project, status=Task.Status.IN_PROGRESS),
-                        status="running", budget_usd=Decimal("1"))
+    ExecutionRunFactory(
+        project=project,
+        task=make_task(project, status=Task.Status.IN_PROGRESS),
+        status="running",
+        budget_usd=Decimal("1"),
+    )
     for _ in range(3):
         make_task(project)
     # When the manager ticks

@@ -22,7 +22,9 @@ def test_header_controls_change_mode_pause_and_parallelism_through_htmx(project,
     page = client.get(f"/projects/{project.pk}/")
     assert b'id="autopilot-controls"' in page.content and b'name="autonomy_mode"' in page.content
     url = f"/projects/{project.pk}/manager/autonomy/"
-    response = client.post(url, {"autonomy_mode": "semi_auto", "max_parallel_runs": "4"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        url, {"autonomy_mode": "semi_auto", "max_parallel_runs": "4"}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200 and b"Semi-auto" in response.content
     client.post(url, {"paused": "1"}, HTTP_HX_REQUEST="true")
     project.refresh_from_db()
@@ -34,8 +36,9 @@ def test_header_controls_change_mode_pause_and_parallelism_through_htmx(project,
 
 
 def test_a_viewer_cannot_change_the_mode(project, viewer):
-    response = login(viewer).post(f"/projects/{project.pk}/manager/autonomy/", {"autonomy_mode": "full_auto"},
-                                  HTTP_HX_REQUEST="true")
+    response = login(viewer).post(
+        f"/projects/{project.pk}/manager/autonomy/", {"autonomy_mode": "full_auto"}, HTTP_HX_REQUEST="true"
+    )
     project.refresh_from_db()
     assert project.autonomy_mode == "off" and b"needs the owner role" in response.content
     assert response.status_code == 403
@@ -51,7 +54,13 @@ def test_manager_page_shows_plan_queue_proposals_and_metrics(project, operator):
     page = client.get(f"/projects/{project.pk}/manager/")
     html = page.content.decode()
     assert page.status_code == 200
-    for marker in ('id="manager-plan"', 'id="queue"', 'id="pending-proposals"', "Learning metrics", "Write the parser"):
+    for marker in (
+        'id="manager-plan"',
+        'id="queue"',
+        'id="pending-proposals"',
+        "Learning metrics",
+        "Write the parser",
+    ):
         assert marker in html
     # Accepting from the page starts the run
     response = client.post(f"/manager/proposals/{proposal.pk}/accept/")
@@ -60,7 +69,9 @@ def test_manager_page_shows_plan_queue_proposals_and_metrics(project, operator):
 
 
 def test_manager_page_partial_for_htmx(project, viewer):
-    response = login(viewer).get(f"/projects/{project.pk}/manager/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="manager-queue")
+    response = login(viewer).get(
+        f"/projects/{project.pk}/manager/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="manager-queue"
+    )
     assert b"Run queue" in response.content and b"<html" not in response.content
 
 
@@ -75,6 +86,8 @@ def test_admin_action_ticks_the_selected_projects(project, client):
     set_mode(project, "full_auto")
     task = make_task(project)
     client.force_login(admin_user)
-    response = client.post("/admin/autopilot/project/", {"action": "tick_now", "_selected_action": [project.pk]}, follow=True)
+    response = client.post(
+        "/admin/autopilot/project/", {"action": "tick_now", "_selected_action": [project.pk]}, follow=True
+    )
     assert response.status_code == 200 and b"1 run(s) started" in response.content
     assert ExecutionRun.objects.filter(task=task).exists()

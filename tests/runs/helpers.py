@@ -13,7 +13,9 @@ from runs.models import ExecutionRun
 from runs.worker import execute_run
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, message: str = ""):
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+):
     """Poll until predicate() is truthy; fail with `message` at the deadline (never a bare sleep)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,7 +48,9 @@ def scripted(project, script, **kwargs) -> ExecutionRun:
     kwargs.setdefault("prompt", "scripted test run")
     settings = dict(kwargs.pop("run_settings", {}) or {})
     settings["script"] = script
-    return services.run_create(project=project, agent_backend="scripted", run_settings=settings, enqueue=False, **kwargs)
+    return services.run_create(
+        project=project, agent_backend="scripted", run_settings=settings, enqueue=False, **kwargs
+    )
 
 
 def run_now(project, script, **kwargs) -> ExecutionRun:

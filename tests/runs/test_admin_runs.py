@@ -22,8 +22,11 @@ def admin_client_(client):
 def test_cancel_action_stops_queued_runs_and_names_the_admin(admin_client_, project):
     client, admin = admin_client_
     runs = ExecutionRunFactory.create_batch(2, project=project)
-    response = client.post(reverse("admin:runs_executionrun_changelist"),
-                           {"action": "cancel_runs", "_selected_action": [r.pk for r in runs]}, follow=True)
+    response = client.post(
+        reverse("admin:runs_executionrun_changelist"),
+        {"action": "cancel_runs", "_selected_action": [r.pk for r in runs]},
+        follow=True,
+    )
     assert response.status_code == 200
     assert set(ExecutionRun.objects.values_list("status", flat=True)) == {"cancelled"}
     assert project.events.filter(kind="executionrun.status", actor=admin, data__to="cancelled").count() == 2

@@ -23,7 +23,9 @@ def test_create_and_list_runs(project, operator):
     from django_q.models import OrmQ
 
     api = client_for(operator)
-    response = api.post(f"/api/projects/{project.pk}/runs/", {"prompt": "hello", "agent": "scripted"}, format="json")
+    response = api.post(
+        f"/api/projects/{project.pk}/runs/", {"prompt": "hello", "agent": "scripted"}, format="json"
+    )
     assert response.status_code == 201, response.data
     assert response.data["status"] == "queued" and response.data["agent_label"] == "scripted (offline demo)"
     queued = [(q.func(), q.args()) for q in OrmQ.objects.all()]
@@ -39,7 +41,10 @@ def test_create_and_list_runs(project, operator):
         ({"prompt": "x", "agent": "gpt"}, None),
         ({"prompt": "x", "budget_usd": "-1"}, None),
         ({"prompt": "x", "task": 999999}, "No task #999999."),
-        ({"prompt": "x", "agent": "scripted", "settings": {"script": [{"dance": 1}]}}, "settings.script: script[0] is not a known action"),
+        (
+            {"prompt": "x", "agent": "scripted", "settings": {"script": [{"dance": 1}]}},
+            "settings.script: script[0] is not a known action",
+        ),
     ],
     ids=["no-prompt", "bad-agent", "negative-budget", "unknown-task", "bad-script"],
 )
@@ -68,7 +73,11 @@ def test_approve_reject_stop_message_through_the_api():
     user = MembershipFactory(project=project, role="operator").user
     api = client_for(user)
     script = [{"run": "curl http://a"}, {"run": "wget http://b"}, {"sleep": 30}]
-    created = api.post(f"/api/projects/{project.pk}/runs/", {"prompt": "p", "agent": "scripted", "settings": {"script": script}}, format="json")
+    created = api.post(
+        f"/api/projects/{project.pk}/runs/",
+        {"prompt": "p", "agent": "scripted", "settings": {"script": script}},
+        format="json",
+    )
     run_id = created.data["id"]
     thread = run_in_thread(run_id)
 
@@ -86,7 +95,9 @@ def test_approve_reject_stop_message_through_the_api():
     assert stopped.status_code == 200
     thread.join(30)
     detail = api.get(f"/api/runs/{run_id}/").data
-    assert detail["status"] == "cancelled" and detail["status_reason"] == f"stopped by {user.username}: enough"
+    assert (
+        detail["status"] == "cancelled" and detail["status_reason"] == f"stopped by {user.username}: enough"
+    )
     assert api.post(f"/api/runs/{run_id}/stop/").status_code == 409
 
 
@@ -110,7 +121,11 @@ def test_advance_releases_one_pending_step_at_a_time(project, operator):
     api = client_for(operator)
     created = api.post(
         f"/api/projects/{project.pk}/runs/",
-        {"prompt": "p", "agent": "scripted", "settings": {"step_through": True, "script": [{"write": "a.txt", "content": "a"}, {"list": "."}]}},
+        {
+            "prompt": "p",
+            "agent": "scripted",
+            "settings": {"step_through": True, "script": [{"write": "a.txt", "content": "a"}, {"list": "."}]},
+        },
         format="json",
     )
     run_id = created.data["id"]

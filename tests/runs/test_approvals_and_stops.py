@@ -39,7 +39,11 @@ def test_semi_auto_risky_step_waits_then_runs_when_approved():
     run.refresh_from_db()
     step.refresh_from_db()
     assert run.status == Status.SUCCEEDED
-    assert step.status == ExecutionStep.Status.COMPLETED and step.decided_by == reviewer and step.decision_note == "fine"
+    assert (
+        step.status == ExecutionStep.Status.COMPLETED
+        and step.decided_by == reviewer
+        and step.decision_note == "fine"
+    )
     assert "a.txt" not in git(project.repo_path, "ls-tree", "-r", "--name-only", run.branch)
     assert run.project.events.filter(kind="executionstep.approved", actor=reviewer).exists()
 
@@ -102,7 +106,10 @@ def test_message_reaches_a_running_agent_without_stopping_it(project):
 
 def test_graceful_stop_mid_run_cancels_and_keeps_the_partial_work(project):
     # given a run that wrote a file and is now busy
-    run = scripted(project, [{"write": "part.txt", "content": "1\n"}, {"sleep": 60}, {"write": "never.txt", "content": "x"}])
+    run = scripted(
+        project,
+        [{"write": "part.txt", "content": "1\n"}, {"sleep": 60}, {"write": "never.txt", "content": "x"}],
+    )
     thread = run_in_thread(run.pk)
     wait_for(lambda: ExecutionStep.objects.filter(run_id=run.pk, kind="write_file").exists())
 
@@ -123,7 +130,9 @@ def test_forced_stop_kills_the_agent_process_group(project, settings):
     settings.AUTOPILOT_STOP_GRACE_SECONDS = 0.5
     project.command_allowlist = ["python3"]
     project.save()
-    run = scripted(project, [{"run": "python3 -c 'import time; time.sleep(120)'", "timeout": 300}, {"finish": "no"}])
+    run = scripted(
+        project, [{"run": "python3 -c 'import time; time.sleep(120)'", "timeout": 300}, {"finish": "no"}]
+    )
     thread = run_in_thread(run.pk)
     pids = wait_for(lambda: ExecutionRun.objects.values_list("child_pids", flat=True).get(pk=run.pk))
 
@@ -145,7 +154,9 @@ def test_a_queued_run_is_cancelled_at_once(project):
     run = scripted(project, [{"finish": "x"}])
     services.run_stop(run=run, reason="not needed")
     run.refresh_from_db()
-    assert run.status == Status.CANCELLED and run.status_reason.startswith("cancelled by the system before it started")
+    assert run.status == Status.CANCELLED and run.status_reason.startswith(
+        "cancelled by the system before it started"
+    )
     assert execute_run(run.pk) == "not claimed"
 
 
@@ -153,7 +164,8 @@ def test_budget_stop(project):
     # given a run with a $0.01 budget whose model calls cost more
     run = run_now(
         project,
-        [{"usage": {"model": "claude-sonnet-4-5", "input_tokens": 2000, "output_tokens": 1000}}] * 3 + [{"finish": "x"}],
+        [{"usage": {"model": "claude-sonnet-4-5", "input_tokens": 2000, "output_tokens": 1000}}] * 3
+        + [{"finish": "x"}],
         budget_usd=Decimal("0.01"),
     )
     # then it stopped after the call that crossed the budget
@@ -200,7 +212,14 @@ def test_stuck_loop_same_call_repeated(project):
 
 
 def test_stuck_loop_no_progress(project):
-    script = [{"say": "thinking"}, {"list": "."}, {"say": "hmm"}, {"search": "x"}, {"say": "still"}, {"finish": "x"}]
+    script = [
+        {"say": "thinking"},
+        {"list": "."},
+        {"say": "hmm"},
+        {"search": "x"},
+        {"say": "still"},
+        {"finish": "x"},
+    ]
     run = run_now(project, script, run_settings={"stuck_idle_turns": 3})
     assert run.status == Status.FAILED
     assert run.status_reason == "stuck loop: 3 turns without a file change or a new command"

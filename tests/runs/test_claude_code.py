@@ -20,7 +20,9 @@ from tests.gitrepo import git
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not ClaudeCodeBackend.available()[0], reason="Claude Code CLI (claude-agent-sdk) not installed"),
+    pytest.mark.skipif(
+        not ClaudeCodeBackend.available()[0], reason="Claude Code CLI (claude-agent-sdk) not installed"
+    ),
 ]
 
 Status = ExecutionRun.Status
@@ -44,8 +46,14 @@ def in_cwd(name: str):
 
 def new_run(project, prompt="write hello", **kw):
     kw.setdefault("max_wall_seconds", 90)  # a test that waits for the wrong thing ends instead of hanging
-    return services.run_create(project=project, prompt=prompt, agent_backend="claude_code", model="claude-sonnet-4-5",
-                               enqueue=False, **kw)
+    return services.run_create(
+        project=project,
+        prompt=prompt,
+        agent_backend="claude_code",
+        model="claude-sonnet-4-5",
+        enqueue=False,
+        **kw,
+    )
 
 
 def in_background(run_id):
@@ -74,11 +82,15 @@ def wait_for(predicate, timeout=60.0, what="condition"):
 
 def test_run_writes_a_file_runs_a_command_and_commits_on_its_branch(project, claude_env):
     # Given a script: write a file, run a command, answer
-    claude_env.script([
-        tool("Write", in_cwd("hello.txt"), say="I'll write the file.", input_tokens=120, output_tokens=30),
-        tool("Bash", {"command": "cat hello.txt"}),
-        text("Wrote hello.txt."),
-    ])
+    claude_env.script(
+        [
+            tool(
+                "Write", in_cwd("hello.txt"), say="I'll write the file.", input_tokens=120, output_tokens=30
+            ),
+            tool("Bash", {"command": "cat hello.txt"}),
+            text("Wrote hello.txt."),
+        ]
+    )
     base_before = git(project.repo_path, "rev-parse", "main")
     run = new_run(project)
 
@@ -89,8 +101,10 @@ def test_run_writes_a_file_runs_a_command_and_commits_on_its_branch(project, cla
 
     # Then it succeeded, the change is committed on its branch, and the base branch is untouched
     run.refresh_from_db()
-    print(f"claude_code run against the fake server: {elapsed:.2f}s in all, "
-          f"queued → first step {(run.first_step_at - run.queued_at).total_seconds():.2f}s")
+    print(
+        f"claude_code run against the fake server: {elapsed:.2f}s in all, "
+        f"queued → first step {(run.first_step_at - run.queued_at).total_seconds():.2f}s"
+    )
     assert status == "succeeded", run.status_reason
     assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hello from claude"
     assert git(project.repo_path, "rev-parse", "main") == base_before
@@ -98,8 +112,13 @@ def test_run_writes_a_file_runs_a_command_and_commits_on_its_branch(project, cla
     # Steps: assistant text, the write (with its diff and rollback data), the command with its output, the answer
     steps = list(run.steps.order_by("seq"))
     kinds = [(s.kind, s.tool_name) for s in steps]
-    assert kinds == [("llm_turn", "assistant"), ("write_file", "Write"), ("run_terminal", "Bash"),
-                     ("llm_turn", "assistant"), ("commit", "git commit")]
+    assert kinds == [
+        ("llm_turn", "assistant"),
+        ("write_file", "Write"),
+        ("run_terminal", "Bash"),
+        ("llm_turn", "assistant"),
+        ("commit", "git commit"),
+    ]
     write, bash = steps[1], steps[2]
     assert write.status == bash.status == StepStatus.COMPLETED
     assert "+hello from claude" in write.diff
@@ -144,8 +163,17 @@ def test_cli_environment_does_not_inherit_credentials(project, claude_env):
 
 def test_api_error_fails_the_run_with_the_reason(project, claude_env):
     # Given the API answers 400 to every request
-    claude_env.script([error(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                                "message": "tool schema rejected by the fake"}})])
+    claude_env.script(
+        [
+            error(
+                400,
+                {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": "tool schema rejected by the fake"},
+                },
+            )
+        ]
+    )
     run = new_run(project)
     # When the run executes
     status = execute_run(run.pk)
@@ -174,8 +202,10 @@ def test_risky_command_waits_for_approval_and_runs_when_approved(project, claude
     thread, box = in_background(run.pk)
 
     # When the run reaches the risky step
-    step = wait_for(lambda: ExecutionStep.objects.filter(run=run, status=StepStatus.NEEDS_APPROVAL).first(),
-                    what="a step needing approval")
+    step = wait_for(
+        lambda: ExecutionStep.objects.filter(run=run, status=StepStatus.NEEDS_APPROVAL).first(),
+        what="a step needing approval",
+    )
     assert ExecutionRun.objects.get(pk=run.pk).status == Status.WAITING_APPROVAL
     assert step.kind == "run_terminal" and step.risky and "rm" in step.risk_reason
     # and an operator approves it
@@ -196,8 +226,10 @@ def test_rejected_step_is_refused_with_the_message_back_to_the_model(project, cl
     claude_env.script([tool("Bash", {"command": "rm -f important.txt"}), text("ok, I won't")])
     run = new_run(project)
     thread, box = in_background(run.pk)
-    step = wait_for(lambda: ExecutionStep.objects.filter(run=run, status=StepStatus.NEEDS_APPROVAL).first(),
-                    what="a step needing approval")
+    step = wait_for(
+        lambda: ExecutionStep.objects.filter(run=run, status=StepStatus.NEEDS_APPROVAL).first(),
+        what="a step needing approval",
+    )
 
     # When the operator rejects it with a message
     services.run_reject(step=step, actor=operator, message="Do not delete files; rename it instead.")
@@ -208,8 +240,13 @@ def test_rejected_step_is_refused_with_the_message_back_to_the_model(project, cl
     step.refresh_from_db()
     assert step.status == StepStatus.SKIPPED and step.decided_by == operator
     second = claude_env.model_requests()[1]
-    results = [b for m in second.body["messages"] if isinstance(m.get("content"), list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = [
+        b
+        for m in second.body["messages"]
+        if isinstance(m.get("content"), list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
     assert "rename it instead" in json.dumps(results)
     assert results[-1].get("is_error") is True
 
@@ -291,11 +328,13 @@ def test_resume_continues_the_session(project, claude_env):
 def test_planted_secret_in_output_is_redacted(project, claude_env):
     # Given a file in the repo holding a secret, which the agent prints
     secret = "sk-ant-api03-" + "A" * 40
-    claude_env.script([
-        tool("Write", lambda req: {"file_path": f"{req.cwd}/config.txt", "content": f"key={secret}\n"}),
-        tool("Bash", {"command": "cat config.txt"}),
-        text(f"The key is {secret}"),
-    ])
+    claude_env.script(
+        [
+            tool("Write", lambda req: {"file_path": f"{req.cwd}/config.txt", "content": f"key={secret}\n"}),
+            tool("Bash", {"command": "cat config.txt"}),
+            text(f"The key is {secret}"),
+        ]
+    )
     run = new_run(project)
     assert execute_run(run.pk) == "succeeded"
     # Then no step, diff or summary stores it
@@ -324,11 +363,22 @@ def test_bundled_cli_exists():
 def test_a_claude_code_file_step_rolls_back_exactly(project, claude_env):
     # Given a run where Claude Code edits an existing file
     original = "README.md"  # tests.gitrepo.make_repo commits "# Demo"
-    claude_env.script([
-        tool("Read", lambda req: {"file_path": f"{req.cwd}/{original}"}),  # Claude Code edits only files it read
-        tool("Edit", lambda req: {"file_path": f"{req.cwd}/{original}", "old_string": "#", "new_string": "## changed"}),
-        text("edited"),
-    ])
+    claude_env.script(
+        [
+            tool(
+                "Read", lambda req: {"file_path": f"{req.cwd}/{original}"}
+            ),  # Claude Code edits only files it read
+            tool(
+                "Edit",
+                lambda req: {
+                    "file_path": f"{req.cwd}/{original}",
+                    "old_string": "#",
+                    "new_string": "## changed",
+                },
+            ),
+            text("edited"),
+        ]
+    )
     run = new_run(project)
     assert execute_run(run.pk) == "succeeded", ExecutionRun.objects.get(pk=run.pk).status_reason
     step = ExecutionStep.objects.get(run=run, kind="edit_file")

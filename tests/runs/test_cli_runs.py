@@ -20,22 +20,60 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cli(env, *args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_run_foreground_streams_steps_and_ends_with_the_run_as_json(subprocess_env):
     project = ProjectFactory(autonomy_mode="full_auto")
-    script = json.dumps([{"write": "cli.txt", "content": "from the cli\n"}, {"run": "cat cli.txt"}, {"finish": "done"}])
-    result = cli(subprocess_env, "run", project.slug, "write a file", "--agent", "scripted", "--script", script, "--json")
+    script = json.dumps(
+        [{"write": "cli.txt", "content": "from the cli\n"}, {"run": "cat cli.txt"}, {"finish": "done"}]
+    )
+    result = cli(
+        subprocess_env,
+        "run",
+        project.slug,
+        "write a file",
+        "--agent",
+        "scripted",
+        "--script",
+        script,
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     steps = [json.loads(line)["step"] for line in lines[:-1]]
     final = json.loads(lines[-1])
     assert [s["kind"] for s in steps] == ["write_file", "run_terminal", "finish", "commit"]
     assert final["status"] == "succeeded" and final["agent_label"] == "scripted (offline demo)"
-    assert set(final) >= {"id", "task", "status", "branch", "base_commit", "head_commit", "cost_usd", "turns", "started_at", "ended_at", "steps"}
-    assert final["steps"][0] == {"id": final["steps"][0]["id"], "seq": 1, "kind": "write_file", "tool": "write_file",
-                                 "input": {"path": "cli.txt", "content": "from the cli\n"}, "status": "completed", "risky": False}
+    assert set(final) >= {
+        "id",
+        "task",
+        "status",
+        "branch",
+        "base_commit",
+        "head_commit",
+        "cost_usd",
+        "turns",
+        "started_at",
+        "ended_at",
+        "steps",
+    }
+    assert final["steps"][0] == {
+        "id": final["steps"][0]["id"],
+        "seq": 1,
+        "kind": "write_file",
+        "tool": "write_file",
+        "input": {"path": "cli.txt", "content": "from the cli\n"},
+        "status": "completed",
+        "risky": False,
+    }
     assert git(project.repo_path, "show", f"{final['branch']}:cli.txt") == "from the cli"
 
 
@@ -60,8 +98,14 @@ def test_background_then_approve_and_reject_from_other_processes(subprocess_env)
     project = ProjectFactory(autonomy_mode="semi_auto")
     UserFactory(username="boss", is_superuser=True, is_staff=True)
     script = json.dumps([{"run": "curl http://a"}, {"run": "wget http://b"}, {"finish": "ok"}])
-    runner = subprocess.Popen([sys.executable, "manage.py", "run", project.slug, "--script", script, "--json"],
-                              cwd=ROOT, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "manage.py", "run", project.slug, "--script", script, "--json"],
+        cwd=ROOT,
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         step = wait_for(lambda: ExecutionStep.objects.filter(status="needs_approval").first(), timeout=60)
         run_id = step.run_id
@@ -69,7 +113,10 @@ def test_background_then_approve_and_reject_from_other_processes(subprocess_env)
         approved = cli(subprocess_env, "approve", str(run_id), "--note", "ok", "--json")
         assert approved.returncode == 0, approved.stderr
         assert json.loads(approved.stdout)["decided_by"] == "boss"
-        wait_for(lambda: ExecutionStep.objects.filter(run_id=run_id, seq=2, status="needs_approval").exists(), timeout=60)
+        wait_for(
+            lambda: ExecutionStep.objects.filter(run_id=run_id, seq=2, status="needs_approval").exists(),
+            timeout=60,
+        )
         status = json.loads(cli(subprocess_env, "status", str(run_id), "--json").stdout)
         assert status["status"] == "waiting_approval"
         rejected = cli(subprocess_env, "reject", str(run_id), "--step", "2", "-m", "not that", "--json")
@@ -80,7 +127,10 @@ def test_background_then_approve_and_reject_from_other_processes(subprocess_env)
     # then the foreground run finished and its JSON shows the decisions
     final = json.loads(out.strip().splitlines()[-1])
     assert final["status"] == "succeeded"
-    assert [s["status"] for s in final["steps"][:2]] == ["failed", "skipped"]  # approved: curl ran (no network here)
+    assert [s["status"] for s in final["steps"][:2]] == [
+        "failed",
+        "skipped",
+    ]  # approved: curl ran (no network here)
 
 
 def test_session_list_show_message_stop_resume(subprocess_env):
@@ -89,15 +139,27 @@ def test_session_list_show_message_stop_resume(subprocess_env):
     listing = json.loads(cli(subprocess_env, "session", "list", project.slug, "--json").stdout)
     assert [r["id"] for r in listing["runs"]] == [done.pk]
     shown = json.loads(cli(subprocess_env, "session", "show", str(done.pk), "--json").stdout)
-    assert shown["head_commit"] == done.head_commit and [s["kind"] for s in shown["steps"]] == ["write_file", "finish", "commit"]
+    assert shown["head_commit"] == done.head_commit and [s["kind"] for s in shown["steps"]] == [
+        "write_file",
+        "finish",
+        "commit",
+    ]
     assert cli(subprocess_env, "message", str(done.pk), "thanks", "--json").returncode == 0
     stop = cli(subprocess_env, "stop", str(done.pk), "--json")
     assert stop.returncode == 2 and "already ended" in json.loads(stop.stdout)["error"]
 
-    resumed = cli(subprocess_env, "resume", str(done.pk), '[{"write": "b.txt", "content": "b"}, {"finish": "more"}]', "--json")
+    resumed = cli(
+        subprocess_env,
+        "resume",
+        str(done.pk),
+        '[{"write": "b.txt", "content": "b"}, {"finish": "more"}]',
+        "--json",
+    )
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert final["resumed_from"] == done.pk and final["branch"] == done.branch and final["status"] == "succeeded"
+    assert (
+        final["resumed_from"] == done.pk and final["branch"] == done.branch and final["status"] == "succeeded"
+    )
 
     queued = json.loads(cli(subprocess_env, "run", project.slug, "later", "--background", "--json").stdout)
     assert queued["status"] == "queued"
@@ -110,4 +172,7 @@ def test_full_auto_delegates_to_the_manager(subprocess_env):
     project = ProjectFactory(autonomy_mode="full_auto", paused=True)
     result = cli(subprocess_env, "run", project.slug, "--full-auto", "--json")
     assert result.returncode == 2
-    assert json.loads(result.stdout)["error"] == f"Project '{project.name}' is paused; resume it before driving it."
+    assert (
+        json.loads(result.stdout)["error"]
+        == f"Project '{project.name}' is paused; resume it before driving it."
+    )

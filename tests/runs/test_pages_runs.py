@@ -30,16 +30,22 @@ def test_runs_page_lists_runs_and_labels_the_demo(project, viewer):
 @pytest.mark.django_db
 def test_new_run_form_creates_a_run(project, operator, django_capture_on_commit_callbacks):
     client = client_for(operator)
-    response = client.post(f"/projects/{project.pk}/runs/", {"prompt": "add a README", "agent": "scripted", "budget": "2"})
+    response = client.post(
+        f"/projects/{project.pk}/runs/", {"prompt": "add a README", "agent": "scripted", "budget": "2"}
+    )
     run = ExecutionRun.objects.get(project=project)
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
-    assert run.prompt == "add a README" and run.agent_backend == "scripted" and str(run.budget_usd) == "2.0000"
+    assert (
+        run.prompt == "add a README" and run.agent_backend == "scripted" and str(run.budget_usd) == "2.0000"
+    )
     assert run.created_by == operator
 
 
 @pytest.mark.django_db
 def test_new_run_form_shows_errors(project, operator):
-    response = client_for(operator).post(f"/projects/{project.pk}/runs/", {"prompt": "x", "agent": "scripted", "budget": "-1"})
+    response = client_for(operator).post(
+        f"/projects/{project.pk}/runs/", {"prompt": "x", "agent": "scripted", "budget": "-1"}
+    )
     assert response.status_code == 400
     assert "budget" in response.content.decode().lower()
     assert not ExecutionRun.objects.exists()
@@ -47,8 +53,14 @@ def test_new_run_form_shows_errors(project, operator):
 
 @pytest.mark.django_db(transaction=True)
 def test_run_detail_shows_steps_diffs_and_analysis(project, viewer):
-    run = services.run_create(project=project, prompt="notes", enqueue=False,
-                              run_settings={"script": [{"write": "n.txt", "content": "hello\n"}, {"run": "cat n.txt"}, {"finish": "ok"}]})
+    run = services.run_create(
+        project=project,
+        prompt="notes",
+        enqueue=False,
+        run_settings={
+            "script": [{"write": "n.txt", "content": "hello\n"}, {"run": "cat n.txt"}, {"finish": "ok"}]
+        },
+    )
     execute_run(run.pk)
     html = client_for(viewer).get(f"/runs/{run.pk}/").content.decode()
     assert f'data-live-events="project={project.pk}&subject=executionrun.{run.pk}"' in html
@@ -62,7 +74,9 @@ def test_run_detail_shows_steps_diffs_and_analysis(project, viewer):
 @pytest.mark.django_db
 def test_approve_and_reject_from_the_page(project, operator):
     run = ExecutionRunFactory(project=project, status="waiting_approval")
-    first = ExecutionStepFactory(run=run, seq=1, kind="run_terminal", status="needs_approval", risky=True, input={"command": "rm x"})
+    first = ExecutionStepFactory(
+        run=run, seq=1, kind="run_terminal", status="needs_approval", risky=True, input={"command": "rm x"}
+    )
     second = ExecutionStepFactory(run=run, seq=2, kind="run_terminal", status="needs_approval", risky=True)
     client = client_for(operator)
     page = client.get(f"/runs/{run.pk}/").content.decode()
@@ -72,7 +86,9 @@ def test_approve_and_reject_from_the_page(project, operator):
     first.refresh_from_db()
     assert first.status == ExecutionStep.Status.RUNNING and first.decided_by == operator
     # a rejection needs a message
-    answer = client.post(f"/runs/{run.pk}/reject/", {"step": second.pk, "message": ""}, HTTP_HX_REQUEST="true")
+    answer = client.post(
+        f"/runs/{run.pk}/reject/", {"step": second.pk, "message": ""}, HTTP_HX_REQUEST="true"
+    )
     assert "needs a message" in answer.content.decode()
     client.post(f"/runs/{run.pk}/reject/", {"step": second.pk, "message": "not that"})
     second.refresh_from_db()
@@ -90,8 +106,12 @@ def test_viewer_cannot_act_and_outsider_gets_404(project, viewer):
 
 @pytest.mark.django_db(transaction=True)
 def test_replay_page_steps_through(project, viewer):
-    run = services.run_create(project=project, prompt="x", enqueue=False,
-                              run_settings={"script": [{"say": "one"}, {"say": "two"}, {"finish": "three"}]})
+    run = services.run_create(
+        project=project,
+        prompt="x",
+        enqueue=False,
+        run_settings={"script": [{"say": "one"}, {"say": "two"}, {"finish": "three"}]},
+    )
     execute_run(run.pk)
     client = client_for(viewer)
     html = client.get(f"/runs/{run.pk}/replay/?step=1").content.decode()

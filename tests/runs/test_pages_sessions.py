@@ -85,10 +85,26 @@ def test_filters_narrow_the_table_and_the_totals(project, viewer):
     task = TaskFactory(project=project)
     old = ExecutionRunFactory(project=project, status="failed", prompt="old failure", cost_usd=Decimal("1.5"))
     ExecutionRun.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=10))
-    tested = ExecutionRunFactory(project=project, status="succeeded", role="test", task=task, prompt="run the tests",
-                                 cost_usd=Decimal("0.25"), turns=3, input_tokens=10, output_tokens=5)
-    summary = ExecutionRunFactory(project=project, status="succeeded", agent_backend="test_worker",
-                                  prompt="plain", result_summary="rewrote the PARSER", cost_usd=Decimal("2"), turns=4)
+    tested = ExecutionRunFactory(
+        project=project,
+        status="succeeded",
+        role="test",
+        task=task,
+        prompt="run the tests",
+        cost_usd=Decimal("0.25"),
+        turns=3,
+        input_tokens=10,
+        output_tokens=5,
+    )
+    summary = ExecutionRunFactory(
+        project=project,
+        status="succeeded",
+        agent_backend="test_worker",
+        prompt="plain",
+        result_summary="rewrote the PARSER",
+        cost_usd=Decimal("2"),
+        turns=4,
+    )
     client = client_for(viewer)
 
     def ids(query: str) -> set[int]:
@@ -98,7 +114,11 @@ def test_filters_narrow_the_table_and_the_totals(project, viewer):
 
     assert ids("status=succeeded") == {tested.pk, summary.pk}
     # the filter form submits its empty fields: they mean "any"
-    assert ids("project=&status=&agent_backend=&role=&task=&since=&until=&q=&sort=") == {old.pk, tested.pk, summary.pk}
+    assert ids("project=&status=&agent_backend=&role=&task=&since=&until=&q=&sort=") == {
+        old.pk,
+        tested.pk,
+        summary.pk,
+    }
     assert ids("status=failed&status=succeeded") == {old.pk, tested.pk, summary.pk}
     assert ids("agent_backend=test_worker") == {summary.pk}
     assert ids("role=test") == {tested.pk}
@@ -119,7 +139,9 @@ def test_filters_narrow_the_table_and_the_totals(project, viewer):
 
 @pytest.mark.django_db
 def test_sorting_by_cost_and_paging(project, viewer):
-    runs = [ExecutionRunFactory(project=project, cost_usd=Decimal(i) / 100, prompt=f"run {i}") for i in range(30)]
+    runs = [
+        ExecutionRunFactory(project=project, cost_usd=Decimal(i) / 100, prompt=f"run {i}") for i in range(30)
+    ]
     client = client_for(viewer)
 
     first = client.get("/sessions/?sort=-cost").content.decode()
@@ -138,13 +160,17 @@ def test_sorting_by_cost_and_paging(project, viewer):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("query", "field"), [
-    ("status=exploded", "Status"),
-    ("since=yesterday", "From"),
-    ("task=abc", "Task"),
-    ("sort=password", "Sort"),
-    ("agent_backend=gpt", "Backend"),
-], ids=["status", "date", "task", "sort", "backend"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=exploded", "Status"),
+        ("since=yesterday", "From"),
+        ("task=abc", "Task"),
+        ("sort=password", "Sort"),
+        ("agent_backend=gpt", "Backend"),
+    ],
+    ids=["status", "date", "task", "sort", "backend"],
+)
 def test_bad_filter_values_show_the_error_not_a_500(project, viewer, query, field):
     ExecutionRunFactory(project=project)
     response = client_for(viewer).get("/sessions/?" + query)
@@ -161,10 +187,12 @@ def test_bad_filter_values_show_the_error_not_a_500(project, viewer, query, fiel
 @pytest.mark.django_db
 def test_api_sorts_by_tokens_and_duration(project, viewer):
     now = timezone.now()
-    short = ExecutionRunFactory(project=project, started_at=now, ended_at=now + dt.timedelta(seconds=5),
-                                input_tokens=500)
-    long = ExecutionRunFactory(project=project, started_at=now, ended_at=now + dt.timedelta(seconds=50),
-                               input_tokens=5)
+    short = ExecutionRunFactory(
+        project=project, started_at=now, ended_at=now + dt.timedelta(seconds=5), input_tokens=500
+    )
+    long = ExecutionRunFactory(
+        project=project, started_at=now, ended_at=now + dt.timedelta(seconds=50), input_tokens=5
+    )
     client = client_for(viewer)
     assert [r["id"] for r in client.get("/api/runs/?sort=-tokens").json()["results"]] == [short.pk, long.pk]
     assert [r["id"] for r in client.get("/api/runs/?sort=duration").json()["results"]] == [short.pk, long.pk]
@@ -202,7 +230,9 @@ THREE = [{"write": "a.txt", "content": "a\n"}, {"write": "b.txt", "content": "b\
 @pytest.mark.django_db(transaction=True)
 def test_compare_two_runs_side_by_side(project, viewer):
     a = services.run_create(project=project, prompt="two steps", run_settings={"script": TWO}, enqueue=False)
-    b = services.run_create(project=project, prompt="three steps", run_settings={"script": THREE}, enqueue=False)
+    b = services.run_create(
+        project=project, prompt="three steps", run_settings={"script": THREE}, enqueue=False
+    )
     assert execute_run(a.pk) == "succeeded" and execute_run(b.pk) == "succeeded"
     client = client_for(viewer)
 
@@ -238,7 +268,9 @@ def test_usage_page_charts_spend_with_values_scoped_to_visible_projects(project,
     project.daily_budget_usd = Decimal("5")
     project.save(update_fields=["daily_budget_usd"])
     run = ExecutionRunFactory(project=project, agent_backend="native", model="claude-sonnet-4-5")
-    usage_record(run=run, model="claude-sonnet-4-5", input_tokens=1000, output_tokens=200, cost_usd=Decimal("1.25"))
+    usage_record(
+        run=run, model="claude-sonnet-4-5", input_tokens=1000, output_tokens=200, cost_usd=Decimal("1.25")
+    )
     earlier = usage_record(run=run, model="gpt-5", input_tokens=10, output_tokens=10, cost_usd=Decimal("0.5"))
     UsageRecord.objects.filter(pk=earlier.pk).update(created_at=timezone.now() - dt.timedelta(days=3))
     hidden = ExecutionRunFactory(project=ProjectFactory(name="Hidden spender"))
@@ -264,11 +296,15 @@ def test_usage_page_charts_spend_with_values_scoped_to_visible_projects(project,
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("query", "message"), [
-    ("start=2026-13-01", "Enter a valid date"),
-    ("start=2026-02-10&end=2026-02-01", "start date is after the end date"),
-    ("start=2020-01-01&end=2026-01-01", "at most 366 days"),
-], ids=["bad-date", "reversed", "too-long"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("start=2026-13-01", "Enter a valid date"),
+        ("start=2026-02-10&end=2026-02-01", "start date is after the end date"),
+        ("start=2020-01-01&end=2026-01-01", "at most 366 days"),
+    ],
+    ids=["bad-date", "reversed", "too-long"],
+)
 def test_usage_bad_range_shows_the_error(viewer, query, message):
     response = client_for(viewer).get("/usage/?" + query)
     assert response.status_code == 400 and message in response.content.decode()
@@ -277,10 +313,23 @@ def test_usage_bad_range_shows_the_error(viewer, query, message):
 @pytest.mark.django_db
 def test_usage_charts_cycle_time_and_rework_from_the_learning_metrics(project, viewer):
     now = timezone.now()
-    TaskFactory(project=project, status=Task.Status.DONE, started_at=now - dt.timedelta(hours=2), completed_at=now,
-                plan_order=2, rework_count=1, attempts=2)
-    TaskFactory(project=project, status=Task.Status.DONE, started_at=now - dt.timedelta(hours=1), completed_at=now,
-                plan_order=1, attempts=1)
+    TaskFactory(
+        project=project,
+        status=Task.Status.DONE,
+        started_at=now - dt.timedelta(hours=2),
+        completed_at=now,
+        plan_order=2,
+        rework_count=1,
+        attempts=2,
+    )
+    TaskFactory(
+        project=project,
+        status=Task.Status.DONE,
+        started_at=now - dt.timedelta(hours=1),
+        completed_at=now,
+        plan_order=1,
+        attempts=1,
+    )
     html = client_for(viewer).get("/usage/").content.decode()
     assert 'data-chart="cycle"' in html and 'data-chart="rework"' in html
     values = re.findall(r'data-testid="chart-value"[^>]*>([^<]+)<', html)
@@ -308,7 +357,9 @@ def test_backend_status_names_what_is_missing(settings, no_keys):
 
 @pytest.mark.django_db
 def test_run_creation_refuses_an_unconfigured_backend_with_the_reason(project, no_keys):
-    with pytest.raises(ApplicationError, match="Claude Code cannot run here: no ANTHROPIC_API_KEY configured"):
+    with pytest.raises(
+        ApplicationError, match="Claude Code cannot run here: no ANTHROPIC_API_KEY configured"
+    ):
         services.run_create(project=project, prompt="hello", agent_backend="claude_code")
     with pytest.raises(ApplicationError, match="no OPENAI_API_KEY configured"):
         services.run_create(project=project, prompt="hello", agent_backend="native", model="gpt-5")
@@ -321,7 +372,9 @@ def test_run_creation_refuses_an_unconfigured_backend_with_the_reason(project, n
 @pytest.mark.django_db
 def test_launch_form_offers_only_configured_backends(project, operator, no_keys):
     html = client_for(operator).get(f"/runs/new/?project={project.pk}").content.decode()
-    options = dict(re.findall(r'<option value="(\w+)"([^>]*)>', html.split('name="agent"')[1].split("</select>")[0]))
+    options = dict(
+        re.findall(r'<option value="(\w+)"([^>]*)>', html.split('name="agent"')[1].split("</select>")[0])
+    )
     assert "disabled" not in options["scripted"] and "disabled" not in options["test_worker"]
     assert "disabled" in options["claude_code"] and "disabled" in options["native"]
     assert "no ANTHROPIC_API_KEY configured" in html
@@ -335,13 +388,18 @@ def test_launch_a_task_run_from_the_dialog(project, operator, django_capture_on_
     form = client.get(f"/runs/new/?task={task.pk}", HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in form and "Run task #" in form and "Write the parser" in form
 
-    response = client.post("/runs/new/", {"project": project.pk, "task": task.pk, "agent": "scripted", "budget": "1"},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        "/runs/new/",
+        {"project": project.pk, "task": task.pk, "agent": "scripted", "budget": "1"},
+        HTTP_HX_REQUEST="true",
+    )
     run = ExecutionRun.objects.get()
     assert response.status_code == 200 and response["HX-Redirect"] == f"/runs/{run.pk}/"
     assert run.task == task and run.prompt == "Write the parser" and run.created_by == operator
     # without htmx: a plain redirect
-    response = client.post("/runs/new/", {"project": project.pk, "prompt": "free prompt", "agent": "scripted"})
+    response = client.post(
+        "/runs/new/", {"project": project.pk, "prompt": "free prompt", "agent": "scripted"}
+    )
     assert response.status_code == 302 and ExecutionRun.objects.filter(prompt="free prompt").exists()
 
     # the task page lists its runs, with links
@@ -372,7 +430,10 @@ def test_viewers_see_no_launch_controls_and_cannot_launch(project, viewer):
     task = TaskFactory(project=project)
     client = client_for(viewer)
     assert 'data-testid="launch-button"' not in client.get("/sessions/").content.decode()
-    assert 'data-testid="launch-button"' not in client.get(f"/projects/{project.pk}/tasks/{task.pk}/").content.decode()
+    assert (
+        'data-testid="launch-button"'
+        not in client.get(f"/projects/{project.pk}/tasks/{task.pk}/").content.decode()
+    )
     assert 'id="launch-form"' not in client.get(f"/projects/{project.pk}/runs/").content.decode()
     assert 'id="launch-none"' in client.get("/runs/new/").content.decode()
     response = client.post("/runs/new/", {"project": project.pk, "prompt": "x", "agent": "scripted"})

@@ -29,9 +29,16 @@ def test_a_task_run_started_by_the_tick_sends_the_task_once_with_the_tick_instru
         autonomy_mode="full_auto",
         model_matrix={"code": {"agent": "native", "model": "anthropic:claude-sonnet-4-6"}},
     )
-    node = PlanNodeFactory(project=project, blueprint__project=project, title="Greeting", anchor="phase-1/greeting")
-    task = TaskFactory(project=project, plan_node=node, status=Task.Status.READY, title="Add a greeting",
-                       body="Write greet.py that prints hello.\n\nAcceptance: `python3 greet.py` prints hello.")
+    node = PlanNodeFactory(
+        project=project, blueprint__project=project, title="Greeting", anchor="phase-1/greeting"
+    )
+    task = TaskFactory(
+        project=project,
+        plan_node=node,
+        status=Task.Status.READY,
+        title="Add a greeting",
+        body="Write greet.py that prints hello.\n\nAcceptance: `python3 greet.py` prints hello.",
+    )
     llm.script([tool("finish", {"summary": "nothing to do"})])
 
     # when the tick starts it and the worker executes the run

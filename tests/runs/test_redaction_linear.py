@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("filler", ["x", "ab1.", "A-9+"], ids=["letters", "scheme-chars", "mixed"])
 def test_half_a_megabyte_without_secrets_is_redacted_without_hanging(filler):
-    code = (f"from runs.redaction import redact; text = 'look: ' + {filler!r} * (512 * 1024 // {len(filler)}); "
-            "assert redact(text) == text")
+    code = (
+        f"from runs.redaction import redact; text = 'look: ' + {filler!r} * (512 * 1024 // {len(filler)}); "
+        "assert redact(text) == text"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 

@@ -23,11 +23,14 @@ def test_step_rollback_restores_previous_bytes_exactly(project):
     # given a file with awkward bytes, then a run that edits it and creates another
     repo = Path(project.repo_path)
     original = (repo / "README.md").read_bytes()
-    run = run_now(project, [
-        {"edit": "README.md", "old": "# Demo", "new": "# Changed"},
-        {"write": "new.txt", "content": BINARYISH},
-        {"finish": "ok"},
-    ])
+    run = run_now(
+        project,
+        [
+            {"edit": "README.md", "old": "# Demo", "new": "# Changed"},
+            {"write": "new.txt", "content": BINARYISH},
+            {"finish": "ok"},
+        ],
+    )
     edit, write = run.steps.filter(kind__in=["edit_file", "write_file"]).order_by("seq")
     assert base64.b64decode(edit.rollback["before_b64"]) == original
     assert "-# Demo\n+# Changed" in edit.diff
@@ -47,7 +50,9 @@ def test_step_rollback_restores_previous_bytes_exactly(project):
 
 
 def test_step_rollback_refuses_when_a_later_step_changed_the_same_file(project):
-    run = run_now(project, [{"write": "f.txt", "content": "1"}, {"write": "f.txt", "content": "2"}, {"finish": "ok"}])
+    run = run_now(
+        project, [{"write": "f.txt", "content": "1"}, {"write": "f.txt", "content": "2"}, {"finish": "ok"}]
+    )
     first = run.steps.filter(kind="write_file").order_by("seq").first()
     with pytest.raises(Exception, match="changed f.txt later"):
         services.step_rollback(step=first)
@@ -57,12 +62,15 @@ def test_run_rollback_returns_the_worktree_to_the_base_commit_byte_for_byte(proj
     # given a run that changed, added and deleted files
     project.command_allowlist = ["rm"]
     project.save()
-    run = run_now(project, [
-        {"write": "README.md", "content": "changed\n"},
-        {"write": "dir/new.bin", "content": BINARYISH},
-        {"run": "rm README.md"},
-        {"finish": "ok"},
-    ])
+    run = run_now(
+        project,
+        [
+            {"write": "README.md", "content": "changed\n"},
+            {"write": "dir/new.bin", "content": BINARYISH},
+            {"run": "rm README.md"},
+            {"finish": "ok"},
+        ],
+    )
     assert run.head_commit != run.base_commit
 
     # when the whole run is rolled back
@@ -72,7 +80,9 @@ def test_run_rollback_returns_the_worktree_to_the_base_commit_byte_for_byte(proj
     run.refresh_from_db()
     worktree = Path(run.worktree_path)
     assert result["verified"] and result["previous_head"]
-    assert (worktree / "README.md").read_bytes() == git(project.repo_path, "show", f"{run.base_commit}:README.md").encode() + b"\n"
+    assert (worktree / "README.md").read_bytes() == git(
+        project.repo_path, "show", f"{run.base_commit}:README.md"
+    ).encode() + b"\n"
     assert not (worktree / "dir").exists()
     assert git(worktree, "rev-parse", "HEAD") == run.base_commit == run.head_commit
     assert git(worktree, "status", "--porcelain", "--untracked-files=all") == ""
@@ -98,10 +108,18 @@ def test_redaction_patterns():
         "private_key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
         "url_password": "postgres://admin:hunter2secret@db.example.com/app",
     }
-    secrets = ["sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv", "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
-               "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
-               "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "xoxb-123456789012-abcdefghijkl",
-               "abc.def.ghi123456", "MIIEow", "hunter2secret"]
+    secrets = [
+        "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "xoxb-123456789012-abcdefghijkl",
+        "abc.def.ghi123456",
+        "MIIEow",
+        "hunter2secret",
+    ]
     for text, secret in zip(samples.values(), secrets, strict=True):
         assert secret not in redact(text), text
     assert "db.example.com" in redact(samples["url_password"])
@@ -109,10 +127,15 @@ def test_redaction_patterns():
 
 
 def test_env_file_values_are_read_and_redacted(tmp_path):
-    (tmp_path / ".env").write_text('DB_PASSWORD="correct-horse-battery"\nDEBUG=1\n# COMMENT=xyzxyzxyz\nexport TOKEN=tok_123456789\n')
+    (tmp_path / ".env").write_text(
+        'DB_PASSWORD="correct-horse-battery"\nDEBUG=1\n# COMMENT=xyzxyzxyz\nexport TOKEN=tok_123456789\n'
+    )
     values = env_file_values(tmp_path)
     assert values == {"correct-horse-battery", "tok_123456789"}
-    assert Redactor(values)("pw correct-horse-battery and tok_123456789") == "pw [REDACTED:env_value] and [REDACTED:env_value]"
+    assert (
+        Redactor(values)("pw correct-horse-battery and tok_123456789")
+        == "pw [REDACTED:env_value] and [REDACTED:env_value]"
+    )
 
 
 def test_planted_secrets_never_reach_the_database(tmp_path, settings):
@@ -121,11 +144,15 @@ def test_planted_secrets_never_reach_the_database(tmp_path, settings):
     (repo / ".env").write_text("SERVICE_TOKEN=planted-env-secret-123\n")
     project = ProjectFactory(repo_path=str(repo), autonomy_mode="full_auto", command_allowlist=["cat"])
     openai_key = "sk-proj-PLANTEDplantedPLANTED123456"
-    run = run_now(project, [
-        {"write": "config.py", "content": f"KEY = '{openai_key}'\nTOKEN = 'planted-env-secret-123'\n"},
-        {"run": "cat config.py"},
-        {"finish": f"used {openai_key}"},
-    ], prompt=f"use key {openai_key} and ghp_PLANTEDplantedPLANTEDplanted1234")
+    run = run_now(
+        project,
+        [
+            {"write": "config.py", "content": f"KEY = '{openai_key}'\nTOKEN = 'planted-env-secret-123'\n"},
+            {"run": "cat config.py"},
+            {"finish": f"used {openai_key}"},
+        ],
+        prompt=f"use key {openai_key} and ghp_PLANTEDplantedPLANTEDplanted1234",
+    )
 
     # then nothing persisted contains them: run prompt, steps' input/output/diff, summary, events
     run.refresh_from_db()

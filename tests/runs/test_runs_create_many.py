@@ -25,11 +25,25 @@ def test_creates_every_run_with_defaults_redaction_mode_and_one_created_event_ea
     first, second = TaskFactory(project=project), TaskFactory(project=project)
     # When both runs are created in one batch
     with transaction.atomic():
-        runs = runs_create_many(specs=[
-            {"project": project, "prompt": "use s3cret-value-123", "task": first, "agent_backend": "scripted",
-             "autonomy_mode": "semi_auto"},
-            {"project": project, "prompt": "", "task": second, "agent_backend": "scripted", "priority": 5},
-        ], enqueue=True)
+        runs = runs_create_many(
+            specs=[
+                {
+                    "project": project,
+                    "prompt": "use s3cret-value-123",
+                    "task": first,
+                    "agent_backend": "scripted",
+                    "autonomy_mode": "semi_auto",
+                },
+                {
+                    "project": project,
+                    "prompt": "",
+                    "task": second,
+                    "agent_backend": "scripted",
+                    "priority": 5,
+                },
+            ],
+            enqueue=True,
+        )
     # Then both exist, queued, with the defaults, the redacted prompt and the given mode
     stored = {r.pk: r for r in ExecutionRun.objects.filter(pk__in=[r.pk for r in runs])}
     assert len(stored) == 2
@@ -67,8 +81,12 @@ def test_the_db_guard_refuses_a_second_open_code_run_and_leaves_the_transaction_
     with transaction.atomic():
         # When a batch includes that task again
         with pytest.raises(IntegrityError):
-            runs_create_many(specs=[{"project": project, "prompt": "x", "task": other},
-                                    {"project": project, "prompt": "x", "task": task}])
+            runs_create_many(
+                specs=[
+                    {"project": project, "prompt": "x", "task": other},
+                    {"project": project, "prompt": "x", "task": task},
+                ]
+            )
         # Then the whole batch is refused, and the caller's transaction still works
         runs_create_many(specs=[{"project": project, "prompt": "x", "task": other}])
     assert ExecutionRun.objects.filter(task=task).count() == 1

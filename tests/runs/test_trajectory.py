@@ -60,15 +60,29 @@ def test_export_import_replay_round_trip(project, operator):
     frames_a = [(f.step["seq"], f.step["kind"], f.wait) for f in trajectory.replay(run)]
     frames_b = [(f.step["seq"], f.step["kind"], f.wait) for f in trajectory.replay(imported)]
     assert frames_a == frames_b
-    assert [k for _, k, _ in frames_a] == ["llm_turn", "write_file", "run_terminal", "edit_file", "finish", "commit"]
+    assert [k for _, k, _ in frames_a] == [
+        "llm_turn",
+        "write_file",
+        "run_terminal",
+        "edit_file",
+        "finish",
+        "commit",
+    ]
     assert all(w >= 0 for _, _, w in frames_a)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_export_is_redacted_and_has_no_rollback_bytes(project):
     # Given a run whose prompt, file and output contain a secret
-    run = _scripted_run(project, script=[{"write": "key.txt", "content": f"KEY={SECRET}\n"}, {"run": "cat key.txt"},
-                                         {"finish": "done"}], prompt=f"use {SECRET}")
+    run = _scripted_run(
+        project,
+        script=[
+            {"write": "key.txt", "content": f"KEY={SECRET}\n"},
+            {"run": "cat key.txt"},
+            {"finish": "done"},
+        ],
+        prompt=f"use {SECRET}",
+    )
     # When it is exported as JSON and as .rlog
     text = trajectory.export_json(run)
     rlog = trajectory.export_rlog(run)
@@ -93,9 +107,17 @@ def test_analysis_numbers_on_a_known_run(project):
     # Given a run with known steps, usage and timings
     start = timezone.now() - dt.timedelta(minutes=5)
     run = ExecutionRunFactory(
-        project=project, status="failed", status_reason="budget exceeded", cost_usd=Decimal("0.250000"),
-        input_tokens=1000, output_tokens=200, cache_read_tokens=50, turns=4,
-        queued_at=start - dt.timedelta(seconds=2), started_at=start, first_step_at=start + dt.timedelta(seconds=1.5),
+        project=project,
+        status="failed",
+        status_reason="budget exceeded",
+        cost_usd=Decimal("0.250000"),
+        input_tokens=1000,
+        output_tokens=200,
+        cache_read_tokens=50,
+        turns=4,
+        queued_at=start - dt.timedelta(seconds=2),
+        started_at=start,
+        first_step_at=start + dt.timedelta(seconds=1.5),
         ended_at=start + dt.timedelta(seconds=90),
     )
     diff = "--- /dev/null\n+++ b/app.py\n@@ -0,0 +1,2 @@\n+a\n+b\n"
@@ -107,20 +129,37 @@ def test_analysis_numbers_on_a_known_run(project):
         ("edit_file", "Edit", "skipped", {"file_path": "/w/other.py"}, "", ""),
     ]
     for i, (kind, tool, status, inp, d, path) in enumerate(steps, start=1):
-        ExecutionStepFactory(run=run, seq=i, kind=kind, tool_name=tool, status=status, input=inp, diff=d,
-                             output="boom\nmore" if status == "failed" else "ok",
-                             rollback={"path": path} if path else {},
-                             started_at=start + dt.timedelta(seconds=i * 10))
-    UsageRecordFactory(run=run, model="claude-sonnet-4-5", input_tokens=600, output_tokens=100, cost_usd=Decimal("0.15"))
-    UsageRecordFactory(run=run, model="claude-haiku-4-5", input_tokens=400, output_tokens=100, cost_usd=Decimal("0.10"))
+        ExecutionStepFactory(
+            run=run,
+            seq=i,
+            kind=kind,
+            tool_name=tool,
+            status=status,
+            input=inp,
+            diff=d,
+            output="boom\nmore" if status == "failed" else "ok",
+            rollback={"path": path} if path else {},
+            started_at=start + dt.timedelta(seconds=i * 10),
+        )
+    UsageRecordFactory(
+        run=run, model="claude-sonnet-4-5", input_tokens=600, output_tokens=100, cost_usd=Decimal("0.15")
+    )
+    UsageRecordFactory(
+        run=run, model="claude-haiku-4-5", input_tokens=400, output_tokens=100, cost_usd=Decimal("0.10")
+    )
 
     # When it is analyzed
     a = trajectory.analyze(run)
 
     # Then every number matches
     assert a["cost_usd"] == Decimal("0.25")
-    assert a["tokens"] == {"input_tokens": 1000, "output_tokens": 200, "cache_read_tokens": 50,
-                           "cache_write_tokens": 0, "total": 1250}
+    assert a["tokens"] == {
+        "input_tokens": 1000,
+        "output_tokens": 200,
+        "cache_read_tokens": 50,
+        "cache_write_tokens": 0,
+        "total": 1250,
+    }
     assert a["turns"] == 4
     assert a["duration_seconds"] == 90.0
     assert a["time_to_first_step_seconds"] == 3.5
@@ -129,18 +168,32 @@ def test_analysis_numbers_on_a_known_run(project):
     assert a["tool_use"]["Bash"] == {"count": 2, "completed": 1, "failed": 1, "skipped": 0, "rolled_back": 0}
     assert a["files_touched"] == [{"path": "app.py", "steps": [2], "added": 2, "removed": 0}]
     assert a["commands"] == ["pytest", "pytest -x"]
-    assert [(e["seq"], e["status"], e["message"]) for e in a["errors"]] == [(3, "failed", "boom"), (5, "skipped", "ok")]
+    assert [(e["seq"], e["status"], e["message"]) for e in a["errors"]] == [
+        (3, "failed", "boom"),
+        (5, "skipped", "ok"),
+    ]
     assert [(m["model"], m["calls"], m["cost_usd"]) for m in a["cost_by_model"]] == [
-        ("claude-sonnet-4-5", 1, Decimal("0.15")), ("claude-haiku-4-5", 1, Decimal("0.10"))]
+        ("claude-sonnet-4-5", 1, Decimal("0.15")),
+        ("claude-haiku-4-5", 1, Decimal("0.10")),
+    ]
     assert a["status"] == "failed" and a["status_reason"] == "budget exceeded"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_compare_aligns_two_runs(project):
     # Given two runs that share a beginning and then differ
-    a = _scripted_run(project, script=[{"write": "x.txt", "content": "1\n"}, {"run": "cat x.txt"}, {"finish": "a"}])
-    b = _scripted_run(project, script=[{"write": "x.txt", "content": "1\n"}, {"write": "y.txt", "content": "2\n"},
-                                       {"run": "cat x.txt"}, {"finish": "b"}])
+    a = _scripted_run(
+        project, script=[{"write": "x.txt", "content": "1\n"}, {"run": "cat x.txt"}, {"finish": "a"}]
+    )
+    b = _scripted_run(
+        project,
+        script=[
+            {"write": "x.txt", "content": "1\n"},
+            {"write": "y.txt", "content": "2\n"},
+            {"run": "cat x.txt"},
+            {"finish": "b"},
+        ],
+    )
     # When they are compared
     result = trajectory.compare(a, b)
     # Then the common steps line up and the extra one is marked

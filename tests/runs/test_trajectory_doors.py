@@ -26,7 +26,9 @@ def client_for(user) -> APIClient:
 
 def finished_run(project, script=None):
     script = script or [{"write": "a.txt", "content": "A\n"}, {"run": "cat a.txt"}, {"finish": "done"}]
-    run = services.run_create(project=project, prompt="make a", run_settings={"script": script}, enqueue=False)
+    run = services.run_create(
+        project=project, prompt="make a", run_settings={"script": script}, enqueue=False
+    )
     assert execute_run(run.pk) == "succeeded"
     return run
 
@@ -55,16 +57,22 @@ def test_api_import_creates_a_run_and_needs_operator(project, operator, viewer):
     run = finished_run(project)
     data = trajectory.export_run(run)
     # A viewer may not import
-    denied = client_for(viewer).post("/api/runs/import/", {"project": project.pk, "trajectory": data}, format="json")
+    denied = client_for(viewer).post(
+        "/api/runs/import/", {"project": project.pk, "trajectory": data}, format="json"
+    )
     assert denied.status_code == 403
     # An operator may, and gets the new run back
-    made = client_for(operator).post("/api/runs/import/", {"project": project.slug, "trajectory": data}, format="json")
+    made = client_for(operator).post(
+        "/api/runs/import/", {"project": project.slug, "trajectory": data}, format="json"
+    )
     assert made.status_code == 201, made.content
     new = ExecutionRun.objects.get(pk=made.json()["id"])
     assert new.status == "succeeded" and new.steps.count() == 4
     # A broken trajectory gets a clear 400 and creates nothing
     count = ExecutionRun.objects.count()
-    bad = client_for(operator).post("/api/runs/import/", {"project": project.pk, "trajectory": {"schema": "x"}}, format="json")
+    bad = client_for(operator).post(
+        "/api/runs/import/", {"project": project.pk, "trajectory": {"schema": "x"}}, format="json"
+    )
     assert bad.status_code == 400 and "Not an Autopilot trajectory" in json.dumps(bad.json())
     assert ExecutionRun.objects.count() == count
 
@@ -98,7 +106,9 @@ def test_cli_export_import_analyze_replay_compare(project, tmp_path, owner):
     target = tmp_path / "run.json"
 
     # export to a file, then import it into another project
-    out = json.loads(cli("export", str(run.pk), "--format", "json", "-o", str(target), "--json", "--user", owner.username))
+    out = json.loads(
+        cli("export", str(run.pk), "--format", "json", "-o", str(target), "--json", "--user", owner.username)
+    )
     assert out["path"] == str(target) and target.exists()
     other = ProjectFactory()
     MembershipFactory(project=other, user=owner, role="owner")

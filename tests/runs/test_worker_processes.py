@@ -23,7 +23,11 @@ WORKER = "import django; django.setup(); from runs.worker import execute_run; im
 
 def worker_process(run_id: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(run_id)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", WORKER, str(run_id)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
 
@@ -39,10 +43,15 @@ def alive(pid: int) -> bool:
 def test_killed_worker_is_recovered_by_the_lease_reaper(subprocess_env):
     # given a worker process executing a run that is inside a long command
     project = ProjectFactory(command_allowlist=["python3"])
-    run = scripted(project, [{"run": "python3 -c 'import time; time.sleep(120)'", "timeout": 300}, {"finish": "x"}])
+    run = scripted(
+        project, [{"run": "python3 -c 'import time; time.sleep(120)'", "timeout": 300}, {"finish": "x"}]
+    )
     worker = worker_process(run.pk, {**subprocess_env, "AUTOPILOT_LEASE_SECONDS": "2"})
-    children = wait_for(lambda: ExecutionRun.objects.values_list("child_pids", flat=True).get(pk=run.pk), timeout=60,
-                        message="the worker never started the command")
+    children = wait_for(
+        lambda: ExecutionRun.objects.values_list("child_pids", flat=True).get(pk=run.pk),
+        timeout=60,
+        message="the worker never started the command",
+    )
 
     # when the worker is SIGKILLed (its agent process survives in its own session)
     worker.send_signal(signal.SIGKILL)
@@ -50,13 +59,19 @@ def test_killed_worker_is_recovered_by_the_lease_reaper(subprocess_env):
     assert all(alive(pid) for pid in children)
 
     # then once the lease expires the reaper fails the run and kills the leftover process group
-    reaped = wait_for(lambda: services.reap_expired_leases(), timeout=30, interval=0.2, message="nothing was reaped")
+    reaped = wait_for(
+        lambda: services.reap_expired_leases(), timeout=30, interval=0.2, message="nothing was reaped"
+    )
     assert reaped == [run.pk]
     run.refresh_from_db()
     assert run.status == ExecutionRun.Status.FAILED
     assert run.status_reason == "worker lost: lease expired"
     assert run.lease_owner == "" and run.ended_at is not None
-    wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="leftover agent process still alive")
+    wait_for(
+        lambda: not any(alive(pid) for pid in children),
+        timeout=10,
+        message="leftover agent process still alive",
+    )
     assert services.reap_expired_leases() == []
 
 
@@ -78,18 +93,29 @@ def test_two_workers_racing_for_one_run_only_one_claims(subprocess_env):
 def test_django_q_cluster_executes_a_queued_run(subprocess_env):
     # given the runs cluster (django-q2) running as a real process
     cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
         env={**subprocess_env, "AUTOPILOT_WORKERS": "1", "Q_CLUSTER_NAME": "autopilot-runs"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         project = ProjectFactory()
         warmup = services.run_create(project=project, prompt="warm-up", agent_backend="scripted")
-        wait_for(lambda: status_of(warmup.pk) in ExecutionRun.TERMINAL, timeout=90, message="the cluster never started")
+        wait_for(
+            lambda: status_of(warmup.pk) in ExecutionRun.TERMINAL,
+            timeout=90,
+            message="the cluster never started",
+        )
         # when a run is created the normal way (enqueued on commit) on a running cluster
         started = time.monotonic()
         run = services.run_create(project=project, prompt="demo", agent_backend="scripted")
-        wait_for(lambda: status_of(run.pk) in ExecutionRun.TERMINAL, timeout=90, message="the cluster never finished the run")
+        wait_for(
+            lambda: status_of(run.pk) in ExecutionRun.TERMINAL,
+            timeout=90,
+            message="the cluster never finished the run",
+        )
         elapsed = time.monotonic() - started
     finally:
         os.killpg(cluster.pid, signal.SIGTERM)
@@ -101,4 +127,6 @@ def test_django_q_cluster_executes_a_queued_run(subprocess_env):
     run.refresh_from_db()
     assert run.status == ExecutionRun.Status.SUCCEEDED, run.status_reason
     queued_to_first = (run.first_step_at - run.queued_at).total_seconds()
-    print(f"\nqueued → first step through a django-q2 worker: {queued_to_first:.3f}s (run finished after {elapsed:.2f}s)")
+    print(
+        f"\nqueued → first step through a django-q2 worker: {queued_to_first:.3f}s (run finished after {elapsed:.2f}s)"
+    )

@@ -20,7 +20,9 @@ def test_scripted_run_writes_runs_and_commits_on_its_branch_only(project):
         {"run": "cat hello.txt"},
         {"finish": "wrote hello"},
     ]
-    run = services.run_create(project=project, prompt="say hello", run_settings={"script": script}, enqueue=False)
+    run = services.run_create(
+        project=project, prompt="say hello", run_settings={"script": script}, enqueue=False
+    )
 
     # when the worker executes it
     assert execute_run(run.pk) == "succeeded"
@@ -34,8 +36,15 @@ def test_scripted_run_writes_runs_and_commits_on_its_branch_only(project):
     assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hello"
     assert "hello.txt" not in git(project.repo_path, "ls-tree", "--name-only", "main")
     assert git(project.repo_path, "status", "--porcelain") == ""
-    assert git(project.repo_path, "log", "-1", "--format=%s", run.branch) == f"autopilot: say hello (run #{run.pk})"
-    assert run.diff_summary == {"files": [{"path": "hello.txt", "added": 1, "removed": 0}], "added": 1, "removed": 0}
+    assert (
+        git(project.repo_path, "log", "-1", "--format=%s", run.branch)
+        == f"autopilot: say hello (run #{run.pk})"
+    )
+    assert run.diff_summary == {
+        "files": [{"path": "hello.txt", "added": 1, "removed": 0}],
+        "added": 1,
+        "removed": 0,
+    }
     steps = list(run.steps.order_by("seq"))
     assert [s.kind for s in steps] == ["write_file", "run_terminal", "finish", "commit"]
     assert [s.seq for s in steps] == [1, 2, 3, 4]
@@ -48,7 +57,9 @@ def test_scripted_run_writes_runs_and_commits_on_its_branch_only(project):
 
 def test_duplicate_delivery_does_nothing(project):
     # given a run that already ran
-    run = services.run_create(project=project, prompt="x", run_settings={"script": [{"finish": "ok"}]}, enqueue=False)
+    run = services.run_create(
+        project=project, prompt="x", run_settings={"script": [{"finish": "ok"}]}, enqueue=False
+    )
     execute_run(run.pk)
     steps = ExecutionStep.objects.filter(run=run).count()
 

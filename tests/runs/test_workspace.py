@@ -21,14 +21,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_monorepo_subdirectory_is_the_cwd_and_the_confinement_root(tmp_path):
-    repo = make_repo(tmp_path / "mono", {"README.md": "root\n", "services/api/app.py": "x = 1\n", "web/index.html": "<p>\n"})
+    repo = make_repo(
+        tmp_path / "mono",
+        {"README.md": "root\n", "services/api/app.py": "x = 1\n", "web/index.html": "<p>\n"},
+    )
     project = ProjectFactory(repo_path=str(repo), subdirectory="services/api", autonomy_mode="full_auto")
-    run = run_now(project, [
-        {"write": "new.py", "content": "y = 2\n"},
-        {"read": "../../web/index.html"},
-        {"list": "."},
-        {"finish": "ok"},
-    ])
+    run = run_now(
+        project,
+        [
+            {"write": "new.py", "content": "y = 2\n"},
+            {"read": "../../web/index.html"},
+            {"list": "."},
+            {"finish": "ok"},
+        ],
+    )
     assert run.status == "succeeded"
     assert git(repo, "show", f"{run.branch}:services/api/new.py") == "y = 2"
     assert run.steps.get(kind="read_file").status == "skipped"
@@ -38,12 +44,21 @@ def test_monorepo_subdirectory_is_the_cwd_and_the_confinement_root(tmp_path):
 
 def test_task_runs_get_a_task_branch_and_a_commit_naming_the_task(project):
     task = TaskFactory(project=project, title="Add the Login Page!")
-    run = services.run_create(project=project, prompt="", task=task, agent_backend="scripted",
-                              run_settings={"script": [{"write": "login.html", "content": "<form>"}]}, enqueue=False)
+    run = services.run_create(
+        project=project,
+        prompt="",
+        task=task,
+        agent_backend="scripted",
+        run_settings={"script": [{"write": "login.html", "content": "<form>"}]},
+        enqueue=False,
+    )
     execute_run(run.pk)
     run.refresh_from_db()
     assert run.branch == f"autopilot/add-the-login-page-{run.pk}"
-    assert git(project.repo_path, "log", "-1", "--format=%s", run.branch) == f"autopilot: Add the Login Page! (run #{run.pk})"
+    assert (
+        git(project.repo_path, "log", "-1", "--format=%s", run.branch)
+        == f"autopilot: Add the Login Page! (run #{run.pk})"
+    )
 
 
 def test_setup_script_output_is_a_step_and_its_failure_fails_the_run(settings):
@@ -65,7 +80,9 @@ def test_setup_script_output_is_a_step_and_its_failure_fails_the_run(settings):
 
 
 def test_parallel_runs_on_one_repository_do_not_collide(project):
-    runs = [scripted(project, [{"write": f"f{i}.txt", "content": str(i)}, {"finish": "ok"}]) for i in range(4)]
+    runs = [
+        scripted(project, [{"write": f"f{i}.txt", "content": str(i)}, {"finish": "ok"}]) for i in range(4)
+    ]
     threads = [threading.Thread(target=execute_run, args=(r.pk,)) for r in runs]
     for t in threads:
         t.start()
@@ -110,15 +127,23 @@ def test_worktree_rollback_verification_detects_differences(project):
 
 
 def test_test_worker_records_pass_and_fail_counts(tmp_path):
-    repo = make_repo(tmp_path / "py", {
-        "test_things.py": "def test_ok():\n    assert True\n\ndef test_bad():\n    assert 1 == 2\n\ndef test_ok2():\n    pass\n",
-    })
+    repo = make_repo(
+        tmp_path / "py",
+        {
+            "test_things.py": "def test_ok():\n    assert True\n\ndef test_bad():\n    assert 1 == 2\n\ndef test_ok2():\n    pass\n",
+        },
+    )
     project = ProjectFactory(repo_path=str(repo), test_command="python3 -m pytest -q -p no:cacheprovider")
-    run = services.run_create(project=project, prompt="run the tests", agent_backend="test_worker", enqueue=False)
+    run = services.run_create(
+        project=project, prompt="run the tests", agent_backend="test_worker", enqueue=False
+    )
     execute_run(run.pk)
     run.refresh_from_db()
     step = run.steps.get(kind="test")
-    assert run.status == "failed" and run.status_reason == "tests failed: 2 passed, 1 failed, 0 errors, 0 skipped"
+    assert (
+        run.status == "failed"
+        and run.status_reason == "tests failed: 2 passed, 1 failed, 0 errors, 0 skipped"
+    )
     assert step.input["counts"]["passed"] == 2 and step.input["counts"]["failed"] == 1
     assert step.input["counts"]["failing"] == ["test_things.py::test_bad"]
 
@@ -126,4 +151,9 @@ def test_test_worker_records_pass_and_fail_counts(tmp_path):
 def test_parse_unittest_summary():
     out = "....\n----------------------------------------------------------------------\nRan 5 tests in 0.01s\n\nFAILED (failures=1, skipped=1)\n"
     counts = parse_test_output(out)
-    assert (counts["passed"], counts["failed"], counts["skipped"], counts["framework"]) == (3, 1, 1, "unittest")
+    assert (counts["passed"], counts["failed"], counts["skipped"], counts["framework"]) == (
+        3,
+        1,
+        1,
+        "unittest",
+    )

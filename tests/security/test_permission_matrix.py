@@ -85,11 +85,21 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         step = ExecutionStepFactory(run=run)
         event = Event.objects.create(project=project, kind="matrix.test")
         ids = {
-            "project": project.pk, "blueprint": blueprint.pk, "version": blueprint.version, "node": node.pk,
-            "job": job.pk, "task": task.pk, "other_task": other.pk, "dependency": dependency.pk,
-            "proposal": proposal.pk, "run": run.pk, "second_run": second.pk, "step": step.pk,
+            "project": project.pk,
+            "blueprint": blueprint.pk,
+            "version": blueprint.version,
+            "node": node.pk,
+            "job": job.pk,
+            "task": task.pk,
+            "other_task": other.pk,
+            "dependency": dependency.pk,
+            "proposal": proposal.pk,
+            "run": run.pk,
+            "second_run": second.pk,
+            "step": step.pk,
             "event": event.pk,
-            "viewer": users["viewer"].pk, "stranger": users["non-member"].pk,
+            "viewer": users["viewer"].pk,
+            "stranger": users["non-member"].pk,
         }
         ids["repo_root"] = str(tmp_path_factory.mktemp("roots"))
     yield World(users=users, project=project, ids=ids)
@@ -132,14 +142,24 @@ API = [
     E("api-token", "POST", "/api/auth/token/", PUBLIC, lambda ids: {}),
     E("api-root", "GET", "/api/", AUTH),
     E("project-list", "GET", "/api/projects/", AUTH, scoped_list=True),
-    E("project-list", "POST", "/api/projects/", SITE_TRUST,
-      lambda ids: {"name": "Matrix new", "repo_path": ids["repo_root"] + "/missing"}),
+    E(
+        "project-list",
+        "POST",
+        "/api/projects/",
+        SITE_TRUST,
+        lambda ids: {"name": "Matrix new", "repo_path": ids["repo_root"] + "/missing"},
+    ),
     E("project-detail", "GET", P + "/", VIEW),
     E("project-detail", "PATCH", P + "/", OPS, lambda ids: {"paused": True}),
     E("project-detail", "DELETE", P + "/", OWN),
     E("project-members", "GET", P + "/members/", VIEW),
-    E("project-members", "POST", P + "/members/", OWN,
-      lambda ids: {"user": ids["stranger"], "role": "viewer"}),
+    E(
+        "project-members",
+        "POST",
+        P + "/members/",
+        OWN,
+        lambda ids: {"user": ids["stranger"], "role": "viewer"},
+    ),
     E("project-remove-member", "DELETE", P + "/members/{viewer}/", OWN),
     E("event-list", "GET", "/api/events/", AUTH, scoped_list=True),
     E("event-detail", "GET", "/api/events/{event}/", VIEW),
@@ -159,16 +179,26 @@ API = [
     E("plannode-generate-tasks", "POST", "/api/plan_nodes/{node}/generate_tasks/", OPS),
     E("blueprint-generate-all-tasks", "POST", "/api/blueprints/{blueprint}/generate_all_tasks/", OPS),
     E("task-list", "GET", "/api/tasks/", AUTH, scoped_list=True),
-    E("task-list", "POST", "/api/tasks/", OPS,
-      lambda ids: {"project": ids["project"], "title": "Matrix task"}),
+    E(
+        "task-list",
+        "POST",
+        "/api/tasks/",
+        OPS,
+        lambda ids: {"project": ids["project"], "title": "Matrix task"},
+    ),
     E("task-detail", "GET", "/api/tasks/{task}/", VIEW),
     E("task-detail", "PATCH", "/api/tasks/{task}/", OPS, lambda ids: {"title": "Renamed"}),
     E("task-detail", "DELETE", "/api/tasks/{task}/", OPS),
     E("task-dependencies", "GET", "/api/tasks/{task}/dependencies/", VIEW),
     E("task-transition", "POST", "/api/tasks/{task}/transition/", OPS, lambda ids: {"status": "ready"}),
     E("dependency-list", "GET", "/api/dependencies/", AUTH, scoped_list=True),
-    E("dependency-list", "POST", "/api/dependencies/", OPS,
-      lambda ids: {"task": ids["other_task"], "depends_on": ids["task"]}),
+    E(
+        "dependency-list",
+        "POST",
+        "/api/dependencies/",
+        OPS,
+        lambda ids: {"task": ids["other_task"], "depends_on": ids["task"]},
+    ),
     E("dependency-detail", "GET", "/api/dependencies/{dependency}/", VIEW),
     E("dependency-detail", "DELETE", "/api/dependencies/{dependency}/", OPS),
     E("blueprint-detail", "GET", "/api/blueprints/{blueprint}/", VIEW),
@@ -182,15 +212,22 @@ API = [
     E("ingestionjob-retry", "POST", "/api/ingestion_jobs/{job}/retry/", OPS),
     E("project-runs", "GET", P + "/runs/", VIEW),
     E("project-runs", "POST", P + "/runs/", OPS, lambda ids: {"prompt": "hello", "agent": "scripted"}),
-    E("run-import", "POST", "/api/runs/import/", OPS,
-      lambda ids: {"project": ids["project"], "trajectory": {}}),
+    E(
+        "run-import",
+        "POST",
+        "/api/runs/import/",
+        OPS,
+        lambda ids: {"project": ids["project"], "trajectory": {}},
+    ),
     E("run-compare", "GET", "/api/runs/compare/?a={run}&b={second_run}", VIEW),
     E("run-export", "GET", "/api/runs/{run}/export/", VIEW),
     E("run-analysis", "GET", "/api/runs/{run}/analysis/", VIEW),
     E("run-list", "GET", "/api/runs/", AUTH, scoped_list=True),
     E("run-detail", "GET", "/api/runs/{run}/", VIEW),
-    *(E(f"run-{action}", "POST", f"/api/runs/{{run}}/{action}/", OPS, lambda ids: {"step": 1, "body": "hi"})
-      for action in ("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop")),
+    *(
+        E(f"run-{action}", "POST", f"/api/runs/{{run}}/{action}/", OPS, lambda ids: {"step": 1, "body": "hi"})
+        for action in ("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop")
+    ),
     E("step-detail", "GET", "/api/steps/{step}/", VIEW),
     E("step-rollback", "POST", "/api/steps/{step}/rollback/", OPS),
 ]
@@ -205,8 +242,13 @@ PAGES = [
     E("dashboard-page", "GET", "/dashboard/", AUTH),
     E("needs-input", "GET", "/needs-input/", AUTH),
     E("projects", "GET", "/projects/", AUTH),
-    E("projects", "POST", "/projects/", SITE_TRUST,
-      lambda ids: {"name": "Matrix web", "repo_path": ids["repo_root"] + "/missing"}),
+    E(
+        "projects",
+        "POST",
+        "/projects/",
+        SITE_TRUST,
+        lambda ids: {"name": "Matrix web", "repo_path": ids["repo_root"] + "/missing"},
+    ),
     E("project-branch-hint", "GET", "/projects/branch/?repo_path=/tmp", AUTH),
     E("project-remove", "POST", "/projects/{project}/remove/", OWN),
     E("manager-autonomy", "GET", "/projects/{project}/manager/autonomy/", VIEW),
@@ -218,8 +260,13 @@ PAGES = [
     E("manager-proposal-accept", "POST", "/manager/proposals/{proposal}/accept/", OPS),
     E("manager-proposal-dismiss", "POST", "/manager/proposals/{proposal}/dismiss/", OPS),
     E("blueprint-versions", "GET", "/projects/{project}/blueprints/", VIEW),
-    E("blueprint-ingest", "POST", "/projects/{project}/blueprints/ingest/", OPS,
-      lambda ids: {"text": "# P\n"}),
+    E(
+        "blueprint-ingest",
+        "POST",
+        "/projects/{project}/blueprints/ingest/",
+        OPS,
+        lambda ids: {"text": "# P\n"},
+    ),
     E("blueprint-job", "GET", "/projects/{project}/blueprints/jobs/{job}/", VIEW),
     E("blueprint-diff", "GET", "/projects/{project}/blueprints/v{version}/", VIEW),
     E("plan-tree", "GET", "/projects/{project}/plan/", VIEW),
@@ -229,23 +276,47 @@ PAGES = [
     E("task-generate", "POST", "/projects/{project}/tasks/generate/", OPS),
     E("task-detail", "GET", "/projects/{project}/tasks/{task}/", VIEW),
     E("task-edit", "POST", "/projects/{project}/tasks/{task}/edit/", OPS, lambda ids: {"title": "Edited"}),
-    E("task-transition", "POST", "/projects/{project}/tasks/{task}/transition/", OPS,
-      lambda ids: {"status": "ready"}),
+    E(
+        "task-transition",
+        "POST",
+        "/projects/{project}/tasks/{task}/transition/",
+        OPS,
+        lambda ids: {"status": "ready"},
+    ),
     E("task-delete", "POST", "/projects/{project}/tasks/{task}/delete/", OPS),
-    E("task-dependency-add", "POST", "/projects/{project}/tasks/{other_task}/dependencies/", OPS,
-      lambda ids: {"depends_on": ids["task"]}),
-    E("task-dependency-remove", "POST",
-      "/projects/{project}/tasks/{task}/dependencies/{dependency}/remove/", OPS),
+    E(
+        "task-dependency-add",
+        "POST",
+        "/projects/{project}/tasks/{other_task}/dependencies/",
+        OPS,
+        lambda ids: {"depends_on": ids["task"]},
+    ),
+    E(
+        "task-dependency-remove",
+        "POST",
+        "/projects/{project}/tasks/{task}/dependencies/{dependency}/remove/",
+        OPS,
+    ),
     E("run-list", "GET", "/projects/{project}/runs/", VIEW),
-    E("run-list", "POST", "/projects/{project}/runs/", OPS,
-      lambda ids: {"prompt": "hello", "agent": "scripted"}),
+    E(
+        "run-list",
+        "POST",
+        "/projects/{project}/runs/",
+        OPS,
+        lambda ids: {"prompt": "hello", "agent": "scripted"},
+    ),
     E("run-detail", "GET", "/runs/{run}/", VIEW),
     E("sessions", "GET", "/sessions/", AUTH),
     E("sessions-compare", "GET", "/sessions/compare/?run={run}&run={second_run}", VIEW),
     E("usage", "GET", "/usage/", AUTH),
     E("run-launch", "GET", "/runs/new/", AUTH),
-    E("run-launch", "POST", "/runs/new/", OPS,
-      lambda ids: {"project": ids["project"], "prompt": "hello", "agent": "scripted"}),
+    E(
+        "run-launch",
+        "POST",
+        "/runs/new/",
+        OPS,
+        lambda ids: {"project": ids["project"], "prompt": "hello", "agent": "scripted"},
+    ),
     E("run-replay", "GET", "/runs/{run}/replay/", VIEW),
     E("run-step-rollback", "POST", "/runs/{run}/steps/{step}/rollback/", OPS),
     E("run-action", "POST", "/runs/{run}/stop/", OPS),
@@ -285,8 +356,11 @@ def test_every_api_endpoint_has_an_entry():
 
 def test_every_page_has_an_entry():
     declared = {entry.name for entry in PAGES}
-    found = {pattern.name for route, pattern in _patterns(get_resolver().url_patterns)
-             if not route.startswith(("api/", "admin/")) or pattern.name in ("schema", "api-docs")}
+    found = {
+        pattern.name
+        for route, pattern in _patterns(get_resolver().url_patterns)
+        if not route.startswith(("api/", "admin/")) or pattern.name in ("schema", "api-docs")
+    }
     assert found - declared == set(), "pages without a permission matrix entry"
     assert declared - found == set(), "matrix entries for pages that no longer exist"
 
@@ -295,7 +369,7 @@ def test_every_page_has_an_entry():
 
 
 def expected(access: str, who: str) -> str:
-    """"allowed", "login" (anonymous refused), "not-found" or "forbidden"."""
+    """ "allowed", "login" (anonymous refused), "not-found" or "forbidden"."""
     if access == PUBLIC:
         return "allowed"
     if who == "anonymous":
@@ -311,8 +385,13 @@ def expected(access: str, who: str) -> str:
     return "allowed" if RANK[MEMBER_ROLE[who]] >= RANK[Role(access)] else "forbidden"
 
 
-ROLE_WORDS = {Role.VIEWER: "viewer role", Role.OPERATOR: "operator role", Role.OWNER: "owner role",
-              SITE_TRUST: "register repositories", OWNER_SOMEWHERE: "owner role"}
+ROLE_WORDS = {
+    Role.VIEWER: "viewer role",
+    Role.OPERATOR: "operator role",
+    Role.OWNER: "owner role",
+    SITE_TRUST: "register repositories",
+    OWNER_SOMEWHERE: "owner role",
+}
 
 
 def _request(entry: Entry, world: World, who: str, *, api: bool):
@@ -356,8 +435,11 @@ def _check(entry: Entry, world: World, who: str, response, *, api: bool) -> None
 
 def _cases(entries):
     """Public entries are checked once (anonymous): if a stranger may, everyone may."""
-    return [pytest.param(entry, who, id=f"{entry.id}-{who}") for entry in entries
-            for who in (("anonymous",) if entry.access == PUBLIC else USERS)]
+    return [
+        pytest.param(entry, who, id=f"{entry.id}-{who}")
+        for entry in entries
+        for who in (("anonymous",) if entry.access == PUBLIC else USERS)
+    ]
 
 
 @pytest.mark.django_db
@@ -441,7 +523,8 @@ def test_field(world, field_world, name, who):
     assert response.status_code == want, response.content
     after = Project.objects.get(pk=world.project.pk)
     changed = getattr(after, f"{name}_id" if name == "active_phase" else name) != getattr(
-        before, f"{name}_id" if name == "active_phase" else name)
+        before, f"{name}_id" if name == "active_phase" else name
+    )
     assert changed == (want == 200), f"{name} as {who}: changed={changed}"
     if want == 403:
         detail = response.json()["detail"]

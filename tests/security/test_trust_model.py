@@ -128,8 +128,9 @@ def test_another_projects_repository_is_refused(trusted, roots, how):
         target = repo / "pkg"
     else:
         target = roots / "wt"
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", "-b", "side", str(target)],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "add", "-q", "-b", "side", str(target)], check=True
+        )
     # When another user registers it
     response = create(trusted, target)
     # Then it is refused
@@ -146,15 +147,17 @@ def test_only_staff_may_share_a_repository(trusted, roots, staff):
     assert shared.status_code == 201, shared.json()
 
 
-def test_a_runs_worktree_and_the_data_directory_are_refused_even_for_superusers(admin_user, settings,
-                                                                                tmp_path):
+def test_a_runs_worktree_and_the_data_directory_are_refused_even_for_superusers(
+    admin_user, settings, tmp_path
+):
     # Given a project whose run has a worktree under the worktree root (outside the data directory here)
     settings.AUTOPILOT_WORKTREE_ROOT = tmp_path / "worktrees"
     project = ProjectFactory()
     worktree = settings.AUTOPILOT_WORKTREE_ROOT / project.slug / "run-1"
     worktree.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "-C", project.repo_path, "worktree", "add", "-q", "-b", "run-1", str(worktree)],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", project.repo_path, "worktree", "add", "-q", "-b", "run-1", str(worktree)], check=True
+    )
     ExecutionRunFactory(project=project, worktree_path=str(worktree))
     # And a repository inside the data directory
     inside = make_repo(settings.DATA_DIR / "trust-test-repo")
@@ -163,16 +166,18 @@ def test_a_runs_worktree_and_the_data_directory_are_refused_even_for_superusers(
             response = create(admin_user, target, allow_shared_repo=True)
             assert response.status_code == 400 and message in response.json()["detail"], response.json()
     finally:
-        subprocess.run(["git", "-C", project.repo_path, "worktree", "remove", "--force", str(worktree)],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", project.repo_path, "worktree", "remove", "--force", str(worktree)], check=True
+        )
         subprocess.run(["rm", "-rf", str(inside)], check=True)
 
 
 def test_moving_a_project_onto_another_projects_repository_is_refused(admin_user, project):
     other = ProjectFactory()
     MembershipFactory(project=project, user=admin_user, role="owner")
-    response = client_for(admin_user).patch(f"/api/projects/{project.pk}/", {"repo_path": other.repo_path},
-                                            format="json")
+    response = client_for(admin_user).patch(
+        f"/api/projects/{project.pk}/", {"repo_path": other.repo_path}, format="json"
+    )
     assert response.status_code == 400 and "Another project already uses" in response.json()["detail"]
     project.refresh_from_db()
     assert project.repo_path != other.repo_path
@@ -215,8 +220,9 @@ def test_an_owner_without_the_register_right_cannot_set_a_setup_script(project, 
     assert response.status_code == 403
     assert "you are an owner without that right" in response.json()["detail"]
     trusted_owner = grant_register(owner)
-    response = client_for(trusted_owner).patch(f"/api/projects/{project.pk}/", {"setup_script": "id"},
-                                               format="json")
+    response = client_for(trusted_owner).patch(
+        f"/api/projects/{project.pk}/", {"setup_script": "id"}, format="json"
+    )
     assert response.status_code == 200 and Project.objects.get(pk=project.pk).setup_script == "id"
 
 
@@ -299,8 +305,12 @@ def test_superuser_deletes_a_project_with_events_in_the_admin(admin_client, proj
     assert Event.objects.filter(kind="project.deleted").exists()
     # While events stay undeletable on their own
     event = Event.objects.first()
-    assert admin_client.post(reverse("admin:autopilot_event_delete", args=[event.pk]), {"post": "yes"}
-                             ).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:autopilot_event_delete", args=[event.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
 
 
 def _staff_with_admin_rights(username: str):
@@ -325,8 +335,10 @@ def test_admin_fields_an_operator_may_not_change_are_read_only(client, project):
     for refused in ("setup_script", "allow_shell", "repo_path", "autonomy_mode", "daily_budget_usd", "name"):
         assert refused not in fields
     # And they may not delete it
-    assert client.post(reverse("admin:autopilot_project_delete", args=[project.pk]), {"post": "yes"}
-                       ).status_code == 403
+    assert (
+        client.post(reverse("admin:autopilot_project_delete", args=[project.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert Project.objects.filter(pk=project.pk).exists()
 
 

@@ -32,13 +32,13 @@ DEMO_TEST_COMMAND = "python3 -m unittest -q"
 
 DEMO_FILES = {
     "README.md": "# Calculator (Autopilot demo repository)\n\nA tiny module for the Autopilot demo.\n"
-                 "Run the tests with `python3 -m unittest -q`.\n",
+    "Run the tests with `python3 -m unittest -q`.\n",
     "calc.py": '"""A tiny calculator."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
-               "def subtract(a, b):\n    return a - b\n",
+    "def subtract(a, b):\n    return a - b\n",
     "test_calc.py": "import unittest\n\nimport calc\n\n\nclass CalcTest(unittest.TestCase):\n"
-                    "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n\n"
-                    "    def test_subtract(self):\n        self.assertEqual(calc.subtract(5, 3), 2)\n\n\n"
-                    'if __name__ == "__main__":\n    unittest.main()\n',
+    "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n\n"
+    "    def test_subtract(self):\n        self.assertEqual(calc.subtract(5, 3), 2)\n\n\n"
+    'if __name__ == "__main__":\n    unittest.main()\n',
     ".gitignore": "__pycache__/\n",
 }
 
@@ -92,16 +92,23 @@ GIT_IDENTITY = {
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **GIT_IDENTITY})
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **GIT_IDENTITY},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
 class Command(AutopilotCommand):
-    help = ("Create (idempotently) the demo: user 'admin' with a generated password, a 'Demo' project over a "
-            "small git repository in the data directory, and a short blueprint. Offline: scripted agents.")
+    help = (
+        "Create (idempotently) the demo: user 'admin' with a generated password, a 'Demo' project over a "
+        "small git repository in the data directory, and a short blueprint. Offline: scripted agents."
+    )
 
     def handle(self, *args, **options):
         data_dir = Path(settings.DATA_DIR)
@@ -112,10 +119,19 @@ class Command(AutopilotCommand):
         url = f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}/"
         self.emit(
             {
-                "admin": {"username": admin.username, "password": password, "created": admin_created,
-                          "password_file": str(data_dir / "admin-password.txt")},
-                "project": {"id": project.pk, "name": project.name, "created": project_created,
-                            "repo_path": project.repo_path, "agent_backend": DEMO_BACKEND},
+                "admin": {
+                    "username": admin.username,
+                    "password": password,
+                    "created": admin_created,
+                    "password_file": str(data_dir / "admin-password.txt"),
+                },
+                "project": {
+                    "id": project.pk,
+                    "name": project.name,
+                    "created": project_created,
+                    "repo_path": project.repo_path,
+                    "agent_backend": DEMO_BACKEND,
+                },
                 "blueprint_ingested": ingested,
             },
             text=(
@@ -153,8 +169,10 @@ class Command(AutopilotCommand):
                 user.set_password(stored)
                 user.save(update_fields=["password"])
             elif not user.check_password(stored):
-                self.stderr.write(f"The password of '{ADMIN_USERNAME}' was changed since the demo set it; "
-                                  f"{path} is out of date (delete it to get a new one).")
+                self.stderr.write(
+                    f"The password of '{ADMIN_USERNAME}' was changed since the demo set it; "
+                    f"{path} is out of date (delete it to get a new one)."
+                )
         return user, stored, created
 
     @staticmethod

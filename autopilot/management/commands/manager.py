@@ -20,9 +20,11 @@ class Command(AutopilotCommand):
         def add(name: str, text: str):
             return self.add_action(sub, name, text)
 
-        for name, text in (("plan", "What the next tick would start, and why not for the rest."),
-                           ("metrics", "Learning metrics."),
-                           ("refine", "Re-rank learned priorities from the learned signals.")):
+        for name, text in (
+            ("plan", "What the next tick would start, and why not for the rest."),
+            ("metrics", "Learning metrics."),
+            ("refine", "Re-rank learned priorities from the learned signals."),
+        ):
             add(name, text).add_argument("project")
         p = add("proposals", "List proposals, or accept/dismiss one.")
         p.add_argument("project")
@@ -35,15 +37,21 @@ class Command(AutopilotCommand):
         actor = self.actor(options)
         project = project_get(options["project"])
         action = options["action"]
-        writing = action == "refine" or (action == "proposals" and (options.get("accept") or options.get("dismiss")))
+        writing = action == "refine" or (
+            action == "proposals" and (options.get("accept") or options.get("dismiss"))
+        )
         if actor is not None:
             require_role(actor, project, Role.OPERATOR if writing else Role.VIEWER)
         if action == "plan":
             data = explain.manager_plan(project)
-            lines = [f"{project.name}: mode {data['mode']}{' (paused)' if data['paused'] else ''}; "
-                     f"slots {data['capacity']['project_slots']} project / {data['capacity']['global_slots']} global"]
+            lines = [
+                f"{project.name}: mode {data['mode']}{' (paused)' if data['paused'] else ''}; "
+                f"slots {data['capacity']['project_slots']} project / {data['capacity']['global_slots']} global"
+            ]
             for row in data["would_start"]:
-                lines.append(f"  {row['action'].upper():8} #{row['task']} {row['title']}: {'; '.join(row['reasons'])}")
+                lines.append(
+                    f"  {row['action'].upper():8} #{row['task']} {row['title']}: {'; '.join(row['reasons'])}"
+                )
             for row in data["not_started"]:
                 lines.append(f"  skip     #{row['task']} {row['title']}: {'; '.join(row['reasons'])}")
             self.emit(data, "\n".join(lines))
@@ -64,15 +72,32 @@ class Command(AutopilotCommand):
                 raise NotFound(f"No proposal #{target} in project '{project.name}'.")
             if options.get("accept"):
                 run = proposals.proposal_accept(proposal=proposal, actor=actor)
-                self.emit({"proposal": proposal.pk, "status": "accepted", "run": run.pk},
-                          f"proposal #{proposal.pk} accepted: run #{run.pk} queued")
+                self.emit(
+                    {"proposal": proposal.pk, "status": "accepted", "run": run.pk},
+                    f"proposal #{proposal.pk} accepted: run #{run.pk} queued",
+                )
             else:
                 proposals.proposal_dismiss(proposal=proposal, actor=actor)
-                self.emit({"proposal": proposal.pk, "status": "dismissed"}, f"proposal #{proposal.pk} dismissed")
+                self.emit(
+                    {"proposal": proposal.pk, "status": "dismissed"}, f"proposal #{proposal.pk} dismissed"
+                )
             return
         rows = [
-            {"id": p.pk, "task": p.task_id, "title": p.task.title, "status": p.status, "reason": p.reason,
-             "run": p.run_id, "created_at": p.created_at}
+            {
+                "id": p.pk,
+                "task": p.task_id,
+                "title": p.task.title,
+                "status": p.status,
+                "reason": p.reason,
+                "run": p.run_id,
+                "created_at": p.created_at,
+            }
             for p in proposals.proposals_for(project, status=options.get("status"))[:500]
         ]
-        self.emit({"proposals": rows}, "\n".join(f"#{r['id']} [{r['status']}] task {r['task']} {r['title']}: {r['reason']}" for r in rows) or "no proposals")
+        self.emit(
+            {"proposals": rows},
+            "\n".join(
+                f"#{r['id']} [{r['status']}] task {r['task']} {r['title']}: {r['reason']}" for r in rows
+            )
+            or "no proposals",
+        )

@@ -61,18 +61,27 @@ class Command(AutopilotCommand):
         for name in ("add", "create"):
             create = add(name, "Register a local git repository as a project (default: the current one).")
             create.add_argument("name", nargs="?", help="Project name (default: the repository's directory).")
-            create.add_argument("--path", "--repo", dest="repo", metavar="DIR",
-                                help="The git repository (default: the one holding the current directory).")
+            create.add_argument(
+                "--path",
+                "--repo",
+                dest="repo",
+                metavar="DIR",
+                help="The git repository (default: the one holding the current directory).",
+            )
             create.add_argument("--base-branch", help="Branch runs start from (default: the current branch).")
             create.add_argument("--subdir", default="", help="Work inside this subdirectory (monorepos).")
             create.add_argument("--test-command", default="")
             create.add_argument("--setup-script", default="", help="Shell script run in every new worktree.")
-            create.add_argument("--allow", nargs="+", default=[], metavar="CMD",
-                                help="Programs agents may run.")
+            create.add_argument(
+                "--allow", nargs="+", default=[], metavar="CMD", help="Programs agents may run."
+            )
             create.add_argument("--description", default="")
             create.add_argument("--owner", help="Username of the owner (default: the acting user).")
-            create.add_argument("--share-repo", action="store_true",
-                                help="Staff only: allow a repository another project already uses.")
+            create.add_argument(
+                "--share-repo",
+                action="store_true",
+                help="Staff only: allow a repository another project already uses.",
+            )
 
         listing = add("list", "Projects you can see: path, session count, last activity (* = default).")
         listing.add_argument("--format", choices=["table", "json"], default="table")
@@ -93,10 +102,18 @@ class Command(AutopilotCommand):
         allow = edit.add_mutually_exclusive_group()
         allow.add_argument("--allow", nargs="+", metavar="CMD", help="Replace the allowlist with these.")
         allow.add_argument("--no-allow", action="store_true", help="Empty the allowlist.")
-        edit.add_argument("--allow-shell", action=argparse.BooleanOptionalAction, default=None,
-                          help="Let commands run through a shell.")
-        edit.add_argument("--setup-network", action=argparse.BooleanOptionalAction, default=None,
-                          help="Let the setup script reach the network.")
+        edit.add_argument(
+            "--allow-shell",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Let commands run through a shell.",
+        )
+        edit.add_argument(
+            "--setup-network",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Let the setup script reach the network.",
+        )
         edit.add_argument("--mode", choices=AutonomyMode.values, help="Autonomy mode.")
         edit.add_argument("--max-parallel", type=int, metavar="N")
         edit.add_argument("--max-attempts", type=int, metavar="N")
@@ -104,11 +121,18 @@ class Command(AutopilotCommand):
         daily = edit.add_mutually_exclusive_group()
         daily.add_argument("--daily-budget", metavar="USD", help="Daily spending cap for the project.")
         daily.add_argument("--no-daily-budget", action="store_true")
-        edit.add_argument("--auto-complete-on-tests", action=argparse.BooleanOptionalAction, default=None,
-                          help="Complete a task when its run's tests pass.")
+        edit.add_argument(
+            "--auto-complete-on-tests",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Complete a task when its run's tests pass.",
+        )
         edit.add_argument("--plan-order", choices=PlanOrderPolicy.values, help="Plan order policy.")
-        edit.add_argument("--model-matrix", metavar="JSON",
-                          help='Agent and model per role, e.g. \'{"code": {"model": "opus"}}\'.')
+        edit.add_argument(
+            "--model-matrix",
+            metavar="JSON",
+            help='Agent and model per role, e.g. \'{"code": {"model": "opus"}}\'.',
+        )
 
         remove = add("remove", "Unregister a project (its repository's files are kept); asks unless --yes.")
         remove.add_argument("project", help="Id, slug or name.")
@@ -125,7 +149,9 @@ class Command(AutopilotCommand):
         pause.add_argument("--pause", action="store_true")
         pause.add_argument("--resume", action="store_true")
         phase = autonomy.add_mutually_exclusive_group()
-        phase.add_argument("--phase", metavar="ANCHOR", help="Focus on this plan node of the active blueprint.")
+        phase.add_argument(
+            "--phase", metavar="ANCHOR", help="Focus on this plan node of the active blueprint."
+        )
         phase.add_argument("--no-phase", action="store_true", help="Work on the whole plan.")
         autonomy.add_argument("--run-budget", metavar="USD", help="Default budget per run.")
         daily = autonomy.add_mutually_exclusive_group()
@@ -155,7 +181,9 @@ class Command(AutopilotCommand):
     def _user(username: str):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
-            raise ApplicationError(f"No user '{username}' (create one with `autopilot user create {username}`).")
+            raise ApplicationError(
+                f"No user '{username}' (create one with `autopilot user create {username}`)."
+            )
         return user
 
     def _show_project(self, project: Project) -> None:
@@ -223,8 +251,11 @@ class Command(AutopilotCommand):
         )
         project = selectors.project_list(user=owner).get(pk=project.pk)
         data = ProjectSerializer(project).data
-        self.emit(data, f"created project #{project.pk} {project.name} ({project.slug}) "
-                        f"on {project.base_branch}, owner {owner.username}")
+        self.emit(
+            data,
+            f"created project #{project.pk} {project.name} ({project.slug}) "
+            f"on {project.base_branch}, owner {owner.username}",
+        )
 
     def do_list(self, actor, options):
         projects = selectors.project_list(user=actor) if actor is not None else Project.objects.all()
@@ -233,8 +264,10 @@ class Command(AutopilotCommand):
             for project in projects:
                 project.my_role = None
         stats = {
-            row["project"]: row for row in ExecutionRun.objects.filter(project__in=[p.pk for p in projects])
-            .values("project").annotate(sessions=Count("id"), last=Max("created_at"))
+            row["project"]: row
+            for row in ExecutionRun.objects.filter(project__in=[p.pk for p in projects])
+            .values("project")
+            .annotate(sessions=Count("id"), last=Max("created_at"))
         }
         default = default_project_get(actor)
         data = []
@@ -242,20 +275,37 @@ class Command(AutopilotCommand):
             stat = stats.get(project.pk, {})
             last = max(filter(None, [stat.get("last"), project.last_tick_at, project.updated_at]))
             path = project.repo_path + (f"/{project.subdirectory}" if project.subdirectory else "")
-            data.append({**row, "path": path, "sessions": stat.get("sessions", 0), "last_active": last,
-                         "default": default is not None and default.pk == project.pk})
+            data.append(
+                {
+                    **row,
+                    "path": path,
+                    "sessions": stat.get("sessions", 0),
+                    "last_active": last,
+                    "default": default is not None and default.pk == project.pk,
+                }
+            )
         if self.as_json or options.get("format") == "json":
             self.as_json = True
             self.emit(data)
             return
         if not data:
-            self.emit(data, "no projects (add one with `autopilot project add NAME --path DIR`, "
-                            "or run a command inside a git repository)")
+            self.emit(
+                data,
+                "no projects (add one with `autopilot project add NAME --path DIR`, "
+                "or run a command inside a git repository)",
+            )
             return
-        rows = [[row["id"], ("* " if row["default"] else "") + row["name"], row["path"], row["sessions"],
-                 row["last_active"].strftime("%Y-%m-%d %H:%M"),
-                 row["autonomy_mode"] + (" (paused)" if row["paused"] else "")]
-                for row in data]
+        rows = [
+            [
+                row["id"],
+                ("* " if row["default"] else "") + row["name"],
+                row["path"],
+                row["sessions"],
+                row["last_active"].strftime("%Y-%m-%d %H:%M"),
+                row["autonomy_mode"] + (" (paused)" if row["paused"] else ""),
+            ]
+            for row in data
+        ]
         self.emit(data, format_table(rows, ["ID", "NAME", "PATH", "SESSIONS", "LAST ACTIVE", "MODE"]))
 
     def do_show(self, actor, options):
@@ -267,10 +317,17 @@ class Command(AutopilotCommand):
     def do_edit(self, actor, options):
         project = self._project(options["project"], actor)
         basic: dict = {}
-        for option, field in (("name", "name"), ("description", "description"), ("repo", "repo_path"),
-                              ("subdir", "subdirectory"), ("base_branch", "base_branch"),
-                              ("test_command", "test_command"), ("setup_script", "setup_script"),
-                              ("allow_shell", "allow_shell"), ("setup_network", "setup_network")):
+        for option, field in (
+            ("name", "name"),
+            ("description", "description"),
+            ("repo", "repo_path"),
+            ("subdir", "subdirectory"),
+            ("base_branch", "base_branch"),
+            ("test_command", "test_command"),
+            ("setup_script", "setup_script"),
+            ("allow_shell", "allow_shell"),
+            ("setup_network", "setup_network"),
+        ):
             if options.get(option) is not None:
                 basic[field] = options[option]
         if "repo_path" in basic:
@@ -323,8 +380,10 @@ class Command(AutopilotCommand):
             raise ApplicationError(
                 f"Project '{project.name}' has {active} active run(s): stop them first (`autopilot status`)."
             )
-        question = (f"Unregister project '{project.name}' (its runs and tasks go; "
-                    f"the files in {project.repo_path} stay)?")
+        question = (
+            f"Unregister project '{project.name}' (its runs and tasks go; "
+            f"the files in {project.repo_path} stay)?"
+        )
         if not confirm(question, assume_yes=options["yes"]):
             raise CommandError("Not removed.", returncode=1)
         data = {"id": project.pk, "name": project.name, "repo_path": project.repo_path, "removed": True}
@@ -366,9 +425,22 @@ class Command(AutopilotCommand):
         if changes:  # who may change what: autopilot.permissions.FIELD_ROLES, checked by the service
             services.project_update_autonomy(project=project, actor=actor, **changes)
             project = self._project(str(project.pk), actor)
-        data = {key: ProjectSerializer(project).data[key] for key in (
-            "id", "name", "autonomy_mode", "paused", "active_phase", "max_parallel_runs", "default_run_budget_usd",
-            "daily_budget_usd", "max_attempts", "plan_order_policy", "model_matrix")}
+        data = {
+            key: ProjectSerializer(project).data[key]
+            for key in (
+                "id",
+                "name",
+                "autonomy_mode",
+                "paused",
+                "active_phase",
+                "max_parallel_runs",
+                "default_run_budget_usd",
+                "daily_budget_usd",
+                "max_attempts",
+                "plan_order_policy",
+                "model_matrix",
+            )
+        }
         data["changed"] = sorted(changes)
         prefix = f"updated {', '.join(sorted(changes))}\n" if changes else ""
         self.emit(data, f"{prefix}#{project.pk} {project.name}\n{self._autonomy_text(project)}")
@@ -379,13 +451,19 @@ class Command(AutopilotCommand):
 
         blueprint = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
         if blueprint is None:
-            raise ApplicationError(f"Project '{project.name}' has no active blueprint, so no phase to focus on.")
+            raise ApplicationError(
+                f"Project '{project.name}' has no active blueprint, so no phase to focus on."
+            )
         node = PlanNode.objects.filter(project=project, anchor=anchor, archived_at__isnull=True).first()
         if node is None:
             from blueprints.selectors import layout_of
 
             layout = layout_of(blueprint)
-            top = [a for a, p in zip(layout.anchors, layout.parents, strict=True) if p < 0][:10] if layout else []
+            top = (
+                [a for a, p in zip(layout.anchors, layout.parents, strict=True) if p < 0][:10]
+                if layout
+                else []
+            )
             raise ApplicationError(
                 f"No plan node with anchor '{anchor}' in blueprint v{blueprint.version} of '{project.name}'. "
                 f"Top-level anchors: {', '.join(top) or 'none'}."
@@ -398,7 +476,10 @@ class Command(AutopilotCommand):
             raise CommandError("--role goes with --add USER.", returncode=2)
         if options.get("add"):  # owners only: checked by the service
             services.membership_set(
-                project=project, user=self._user(options["add"]), role=options.get("role") or Role.VIEWER, actor=actor
+                project=project,
+                user=self._user(options["add"]),
+                role=options.get("role") or Role.VIEWER,
+                actor=actor,
             )
         if options.get("remove"):
             services.membership_remove(project=project, user=self._user(options["remove"]), actor=actor)

@@ -26,11 +26,20 @@ class Command(AutopilotCommand):
             self.as_json = True
         if options["action"] == "status":
             data = queue.queue_status(projects=None if not options["project"] else projects)
-            lines = [f"queue: {data['size']}/{data['max']} queued, {data['active_runs']}/{data['max_concurrent_runs']} active"]
-            rows = [[row["position"], row["run"], row["priority"], row["project_name"],
-                     f"task {row['task']}" if row["task"] else "ad-hoc",
-                     row["task_title"] or row["prompt"][:60]]
-                    for row in data["runs"]]
+            lines = [
+                f"queue: {data['size']}/{data['max']} queued, {data['active_runs']}/{data['max_concurrent_runs']} active"
+            ]
+            rows = [
+                [
+                    row["position"],
+                    row["run"],
+                    row["priority"],
+                    row["project_name"],
+                    f"task {row['task']}" if row["task"] else "ad-hoc",
+                    row["task_title"] or row["prompt"][:60],
+                ]
+                for row in data["runs"]
+            ]
             if rows:
                 lines.append(format_table(rows, ["POS", "RUN", "PRIORITY", "PROJECT", "FOR", "WHAT"]))
             self.emit(data, "\n".join(lines))
@@ -41,4 +50,6 @@ class Command(AutopilotCommand):
                 raise PermissionDenied("Clearing the queue needs the owner role.")
             projects = Project.objects.filter(pk__in=owned)
         cancelled = queue.queue_clear(actor=actor, projects=projects)
-        self.emit({"cancelled": cancelled, "count": len(cancelled)}, f"cancelled {len(cancelled)} queued run(s)")
+        self.emit(
+            {"cancelled": cancelled, "count": len(cancelled)}, f"cancelled {len(cancelled)} queued run(s)"
+        )

@@ -28,16 +28,24 @@ def reconcile_interval() -> float:
 
 
 class Command(AutopilotCommand):
-    help = "Fail runs whose worker is gone and re-enqueue queued runs whose message was lost (once, or --loop)."
+    help = (
+        "Fail runs whose worker is gone and re-enqueue queued runs whose message was lost (once, or --loop)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--loop", action="store_true",
-                            help="Keep reconciling every AUTOPILOT_RECONCILE_SECONDS until SIGTERM/SIGINT.")
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="Keep reconciling every AUTOPILOT_RECONCILE_SECONDS until SIGTERM/SIGINT.",
+        )
 
     def handle(self, *args, **options):
         if not options["loop"]:
             result = reconcile_runs()
-            self.emit(result, f"reaped runs: {result['reaped'] or 'none'}; requeued runs: {result['requeued'] or 'none'}")
+            self.emit(
+                result,
+                f"reaped runs: {result['reaped'] or 'none'}; requeued runs: {result['requeued'] or 'none'}",
+            )
             return
         stop = {"now": False}
 

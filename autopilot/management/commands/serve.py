@@ -33,12 +33,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--workers", type=int, default=int(os.environ.get("AUTOPILOT_WORKERS", "2")),
-                            help="Run worker processes (agent runs execute in these; the runs cluster).")
-        parser.add_argument("--control-workers", type=int,
-                            default=int(os.environ.get("AUTOPILOT_CONTROL_WORKERS", "2")),
-                            help="Control worker processes (ticks, ingestion, sweeps; the control cluster).")
-        parser.add_argument("--no-cluster", action="store_true", help="Serve the web only (workers run elsewhere).")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("AUTOPILOT_WORKERS", "2")),
+            help="Run worker processes (agent runs execute in these; the runs cluster).",
+        )
+        parser.add_argument(
+            "--control-workers",
+            type=int,
+            default=int(os.environ.get("AUTOPILOT_CONTROL_WORKERS", "2")),
+            help="Control worker processes (ticks, ingestion, sweeps; the control cluster).",
+        )
+        parser.add_argument(
+            "--no-cluster", action="store_true", help="Serve the web only (workers run elsewhere)."
+        )
         parser.add_argument("--no-web", action="store_true", help="Run the task cluster only.")
 
     def handle(self, *args, **options):
@@ -52,19 +61,38 @@ class Command(BaseCommand):
             self.stderr.write(f"error: {exc.message}")
             sys.exit(2)
         ensure_schedules()
-        env = {**os.environ, "AUTOPILOT_WORKERS": str(options["workers"]),
-               "AUTOPILOT_CONTROL_WORKERS": str(options["control_workers"]), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "AUTOPILOT_WORKERS": str(options["workers"]),
+            "AUTOPILOT_CONTROL_WORKERS": str(options["control_workers"]),
+            "PYTHONUNBUFFERED": "1",
+        }
         env.setdefault("DJANGO_SETTINGS_MODULE", "autopilot.settings")
         env.pop("Q_CLUSTER_NAME", None)
         specs = []
         if not options["no_web"]:
             # No --proxy-headers: daphne would believe X-Forwarded-For from any client. The client
             # address comes from autopilot.middleware, which believes AUTOPILOT_TRUSTED_PROXIES only.
-            specs.append(("web", [sys.executable, "-m", "daphne", "-b", options["host"],
-                                  "-p", str(options["port"]), "autopilot.asgi:application"]))
+            specs.append(
+                (
+                    "web",
+                    [
+                        sys.executable,
+                        "-m",
+                        "daphne",
+                        "-b",
+                        options["host"],
+                        "-p",
+                        str(options["port"]),
+                        "autopilot.asgi:application",
+                    ],
+                )
+            )
         if not options["no_cluster"]:
             specs.append(("cluster", [sys.executable, "-m", "autopilot.cli", "qcluster"]))
-            specs.append(("runs", [sys.executable, "-m", "autopilot.cli", "qcluster"], {"Q_CLUSTER_NAME": RUNS}))
+            specs.append(
+                ("runs", [sys.executable, "-m", "autopilot.cli", "qcluster"], {"Q_CLUSTER_NAME": RUNS})
+            )
             specs.append(("reconciler", [sys.executable, "-m", "autopilot.cli", "reconcile", "--loop"]))
         if not specs:
             self.stderr.write("Nothing to run: --no-web and --no-cluster together leave no process.")
@@ -81,10 +109,14 @@ class Command(BaseCommand):
         children: dict[str, subprocess.Popen] = {}
         for name, cmd, *extra in specs:
             # A session of its own per child: we signal whole process groups (qcluster forks workers).
-            children[name] = subprocess.Popen(cmd, env={**env, **(extra[0] if extra else {})}, start_new_session=True)
+            children[name] = subprocess.Popen(
+                cmd, env={**env, **(extra[0] if extra else {})}, start_new_session=True
+            )
         if "web" in children:
-            self.stdout.write(f"Autopilot is serving on http://{options['host']}:{options['port']}/ "
-                              f"(pid {os.getpid()}; Ctrl-C stops everything)")
+            self.stdout.write(
+                f"Autopilot is serving on http://{options['host']}:{options['port']}/ "
+                f"(pid {os.getpid()}; Ctrl-C stops everything)"
+            )
         self.stdout.flush()
 
         exit_code = 0

@@ -28,11 +28,16 @@ class Command(AutopilotCommand):
         else:
             report = tick_all(reason="cli", actor=actor)
         data = report.as_dict()
-        lines = [f"tick ({report.elapsed_s * 1000:.0f} ms): {len(report.started)} started, {len(report.proposed)} proposed, "
-                 f"{report.promoted} became ready, {len(report.reaped)} expired leases reaped"]
+        lines = [
+            f"tick ({report.elapsed_s * 1000:.0f} ms): {len(report.started)} started, {len(report.proposed)} proposed, "
+            f"{report.promoted} became ready, {len(report.reaped)} expired leases reaped"
+        ]
         for p in report.projects.values():
             skipped = ", ".join(f"{k}: {v}" for k, v in p.skipped.items())
-            lines.append(f"  project {p.project_id} [{p.mode}{', paused' if p.paused else ''}] ready {p.ready}; "
-                         f"started {[s['task'] for s in p.started]} proposed {[s['task'] for s in p.proposed]}"
-                         + (f"; skipped {skipped}" if skipped else "") + (f"; {p.note}" if p.note else ""))
+            lines.append(
+                f"  project {p.project_id} [{p.mode}{', paused' if p.paused else ''}] ready {p.ready}; "
+                f"started {[s['task'] for s in p.started]} proposed {[s['task'] for s in p.proposed]}"
+                + (f"; skipped {skipped}" if skipped else "")
+                + (f"; {p.note}" if p.note else "")
+            )
         self.emit(data, "\n".join(lines))

@@ -30,7 +30,9 @@ class Command(AutopilotCommand):
         create.add_argument("name")
         create.add_argument("--superuser", action="store_true", help="Full access, including the admin.")
         create.add_argument("--email", default="")
-        create.add_argument("--password-stdin", action="store_true", help="Read the password from standard input.")
+        create.add_argument(
+            "--password-stdin", action="store_true", help="Read the password from standard input."
+        )
 
         token = add("token", "Print the user's API token (created on first use).")
         token.add_argument("name")
@@ -54,7 +56,10 @@ class Command(AutopilotCommand):
         else:
             password = generated = secrets.token_urlsafe(12)
         user = services.user_create(
-            username=options["name"], password=password, superuser=options["superuser"], email=options["email"]
+            username=options["name"],
+            password=password,
+            superuser=options["superuser"],
+            email=options["email"],
         )
         data = {"id": user.pk, "username": user.username, "superuser": user.is_superuser}
         text = f"created {'superuser' if user.is_superuser else 'user'} {user.username}"
@@ -74,15 +79,23 @@ class Command(AutopilotCommand):
 
     def do_list(self, options):
         users = list(
-            get_user_model().objects.order_by("username").values("id", "username", "email", "is_superuser", "is_active")
+            get_user_model()
+            .objects.order_by("username")
+            .values("id", "username", "email", "is_superuser", "is_active")
         )
-        lines = [f"{u['id']:>4}  {u['username']:<24} {'superuser' if u['is_superuser'] else ''}"
-                 f"{'' if u['is_active'] else ' (inactive)'}" for u in users]
+        lines = [
+            f"{u['id']:>4}  {u['username']:<24} {'superuser' if u['is_superuser'] else ''}"
+            f"{'' if u['is_active'] else ' (inactive)'}"
+            for u in users
+        ]
         self.emit(users, "\n".join(lines) or "no users")
 
     def do_unlock(self, options):
         cleared = logins.user_unlock(username=options["name"])
         plural = "s" if cleared != 1 else ""
-        text = (f"unlocked {options['name']} ({cleared} failed-login record{plural} cleared)" if cleared
-                else f"{options['name']} was not locked out")
+        text = (
+            f"unlocked {options['name']} ({cleared} failed-login record{plural} cleared)"
+            if cleared
+            else f"{options['name']} was not locked out"
+        )
         self.emit({"username": options["name"], "cleared": cleared}, text)

@@ -18,8 +18,20 @@ class ProposalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Proposal
         fields = [
-            "id", "project", "task", "task_title", "status", "role", "agent_backend", "model", "score", "reason",
-            "run", "decided_by", "decided_at", "created_at",
+            "id",
+            "project",
+            "task",
+            "task_title",
+            "status",
+            "role",
+            "agent_backend",
+            "model",
+            "score",
+            "reason",
+            "run",
+            "decided_by",
+            "decided_at",
+            "created_at",
         ]
         read_only_fields = fields
 

@@ -9,8 +9,11 @@ proposal = ProposalViewSet.as_view
 
 urlpatterns = [
     path("projects/<int:pk>/manager/plan/", project({"get": "plan"}), name="manager-plan"),
-    path("projects/<int:pk>/learning_metrics/", project({"get": "learning_metrics"}),
-         name="manager-learning-metrics"),
+    path(
+        "projects/<int:pk>/learning_metrics/",
+        project({"get": "learning_metrics"}),
+        name="manager-learning-metrics",
+    ),
     path("projects/<int:pk>/autopilot_tick/", project({"post": "tick"}), name="manager-tick"),
     path("projects/<int:pk>/refine_plan/", project({"post": "refine_plan"}), name="manager-refine-plan"),
     path("projects/<int:pk>/proposals/", project({"get": "proposals"}), name="manager-proposals"),

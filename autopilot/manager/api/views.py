@@ -23,35 +23,46 @@ from autopilot.permissions import has_role, project_for, require_role, visible_p
 class ProjectManagerViewSet(viewsets.ViewSet):
     """The manager's view of one project: its plan, learning metrics, proposals; a tick; refinement."""
 
-    @extend_schema(summary="What the next tick would start, and why not for every other ready task",
-                   responses=s.ManagerPlanSerializer)
+    @extend_schema(
+        summary="What the next tick would start, and why not for every other ready task",
+        responses=s.ManagerPlanSerializer,
+    )
     @action(detail=True, methods=["get"], url_path="manager/plan")
     def plan(self, request, pk: int):
         return Response(to_jsonable(explain.manager_plan(project_for(request.user, pk))))
 
-    @extend_schema(summary="Cycle time, difficulty, fragile areas, plan deviation rate, cost per task",
-                   responses=s.LearningMetricsSerializer)
+    @extend_schema(
+        summary="Cycle time, difficulty, fragile areas, plan deviation rate, cost per task",
+        responses=s.LearningMetricsSerializer,
+    )
     @action(detail=True, methods=["get"], url_path="learning_metrics")
     def learning_metrics(self, request, pk: int):
         return Response(to_jsonable(metrics.learning_metrics(project_for(request.user, pk))))
 
-    @extend_schema(summary="Run one manager tick of this project now", request=None,
-                   responses=s.TickReportSerializer)
+    @extend_schema(
+        summary="Run one manager tick of this project now", request=None, responses=s.TickReportSerializer
+    )
     @action(detail=True, methods=["post"], url_path="autopilot_tick")
     def tick(self, request, pk: int):
         project = project_for(request.user, pk, Role.OPERATOR)
         report = tick_project(project, reason="api", actor=request.user)
         return Response(to_jsonable(report.as_dict()))
 
-    @extend_schema(summary="Re-rank learned priorities from the learned signals", request=None,
-                   responses=s.RefinePlanSerializer)
+    @extend_schema(
+        summary="Re-rank learned priorities from the learned signals",
+        request=None,
+        responses=s.RefinePlanSerializer,
+    )
     @action(detail=True, methods=["post"], url_path="refine_plan")
     def refine_plan(self, request, pk: int):
         project = project_for(request.user, pk, Role.OPERATOR)
         return Response(to_jsonable(metrics.refine_plan(project=project, actor=request.user)))
 
-    @extend_schema(summary="The manager's proposals (suggest mode), newest first",
-                   parameters=[s.ProposalStatusQuerySerializer], responses=s.ProposalSerializer(many=True))
+    @extend_schema(
+        summary="The manager's proposals (suggest mode), newest first",
+        parameters=[s.ProposalStatusQuerySerializer],
+        responses=s.ProposalSerializer(many=True),
+    )
     @action(detail=True, methods=["get"])
     def proposals(self, request, pk: int):
         project = project_for(request.user, pk)
@@ -71,8 +82,9 @@ class ProposalViewSet(viewsets.ViewSet):
         require_role(request.user, proposal.project, Role.OPERATOR)
         return proposal
 
-    @extend_schema(summary="Accept a proposal: start its run", request=None,
-                   responses={201: s.ProposalSerializer})
+    @extend_schema(
+        summary="Accept a proposal: start its run", request=None, responses={201: s.ProposalSerializer}
+    )
     @action(detail=True, methods=["post"])
     def accept(self, request, pk: int):
         proposal = self._proposal(request, pk)
@@ -81,8 +93,9 @@ class ProposalViewSet(viewsets.ViewSet):
         data = {**s.ProposalSerializer(proposal).data, "run": run.pk}
         return Response(data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Dismiss a proposal", request=s.ProposalDismissSerializer,
-                   responses=s.ProposalSerializer)
+    @extend_schema(
+        summary="Dismiss a proposal", request=s.ProposalDismissSerializer, responses=s.ProposalSerializer
+    )
     @action(detail=True, methods=["post"])
     def dismiss(self, request, pk: int):
         proposal = self._proposal(request, pk)
@@ -97,16 +110,21 @@ class ProposalViewSet(viewsets.ViewSet):
 class QueueViewSet(viewsets.ViewSet):
     """The global run queue."""
 
-    @extend_schema(summary="The global run queue with positions (runs of projects you can see)",
-                   responses=s.QueueStatusSerializer)
+    @extend_schema(
+        summary="The global run queue with positions (runs of projects you can see)",
+        responses=s.QueueStatusSerializer,
+    )
     @action(detail=False, methods=["get"])
     def overview(self, request):
         projects = None if request.user.is_superuser else visible_projects(request.user)
         return Response(to_jsonable(queue.queue_status(projects=projects)))
 
-    @extend_schema(summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)",
-                   parameters=[OpenApiParameter("project", int, required=False)],
-                   request=s.QueueClearSerializer, responses=s.QueueClearResultSerializer)
+    @extend_schema(
+        summary="Cancel queued runs (owners: the runs of projects you own; ?project=ID narrows)",
+        parameters=[OpenApiParameter("project", int, required=False)],
+        request=s.QueueClearSerializer,
+        responses=s.QueueClearResultSerializer,
+    )
     @action(detail=False, methods=["post"])
     def clear(self, request):
         given = request.query_params.get("project") or request.data.get("project")

@@ -19,7 +19,8 @@ CATEGORIES = ("added", "changed", "moved", "removed")
 
 def diff_text(diff: dict, counts: dict) -> str:
     head = f"v{diff.get('from_version') or '-'} → v{diff.get('to_version')}: " + ", ".join(
-        f"{counts.get(c, 0)} {c}" for c in (*CATEGORIES, "unchanged"))
+        f"{counts.get(c, 0)} {c}" for c in (*CATEGORIES, "unchanged")
+    )
     lines = [head]
     marks = {"added": "+", "changed": "~", "moved": ">", "removed": "-"}
     for category in CATEGORIES:
@@ -63,17 +64,30 @@ class Command(AutopilotCommand):
     def do_ingest(self, project, actor, options):
         raw = self._read(options["file"])
         result = ingest_blueprint(
-            project=project, text=raw, title=options["title"], actor=actor, generate_tasks=not options["no_tasks"],
+            project=project,
+            text=raw,
+            title=options["title"],
+            actor=actor,
+            generate_tasks=not options["no_tasks"],
             progress=self.progress,
         )
         bp = result.blueprint
-        data = {"blueprint": bp.pk, "project": project.pk, "version": result.version, "title": bp.title,
-                "format": result.format, "counts": result.counts, "elapsed_s": round(result.elapsed_s, 4),
-                "diff": result.diff}
+        data = {
+            "blueprint": bp.pk,
+            "project": project.pk,
+            "version": result.version,
+            "title": bp.title,
+            "format": result.format,
+            "counts": result.counts,
+            "elapsed_s": round(result.elapsed_s, 4),
+            "diff": result.diff,
+        }
         c = result.counts
-        text = (f"Ingested '{bp.title}' v{result.version} into {project.name} in {result.elapsed_s:.2f} s: "
-                f"{c['nodes']} nodes ({c['headings']} headings, {c['checklist_items']} checklist items), "
-                f"{c['tasks']} tasks, {c['dependencies']} dependencies.\n" + diff_text(result.diff, c))
+        text = (
+            f"Ingested '{bp.title}' v{result.version} into {project.name} in {result.elapsed_s:.2f} s: "
+            f"{c['nodes']} nodes ({c['headings']} headings, {c['checklist_items']} checklist items), "
+            f"{c['tasks']} tasks, {c['dependencies']} dependencies.\n" + diff_text(result.diff, c)
+        )
         self.emit(data, text)
 
     def _read(self, name: str) -> bytes:
@@ -89,7 +103,8 @@ class Command(AutopilotCommand):
         if size > limit:
             raise ApplicationError(
                 f"The blueprint is too large: {size:,} bytes, over the limit of {limit:,} bytes "
-                "(AUTOPILOT_MAX_BLUEPRINT_BYTES).")
+                "(AUTOPILOT_MAX_BLUEPRINT_BYTES)."
+            )
         return path.read_bytes()
 
     def do_diff(self, project, actor, options):
@@ -107,9 +122,25 @@ class Command(AutopilotCommand):
 
     def do_list(self, project, actor, options):
         rows = list(Blueprint.objects.filter(project=project).defer("diff").order_by("-version"))
-        data = [{"id": b.pk, "version": b.version, "title": b.title, "status": b.status, "format": b.format,
-                 "size_bytes": b.size_bytes, "counts": b.counts, "created_at": b.created_at} for b in rows]
-        text = "\n".join(
-            f"v{b.version:<4} {b.status:<10} {b.format:<8} {b.size_bytes:>10,} B  "
-            f"{b.counts.get('nodes', 0):>6} nodes  {b.title}" for b in rows) or "No blueprint yet."
+        data = [
+            {
+                "id": b.pk,
+                "version": b.version,
+                "title": b.title,
+                "status": b.status,
+                "format": b.format,
+                "size_bytes": b.size_bytes,
+                "counts": b.counts,
+                "created_at": b.created_at,
+            }
+            for b in rows
+        ]
+        text = (
+            "\n".join(
+                f"v{b.version:<4} {b.status:<10} {b.format:<8} {b.size_bytes:>10,} B  "
+                f"{b.counts.get('nodes', 0):>6} nodes  {b.title}"
+                for b in rows
+            )
+            or "No blueprint yet."
+        )
         self.emit(data, text)

@@ -7,8 +7,23 @@ from autopilot.models import Role
 from autopilot.permissions import require_role
 from blueprints.selectors import tree_index
 
-FIELDS = ("id", "parent_id", "kind", "origin", "level", "depth", "title", "anchor", "start", "end", "status",
-          "change", "checked", "priority", "blueprint_id")
+FIELDS = (
+    "id",
+    "parent_id",
+    "kind",
+    "origin",
+    "level",
+    "depth",
+    "title",
+    "anchor",
+    "start",
+    "end",
+    "status",
+    "change",
+    "checked",
+    "priority",
+    "blueprint_id",
+)
 
 
 class Command(AutopilotCommand):
@@ -39,13 +54,32 @@ class Command(AutopilotCommand):
         for row in rows:
             node = dict(zip(FIELDS, row, strict=True))
             box = "" if node["checked"] is None else ("[x] " if node["checked"] else "[ ] ")
-            lines.append(f"{'  ' * (node['depth'] - 1)}{box}{node['title'] or '(untitled)'}  "
-                         f"<{node['kind']} #{node['id']}>")
+            lines.append(
+                f"{'  ' * (node['depth'] - 1)}{box}{node['title'] or '(untitled)'}  "
+                f"<{node['kind']} #{node['id']}>"
+            )
         self.stdout.write("\n".join(lines))
 
     @staticmethod
     def _rows(project) -> list[tuple]:
         blueprint, layout, present = tree_index(project)
-        return [(layout.ids[i], layout.parent_id(i), layout.kind(i), layout.origin(i), layout.levels[i],
-                 layout.depths[i], layout.titles[i], layout.anchors[i], layout.starts[i], layout.ends[i], status,
-                 layout.change(i), layout.checked(i), priority, blueprint.pk) for i, status, priority in present]
+        return [
+            (
+                layout.ids[i],
+                layout.parent_id(i),
+                layout.kind(i),
+                layout.origin(i),
+                layout.levels[i],
+                layout.depths[i],
+                layout.titles[i],
+                layout.anchors[i],
+                layout.starts[i],
+                layout.ends[i],
+                status,
+                layout.change(i),
+                layout.checked(i),
+                priority,
+                blueprint.pk,
+            )
+            for i, status, priority in present
+        ]

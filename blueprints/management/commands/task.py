@@ -40,8 +40,15 @@ def task_data(task: Task, *, depends_on: list[int] | None = None) -> dict:
 
 
 def line(task: Task) -> str:
-    flags = "".join(f" [{f}]" for f, on in (("review", task.needs_review), ("removed", task.removed_from_spec),
-                                             ("milestone", task.kind == Task.Kind.MILESTONE)) if on)
+    flags = "".join(
+        f" [{f}]"
+        for f, on in (
+            ("review", task.needs_review),
+            ("removed", task.removed_from_spec),
+            ("milestone", task.kind == Task.Kind.MILESTONE),
+        )
+        if on
+    )
     return f"#{task.pk:<6} {task.status:<11} P{task.priority} C{task.complexity:<2} {task.title}{flags}"
 
 
@@ -57,8 +64,12 @@ class Command(AutopilotCommand):
         p = add("create", "create a task by hand")
         p.add_argument("title")
         p.add_argument("--body", default="")
-        p.add_argument("--priority", type=parse_priority, default=2,
-                       help="0–5 or lowest, low, medium, high, highest, urgent; default 2 (medium)")
+        p.add_argument(
+            "--priority",
+            type=parse_priority,
+            default=2,
+            help="0–5 or lowest, low, medium, high, highest, urgent; default 2 (medium)",
+        )
         p.add_argument("--complexity", type=int, default=3, help="1 – 10; default 3")
         p.add_argument("--node", help="plan node (id, anchor or title) to link the task to")
 
@@ -121,8 +132,13 @@ class Command(AutopilotCommand):
     def do_create(self, project, actor, options):
         node = selectors.node_get(project, options["node"]) if options.get("node") else None
         task = services.task_create(
-            project=project, title=options["title"], body=options["body"], priority=options["priority"],
-            complexity=options["complexity"], plan_node=node, actor=actor,
+            project=project,
+            title=options["title"],
+            body=options["body"],
+            priority=options["priority"],
+            complexity=options["complexity"],
+            plan_node=node,
+            actor=actor,
         )
         task = Task.objects.select_related("plan_node").get(pk=task.pk)
         self.emit(task_data(task, depends_on=[]), f"created {line(task)}")
@@ -132,7 +148,9 @@ class Command(AutopilotCommand):
         statuses = [s for value in options.get("status") or [] for s in value.split(",") if s]
         bad = [s for s in statuses if s not in Task.Status.values]
         if bad:
-            raise ApplicationError(f"Unknown status {', '.join(bad)}; choose from {', '.join(Task.Status.values)}.")
+            raise ApplicationError(
+                f"Unknown status {', '.join(bad)}; choose from {', '.join(Task.Status.values)}."
+            )
         if statuses:
             data["status"] = statuses
         if options.get("node"):
@@ -160,11 +178,17 @@ class Command(AutopilotCommand):
         data["body"] = task.body
         data["ready"] = view.is_ready
         data["upstream"] = [
-            {"id": d.depends_on_id, "title": d.depends_on.title, "status": d.depends_on.status, "source": d.source}
+            {
+                "id": d.depends_on_id,
+                "title": d.depends_on.title,
+                "status": d.depends_on.status,
+                "source": d.source,
+            }
             for d in view.upstream
         ]
         data["downstream"] = [
-            {"id": d.task_id, "title": d.task.title, "status": d.task.status, "source": d.source} for d in view.downstream
+            {"id": d.task_id, "title": d.task.title, "status": d.task.status, "source": d.source}
+            for d in view.downstream
         ]
         text = [line(task)]
         if task.plan_node_id:
@@ -179,15 +203,23 @@ class Command(AutopilotCommand):
 
     def do_edit(self, project, actor, options):
         task = selectors.task_get(project, options["task"])
-        changes = {k: options[k] for k in ("title", "body", "priority", "complexity") if options.get(k) is not None}
+        changes = {
+            k: options[k] for k in ("title", "body", "priority", "complexity") if options.get(k) is not None
+        }
         if options.get("node") is not None:
-            changes["plan_node"] = None if options["node"].lower() == "none" else selectors.node_get(project, options["node"])
+            changes["plan_node"] = (
+                None if options["node"].lower() == "none" else selectors.node_get(project, options["node"])
+            )
         if not changes and not options.get("status"):
-            raise ApplicationError("Nothing to change: give --title, --body, --priority, --complexity, --node or --status.")
+            raise ApplicationError(
+                "Nothing to change: give --title, --body, --priority, --complexity, --node or --status."
+            )
         if changes:
             task = services.task_update(task=task, actor=actor, **changes)
         if options.get("status") and options["status"] != task.status:
-            task = services.task_transition(task=task, to=options["status"], actor=actor, reason=options["reason"])
+            task = services.task_transition(
+                task=task, to=options["status"], actor=actor, reason=options["reason"]
+            )
         task = Task.objects.select_related("plan_node").get(pk=task.pk)
         self.emit(task_data(task), f"updated {line(task)}")
 
@@ -201,8 +233,10 @@ class Command(AutopilotCommand):
         qs = selectors.ready_tasks(project).select_related("plan_node")
         total = qs.count()
         tasks = list(qs[: options["limit"]])
-        self.emit({"count": total, "tasks": [task_data(t) for t in tasks]},
-                  "\n".join(line(t) for t in tasks) or "no task is ready")
+        self.emit(
+            {"count": total, "tasks": [task_data(t) for t in tasks]},
+            "\n".join(line(t) for t in tasks) or "no task is ready",
+        )
 
     def do_next(self, project, actor, options):
         task, reason = selectors.next_task(project)
@@ -216,12 +250,16 @@ class Command(AutopilotCommand):
         other = selectors.task_get(project, options["on"])
         if options["remove"]:
             services.dependency_remove(task=task, depends_on=other, actor=actor)
-            self.emit({"task": task.pk, "depends_on": other.pk, "removed": True},
-                      f"#{task.pk} no longer depends on #{other.pk}")
+            self.emit(
+                {"task": task.pk, "depends_on": other.pk, "removed": True},
+                f"#{task.pk} no longer depends on #{other.pk}",
+            )
             return
         dependency = services.dependency_add(task=task, depends_on=other, actor=actor)
-        self.emit({"id": dependency.pk, "task": task.pk, "depends_on": other.pk, "source": dependency.source},
-                  f"#{task.pk} '{task.title}' now depends on #{other.pk} '{other.title}'")
+        self.emit(
+            {"id": dependency.pk, "task": task.pk, "depends_on": other.pk, "source": dependency.source},
+            f"#{task.pk} '{task.title}' now depends on #{other.pk} '{other.title}'",
+        )
 
     def do_generate(self, project, actor, options):
         if options.get("blueprint"):
@@ -241,12 +279,15 @@ class Command(AutopilotCommand):
         else:
             result = services.generate_for_blueprint(blueprint=blueprint, actor=actor)
         data = {"blueprint": blueprint.pk, **result.as_dict()}
-        self.emit(data, (
-            f"{result.tasks_created} task(s) created ({result.milestones_created} milestone(s)), "
-            f"{result.dependencies_created} dependenc(ies) added, {result.dependencies_removed} removed; "
-            f"{result.tasks_total} generated task(s) in total"
-            + (f"; {len(result.unresolved)} reference(s) not understood" if result.unresolved else "")
-        ))
+        self.emit(
+            data,
+            (
+                f"{result.tasks_created} task(s) created ({result.milestones_created} milestone(s)), "
+                f"{result.dependencies_created} dependenc(ies) added, {result.dependencies_removed} removed; "
+                f"{result.tasks_total} generated task(s) in total"
+                + (f"; {len(result.unresolved)} reference(s) not understood" if result.unresolved else "")
+            ),
+        )
 
     def do_refresh(self, project, actor, options):
         counts = services.refresh_ready(project)

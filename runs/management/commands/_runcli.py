@@ -118,8 +118,10 @@ def load_source(command, ident: str, options) -> tuple[ExecutionRun | None, dict
         return run, trajectory.export_run(run)
     if path.exists():
         raise ApplicationError(f"'{ident}' is not a file.")
-    raise NotFound(f"No trajectory file or run '{ident}' (give a .json trajectory or a run id; "
-                   "`autopilot session list` shows runs).")
+    raise NotFound(
+        f"No trajectory file or run '{ident}' (give a .json trajectory or a run id; "
+        "`autopilot session list` shows runs)."
+    )
 
 
 def get_run(command, ident, options, minimum=Role.VIEWER) -> ExecutionRun:
@@ -169,7 +171,9 @@ def stream_steps(command, run_id: int, *, until, poll: float = 0.2, as_json: boo
         for step in selectors.steps_after(run_id, seen):
             seen = step.seq
             if as_json:
-                command.stdout.write(json.dumps(to_jsonable({"step": selectors.step_to_dict(step)}), ensure_ascii=False))
+                command.stdout.write(
+                    json.dumps(to_jsonable({"step": selectors.step_to_dict(step)}), ensure_ascii=False)
+                )
             else:
                 command.stdout.write(step_line(step))
             command.stdout.flush()

@@ -18,5 +18,7 @@ class Command(AutopilotCommand):
 
     def handle(self, *args, **options):
         run = get_run(self, options["run"], options, Role.OPERATOR)
-        step = services.run_approve(run=run, seq=options["step"], actor=self.actor(options), note=options["note"])
+        step = services.run_approve(
+            run=run, seq=options["step"], actor=self.actor(options), note=options["note"]
+        )
         self.emit(selectors.step_to_dict(step, full=True), f"approved step {step.seq} of run #{run.pk}")

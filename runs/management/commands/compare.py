@@ -25,13 +25,19 @@ def compare_text(c: dict) -> str:
         ("turns", str(a["turns"]), str(b["turns"]), str(d["turns"])),
         ("steps", str(a["steps"]), str(b["steps"]), str(d["steps"])),
         ("duration s", fmt(a["duration_seconds"]), fmt(b["duration_seconds"]), fmt(d["duration_seconds"])),
-        ("first step s", fmt(a["time_to_first_step_seconds"]), fmt(b["time_to_first_step_seconds"]),
-         fmt(d["time_to_first_step_seconds"])),
+        (
+            "first step s",
+            fmt(a["time_to_first_step_seconds"]),
+            fmt(b["time_to_first_step_seconds"]),
+            fmt(d["time_to_first_step_seconds"]),
+        ),
     ]
     lines = [f"{'':<14}{'run #' + str(a['run']):<28}{'run #' + str(b['run']):<28}delta"]
     lines += [f"{name:<14}{va:<28}{vb:<28}{dv}" for name, va, vb, dv in rows]
     files = c["files"]
-    lines.append(f"files: both {files['both'] or '-'}; only A {files['only_a'] or '-'}; only B {files['only_b'] or '-'}")
+    lines.append(
+        f"files: both {files['both'] or '-'}; only A {files['only_a'] or '-'}; only B {files['only_b'] or '-'}"
+    )
     lines.append(f"step similarity {c['similarity']:.0%}")
     for row in c["steps"]:
         left = row["a"]["summary"] if row["a"] else ""
@@ -41,8 +47,10 @@ def compare_text(c: dict) -> str:
 
 
 class Command(RunCliCommand):
-    help = ("Compare two runs (trajectory files or run ids) side by side: cost, tokens, turns, duration, "
-            "files, and their steps aligned.")
+    help = (
+        "Compare two runs (trajectory files or run ids) side by side: cost, tokens, turns, duration, "
+        "files, and their steps aligned."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("a", metavar="A", help="A trajectory .json file or a run id.")

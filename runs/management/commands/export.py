@@ -27,7 +27,14 @@ class Command(AutopilotCommand):
         if options.get("output"):
             path = Path(options["output"])
             path.write_text(text, encoding="utf-8")
-            self.emit({"run": run.pk, "format": options["format"], "path": str(path.resolve()), "bytes": len(text.encode())},
-                      f"run #{run.pk} exported to {path} ({options['format']})")
+            self.emit(
+                {
+                    "run": run.pk,
+                    "format": options["format"],
+                    "path": str(path.resolve()),
+                    "bytes": len(text.encode()),
+                },
+                f"run #{run.pk} exported to {path} ({options['format']})",
+            )
         else:
             self.stdout.write(text, ending="")

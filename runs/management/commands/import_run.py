@@ -16,7 +16,9 @@ class Command(AutopilotCommand):
     help = "Import an exported JSON trajectory into a project as a new finished run."
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="A trajectory exported with `autopilot export RUN --format json` ('-' for stdin).")
+        parser.add_argument(
+            "file", help="A trajectory exported with `autopilot export RUN --format json` ('-' for stdin)."
+        )
         parser.add_argument("project", help="Target project: id, slug or name.")
 
     def handle(self, *args, **options):
@@ -35,4 +37,6 @@ class Command(AutopilotCommand):
             raw = path.read_text(encoding="utf-8")
         run = trajectory.import_run(project=project, raw=raw, actor=actor)
         data = selectors.run_to_dict(run)
-        self.emit(data, f"imported as run #{run.pk} in {project.name} ({run.status}, {len(data['steps'])} steps)")
+        self.emit(
+            data, f"imported as run #{run.pk} in {project.name} ({run.status}, {len(data['steps'])} steps)"
+        )

@@ -18,5 +18,7 @@ class Command(AutopilotCommand):
     def handle(self, *args, **options):
         run = get_run(self, options["run"], options, Role.OPERATOR)
         message = run_message(run=run, body=options["text"], actor=self.actor(options))
-        self.emit({"id": message.pk, "run": run.pk, "body": message.body, "delivered_at": message.delivered_at},
-                  f"message {message.pk} sent to run #{run.pk}")
+        self.emit(
+            {"id": message.pk, "run": run.pk, "body": message.body, "delivered_at": message.delivered_at},
+            f"message {message.pk} sent to run #{run.pk}",
+        )

@@ -18,5 +18,7 @@ class Command(AutopilotCommand):
 
     def handle(self, *args, **options):
         run = get_run(self, options["run"], options, Role.OPERATOR)
-        step = services.run_reject(run=run, seq=options["step"], actor=self.actor(options), message=options["message"])
+        step = services.run_reject(
+            run=run, seq=options["step"], actor=self.actor(options), message=options["message"]
+        )
         self.emit(selectors.step_to_dict(step, full=True), f"rejected step {step.seq} of run #{run.pk}")

@@ -12,13 +12,19 @@ from runs.management.commands._runcli import RunCliCommand, load_source
 
 
 class Command(RunCliCommand):
-    help = ("Replay a run or a trajectory file in the terminal: its steps in order, paced as they happened "
-            "(--speed 0: no pauses).")
+    help = (
+        "Replay a run or a trajectory file in the terminal: its steps in order, paced as they happened "
+        "(--speed 0: no pauses)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("source", metavar="FILE|RUN", help="A trajectory .json file or a run id.")
-        parser.add_argument("--speed", type=float, default=1.0, help="Playback speed (2 = twice as fast; 0 = no pauses).")
-        parser.add_argument("--max-wait", type=float, default=5.0, help="Longest pause between two steps, in seconds.")
+        parser.add_argument(
+            "--speed", type=float, default=1.0, help="Playback speed (2 = twice as fast; 0 = no pauses)."
+        )
+        parser.add_argument(
+            "--max-wait", type=float, default=5.0, help="Longest pause between two steps, in seconds."
+        )
 
     def handle(self, *args, **options):
         if options["speed"] < 0:
@@ -34,7 +40,12 @@ class Command(RunCliCommand):
             if speed > 0 and frame.wait > 0:
                 time.sleep(min(frame.wait / speed, max_wait))
             if self.as_json:
-                self.stdout.write(json.dumps(to_jsonable({"wait": frame.wait, "step": frame.step}), ensure_ascii=False))
+                self.stdout.write(
+                    json.dumps(to_jsonable({"wait": frame.wait, "step": frame.step}), ensure_ascii=False)
+                )
             else:
-                self.stdout.write(f"[{frame.index + 1}/{frame.total} +{frame.wait:.2f}s] " + trajectory.step_line(frame.step))
+                self.stdout.write(
+                    f"[{frame.index + 1}/{frame.total} +{frame.wait:.2f}s] "
+                    + trajectory.step_line(frame.step)
+                )
             self.stdout.flush()

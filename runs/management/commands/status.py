@@ -41,19 +41,40 @@ class Command(AutopilotCommand):
             projects = projects.filter(pk=self.project(options["project"], options).pk)
         runs = list(
             ExecutionRun.objects.filter(project__in=projects, status__in=ExecutionRun.ACTIVE)
-            .select_related("project").order_by("started_at", "id")
+            .select_related("project")
+            .order_by("started_at", "id")
         )
         now = timezone.now()
-        data = [{
-            "id": run.pk, "project": run.project_id, "project_name": run.project.name, "status": run.status,
-            "pid": run.pid, "started_at": run.started_at, "cost_usd": run.cost_usd, "task": run.task_id,
-            "uptime_seconds": round((now - run.started_at).total_seconds(), 1) if run.started_at else None,
-        } for run in runs]
+        data = [
+            {
+                "id": run.pk,
+                "project": run.project_id,
+                "project_name": run.project.name,
+                "status": run.status,
+                "pid": run.pid,
+                "started_at": run.started_at,
+                "cost_usd": run.cost_usd,
+                "task": run.task_id,
+                "uptime_seconds": round((now - run.started_at).total_seconds(), 1)
+                if run.started_at
+                else None,
+            }
+            for run in runs
+        ]
         if options["format"] == "json":
             self.as_json = True
         if not data:
             self.emit(data, "no running sessions")
             return
-        rows = [[row["id"], row["project_name"], row["status"], row["pid"], _uptime(row["uptime_seconds"]),
-                 f"${row['cost_usd']:.4f}"] for row in data]
+        rows = [
+            [
+                row["id"],
+                row["project_name"],
+                row["status"],
+                row["pid"],
+                _uptime(row["uptime_seconds"]),
+                f"${row['cost_usd']:.4f}",
+            ]
+            for row in data
+        ]
         self.emit(data, format_table(rows, ["ID", "PROJECT", "STATUS", "PID", "UPTIME", "COST"]))
