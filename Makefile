@@ -102,6 +102,7 @@ bench: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf var/test-sqlite var/test-pg
