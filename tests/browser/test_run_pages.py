@@ -91,7 +91,7 @@ def test_run_page_shows_steps_live_and_approves_a_step(
     expect(page.locator("#runs")).to_contain_text("autopilot/run-")
     expect(page.locator("#runs")).to_contain_text("Succeeded")
     page.screenshot(path=str(tmp_path / "run-list.png"), full_page=True)
-    shots = Path(settings.DATA_DIR) / "screenshots"
+    shots = Path(settings.BASE_DIR) / "var" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     for name in ("run-waiting.png", "run-done.png", "run-list.png"):
         shutil.copy(tmp_path / name, shots / name)

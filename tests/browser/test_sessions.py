@@ -18,9 +18,9 @@ from tests.factories import ExecutionRunFactory, ExecutionStepFactory, Membershi
 
 
 def keep(page, tmp_path: Path, name: str) -> None:
-    """A full-page screenshot, kept under the data directory's screenshots/ (CI keeps them)."""
+    """A full-page screenshot, kept under var/screenshots/ (CI keeps them)."""
     page.screenshot(path=str(tmp_path / name), full_page=True)
-    shots = Path(settings.DATA_DIR) / "screenshots"
+    shots = Path(settings.BASE_DIR) / "var" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / name, shots / name)
 
