@@ -39,6 +39,7 @@ class InvalidTransition(Conflict):
         label = obj._meta.verbose_name
         allowed_text = ", ".join(sorted(allowed)) or "none (terminal state)"
         super().__init__(
-            f"{label} #{obj.pk} cannot go from '{current}' to '{target}'; allowed from '{current}': {allowed_text}.",
+            f"{label} #{obj.pk} cannot go from '{current}' to '{target}'; "
+            f"allowed from '{current}': {allowed_text}.",
             extra={"current": current, "target": target, "allowed": sorted(allowed)},
         )

@@ -255,7 +255,8 @@ def project_update_autonomy(*, project: Project, actor=None, **changes: Any) -> 
     require_change(actor, locked, [key for key, value in changes.items() if getattr(locked, key) != value])
     if "autonomy_mode" in changes and changes["autonomy_mode"] not in AutonomyMode.values:
         raise ApplicationError(
-            f"Unknown autonomy mode '{changes['autonomy_mode']}'; choose from {', '.join(AutonomyMode.values)}."
+            f"Unknown autonomy mode '{changes['autonomy_mode']}'; "
+            f"choose from {', '.join(AutonomyMode.values)}."
         )
     if "model_matrix" in changes:
         _validate_model_matrix(changes["model_matrix"])

@@ -302,7 +302,8 @@ def main() -> int:
         ids = populate(tmp, args.projects, args.runs)
         print(
             f"data: {args.runs:,} runs ({args.runs * 3:,} steps, {args.runs:,} events) over {args.projects} "
-            f"projects, {args.projects * 400:,} tasks; bulk-created in {time.perf_counter() - t0:.1f} s (SQLite)"
+            f"projects, {args.projects * 400:,} tasks; "
+            f"bulk-created in {time.perf_counter() - t0:.1f} s (SQLite)"
         )
         port = free_port()
         log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed in finally
@@ -362,7 +363,8 @@ def main() -> int:
             target = ("p99 < 100 ms: " + ("OK" if res["p99"] < 100 else "MISSED")) if is_list else ""
             print(
                 f"{name:<20} {res['rps']:>7.1f} {res['p50']:>8.1f} {res['p99']:>8.1f} {res['errors']:>6} "
-                f"{res['kb']:>8.1f} {res['rps'] / baseline['rps']:>8.2f} {res['p50'] / baseline['p50']:>8.2f} "
+                f"{res['kb']:>8.1f} {res['rps'] / baseline['rps']:>8.2f} "
+                f"{res['p50'] / baseline['p50']:>8.2f} "
                 f"{one['p50']:>8.1f} {counts[path]:>7}  {target}"
             )
 
@@ -383,9 +385,11 @@ def main() -> int:
             f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms"
         )
         print(
-            f"  with {args.writers} writers posting {len(body) / 1024:.0f} KB messages ({writes['rps']:.1f} posts/s, "
+            f"  with {args.writers} writers posting {len(body) / 1024:.0f} KB messages "
+            f"({writes['rps']:.1f} posts/s, "
             f"p99 {writes['p99']:.1f} ms, errors {writes['errors']}): readers {mixed['rps']:.1f} req/s, "
-            f"p50 {mixed['p50']:.1f} ms, p99 {mixed['p99']:.1f} ms = {mixed['p99'] / alone['p99']:.2f}x alone "
+            f"p50 {mixed['p50']:.1f} ms, p99 {mixed['p99']:.1f} ms = "
+            f"{mixed['p99'] / alone['p99']:.2f}x alone "
             f"(errors {mixed['errors']})"
         )
         return 0

@@ -52,7 +52,8 @@ project = project_create(name="chain", repo_path=str(repo), max_parallel_runs=1,
 script = json.dumps([{"say": "chain link"}, {"finish": "done"}])
 tasks = [Task.objects.create(project=project, title=f"link {i}", body=script, plan_order=i,
                              status="ready" if i == 0 else "todo") for i in range(n)]
-TaskDependency.objects.bulk_create([TaskDependency(task=tasks[i], depends_on=tasks[i - 1]) for i in range(1, n)])
+TaskDependency.objects.bulk_create([TaskDependency(task=tasks[i], depends_on=tasks[i - 1]) \
+for i in range(1, n)])
 print(project.pk)
 """
 
@@ -169,7 +170,8 @@ def main() -> None:
                 if nxt["started_at"]:
                     to_started.append(nxt["started_at"] - prev["ended_at"])
         print(
-            f"chain of {args.tasks} tasks, full_auto, scripted backend, `autopilot serve` with {args.workers} workers"
+            f"chain of {args.tasks} tasks, full_auto, scripted backend, "
+            f"`autopilot serve` with {args.workers} workers"
         )
         print(f"tasks done: {data['done']}/{args.tasks}, runs: {len(data['runs'])}, wall time {total:.1f} s")
         if not to_created:

@@ -168,7 +168,8 @@ def main() -> int:
     rt = re_ingest.timings
     print(
         f"  re-ingest split: read previous tree {rt.get('previous_s', 0):.3f} s, parse (incl. that read) "
-        f"{rt.get('parse_s', 0):.3f} s, persist {rt.get('persist_s', 0):.3f} s, tasks {rt.get('tasks_s', 0):.3f} s, "
+        f"{rt.get('parse_s', 0):.3f} s, persist {rt.get('persist_s', 0):.3f} s, "
+        f"tasks {rt.get('tasks_s', 0):.3f} s, "
         f"rest (validation, version row, events, commit) "
         f"{re_ingest.elapsed_s - rt.get('parse_s', 0) - rt.get('persist_s', 0) - rt.get('tasks_s', 0):.3f} s"
     )
@@ -179,7 +180,8 @@ def main() -> int:
             f"({re_ingest.timings.get('parsed_chars', 0):,} of {len(text):,} characters)"
         )
     print(
-        f"  diff: changed {rc['changed']}, added {rc['added']}, removed {rc['removed']}, moved {rc['moved']}, "
+        f"  diff: changed {rc['changed']}, added {rc['added']}, "
+        f"removed {rc['removed']}, moved {rc['moved']}, "
         f"unchanged {rc['unchanged']:,}; new tasks {rc['tasks']}, new dependencies {rc['dependencies']} "
         f"(task generation: {'incremental' if rt.get('tasks_incremental') else 'whole tree'})"
     )

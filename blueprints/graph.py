@@ -587,7 +587,10 @@ def _gate_row(tree: _Tree, node: _Node) -> dict:
     return {
         "plan_node_id": node.id,
         "title": f"{node.title} — complete"[:500],
-        "body": f"Milestone: done when every task of “{node.title}” ({len(units)} tasks) is done. Never run by an agent.",
+        "body": (
+            f"Milestone: done when every task of “{node.title}” ({len(units)} tasks) is done. "
+            "Never run by an agent."
+        ),
         "kind": Task.Kind.MILESTONE.value,
         "status": Task.Status.TODO.value,
         "done": False,
@@ -685,7 +688,10 @@ def _executemany(model, attnames: list[str], params: list[tuple]) -> None:
             return
         placeholders = ", ".join(["%s"] * len(attnames))
         suffix = ops.on_conflict_suffix_sql([], OnConflict.IGNORE, [], []) or ""
-        sql = f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {table} ({cols}) VALUES ({placeholders}) {suffix}"
+        sql = (
+            f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {table} ({cols}) "
+            f"VALUES ({placeholders}) {suffix}"
+        )
         for i in range(0, len(params), 2000):
             cursor.executemany(sql, params[i : i + 2000])
 

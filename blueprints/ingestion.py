@@ -833,6 +833,7 @@ def plan_node_update(
                     transition(locked, status, actor=actor, reason=reason, fields=fields or None)
             except IntegrityError as exc:
                 raise ApplicationError(
-                    f"Cannot restore plan node #{locked.pk}: the current plan already has a node at '{locked.anchor}'."
+                    f"Cannot restore plan node #{locked.pk}: "
+                    f"the current plan already has a node at '{locked.anchor}'."
                 ) from exc
     return PlanNode.objects.get(pk=node.pk)

@@ -296,7 +296,9 @@ class PlanNode(models.Model):
         max_length=20,
         choices=Change.choices,
         default=Change.ADDED,
-        help_text="How `blueprint` changed the node (removed: archived); against the active version: its layout.",
+        help_text=(
+            "How `blueprint` changed the node (removed: archived); against the active version: its layout."
+        ),
     )
     priority = models.PositiveSmallIntegerField(default=2)
     risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.LOW)
@@ -435,8 +437,8 @@ class Task(models.Model):
         default=1,
         db_default=1,
         editable=False,
-        help_text="Readiness bookkeeping (blueprints.readiness): 1 = to re-derive (new, or it or a dependency "
-        "changed), 0 = up to date, negative = being re-derived by a tick.",
+        help_text="Readiness bookkeeping (blueprints.readiness): 1 = to re-derive (new, or it or a "
+        "dependency changed), 0 = up to date, negative = being re-derived by a tick.",
     )
 
     # Values of `readiness_mark` (a negative value is the token of the tick re-deriving the task).

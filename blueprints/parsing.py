@@ -151,14 +151,16 @@ def decode_source(text: str | bytes, *, max_bytes: int) -> tuple[str, bytes]:
         nul = data.find(b"\x00")
         if nul != -1:
             raise ApplicationError(
-                f"The blueprint looks binary: it contains a NUL byte at byte offset {nul}. Give a Markdown or text file.",
+                f"The blueprint looks binary: it contains a NUL byte at byte offset {nul}. "
+                "Give a Markdown or text file.",
                 extra={"offset": nul},
             )
         try:
             decoded = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ApplicationError(
-                f"The blueprint is not valid UTF-8: invalid byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
+                f"The blueprint is not valid UTF-8: invalid byte 0x{data[exc.start]:02x} "
+                f"at byte offset {exc.start} "
                 f"({exc.reason}).",
                 extra={"offset": exc.start},
             ) from exc
@@ -173,7 +175,8 @@ def decode_source(text: str | bytes, *, max_bytes: int) -> tuple[str, bytes]:
             data = decoded.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ApplicationError(
-                f"The blueprint contains an unpaired surrogate at character offset {exc.start}; it is not valid Unicode text.",
+                f"The blueprint contains an unpaired surrogate at character offset {exc.start}; "
+                "it is not valid Unicode text.",
                 extra={"offset": exc.start},
             ) from exc
         if len(data) > max_bytes:

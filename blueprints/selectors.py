@@ -63,7 +63,8 @@ def next_task(project: Project | int, *, phase: PlanNode | None = None) -> tuple
         else:
             why = (
                 f"it ties at priority P{best.priority} and learned priority {best.learned_priority:.2f}, "
-                f"and comes first in plan order (position {best.plan_order}) among the {total} ready tasks{scope}"
+                f"and comes first in plan order (position {best.plan_order}) "
+                f"among the {total} ready tasks{scope}"
             )
     deps_text = (
         "it has no dependencies"

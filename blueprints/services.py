@@ -279,7 +279,8 @@ def _unfinished_dependencies(task: Task) -> list[tuple[int, str, str]]:
 
 
 def _path(edges: dict[int, list[int]], start: int, goal: int) -> list[int] | None:
-    """Breadth-first path start → … → goal following "depends on" edges (shortest, so the named cycle is too)."""
+    """Breadth-first path start → … → goal following "depends on" edges (shortest, so the named
+    cycle is too)."""
     previous: dict[int, int | None] = {start: None}
     queue = deque([start])
     while queue:

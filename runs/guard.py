@@ -235,12 +235,14 @@ def parse_command(command: str | Sequence[str], *, allow_shell: bool) -> ParsedC
     for token in tokens:
         if token in SHELL_OPERATORS or (token and set(token) <= set(";&|<>()")):
             raise GuardRefused(
-                f"Shell operator '{token}' refused: commands run without a shell (project.allow_shell is off)."
+                f"Shell operator '{token}' refused: "
+                "commands run without a shell (project.allow_shell is off)."
             )
     # Expansion is checked on the raw text outside single quotes: "$(x)" and `x` and $VAR.
     if EXPANSION.search(_outside_single_quotes(text)):
         raise GuardRefused(
-            "Command substitution or variable expansion ($(...), `...`, $VAR) refused: commands run without a shell."
+            "Command substitution or variable expansion ($(...), `...`, $VAR) refused: "
+            "commands run without a shell."
         )
     argv = shlex.split(text)
     if not argv:

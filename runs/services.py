@@ -672,8 +672,8 @@ def run_rollback(*, run: ExecutionRun, actor=None) -> dict:
             differences = workspace.rollback_worktree(path, locked.base_commit)
             if differences:
                 raise ApplicationError(
-                    f"Rollback of run #{locked.pk} could not be verified; these files differ from the base commit: "
-                    + ", ".join(differences[:20])
+                    f"Rollback of run #{locked.pk} could not be verified; "
+                    "these files differ from the base commit: " + ", ".join(differences[:20])
                 )
         else:
             workspace.git(locked.project.repo_path, "branch", "-f", locked.branch, locked.base_commit)
@@ -705,7 +705,8 @@ def step_rollback(*, step: ExecutionStep, actor=None) -> dict:
         data = locked.rollback or {}
         if locked.status != StepStatus.COMPLETED or not data.get("path"):
             raise Conflict(
-                f"Step {locked.seq} of run #{run.pk} has nothing to roll back ({locked.status}, {locked.kind})."
+                f"Step {locked.seq} of run #{run.pk} has nothing to roll back "
+                f"({locked.status}, {locked.kind})."
             )
         if not run.worktree_path or not workspace.is_worktree(run.worktree_path):
             raise ApplicationError(f"Run #{run.pk}'s worktree was removed; roll back the whole run instead.")

@@ -53,7 +53,10 @@ TOOL_SPECS: list[dict[str, Any]] = [
     },
     {
         "name": "edit_file",
-        "description": "Replace one exact occurrence of old_string with new_string in a file (fails unless it occurs exactly once).",
+        "description": (
+            "Replace one exact occurrence of old_string with new_string in a file "
+            "(fails unless it occurs exactly once)."
+        ),
         "parameters": {
             "type": "object",
             "properties": {
@@ -84,7 +87,10 @@ TOOL_SPECS: list[dict[str, Any]] = [
     },
     {
         "name": "run_terminal",
-        "description": "Run a command in the workspace (no shell: no pipes, redirections or $VARS). Returns exit code and output.",
+        "description": (
+            "Run a command in the workspace (no shell: no pipes, redirections or $VARS). "
+            "Returns exit code and output."
+        ),
         "parameters": {
             "type": "object",
             "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}},

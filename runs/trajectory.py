@@ -11,7 +11,8 @@ JSON schema (`schema: "autopilot.trajectory"`, `version: 1`)::
            backend_label, model, prompt, status, status_reason, result_summary, error, branch,
            base_commit, head_commit, diff_summary, attempt, budget_usd, max_turns},
      usage: {cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns,
-             records: [{model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, at}]},
+             records: [{model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                        cost_usd, at}]},
      timings: {created_at, queued_at, started_at, first_step_at, ended_at, duration_seconds,
                queued_to_first_step_seconds},
      steps: [{seq, kind, tool, status, risky, risk_reason, input, output, output_truncated, diff,
@@ -194,9 +195,12 @@ def render_rlog(data: dict[str, Any]) -> str:
         f"# project: {run['project']['name']}"
         + (f"   task #{run['task']['id']}: {run['task']['title']}" if run["task"] else ""),
         f"# status: {run['status']}" + (f" — {run['status_reason']}" if run["status_reason"] else ""),
-        f"# branch: {run['branch'] or '-'}   base {run['base_commit'][:12] or '-'} → head {run['head_commit'][:12] or '-'}",
-        f"# cost ${Decimal(usage['cost_usd']):.4f}   tokens {usage['input_tokens']} in / {usage['output_tokens']} out"
-        f"   turns {usage['turns']}   duration {timings['duration_seconds'] if timings['duration_seconds'] is not None else '-'}s",
+        f"# branch: {run['branch'] or '-'}   base {run['base_commit'][:12] or '-'} "
+        f"→ head {run['head_commit'][:12] or '-'}",
+        f"# cost ${Decimal(usage['cost_usd']):.4f}   tokens {usage['input_tokens']} in / "
+        f"{usage['output_tokens']} out"
+        f"   turns {usage['turns']}   duration "
+        f"{timings['duration_seconds'] if timings['duration_seconds'] is not None else '-'}s",
         f"# session: {run['session_id'] or '-'}   exported {data['exported_at']}",
         "#",
         "# prompt:",
@@ -339,7 +343,8 @@ def validate_trajectory(data: dict[str, Any]) -> None:
     backend = _need(run, "backend", str, "run")
     if backend not in AgentBackend.values:
         raise ApplicationError(
-            f"Unknown agent backend '{backend}' in run.backend; expected one of {', '.join(AgentBackend.values)}."
+            f"Unknown agent backend '{backend}' in run.backend; "
+            f"expected one of {', '.join(AgentBackend.values)}."
         )
     if run.get("status") not in ExecutionRun.Status.values:
         raise ApplicationError(f"Unknown run status {run.get('status')!r} in run.status.")
@@ -682,7 +687,10 @@ def compare(a: ExecutionRun | dict[str, Any], b: ExecutionRun | dict[str, Any]) 
     files_b = {f["path"] for f in an_b["files_touched"]}
 
     def sig(step: dict[str, Any]) -> str:
-        return f"{step['kind']}:{step.get('tool') or ''}:{_step_path(step) or (step.get('input') or {}).get('command', '')}"
+        return (
+            f"{step['kind']}:{step.get('tool') or ''}:"
+            f"{_step_path(step) or (step.get('input') or {}).get('command', '')}"
+        )
 
     steps_a = sorted(data_a["steps"], key=lambda s: s["seq"])
     steps_b = sorted(data_b["steps"], key=lambda s: s["seq"])

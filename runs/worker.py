@@ -374,7 +374,10 @@ class RunWorker:
                 tool_name="git commit",
                 input={"branch": ws.branch, "message": workspace.commit_message(run)},
                 status=ExecutionStep.Status.COMPLETED,
-                output=f"{head[:12]} on {ws.branch}: {len(summary['files'])} file(s), +{summary['added']} -{summary['removed']}",
+                output=(
+                    f"{head[:12]} on {ws.branch}: {len(summary['files'])} file(s), "
+                    f"+{summary['added']} -{summary['removed']}"
+                ),
             )
         return {"head_commit": head, "diff_summary": summary}
 

@@ -99,7 +99,8 @@ def error(status: int, body: Any = None, **kw: Any) -> Turn:
 
 
 def slow(seconds: float, turn: Turn | None = None) -> Turn:
-    """``turn`` (default: a short text) answered after ``seconds``; the wait ends early when the server stops."""
+    """``turn`` (default: a short text) answered after ``seconds``; the wait ends early when the
+    server stops."""
     base = turn or text("(slow answer)")
     return Turn(**{**base.__dict__, "delay": seconds})
 

@@ -74,8 +74,9 @@ class ProjectViewSet(
         return Response(ProjectSerializer(self._fresh(project)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Change a project: operators pause/resume and pick the phase, owners the settings, trusted owners "
-        "what executes (autopilot.permissions.FIELD_ROLES); autonomy settings are recorded as events",
+        summary="Change a project: operators pause/resume and pick the phase, owners the settings, "
+        "trusted owners what executes (autopilot.permissions.FIELD_ROLES); autonomy settings are "
+        "recorded as events",
         request=ProjectUpdateSerializer,
         responses={200: ProjectSerializer, **ERRORS},
     )

@@ -99,7 +99,10 @@ def drive(
                     "attempt": run.attempt,
                     "agent": run.agent_backend,
                 },
-                f"▶ run #{run.pk} {run.role} task #{run.task_id}: {run.task.title if run.task_id else run.prompt[:60]}",
+                (
+                    f"▶ run #{run.pk} {run.role} task #{run.task_id}: "
+                    f"{run.task.title if run.task_id else run.prompt[:60]}"
+                ),
             )
             execute_run(run.pk)
             done = ExecutionRun.objects.select_related("task").get(pk=run.pk)
@@ -114,7 +117,10 @@ def drive(
                     "cost_usd": done.cost_usd,
                     "task_status": task_status,
                 },
-                f"■ run #{done.pk} {done.status} (${done.cost_usd:.4f}) — task #{done.task_id} → {task_status}: {done.status_reason}",
+                (
+                    f"■ run #{done.pk} {done.status} (${done.cost_usd:.4f}) — "
+                    f"task #{done.task_id} → {task_status}: {done.status_reason}"
+                ),
             )
         finally:
             connection.close()

@@ -107,7 +107,9 @@ def learning_metrics(project: Project) -> dict:
         "definitions": {
             "cycle_time": "first run started → task done",
             "difficulty": "moving average of attempts per task, per plan node",
-            "plan_deviation_rate": "share of finished tasks reworked or finished before a task earlier in the plan",
+            "plan_deviation_rate": (
+                "share of finished tasks reworked or finished before a task earlier in the plan"
+            ),
             "cost_per_task": "cost of task runs / tasks that had runs",
         },
     }
@@ -161,7 +163,9 @@ def refine_plan(*, project: Project, actor=None) -> dict:
             "examined": len(tasks),
             "changed": len(changed),
             "changes": [{"task": t.pk, "title": t.title, "from": old, "to": new} for t, old, new in top],
-            "formula": f"{UNBLOCK_WEIGHT}×unblocks + {DIFFICULTY_WEIGHT}×node difficulty − {REWORK_WEIGHT}×reworks",
+            "formula": (
+                f"{UNBLOCK_WEIGHT}×unblocks + {DIFFICULTY_WEIGHT}×node difficulty − {REWORK_WEIGHT}×reworks"
+            ),
         }
         record_event(kind="plan.refined", subject=project, actor=actor, data=summary)
         if changed:

@@ -253,7 +253,8 @@ def decide(
                         "skip",
                         Code.RETRY_BACKOFF,
                         (
-                            f"attempt {task.attempts + 1} of {project.max_attempts} not before {retry_at:%H:%M:%S}"
+                            f"attempt {task.attempts + 1} of {project.max_attempts} "
+                            f"not before {retry_at:%H:%M:%S}"
                         ),
                     )
                 )
@@ -277,7 +278,8 @@ def decide(
                     "skip",
                     Code.CAPACITY,
                     (
-                        f"global limit reached ({capacity.global_open}/{capacity.global_max} queued/active runs)"
+                        "global limit reached "
+                        f"({capacity.global_open}/{capacity.global_max} queued/active runs)"
                     ),
                 )
             )
@@ -294,8 +296,10 @@ def decide(
                     "skip",
                     Code.BUDGET,
                     (
-                        f"daily cap ${capacity.daily_budget} reached (spent ${capacity.spent_today:.2f} today, "
-                        f"${capacity.reserved:.2f} reserved by open runs, a run reserves ${capacity.run_budget})"
+                        f"daily cap ${capacity.daily_budget} reached "
+                        f"(spent ${capacity.spent_today:.2f} today, "
+                        f"${capacity.reserved:.2f} reserved by open runs, "
+                        f"a run reserves ${capacity.run_budget})"
                     ),
                 )
             )

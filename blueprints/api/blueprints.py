@@ -171,7 +171,8 @@ def project_blueprints(request, project_id: int):
     if upload is not None:
         if upload.size > _max_bytes():
             raise ApplicationError(
-                f"The blueprint is too large: {upload.size:,} bytes, over the limit of {_max_bytes():,} bytes "
+                f"The blueprint is too large: {upload.size:,} bytes, "
+                f"over the limit of {_max_bytes():,} bytes "
                 "(AUTOPILOT_MAX_BLUEPRINT_BYTES)."
             )
         text: str | bytes = upload.read()
@@ -283,7 +284,8 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         extra = set(request.data) - set(PlanNodeUpdateSerializer().fields)
         if extra:
             raise ApplicationError(
-                f"Cannot edit {', '.join(sorted(extra))} of a plan node; editable: priority, risk, summary, status."
+                f"Cannot edit {', '.join(sorted(extra))} of a plan node; "
+                "editable: priority, risk, summary, status."
             )
         node = plan_node_update(node=node, actor=request.user, **data.validated_data)
         return Response(PlanNodeSerializer(placed(node)).data)

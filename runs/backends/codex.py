@@ -245,7 +245,8 @@ class CodexBackend(Backend):
                 verdict = ctx.authorize("exec_command", {"cmd": _unwrap(item.get("command", ""))})
                 if verdict.action != "allow":
                     state["refused"] = (
-                        f"Codex ran a command Autopilot's guard does not allow without approval: {verdict.reason}"
+                        "Codex ran a command Autopilot's guard does not allow without approval: "
+                        f"{verdict.reason}"
                     )
                     ctx.record_step(
                         Kind.RUN_TERMINAL,

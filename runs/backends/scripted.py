@@ -3,8 +3,9 @@
 It uses no model at all and is labelled "scripted (offline demo)" wherever it appears. It follows a
 script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
 JSON list, or from the task's body when it is one (the tick's runs of script tasks), or else the
-built-in demo script (write a notes file with the prompt, list the directory, finish). Every action is one turn and goes through the same guarded tools as the native
-backend, so approvals, refusals, diffs and rollback behave exactly as with a real agent.
+built-in demo script (write a notes file with the prompt, list the directory, finish). Every action
+is one turn and goes through the same guarded tools as the native backend, so approvals, refusals,
+diffs and rollback behave exactly as with a real agent.
 
 Actions (one key names the action):
     {"say": "text"}                               an assistant message (llm_turn step)
@@ -43,7 +44,8 @@ TOOL_OF = {
 def demo_script(prompt: str) -> list[dict[str, Any]]:
     return [
         {
-            "say": "Scripted (offline demo) backend: no model is called. Writing the prompt to AUTOPILOT_NOTES.md."
+            "say": "Scripted (offline demo) backend: no model is called. "
+            "Writing the prompt to AUTOPILOT_NOTES.md."
         },
         {"write": "AUTOPILOT_NOTES.md", "content": f"# Notes from a scripted run\n\n{prompt.strip()}\n"},
         {"list": "."},

@@ -92,7 +92,8 @@ class TestWorkerBackend(Backend):
         )
         counts = parse_test_output(result.output)
         summary = (
-            f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
+            f"{counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['errors']} errors, {counts['skipped']} skipped"
             if counts["framework"]
             else f"exit code {result.exit_code}"
         )

@@ -15,7 +15,10 @@ from blueprints.models import Blueprint, PlanNode
 
 pytestmark = pytest.mark.django_db
 
-SPEC = "# Phase 1\n\n## Login\n\nPassword login.\n\n- [ ] form\n- [x] hashing\n\n# Phase 2\n\n## Search\n\nText.\n"
+SPEC = (
+    "# Phase 1\n\n## Login\n\nPassword login.\n\n- [ ] form\n- [x] hashing\n\n"
+    "# Phase 2\n\n## Search\n\nText.\n"
+)
 
 
 def run(command: str, *args: str) -> dict | list:

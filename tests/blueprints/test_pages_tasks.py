@@ -38,7 +38,8 @@ def test_board_shows_columns_with_counts_and_filters_by_plan_node_and_status(ope
     assert 'id="column-todo"' in html and 'id="column-in_progress"' in html
     assert "Authentication" in html and "Phase 2: Billing" in html  # task and plan-node filter option
 
-    # and when filtered by a plan node (its subtree) and a status through htmx, only the board partial comes back
+    # and when filtered by a plan node (its subtree) and a status through htmx, only the board partial
+    # comes back
     page = operator_client.get(
         reverse("task-board", args=[project.pk]),
         {"plan_node": phase_2.pk, "status": "todo"},

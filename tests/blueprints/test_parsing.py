@@ -9,18 +9,42 @@ from blueprints.parsing import decode_source, front_matter_length, parse_bluepri
 from tests.blueprints.conftest import markdown_it_headings
 
 TRICKY = {
-    "setext": "Title\n=====\n\nSub title\n---------\n\nMulti\nline\n===\n\ntext\n\n---\n\nnot setext after hr\n",
-    "fences": "# Real\n\n```\n# not a heading\n## nor this\n```\n\n~~~md\n# nope\n~~~\n\n````\n```\n# still code\n````\n\n## Real two\n",
-    "indented_code": "# A\n\n    # indented code\n    ## more code\n\n  # two spaces is a heading\n\n\t# tab is code\n",
-    "nested_lists": "# Top\n\n- item\n  # heading in a list item\n  - deeper\n\n    ## in a nested item\n\n1. one\n2. two\n   ### numbered item heading\n",
+    "setext": (
+        "Title\n=====\n\nSub title\n---------\n\nMulti\nline\n===\n\ntext\n\n---\n\nnot setext after hr\n"
+    ),
+    "fences": (
+        "# Real\n\n```\n# not a heading\n## nor this\n```\n\n~~~md\n# nope\n~~~\n\n"
+        "````\n```\n# still code\n````\n\n## Real two\n"
+    ),
+    "indented_code": (
+        "# A\n\n    # indented code\n    ## more code\n\n  # two spaces is a heading\n\n\t# tab is code\n"
+    ),
+    "nested_lists": (
+        "# Top\n\n- item\n  # heading in a list item\n  - deeper\n\n    ## in a nested item\n\n"
+        "1. one\n2. two\n   ### numbered item heading\n"
+    ),
     "block_quotes": "> # Quoted\n> text\n>\n> > ## Deeper quote\n\n# After\n> - # list in quote\n",
-    "html_blocks": "# Before\n\n<div>\n# not a heading\n</div>\n\n<!--\n# comment\n-->\n\n<pre>\n## pre\n</pre>\n\n# After\n",
-    "unicode": "# Übersicht — 概要 🚀\n\n## Ελληνικά\n\n### Ünïcödé `code` *emph*\n\nTëxt with ümlauts\n\n## 日本語のタイトル\n",
+    "html_blocks": (
+        "# Before\n\n<div>\n# not a heading\n</div>\n\n<!--\n# comment\n-->\n\n"
+        "<pre>\n## pre\n</pre>\n\n# After\n"
+    ),
+    "unicode": (
+        "# Übersicht — 概要 🚀\n\n## Ελληνικά\n\n### Ünïcödé `code` *emph*\n\n"
+        "Tëxt with ümlauts\n\n## 日本語のタイトル\n"
+    ),
     "duplicates": "# Setup\n## Notes\n## Notes\n## Notes\n# Setup\n## Notes\n",
     "skipped_levels": "# One\n### Three under one\n###### Six\n## Two\n#### Four\n# Next\n",
-    "closing_hashes": "# Closed #\n## Closed too ##########\n### Not closed#\n#### Escaped \\#\n##\n#5 not a heading\n####### seven hashes\n",
-    "inline_markup": "# **Bold** and _em_ and [link](http://x) and ![img](a.png) and <span>html</span> &amp; \\*\n",
-    "mixed": "Intro\n\n# H1\nSetext after atx\n----------------\n\n* [ ] a task\n\n| a | b |\n|---|---|\n| # | x |\n\n# Last\n",
+    "closing_hashes": (
+        "# Closed #\n## Closed too ##########\n### Not closed#\n#### Escaped \\#\n##\n"
+        "#5 not a heading\n####### seven hashes\n"
+    ),
+    "inline_markup": (
+        "# **Bold** and _em_ and [link](http://x) and ![img](a.png) and <span>html</span> &amp; \\*\n"
+    ),
+    "mixed": (
+        "Intro\n\n# H1\nSetext after atx\n----------------\n\n* [ ] a task\n\n"
+        "| a | b |\n|---|---|\n| # | x |\n\n# Last\n"
+    ),
 }
 
 

@@ -182,7 +182,8 @@ def _big_spec(rfcs: int = 30) -> str:
     for r in range(rfcs):
         parts.append(
             f"# RFC {r}\n\nIntro {r}.\n\n## Summary\n\nSummary of {r}.\n\n## Motivation\n\nBecause {r}.\n\n"
-            f"```sh\n# not a heading {r}\n```\n\n### Detail\n\n- [ ] step one of {r}\n- [x] step two of {r}\n\n"
+            f"```sh\n# not a heading {r}\n```\n\n### Detail\n\n"
+            f"- [ ] step one of {r}\n- [x] step two of {r}\n\n"
             "## Drawbacks\n\nNone.\n\n"
         )
     return "".join(parts)

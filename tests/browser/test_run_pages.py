@@ -50,7 +50,8 @@ def test_run_page_shows_steps_live_and_approves_a_step(
         [
             sys.executable,
             "-c",
-            f"import django; django.setup(); from runs.worker import execute_run; print(execute_run({run.pk}))",
+            "import django; django.setup(); from runs.worker import execute_run; "
+            f"print(execute_run({run.pk}))",
         ],
         cwd=settings.BASE_DIR,
         env=subprocess_env,

@@ -35,9 +35,9 @@ def test_moving_the_models_keeps_rows_tables_and_permissions():
         task = TaskFactory(project=project)
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO autopilot_proposal (project_id, task_id, status, role, agent_backend, model, score, "
-                "reason, created_at, updated_at) VALUES (%s, %s, 'pending', 'code', '', '', 2.5, 'why', "
-                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                "INSERT INTO autopilot_proposal (project_id, task_id, status, role, agent_backend, model, "
+                "score, reason, created_at, updated_at) VALUES (%s, %s, 'pending', 'code', '', '', 2.5, "
+                "'why', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
                 [project.pk, task.pk],
             )
             cursor.execute(

@@ -109,7 +109,8 @@ def test_run_writes_a_file_runs_a_command_and_commits_on_its_branch(project, cla
     assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hello from claude"
     assert git(project.repo_path, "rev-parse", "main") == base_before
     assert "hello.txt" not in git(project.repo_path, "ls-tree", "--name-only", "main")
-    # Steps: assistant text, the write (with its diff and rollback data), the command with its output, the answer
+    # Steps: assistant text, the write (with its diff and rollback data), the command with its output,
+    # the answer
     steps = list(run.steps.order_by("seq"))
     kinds = [(s.kind, s.tool_name) for s in steps]
     assert kinds == [

@@ -74,7 +74,8 @@ def test_codex_run_records_commands_messages_and_usage(project, codex_env):
 
 
 def test_codex_command_the_guard_refuses_stops_the_run(project, codex_env):
-    # Given Codex runs a program outside the allowlist (risky: needs approval, which codex exec cannot ask for)
+    # Given Codex runs a program outside the allowlist (risky: needs approval, which codex exec cannot
+    # ask for)
     codex_env.script([tool("exec_command", {"cmd": "ln -s README.md link.md"}), text("linked")])
     run = new_run(project)
     # When it runs

@@ -23,7 +23,8 @@ def _waiting_for_a_lock() -> int:
     """Backends of this database waiting for a row lock right now (seen from a third connection)."""
     with connections["default"].cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0]
 

@@ -18,7 +18,10 @@ from tests.runs.helpers import scripted, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKER = "import django; django.setup(); from runs.worker import execute_run; import sys; print(execute_run(int(sys.argv[1])), flush=True)"
+WORKER = (
+    "import django; django.setup(); from runs.worker import execute_run; import sys; "
+    "print(execute_run(int(sys.argv[1])), flush=True)"
+)
 
 
 def worker_process(run_id: int, env: dict) -> subprocess.Popen:
@@ -128,5 +131,6 @@ def test_django_q_cluster_executes_a_queued_run(subprocess_env):
     assert run.status == ExecutionRun.Status.SUCCEEDED, run.status_reason
     queued_to_first = (run.first_step_at - run.queued_at).total_seconds()
     print(
-        f"\nqueued → first step through a django-q2 worker: {queued_to_first:.3f}s (run finished after {elapsed:.2f}s)"
+        f"\nqueued → first step through a django-q2 worker: {queued_to_first:.3f}s "
+        f"(run finished after {elapsed:.2f}s)"
     )

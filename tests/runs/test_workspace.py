@@ -130,7 +130,11 @@ def test_test_worker_records_pass_and_fail_counts(tmp_path):
     repo = make_repo(
         tmp_path / "py",
         {
-            "test_things.py": "def test_ok():\n    assert True\n\ndef test_bad():\n    assert 1 == 2\n\ndef test_ok2():\n    pass\n",
+            "test_things.py": (
+                "def test_ok():\n    assert True\n\n"
+                "def test_bad():\n    assert 1 == 2\n\n"
+                "def test_ok2():\n    pass\n"
+            ),
         },
     )
     project = ProjectFactory(repo_path=str(repo), test_command="python3 -m pytest -q -p no:cacheprovider")
@@ -149,7 +153,10 @@ def test_test_worker_records_pass_and_fail_counts(tmp_path):
 
 
 def test_parse_unittest_summary():
-    out = "....\n----------------------------------------------------------------------\nRan 5 tests in 0.01s\n\nFAILED (failures=1, skipped=1)\n"
+    out = (
+        "....\n----------------------------------------------------------------------\n"
+        "Ran 5 tests in 0.01s\n\nFAILED (failures=1, skipped=1)\n"
+    )
     counts = parse_test_output(out)
     assert (counts["passed"], counts["failed"], counts["skipped"], counts["framework"]) == (
         3,

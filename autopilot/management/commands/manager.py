@@ -46,7 +46,8 @@ class Command(AutopilotCommand):
             data = explain.manager_plan(project)
             lines = [
                 f"{project.name}: mode {data['mode']}{' (paused)' if data['paused'] else ''}; "
-                f"slots {data['capacity']['project_slots']} project / {data['capacity']['global_slots']} global"
+                f"slots {data['capacity']['project_slots']} project / "
+                f"{data['capacity']['global_slots']} global"
             ]
             for row in data["would_start"]:
                 lines.append(

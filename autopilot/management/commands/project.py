@@ -207,7 +207,8 @@ class Command(AutopilotCommand):
         daily = f"${project.daily_budget_usd:.2f}" if project.daily_budget_usd is not None else "no cap"
         return (
             f"  autonomy:  {project.autonomy_mode}{' (PAUSED)' if project.paused else ''}; phase: {phase}; "
-            f"max parallel {project.max_parallel_runs}; run budget ${project.default_run_budget_usd:.2f}; daily {daily}"
+            f"max parallel {project.max_parallel_runs}; "
+            f"run budget ${project.default_run_budget_usd:.2f}; daily {daily}"
         )
 
     # --- actions ---------------------------------------------------------------------------------

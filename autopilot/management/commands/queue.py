@@ -27,7 +27,8 @@ class Command(AutopilotCommand):
         if options["action"] == "status":
             data = queue.queue_status(projects=None if not options["project"] else projects)
             lines = [
-                f"queue: {data['size']}/{data['max']} queued, {data['active_runs']}/{data['max_concurrent_runs']} active"
+                f"queue: {data['size']}/{data['max']} queued, "
+                f"{data['active_runs']}/{data['max_concurrent_runs']} active"
             ]
             rows = [
                 [

@@ -29,7 +29,8 @@ class Command(AutopilotCommand):
             report = tick_all(reason="cli", actor=actor)
         data = report.as_dict()
         lines = [
-            f"tick ({report.elapsed_s * 1000:.0f} ms): {len(report.started)} started, {len(report.proposed)} proposed, "
+            f"tick ({report.elapsed_s * 1000:.0f} ms): {len(report.started)} started, "
+            f"{len(report.proposed)} proposed, "
             f"{report.promoted} became ready, {len(report.reaped)} expired leases reaped"
         ]
         for p in report.projects.values():

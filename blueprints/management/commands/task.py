@@ -1,4 +1,5 @@
-"""`autopilot task create|list|show|edit|delete|ready|next|depend|generate|refresh PROJECT …` (each with --json)."""
+"""`autopilot task create|list|show|edit|delete|ready|next|depend|generate|refresh PROJECT …`
+(each with --json)."""
 
 from __future__ import annotations
 

@@ -149,9 +149,11 @@ def step_line(step) -> str:
 
 def run_text(run: ExecutionRun, data: dict) -> str:
     lines = [
-        f"run #{run.pk} [{run.agent_backend}{' — scripted (offline demo)' if run.agent_backend == 'scripted' else ''}] {run.status}"
+        f"run #{run.pk} [{run.agent_backend}"
+        f"{' — scripted (offline demo)' if run.agent_backend == 'scripted' else ''}] {run.status}"
         + (f": {run.status_reason}" if run.status_reason else ""),
-        f"  branch {run.branch or '-'}  base {run.base_commit[:12] or '-'}  head {run.head_commit[:12] or '-'}",
+        f"  branch {run.branch or '-'}  base {run.base_commit[:12] or '-'}  "
+        f"head {run.head_commit[:12] or '-'}",
         f"  cost ${run.cost_usd:.4f} of ${run.budget_usd:.2f}, {run.turns} turns, "
         f"{run.input_tokens}+{run.output_tokens} tokens",
     ]

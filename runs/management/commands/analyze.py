@@ -16,7 +16,8 @@ def analysis_text(a: dict) -> str:
         f"  model {a['model'] or '-'}   cost ${a['cost_usd']:.4f}   turns {a['turns']}   steps {a['steps']}",
         f"  tokens {a['tokens']['input_tokens']} in / {a['tokens']['output_tokens']} out"
         f" / {a['tokens']['cache_read_tokens']} cache read / {a['tokens']['cache_write_tokens']} cache write",
-        f"  duration {secs(a['duration_seconds'])}   queued → first step {secs(a['time_to_first_step_seconds'])}",
+        f"  duration {secs(a['duration_seconds'])}   "
+        f"queued → first step {secs(a['time_to_first_step_seconds'])}",
         "  tool use:",
     ]
     for name, t in a["tool_use"].items():
@@ -25,7 +26,8 @@ def analysis_text(a: dict) -> str:
     if a["files_touched"]:
         lines.append("  files touched:")
         lines += [
-            f"    {f['path']}  +{f['added']} -{f['removed']}  (steps {', '.join(map(str, f['steps'])) or '-'})"
+            f"    {f['path']}  +{f['added']} -{f['removed']}  "
+            f"(steps {', '.join(map(str, f['steps'])) or '-'})"
             for f in a["files_touched"]
         ]
     if a["errors"]:

@@ -36,7 +36,8 @@ def compare_text(c: dict) -> str:
     lines += [f"{name:<14}{va:<28}{vb:<28}{dv}" for name, va, vb, dv in rows]
     files = c["files"]
     lines.append(
-        f"files: both {files['both'] or '-'}; only A {files['only_a'] or '-'}; only B {files['only_b'] or '-'}"
+        f"files: both {files['both'] or '-'}; only A {files['only_a'] or '-'}; "
+        f"only B {files['only_b'] or '-'}"
     )
     lines.append(f"step similarity {c['similarity']:.0%}")
     for row in c["steps"]:
