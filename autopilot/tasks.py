@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 
 from autopilot.jobs import call_job
+from autopilot.manager.tick import tick_all, tick_project
+from autopilot.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -16,15 +18,11 @@ def ping(token: str) -> str:
 
 def scheduled_tick() -> dict:
     """Every minute: one tick over every project (reconcile leases, start ready work)."""
-    from autopilot.manager.tick import tick_all
-
     return call_job("scheduled tick", lambda: tick_all(reason="schedule").as_dict(projects=False))
 
 
 def tick_project_task(project_id: int, reason: str = "") -> dict:
     """An event-driven tick of one project (enqueued on commit, de-duplicated by Project.tick_pending)."""
-    from autopilot.manager.tick import tick_project
-    from autopilot.models import Project
 
     def tick() -> dict:
         project = Project.objects.filter(pk=project_id).first()

@@ -30,6 +30,7 @@ from autopilot.admin import apply_each, count_of
 from blueprints import services
 from blueprints.ingestion import PLAN_NODE_EDITABLE, blueprint_update, ingestion_job_retry, plan_node_update
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
+from runs.models import ExecutionRun
 
 PLAN_NODE_INLINE_LIMIT = 50
 SOURCE_PREVIEW_CHARS = 20_000
@@ -352,8 +353,6 @@ class TaskAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        from runs.models import ExecutionRun
-
         return (
             super()
             .get_queryset(request)

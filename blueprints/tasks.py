@@ -4,16 +4,14 @@ wrapper (`autopilot.jobs`). Nothing else lives here."""
 from __future__ import annotations
 
 from autopilot.jobs import call_job
+from blueprints.ingestion import ingestion_job_run
+from blueprints.services import refresh_ready_everywhere
 
 
 def run_ingestion_job(job_id: int) -> dict:
-    from blueprints.ingestion import ingestion_job_run
-
     job = ingestion_job_run(job_id=job_id)
     return {"job": job.pk, "status": job.status, "blueprint": job.blueprint_id, "error": job.error}
 
 
 def readiness_sweep() -> dict:
-    from blueprints.services import refresh_ready_everywhere
-
     return call_job("readiness sweep", lambda: {"changed": refresh_ready_everywhere()})

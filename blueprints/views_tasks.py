@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from autopilot.errors import ApplicationError
 from autopilot.models import Project, Role
 from autopilot.permissions import has_role, visible_projects
+from autopilot.state import allowed_targets
 from autopilot.web import project_or_404
 from blueprints import selectors, services
 from blueprints.layout import CHECKLIST
@@ -98,8 +99,6 @@ def task_board(request, pk: int):
 
 
 def _detail_context(request, project: Project, task: Task, **extra) -> dict:
-    from autopilot.state import allowed_targets
-
     view = selectors.dependency_view(task)
     return {
         "project": project,

@@ -18,6 +18,9 @@ from django.db import transaction
 
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Project
+from autopilot.services import project_create
+from blueprints.ingestion import ingest_blueprint
+from blueprints.models import Blueprint
 
 ADMIN_USERNAME = "admin"
 DEMO_PROJECT = "Demo"
@@ -196,8 +199,6 @@ class Command(AutopilotCommand):
         return repo
 
     def _project(self, repo: Path, admin):
-        from autopilot.services import project_create
-
         existing = Project.objects.filter(name=DEMO_PROJECT).first()
         if existing is not None:
             return existing, False
@@ -216,11 +217,8 @@ class Command(AutopilotCommand):
         return project, True
 
     def _blueprint(self, project: Project, admin) -> bool:
-        from blueprints.models import Blueprint
-
         if Blueprint.objects.filter(project=project).exists():
             return False
-        from blueprints.ingestion import ingest_blueprint
 
         ingest_blueprint(project=project, text=DEMO_BLUEPRINT, title=DEMO_BLUEPRINT_TITLE, actor=admin)
         return True

@@ -31,6 +31,8 @@ from autopilot.cli_support import (
 from autopilot.errors import ApplicationError
 from autopilot.local_account import default_project_get, default_project_set
 from autopilot.models import AutonomyMode, PlanOrderPolicy, Project, Role
+from blueprints.models import Blueprint, PlanNode
+from blueprints.selectors import layout_of
 from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
 
 
@@ -448,8 +450,6 @@ class Command(AutopilotCommand):
 
     @staticmethod
     def _phase(project: Project, anchor: str):
-        from blueprints.models import Blueprint, PlanNode
-
         blueprint = Blueprint.objects.filter(project=project, status=Blueprint.Status.ACTIVE).first()
         if blueprint is None:
             raise ApplicationError(
@@ -457,8 +457,6 @@ class Command(AutopilotCommand):
             )
         node = PlanNode.objects.filter(project=project, anchor=anchor, archived_at__isnull=True).first()
         if node is None:
-            from blueprints.selectors import layout_of
-
             layout = layout_of(blueprint)
             top = (
                 [a for a, p in zip(layout.anchors, layout.parents, strict=True) if p < 0][:10]

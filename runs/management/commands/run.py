@@ -12,6 +12,7 @@ from django.db import connection
 
 from autopilot.cli_support import resolve_project
 from autopilot.errors import ApplicationError, NotFound
+from autopilot.manager.drive import drive_full_auto
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from autopilot.services import project_get
@@ -29,6 +30,7 @@ from runs.management.commands._runcli import (
     stream_steps,
 )
 from runs.models import ExecutionRun
+from runs.worker import execute_run
 
 SCRIPTED = " — scripted (offline demo)"
 
@@ -180,8 +182,6 @@ class Command(RunCliCommand):
         open_in_browser(self, url)
 
     def foreground(self, run: ExecutionRun, actor, *, output_dir: str | None = None, slug: str = "") -> None:
-        from runs.worker import execute_run
-
         errors: list[BaseException] = []
 
         def work():
@@ -211,8 +211,6 @@ class Command(RunCliCommand):
             raise CommandError(f"run #{run.pk} {run.status}: {run.status_reason}", returncode=1)
 
     def full_auto(self, project, options, actor, budget):
-        from autopilot.manager.drive import drive_full_auto
-
         return drive_full_auto(
             project=project,
             max_budget=budget,
