@@ -7,6 +7,10 @@ the step with its output, unified diff and rollback data (the file's previous by
 
 Tools: read_file, write_file, edit_file (exact string replacement, must match exactly once),
 list_dir, search (text search over the workspace), run_terminal, finish.
+
+`agent_tool_specs(ctx)` adds Autopilot's own operations (runs.agent_mcp: task_get, task_create,
+task_complete, run_status…) as `autopilot__<tool>`; `execute_tool` runs them with the run's token and
+records each call as a `tool` step, its refusals and errors going back to the agent as tool errors.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from runs import agent_mcp
 from runs.backends.base import GuardRefused, RunContext
 from runs.models import ExecutionStep
 from runs.workspace import file_snapshot
@@ -109,6 +115,9 @@ TOOL_SPECS: list[dict[str, Any]] = [
 ]
 
 
+_AGENT_TOOLS: weakref.WeakKeyDictionary[RunContext, agent_mcp.AgentTools | None] = weakref.WeakKeyDictionary()
+
+
 @dataclass
 class ToolOutcome:
     text: str
@@ -140,9 +149,32 @@ def _rel(ctx: RunContext, resolved) -> str:
     return resolved.relative_to(ctx.workspace).as_posix()
 
 
+def agent_tools(ctx: RunContext) -> agent_mcp.AgentTools | None:
+    """Autopilot's operations for this run (once per context), or None without a provider or a run."""
+    if ctx not in _AGENT_TOOLS:
+        provider = agent_mcp.provider()
+        run = getattr(ctx, "run", None)
+        found = None
+        if provider is not None and getattr(run, "pk", None) is not None:
+            found = provider.agent_tools(run)
+        _AGENT_TOOLS[ctx] = found
+    return _AGENT_TOOLS[ctx]
+
+
+def agent_tool_specs(ctx: RunContext) -> list[dict[str, Any]]:
+    """TOOL_SPECS plus this run's Autopilot operations, named `autopilot__<tool>`."""
+    found = agent_tools(ctx)
+    extra = [
+        {**spec, "name": agent_mcp.NATIVE_PREFIX + spec["name"]} for spec in (found.specs if found else [])
+    ]
+    return TOOL_SPECS + extra
+
+
 def execute_tool(ctx: RunContext, name: str, args: dict[str, Any] | None) -> ToolOutcome:
     """Authorize, (maybe) wait for approval, run and record one tool call."""
     args = dict(args or {})
+    if name.startswith(agent_mcp.NATIVE_PREFIX) and agent_tools(ctx) is not None:
+        return _execute_agent_tool(ctx, name, args)
     if name not in KIND:
         ctx.record_step(
             ExecutionStep.Kind.TOOL,
@@ -151,7 +183,8 @@ def execute_tool(ctx: RunContext, name: str, args: dict[str, Any] | None) -> Too
             status=ExecutionStep.Status.FAILED,
             output=f"Unknown tool '{name}'.",
         )
-        return ToolOutcome(f"Unknown tool '{name}'. Available: {', '.join(KIND)}.", is_error=True)
+        names = [spec["name"] for spec in agent_tool_specs(ctx)]
+        return ToolOutcome(f"Unknown tool '{name}'. Available: {', '.join(names)}.", is_error=True)
     verdict = ctx.authorize(name, args)
     handle = ctx.begin_step(KIND[name], tool_name=name, input=args, verdict=verdict)
     if verdict.action == "deny":
@@ -181,6 +214,27 @@ def execute_tool(ctx: RunContext, name: str, args: dict[str, Any] | None) -> Too
         return ToolOutcome(f"Error: {exc}", is_error=True, step_id=handle.step_id)
     outcome.step_id = handle.step_id
     return outcome
+
+
+def _execute_agent_tool(ctx: RunContext, name: str, args: dict[str, Any]) -> ToolOutcome:
+    """One of Autopilot's operations, with the run's token: a `tool` step like any other call."""
+    operation = name[len(agent_mcp.NATIVE_PREFIX) :]
+    verdict = ctx.authorize(agent_mcp.TOOL_PREFIX + operation, args)
+    handle = ctx.begin_step(ExecutionStep.Kind.TOOL, tool_name=name, input=args, verdict=verdict)
+    if verdict.action == "deny":
+        handle.skip(f"Refused: {verdict.reason}")
+        return ToolOutcome(
+            f"Refused by Autopilot's guard: {verdict.reason}", is_error=True, step_id=handle.step_id
+        )
+    ctx.await_advance(handle)
+    if getattr(getattr(handle, "step", None), "status", "running") == ExecutionStep.Status.SKIPPED:
+        return ToolOutcome("Skipped by a human.", is_error=True, step_id=handle.step_id)
+    text, is_error = agent_tools(ctx).call(operation, args)
+    if is_error:
+        handle.fail(text)
+    else:
+        handle.complete(text)
+    return ToolOutcome(text, is_error=is_error, step_id=handle.step_id)
 
 
 def _run(ctx: RunContext, name: str, args: dict[str, Any], handle) -> ToolOutcome:

@@ -9,10 +9,11 @@ Model names: "anthropic:claude-sonnet-4-6", "openai:gpt-5-mini", or a bare name 
 from settings (ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY, OPENAI_BASE_URL / OPENAI_API_KEY).
 
 Every tool call goes through runs.tools.execute_tool (guard, approval, step with diff and rollback
-data). Every model call is a `llm_turn` step with its usage priced from the price table. Human
-messages are appended as user turns between model calls; stop and limits are checked between calls.
-The conversation is saved as an artifact after every turn; resuming a run loads it (session id
-"native:<run id>") and continues with the new prompt.
+data), Autopilot's own operations too (`autopilot__task_create`, … from runs.agent_mcp, scoped by the
+run's token like a Claude Code run's MCP server). Every model call is a `llm_turn` step with its
+usage priced from the price table. Human messages are appended as user turns between model calls;
+stop and limits are checked between calls. The conversation is saved as an artifact after every turn;
+resuming a run loads it (session id "native:<run id>") and continues with the new prompt.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from django.conf import settings
 
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext
 from runs.models import ExecutionStep
-from runs.tools import TOOL_SPECS, execute_tool
+from runs.tools import agent_tool_specs, execute_tool
 
 SYSTEM_PROMPT = (
     "You are a coding agent working inside a git worktree managed by Autopilot. Use the tools to read, "
     "search, edit files and run commands (no shell: no pipes, redirections or $VARS). Paths are relative to "
     "the workspace root. Keep changes focused on the task. When the task is done, call `finish` with a short "
-    "summary."
+    "summary. The `autopilot__*` tools read your task and its spec, file follow-up tasks and report results."
 )
 MAX_TOKENS = 4096
 
@@ -144,7 +145,7 @@ class AnthropicLoop:
         )
         self.tools = [
             {"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
-            for t in TOOL_SPECS
+            for t in agent_tool_specs(ctx)
         ]
 
     def start(self, prompt: str) -> list[dict[str, Any]]:
@@ -223,7 +224,7 @@ class OpenAILoop:
             max_retries=_retries(),
             timeout=_timeout(),
         )
-        self.tools = [{"type": "function", "function": t} for t in TOOL_SPECS]
+        self.tools = [{"type": "function", "function": t} for t in agent_tool_specs(ctx)]
 
     def start(self, prompt: str) -> list[dict[str, Any]]:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
