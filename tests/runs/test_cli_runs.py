@@ -109,8 +109,8 @@ def test_background_then_approve_and_reject_from_other_processes(subprocess_env)
     try:
         step = wait_for(lambda: ExecutionStep.objects.filter(status="needs_approval").first(), timeout=60)
         run_id = step.run_id
-        # when another process approves the first and rejects the second
-        approved = cli(subprocess_env, "approve", str(run_id), "--note", "ok", "--json")
+        # when another process approves the first (as boss) and rejects the second
+        approved = cli(subprocess_env, "approve", str(run_id), "--note", "ok", "--user", "boss", "--json")
         assert approved.returncode == 0, approved.stderr
         assert json.loads(approved.stdout)["decided_by"] == "boss"
         wait_for(
