@@ -184,4 +184,4 @@ def test_run_bad_arguments_exit_2_with_one_line(subprocess_env, tmp_path, args, 
 def test_run_outside_any_project_says_how_to_name_one(subprocess_env, tmp_path):
     ProjectFactory()
     result = autopilot(subprocess_env, "run", "Fix the login bug", cwd=tmp_path)
-    assert_usage_error(result, "none contains the current directory: pass --project NAME", runs_before=0)
+    assert_usage_error(result, "is not in a registered project or a git repository", runs_before=0)
