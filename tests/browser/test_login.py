@@ -18,10 +18,14 @@ def test_login_dashboard_project_page_and_logout(
     MembershipFactory(project=project, user=browser_user, role="viewer")
     hidden = ProjectFactory()
 
-    # When they open the dashboard
+    # When they open the dashboard, then only their project can be picked
     page.goto("/")
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.get_by_label("Filter by project").locator("option", has_text=project.name)).to_have_count(1)
+    expect(page.get_by_label("Filter by project").locator("option", has_text=hidden.name)).to_have_count(0)
 
-    # Then it lists their project and not the other one
+    # When they open the projects page, then it lists their project and not the other one
+    page.goto("/projects/")
     expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     expect(page.get_by_role("link", name=project.name)).to_be_visible()
     expect(page.get_by_role("link", name=hidden.name)).to_have_count(0)
