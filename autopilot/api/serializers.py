@@ -9,32 +9,10 @@ from autopilot.api.fields import IdField
 from autopilot.errors import ApplicationError
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS
 from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
+from autopilot.services import AUTONOMY_FIELDS, BASIC_FIELDS
 from blueprints.models import PlanNode
 
-BASIC_FIELDS = (
-    "name",
-    "description",
-    "repo_path",
-    "subdirectory",
-    "base_branch",
-    "test_command",
-    "setup_script",
-    "command_allowlist",
-    "allow_shell",
-    "setup_network",
-)
-AUTONOMY_FIELDS = (
-    "autonomy_mode",
-    "paused",
-    "active_phase",
-    "max_parallel_runs",
-    "default_run_budget_usd",
-    "daily_budget_usd",
-    "max_attempts",
-    "auto_complete_on_tests",
-    "plan_order_policy",
-    "model_matrix",
-)
+# One list of project fields: the services' (the API must not drift from them).
 
 
 class ProjectSerializer(serializers.ModelSerializer):
