@@ -22,6 +22,20 @@ class PlanOrderPolicy(models.TextChoices):
     SIBLINGS = "siblings", "Every section after its previous sibling"
 
 
+class MergeStrategy(models.TextChoices):
+    MERGE = "merge", "Merge commit"
+    SQUASH = "squash", "Squash"
+    REBASE = "rebase", "Rebase + fast-forward"
+
+
+class ConflictPolicy(models.TextChoices):
+    AGENT = "agent", "A follow-up run of the task resolves it"
+    HUMAN = "human", "Wait for a human"
+
+
+DEFAULT_INTEGRATION_BRANCH = "autopilot/integration"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=200, unique=True)
@@ -67,6 +81,37 @@ class Project(models.Model):
         default=dict,
         blank=True,
         help_text='Role → {"agent": backend, "model": name}; roles: manager, code, test, docs.',
+    )
+
+    # Integration (runs.integration): finished work is merged, in dependency order, into one branch.
+    integration_branch = models.CharField(
+        max_length=200,
+        default=DEFAULT_INTEGRATION_BRANCH,
+        help_text="Where finished tasks are merged (created from the base branch at the first merge). "
+        "The base branch's name here means: integrate straight into the base branch.",
+    )
+    merge_strategy = models.CharField(
+        max_length=20, choices=MergeStrategy.choices, default=MergeStrategy.MERGE
+    )
+    review_required = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="A human approves each task's work before it is merged. Empty: required in suggest "
+        "and semi_auto, not in full_auto.",
+    )
+    integration_test_command = models.CharField(
+        max_length=1000, blank=True, help_text="Runs before every merge. Empty: the test command."
+    )
+    conflict_policy = models.CharField(
+        max_length=20, choices=ConflictPolicy.choices, default=ConflictPolicy.AGENT
+    )
+    integration_remote = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="A git remote (name or URL) the integration branch is pushed to after each merge.",
+    )
+    push_task_branches = models.BooleanField(
+        default=False, help_text="Also push each task's branch to the remote."
     )
 
     # Manager bookkeeping (written by autopilot.manager only)
@@ -117,6 +162,21 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def integrates_into_base(self) -> bool:
+        return self.integration_branch == self.base_branch
+
+    @property
+    def needs_review(self) -> bool:
+        """Does a human approve each task's work before it is merged? (explicit setting, else by mode)"""
+        if self.review_required is not None:
+            return self.review_required
+        return self.autonomy_mode != AutonomyMode.FULL_AUTO
+
+    @property
+    def effective_integration_test_command(self) -> str:
+        return (self.integration_test_command or self.test_command).strip()
 
     def agent_for(self, role: str) -> tuple[str, str]:
         """(backend, model) for a role: the project's matrix, else the global defaults."""

@@ -43,6 +43,11 @@ FIELD_ROLES: dict[str, str] = {
     "plan_order_policy": Role.OWNER,
     "model_matrix": Role.OWNER,
     "members": Role.OWNER,
+    "integration_branch": Role.OWNER,
+    "merge_strategy": Role.OWNER,
+    "review_required": Role.OWNER,
+    "conflict_policy": Role.OWNER,
+    "push_task_branches": Role.OWNER,
     # What executes on the server, and where: owner + site trust.
     "repo_path": TRUSTED,
     "subdirectory": TRUSTED,
@@ -51,6 +56,8 @@ FIELD_ROLES: dict[str, str] = {
     "command_allowlist": TRUSTED,
     "allow_shell": TRUSTED,
     "setup_network": TRUSTED,
+    "integration_test_command": TRUSTED,
+    "integration_remote": TRUSTED,
 }
 # Whole-project actions: creating one needs site trust (checked by `require_register`); deleting one
 # needs the owner role.

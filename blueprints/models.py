@@ -303,6 +303,12 @@ class PlanNode(models.Model):
     priority = models.PositiveSmallIntegerField(default=2)
     risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.LOW)
     summary = models.TextField(blank=True)
+    pinned = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Always in every agent's context (conventions, architecture, glossary…). Empty: "
+        "decided by the heading's name.",
+    )
     difficulty = models.FloatField(default=0)
     failure_count = models.PositiveIntegerField(default=0)
     rework_count = models.PositiveIntegerField(default=0)
@@ -361,6 +367,7 @@ class Task(models.Model):
         READY = "ready", "Ready"
         IN_PROGRESS = "in_progress", "In progress"
         REVIEW = "review", "In review"
+        INTEGRATING = "integrating", "Integrating"
         DONE = "done", "Done"
         BLOCKED = "blocked", "Blocked"
         CANCELLED = "cancelled", "Cancelled"
@@ -373,18 +380,39 @@ class Task(models.Model):
             {Status.TODO, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED, Status.DONE}
         ),
         Status.IN_PROGRESS: frozenset(
-            {Status.READY, Status.REVIEW, Status.DONE, Status.BLOCKED, Status.CANCELLED, Status.TODO}
+            {
+                Status.READY,
+                Status.REVIEW,
+                Status.INTEGRATING,
+                Status.DONE,
+                Status.BLOCKED,
+                Status.CANCELLED,
+                Status.TODO,
+            }
         ),
         Status.REVIEW: frozenset(
-            {Status.DONE, Status.READY, Status.TODO, Status.IN_PROGRESS, Status.CANCELLED}
+            {
+                Status.INTEGRATING,
+                Status.DONE,
+                Status.READY,
+                Status.TODO,
+                Status.IN_PROGRESS,
+                Status.BLOCKED,
+                Status.CANCELLED,
+            }
+        ),
+        # Integrating: approved (or no review needed) and in the merge queue; done = merged.
+        Status.INTEGRATING: frozenset(
+            {Status.DONE, Status.READY, Status.REVIEW, Status.IN_PROGRESS, Status.BLOCKED, Status.CANCELLED}
         ),
         Status.DONE: frozenset({Status.TODO, Status.READY, Status.REVIEW}),
-        Status.BLOCKED: frozenset({Status.TODO, Status.READY, Status.CANCELLED}),
+        Status.BLOCKED: frozenset({Status.TODO, Status.READY, Status.CANCELLED, Status.INTEGRATING}),
         Status.CANCELLED: frozenset({Status.TODO}),
     }
 
     # The named status sets: every view, admin, selector, metric, API filter and service uses these.
-    # SATISFIED: a dependency on the task is met (cancel → remove the dependency to unblock).
+    # SATISFIED: a dependency on the task is met: its work is integrated (done). Cancel → remove the
+    # dependency to unblock.
     SATISFIED = frozenset({Status.DONE})
     # CLOSED / OPEN: finished for good, or still work to do (the dashboard's and the admin's "open").
     CLOSED = frozenset({Status.DONE, Status.CANCELLED})
@@ -394,8 +422,8 @@ class Task(models.Model):
     UNSTARTED = frozenset({Status.TODO, Status.READY})
     # RUNNABLE: what the tick starts (readiness reconciled first, so the status says dependencies are done).
     RUNNABLE = frozenset({Status.READY})
-    # DELIVERED: an agent finished the work (review pending or done); what a run may report.
-    DELIVERED = frozenset({Status.REVIEW, Status.DONE})
+    # DELIVERED: an agent finished the work (review pending, being integrated, or done).
+    DELIVERED = frozenset({Status.REVIEW, Status.INTEGRATING, Status.DONE})
     # One ranking order, best first: priority, learned priority (refine_plan), plan order, id.
     RANKING = ("-priority", "-learned_priority", "plan_order", "id")
 

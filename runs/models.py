@@ -23,6 +23,11 @@ class RunRole(models.TextChoices):
     DOCS = "docs", "Docs"
 
 
+class RunKind(models.TextChoices):
+    AUTONOMOUS = "autonomous", "Autonomous (an agent)"
+    INTERACTIVE = "interactive", "Interactive (a human in a terminal)"
+
+
 class ExecutionRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -71,9 +76,15 @@ class ExecutionRun(models.Model):
         "blueprints.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     role = models.CharField(max_length=20, choices=RunRole.choices, default=RunRole.CODE)
+    kind = models.CharField(max_length=20, choices=RunKind.choices, default=RunKind.AUTONOMOUS)
     agent_backend = models.CharField(max_length=40, choices=AgentBackend.choices)
     model = models.CharField(max_length=200, blank=True)
     prompt = models.TextField()
+    prompt_parts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The prompt's labelled parts as sent (runs.context): [{name, label, chars, tokens, …}].",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     status_reason = models.TextField(blank=True, help_text="Why the run is in its current (terminal) state.")
     autonomy_mode = models.CharField(
@@ -89,7 +100,13 @@ class ExecutionRun(models.Model):
     # Workspace
     worktree_path = models.CharField(max_length=1000, blank=True)
     branch = models.CharField(max_length=300, blank=True)
-    base_commit = models.CharField(max_length=64, blank=True)
+    start_ref = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="What the run's branch started from (the integration branch, the base branch, a "
+        "branch given with --from / from_ref, or the task's own branch for a follow-up).",
+    )
+    base_commit = models.CharField(max_length=64, blank=True, help_text="The run's start commit.")
     head_commit = models.CharField(max_length=64, blank=True)
     diff_summary = models.JSONField(default=dict, blank=True)
     worktree_removed_at = models.DateTimeField(null=True, blank=True)
@@ -134,6 +151,11 @@ class ExecutionRun(models.Model):
     # Outcome
     result_summary = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    alignment = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The alignment check of the run's change: {verdict: aligned|warn|block, reasons, …}.",
+    )
 
     created_by = models.ForeignKey(
         conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -337,3 +359,133 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.input_tokens}+{self.output_tokens} tok, ${self.cost_usd}"
+
+
+class Integration(models.Model):
+    """One attempt to merge a task's branch into the project's integration branch (a merge request).
+
+    Queued when the task's run succeeded (and, when review is required, a human approved it); the
+    merge queue (runs.integration) takes one per project at a time: brings the branch onto the current
+    integration head with the project's strategy in a private integration worktree, runs the
+    integration test command there, and only when it passes moves the integration branch with a
+    compare-and-swap. A failure never moves the branch.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        MERGING = "merging", "Merging"
+        TESTING = "testing", "Testing"
+        MERGED = "merged", "Merged"
+        CONFLICT = "conflict", "Conflict"
+        TESTS_FAILED = "tests_failed", "Tests failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # IN_FLIGHT: the merge queue is working on it (at most one per project, a constraint says so).
+    IN_FLIGHT = frozenset({Status.MERGING, Status.TESTING})
+    # OPEN: waiting in the queue or in flight (at most one per task).
+    OPEN = frozenset({Status.QUEUED}) | IN_FLIGHT
+    # FAILED: the branch did not go in; the task's owner reacts (a follow-up run or a human).
+    FAILED = frozenset({Status.CONFLICT, Status.TESTS_FAILED})
+    TERMINAL = frozenset({Status.MERGED, Status.SKIPPED, Status.CANCELLED}) | FAILED
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.MERGING, Status.SKIPPED, Status.CANCELLED}),
+        # MERGING/TESTING → QUEUED: the worker died mid-merge (expired lease); the merge is retried.
+        Status.MERGING: frozenset(
+            {Status.TESTING, Status.MERGED, Status.CONFLICT, Status.SKIPPED, Status.CANCELLED, Status.QUEUED}
+        ),
+        Status.TESTING: frozenset({Status.MERGED, Status.TESTS_FAILED, Status.CANCELLED, Status.QUEUED}),
+        Status.MERGED: frozenset(),
+        Status.CONFLICT: frozenset({Status.QUEUED, Status.CANCELLED, Status.SKIPPED}),
+        Status.TESTS_FAILED: frozenset({Status.QUEUED, Status.CANCELLED, Status.SKIPPED}),
+        Status.SKIPPED: frozenset(),
+        Status.CANCELLED: frozenset(),
+    }
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="integrations")
+    task = models.ForeignKey("blueprints.Task", on_delete=models.CASCADE, related_name="integrations")
+    run = models.ForeignKey(
+        ExecutionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="integrations"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    status_reason = models.TextField(blank=True)
+    branch = models.CharField(max_length=300, help_text="The task's branch being merged.")
+    head_commit = models.CharField(max_length=64, blank=True, help_text="The branch's head when queued.")
+    target_branch = models.CharField(max_length=200, help_text="The integration branch.")
+    strategy = models.CharField(max_length=20, blank=True)
+    onto_commit = models.CharField(
+        max_length=64, blank=True, help_text="The integration head the branch was brought onto."
+    )
+    merge_commit = models.CharField(max_length=64, blank=True, help_text="The integration head after it.")
+    test_command = models.CharField(max_length=1000, blank=True)
+    tests_passed = models.BooleanField(null=True, blank=True)
+    test_output = models.TextField(blank=True, help_text="The tail of the test output (redacted).")
+    conflict_files = models.JSONField(default=list, blank=True)
+    conflict_detail = models.TextField(blank=True, help_text="Both sides of each conflicting hunk.")
+    diff_summary = models.JSONField(default=dict, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "queued_at", "id"]
+        constraints = [
+            # One merge at a time per project (the queue also serializes with a lock; this is the floor).
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["merging", "testing"]),
+                name="integration_one_in_flight_per_project",
+                violation_error_message="Another merge of this project is in flight.",
+            ),
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(status__in=["queued", "merging", "testing"]),
+                name="integration_one_open_per_task",
+                violation_error_message="This task is already in the merge queue.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "queued_at"], name="integration_queue"),
+            models.Index(fields=["task", "-queued_at"], name="integration_task_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Integration #{self.pk} of task {self.task_id} ({self.status})"
+
+
+class TaskReview(models.Model):
+    """A human's review of a task's delivered work (its run's branch)."""
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        REJECTED = "rejected", "Rejected"
+
+    task = models.ForeignKey("blueprints.Task", on_delete=models.CASCADE, related_name="reviews")
+    run = models.ForeignKey(
+        ExecutionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    author = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task_id", "-created_at", "-id"]
+        indexes = [models.Index(fields=["task", "-created_at"], name="taskreview_recent")]
+
+    def __str__(self) -> str:
+        return f"Review of task {self.task_id}: {self.decision}"
+
+    @property
+    def project(self):
+        return self.task.project

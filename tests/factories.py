@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from autopilot.manager.models import Proposal
 from autopilot.models import Project, ProjectMembership, Role
 from blueprints.models import Blueprint, BlueprintText, IngestionJob, PlanNode, Task, TaskDependency
-from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
+from runs.models import ExecutionRun, ExecutionStep, Integration, RunMessage, UsageRecord
 from tests.gitrepo import make_repo
 
 
@@ -155,6 +155,16 @@ class ExecutionRunFactory(factory.django.DjangoModelFactory):
     agent_backend = "scripted"
     model = "scripted"
     prompt = "Do the thing"
+
+
+class IntegrationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Integration
+
+    project = factory.SubFactory(ProjectFactory)
+    task = factory.SubFactory(TaskFactory, project=factory.SelfAttribute("..project"))
+    branch = factory.Sequence(lambda n: f"autopilot/task-{n}")
+    target_branch = "autopilot/integration"
 
 
 class ExecutionStepFactory(factory.django.DjangoModelFactory):

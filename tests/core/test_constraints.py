@@ -19,6 +19,7 @@ from tests.factories import (
     ExecutionRunFactory,
     ExecutionStepFactory,
     IngestionJobFactory,
+    IntegrationFactory,
     MembershipFactory,
     PlanNodeFactory,
     ProjectFactory,
@@ -104,6 +105,14 @@ CASES = {
     "run_one_open_code_run_per_task": lambda: (
         lambda r: ExecutionRunFactory.build(project=r.project, task=r.task, status="running")
     )(ExecutionRunFactory(project=(p := _project()), task=TaskFactory(project=p))),
+    "integration_one_in_flight_per_project": lambda: (
+        lambda i: IntegrationFactory.build(
+            project=i.project, task=TaskFactory(project=i.project), status="testing"
+        )
+    )(IntegrationFactory(project=_project(), status="merging")),
+    "integration_one_open_per_task": lambda: (
+        lambda i: IntegrationFactory.build(project=i.project, task=i.task, status="queued")
+    )(IntegrationFactory(project=_project(), status="testing")),
     "step_unique_seq_per_run": lambda: (lambda s: ExecutionStepFactory.build(run=s.run, seq=s.seq))(
         ExecutionStepFactory(run=ExecutionRunFactory(project=_project()))
     ),

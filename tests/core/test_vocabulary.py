@@ -18,7 +18,7 @@ from autopilot.views import _with_overview
 from blueprints.filtersets import within_node
 from blueprints.models import Task
 from blueprints.selectors import ready_tasks
-from runs.models import ExecutionRun, ExecutionStep
+from runs.models import ExecutionRun, ExecutionStep, Integration
 from tests.factories import (
     ExecutionRunFactory,
     PlanNodeFactory,
@@ -44,12 +44,16 @@ R, T = ExecutionRun.Status, Task.Status
             ExecutionRun.TERMINAL, {R.SUCCEEDED, R.FAILED, R.CANCELLED, R.TIMED_OUT}, id="run-terminal"
         ),
         pytest.param(ExecutionRun.FAILED, {R.FAILED, R.TIMED_OUT}, id="run-failed"),
-        pytest.param(Task.OPEN, {T.TODO, T.READY, T.IN_PROGRESS, T.REVIEW, T.BLOCKED}, id="task-open"),
+        pytest.param(
+            Task.OPEN, {T.TODO, T.READY, T.IN_PROGRESS, T.REVIEW, T.INTEGRATING, T.BLOCKED}, id="task-open"
+        ),
         pytest.param(Task.CLOSED, {T.DONE, T.CANCELLED}, id="task-closed"),
         pytest.param(Task.UNSTARTED, {T.TODO, T.READY}, id="task-unstarted"),
         pytest.param(Task.RUNNABLE, {T.READY}, id="task-runnable"),
         pytest.param(Task.SATISFIED, {T.DONE}, id="task-satisfied"),
-        pytest.param(Task.DELIVERED, {T.REVIEW, T.DONE}, id="task-delivered"),
+        pytest.param(Task.DELIVERED, {T.REVIEW, T.INTEGRATING, T.DONE}, id="task-delivered"),
+        pytest.param(Integration.IN_FLIGHT, {"merging", "testing"}, id="integration-in-flight"),
+        pytest.param(Integration.OPEN, {"queued", "merging", "testing"}, id="integration-open"),
         pytest.param(
             ExecutionStep.FINISHED, {"completed", "failed", "skipped", "rolled_back"}, id="step-finished"
         ),
@@ -71,6 +75,16 @@ def test_run_sets_partition_the_statuses_and_the_database_guard_uses_open():
     assert Task.OPEN | Task.CLOSED == set(T) and not Task.OPEN & Task.CLOSED
 
 
+def test_integration_sets_partition_the_statuses_and_the_database_guards_use_them():
+    I = Integration.Status  # noqa: E741
+    assert Integration.OPEN | Integration.TERMINAL == set(I) and not Integration.OPEN & Integration.TERMINAL
+    guards = {c.name: c for c in Integration._meta.constraints}
+    in_flight = guards["integration_one_in_flight_per_project"].condition
+    open_ = guards["integration_one_open_per_task"].condition
+    assert set(dict(in_flight.children)["status__in"]) == Integration.IN_FLIGHT
+    assert set(dict(open_.children)["status__in"]) == Integration.OPEN
+
+
 def test_the_dashboard_the_admin_and_the_ranking_count_the_same_runs_and_tasks():
     # Given a project with one run in every status and one task in every status
     project = ProjectFactory(max_parallel_runs=20)
@@ -88,7 +102,7 @@ def test_the_dashboard_the_admin_and_the_ranking_count_the_same_runs_and_tasks()
 
     # Then "active runs" and "open tasks" are the named sets everywhere
     assert row.active_runs == admin_row.active_run_count == len(ExecutionRun.ACTIVE) == 3
-    assert row.open_tasks == admin_row.open_task_count == len(Task.OPEN) == 5
+    assert row.open_tasks == admin_row.open_task_count == len(Task.OPEN) == 6
     assert capacity.project_open == len(ExecutionRun.OPEN) == 4
     assert capacity.queue_size == 1
 

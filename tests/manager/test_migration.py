@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from autopilot.manager.models import FileStat, Proposal
-from tests.factories import ProjectFactory, TaskFactory, UserFactory
+from tests.factories import UserFactory
 
 BEFORE = [("autopilot", "0004_setup_network"), ("manager", None)]
 AFTER = [("autopilot", "0005_manager_models_moved"), ("manager", "0001_initial")]
@@ -41,8 +41,12 @@ def test_moving_the_models_keeps_rows_tables_and_permissions(back_to_the_latest_
     user.user_permissions.add(permission)
     _migrate(BEFORE)
     try:
-        project = ProjectFactory()
-        task = TaskFactory(project=project)
+        # Rows written with the models as they were then (later migrations add columns).
+        old = MigrationExecutor(connection).loader.project_state([BEFORE[0]]).apps
+        project = old.get_model("autopilot", "Project").objects.create(
+            name="before the move", slug="before-the-move", repo_path="/tmp/before-the-move"
+        )
+        task = old.get_model("blueprints", "Task").objects.create(project=project, title="old task")
         with connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO autopilot_proposal (project_id, task_id, status, role, agent_backend, model, "
@@ -59,9 +63,9 @@ def test_moving_the_models_keeps_rows_tables_and_permissions(back_to_the_latest_
         # When the migrations run
         _migrate(AFTER)
     # Then the rows are the manager's, in the same tables
-    proposal = Proposal.objects.get(task=task)
+    proposal = Proposal.objects.get(task_id=task.pk)
     assert (proposal.status, proposal.score, proposal.reason) == ("pending", 2.5, "why")
-    assert FileStat.objects.filter(project=project).values_list(
+    assert FileStat.objects.filter(project_id=project.pk).values_list(
         "path", "runs", "failures", "reworks"
     ).get() == ("src/a.py", 3, 2, 1)
     assert Proposal._meta.db_table == "autopilot_proposal" and FileStat._meta.db_table == "autopilot_filestat"
