@@ -78,7 +78,8 @@ def main() -> int:
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x"}
     env.update(GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
-    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"], check=True, env=env)
+    init = ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "init"]
+    subprocess.run(init, check=True, env=env)
     project = project_create(name="bench-context", repo_path=str(repo))
     t0 = time.perf_counter()
     ingest_blueprint(project=project, text=text, title="Rust RFCs")
@@ -124,7 +125,10 @@ def main() -> int:
     c_med, c_p95 = statistics.median(bundle_times) * 1000, percentile(bundle_times, 0.95) * 1000
     budget = bundle.budget_tokens
     print(f"file: {path.name}: {len(text):,} characters; ingested with tasks in {ingest_s:.1f} s (untimed)")
-    print(f"tasks: {n} random work tasks of {len(ids):,} (seed {args.seed}); model {args.model}, budget {budget:,}")
+    print(
+        f"tasks: {n} random work tasks of {len(ids):,} (seed {args.seed}); "
+        f"model {args.model}, budget {budget:,}"
+    )
     print(f"baseline (section text alone): median {b_med:.2f} ms, p95 {b_p95:.2f} ms")
     print(f"bundle:                        median {c_med:.2f} ms, p95 {c_p95:.2f} ms")
     print(
