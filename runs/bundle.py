@@ -7,8 +7,8 @@ Parts, in this order (a part with nothing to say is left out):
                  acceptance criteria (the section's checklist items)
   ancestry       its place in the spec: the ancestor titles (phase → epic → feature) and each
                  ancestor's introduction (its text before its first child heading), capped
-  pinned         pinned project context: nodes with `PlanNode.pinned` True, plus — when `pinned` is
-                 None — top-level or second-level headings named like DEFAULT_PINNED_TITLES
+  pinned         pinned project context (blueprints.pinning): nodes with `PlanNode.pinned` True, plus —
+                 when `pinned` is None — headings at depth 1–2 named like its DEFAULT_PINNED_TITLES
                  (conventions, architecture, glossary, constraints, …); `pinned` False never
   related        sections this one links to or names: markdown anchors `[..](#anchor)` / `#anchor`,
                  "see §N.N" / "see <title>", and the sections of the tasks it depends on
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from autopilot.models import Project
 from blueprints.layout import CHECKLIST, Layout
 from blueprints.models import PlanNode, Task, TaskDependency
+from blueprints.pinning import pinned_indexes
 from blueprints.tree import current_tree
 from runs.backends.test_worker import parse_test_output
 from runs.models import ExecutionRun, ExecutionStep, Integration, TaskReview
@@ -90,32 +91,6 @@ TAIL_CAP = 3_000
 SHORT_TAIL_CAP = 600
 CONFLICT_CAP = 4_000
 REVIEWS_MAX = 3
-
-# The default of `PlanNode.pinned` = None: headings named like these (case-insensitive, after any
-# numbering such as "2.1"), at depth 1 or 2 (a "Glossary" deep inside one feature is that feature's).
-DEFAULT_PINNED_TITLES = (
-    "conventions",
-    "coding conventions",
-    "code conventions",
-    "naming conventions",
-    "style guide",
-    "code style",
-    "architecture",
-    "system architecture",
-    "glossary",
-    "terminology",
-    "definitions",
-    "constraints",
-    "technical constraints",
-    "principles",
-    "design principles",
-    "tech stack",
-    "technology stack",
-)
-PINNED_TITLE_RE = re.compile(
-    r"^(?:[\d.]+\s*|[ivx]+\.\s*)?(?:" + "|".join(re.escape(t) for t in DEFAULT_PINNED_TITLES) + r")\s*:?$",
-    re.I,
-)
 
 ORDER = (
     "task",
@@ -488,35 +463,15 @@ def _ancestry_part(spec: Spec) -> Part | None:
     return Part("ancestry", "\n\n".join(full), summary="\n\n".join(short))
 
 
-def pinned_indexes(spec: Spec) -> list[int]:
-    """Layout indexes of the project's pinned sections, in document order (see the module docstring)."""
-    if spec.layout is None:
-        return []
-    explicit = dict(
-        PlanNode.objects.filter(
-            project_id=spec.project_id, archived_at__isnull=True, pinned__isnull=False
-        ).values_list("id", "pinned")
-    )
-    layout = spec.layout
-    found = []
-    for i, node_id in enumerate(layout.ids):
-        choice = explicit.get(node_id)
-        if choice is None:
-            choice = (
-                layout.depths[i] <= 2
-                and not layout.flags[i] & CHECKLIST
-                and bool(PINNED_TITLE_RE.match(layout.titles[i].strip()))
-            )
-        if choice and spec.live(i):
-            found.append(i)
-    return found
+def _pinned(spec: Spec) -> list[int]:
+    return pinned_indexes(spec.project_id, spec.layout, spec.archived) if spec.layout is not None else []
 
 
 def _pinned_part(task: Task, spec: Spec) -> Part | None:
     if spec.layout is None:
         return None
     own = set(spec.ancestors(spec.i)) | {spec.i} if spec.i is not None else set()
-    chosen = [i for i in pinned_indexes(spec) if i not in own][:PINNED_MAX]
+    chosen = [i for i in _pinned(spec) if i not in own][:PINNED_MAX]
     return _sections_part("pinned", spec, chosen, PINNED_CAP)
 
 
@@ -585,7 +540,7 @@ def _related_part(task: Task, spec: Spec) -> tuple[Part | None, set[int]]:
         j = spec.index.get(node_id)
         if j is not None and j != spec.i and j not in chosen and spec.live(j):
             chosen.append(j)
-    pinned = set(pinned_indexes(spec))
+    pinned = set(_pinned(spec))
     chosen = [j for j in chosen if j not in pinned][:RELATED_MAX]
     named = {spec.layout.ids[j] for j in chosen} | {spec.layout.ids[j] for j in pinned}
     if spec.i is not None:
@@ -764,3 +719,13 @@ def prompt_as_sent(run: ExecutionRun, redact=None) -> tuple[str, list[dict]]:
         part["text"] = redact(part["text"])
         part["chars"], part["tokens"] = len(part["text"]), estimate_tokens(part["text"])
     return join_parts(parts), parts
+
+
+def sent_prompt(run: ExecutionRun) -> str:
+    """What a run's agent received, as stored: its parts joined (a task run), else its prompt once the run
+    has started (a run without a task gets its prompt as written); "" before it starts."""
+    if run.prompt_parts:
+        return join_parts(run.prompt_parts)
+    if run.task_id or run.started_at is None:
+        return ""
+    return run.prompt

@@ -9,7 +9,8 @@ import pytest
 
 from blueprints.ingestion import ingest_blueprint
 from blueprints.models import PlanNode, Task
-from runs.bundle import DROP_ORDER, DROPPED, LABELS, ORDER, PINNED_TITLE_RE, build_bundle
+from blueprints.pinning import PINNED_TITLE_RE
+from runs.bundle import DROP_ORDER, DROPPED, LABELS, ORDER, build_bundle
 from runs.context import TASK_INSTRUCTION
 from runs.models import ExecutionRun
 from tests.factories import ProjectFactory
