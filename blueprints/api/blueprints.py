@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -25,6 +26,7 @@ from blueprints.ingestion import (
     regenerate_plan,
 )
 from blueprints.models import Blueprint, IngestionJob, PlanNode
+from blueprints.pinning import plan_node_pin
 from blueprints.selectors import placed, version_nodes
 
 
@@ -79,6 +81,7 @@ class PlanNodeSerializer(serializers.ModelSerializer):
             "priority",
             "risk",
             "summary",
+            "pinned",
             "difficulty",
             "failure_count",
             "rework_count",
@@ -94,6 +97,12 @@ class PlanNodeUpdateSerializer(serializers.Serializer):
     summary = serializers.CharField(required=False, allow_blank=True, max_length=MAX_DESCRIPTION_CHARS)
     status = serializers.ChoiceField(choices=PlanNode.Status.choices, required=False)
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
+    pinned = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="In every agent's context: true, false (never), null (decided by the heading's name). "
+        "Needs the owner role.",
+    )
 
 
 class IngestionJobSerializer(serializers.ModelSerializer):
@@ -265,7 +274,8 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """A plan node: PATCH priority, risk, summary, or status (through the node's transitions)."""
+    """A plan node: PATCH priority, risk, summary, status (through the node's transitions), or pinned
+    (owner: blueprints.pinning)."""
 
     serializer_class = PlanNodeSerializer
     permission_classes = [IsAuthenticated, ProjectRolePermission]
@@ -285,9 +295,13 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         if extra:
             raise ApplicationError(
                 f"Cannot edit {', '.join(sorted(extra))} of a plan node; "
-                "editable: priority, risk, summary, status."
+                "editable: priority, risk, summary, status, pinned."
             )
-        node = plan_node_update(node=node, actor=request.user, **data.validated_data)
+        changes = dict(data.validated_data)
+        with transaction.atomic():  # the pin's owner check comes first: nothing is half-written
+            if "pinned" in changes:
+                node = plan_node_pin(node=node, pinned=changes.pop("pinned"), actor=request.user)
+            node = plan_node_update(node=node, actor=request.user, **changes)
         return Response(PlanNodeSerializer(placed(node)).data)
 
 

@@ -270,6 +270,7 @@ PAGES = [
     E("blueprint-job", "GET", "/projects/{project}/blueprints/jobs/{job}/", VIEW),
     E("blueprint-diff", "GET", "/projects/{project}/blueprints/v{version}/", VIEW),
     E("plan-tree", "GET", "/projects/{project}/plan/", VIEW),
+    E("plan-pin", "POST", "/projects/{project}/plan/pin/", OWN, lambda ids: {"pin": f"{ids['node']}:on"}),
     E("task-board", "GET", "/projects/{project}/tasks/", VIEW),
     E("task-new", "GET", "/projects/{project}/tasks/new/", OPS),
     E("task-new", "POST", "/projects/{project}/tasks/new/", OPS, lambda ids: {"title": "Matrix page task"}),
@@ -470,6 +471,7 @@ FIELD_VALUES = {
     "auto_complete_on_tests": True,
     "plan_order_policy": "phases",
     "model_matrix": {"code": {"agent": "scripted", "model": "m"}},
+    "context_budget_tokens": 4000,
     "repo_path": None,  # a fresh repository under the configured root
     "subdirectory": "src",
     "setup_script": "make deps",

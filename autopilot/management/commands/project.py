@@ -135,6 +135,18 @@ class Command(AutopilotCommand):
             metavar="JSON",
             help='Agent and model per role, e.g. \'{"code": {"model": "opus"}}\'.',
         )
+        context = edit.add_mutually_exclusive_group()
+        context.add_argument(
+            "--context-budget",
+            type=int,
+            metavar="TOKENS",
+            help="Tokens (≈ characters / 4) of spec context each agent receives (500–2,000,000).",
+        )
+        context.add_argument(
+            "--no-context-budget",
+            action="store_true",
+            help="Use the default: a share of the model's context window.",
+        )
 
         remove = add("remove", "Unregister a project (its repository's files are kept); asks unless --yes.")
         remove.add_argument("project", help="Id, slug or name.")
@@ -362,6 +374,10 @@ class Command(AutopilotCommand):
                 autonomy["model_matrix"] = json.loads(options["model_matrix"])
             except ValueError:
                 raise ApplicationError("--model-matrix is not valid JSON.") from None
+        if options.get("context_budget") is not None:
+            autonomy["context_budget_tokens"] = options["context_budget"]
+        if options.get("no_context_budget"):
+            autonomy["context_budget_tokens"] = None
         if not basic and not autonomy:
             raise ApplicationError(
                 "Nothing to change: give at least one option (see `autopilot project edit --help`)."
