@@ -13,6 +13,7 @@ through `plan_node_pin`.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.db import transaction
@@ -52,6 +53,7 @@ PINNED_TITLE_RE = re.compile(
 PIN_VALUES = {"on": True, "true": True, "off": False, "false": False, "default": None, "auto": None}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def pinned_by_name(title: str, depth: int, checklist: bool = False) -> bool:
     return depth <= DEFAULT_PINNED_MAX_DEPTH and not checklist and bool(PINNED_TITLE_RE.match(title.strip()))
 

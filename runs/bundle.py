@@ -317,6 +317,7 @@ class Spec:
         self.i = i
         self.project_id = project_id
         self.archived: frozenset[int] = frozenset()
+        self.pinned: list[int] | None = None
         self._index: dict[int, int] | None = None
 
     @classmethod
@@ -392,8 +393,9 @@ def summarize(spec: Spec, i: int, cap: int = SUMMARY_CAP) -> str:
     """A section's summary: blueprints.summaries (cached by content hash) when it is available, else its
     first sentences (extractive, no model)."""
     if summary_for is not None:
-        node = PlanNode(pk=spec.layout.ids[i], project_id=spec.project_id)
-        return (summary_for(node) or "")[:cap]
+        node = PlanNode.objects.filter(pk=spec.layout.ids[i]).first()
+        if node is not None:
+            return (summary_for(node) or "")[:cap]
     return first_sentences(_without_heading(spec.section(i, cap * 4)), cap)
 
 
@@ -464,7 +466,12 @@ def _ancestry_part(spec: Spec) -> Part | None:
 
 
 def _pinned(spec: Spec) -> list[int]:
-    return pinned_indexes(spec.project_id, spec.layout, spec.archived) if spec.layout is not None else []
+    """The project's pinned sections (read once per bundle)."""
+    if spec.layout is None:
+        return []
+    if spec.pinned is None:
+        spec.pinned = pinned_indexes(spec.project_id, spec.layout, spec.archived)
+    return spec.pinned
 
 
 def _pinned_part(task: Task, spec: Spec) -> Part | None:
@@ -496,6 +503,11 @@ def linked_indexes(spec: Spec, i: int) -> list[int]:
     "see Title" (in the order they appear; the section itself and its ancestors excluded)."""
     layout = spec.layout
     text = spec.text[layout.starts[i] : layout.ends[i]]
+    links = [(m.group(1) or m.group(2)).lower() for m in LINK_RE.finditer(text)]
+    signs = [m.group(1).rstrip(".") for m in SECTION_SIGN_RE.finditer(text)]
+    sees = [m.group(2).strip().lower() for m in SEE_RE.finditer(text) if m.group(2)]
+    if not (links or signs or sees):
+        return []  # most sections name no other: the lookups over the whole tree are not built
     anchors: dict[str, int] = {}
     tails: dict[str, int] = {}
     numbers: dict[str, int] = {}
@@ -507,20 +519,14 @@ def linked_indexes(spec: Spec, i: int) -> list[int]:
         number = title.split(" ", 1)[0].rstrip(".")
         if number[:1].isdigit() and set(number) <= set("0123456789."):
             numbers.setdefault(number, j)
-    found: list[int] = []
-    for m in LINK_RE.finditer(text):
-        ref = (m.group(1) or m.group(2)).lower()
-        found.append(anchors.get(ref, tails.get(ref, -1)))
-    for m in SECTION_SIGN_RE.finditer(text):
-        found.append(numbers.get(m.group(1).rstrip("."), -1))
-    for m in SEE_RE.finditer(text):
-        if m.group(2):
-            name = m.group(2).strip().lower()
+    found: list[int] = [anchors.get(ref, tails.get(ref, -1)) for ref in links]
+    found += [numbers.get(number, -1) for number in signs]
+    for name in sees:
+        j = titles.get(name, -1)
+        while j < 0 and " " in name:  # "see Storage for details": the longest title at the start
+            name = name.rsplit(" ", 1)[0]
             j = titles.get(name, -1)
-            while j < 0 and " " in name:  # "see Storage for details": the longest title at the start
-                name = name.rsplit(" ", 1)[0]
-                j = titles.get(name, -1)
-            found.append(j)
+        found.append(j)
     skip = set(spec.ancestors(i)) | {i}
     out: list[int] = []
     for j in found:
