@@ -855,12 +855,12 @@ def review(
     decision: str,
     comment: str = "",
     cancel: bool = False,
-    enqueue: bool = True,
+    enqueue_follow_up: bool = True,
 ) -> TaskReview:
     """A human's review of a task's delivered work (a task in review, or one whose merge failed and
     waits for a human): approved → merge queue; changes_requested (comment required) → a follow-up
     run on the task's branch (the prompt carries the comment); rejected → back to todo (the next run
-    starts afresh), or cancelled with `cancel=True`. `enqueue=False`: the follow-up run is created
+    starts afresh), or cancelled with `cancel=True`. `enqueue_follow_up=False`: the follow-up run is created
     but not handed to the workers (the caller executes it, like run_create's)."""
     project = task.project
     _require_operator(actor, project)
@@ -931,7 +931,7 @@ def review(
                 reason=f"rejected by {who}" + (f": {comment[:300]}" if comment else ""),
             )
     if rework:
-        _start_follow_up(locked, project, actor=actor, enqueue=enqueue)
+        _start_follow_up(locked, project, actor=actor, enqueue=enqueue_follow_up)
     seams.project_changed.send_on_commit(project.pk, f"task #{task.pk} reviewed: {decision}")
     return entry
 
