@@ -62,7 +62,7 @@ from autopilot import seams
 from autopilot.errors import ApplicationError, Conflict
 from autopilot.events import record_event
 from autopilot.input_limits import MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, check_length
-from autopilot.models import ConflictPolicy, MergeStrategy, Project, Role
+from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, Project, Role
 from autopilot.permissions import require_role
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
@@ -93,12 +93,17 @@ def worktree_path(project) -> Path:
     return Path(settings.AUTOPILOT_WORKTREE_ROOT) / project.slug / ".integration"
 
 
-def review_needed(project) -> bool:
+def review_needed(project, mode: str | None = None) -> bool:
     """Does a human approve each task's work before it is merged? An explicit `review_required` wins;
-    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode
-    (`Project.needs_review`: required in suggest and semi_auto, not in full_auto)."""
-    if project.review_required is None and project.auto_complete_on_tests:
+    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode: required in
+    suggest and semi_auto, not in full_auto (`Project.needs_review`). `mode`: the mode the run was made
+    in when it differs from the project's (`autopilot run --full-auto` drives a project in full_auto)."""
+    if project.review_required is not None:
+        return project.review_required
+    if project.auto_complete_on_tests:
         return False
+    if mode:
+        return mode != AutonomyMode.FULL_AUTO
     return project.needs_review
 
 
