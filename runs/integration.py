@@ -609,11 +609,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
             },
             event_data={"task": integration.task_id, "merge_commit": new, "changed": changed},
         )
-        if (
-            task is not None
-            and task.status != Task.Status.DONE
-            and can_transition(Task, task.status, Task.Status.DONE)
-        ):
+        if task is not None and task.status == Task.Status.INTEGRATING:
             transition(
                 task,
                 Task.Status.DONE,
@@ -733,7 +729,25 @@ def _push(project, integration) -> None:
 
 
 def _lock_integration(integration: Integration) -> Integration:
+    """Lock the integration's task, then the integration (the lock order: Task → Integration, as the
+    merge queue's own writes take them)."""
+    task_locks.lock_task(integration.task_id)
     return Integration.objects.select_for_update().select_related("project", "task").get(pk=integration.pk)
+
+
+def cancel_queued(task, old: str, new: str) -> None:
+    """After-hook of Task transitions: a task that leaves `integrating` for anything but done (a
+    human cancelled it, sent it back, blocked it) takes its queued merge out of the queue. An
+    in-flight merge finishes (it never moves a task that is no longer integrating)."""
+    if old != Task.Status.INTEGRATING or new == Task.Status.DONE:
+        return
+    for item in Integration.objects.select_for_update().filter(task_id=task.pk, status=Status.QUEUED):
+        _move(
+            item,
+            Status.CANCELLED,
+            reason=f"task #{task.pk} moved from integrating to {new}",
+            fields={"finished_at": timezone.now()},
+        )
 
 
 def _requeue(integration: Integration, *, actor, reason: str) -> Integration:
