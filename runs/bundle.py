@@ -39,7 +39,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from autopilot.models import Project
+from autopilot.models import Event, Project
 from blueprints.layout import CHECKLIST, Layout
 from blueprints.models import PlanNode, Task, TaskDependency
 from blueprints.pinning import pinned_indexes
@@ -625,7 +625,7 @@ def _tail(text: str, cap: int) -> str:
 
 
 def _attempt_parts(run: ExecutionRun, task: Task) -> list[Part | None]:
-    return [_failure_part(run, task), _reviews_part(task), _conflict_part(task)]
+    return [_failure_part(run, task), _reviews_part(task), _conflict_part(run, task)]
 
 
 def _failure_part(run: ExecutionRun, task: Task) -> Part | None:
@@ -679,11 +679,32 @@ def _reviews_part(task: Task) -> Part | None:
     return Part("reviews", "\n".join(full), summary=full[0][:SHORT_TAIL_CAP])
 
 
-def _conflict_part(task: Task) -> Part | None:
+START_CONFLICT = "executionrun.start_conflict"
+
+
+def _conflict_part(run: ExecutionRun, task: Task) -> Part | None:
     latest = Integration.objects.filter(task=task).order_by("-queued_at", "-pk").first()
+    started = (
+        Event.objects.filter(kind=START_CONFLICT, subject_type="executionrun", subject_id=run.pk)
+        .values_list("data", flat=True)
+        .first()
+        if run.pk
+        else None
+    )
+    markers = []
+    if started and started.get("markers_left"):
+        files = ", ".join(map(str, started.get("files", [])[:FILES_MAX]))
+        markers = [
+            "Your branch was brought up to date with the integration branch before you started and "
+            f"the merge conflicted: git left conflict markers (<<<<<<< ======= >>>>>>>) in {files}. "
+            "Resolve every marker keeping the intent of both sides (the integrated work and yours); "
+            "a branch that still has markers is refused by the merge queue."
+        ]
     if latest is None or latest.status not in Integration.FAILED:
-        return None
-    head = [
+        if not markers:
+            return None
+        return Part("conflict", markers[0] + "\n\n" + _tail(started.get("detail", ""), CONFLICT_CAP))
+    head = markers + [
         f"Merge #{latest.pk} of {latest.branch} into {latest.target_branch}: "
         f"{latest.get_status_display().lower()}"
     ]

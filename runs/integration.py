@@ -501,6 +501,18 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
     if not merge.changed:
         _merged(integration, owner, onto=onto, new=onto, head=head, tests=None, output="", summary={})
         return False
+    markers = workspace.leftover_conflict_markers(path, onto, merge.commit)
+    if markers:
+        # A follow-up run committed git's conflict markers instead of resolving them.
+        _reset(path, onto)
+        _fail(
+            integration,
+            Status.CONFLICT,
+            reason=f"{integration.branch} still has conflict markers in {len(markers)} file(s): "
+            f"{', '.join(markers[:10])}",
+            fields={"onto_commit": onto, "head_commit": head, "conflict_files": markers[:500]},
+        )
+        return False
     summary = workspace.diff_summary(path, onto, merge.commit)
     command = integration.test_command or project.effective_integration_test_command
     passed, output = None, ""

@@ -264,7 +264,8 @@ class RunWorker:
         )
         if self.ws.start_conflict:
             # The integration head did not merge cleanly into the task's branch (workspace.create):
-            # the event says which files; the prompt context shows both sides from the integration.
+            # the merge is left in progress with git's markers; the event says which files, and the
+            # prompt (runs.bundle) asks the agent to resolve them.
             conflict = self.ws.start_conflict
             record_event(
                 kind="executionrun.start_conflict",
@@ -272,7 +273,7 @@ class RunWorker:
                 data={
                     "onto": conflict["onto"],
                     "files": conflict["files"][:100],
-                    "resolved_with_ours": conflict["merged"],
+                    "markers_left": conflict["markers_left"],
                     "detail": Redactor.for_project(run.project)(conflict["detail"]),
                 },
             )

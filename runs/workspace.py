@@ -8,12 +8,12 @@ Every run works in `git worktree add` of its project's repository, on its own br
   branch is created from the base branch's commit when it does not exist yet);
 - a task's follow-up run (a retry, a rework after failed integration tests, a conflict or requested
   changes): the task's latest branch, brought up to date by merging the integration head into it. When
-  that merge conflicts it is aborted (no conflict markers ever reach the agent) and redone with
-  `-X ours`: the branch then contains the integration head (so the merge queue can merge it), each
-  conflicting hunk keeps the task's side, and the conflict (files, both sides; `start_conflict`) is
-  recorded for the prompt, whose job is to bring the other side's change back in. The merge queue
-  tests the result before anything reaches the integration branch. A task whose latest review
-  rejected the work starts afresh from the integration head;
+  that merge conflicts, it is left in progress the way a developer meets it: git's conflict markers in
+  the conflicting files, MERGE_HEAD set. The conflict (files, both sides; `start_conflict`) is
+  recorded and the prompt asks the agent to resolve the markers keeping both sides' intent; the run's
+  final commit then completes the merge. Nothing of either side is dropped behind the agent's back,
+  and a branch that still carries conflict markers is refused by the merge queue as a conflict. A task
+  whose latest review rejected the work starts afresh from the integration head;
 - a run without a task: the base branch, or the existing local branch its settings' `from_ref` names.
 
 Nothing here ever checks out, commits to or moves the base branch or the integration branch (only the
@@ -280,8 +280,8 @@ def create(run, *, reuse_from=None) -> Workspace:
 
 def bring_up_to_date(path: Path | str, onto: str, onto_name: str) -> dict:
     """Merge the integration head `onto` into the worktree's branch (nothing when it is in already).
-    A conflicting merge is aborted and redone with `-X ours` (see the module doc); returns the
-    conflict ({onto, files, detail}) or {} when the merge was clean."""
+    A conflicting merge is left in progress with git's markers for the agent to resolve (see the
+    module doc); returns the conflict ({onto, files, detail, markers_left}) or {} when it was clean."""
     if is_ancestor(path, onto, "HEAD"):
         return {}
     message = f"autopilot: bring the branch up to date with {onto_name} ({onto[:12]})"
@@ -296,19 +296,17 @@ def bring_up_to_date(path: Path | str, onto: str, onto_name: str) -> dict:
         return {}
     files = conflicted_files(path)
     detail = conflict_detail(path, files, ours=onto_name, theirs="this task's branch", swap=True)
-    git(path, "merge", "--abort", check=False)
-    git(path, "reset", "-q", "--hard", "HEAD", check=False)
-    again = subprocess.run(
-        ["git", *GIT_IDENTITY, "merge", "--no-edit", "-X", "ours", "-m", message, onto],
-        cwd=str(path),
-        capture_output=True,
-        env=git_env(),
-        timeout=300,
-    )
-    if again.returncode != 0:  # e.g. modify/delete: -X ours cannot decide; start from the branch as it is
+    if not files:
+        # Not a content conflict (e.g. a refused merge): start from the branch as it is.
         git(path, "merge", "--abort", check=False)
         git(path, "reset", "-q", "--hard", "HEAD", check=False)
-    return {"onto": onto, "files": files, "detail": detail, "merged": again.returncode == 0}
+    return {"onto": onto, "files": files, "detail": detail, "markers_left": bool(files)}
+
+
+def leftover_conflict_markers(path: Path | str, base: str, head: str) -> list[str]:
+    """Files in which `head` adds conflict markers over `base` (`git diff --check`)."""
+    out = git(path, "diff", "--check", base, head, check=False)
+    return sorted({line.split(":", 1)[0] for line in out.splitlines() if "leftover conflict marker" in line})
 
 
 def is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:

@@ -48,7 +48,7 @@ def test_a_follow_up_continues_the_tasks_branch_brought_up_to_date(project):
     assert show(project, second.base_commit, "mine.txt") == "mine\n"
 
 
-def test_a_conflicting_follow_up_starts_without_markers_and_records_the_conflict(project):
+def test_a_conflicting_follow_up_meets_the_markers_and_its_prompt_says_so(project):
     task = TaskFactory(project=project)
     first = run_now(project, [{"write": "README.md", "content": "# Demo\nmine\n"}], task=task)
     integrated = commit_files(
@@ -57,15 +57,48 @@ def test_a_conflicting_follow_up_starts_without_markers_and_records_the_conflict
         {"README.md": "# Demo\ntheirs\n"},
         start=branch_head(project),
     )
-    second = run_now(project, [{"read": "README.md"}], task=task)
-    # the merge was aborted and redone keeping the task's side: no conflict markers, integration head in
-    text = show(project, second.base_commit, "README.md")
-    assert text == "# Demo\nmine\n" and "<<<<<<<" not in text
-    assert git(project.repo_path, "merge-base", "--is-ancestor", integrated, second.base_commit) == ""
+    # When the follow-up resolves the markers it found (keeping both sides)
+    second = run_now(
+        project,
+        [{"read": "README.md"}, {"write": "README.md", "content": "# Demo\ntheirs\nmine\n"}],
+        task=task,
+    )
+    # Then it started on the task's branch with the merge in progress: git's markers were in the file
+    assert second.status == "succeeded" and first.branch == second.start_ref
+    assert second.base_commit == first.head_commit
+    read = second.steps.filter(kind="read_file").first()
+    assert read is not None and "<<<<<<<" in read.output and "theirs" in read.output
     event = Event.objects.get(kind="executionrun.start_conflict", subject_id=second.pk)
     assert event.data["files"] == ["README.md"] and event.data["onto"] == integrated
+    assert event.data["markers_left"] is True
     assert "theirs" in event.data["detail"] and "mine" in event.data["detail"]
-    assert first.branch == second.start_ref
+    # the prompt asked the agent to resolve them
+    conflict = [p for p in second.prompt_parts if p["name"] == "conflict"]
+    assert conflict and "conflict markers" in conflict[0]["text"]
+    # and its commit completed the merge: the integration head is in, both sides kept
+    assert git(project.repo_path, "merge-base", "--is-ancestor", integrated, second.head_commit) == ""
+    assert show(project, second.head_commit, "README.md") == "# Demo\ntheirs\nmine\n"
+
+
+def test_a_branch_that_still_carries_conflict_markers_is_refused_by_the_merge_queue(project):
+    task = TaskFactory(project=project)
+    run_now(project, [{"write": "README.md", "content": "# Demo\nmine\n"}], task=task)
+    commit_files(
+        project.repo_path,
+        "autopilot/integration",
+        {"README.md": "# Demo\ntheirs\n"},
+        start=branch_head(project),
+    )
+    # A follow-up that ignores the markers commits them
+    lazy = run_now(project, [{"read": "README.md"}], task=task)
+    assert "<<<<<<<" in show(project, lazy.head_commit, "README.md")
+    before = branch_head(project)
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.IN_PROGRESS)
+    queued = integration.queue_for(Task.objects.get(pk=task.pk), lazy, reason="test")
+    done = integration.process_queue(project.pk, owner="test")
+    assert done.pk == queued.pk and done.status == "conflict"
+    assert "still has conflict markers" in done.status_reason and done.conflict_files == ["README.md"]
+    assert branch_head(project) == before
 
 
 def test_after_a_rejection_the_next_run_starts_afresh(project):
