@@ -210,6 +210,18 @@ API = [
     E("plannode-detail", "PATCH", "/api/plan_nodes/{node}/", OPS, lambda ids: {"priority": 2}),
     E("ingestionjob-detail", "GET", "/api/ingestion_jobs/{job}/", VIEW),
     E("ingestionjob-retry", "POST", "/api/ingestion_jobs/{job}/retry/", OPS),
+    E("project-ingestion-jobs", "GET", P + "/ingestion_jobs/", VIEW),
+    E(
+        "project-ingestion-jobs",
+        "POST",
+        P + "/ingestion_jobs/",
+        OPS,
+        lambda ids: {"text": "# Phase\n\nWords.\n"},
+    ),
+    E("project-ingestion-job", "GET", P + "/ingestion_jobs/{job}/", VIEW),
+    E("project-snapshot", "GET", P + "/snapshot/", VIEW),
+    E("project-snapshot-refresh", "POST", P + "/snapshot/refresh/", OPS),
+    E("alignment-check", "POST", "/api/alignment/check/", OPS, lambda ids: {"run": ids["run"]}),
     E("project-runs", "GET", P + "/runs/", VIEW),
     E("project-runs", "POST", P + "/runs/", OPS, lambda ids: {"prompt": "hello", "agent": "scripted"}),
     E(
