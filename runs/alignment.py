@@ -273,7 +273,7 @@ def check_run(run: ExecutionRun, *, persist: bool = True, llm: bool = False) -> 
         outside = []
         for f in files:
             f["in_scope"] = in_scope(f["path"], found)
-            if not f["in_scope"] and not f["test"]:
+            if not f["in_scope"] and not f["test"] and "forbidden" not in f:  # forbidden: said above
                 outside.append(f["path"])
         if outside:
             reasons.append(
