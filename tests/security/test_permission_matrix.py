@@ -265,6 +265,7 @@ PAGES = [
     E("project-remove", "POST", "/projects/{project}/remove/", OWN),
     E("manager-autonomy", "GET", "/projects/{project}/manager/autonomy/", VIEW),
     E("project-detail", "GET", "/projects/{project}/", VIEW),
+    E("project-snapshot-refresh-web", "POST", "/projects/{project}/snapshot/refresh/", OPS),
     E("manager-page", "GET", "/projects/{project}/manager/", VIEW),
     E("manager-autonomy", "POST", "/projects/{project}/manager/autonomy/", OPS, lambda ids: {"paused": "1"}),
     E("manager-tick-now", "POST", "/projects/{project}/manager/tick/", OPS),
