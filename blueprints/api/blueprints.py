@@ -98,7 +98,9 @@ class PlanNodeUpdateSerializer(serializers.Serializer):
 
 
 class IngestionJobSerializer(serializers.ModelSerializer):
-    version = serializers.IntegerField(source="blueprint.version", read_only=True, default=None)
+    version = serializers.IntegerField(
+        source="blueprint.version", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = IngestionJob
