@@ -320,7 +320,9 @@ def check_run(run: ExecutionRun, *, persist: bool = True, llm: bool = False) -> 
     code = [
         f["path"]
         for f in files
-        if not f["test"] and PurePosixPath(f["path"]).suffix.lower() not in DOC_SUFFIXES
+        if not f["test"]
+        and "forbidden" not in f
+        and PurePosixPath(f["path"]).suffix.lower() not in DOC_SUFFIXES
     ]
     if code and not tests and run.role != RunRole.DOCS:
         reasons.append(
