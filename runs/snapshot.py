@@ -65,7 +65,7 @@ COUNT_KEYS = ("done", "integrating", "review", "in_progress", "blocked", "todo",
 
 
 def _money(value) -> str:
-    return str((value or ZERO).quantize(Decimal("0.0001")))
+    return str(Decimal(str(value or 0)).quantize(Decimal("0.0001")))
 
 
 def _iso(value: dt.datetime | None) -> str | None:
