@@ -23,6 +23,7 @@ from autopilot.services import project_create, project_delete
 from autopilot.web import project_or_404
 from blueprints.models import Task
 from runs.models import ExecutionRun
+from runs.snapshot import FRESH_FOR as SNAPSHOT_FRESH_FOR
 from runs.snapshot import snapshot_latest, snapshot_refresh
 
 PROJECT_FORM_FIELDS = ("name", "repo_path", "base_branch", "test_command", "setup_script")
@@ -156,7 +157,8 @@ def project_remove(request, pk: int):
 
 @login_required
 def project_detail(request, pk: int):
-    """The Overview tab: the project's newest snapshot (runs.snapshot; one is computed if none)."""
+    """The Overview tab: the project's newest snapshot (runs.snapshot), computed anew when there is none
+    or the newest is older than runs.snapshot.FRESH_FOR (5 minutes)."""
     found = _with_overview(project_list(user=request.user).filter(pk=pk))
     if not found:
         raise Http404("No such project.")
@@ -166,7 +168,7 @@ def project_detail(request, pk: int):
         "autopilot/project_overview.html",
         {
             "project": project,
-            "snap": snapshot_latest(project),
+            "snap": snapshot_latest(project, max_age=SNAPSHOT_FRESH_FOR),
             "can_refresh": has_role(request.user, project, Role.OPERATOR),
             **header_controls(request.user, project),
         },

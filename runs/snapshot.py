@@ -397,10 +397,11 @@ def _json(data: dict) -> str:
     return json.dumps(data, sort_keys=True)[:20_000]
 
 
-def snapshot_latest(project: Project) -> ProjectSnapshot:
-    """The newest stored snapshot, or a new one computed and stored now (readers may call this)."""
+def snapshot_latest(project: Project, *, max_age: dt.timedelta | None = None) -> ProjectSnapshot:
+    """The newest stored snapshot, or a new one computed and stored now when there is none (or, with
+    `max_age`, when the newest is older than that). Readers may call this."""
     latest = ProjectSnapshot.objects.filter(project=project).order_by("-created_at", "-id").first()
-    if latest is None:
+    if latest is None or max_age is not None and latest.created_at < timezone.now() - max_age:
         latest = ProjectSnapshot.objects.create(project=project, data=snapshot_data(project))
     return latest
 

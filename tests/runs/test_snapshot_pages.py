@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from runs.models import ProjectSnapshot
 from tests.factories import TaskFactory
@@ -27,6 +30,15 @@ def test_a_viewer_sees_the_overview_without_the_refresh_form(project, viewer):
     assert ProjectSnapshot.objects.filter(project=project).count() == 1  # computed once, then reused
     _client(viewer).get(f"/projects/{project.pk}/")
     assert ProjectSnapshot.objects.filter(project=project).count() == 1
+
+
+def test_a_stale_snapshot_is_recomputed_when_the_overview_is_opened(project, viewer):
+    old = ProjectSnapshot.objects.create(project=project, data={})
+    ProjectSnapshot.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(hours=1))
+    TaskFactory(project=project, title="New since")
+    html = _client(viewer).get(f"/projects/{project.pk}/").content.decode()
+    assert ">0/1<" in html
+    assert ProjectSnapshot.objects.filter(project=project).count() == 2
 
 
 def test_an_empty_project_says_what_to_do(project, viewer):
