@@ -19,7 +19,7 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
-from runs import selectors, services, trajectory, views_sessions
+from runs import alignment, selectors, services, trajectory, views_sessions
 from runs.backends import backend_label
 from runs.bundle import sent_prompt
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep
@@ -151,7 +151,7 @@ def run_detail(request, run_id: int):
     return render(request, "runs/run_detail.html", context)
 
 
-RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry"}
+RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry", "align"}
 
 
 @login_required
@@ -176,6 +176,8 @@ def run_action(request, run_id: int, action: str):
             services.run_message(run=run, body=post.get("body", ""), actor=request.user)
         elif action == "advance":
             services.run_advance(run=run, actor=request.user)
+        elif action == "align":
+            alignment.check_run(run, llm=post.get("llm") == "1")
         elif action == "retry":
             new = services.run_retry(run=run, actor=request.user)
             return _redirect(request, reverse("run-detail", args=[new.pk]))

@@ -7,13 +7,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
+from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from autopilot.api.parsers import JSONParser
 from autopilot.api.permissions import ProjectRolePermission
-from autopilot.errors import ApplicationError
+from autopilot.errors import ApplicationError, NotFound
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS
 from autopilot.models import Role
 from autopilot.permissions import project_for, visible_projects
@@ -106,7 +107,9 @@ class PlanNodeUpdateSerializer(serializers.Serializer):
 
 
 class IngestionJobSerializer(serializers.ModelSerializer):
-    version = serializers.IntegerField(source="blueprint.version", read_only=True, default=None)
+    version = serializers.IntegerField(
+        source="blueprint.version", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = IngestionJob
@@ -171,6 +174,17 @@ def project_blueprints(request, project_id: int):
         versions = Blueprint.objects.filter(project=project).defer("diff").order_by("-version")
         return Response(BlueprintSerializer(versions, many=True).data)
     project = project_for(request.user, project_id, Role.OPERATOR)
+    text, title, generate_tasks = _ingest_input(request)
+    if request.query_params.get("async") in ("1", "true", "yes"):
+        return _queue_job(request, project, text, title, generate_tasks)
+    result = ingest_blueprint(
+        project=project, text=text, title=title, actor=request.user, generate_tasks=generate_tasks
+    )
+    return Response(ingest_response(result), status=status.HTTP_201_CREATED)
+
+
+def _ingest_input(request) -> tuple[str | bytes, str, bool]:
+    """(text, title, generate_tasks) of an ingest request: JSON/form `text` or a `file` upload."""
     data = IngestSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data
@@ -190,21 +204,16 @@ def project_blueprints(request, project_id: int):
         text, title = values["text"], values["title"]
     else:
         raise ApplicationError("Give the blueprint as 'text' (JSON or form field) or as a 'file' upload.")
-    if request.query_params.get("async") in ("1", "true", "yes"):
-        job = ingestion_job_create(
-            project=project,
-            text=text,
-            title=title,
-            actor=request.user,
-            generate_tasks=values["generate_tasks"],
-        )
-        body = IngestionJobSerializer(job).data
-        body["url"] = f"/api/ingestion_jobs/{job.pk}/"
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-    result = ingest_blueprint(
-        project=project, text=text, title=title, actor=request.user, generate_tasks=values["generate_tasks"]
+    return text, title, values["generate_tasks"]
+
+
+def _queue_job(request, project, text, title: str, generate_tasks: bool) -> Response:
+    job = ingestion_job_create(
+        project=project, text=text, title=title, actor=request.user, generate_tasks=generate_tasks
     )
-    return Response(ingest_response(result), status=status.HTTP_201_CREATED)
+    body = IngestionJobSerializer(job).data
+    body["url"] = f"/api/projects/{project.pk}/ingestion_jobs/{job.pk}/"
+    return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 def _max_bytes() -> int:
@@ -322,3 +331,66 @@ class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         """Queue a failed job again (its text is kept until it succeeds)."""
         job = ingestion_job_retry(job=self.get_object(), actor=request.user)
         return Response(IngestionJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class IngestionJobListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=IngestionJob.Status.choices, required=False)
+
+
+class ProjectIngestionJobsView(mixins.ListModelMixin, GenericAPIView):
+    """GET: the project's ingestion jobs, newest first (viewers; ?status=). POST: start one (operators):
+    the same input and service as POST /api/projects/{id}/blueprints/?async=1, answered 202 with the job."""
+
+    serializer_class = IngestionJobSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    filter_backends: list = []  # the query is IngestionJobListQuery
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return IngestionJob.objects.none()
+        project = project_for(self.request.user, self.kwargs["project_id"], Role.VIEWER)
+        query = IngestionJobListQuery(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        qs = IngestionJob.objects.filter(project=project).select_related("blueprint").defer("source_text")
+        if "status" in query.validated_data:
+            qs = qs.filter(status=query.validated_data["status"])
+        return qs.order_by("-created_at", "-id")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                enum=IngestionJob.Status.values,
+                description="Only jobs in this status.",
+            )
+        ],
+        summary="A project's ingestion jobs, newest first.",
+    )
+    def get(self, request, project_id: int):
+        return self.list(request)
+
+    @extend_schema(
+        request=IngestSerializer,
+        responses={202: IngestionJobSerializer},
+        summary="Start an ingestion job (JSON {title, text} or a multipart file upload).",
+    )
+    def post(self, request, project_id: int):
+        project = project_for(request.user, project_id, Role.OPERATOR)
+        text, title, generate_tasks = _ingest_input(request)
+        return _queue_job(request, project, text, title, generate_tasks)
+
+
+@extend_schema(responses=IngestionJobSerializer, summary="One ingestion job of the project.")
+@api_view(["GET"])
+def project_ingestion_job(request, project_id: int, job_id: int):
+    project = project_for(request.user, project_id, Role.VIEWER)
+    job = (
+        IngestionJob.objects.filter(project=project, pk=job_id)
+        .select_related("blueprint")
+        .defer("source_text")
+        .first()
+    )
+    if job is None:
+        raise NotFound(f"No ingestion job '{job_id}' in project '{project.name}'.")
+    return Response(IngestionJobSerializer(job).data)

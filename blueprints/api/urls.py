@@ -17,6 +17,16 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/blueprints/", blueprint_api.project_blueprints, name="project-blueprints"
     ),
+    path(
+        "projects/<int:project_id>/ingestion_jobs/",
+        blueprint_api.ProjectIngestionJobsView.as_view(),
+        name="project-ingestion-jobs",
+    ),
+    path(
+        "projects/<int:project_id>/ingestion_jobs/<int:job_id>/",
+        blueprint_api.project_ingestion_job,
+        name="project-ingestion-job",
+    ),
     # tasks ("graph")
     path("projects/<int:project_id>/tasks/ready/", task_api.project_ready_tasks, name="project-tasks-ready"),
     path("projects/<int:project_id>/tasks/next/", task_api.project_next_task, name="project-tasks-next"),

@@ -124,9 +124,14 @@ def pinned_ids(path: str, method: str, objects: dict, member_id: int) -> dict:
     if kind == "project" and method == "DELETE" and "{user_id}" not in path:
         kind = "doomed"
     values = {}
-    for name in ("id", "project_id", "blueprint_id", "node_id"):
+    for name in ("id", "project_id", "blueprint_id", "node_id", "job_id"):
         if "{" + name + "}" in path:
-            key = {"project_id": "project", "blueprint_id": "blueprint", "node_id": "node"}.get(name, kind)
+            key = {
+                "project_id": "project",
+                "blueprint_id": "blueprint",
+                "node_id": "node",
+                "job_id": "job",
+            }.get(name, kind)
             if key is None:
                 return {}
             values[name] = objects[key].pk
