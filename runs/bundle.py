@@ -46,6 +46,7 @@ from blueprints.pinning import pinned_indexes
 from blueprints.tree import current_tree
 from runs.backends.test_worker import parse_test_output
 from runs.models import ExecutionRun, ExecutionStep, Integration, TaskReview
+from runs.snapshot import snapshot_text
 
 try:  # helper "search" provides these (full-text search and cached section summaries)
     from blueprints.search import search_sections
@@ -54,10 +55,6 @@ except ImportError:  # pragma: no cover - until the search branch is merged
     search_sections = None
     summary_for = None
 
-try:  # helper "snapshot" provides the project snapshot
-    from runs.snapshot import snapshot_text
-except ImportError:  # pragma: no cover - until the snapshot branch is merged
-    snapshot_text = None
 
 CHARS_PER_TOKEN = 4
 
@@ -721,9 +718,8 @@ def _conflict_part(run: ExecutionRun, task: Task) -> Part | None:
 
 
 def _snapshot_part(run: ExecutionRun) -> Part | None:
-    if snapshot_text is None:
-        return None
-    return Part("snapshot", snapshot_text(run.project))
+    text = snapshot_text(run.project)
+    return Part("snapshot", text) if text.strip() else None
 
 
 def _instruction(run: ExecutionRun, task: Task) -> str:

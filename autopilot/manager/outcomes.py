@@ -30,14 +30,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from autopilot.errors import ApplicationError
 from autopilot.events import record_event
 from autopilot.manager.models import FileStat
 from autopilot.models import Event
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
 from blueprints.models import PlanNode, Task
-from runs import integration
+from runs import alignment, integration
 from runs.models import ExecutionRun, ExecutionStep
+from runs.workspace import WorkspaceError
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +183,11 @@ def _outcome(run, task: Task) -> dict:
         if task.kind == Task.Kind.MILESTONE:
             target = Task.Status.DONE
         else:
-            # (A run without a branch has nothing to merge: a human looks at it.)
+            # (A run without a branch has nothing to merge: a human looks at it.) The alignment check
+            # runs first: a change it blocks (forbidden paths, far over its size) waits for a human.
             auto = not integration.review_needed(project, run.autonomy_mode) and bool(run.branch)
+            blocked_by = _alignment_block(run) if auto else ""
+            auto = auto and not blocked_by
             target = Task.Status.INTEGRATING if auto else Task.Status.REVIEW
         fields = {"attempts": attempts}
         if target == Task.Status.DONE:
@@ -192,7 +197,9 @@ def _outcome(run, task: Task) -> dict:
             transition(
                 task,
                 target,
-                reason=f"run #{run.pk} succeeded" + (" and its tests passed" if passed else ""),
+                reason=f"run #{run.pk} succeeded"
+                + (" and its tests passed" if passed else "")
+                + (f"; the alignment check blocks the merge: {blocked_by}" if blocked_by else ""),
                 fields=fields,
                 event_data={"run": run.pk},
             )
@@ -241,6 +248,21 @@ def _failed(
         )
     _bump_files(project.pk, files, runs=1, failures=1, **({"reworks": 1} if rework else {}))
     return {"task_status": target, "attempts": attempts, "exhausted": exhausted, "files": len(files)}
+
+
+def _alignment_block(run) -> str:
+    """The alignment check of a delivered run (stored on the run); its reasons when it blocks."""
+    try:
+        result = alignment.check_run(run)
+    except (ApplicationError, WorkspaceError) as exc:
+        logger.warning("alignment check of run %s failed: %s", run.pk, exc)
+        return ""
+    if result.get("verdict") != alignment.BLOCK:
+        return ""
+    reasons = [
+        r.get("message", "") for r in result.get("reasons", []) if r.get("severity") == alignment.BLOCK
+    ]
+    return "; ".join(filter(None, reasons))[:1000] or "blocked"
 
 
 def _test_outcome(run, task: Task, project, now) -> dict:
