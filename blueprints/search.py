@@ -10,7 +10,7 @@ Search runs in the database:
 - SQLite (the embedded default): FTS5 (`blueprints_section_fts`, Porter stemming over unicode61
   tokens), ranked by bm25 with the title weighted TITLE_WEIGHT times the body;
 - PostgreSQL: the `document` tsvector (english configuration; title weight A, body B) with its GIN
-  index, ranked by ts_rank with the default weights and length normalization 1.
+  index, ranked by ts_rank (title weight 5 times the body's, length-normalized).
 Both take the same query: the user's text reduced to its words (letters and digits; no operator,
 quote, prefix or column syntax survives: a query is data, never FTS5 or tsquery syntax), all of which
 must appear (AND). On SQLite PostgreSQL's English stop words are left out of the query, as
@@ -40,6 +40,10 @@ from blueprints.models import Blueprint, PlanLayout, SectionSearchEntry
 from blueprints.texts import read_text
 
 TITLE_WEIGHT = 10.0  # bm25 column weight of the title against the body (1.0) on SQLite
+# ts_rank on PostgreSQL: weights of D, C, B (body), A (title), and normalization 16 (rank divided by
+# 1 + the log of the number of unique words): the closest to bm25's order on the shared corpus.
+PG_WEIGHTS = "{0.1, 0.2, 0.2, 1.0}"
+PG_NORMALIZATION = 16
 MAX_BODY_CHARS = 100_000  # of a section's own text indexed (a tsvector holds at most 1 MB)
 MAX_QUERY_WORDS = 32
 MAX_LIMIT = 50
@@ -166,7 +170,8 @@ def _search_sqlite(project_id: int, expression: str, limit: int, exclude: list[i
 def _search_postgres(project_id: int, words: list[str], limit: int, exclude: list[int]) -> list[tuple]:
     not_in, params = _exclusion(exclude)
     sql = (
-        "SELECT e.node_id, n.title, n.anchor, ts_rank('{0.1, 0.2, 0.2, 1.0}', e.document, q, 16) AS score, e.body "  # noqa: S608
+        f"SELECT e.node_id, n.title, n.anchor, ts_rank('{PG_WEIGHTS}', e.document, q, {PG_NORMALIZATION}) "  # noqa: S608
+        "AS score, e.body "
         "FROM blueprints_sectionsearchentry e "
         "JOIN blueprints_plannode n ON n.id = e.node_id, "
         "plainto_tsquery('english', %s) q "
@@ -248,7 +253,7 @@ _INSERT = (
     "INSERT INTO blueprints_sectionsearchentry (node_id, project_id, content_hash, title, body) "
     "VALUES (%s, %s, %s, %s, %s)"
 )
-_INSERT_FTS = f"INSERT INTO {FTS_TABLE} (rowid, title, body) VALUES (%s, %s, %s)"
+_INSERT_FTS = f"INSERT INTO {FTS_TABLE} (rowid, title, body) VALUES (%s, %s, %s)"  # noqa: S608
 
 
 def _write(project_id: int, layout: Layout, text: str, indexes: list[int], *, fresh: bool = False) -> int:
