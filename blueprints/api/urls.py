@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from blueprints.api import blueprints as blueprint_api
+from blueprints.api import search as search_api
 from blueprints.api import tasks as task_api
 
 router = SimpleRouter(trailing_slash=True)
@@ -17,6 +18,8 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/blueprints/", blueprint_api.project_blueprints, name="project-blueprints"
     ),
+    path("projects/<int:project_id>/search/", search_api.project_search, name="project-search"),
+    path("projects/<int:project_id>/summaries/", search_api.project_summaries, name="project-summaries"),
     # tasks ("graph")
     path("projects/<int:project_id>/tasks/ready/", task_api.project_ready_tasks, name="project-tasks-ready"),
     path("projects/<int:project_id>/tasks/next/", task_api.project_next_task, name="project-tasks-next"),

@@ -1,11 +1,15 @@
-"""`autopilot plan show PROJECT [--json]`: the current plan tree."""
+"""`autopilot plan show PROJECT [--json]`: the current plan tree.
+`autopilot plan search PROJECT QUERY [--limit N] [--json]`: full-text search over its sections.
+`autopilot plan summarize PROJECT [--json]`: summarize the sections whose content has no summary yet."""
 
 from __future__ import annotations
 
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
+from blueprints.search import search_sections
 from blueprints.selectors import tree_index
+from blueprints.summaries import summarize_project
 
 FIELDS = (
     "id",
@@ -32,13 +36,32 @@ class Command(AutopilotCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         self.add_action(sub, "show", "show the plan tree (indented; --json lists every node)", project=True)
+        search = self.add_action(sub, "search", "full-text search over the current sections", project=True)
+        search.add_argument("query", metavar="QUERY", help="The words to find (quote several words).")
+        search.add_argument("--limit", type=int, default=10, help="At most N sections (1-50, default 10).")
+        self.add_action(
+            sub, "summarize", "summarize the sections whose content has no summary yet", project=True
+        )
 
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
         project = self.project(options.get("project"), options)
+        if options["action"] == "summarize":
+            if actor is not None:
+                require_role(actor, project, Role.OPERATOR)
+            counts = summarize_project(project)
+            self.emit(
+                {"project": project.pk, **counts},
+                f"{counts['summarized']} sections summarized, {counts['cached']} kept "
+                f"({counts['sections']} in the plan).",
+            )
+            return
         if actor is not None:
             require_role(actor, project, Role.VIEWER)
+        if options["action"] == "search":
+            self._search(project, options["query"], options["limit"])
+            return
         rows = self._rows(project)
         if self.as_json:
             nodes = [dict(zip(FIELDS, row, strict=True)) for row in rows]
@@ -58,6 +81,20 @@ class Command(AutopilotCommand):
                 f"{'  ' * (node['depth'] - 1)}{box}{node['title'] or '(untitled)'}  "
                 f"<{node['kind']} #{node['id']}>"
             )
+        self.stdout.write("\n".join(lines))
+
+    def _search(self, project, query: str, limit: int) -> None:
+        hits = search_sections(project, query, limit=limit)
+        if self.as_json:
+            self.emit({"project": project.pk, "query": query, "results": [h.as_dict() for h in hits]})
+            return
+        if not hits:
+            self.stdout.write(f"No section of {project.name}'s plan contains: {query}")
+            return
+        lines = []
+        for hit in hits:
+            lines.append(f"{hit.title or '(untitled)'}  <#{hit.node_id} {hit.anchor}>")
+            lines.append(f"    {hit.snippet}")
         self.stdout.write("\n".join(lines))
 
     @staticmethod
