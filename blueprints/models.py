@@ -592,3 +592,55 @@ class BlueprintSectionSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} summary of node {self.node_id}"
+
+
+class SummaryJob(models.Model):
+    """A run of the section summarizer over a project's current plan tree (runs.section_summaries):
+    extractive, or by the manager-role model in batches. Its progress is saved and pushed live like an
+    ingestion job's."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED}),
+        Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset(),
+    }
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="summary_jobs")
+    kind = models.CharField(
+        max_length=20,
+        choices=BlueprintSectionSummary.Kind.choices,
+        default=BlueprintSectionSummary.Kind.EXTRACTIVE,
+    )
+    model = models.CharField(max_length=200, blank=True, help_text="The model used (kind llm).")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=50, blank=True)
+    progress = models.FloatField(default=0, help_text="0.0 – 1.0")
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1),
+                name="summary_job_progress_range",
+                violation_error_message="Progress must be between 0 and 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Summaries #{self.pk} for project {self.project_id} ({self.kind}, {self.status})"

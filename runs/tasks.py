@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from autopilot.jobs import call_job
 from runs import services, worker
+from runs.section_summaries import summary_job_run
 
 
 def execute_run(run_id: int) -> str:
@@ -27,3 +28,8 @@ def reconcile_runs() -> dict:
 def cleanup_worktrees() -> dict:
     """Scheduled: retention of finished runs' worktrees (branches kept); reports disk use."""
     return call_job("clean up worktrees", services.cleanup_worktrees)
+
+
+def run_summary_job(job_id: int) -> dict:
+    job = summary_job_run(job_id=job_id)
+    return {"job": job.pk, "status": job.status, "counts": job.counts, "error": job.error}

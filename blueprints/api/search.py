@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, parser_classes
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from autopilot.api.parsers import JSONParser
-from autopilot.errors import ApplicationError
+from autopilot.api.permissions import ProjectRolePermission
 from autopilot.input_limits import MAX_SEARCH_QUERY_CHARS
 from autopilot.models import Role
-from autopilot.permissions import project_for
+from autopilot.permissions import project_for, visible_projects
+from blueprints.models import SummaryJob
 from blueprints.search import MAX_LIMIT, search_sections
-from blueprints.summaries import summarize_project
+from runs.section_summaries import summary_job_create
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -32,14 +34,32 @@ class SearchResultSerializer(serializers.Serializer):
 
 class SummarizeSerializer(serializers.Serializer):
     llm = serializers.BooleanField(
-        required=False, default=False, help_text="Not yet: summaries are extractive (no model)."
+        required=False,
+        default=False,
+        help_text="Summaries by the project's manager-role model (cost recorded as usage); default: "
+        "extractive (no model).",
     )
 
 
-class SummarizeResultSerializer(serializers.Serializer):
-    sections = serializers.IntegerField(help_text="Nodes in the current plan tree.")
-    summarized = serializers.IntegerField(help_text="Summaries written now (content without one).")
-    cached = serializers.IntegerField(help_text="Nodes whose summary for their content was kept.")
+class SummaryJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SummaryJob
+        fields = [
+            "id",
+            "project",
+            "kind",
+            "model",
+            "status",
+            "stage",
+            "progress",
+            "counts",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
 
 
 @extend_schema(
@@ -67,8 +87,9 @@ def project_search(request, project_id: int):
 
 @extend_schema(
     request=SummarizeSerializer,
-    responses=SummarizeResultSerializer,
-    summary="Summarize the current plan tree's sections (only those whose content has no summary yet).",
+    responses={202: SummaryJobSerializer},
+    summary="Start a job summarizing the current plan tree's sections (those without a summary for their "
+    "content); follow it at /api/summary_jobs/{id}/.",
 )
 @api_view(["POST"])
 @parser_classes([JSONParser])
@@ -76,6 +97,17 @@ def project_summaries(request, project_id: int):
     project = project_for(request.user, project_id, Role.OPERATOR)
     data = SummarizeSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    if data.validated_data["llm"]:
-        raise ApplicationError("LLM summaries are not available yet; summaries are extractive (llm: false).")
-    return Response(summarize_project(project))
+    job = summary_job_create(project=project, llm=data.validated_data["llm"], actor=request.user)
+    body = SummaryJobSerializer(job).data
+    body["url"] = f"/api/summary_jobs/{job.pk}/"
+    return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class SummaryJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A summaries job: its status, progress and counts."""
+
+    serializer_class = SummaryJobSerializer
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+
+    def get_queryset(self):
+        return SummaryJob.objects.filter(project__in=visible_projects(self.request.user))

@@ -12,6 +12,7 @@ router.register("dependencies", task_api.DependencyViewSet, basename="dependency
 router.register("blueprints", blueprint_api.BlueprintViewSet, basename="blueprint")
 router.register("plan_nodes", blueprint_api.PlanNodeViewSet, basename="plannode")
 router.register("ingestion_jobs", blueprint_api.IngestionJobViewSet, basename="ingestionjob")
+router.register("summary_jobs", search_api.SummaryJobViewSet, basename="summaryjob")
 
 urlpatterns = [
     # blueprints ("ingest")

@@ -1,15 +1,18 @@
 """`autopilot plan show PROJECT [--json]`: the current plan tree.
 `autopilot plan search PROJECT QUERY [--limit N] [--json]`: full-text search over its sections.
-`autopilot plan summarize PROJECT [--json]`: summarize the sections whose content has no summary yet."""
+`autopilot plan summarize PROJECT [--llm] [--json]`: summarize the sections whose content has no summary
+yet (extractive, or with the manager-role model), as a summaries job run here."""
 
 from __future__ import annotations
+
+from django.core.management import CommandError
 
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from blueprints.search import search_sections
 from blueprints.selectors import tree_index
-from blueprints.summaries import summarize_project
+from runs.section_summaries import summary_job_create, summary_job_run
 
 FIELDS = (
     "id",
@@ -39,8 +42,11 @@ class Command(AutopilotCommand):
         search = self.add_action(sub, "search", "full-text search over the current sections", project=True)
         search.add_argument("query", metavar="QUERY", help="The words to find (quote several words).")
         search.add_argument("--limit", type=int, default=10, help="At most N sections (1-50, default 10).")
-        self.add_action(
+        summarize = self.add_action(
             sub, "summarize", "summarize the sections whose content has no summary yet", project=True
+        )
+        summarize.add_argument(
+            "--llm", action="store_true", help="With the project's manager-role model (cost recorded)."
         )
 
     def handle(self, *args, **options):
@@ -50,11 +56,15 @@ class Command(AutopilotCommand):
         if options["action"] == "summarize":
             if actor is not None:
                 require_role(actor, project, Role.OPERATOR)
-            counts = summarize_project(project)
+            job = summary_job_create(project=project, llm=options["llm"], actor=actor, enqueue=False)
+            job = summary_job_run(job_id=job.pk)
+            if job.status != job.Status.SUCCEEDED:
+                raise CommandError(f"Summaries job #{job.pk} failed: {job.error}")
+            counts = job.counts
             self.emit(
-                {"project": project.pk, **counts},
+                {"project": project.pk, "job": job.pk, "kind": job.kind, "model": job.model, **counts},
                 f"{counts['summarized']} sections summarized, {counts['cached']} kept "
-                f"({counts['sections']} in the plan).",
+                f"({counts['sections']} in the plan; job #{job.pk}, {job.kind}).",
             )
             return
         if actor is not None:
