@@ -33,7 +33,7 @@ BATCH = 500
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _BULLET = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+(?:\[[ xX]\]\s+)?(.+)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
-_MARKUP = re.compile(r"[*_`]+|<[^>\n]{0,200}>|!?\[([^\]\n]{0,200})\]\([^)\n]{0,500}\)")
+_MARKUP = re.compile(r"[*_`]+|</?[A-Za-z][^>\n]{0,200}>|!?\[([^\]\n]{0,200})\]\([^)\n]{0,500}\)")
 
 
 def _plain(line: str) -> str:
