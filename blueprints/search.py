@@ -297,17 +297,20 @@ def index_plan(*, project_id: int, layout: Layout, text: str, removed_ids: list[
 
 
 def rebuild_index(project_id: int) -> int:
-    """Index the active version's whole current tree again (rows of nodes no longer in it are deleted)."""
-    active = Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE).first()
-    row = (
-        PlanLayout.objects.filter(blueprint=active).values_list("data", flat=True).first() if active else None
-    )
-    if row is None:
-        SectionSearchEntry.objects.filter(project_id=project_id).delete()
-        return 0
-    layout = Layout.decode(row)
+    """Index the active version's whole current tree again (the project's other rows are deleted). Holds
+    the project's row lock, like an ingestion, so the two never interleave."""
     with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project_id).first()
         SectionSearchEntry.objects.filter(project_id=project_id).delete()
+        active = Blueprint.objects.filter(project_id=project_id, status=Blueprint.Status.ACTIVE).first()
+        data = (
+            PlanLayout.objects.filter(blueprint=active).values_list("data", flat=True).first()
+            if active is not None
+            else None
+        )
+        if data is None:
+            return 0
+        layout = Layout.decode(data)
         return _write(project_id, layout, read_text(active.pk).text, _headings(layout), fresh=True)
 
 
