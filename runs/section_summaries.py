@@ -191,11 +191,11 @@ def summarize_with_model(project: Project, *, model: str = "", progress=None) ->
         calls += 1
         input_tokens, output_tokens = usage
         amount, priced = cost_of(model, input_tokens=input_tokens, output_tokens=output_tokens)
-        UsageRecord.objects.create(
+        UsageRecord.objects.create(  # named like the native backend's records: the bare model name
             project=project,
             run=None,
             agent_backend="native",
-            model=model,
+            model=name,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=amount,

@@ -78,9 +78,10 @@ def test_model_summaries_in_batches_with_usage_recorded(project, settings, fake_
     assert "ghp_" not in sent and "[REDACTED:github_token]" in sent
     # each call is a UsageRecord of the project without a run, priced when the model has a price
     usage = list(UsageRecord.objects.filter(project=project).order_by("id"))
-    assert [(u.run_id, u.model, u.input_tokens, u.output_tokens) for u in usage] == [
-        (None, model, 100, 20),
-        (None, model, 50, 10),
+    name = model.split(":", 1)[1]
+    assert [(u.run_id, u.agent_backend, u.model, u.input_tokens, u.output_tokens) for u in usage] == [
+        (None, "native", name, 100, 20),
+        (None, "native", name, 50, 10),
     ]
     if model.startswith("anthropic"):
         assert usage[0].priced and usage[0].cost_usd > Decimal(0)
