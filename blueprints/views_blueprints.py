@@ -26,8 +26,9 @@ from autopilot.models import Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404
 from blueprints.ingestion import ingestion_job_create
-from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
+from blueprints.models import Blueprint, BlueprintSectionSummary, IngestionJob, PlanNode, Task
 from blueprints.pinning import explicit_pins, pinned_indexes, plan_node_pin
+from blueprints.search import highlight, search_sections
 from blueprints.selectors import tree_index
 
 DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
@@ -218,7 +219,9 @@ def plan_tree(request, pk: int):
         pins=pins,
         explicit=explicit,
         can_pin=can_pin,
+        summaries=cached_summaries(project, layout),
     )
+    query = request.GET.get("q", "")
     totals: dict[str, int] = {}
     for per_status in counts.values():
         for status, n in per_status.items():
@@ -235,6 +238,7 @@ def plan_tree(request, pk: int):
             "open_depth": open_depth,
             "can_pin": can_pin,
             "pinned_count": len(pins),
+            **_search_context(project, query),
         },
     )
 
@@ -260,11 +264,60 @@ def plan_pin(request, pk: int):
     return redirect(reverse("plan-tree", args=[project.pk]) + f"#node-{node.pk}")
 
 
+def _search_context(project, query: str) -> dict:
+    """What the search results list shows: the hits (with highlighted snippets) or the refusal."""
+    context = {"query": query, "hits": [], "search_error": ""}
+    if query.strip():
+        try:
+            hits = search_sections(project, query, limit=20)
+        except ApplicationError as exc:
+            context["search_error"] = exc.message
+        else:
+            context["hits"] = [(hit, highlight(hit.snippet, query)) for hit in hits]
+    return context
+
+
+@login_required
+def plan_search(request, pk: int):
+    """The search results list (htmx partial of the plan page; a plain GET renders the same list)."""
+    project = project_or_404(request, pk)
+    return render(
+        request,
+        "blueprints/_plan_search.html",
+        {"project": project, **_search_context(project, request.GET.get("q", ""))},
+    )
+
+
 STATUS_LABELS = dict(Task.Status.choices)
 
 
+def cached_summaries(project, layout) -> dict[int, str]:
+    """The section summaries already cached for the current content of the tree's nodes (one query; the
+    model's preferred over the extractive one). Missing ones are not computed on a page view."""
+    if layout is None:
+        return {}
+    current = dict(zip(layout.ids, layout.hashes, strict=True))
+    found: dict[int, str] = {}
+    for node_id, content_hash, kind, text in BlueprintSectionSummary.objects.filter(
+        node__project=project
+    ).values_list("node_id", "content_hash", "kind", "text"):
+        if current.get(node_id) == content_hash and (
+            kind == BlueprintSectionSummary.Kind.LLM or node_id not in found
+        ):
+            found[node_id] = text
+    return found
+
+
 def render_tree(
-    rows, counts, *, open_depth: int, project_id: int, pins=None, explicit=None, can_pin: bool = False
+    rows,
+    counts,
+    *,
+    open_depth: int,
+    project_id: int,
+    pins=None,
+    explicit=None,
+    can_pin: bool = False,
+    summaries=None,
 ) -> str:
     """Nested <details> for the tree (rows in document order), built in one pass. `pins`: node id → how
     it is pinned into every agent's context ("by hand", "by name"); with `can_pin` each heading gets a
@@ -320,12 +373,14 @@ def render_tree(
             f'<span class="title" title="{escape(anchor)}">{label}</span>{change_mark}'
             f'<span class="counts">{badges}</span>'
         )
+        summary = (summaries or {}).get(node_id)
+        about = f'<div class="node-summary muted small">{escape(summary)}</div>' if summary else ""
         if node_id in has_children:
             opened = " open" if depth <= open_depth else ""
-            out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary><ul>')
+            out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary>{about}<ul>')
             stack.append((depth, True))
         else:
-            out.append(f'<li id="node-{node_id}" class="leaf">{line}')
+            out.append(f'<li id="node-{node_id}" class="leaf">{line}{about}')
             stack.append((depth, False))
     while stack:
         close()

@@ -43,18 +43,12 @@ from autopilot.models import Event, Project
 from blueprints.layout import CHECKLIST, Layout
 from blueprints.models import PlanNode, Task, TaskDependency
 from blueprints.pinning import pinned_indexes
+from blueprints.search import search_sections
+from blueprints.summaries import summary_for
 from blueprints.tree import current_tree
 from runs.backends.test_worker import parse_test_output
 from runs.models import ExecutionRun, ExecutionStep, Integration, TaskReview
 from runs.snapshot import snapshot_text
-
-try:  # helper "search" provides these (full-text search and cached section summaries)
-    from blueprints.search import search_sections
-    from blueprints.summaries import summary_for
-except ImportError:  # pragma: no cover - until the search branch is merged
-    search_sections = None
-    summary_for = None
-
 
 CHARS_PER_TOKEN = 4
 
@@ -387,12 +381,10 @@ def _without_heading(text: str) -> str:
 
 
 def summarize(spec: Spec, i: int, cap: int = SUMMARY_CAP) -> str:
-    """A section's summary: blueprints.summaries (cached by content hash) when it is available, else its
-    first sentences (extractive, no model)."""
-    if summary_for is not None:
-        node = PlanNode.objects.filter(pk=spec.layout.ids[i]).first()
-        if node is not None:
-            return (summary_for(node) or "")[:cap]
+    """A section's summary: blueprints.summaries (cached by content hash), else its first sentences."""
+    node = PlanNode.objects.filter(pk=spec.layout.ids[i]).first()
+    if node is not None:
+        return (summary_for(node) or "")[:cap]
     return first_sentences(_without_heading(spec.section(i, cap * 4)), cap)
 
 
@@ -552,8 +544,8 @@ def _related_part(task: Task, spec: Spec) -> tuple[Part | None, set[int]]:
 
 
 def relevance_hits(project: Project, query: str, exclude_ids: set[int]) -> list:
-    """The top sections by full-text relevance (blueprints.search.search_sections; [] until it exists)."""
-    if search_sections is None or not query.strip():
+    """The top sections by full-text relevance (blueprints.search.search_sections)."""
+    if not query.strip():
         return []
     return list(search_sections(project, query, limit=RELEVANT_MAX, exclude_ids=tuple(exclude_ids)))
 

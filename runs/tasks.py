@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from autopilot.jobs import call_job
 from runs import integration, services, worker
+from runs.section_summaries import summary_job_run
 
 
 def execute_run(run_id: int) -> str:
@@ -38,3 +39,8 @@ def process_integration_queue(project_id: int) -> dict:
         return {"project": project_id, "integrations": [{"id": i.pk, "status": i.status} for i in done]}
 
     return call_job(f"merge queue of project {project_id}", drain)
+
+
+def run_summary_job(job_id: int) -> dict:
+    job = summary_job_run(job_id=job_id)
+    return {"job": job.pk, "status": job.status, "counts": job.counts, "error": job.error}

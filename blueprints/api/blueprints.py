@@ -29,6 +29,7 @@ from blueprints.ingestion import (
 from blueprints.models import Blueprint, IngestionJob, PlanNode
 from blueprints.pinning import plan_node_pin
 from blueprints.selectors import placed, version_nodes
+from blueprints.summaries import summary_for
 
 
 class BlueprintSerializer(serializers.ModelSerializer):
@@ -90,6 +91,20 @@ class PlanNodeSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class PlanNodeDetailSerializer(PlanNodeSerializer):
+    section_summary = serializers.SerializerMethodField(
+        help_text="A summary of the section's own text (blueprints.summaries; extractive unless a model "
+        "wrote one); empty for a node not in the current tree."
+    )
+
+    class Meta(PlanNodeSerializer.Meta):
+        fields = [*PlanNodeSerializer.Meta.fields, "section_summary"]
+        read_only_fields = fields
+
+    def get_section_summary(self, node) -> str:
+        return summary_for(node)
 
 
 class PlanNodeUpdateSerializer(serializers.Serializer):
@@ -294,6 +309,10 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_object(self):
         return placed(super().get_object())  # where the active version has it
+
+    @extend_schema(responses=PlanNodeDetailSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(PlanNodeDetailSerializer(self.get_object()).data)
 
     @extend_schema(request=PlanNodeUpdateSerializer, responses=PlanNodeSerializer)
     def partial_update(self, request, pk=None):

@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import FIELD_ROLES, TRUSTED
-from blueprints.models import Blueprint
+from blueprints.models import Blueprint, SummaryJob
 from runs.models import ExecutionRun
 from tests.factories import (
     BlueprintFactory,
@@ -84,6 +84,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         second = ExecutionRunFactory(project=project, status=ExecutionRun.Status.SUCCEEDED)
         step = ExecutionStepFactory(run=run)
         event = Event.objects.create(project=project, kind="matrix.test")
+        summary_job = SummaryJob.objects.create(project=project)
         ids = {
             "project": project.pk,
             "blueprint": blueprint.pk,
@@ -98,6 +99,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             "second_run": second.pk,
             "step": step.pk,
             "event": event.pk,
+            "summary_job": summary_job.pk,
             "viewer": users["viewer"].pk,
             "stranger": users["non-member"].pk,
         }
@@ -175,6 +177,9 @@ API = [
     E("project-blueprints", "GET", P + "/blueprints/", VIEW),
     E("project-blueprints", "POST", P + "/blueprints/", OPS, lambda ids: {"text": "# Phase\n\nWords.\n"}),
     E("project-tasks-ready", "GET", P + "/tasks/ready/", VIEW),
+    E("project-search", "GET", P + "/search/?q=phase", VIEW),
+    E("project-summaries", "POST", P + "/summaries/", OPS, lambda ids: {}),
+    E("summaryjob-detail", "GET", "/api/summary_jobs/{summary_job}/", VIEW),
     E("project-tasks-next", "GET", P + "/tasks/next/", VIEW),
     E("plannode-generate-tasks", "POST", "/api/plan_nodes/{node}/generate_tasks/", OPS),
     E("blueprint-generate-all-tasks", "POST", "/api/blueprints/{blueprint}/generate_all_tasks/", OPS),
@@ -284,6 +289,7 @@ PAGES = [
     E("blueprint-diff", "GET", "/projects/{project}/blueprints/v{version}/", VIEW),
     E("plan-tree", "GET", "/projects/{project}/plan/", VIEW),
     E("plan-pin", "POST", "/projects/{project}/plan/pin/", OWN, lambda ids: {"pin": f"{ids['node']}:on"}),
+    E("plan-search", "GET", "/projects/{project}/plan/search/?q=phase", VIEW),
     E("task-board", "GET", "/projects/{project}/tasks/", VIEW),
     E("task-new", "GET", "/projects/{project}/tasks/new/", OPS),
     E("task-new", "POST", "/projects/{project}/tasks/new/", OPS, lambda ids: {"title": "Matrix page task"}),

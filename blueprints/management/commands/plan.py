@@ -1,15 +1,22 @@
 """`autopilot plan show PROJECT [--json]`: the current plan tree.
 `autopilot plan pin|unpin [PROJECT] NODE`, `autopilot plan pins [PROJECT]`: the sections every agent of
-the project receives (blueprints.pinning; pinning needs the owner role)."""
+the project receives (blueprints.pinning; pinning needs the owner role).
+`autopilot plan search PROJECT QUERY [--limit N] [--json]`: full-text search over its sections.
+`autopilot plan summarize PROJECT [--llm] [--json]`: summarize the sections whose content has no summary
+yet (extractive, or with the manager-role model), as a summaries job run here."""
 
 from __future__ import annotations
+
+from django.core.management import CommandError
 
 from autopilot.cli_support import AutopilotCommand
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from blueprints.pinning import explicit_pins, pinned_by_name, pinned_indexes, plan_node_pin
+from blueprints.search import search_sections
 from blueprints.selectors import node_get, tree_index
 from blueprints.tree import archived_by_hand
+from runs.section_summaries import summary_job_create, summary_job_run
 
 FIELDS = (
     "id",
@@ -48,17 +55,43 @@ class Command(AutopilotCommand):
             help="Go back to the default (pinned when its heading is named like conventions, glossary…).",
         )
         self.add_action(sub, "pins", "list the sections pinned into every agent's context", project=True)
+        search = self.add_action(sub, "search", "full-text search over the current sections", project=True)
+        search.add_argument("query", metavar="QUERY", help="The words to find (quote several words).")
+        search.add_argument("--limit", type=int, default=10, help="At most N sections (1-50, default 10).")
+        summarize = self.add_action(
+            sub, "summarize", "summarize the sections whose content has no summary yet", project=True
+        )
+        summarize.add_argument(
+            "--llm", action="store_true", help="With the project's manager-role model (cost recorded)."
+        )
 
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
         project = self.project(options.get("project"), options)
+        if options["action"] == "summarize":
+            if actor is not None:
+                require_role(actor, project, Role.OPERATOR)
+            job = summary_job_create(project=project, llm=options["llm"], actor=actor, enqueue=False)
+            job = summary_job_run(job_id=job.pk)
+            if job.status != job.Status.SUCCEEDED:
+                raise CommandError(f"Summaries job #{job.pk} failed: {job.error}")
+            counts = job.counts
+            self.emit(
+                {"project": project.pk, "job": job.pk, "kind": job.kind, "model": job.model, **counts},
+                f"{counts['summarized']} sections summarized, {counts['cached']} kept "
+                f"({counts['sections']} in the plan; job #{job.pk}, {job.kind}).",
+            )
+            return
         if actor is not None:
             require_role(actor, project, Role.VIEWER)
         if options["action"] in ("pin", "unpin"):
             return self._pin(project, options, actor)
         if options["action"] == "pins":
             return self._pins(project)
+        if options["action"] == "search":
+            self._search(project, options["query"], options["limit"])
+            return
         rows = self._rows(project)
         if self.as_json:
             nodes = [dict(zip(FIELDS, row, strict=True)) for row in rows]
@@ -123,6 +156,20 @@ class Command(AutopilotCommand):
             {"project": project.pk, "pinned": rows, "unpinned_by_hand": excluded},
             text or f"{project.name}: no section is pinned",
         )
+
+    def _search(self, project, query: str, limit: int) -> None:
+        hits = search_sections(project, query, limit=limit)
+        if self.as_json:
+            self.emit({"project": project.pk, "query": query, "results": [h.as_dict() for h in hits]})
+            return
+        if not hits:
+            self.stdout.write(f"No section of {project.name}'s plan contains: {query}")
+            return
+        lines = []
+        for hit in hits:
+            lines.append(f"{hit.title or '(untitled)'}  <#{hit.node_id} {hit.anchor}>")
+            lines.append(f"    {hit.snippet}")
+        self.stdout.write("\n".join(lines))
 
     @staticmethod
     def _rows(project) -> list[tuple]:
