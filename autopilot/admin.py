@@ -114,6 +114,16 @@ class ProjectAdminForm(forms.ModelForm):
                 services._validate_model_matrix(cleaned["model_matrix"])
             except ApplicationError as exc:
                 self.add_error("model_matrix", exc.message)
+        for name in services.INTEGRATION_FIELDS:
+            if name in self.changed_data and name in cleaned:
+                change = {name: cleaned[name]}
+                try:
+                    where = Project(repo_path=cleaned.get("repo_path") or self.instance.repo_path)
+                    services.validate_integration(where, change)
+                except ApplicationError as exc:
+                    self.add_error(name, exc.message)
+                else:
+                    cleaned[name] = change[name]
         allowlist = cleaned.get("command_allowlist")
         if allowlist is not None and not (
             isinstance(allowlist, list) and all(isinstance(i, str) and i for i in allowlist)
@@ -227,6 +237,10 @@ class ProjectAdmin(admin.ModelAdmin):
                     "model_matrix",
                 )
             },
+        ),
+        (
+            "Integration (finished tasks are merged into one tested branch)",
+            {"fields": services.INTEGRATION_FIELDS},
         ),
         (
             "Manager",

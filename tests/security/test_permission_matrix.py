@@ -477,6 +477,13 @@ FIELD_VALUES = {
     "command_allowlist": ["pytest"],
     "allow_shell": True,
     "setup_network": True,
+    "integration_branch": "autopilot/merged",
+    "merge_strategy": "squash",
+    "review_required": True,
+    "conflict_policy": "human",
+    "push_task_branches": True,
+    "integration_test_command": "pytest -q tests",
+    "integration_remote": None,  # a bare repository (a local path)
 }
 FIELD_USERS = ("non-member", "viewer", "operator", "owner", "trusted-owner", "staff", "superuser")
 
@@ -506,7 +513,14 @@ def field_world(world, settings, tmp_path):
     users = dict(world.users)
     users["trusted-owner"] = grant_register(MembershipFactory(project=project, role="owner").user)
     moved = str(make_repo(tmp_path / "moved"))
-    values = {**FIELD_VALUES, "active_phase": world.ids["node"], "repo_path": moved}
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    values = {
+        **FIELD_VALUES,
+        "active_phase": world.ids["node"],
+        "repo_path": moved,
+        "integration_remote": str(remote),
+    }
     return users, values
 
 
