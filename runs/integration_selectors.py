@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 
 from autopilot.errors import NotFound
 from runs.models import ExecutionRun, Integration, TaskReview
@@ -27,6 +27,7 @@ RECENT_MERGES = 10
 MAX_COMMITS_SHOWN = 50
 MAX_DIFF_BYTES = 2_000_000
 MAX_SECTION_CHARS = 4000
+LATEST_FIRST = F("finished_at").desc(nulls_last=True)  # the same order on SQLite and PostgreSQL
 
 
 def integrations_of(project) -> QuerySet[Integration]:
@@ -144,7 +145,7 @@ def _waiting(project) -> QuerySet[Integration]:
         integrations_of(project)
         .filter(status__in=Integration.FAILED)
         .filter(~Exists(newer))
-        .order_by("-finished_at", "-id")
+        .order_by(LATEST_FIRST, "-id")
     )
 
 
