@@ -19,6 +19,7 @@ from typing import Any
 from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 
 from autopilot.errors import NotFound
+from runs import integration
 from runs.models import ExecutionRun, Integration, TaskReview
 from runs.redaction import Redactor
 from runs.workspace import WorkspaceError, git
@@ -68,6 +69,10 @@ class QueueStatus:
     recent: list[Integration]
     waiting: list[Integration]
     head: BranchComparison
+
+    @property
+    def review_required(self) -> bool:
+        return integration.review_needed(self.project)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -218,6 +223,16 @@ def _code_runs(task) -> QuerySet[ExecutionRun]:
     return ExecutionRun.objects.filter(task=task).select_related("project").order_by("-created_at", "-id")
 
 
+def _reviewable(task, latest: Integration | None) -> bool:
+    """A task in review, or one whose merge failed and that waits for a human (runs.integration.review
+    takes both)."""
+    if task.status == task.Status.REVIEW:
+        return True
+    return (
+        task.status == task.Status.INTEGRATING and latest is not None and latest.status in Integration.FAILED
+    )
+
+
 def task_integration(task) -> TaskIntegration:
     runs = list(_code_runs(task)[:50])
     integrations = list(
@@ -239,8 +254,8 @@ def task_integration(task) -> TaskIntegration:
         integrations=integrations,
         runs=runs,
         reviews=list(TaskReview.objects.filter(task=task).select_related("author", "run")[:50]),
-        review_required=task.project.needs_review,
-        can_review=task.status == task.Status.REVIEW,
+        review_required=integration.review_needed(task.project),
+        can_review=_reviewable(task, latest),
     )
 
 

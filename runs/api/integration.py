@@ -91,7 +91,7 @@ class QueueStatusSerializer(serializers.Serializer):
     integration_branch = serializers.CharField(source="project.integration_branch")
     integrates_into_base = serializers.BooleanField(source="project.integrates_into_base")
     merge_strategy = serializers.CharField(source="project.merge_strategy")
-    review_required = serializers.BooleanField(source="project.needs_review")
+    review_required = serializers.BooleanField(help_text="A human approves each task before it is merged.")
     conflict_policy = serializers.CharField(source="project.conflict_policy")
     test_command = serializers.CharField(source="project.effective_integration_test_command")
     counts = serializers.DictField(child=serializers.IntegerField())

@@ -33,6 +33,7 @@ from autopilot.local_account import default_project_get, default_project_set
 from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, PlanOrderPolicy, Project, Role
 from blueprints.models import Blueprint, PlanNode
 from blueprints.selectors import layout_of
+from runs.integration import review_needed
 from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
 
 
@@ -236,7 +237,7 @@ class Command(AutopilotCommand):
 
     @staticmethod
     def _integration_text(project: Project) -> str:
-        review = "required" if project.needs_review else "not required"
+        review = "required" if review_needed(project) else "not required"
         if project.review_required is None:
             review += " (by mode)"
         target = f"{project.integration_branch}{' (the base branch)' if project.integrates_into_base else ''}"

@@ -77,7 +77,7 @@ class Command(AutopilotCommand):
         target = project.integration_branch + (" (the base branch)" if project.integrates_into_base else "")
         text = [
             f"{project.name}: integrating into {target} by {project.merge_strategy}; "
-            f"review {'required' if project.needs_review else 'not required'}; "
+            f"review {'required' if integration.review_needed(project) else 'not required'}; "
             f"tests: {project.effective_integration_test_command or '—'}"
         ]
         if head.problem:
