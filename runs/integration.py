@@ -115,6 +115,18 @@ def _who(actor) -> str:
     return actor.get_username() if _actor(actor) is not None else "the system"
 
 
+def _move(integration: Integration, target: str, *, reason: str, actor=None, fields=None, event_data=None):
+    """An integration's status change (autopilot.state.transition) that also stores the reason."""
+    return transition(
+        integration,
+        target,
+        actor=actor,
+        reason=reason,
+        fields={"status_reason": reason[:5000], **(fields or {})},
+        event_data=event_data,
+    )
+
+
 # --- Queueing -------------------------------------------------------------------------------------
 
 
@@ -207,7 +219,7 @@ def release_expired(project_id: int | None = None, *, now=None) -> list[int]:
                 or current.lease_expires_at >= now
             ):
                 continue
-            transition(
+            _move(
                 current,
                 Status.QUEUED,
                 reason=f"the merge's worker stopped ({current.lease_owner or 'unknown'}: lease expired); "
@@ -242,7 +254,7 @@ def _claim(project_id: int, owner: str) -> Integration | None:
             candidate = _eligible(project_id)
             if candidate is None:
                 return None
-            return transition(
+            return _move(
                 candidate,
                 Status.MERGING,
                 reason=f"merging {candidate.branch} into {project.integration_branch}",
@@ -486,7 +498,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
     command = integration.test_command or project.effective_integration_test_command
     passed, output = None, ""
     if command:
-        integration = transition(
+        integration = _move(
             integration,
             Status.TESTING,
             reason=f"running the integration tests: {command[:200]}",
@@ -509,7 +521,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
         )
         return False
     if not workspace.update_ref(repo, project.integration_branch, merge.commit, onto):
-        transition(
+        _move(
             integration,
             Status.QUEUED,
             reason=f"{project.integration_branch} moved during the merge (it is no longer at {onto[:12]}); "
@@ -575,7 +587,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
     )
     with transaction.atomic():
         task = task_locks.lock_task(integration.task_id)
-        transition(
+        _move(
             integration,
             Status.MERGED,
             reason=reason,
@@ -614,7 +626,7 @@ def _fail(integration, status: str, *, reason: str, fields: dict) -> None:
     project = integration.project
     with transaction.atomic():
         task = task_locks.lock_task(integration.task_id)
-        transition(
+        _move(
             integration,
             status,
             reason=reason,
@@ -732,7 +744,7 @@ def _requeue(integration: Integration, *, actor, reason: str) -> Integration:
     task = task_locks.lock_task(integration.task_id)
     if task.status == Task.Status.DONE or task.status == Task.Status.CANCELLED:
         raise Conflict(f"Task #{task.pk} is {task.status}; there is nothing to merge.")
-    transition(
+    _move(
         integration,
         Status.QUEUED,
         actor=actor,
@@ -813,7 +825,7 @@ def skip(integration: Integration, *, actor, reason: str) -> Integration:
             )
         task = task_locks.lock_task(current.task_id)
         text = f"skipped by {_who(actor)}: {reason}"
-        transition(
+        _move(
             current,
             Status.SKIPPED,
             actor=actor,
