@@ -84,8 +84,10 @@ def integration_settings(request, pk: int):
     to register repositories can still change what does not execute)."""
     project = project_or_404(request, pk, Role.OWNER)
     post = request.POST
-    form = {key: (post.get(key) or "").strip() for key in INTEGRATION_FIELDS}
-    form["push_task_branches"] = post.get("push_task_branches") in ("1", "on", "true")
+    form = _settings_form(project)  # a field the form did not send keeps its value
+    form.update({key: post[key].strip() for key in INTEGRATION_FIELDS if key in post})
+    if "push_task_branches" in post or "push_task_branches_shown" in post:  # an unticked box sends nothing
+        form["push_task_branches"] = post.get("push_task_branches") in ("1", "on", "true")
     if form["review_required"] not in REVIEW_CHOICES:
         return _page(
             request, project, form=form, error="Review: choose default, required or not required.", status=400

@@ -31,12 +31,13 @@ from rest_framework.test import APIClient
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import FIELD_ROLES, TRUSTED
 from blueprints.models import Blueprint
-from runs.models import ExecutionRun
+from runs.models import ExecutionRun, Integration
 from tests.factories import (
     BlueprintFactory,
     ExecutionRunFactory,
     ExecutionStepFactory,
     IngestionJobFactory,
+    IntegrationFactory,
     MembershipFactory,
     PlanNodeFactory,
     ProjectFactory,
@@ -84,6 +85,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         second = ExecutionRunFactory(project=project, status=ExecutionRun.Status.SUCCEEDED)
         step = ExecutionStepFactory(run=run)
         event = Event.objects.create(project=project, kind="matrix.test")
+        merge = IntegrationFactory(project=project, task=other, status=Integration.Status.CONFLICT)
         ids = {
             "project": project.pk,
             "blueprint": blueprint.pk,
@@ -98,6 +100,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             "second_run": second.pk,
             "step": step.pk,
             "event": event.pk,
+            "integration": merge.pk,
             "viewer": users["viewer"].pk,
             "stranger": users["non-member"].pk,
         }
@@ -230,6 +233,14 @@ API = [
     ),
     E("step-detail", "GET", "/api/steps/{step}/", VIEW),
     E("step-rollback", "POST", "/api/steps/{step}/rollback/", OPS),
+    E("project-integration", "GET", P + "/integration/", VIEW),
+    E("project-integrations", "GET", P + "/integrations/", VIEW),
+    E("integration-detail", "GET", P + "/integrations/{integration}/", VIEW),
+    E("integration-retry", "POST", P + "/integrations/{integration}/retry/", OPS),
+    E("integration-skip", "POST", P + "/integrations/{integration}/skip/", OPS, lambda ids: {"reason": "r"}),
+    E("integration-resolve", "POST", P + "/integrations/{integration}/resolve/", OPS),
+    E("task-review", "POST", "/api/tasks/{task}/review/", OPS, lambda ids: {"decision": "rejected"}),
+    E("task-pr-body", "GET", "/api/tasks/{task}/pr_body/", VIEW),
 ]
 
 PAGES = [
@@ -320,6 +331,24 @@ PAGES = [
     E("run-replay", "GET", "/runs/{run}/replay/", VIEW),
     E("run-step-rollback", "POST", "/runs/{run}/steps/{step}/rollback/", OPS),
     E("run-action", "POST", "/runs/{run}/stop/", OPS),
+    E("integration-page", "GET", "/projects/{project}/integration/", VIEW),
+    E("integration-diff", "GET", "/projects/{project}/integration/diff/", VIEW),
+    E(
+        "integration-settings",
+        "POST",
+        "/projects/{project}/integration/settings/",
+        OWN,
+        lambda ids: {"integration_branch": "autopilot/integration", "merge_strategy": "merge"},
+    ),
+    E("integration-action", "POST", "/projects/{project}/integration/{integration}/retry/", OPS),
+    E("task-integration", "GET", "/projects/{project}/tasks/{task}/integration/", VIEW),
+    E(
+        "task-review-web",
+        "POST",
+        "/projects/{project}/tasks/{task}/review/",
+        OPS,
+        lambda ids: {"decision": "rejected"},
+    ),
 ]
 
 
