@@ -315,7 +315,11 @@ class ProjectAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if not change:
-            fields = {name: data[name] for name in services.AUTONOMY_FIELDS if name in data}
+            fields = {
+                name: data[name]
+                for name in (*services.AUTONOMY_FIELDS, *services.INTEGRATION_FIELDS)
+                if name in data
+            }
             fields["allow_shell"] = data.get("allow_shell", False)
             fields["setup_network"] = data.get("setup_network", False)
             created = services.project_create(

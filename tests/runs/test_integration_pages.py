@@ -177,3 +177,19 @@ def test_task_review_buttons(q):
         "wrong approach",
         q.users["operator"],
     )
+
+
+def test_admin_history_is_read_only(q):
+    from tests.factories import UserFactory
+
+    TaskReview.objects.create(task=q.review_task, decision="approved", comment="ok", author=q.users["owner"])
+    client = Client()
+    client.force_login(UserFactory(username="doors-root", is_staff=True, is_superuser=True))
+    for model, obj in (("integration", q.conflict), ("taskreview", TaskReview.objects.get())):
+        listing = client.get(f"/admin/runs/{model}/")
+        assert listing.status_code == 200, model
+        page = client.get(f"/admin/runs/{model}/{obj.pk}/change/")
+        assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+        assert client.get(f"/admin/runs/{model}/add/").status_code == 403
+        assert client.post(f"/admin/runs/{model}/{obj.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert "calc.py" in client.get(f"/admin/runs/integration/{q.conflict.pk}/change/").content.decode()
