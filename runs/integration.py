@@ -62,7 +62,7 @@ from autopilot import seams
 from autopilot.errors import ApplicationError, Conflict
 from autopilot.events import record_event
 from autopilot.input_limits import MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, check_length
-from autopilot.models import ConflictPolicy, MergeStrategy, Project, Role
+from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, Project, Role
 from autopilot.permissions import require_role
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
@@ -93,12 +93,17 @@ def worktree_path(project) -> Path:
     return Path(settings.AUTOPILOT_WORKTREE_ROOT) / project.slug / ".integration"
 
 
-def review_needed(project) -> bool:
+def review_needed(project, mode: str | None = None) -> bool:
     """Does a human approve each task's work before it is merged? An explicit `review_required` wins;
-    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode
-    (`Project.needs_review`: required in suggest and semi_auto, not in full_auto)."""
-    if project.review_required is None and project.auto_complete_on_tests:
+    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode: required in
+    suggest and semi_auto, not in full_auto (`Project.needs_review`). `mode`: the mode the run was made
+    in when it differs from the project's (`autopilot run --full-auto` drives a project in full_auto)."""
+    if project.review_required is not None:
+        return project.review_required
+    if project.auto_complete_on_tests:
         return False
+    if mode:
+        return mode != AutonomyMode.FULL_AUTO
     return project.needs_review
 
 
@@ -855,12 +860,12 @@ def review(
     decision: str,
     comment: str = "",
     cancel: bool = False,
-    enqueue: bool = True,
+    enqueue_follow_up: bool = True,
 ) -> TaskReview:
     """A human's review of a task's delivered work (a task in review, or one whose merge failed and
     waits for a human): approved → merge queue; changes_requested (comment required) → a follow-up
     run on the task's branch (the prompt carries the comment); rejected → back to todo (the next run
-    starts afresh), or cancelled with `cancel=True`. `enqueue=False`: the follow-up run is created
+    starts afresh), or cancelled with `cancel=True`. `enqueue_follow_up=False`: the follow-up run is created
     but not handed to the workers (the caller executes it, like run_create's)."""
     project = task.project
     _require_operator(actor, project)
@@ -931,7 +936,7 @@ def review(
                 reason=f"rejected by {who}" + (f": {comment[:300]}" if comment else ""),
             )
     if rework:
-        _start_follow_up(locked, project, actor=actor, enqueue=enqueue)
+        _start_follow_up(locked, project, actor=actor, enqueue=enqueue_follow_up)
     seams.project_changed.send_on_commit(project.pk, f"task #{task.pk} reviewed: {decision}")
     return entry
 
