@@ -86,7 +86,7 @@ class BranchComparisonSerializer(serializers.Serializer):
     problem = serializers.CharField(allow_blank=True, help_text="Why the branches could not be compared.")
 
 
-class QueueStatusSerializer(serializers.Serializer):
+class IntegrationQueueSerializer(serializers.Serializer):
     project = serializers.IntegerField(source="project.pk")
     integration_branch = serializers.CharField(source="project.integration_branch")
     integrates_into_base = serializers.BooleanField(source="project.integrates_into_base")
@@ -174,11 +174,11 @@ def _task(request, task_id: int, minimum: str):
 
 class ProjectIntegrationView(APIView):
     @extend_schema(
-        summary="The project's merge queue and integration branch (viewers)", responses=QueueStatusSerializer
+        summary="The project's merge queue and integration branch (viewers)", responses=IntegrationQueueSerializer
     )
     def get(self, request, project_id: int):
         project = project_for(request.user, project_id, Role.VIEWER)
-        return Response(QueueStatusSerializer(integration_selectors.queue_status(project)).data)
+        return Response(IntegrationQueueSerializer(integration_selectors.queue_status(project)).data)
 
 
 class ProjectIntegrationsView(GenericAPIView):
@@ -188,6 +188,7 @@ class ProjectIntegrationsView(GenericAPIView):
 
     @extend_schema(
         summary="The project's merges, newest first (viewers)",
+        responses=IntegrationSerializer(many=True),
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, description="Statuses, comma-separated."),
             OpenApiParameter("task", OpenApiTypes.INT, description="Only the merges of this task."),

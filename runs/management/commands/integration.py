@@ -12,7 +12,7 @@ from autopilot.errors import ApplicationError
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from runs import integration, integration_selectors
-from runs.api.integration import IntegrationSerializer, QueueStatusSerializer
+from runs.api.integration import IntegrationSerializer, IntegrationQueueSerializer
 from runs.models import Integration
 
 WRITES = {"retry", "skip", "resolve"}
@@ -72,7 +72,7 @@ class Command(AutopilotCommand):
 
     def do_status(self, project, actor, options):
         status = integration_selectors.queue_status(project)
-        data = QueueStatusSerializer(status).data
+        data = IntegrationQueueSerializer(status).data
         head = status.head
         target = project.integration_branch + (" (the base branch)" if project.integrates_into_base else "")
         text = [
