@@ -174,7 +174,8 @@ def _task(request, task_id: int, minimum: str):
 
 class ProjectIntegrationView(APIView):
     @extend_schema(
-        summary="The project's merge queue and integration branch (viewers)", responses=IntegrationQueueSerializer
+        summary="The project's merge queue and integration branch (viewers)",
+        responses=IntegrationQueueSerializer,
     )
     def get(self, request, project_id: int):
         project = project_for(request.user, project_id, Role.VIEWER)

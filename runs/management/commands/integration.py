@@ -12,7 +12,7 @@ from autopilot.errors import ApplicationError
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from runs import integration, integration_selectors
-from runs.api.integration import IntegrationSerializer, IntegrationQueueSerializer
+from runs.api.integration import IntegrationQueueSerializer, IntegrationSerializer
 from runs.models import Integration
 
 WRITES = {"retry", "skip", "resolve"}
