@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -288,7 +287,14 @@ def process_queue(project_id: int, *, owner: str) -> Integration | None:
         integration = _claim(project_id, owner)
         if integration is None:
             return None
-        if not _attempt(integration, owner):
+        keeper = _LeaseKeeper(integration.pk, owner)  # renews the lease while git and the tests work
+        keeper.start()
+        try:
+            redo = _attempt(integration, owner)
+        finally:
+            keeper.done.set()
+            keeper.join(timeout=10)
+        if not redo:
             break  # finished (merged or failed)
     if integration is not None:
         integration.refresh_from_db()
@@ -328,7 +334,7 @@ class _Merge:
 
 
 class _LeaseKeeper(threading.Thread):
-    """Renews an in-flight merge's lease while its tests run (its own database connection)."""
+    """Renews an in-flight merge's lease while it works (its own database connection)."""
 
     def __init__(self, integration_id: int, owner: str):
         super().__init__(name=f"lease-integration-{integration_id}", daemon=True)
@@ -363,15 +369,11 @@ def _prepare_worktree(project, onto: str) -> Path:
             workspace.git(path, "rev-parse", "--git-path", name, check=False)
             for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply")
         ]
-        if usable and any((path / p).exists() or Path(p).exists() for p in in_progress if p):
+        if usable and any((path / p).exists() for p in in_progress if p):
             usable = False
     if not usable:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with workspace.repo_lock(repo):
-            workspace.git(repo, "worktree", "remove", "--force", str(path), check=False)
-            shutil.rmtree(path, ignore_errors=True)
-            workspace.git(repo, "worktree", "prune", check=False)
-            workspace._retrying(lambda: workspace.git(repo, "worktree", "add", "--detach", str(path), onto))
+        workspace.add_detached_worktree(repo, path, onto)
     else:
         workspace.git(path, "checkout", "-q", "--detach", "-f", onto)
         workspace.git(path, "reset", "-q", "--hard", onto)
@@ -399,7 +401,7 @@ def _bring_onto(path: Path, project, integration: Integration, head: str, onto: 
     """Apply the task's branch onto the integration head in the worktree with the strategy."""
     task = integration.task
     strategy = integration.strategy or project.merge_strategy
-    if workspace._is_ancestor(path, head, onto):
+    if workspace.is_ancestor(path, head, onto):
         return _Merge(commit=onto, changed=False)
     if strategy == MergeStrategy.SQUASH:
         ok, error = _git_ok(path, "merge", "--squash", head)
@@ -559,21 +561,9 @@ def _run_tests(project, integration, owner, path: Path, command: str, redactor) 
     artifacts.mkdir(parents=True, exist_ok=True)
     cwd = path / project.subdirectory if project.subdirectory else path
     timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
-    keeper = _LeaseKeeper(integration.pk, owner)
-    keeper.start()
-    try:
-        result = workspace.run_script(
-            command,
-            cwd=cwd,
-            workspace=path,
-            home=home,
-            timeout=timeout,
-            artifact_dir=artifacts,
-            redact=redactor,
-        )
-    finally:
-        keeper.done.set()
-        keeper.join(timeout=10)
+    result = workspace.run_script(
+        command, cwd=cwd, workspace=path, home=home, timeout=timeout, artifact_dir=artifacts, redact=redactor
+    )
     output = redactor(result.output or "")
     if result.timed_out:
         output += f"\n[integration tests timed out after {timeout:g}s]"
@@ -609,11 +599,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
             },
             event_data={"task": integration.task_id, "merge_commit": new, "changed": changed},
         )
-        if (
-            task is not None
-            and task.status != Task.Status.DONE
-            and can_transition(Task, task.status, Task.Status.DONE)
-        ):
+        if task is not None and task.status == Task.Status.INTEGRATING:
             transition(
                 task,
                 Task.Status.DONE,
@@ -733,7 +719,25 @@ def _push(project, integration) -> None:
 
 
 def _lock_integration(integration: Integration) -> Integration:
+    """Lock the integration's task, then the integration (the lock order: Task → Integration, as the
+    merge queue's own writes take them)."""
+    task_locks.lock_task(integration.task_id)
     return Integration.objects.select_for_update().select_related("project", "task").get(pk=integration.pk)
+
+
+def cancel_queued(task, old: str, new: str) -> None:
+    """After-hook of Task transitions: a task that leaves `integrating` for anything but done (a
+    human cancelled it, sent it back, blocked it) takes its queued merge out of the queue. An
+    in-flight merge finishes (it never moves a task that is no longer integrating)."""
+    if old != Task.Status.INTEGRATING or new == Task.Status.DONE:
+        return
+    for item in Integration.objects.select_for_update().filter(task_id=task.pk, status=Status.QUEUED):
+        _move(
+            item,
+            Status.CANCELLED,
+            reason=f"task #{task.pk} moved from integrating to {new}",
+            fields={"finished_at": timezone.now()},
+        )
 
 
 def _requeue(integration: Integration, *, actor, reason: str) -> Integration:

@@ -6,6 +6,7 @@ import pytest
 
 from autopilot.errors import Conflict, NotFound, PermissionDenied
 from autopilot.models import Event, Project
+from autopilot.state import transition
 from blueprints.models import Task
 from runs import integration, workspace
 from runs.models import Integration
@@ -262,3 +263,14 @@ def test_a_failed_push_is_an_event_not_a_merge_failure(project, tmp_path):
     assert done.status == Integration.Status.MERGED
     failure = Event.objects.get(kind="integration.push_failed", subject_id=item.pk)
     assert "missing.git" in failure.data["output"]
+
+
+def test_a_task_leaving_the_queue_takes_its_queued_merge_with_it(project):
+    item, task, _ = queued(project, {"a.py": "A\n"})
+    transition(task, Task.Status.CANCELLED, reason="no longer wanted")
+    item.refresh_from_db()
+    assert (
+        item.status == Integration.Status.CANCELLED
+        and "moved from integrating to cancelled" in item.status_reason
+    )
+    assert integration.process_queue(project.pk, owner=OWNER) is None
