@@ -114,6 +114,16 @@ class ProjectAdminForm(forms.ModelForm):
                 services._validate_model_matrix(cleaned["model_matrix"])
             except ApplicationError as exc:
                 self.add_error("model_matrix", exc.message)
+        for name in services.INTEGRATION_FIELDS:
+            if name in self.changed_data and name in cleaned:
+                change = {name: cleaned[name]}
+                try:
+                    where = Project(repo_path=cleaned.get("repo_path") or self.instance.repo_path)
+                    services.validate_integration(where, change)
+                except ApplicationError as exc:
+                    self.add_error(name, exc.message)
+                else:
+                    cleaned[name] = change[name]
         allowlist = cleaned.get("command_allowlist")
         if allowlist is not None and not (
             isinstance(allowlist, list) and all(isinstance(i, str) and i for i in allowlist)
@@ -230,6 +240,10 @@ class ProjectAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "Integration (finished tasks are merged into one tested branch)",
+            {"fields": services.INTEGRATION_FIELDS},
+        ),
+        (
             "Manager",
             {"fields": ("tick_pending", "last_tick_at", "last_tick_summary"), "classes": ("collapse",)},
         ),
@@ -302,7 +316,11 @@ class ProjectAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if not change:
-            fields = {name: data[name] for name in services.AUTONOMY_FIELDS if name in data}
+            fields = {
+                name: data[name]
+                for name in (*services.AUTONOMY_FIELDS, *services.INTEGRATION_FIELDS)
+                if name in data
+            }
             fields["allow_shell"] = data.get("allow_shell", False)
             fields["setup_network"] = data.get("setup_network", False)
             created = services.project_create(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,7 +16,7 @@ from django.utils.text import slugify
 
 from autopilot.errors import ApplicationError, NotFound, PermissionDenied
 from autopilot.events import record_event
-from autopilot.models import AutonomyMode, Project, ProjectMembership, Role
+from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, Project, ProjectMembership, Role
 from autopilot.permissions import (
     may_register_anywhere,
     may_share_repository,
@@ -22,6 +24,7 @@ from autopilot.permissions import (
     require_delete,
     require_register,
 )
+from autopilot.redaction import redact
 from autopilot.seams import backend_names, project_changed
 
 AUTONOMY_FIELDS = (
@@ -213,9 +216,15 @@ def project_create(
         subdirectory=subdirectory,
         allow_shared_repo=allow_shared_repo,
     )
-    unknown = set(settings_fields) - set(AUTONOMY_FIELDS) - {"allow_shell", "setup_network"}
+    unknown = (
+        set(settings_fields)
+        - set(AUTONOMY_FIELDS)
+        - set(INTEGRATION_FIELDS)
+        - {"allow_shell", "setup_network"}
+    )
     if unknown:
         raise ApplicationError(f"Unknown project field(s): {', '.join(sorted(unknown))}.")
+    validate_integration(Project(repo_path=str(repo)), settings_fields)
     if "model_matrix" in settings_fields:
         _validate_model_matrix(settings_fields["model_matrix"])
     project = Project(
@@ -331,6 +340,120 @@ def project_get(identifier: str | int) -> Project:
     return project
 
 
+# --- Integration settings (runs.integration reads them) ---------------------------------------------
+
+INTEGRATION_FIELDS = (
+    "integration_branch",
+    "merge_strategy",
+    "review_required",
+    "integration_test_command",
+    "conflict_policy",
+    "integration_remote",
+    "push_task_branches",
+)
+_SCP_REMOTE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")  # git@host:owner/repo.git
+
+
+def _check_branch_name(field: str, value: Any) -> str:
+    """A branch name git accepts (`git check-ref-format --branch`), not an option or a path."""
+    if not isinstance(value, str) or not value.strip():
+        raise ApplicationError(f"{field} must be a branch name.")
+    name = value.strip()
+    if name.startswith("-"):
+        raise ApplicationError(f"{field} '{name}' is not a branch name (it starts with '-').")
+    if name.startswith(("refs/", "/")) or name.startswith("@"):
+        raise ApplicationError(f"{field} '{name}' is not a branch name (give the short name, e.g. main).")
+    checked = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, text=True, timeout=30
+    )
+    if checked.returncode != 0 or checked.stdout.strip() != name:
+        raise ApplicationError(f"{field} '{name}' is not a valid git branch name.")
+    return name
+
+
+def _check_remote(repo_path: str, value: Any) -> str:
+    """A remote of the repository by name, a URL, or a local path; never an option nor a password."""
+    if not isinstance(value, str):
+        raise ApplicationError("integration_remote must be a remote name, a URL or a path.")
+    remote = value.strip()
+    if not remote:
+        return ""
+    if remote.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in remote):
+        raise ApplicationError(
+            "integration_remote must be a remote name, a URL or a path (no options, no spaces)."
+        )
+    if "://" in remote:
+        try:
+            parsed = urlsplit(remote)
+        except ValueError:
+            raise ApplicationError("integration_remote is not a valid URL.") from None
+        if parsed.scheme not in ("https", "http", "ssh", "git", "file") or not (parsed.netloc or parsed.path):
+            raise ApplicationError(
+                f"integration_remote: unsupported URL '{redact(remote)}'; use https://, ssh://, git:// "
+                "or file://."
+            )
+        if parsed.password is not None or redact(remote) != remote:
+            raise ApplicationError(
+                "integration_remote must not carry a password (it would be stored in plain text): give the "
+                "URL without it and put the credentials in the server's environment (a git credential "
+                "helper, GIT_ASKPASS or an SSH key)."
+            )
+        return remote
+    if _SCP_REMOTE.match(remote):
+        if redact(remote) != remote:
+            raise ApplicationError(
+                "integration_remote must not carry a credential: put it in the server's environment."
+            )
+        return remote
+    if remote.startswith(("/", "~", ".")):
+        path = Path(remote).expanduser()
+        if not path.is_absolute():
+            raise ApplicationError(f"integration_remote: the path '{remote}' must be absolute.")
+        if not path.exists():
+            raise ApplicationError(f"integration_remote: no repository at '{path}'.")
+        return str(path)
+    names = _git(Path(repo_path), "remote").stdout.split()
+    if remote not in names:
+        known = ", ".join(names) or "none"
+        raise ApplicationError(
+            f"integration_remote: the repository has no remote '{remote}' (its remotes: {known}); "
+            "give a remote name, a URL or an absolute path."
+        )
+    return remote
+
+
+def validate_integration(project: Project, changes: dict[str, Any]) -> None:
+    """Normalize and check the integration settings in `changes` (in place)."""
+    if "integration_branch" in changes:
+        changes["integration_branch"] = _check_branch_name(
+            "integration_branch", changes["integration_branch"]
+        )
+    if "merge_strategy" in changes and changes["merge_strategy"] not in MergeStrategy.values:
+        raise ApplicationError(
+            f"Unknown merge strategy '{changes['merge_strategy']}'; "
+            f"choose from {', '.join(MergeStrategy.values)}."
+        )
+    if "conflict_policy" in changes and changes["conflict_policy"] not in ConflictPolicy.values:
+        raise ApplicationError(
+            f"Unknown conflict policy '{changes['conflict_policy']}'; "
+            f"choose from {', '.join(ConflictPolicy.values)}."
+        )
+    for key in ("review_required", "push_task_branches"):
+        if key in changes and not isinstance(changes[key], bool | None):
+            raise ApplicationError(f"{key} must be true or false.")
+    if changes.get("push_task_branches") is None and "push_task_branches" in changes:
+        raise ApplicationError("push_task_branches must be true or false.")
+    if "integration_test_command" in changes:
+        command = changes["integration_test_command"]
+        if not isinstance(command, str):
+            raise ApplicationError("integration_test_command must be a command line.")
+        changes["integration_test_command"] = command.strip()
+    if "integration_remote" in changes:
+        changes["integration_remote"] = _check_remote(
+            changes.get("repo_path", project.repo_path), changes["integration_remote"]
+        )
+
+
 # --- Basic project fields, deletion, membership removal --------------------------------------------
 
 BASIC_FIELDS = (
@@ -344,6 +467,7 @@ BASIC_FIELDS = (
     "command_allowlist",
     "allow_shell",
     "setup_network",
+    *INTEGRATION_FIELDS,
 )
 
 
@@ -377,6 +501,7 @@ def project_update(
             raise ApplicationError("command_allowlist must be a list of program names.")
     if "subdirectory" in changes:
         changes["subdirectory"] = (changes["subdirectory"] or "").strip("/")
+    validate_integration(locked, changes)
     if any(key in changes and changes[key] != getattr(locked, key) for key in ("repo_path", "subdirectory")):
         repo = check_repository(
             actor=actor,

@@ -319,6 +319,10 @@ SPECTACULAR_SETTINGS = {
         "StepStatusEnum": "runs.models.ExecutionStep.Status",
         "RunRoleEnum": "runs.models.RunRole",
         "AgentBackendEnum": "runs.models.AgentBackend",
+        "IntegrationStatusEnum": "runs.models.Integration.Status",
+        "ReviewDecisionEnum": "runs.models.TaskReview.Decision",
+        "MergeStrategyEnum": "autopilot.models.MergeStrategy",
+        "ConflictPolicyEnum": "autopilot.models.ConflictPolicy",
     },
 }
 

@@ -24,6 +24,7 @@ from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 from blueprints.selectors import tree_index
 from runs import selectors as run_selectors
 from runs.backends import backend_label
+from runs.views_integration import task_panel_context
 
 PER_COLUMN = 50
 TASK_RUNS = 20  # the task page lists its latest runs
@@ -134,6 +135,7 @@ def task_detail(request, pk: int, task_id: int):
     for run in runs:
         run.label = backend_label(run.agent_backend)
     context.update(task_runs=runs, launch_for_task=task, launch_text="Run this task")
+    context.update(task_panel_context(request, project, task))
     return render(request, "blueprints/task_detail.html", context)
 
 

@@ -3,7 +3,8 @@
 - Lists are one query plus a constant (list_select_related, step counts via a subquery annotation).
 - Steps are read-only once their run has finished; a run's status changes only through services
   (the "Cancel" action calls run_stop, so the event names the admin user).
-- Usage records are an append-only ledger.
+- Usage records are an append-only ledger; merges (Integration) and task reviews are read-only history
+  (they change through runs.integration: the Integration tab, the API, `autopilot integration`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from autopilot.admin import admin_link, count_of, report_outcome
 from autopilot.errors import ApplicationError
 from runs import services
 from runs.backends import backend_label
-from runs.models import ExecutionRun, ExecutionStep, RunMessage, UsageRecord
+from runs.models import ExecutionRun, ExecutionStep, Integration, RunMessage, TaskReview, UsageRecord
 
 STEP_FIELDS = (
     "seq",
@@ -239,3 +240,52 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyHistory(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Integration)
+class IntegrationAdmin(ReadOnlyHistory):
+    list_display = (
+        "id",
+        "project",
+        "task_link",
+        "status",
+        "branch",
+        "target_branch",
+        "strategy",
+        "tests_passed",
+        "attempt",
+        "queued_at",
+        "finished_at",
+    )
+    list_filter = ("status", "strategy", "tests_passed", "project")
+    list_select_related = ("project", "task")
+    search_fields = ("branch", "merge_commit", "status_reason", "task__title")
+    date_hierarchy = "queued_at"
+
+    @admin.display(description="Task", ordering="task")
+    def task_link(self, obj):
+        return admin_link(obj.task)
+
+
+@admin.register(TaskReview)
+class TaskReviewAdmin(ReadOnlyHistory):
+    list_display = ("id", "task_link", "decision", "author", "run", "created_at")
+    list_filter = ("decision",)
+    list_select_related = ("task", "author", "run")
+    search_fields = ("comment", "task__title")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Task", ordering="task")
+    def task_link(self, obj):
+        return admin_link(obj.task)

@@ -98,6 +98,7 @@ def run_to_dict(
         "status_reason": run.status_reason,
         "branch": run.branch,
         "worktree_path": run.worktree_path,
+        "start_ref": run.start_ref,
         "base_commit": run.base_commit,
         "head_commit": run.head_commit,
         "diff_summary": run.diff_summary,

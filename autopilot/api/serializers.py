@@ -8,7 +8,16 @@ from rest_framework import serializers
 from autopilot.api.fields import IdField
 from autopilot.errors import ApplicationError
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS
-from autopilot.models import AutonomyMode, Event, PlanOrderPolicy, Project, ProjectMembership, Role
+from autopilot.models import (
+    AutonomyMode,
+    ConflictPolicy,
+    Event,
+    MergeStrategy,
+    PlanOrderPolicy,
+    Project,
+    ProjectMembership,
+    Role,
+)
 from autopilot.services import AUTONOMY_FIELDS, BASIC_FIELDS
 from blueprints.models import PlanNode
 
@@ -71,6 +80,28 @@ class _ProjectWriteFields(serializers.Serializer):
         help_text="Tokens (≈ characters / 4) for each agent's context bundle; null: a share of the model's "
         "context window.",
     )
+    integration_branch = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Where finished tasks are merged; the base branch's name means straight into the base.",
+    )
+    merge_strategy = serializers.ChoiceField(choices=MergeStrategy.choices, required=False)
+    review_required = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="A human approves each task before it is merged; null: required except in full_auto.",
+    )
+    integration_test_command = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="Empty: the test command."
+    )
+    conflict_policy = serializers.ChoiceField(choices=ConflictPolicy.choices, required=False)
+    integration_remote = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=1000,
+        help_text="A remote name, URL (no password: credentials come from the environment) or absolute path.",
+    )
+    push_task_branches = serializers.BooleanField(required=False)
     allow_shared_repo = serializers.BooleanField(
         required=False,
         write_only=True,

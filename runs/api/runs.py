@@ -100,6 +100,7 @@ class RunSerializer(serializers.ModelSerializer):
             "settings",
             "branch",
             "worktree_path",
+            "start_ref",
             "base_commit",
             "head_commit",
             "diff_summary",
@@ -186,6 +187,14 @@ class RunCreateInput(serializers.Serializer):
     )
     priority = serializers.IntegerField(min_value=0, max_value=5, default=2)
     settings = serializers.DictField(required=False, default=dict)
+    from_ref = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=300,
+        help_text="Start the run's branch from this branch (default: the base branch; a task's run "
+        "starts from the integration branch).",
+    )
 
 
 class ApproveInput(serializers.Serializer):
@@ -299,6 +308,7 @@ class ProjectRunsView(GenericAPIView):
             priority=data["priority"],
             actor=request.user,
             run_settings=data["settings"],
+            **({"from_ref": data["from_ref"]} if data["from_ref"] else {}),
         )
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 

@@ -40,9 +40,11 @@ from schemathesis.specs.openapi.checks import (
 from autopilot.services import user_token
 from blueprints.ingestion import ingest_blueprint
 from blueprints.models import PlanNode, SummaryJob, Task, TaskDependency
+from runs.models import Integration
 from runs.worker import execute_run
 from tests.factories import (
     IngestionJobFactory,
+    IntegrationFactory,
     MembershipFactory,
     ProjectFactory,
     ProposalFactory,
@@ -92,6 +94,7 @@ def seed() -> dict:
     proposal = ProposalFactory(task=Task.objects.filter(project=project).exclude(pk=task.pk).first())
     job = IngestionJobFactory(blueprint=blueprint)
     summary_job = SummaryJob.objects.create(project=project)
+    merge = IntegrationFactory(project=project, task=task, run=runs[0], status=Integration.Status.CONFLICT)
     doomed = ProjectFactory()  # for DELETE /api/projects/{id}/
     return {
         "project": project,
@@ -105,6 +108,7 @@ def seed() -> dict:
         "proposal": proposal,
         "job": job,
         "summary_job": summary_job,
+        "integration": merge,
     }
 
 
@@ -127,13 +131,15 @@ def pinned_ids(path: str, method: str, objects: dict, member_id: int) -> dict:
     if kind == "project" and method == "DELETE" and "{user_id}" not in path:
         kind = "doomed"
     values = {}
-    for name in ("id", "project_id", "blueprint_id", "node_id", "job_id"):
+    for name in ("id", "project_id", "blueprint_id", "node_id", "job_id", "task_id", "integration_id"):
         if "{" + name + "}" in path:
             key = {
                 "project_id": "project",
                 "blueprint_id": "blueprint",
                 "node_id": "node",
                 "job_id": "job",
+                "task_id": "task",
+                "integration_id": "integration",
             }.get(name, kind)
             if key is None:
                 return {}

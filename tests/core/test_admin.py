@@ -17,11 +17,13 @@ from django.urls import reverse
 from autopilot.manager.models import Proposal
 from autopilot.models import Event, Project, ProjectMembership
 from blueprints.models import Blueprint, IngestionJob, PlanNode, Task, TaskDependency
+from runs.models import TaskReview
 from tests.factories import (
     BlueprintFactory,
     ExecutionRunFactory,
     ExecutionStepFactory,
     IngestionJobFactory,
+    IntegrationFactory,
     MembershipFactory,
     PlanNodeFactory,
     ProjectFactory,
@@ -159,6 +161,24 @@ def _usage(ctx: Ctx, n: int):
     return ctx.keep("usage", rows[0])
 
 
+def _integration(ctx: Ctx, n: int):
+    rows = [
+        IntegrationFactory(
+            project=ctx.project, task=TaskFactory(project=ctx.project), run=ctx.run, status="merged"
+        )
+        for _ in range(n)
+    ]
+    return ctx.keep("integration", rows[0])
+
+
+def _review(ctx: Ctx, n: int):
+    rows = [
+        TaskReview.objects.create(task=ctx.task, run=ctx.run, decision="approved", author=UserFactory())
+        for _ in range(n)
+    ]
+    return ctx.keep("review", rows[0])
+
+
 def _user(ctx: Ctx, n: int):
     rows = []
     for _ in range(n):
@@ -286,6 +306,8 @@ BUILDERS: dict[str, Callable[[Ctx, int], object]] = {
     "runs.ExecutionStep": _step,
     "runs.RunMessage": _message,
     "runs.UsageRecord": _usage,
+    "runs.Integration": _integration,
+    "runs.TaskReview": _review,
     "auth.User": _user,
     "auth.Group": _group,
     "authtoken.TokenProxy": _token,
@@ -526,6 +548,9 @@ def test_add_project_in_admin_uses_project_create(admin_client, admin_user, tmp_
         "max_attempts": "3",
         "plan_order_policy": "none",
         "model_matrix": "{}",
+        "integration_branch": "team/integration",
+        "merge_strategy": "squash",
+        "conflict_policy": "agent",
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
     }
@@ -535,6 +560,7 @@ def test_add_project_in_admin_uses_project_create(admin_client, admin_user, tmp_
     )
     project = Project.objects.get(name="Admin made")
     assert project.slug == "admin-made" and project.autonomy_mode == "suggest"
+    assert (project.integration_branch, project.merge_strategy) == ("team/integration", "squash")
     assert ProjectMembership.objects.get(project=project).user == admin_user
     assert Event.objects.get(kind="project.created").actor == admin_user
 
@@ -552,6 +578,9 @@ def test_add_project_with_bad_repository_shows_the_error(admin_client, tmp_path)
         "max_attempts": "3",
         "plan_order_policy": "none",
         "model_matrix": "{}",
+        "integration_branch": "team/integration",
+        "merge_strategy": "squash",
+        "conflict_policy": "agent",
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
     }

@@ -31,12 +31,13 @@ from rest_framework.test import APIClient
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import FIELD_ROLES, TRUSTED
 from blueprints.models import Blueprint, SummaryJob
-from runs.models import ExecutionRun
+from runs.models import ExecutionRun, Integration
 from tests.factories import (
     BlueprintFactory,
     ExecutionRunFactory,
     ExecutionStepFactory,
     IngestionJobFactory,
+    IntegrationFactory,
     MembershipFactory,
     PlanNodeFactory,
     ProjectFactory,
@@ -85,6 +86,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         step = ExecutionStepFactory(run=run)
         event = Event.objects.create(project=project, kind="matrix.test")
         summary_job = SummaryJob.objects.create(project=project)
+        merge = IntegrationFactory(project=project, task=other, status=Integration.Status.CONFLICT)
         ids = {
             "project": project.pk,
             "blueprint": blueprint.pk,
@@ -100,6 +102,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             "step": step.pk,
             "event": event.pk,
             "summary_job": summary_job.pk,
+            "integration": merge.pk,
             "viewer": users["viewer"].pk,
             "stranger": users["non-member"].pk,
         }
@@ -247,6 +250,14 @@ API = [
     ),
     E("step-detail", "GET", "/api/steps/{step}/", VIEW),
     E("step-rollback", "POST", "/api/steps/{step}/rollback/", OPS),
+    E("project-integration", "GET", P + "/integration/", VIEW),
+    E("project-integrations", "GET", P + "/integrations/", VIEW),
+    E("integration-detail", "GET", P + "/integrations/{integration}/", VIEW),
+    E("integration-retry", "POST", P + "/integrations/{integration}/retry/", OPS),
+    E("integration-skip", "POST", P + "/integrations/{integration}/skip/", OPS, lambda ids: {"reason": "r"}),
+    E("integration-resolve", "POST", P + "/integrations/{integration}/resolve/", OPS),
+    E("task-review", "POST", "/api/tasks/{task}/review/", OPS, lambda ids: {"decision": "rejected"}),
+    E("task-pr-body", "GET", "/api/tasks/{task}/pr_body/", VIEW),
 ]
 
 PAGES = [
@@ -340,6 +351,24 @@ PAGES = [
     E("run-replay", "GET", "/runs/{run}/replay/", VIEW),
     E("run-step-rollback", "POST", "/runs/{run}/steps/{step}/rollback/", OPS),
     E("run-action", "POST", "/runs/{run}/stop/", OPS),
+    E("integration-page", "GET", "/projects/{project}/integration/", VIEW),
+    E("integration-diff", "GET", "/projects/{project}/integration/diff/", VIEW),
+    E(
+        "integration-settings",
+        "POST",
+        "/projects/{project}/integration/settings/",
+        OWN,
+        lambda ids: {"integration_branch": "autopilot/integration", "merge_strategy": "merge"},
+    ),
+    E("integration-action", "POST", "/projects/{project}/integration/{integration}/retry/", OPS),
+    E("task-integration", "GET", "/projects/{project}/tasks/{task}/integration/", VIEW),
+    E(
+        "task-review-web",
+        "POST",
+        "/projects/{project}/tasks/{task}/review/",
+        OPS,
+        lambda ids: {"decision": "rejected"},
+    ),
 ]
 
 
@@ -498,6 +527,13 @@ FIELD_VALUES = {
     "command_allowlist": ["pytest"],
     "allow_shell": True,
     "setup_network": True,
+    "integration_branch": "autopilot/merged",
+    "merge_strategy": "squash",
+    "review_required": True,
+    "conflict_policy": "human",
+    "push_task_branches": True,
+    "integration_test_command": "pytest -q tests",
+    "integration_remote": None,  # a bare repository (a local path)
 }
 FIELD_USERS = ("non-member", "viewer", "operator", "owner", "trusted-owner", "staff", "superuser")
 
@@ -527,7 +563,14 @@ def field_world(world, settings, tmp_path):
     users = dict(world.users)
     users["trusted-owner"] = grant_register(MembershipFactory(project=project, role="owner").user)
     moved = str(make_repo(tmp_path / "moved"))
-    values = {**FIELD_VALUES, "active_phase": world.ids["node"], "repo_path": moved}
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    values = {
+        **FIELD_VALUES,
+        "active_phase": world.ids["node"],
+        "repo_path": moved,
+        "integration_remote": str(remote),
+    }
     return users, values
 
 

@@ -30,10 +30,11 @@ from autopilot.cli_support import (
 )
 from autopilot.errors import ApplicationError
 from autopilot.local_account import default_project_get, default_project_set
-from autopilot.models import AutonomyMode, PlanOrderPolicy, Project, Role
+from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, PlanOrderPolicy, Project, Role
 from blueprints.models import Blueprint, PlanNode
 from blueprints.selectors import layout_of
 from runs.api.brain import SnapshotSerializer
+from runs.integration import review_needed
 from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
 from runs.snapshot import snapshot_latest, snapshot_refresh
 
@@ -150,6 +151,36 @@ class Command(AutopilotCommand):
             help="Use the default: a share of the model's context window.",
         )
 
+        edit.add_argument("--integration-branch", metavar="BRANCH", help="Where finished tasks are merged.")
+        edit.add_argument("--merge-strategy", choices=MergeStrategy.values)
+        review = edit.add_mutually_exclusive_group()
+        review.add_argument(
+            "--review-required",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="A human approves each task before it is merged.",
+        )
+        review.add_argument(
+            "--review-default",
+            action="store_true",
+            help="Review required in suggest and semi_auto, not in full_auto.",
+        )
+        edit.add_argument(
+            "--integration-test-command", help="Runs before every merge; '' for the test command."
+        )
+        edit.add_argument("--conflict-policy", choices=ConflictPolicy.values)
+        edit.add_argument(
+            "--integration-remote",
+            metavar="REMOTE",
+            help="Remote name, URL or path the integration branch is pushed to; '' for none.",
+        )
+        edit.add_argument(
+            "--push-task-branches",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Also push each task's branch to the remote.",
+        )
+
         remove = add("remove", "Unregister a project (its repository's files are kept); asks unless --yes.")
         remove.add_argument("project", help="Id, slug or name.")
         remove.add_argument("--yes", "-y", action="store_true", help="Do not ask for confirmation.")
@@ -222,9 +253,24 @@ class Command(AutopilotCommand):
             f"  tests:     {project.test_command or '—'}",
             f"  allowlist: {', '.join(project.command_allowlist) or '—'}",
             self._autonomy_text(project),
+            self._integration_text(project),
             "  members:   " + (", ".join(f"{m['username']} ({m['role']})" for m in members) or "—"),
         ]
         self.emit(data, "\n".join(lines))
+
+    @staticmethod
+    def _integration_text(project: Project) -> str:
+        review = "required" if review_needed(project) else "not required"
+        if project.review_required is None:
+            review += " (by mode)"
+        target = f"{project.integration_branch}{' (the base branch)' if project.integrates_into_base else ''}"
+        return (
+            f"  integrate: into {target}; {project.merge_strategy}; review {review}; "
+            f"conflicts: {project.conflict_policy}; "
+            f"tests: {project.effective_integration_test_command or '—'}; "
+            f"remote: {project.integration_remote or '—'}"
+            f"{' (+ task branches)' if project.push_task_branches and project.integration_remote else ''}"
+        )
 
     @staticmethod
     def _autonomy_text(project: Project) -> str:
@@ -373,11 +419,20 @@ class Command(AutopilotCommand):
             ("setup_script", "setup_script"),
             ("allow_shell", "allow_shell"),
             ("setup_network", "setup_network"),
+            ("integration_branch", "integration_branch"),
+            ("merge_strategy", "merge_strategy"),
+            ("review_required", "review_required"),
+            ("integration_test_command", "integration_test_command"),
+            ("conflict_policy", "conflict_policy"),
+            ("integration_remote", "integration_remote"),
+            ("push_task_branches", "push_task_branches"),
         ):
             if options.get(option) is not None:
                 basic[field] = options[option]
         if "repo_path" in basic:
             basic["repo_path"] = str(Path(basic["repo_path"]).expanduser().absolute())
+        if options.get("review_default"):
+            basic["review_required"] = None
         if options.get("allow") is not None:
             basic["command_allowlist"] = list(options["allow"])
         if options.get("no_allow"):

@@ -85,7 +85,7 @@
     if (box) schedule(box, "autopilot:refresh");
     // A project page's panels (header controls, manager plan) follow the project's state.
     var kind = (e.detail && e.detail.kind) || "";
-    if (e.target.hasAttribute && e.target.hasAttribute("data-project-changes") && /^(tick|project|executionrun|task)/.test(kind)) {
+    if (e.target.hasAttribute && e.target.hasAttribute("data-project-changes") && /^(tick|project|executionrun|task|integration)/.test(kind)) {
       schedule(document.body, "autopilot:project-changed");
     }
   });
@@ -148,3 +148,20 @@
     tick();
   });
 })();
+
+// <button data-copy="#id">: copies the text of the element #id (a PR body) to the clipboard.
+document.addEventListener("click", function (e) {
+  var button = e.target.closest ? e.target.closest("[data-copy]") : null;
+  if (!button) return;
+  var source = document.querySelector(button.getAttribute("data-copy"));
+  if (!source) return;
+  var text = source.value !== undefined ? source.value : source.textContent;
+  var done = function () { button.textContent = "Copied"; };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done);
+  } else {
+    source.select && source.select();
+    document.execCommand("copy");
+    done();
+  }
+});

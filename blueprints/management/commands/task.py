@@ -1,4 +1,4 @@
-"""`autopilot task create|list|show|edit|delete|ready|next|depend|generate|refresh PROJECT …`
+"""`autopilot task create|list|show|edit|delete|ready|next|depend|generate|refresh|review|pr-body PROJECT …`
 (each with --json)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from autopilot.permissions import require_role
 from blueprints import selectors, services
 from blueprints.filtersets import TaskFilterSet
 from blueprints.models import Blueprint, Task
+from runs import integration, integration_selectors
+from runs.models import TaskReview
 
-WRITES = {"create", "edit", "delete", "depend", "generate", "refresh"}
+WRITES = {"create", "edit", "delete", "depend", "generate", "refresh", "review"}
 
 
 def task_data(task: Task, *, depends_on: list[int] | None = None) -> dict:
@@ -114,11 +116,27 @@ class Command(AutopilotCommand):
 
         add("refresh", "re-derive the readiness of every task (the tick re-derives only the stale ones)")
 
+        p = add("review", "decide on a task's delivered work: approve, request changes, or reject")
+        p.add_argument("task", help="task id")
+        decision = p.add_mutually_exclusive_group(required=True)
+        decision.add_argument("--approve", action="store_true", help="merge it (the merge queue)")
+        decision.add_argument(
+            "--request-changes",
+            metavar="COMMENT",
+            help="a follow-up run on the same branch, its prompt carrying COMMENT",
+        )
+        decision.add_argument("--reject", action="store_true", help="back to todo (or --cancel it)")
+        p.add_argument("--comment", default="", help="a comment with --approve or --reject")
+        p.add_argument("--cancel", action="store_true", help="with --reject: cancel the task")
+
+        p = add("pr-body", "a ready pull-request description of the task's work (Markdown)")
+        p.add_argument("task", help="task id")
+
     def handle(self, *args, **options):
         self.as_json = bool(options.get("json"))
         actor = self.actor(options)
         project = self.project(options.get("project"), options)
-        action = "show" if options["action"] == "view" else options["action"]
+        action = {"view": "show", "pr-body": "pr_body"}.get(options["action"], options["action"])
         if actor is not None:
             require_role(actor, project, Role.OPERATOR if action in WRITES else Role.VIEWER)
         try:
@@ -293,3 +311,34 @@ class Command(AutopilotCommand):
     def do_refresh(self, project, actor, options):
         counts = services.refresh_ready(project)
         self.emit(counts, ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+    def do_review(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        if options["approve"]:
+            decision, comment = TaskReview.Decision.APPROVED, options["comment"]
+        elif options["reject"]:
+            decision, comment = TaskReview.Decision.REJECTED, options["comment"]
+        else:
+            decision, comment = TaskReview.Decision.CHANGES_REQUESTED, options["request_changes"]
+            if not comment.strip():
+                raise ApplicationError("--request-changes needs a comment saying what to change.")
+        if options["cancel"] and decision != TaskReview.Decision.REJECTED:
+            raise ApplicationError("--cancel goes with --reject only.")
+        review = integration.review(
+            task, actor=actor, decision=decision, comment=comment.strip(), cancel=options["cancel"]
+        )
+        task.refresh_from_db()
+        data = {
+            "id": review.pk,
+            "task": task.pk,
+            "decision": review.decision,
+            "comment": review.comment,
+            "task_status": task.status,
+            "created_at": review.created_at,
+        }
+        self.emit(data, f"{review.get_decision_display().lower()}: {line(task)}")
+
+    def do_pr_body(self, project, actor, options):
+        task = selectors.task_get(project, options["task"])
+        body = integration_selectors.pr_body(task)
+        self.emit({"task": task.pk, "markdown": body}, body.rstrip("\n"))

@@ -89,6 +89,13 @@ class Command(RunCliCommand):
             "--background", action="store_true", help="Queue it for the workers and return at once."
         )
         parser.add_argument(
+            "--from",
+            dest="from_ref",
+            metavar="BRANCH",
+            help="Start the run's branch from BRANCH (default: the base branch; a task's run starts "
+            "from the integration branch).",
+        )
+        parser.add_argument(
             "--full-auto", action="store_true", help="Let the manager drive the project's tasks."
         )
         parser.add_argument(
@@ -118,6 +125,10 @@ class Command(RunCliCommand):
         if actor is not None:
             require_role(actor, project, Role.OPERATOR)
         if options["full_auto"]:
+            if options["from_ref"]:
+                raise ApplicationError(
+                    "--from starts one run from a branch; it does not go with --full-auto."
+                )
             return self.full_auto(project, options, actor, budget)
         task = task_get(project, options["task"]) if options["task"] else None
         if not prompt and task is None and not options["script"]:
@@ -151,6 +162,7 @@ class Command(RunCliCommand):
             actor=actor,
             enqueue=options["background"],
             run_settings=run_settings,
+            **({"from_ref": options["from_ref"]} if options["from_ref"] else {}),
         )
         if options["background"]:
             data = selectors.run_to_dict(run)
