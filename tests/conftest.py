@@ -22,9 +22,9 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_test_repos():
-    from tests.factories import test_repo_root
+    from tests.factories import repo_root_for_tests
 
-    for root in (settings.DATA_DIR / "test-repos", test_repo_root()):
+    for root in (settings.DATA_DIR / "test-repos", repo_root_for_tests()):
         shutil.rmtree(root, ignore_errors=True)
     yield
 

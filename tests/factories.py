@@ -17,7 +17,7 @@ from runs.models import ExecutionRun, ExecutionStep, Integration, RunMessage, Us
 from tests.gitrepo import make_repo
 
 
-def test_repo_root() -> Path:
+def repo_root_for_tests() -> Path:
     """Where factory repositories live: beside the data directory, never inside it (the trust model
     refuses a repository inside the data directory)."""
     data_dir = Path(settings.DATA_DIR)
@@ -25,7 +25,7 @@ def test_repo_root() -> Path:
 
 
 def _new_repo() -> str:
-    root = test_repo_root()
+    root = repo_root_for_tests()
     root.mkdir(parents=True, exist_ok=True)
     return str(make_repo(Path(tempfile.mkdtemp(dir=root))))
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from autopilot.models import Project
 from tests.factories import grant_register
-from tests.factories import test_repo_root as repo_root_dir
+from tests.factories import repo_root_for_tests as repo_root_dir
 from tests.gitrepo import make_repo
 from tests.liveserver import LiveServer
 

@@ -32,7 +32,7 @@ from tests.factories import (
     grant_register,
 )
 from tests.factories import (
-    test_repo_root as repo_root_dir,
+    repo_root_for_tests as repo_root_dir,
 )
 from tests.gitrepo import make_repo
 

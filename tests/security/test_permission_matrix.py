@@ -46,7 +46,7 @@ from tests.factories import (
     TaskFactory,
     UserFactory,
     grant_register,
-    test_repo_root,
+    repo_root_for_tests,
 )
 from tests.gitrepo import make_repo
 
@@ -559,7 +559,7 @@ def field_world(world, settings, tmp_path):
     project = world.project
     subprocess.run(["git", "-C", project.repo_path, "branch", "-f", "main-2"], check=True)
     (Path(project.repo_path) / "src").mkdir(exist_ok=True)
-    settings.AUTOPILOT_REPO_ROOTS = [tmp_path.resolve(), test_repo_root().resolve()]
+    settings.AUTOPILOT_REPO_ROOTS = [tmp_path.resolve(), repo_root_for_tests().resolve()]
     users = dict(world.users)
     users["trusted-owner"] = grant_register(MembershipFactory(project=project, role="owner").user)
     moved = str(make_repo(tmp_path / "moved"))
