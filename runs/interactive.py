@@ -63,14 +63,14 @@ from runs import lifecycle, locks, services, workspace
 from runs.backends import backend_label, backend_status
 from runs.backends.claude_code import bundled_cli
 from runs.backends.codex import codex_cli, codex_install_dirs
-from runs.context import create_step
+from runs.context import TAKEOVER_TOOL, create_step
 from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths, scrubbed_env
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
 from runs.redaction import Redactor
 
 Status = ExecutionRun.Status
 StepStatus = ExecutionStep.Status
-TAKEOVER = "takeover"
+TAKEOVER = TAKEOVER_TOOL
 AGENTS = (AgentBackend.CLAUDE_CODE, AgentBackend.CODEX)
 SOCKET_NAME = re.compile(r"^run-(\d+)\.sock$")
 MAX_SOCKET_PATH = 100
