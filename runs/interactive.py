@@ -531,7 +531,10 @@ def sweep(*, now: float | None = None) -> dict:
         kind=ExecutionStep.Kind.APPROVAL, tool_name=TAKEOVER, status=StepStatus.NEEDS_APPROVAL
     ).select_related("run"):
         activity = last_activity(step.run)
-        if activity is not None and now - activity > idle_seconds():
+        if activity is None:  # paused, and nobody opened its terminal yet (a take-over from the API)
+            with contextlib.suppress(ApplicationError, workspace.WorkspaceError):
+                open_takeover(step.run)
+        elif now - activity > idle_seconds():
             with contextlib.suppress(ApplicationError):
                 handback(step.run, note=f"(the terminal closed after {idle_seconds()}s without activity)")
                 handed_back.append(step.run_id)
