@@ -384,6 +384,15 @@ def start(*, task, actor=None, agent: str | None = None, model: str | None = Non
     return run
 
 
+def _fail_unopened(run: ExecutionRun) -> None:
+    reason = "the interactive session never opened (the process opening it ended)"
+    with transaction.atomic():
+        locked = locks.lock_run(run.pk)
+        if locked.status == Status.PREPARING:
+            transition(locked, Status.FAILED, reason=reason, fields=_end_fields(reason))
+            lifecycle.publish_run_finished(locked.pk)
+
+
 def locks_project(project) -> None:
     """Serialize the limit check and the insert of sessions of one project (two starts at once)."""
     type(project).objects.select_for_update().filter(pk=project.pk).first()
@@ -514,7 +523,11 @@ def sweep(*, now: float | None = None) -> dict:
     handed_back: list[int] = []
     for run in ExecutionRun.objects.filter(kind=RunKind.INTERACTIVE, status__in=ExecutionRun.ACTIVE):
         if run.status == Status.PREPARING:
-            continue  # still opening (start() moves it on or fails it)
+            # still opening (start() moves it on or fails it) — unless the process that opened it died
+            if now - run.created_at.timestamp() > int(settings.AUTOPILOT_LEASE_SECONDS) and not is_live(run):
+                _fail_unopened(run)
+                ended.append(run.pk)
+            continue
         activity = last_activity(run)
         if run.stop_requested_at:
             why = run.status_reason or "stopped by request"
