@@ -359,6 +359,7 @@ def start(*, task, actor=None, agent: str | None = None, model: str | None = Non
         )
         run.worktree_path, run.branch, run.base_commit = str(ws.path), ws.branch, ws.base_commit
         with _run_lock(run.pk):
+            recording_path(run).unlink(missing_ok=True)  # a new run: never continue someone else's
             label = open_terminal(run, cwd=ws.cwd, agent=agent, title=f"run #{run.pk}: {task.title}")
     except (ApplicationError, workspace.WorkspaceError, OSError) as exc:
         kill_server(run)
@@ -652,6 +653,11 @@ def open_takeover(run: ExecutionRun) -> bool:
             return True
         current = ExecutionRun.objects.select_related("project").get(pk=run.pk)
         if not (step.input or {}).get("tree"):
+            earlier = ExecutionStep.objects.filter(
+                run_id=run.pk, kind=ExecutionStep.Kind.APPROVAL, tool_name=TAKEOVER, seq__lt=step.seq
+            )
+            if not earlier.exists():  # the run's first terminal: a fresh recording
+                recording_path(current).unlink(missing_ok=True)
             tree = worktree_tree(current.worktree_path)
             ExecutionStep.objects.filter(pk=step.pk).update(input={**(step.input or {}), "tree": tree})
         cwd = Path(current.worktree_path)

@@ -204,3 +204,31 @@ def test_a_crash_while_opening_and_a_dead_tmux_server_are_recovered(team):
     assert run.status == "cancelled" and "shell exited" in run.status_reason
     assert stuck.status == "failed" and "never opened" in stuck.status_reason
     assert not interactive.socket_path(run).exists()
+
+
+def test_recording_exports_redacted_from_the_api_and_the_cli(subprocess_env, team, tmp_path):
+    project, users = team
+    run = interactive.start(task=TaskFactory(project=project))
+    secret = "sk-ant-api03-" + "q" * 40
+    wait_for(lambda: f"[run #{run.pk}]" in screen(run))
+    type_line(run, f"echo exported-$((4*4)) {secret}")
+    wait_for(lambda: "exported-16" in screen(run))
+    interactive.finish(run)
+
+    url = f"/api/runs/{run.pk}/export/?format=cast"
+    answer = client_for(users["viewer"]).get(url)
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("application/x-asciicast")
+    body = answer.content.decode()
+    assert body.startswith('{"version": 2') and "exported-16" in body and "q" * 40 not in body
+    assert client_for(users["outsider"]).get(url).status_code == 404
+    agent_run = scripted(project, [{"finish": "ok"}])
+    interactive.recording_path(agent_run).unlink(missing_ok=True)  # test databases reuse run ids
+    missing = client_for(users["viewer"]).get(f"/api/runs/{agent_run.pk}/export/?format=cast")
+    assert missing.status_code == 404 and b"no terminal recording" in missing.content
+
+    target = tmp_path / "session.cast"
+    ok(autopilot(subprocess_env, "export", run.pk, "--format", "cast", "-o", target, cwd=tmp_path))
+    exported = target.read_text()
+    assert exported == body
+    refused = autopilot(subprocess_env, "export", agent_run.pk, "--format", "cast", cwd=tmp_path)
+    assert refused.returncode != 0 and "no terminal recording" in refused.stderr
