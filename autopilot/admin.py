@@ -225,6 +225,7 @@ class ProjectAdmin(admin.ModelAdmin):
                     "auto_complete_on_tests",
                     "plan_order_policy",
                     "model_matrix",
+                    "context_budget_tokens",
                 )
             },
         ),

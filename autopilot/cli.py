@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "compare",
         "export",
         "import_run",
+        "align",
     ),
     "Manager & queue": ("start", "manager", "queue", "tick", "reconcile"),
     "Integration": ("mcp", "integration", "snapshot"),

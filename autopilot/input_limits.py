@@ -20,6 +20,7 @@ MAX_TASK_BODY_CHARS = 200_000
 MAX_MESSAGE_CHARS = 20_000  # messages to a run, rejection messages
 MAX_DESCRIPTION_CHARS = 20_000  # project descriptions, plan node summaries
 MAX_NOTE_CHARS = 2_000  # approval notes, stop and transition reasons
+MAX_SEARCH_QUERY_CHARS = 1_000  # spec search queries
 MAX_SETTINGS_CHARS = 1_000_000  # a run's settings as JSON (the scripted backend's script lives there)
 MAX_RUN_TURNS = 10_000
 MAX_RUN_WALL_SECONDS = 7 * 24 * 3600  # a week

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -81,6 +82,13 @@ class Project(models.Model):
         default=dict,
         blank=True,
         help_text='Role → {"agent": backend, "model": name}; roles: manager, code, test, docs.',
+    )
+    context_budget_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(500), MaxValueValidator(2_000_000)],
+        help_text="Tokens (≈ characters / 4) for each agent's context bundle (runs.bundle). Empty: a share "
+        "of the run's model's context window.",
     )
 
     # Integration (runs.integration): finished work is merged, in dependency order, into one branch.

@@ -42,6 +42,7 @@ FIELD_ROLES: dict[str, str] = {
     "auto_complete_on_tests": Role.OWNER,
     "plan_order_policy": Role.OWNER,
     "model_matrix": Role.OWNER,
+    "context_budget_tokens": Role.OWNER,
     "members": Role.OWNER,
     "integration_branch": Role.OWNER,
     "merge_strategy": Role.OWNER,

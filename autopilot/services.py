@@ -35,6 +35,7 @@ AUTONOMY_FIELDS = (
     "auto_complete_on_tests",
     "plan_order_policy",
     "model_matrix",
+    "context_budget_tokens",
 )
 KNOWN_ROLES = ("manager", "code", "test", "docs")
 

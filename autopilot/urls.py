@@ -32,6 +32,11 @@ urlpatterns = [
     path("projects/branch/", views.branch_hint, name="project-branch-hint"),
     path("projects/<int:pk>/remove/", views.project_remove, name="project-remove"),
     path("projects/<int:pk>/", views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:pk>/snapshot/refresh/",
+        views.project_snapshot_refresh,
+        name="project-snapshot-refresh-web",
+    ),
     path("", include("autopilot.manager.web_urls")),
     path("", include("blueprints.urls")),
     path("", include("runs.urls")),

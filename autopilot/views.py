@@ -16,13 +16,15 @@ from autopilot.errors import ApplicationError
 from autopilot.health import run_checks
 from autopilot.manager import dashboard as boards
 from autopilot.models import Role
-from autopilot.permissions import has_site_trust, header_controls, require_register
+from autopilot.permissions import has_role, has_site_trust, header_controls, require_register
 from autopilot.repo_info import current_branch
 from autopilot.selectors import project_list
 from autopilot.services import project_create, project_delete
 from autopilot.web import project_or_404
 from blueprints.models import Task
 from runs.models import ExecutionRun
+from runs.snapshot import FRESH_FOR as SNAPSHOT_FRESH_FOR
+from runs.snapshot import snapshot_latest, snapshot_refresh
 
 PROJECT_FORM_FIELDS = ("name", "repo_path", "base_branch", "test_command", "setup_script")
 
@@ -155,11 +157,30 @@ def project_remove(request, pk: int):
 
 @login_required
 def project_detail(request, pk: int):
+    """The Overview tab: the project's newest snapshot (runs.snapshot), computed anew when there is none
+    or the newest is older than runs.snapshot.FRESH_FOR (5 minutes)."""
     found = _with_overview(project_list(user=request.user).filter(pk=pk))
     if not found:
         raise Http404("No such project.")
+    project = found[0]
     return render(
         request,
-        "autopilot/project_detail.html",
-        {"project": found[0], **header_controls(request.user, found[0])},
+        "autopilot/project_overview.html",
+        {
+            "project": project,
+            "snap": snapshot_latest(project, max_age=SNAPSHOT_FRESH_FOR),
+            "can_refresh": has_role(request.user, project, Role.OPERATOR),
+            **header_controls(request.user, project),
+        },
     )
+
+
+@login_required
+@require_POST
+def project_snapshot_refresh(request, pk: int):
+    """Compute a new snapshot (operators), optionally with the manager model's narrative."""
+    project = project_or_404(request, pk, Role.OPERATOR)
+    stored = snapshot_refresh(project, actor=request.user, narrative=request.POST.get("narrative") == "1")
+    if stored.narrative_error:
+        messages.warning(request, f"Snapshot refreshed without a narrative: {stored.narrative_error}")
+    return redirect("project-detail", pk=project.pk)

@@ -32,6 +32,9 @@ the same case (blueprints.graph.generate_for_version): only the changed sections
 recomputed. The cyclic GC is paused during an ingestion: it allocates many small objects and no
 cycles, and a collection would only rescan the heap.
 
+The spec search index (blueprints.search) is written in the same transaction, for the sections the
+version added, changed or moved (and without the rows of the removed ones).
+
 Progress: `progress(fraction, stage)` is called from validation to the end; IngestionJob runs save it
 (throttled) and push it to the job's websocket group.
 """
@@ -55,7 +58,7 @@ from autopilot.events import push_event, record_event
 from autopilot.jobs import ERROR, FAILED, JobRunner, Outcome
 from autopilot.models import Project
 from autopilot.state import transition
-from blueprints import graph
+from blueprints import graph, search
 from blueprints import layout as lay
 from blueprints.layout import Layout
 from blueprints.models import Blueprint, IngestionJob, PlanLayout, PlanNode
@@ -197,6 +200,8 @@ def _ingest(*, project, text, title, actor, progress, generate_tasks, job) -> In
         report(0.4, "saving nodes")
         plan.apply(blueprint=blueprint, progress=report)
         timings["persist_s"] = time.perf_counter() - mark
+        timings["search_index_s"] = plan.search_s
+        timings["search_indexed"] = plan.indexed
 
         counts = {**counts, "tasks": 0, "dependencies": 0}
         statements, policy = None, ""
@@ -332,6 +337,8 @@ class TreePlan:
         self.removed = removed
         self.aligned = aligned
         self.headings = sum(1 for f in new.flags if not f & lay.CHECKLIST)
+        self.indexed = 0  # search index rows written by apply(), and the time it took
+        self.search_s = 0.0
 
     def counts(self) -> dict:
         new = self.new
@@ -440,6 +447,13 @@ class TreePlan:
         changed_ids = [ids[i] for i, c in enumerate(new.changes) if c == lay.CHANGED]
         if changed_ids or removed_ids:
             graph.mark_spec_changes(changed_node_ids=changed_ids, removed_node_ids=removed_ids)
+
+        # 4. The search index: rows of the added, changed and moved sections; removed ones' rows go.
+        mark = time.perf_counter()
+        self.indexed = search.index_plan(
+            project_id=project_id, layout=new, text=blueprint.source_text, removed_ids=removed_ids
+        )
+        self.search_s = time.perf_counter() - mark
 
     def _values(self, i: int, bp_id: int) -> tuple:
         """Node i's row values in _REWRITE_FIELDS order."""

@@ -546,3 +546,101 @@ class TaskDependency(models.Model):
     def project(self):
         """The project of both tasks (permission checks look for `obj.project`)."""
         return self.task.project
+
+
+class SectionSearchEntry(models.Model):
+    """A heading node's row in the spec search index (blueprints.search): its title and own text (the
+    section without its subsections) as of `content_hash`. Written by ingestion only for the nodes it
+    adds, changes or moves; removed nodes' rows are deleted. The full-text index over it is
+    vendor-specific and created by the migration: an FTS5 external-content table kept in sync by
+    triggers on SQLite, a weighted `document` tsvector column with a GIN index on PostgreSQL."""
+
+    node = models.OneToOneField(PlanNode, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="+")
+    content_hash = models.CharField(max_length=64)
+    title = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Search entry of node {self.node_id}"
+
+
+class BlueprintSectionSummary(models.Model):
+    """A summary of a plan node's own text, cached by the content it summarizes (blueprints.summaries):
+    a re-ingest that leaves a section unchanged keeps its summaries; a changed section gets new ones."""
+
+    class Kind(models.TextChoices):
+        EXTRACTIVE = "extractive", "Extractive (first sentences and key bullets)"
+        LLM = "llm", "Written by the manager-role model"
+
+    node = models.ForeignKey(PlanNode, on_delete=models.CASCADE, related_name="section_summaries")
+    content_hash = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.EXTRACTIVE)
+    text = models.TextField()
+    model = models.CharField(max_length=200, blank=True, help_text="The model that wrote it (kind llm).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["node_id", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "content_hash", "kind"],
+                name="section_summary_unique",
+                violation_error_message="This section already has a summary of that kind for its content.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} summary of node {self.node_id}"
+
+
+class SummaryJob(models.Model):
+    """A run of the section summarizer over a project's current plan tree (runs.section_summaries):
+    extractive, or by the manager-role model in batches. Its progress is saved and pushed live like an
+    ingestion job's."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    TRANSITIONS = {
+        Status.QUEUED: frozenset({Status.RUNNING, Status.FAILED}),
+        Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset(),
+    }
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="summary_jobs")
+    kind = models.CharField(
+        max_length=20,
+        choices=BlueprintSectionSummary.Kind.choices,
+        default=BlueprintSectionSummary.Kind.EXTRACTIVE,
+    )
+    model = models.CharField(max_length=200, blank=True, help_text="The model used (kind llm).")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=50, blank=True)
+    progress = models.FloatField(default=0, help_text="0.0 – 1.0")
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1),
+                name="summary_job_progress_range",
+                violation_error_message="Progress must be between 0 and 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Summaries #{self.pk} for project {self.project_id} ({self.kind}, {self.status})"

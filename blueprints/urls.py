@@ -15,6 +15,8 @@ urlpatterns: list = [
         "projects/<int:pk>/blueprints/v<int:version>/", views_blueprints.blueprint_diff, name="blueprint-diff"
     ),
     path("projects/<int:pk>/plan/", views_blueprints.plan_tree, name="plan-tree"),
+    path("projects/<int:pk>/plan/pin/", views_blueprints.plan_pin, name="plan-pin"),
+    path("projects/<int:pk>/plan/search/", views_blueprints.plan_search, name="plan-search"),
     # tasks ("graph")
     path("projects/<int:pk>/tasks/", views_tasks.task_board, name="task-board"),
     path("projects/<int:pk>/tasks/new/", views_tasks.task_new, name="task-new"),

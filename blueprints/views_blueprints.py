@@ -10,6 +10,7 @@ query for the task counts per node and status, and the nested <details> markup i
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import Http404
@@ -25,7 +26,9 @@ from autopilot.models import Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404
 from blueprints.ingestion import ingestion_job_create
-from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
+from blueprints.models import Blueprint, BlueprintSectionSummary, IngestionJob, PlanNode, Task
+from blueprints.pinning import explicit_pins, pinned_indexes, plan_node_pin
+from blueprints.search import highlight, search_sections
 from blueprints.selectors import tree_index
 
 DIFF_CATEGORIES = ("added", "changed", "moved", "removed")
@@ -198,7 +201,27 @@ def plan_tree(request, pk: int):
         open_depth = max(0, min(6, int(request.GET.get("open", "1"))))
     except ValueError:
         pass
-    tree = render_tree(rows, counts, open_depth=open_depth, project_id=project.pk)
+    can_pin = has_role(request.user, project, Role.OWNER)
+    explicit = explicit_pins(project.pk)
+    pins = (
+        {
+            layout.ids[i]: "by hand" if layout.ids[i] in explicit else "by name"
+            for i in pinned_indexes(project.pk, layout)
+        }
+        if layout is not None
+        else {}
+    )
+    tree = render_tree(
+        rows,
+        counts,
+        open_depth=open_depth,
+        project_id=project.pk,
+        pins=pins,
+        explicit=explicit,
+        can_pin=can_pin,
+        summaries=cached_summaries(project, layout),
+    )
+    query = request.GET.get("q", "")
     totals: dict[str, int] = {}
     for per_status in counts.values():
         for status, n in per_status.items():
@@ -213,15 +236,94 @@ def plan_tree(request, pk: int):
             "node_count": len(rows),
             "totals": sorted(totals.items()),
             "open_depth": open_depth,
+            "can_pin": can_pin,
+            "pinned_count": len(pins),
+            **_search_context(project, query),
         },
+    )
+
+
+@login_required
+@require_POST
+def plan_pin(request, pk: int):
+    """The plan page's pin buttons: `pin` = "NODE_ID:on|off|default" (owner; blueprints.pinning)."""
+    project = project_or_404(request, pk, Role.OWNER)
+    node_id, _, value = request.POST.get("pin", "").partition(":")
+    node = (
+        PlanNode.objects.filter(project=project, pk=int(node_id), archived_at__isnull=True).first()
+        if node_id.isdigit()
+        else None
+    )
+    if node is None:
+        messages.error(request, f"No plan node '{node_id}' in this project's current plan.")
+        return redirect(reverse("plan-tree", args=[project.pk]))
+    try:
+        plan_node_pin(node=node, pinned=value, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect(reverse("plan-tree", args=[project.pk]) + f"#node-{node.pk}")
+
+
+def _search_context(project, query: str) -> dict:
+    """What the search results list shows: the hits (with highlighted snippets) or the refusal."""
+    context = {"query": query, "hits": [], "search_error": ""}
+    if query.strip():
+        try:
+            hits = search_sections(project, query, limit=20)
+        except ApplicationError as exc:
+            context["search_error"] = exc.message
+        else:
+            context["hits"] = [(hit, highlight(hit.snippet, query)) for hit in hits]
+    return context
+
+
+@login_required
+def plan_search(request, pk: int):
+    """The search results list (htmx partial of the plan page; a plain GET renders the same list)."""
+    project = project_or_404(request, pk)
+    return render(
+        request,
+        "blueprints/_plan_search.html",
+        {"project": project, **_search_context(project, request.GET.get("q", ""))},
     )
 
 
 STATUS_LABELS = dict(Task.Status.choices)
 
 
-def render_tree(rows, counts, *, open_depth: int, project_id: int) -> str:
-    """Nested <details> for the tree (rows in document order), built in one pass."""
+def cached_summaries(project, layout) -> dict[int, str]:
+    """The section summaries already cached for the current content of the tree's nodes (one query; the
+    model's preferred over the extractive one). Missing ones are not computed on a page view."""
+    if layout is None:
+        return {}
+    current = dict(zip(layout.ids, layout.hashes, strict=True))
+    found: dict[int, str] = {}
+    for node_id, content_hash, kind, text in BlueprintSectionSummary.objects.filter(
+        node__project=project
+    ).values_list("node_id", "content_hash", "kind", "text"):
+        if current.get(node_id) == content_hash and (
+            kind == BlueprintSectionSummary.Kind.LLM or node_id not in found
+        ):
+            found[node_id] = text
+    return found
+
+
+def render_tree(
+    rows,
+    counts,
+    *,
+    open_depth: int,
+    project_id: int,
+    pins=None,
+    explicit=None,
+    can_pin: bool = False,
+    summaries=None,
+) -> str:
+    """Nested <details> for the tree (rows in document order), built in one pass. `pins`: node id → how
+    it is pinned into every agent's context ("by hand", "by name"); with `can_pin` each heading gets a
+    toggle submitting the page's #pin-form (and a reset to the default when it was set by hand)."""
+    pins = pins or {}
+    explicit = explicit or {}
     out: list[str] = []
     stack: list[tuple[int, bool]] = []  # (depth, is a <details> container) of the open <li>s
     has_children = {row[1] for row in rows if row[1] is not None}
@@ -252,17 +354,33 @@ def render_tree(rows, counts, *, open_depth: int, project_id: int) -> str:
             change_mark += f' <span class="pill node-{status}">{status.replace("_", " ")}</span>'
         if priority != 2:
             change_mark += f' <span class="muted">P{priority}</span>'
+        if node_id in pins:
+            how = pins[node_id]
+            change_mark += f' <span class="pill pinned" title="In every agent context ({how})">pinned</span>'
+        if can_pin and _origin != "checklist":
+            to = "off" if node_id in pins else "on"
+            change_mark += (
+                f' <button type="submit" form="pin-form" name="pin" value="{node_id}:{to}" class="pin-toggle '
+                f'link" data-testid="pin-{node_id}">{"unpin" if to == "off" else "pin"}</button>'
+            )
+            if node_id in explicit:
+                change_mark += (
+                    f' <button type="submit" form="pin-form" name="pin" value="{node_id}:default" '
+                    f'class="pin-toggle link muted" title="Decide by the heading\'s name">default</button>'
+                )
         line = (
             f'<span class="kind kind-{kind}">{kind.replace("_", " ")}</span> {box}'
             f'<span class="title" title="{escape(anchor)}">{label}</span>{change_mark}'
             f'<span class="counts">{badges}</span>'
         )
+        summary = (summaries or {}).get(node_id)
+        about = f'<div class="node-summary muted small">{escape(summary)}</div>' if summary else ""
         if node_id in has_children:
             opened = " open" if depth <= open_depth else ""
-            out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary><ul>')
+            out.append(f'<li id="node-{node_id}"><details{opened}><summary>{line}</summary>{about}<ul>')
             stack.append((depth, True))
         else:
-            out.append(f'<li id="node-{node_id}" class="leaf">{line}')
+            out.append(f'<li id="node-{node_id}" class="leaf">{line}{about}')
             stack.append((depth, False))
     while stack:
         close()

@@ -29,6 +29,7 @@ from runs.backends.base import (
     StepHandle,
     Verdict,
 )
+from runs.bundle import build_bundle, prompt_as_sent
 from runs.guard import Policy, execute, kill_group, scrubbed_env
 from runs.models import ExecutionRun, ExecutionStep, RunMessage
 from runs.redaction import Redactor
@@ -203,8 +204,12 @@ class WorkerRunContext(RunContext):
         self.project = run.project
         self.workspace = Path(workspace.path)
         self.redactor = Redactor.for_project(self.project, self.workspace)
-        # A task generated from the spec quotes it verbatim; the agent gets it redacted.
-        self.prompt = self.redactor(build_prompt(run))
+        # A task generated from the spec quotes it verbatim; the agent gets it redacted, and the run
+        # keeps the parts exactly as sent (runs.bundle).
+        self.prompt, parts = prompt_as_sent(run, self.redactor)
+        if parts:
+            ExecutionRun.objects.filter(pk=run.pk).update(prompt_parts=parts)
+            run.prompt_parts = parts
         self.model = run.model
         self.role = run.role
         self.autonomy_mode = run.autonomy_mode or self.project.autonomy_mode
@@ -557,23 +562,13 @@ def scrubbed_base_env(home: Path) -> dict[str, str]:
 
 
 def build_prompt(run: ExecutionRun) -> str:
-    """THE prompt builder: what every backend receives for a run. A task run gets its task (id and
-    title), the task's spec section, the task's body, then the run's own instruction (what the tick
-    stores, `TASK_INSTRUCTION`, or a human's prompt) unless it only repeats the title or the body. A
-    run without a task gets its prompt."""
-    if not run.task_id:
-        return run.prompt
-    task = run.task
-    parts = [f"Task #{task.pk}: {task.title}"]
-    node = task.plan_node if task.plan_node_id else None
-    if node is not None:
-        parts.append(f"Spec section: {node.title} ({node.anchor})")
-    if task.body.strip():
-        parts.append(task.body.strip())
-    instruction = (run.prompt or "").strip()
-    if instruction and instruction not in (task.title.strip(), task.body.strip()):
-        parts.append(instruction)
-    return "\n\n".join(parts)
+    """THE prompt builder: what every backend receives for a run (before redaction). A task run gets
+    its context bundle (runs.bundle: the task, its place in the spec, pinned and related sections,
+    prerequisites' outcomes, earlier failures, a project snapshot, then the run's own instruction —
+    the tick's `TASK_INSTRUCTION` or a human's prompt — unless it only repeats the title or the body),
+    within the run's token budget. A run without a task gets its prompt as written."""
+    bundle = build_bundle(run)
+    return run.prompt if bundle is None else bundle.prompt
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -489,3 +489,26 @@ class TaskReview(models.Model):
     @property
     def project(self):
         return self.task.project
+
+
+class ProjectSnapshot(models.Model):
+    """A project's state at a moment ("CEO dashboard"): progress per phase, in flight, blocked, merges,
+    spend against the caps, velocity, a projected finish and fragile areas (runs.snapshot computes
+    `data`; deterministic). `narrative` is the optional prose of the manager-role model."""
+
+    project = models.ForeignKey("autopilot.Project", on_delete=models.CASCADE, related_name="snapshots")
+    data = models.JSONField(default=dict, blank=True)
+    narrative = models.TextField(blank=True, help_text="The manager-role model's summary (redacted).")
+    narrative_model = models.CharField(max_length=200, blank=True)
+    narrative_error = models.TextField(blank=True, help_text="Why a requested narrative is missing.")
+    created_by = models.ForeignKey(
+        conf.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at", "-id"], name="snapshot_project_recent")]
+
+    def __str__(self) -> str:
+        return f"Snapshot #{self.pk} of project {self.project_id}"

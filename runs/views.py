@@ -20,8 +20,9 @@ from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
 from blueprints.selectors import task_get
-from runs import interactive, selectors, services, trajectory, views_sessions
+from runs import alignment, interactive, selectors, services, trajectory, views_sessions
 from runs.backends import backend_label
+from runs.bundle import sent_prompt
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
 
 
@@ -89,6 +90,21 @@ def _live_context(request, run: ExecutionRun, error: str = "") -> dict:
     }
 
 
+def _prompt_context(run: ExecutionRun) -> dict:
+    """The run page's "Prompt as sent" panel: the stored parts (runs.bundle), what was left out."""
+    parts = run.prompt_parts or []
+    kept = [p for p in parts if p.get("state") != "dropped"]
+    return {
+        "prompt_parts": parts,
+        "prompt_kept": len(kept),
+        "prompt_tokens": sum(p.get("tokens", 0) for p in kept),
+        "prompt_left_out": [p.get("label", "") for p in parts if p.get("state") == "dropped"],
+        "sent_prompt": sent_prompt(run),
+        # Still to come: the worker records the parts when the run starts.
+        "prompt_waiting": not parts and not run.is_terminal and run.started_at is None,
+    }
+
+
 @login_required
 def project_runs(request, pk: int):
     """The project's Runs tab: the sessions history filtered to the project, with the launch form."""
@@ -128,12 +144,18 @@ def run_detail(request, run_id: int):
     context = _live_context(request, run)
     if request.htmx and request.GET.get("part") == "live":
         return render(request, "runs/run_detail.html#live", context)
+    context.update(_prompt_context(run))
+    if request.htmx and request.GET.get("part") == "prompt":
+        return render(request, "runs/run_detail.html#prompt", context)
     context["last_event"] = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     context["analysis"] = trajectory.analyze(run) if run.is_terminal else None
     return render(request, "runs/run_detail.html", context)
 
 
-RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry", "takeover", "handback"}
+RUN_ACTIONS = {
+    *("stop", "rollback", "message", "approve", "reject", "advance", "retry", "align"),
+    *("takeover", "handback"),
+}
 
 
 @login_required
@@ -166,6 +188,8 @@ def run_action(request, run_id: int, action: str):
             services.run_message(run=run, body=post.get("body", ""), actor=request.user)
         elif action == "advance":
             services.run_advance(run=run, actor=request.user)
+        elif action == "align":
+            alignment.check_run(run, llm=post.get("llm") == "1")
         elif action == "retry":
             new = services.run_retry(run=run, actor=request.user)
             return _redirect(request, reverse("run-detail", args=[new.pk]))

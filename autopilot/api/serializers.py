@@ -63,6 +63,14 @@ class _ProjectWriteFields(serializers.Serializer):
     model_matrix = serializers.DictField(
         child=serializers.DictField(child=serializers.CharField()), required=False
     )
+    context_budget_tokens = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=500,
+        max_value=2_000_000,
+        help_text="Tokens (≈ characters / 4) for each agent's context bundle; null: a share of the model's "
+        "context window.",
+    )
     allow_shared_repo = serializers.BooleanField(
         required=False,
         write_only=True,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
+from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from autopilot.api.parsers import JSONParser
 from autopilot.api.permissions import ProjectRolePermission
-from autopilot.errors import ApplicationError
+from autopilot.errors import ApplicationError, NotFound
 from autopilot.input_limits import MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS
 from autopilot.models import Role
 from autopilot.permissions import project_for, visible_projects
@@ -25,7 +27,9 @@ from blueprints.ingestion import (
     regenerate_plan,
 )
 from blueprints.models import Blueprint, IngestionJob, PlanNode
+from blueprints.pinning import plan_node_pin
 from blueprints.selectors import placed, version_nodes
+from blueprints.summaries import summary_for
 
 
 class BlueprintSerializer(serializers.ModelSerializer):
@@ -79,6 +83,7 @@ class PlanNodeSerializer(serializers.ModelSerializer):
             "priority",
             "risk",
             "summary",
+            "pinned",
             "difficulty",
             "failure_count",
             "rework_count",
@@ -88,16 +93,38 @@ class PlanNodeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PlanNodeDetailSerializer(PlanNodeSerializer):
+    section_summary = serializers.SerializerMethodField(
+        help_text="A summary of the section's own text (blueprints.summaries; extractive unless a model "
+        "wrote one); empty for a node not in the current tree."
+    )
+
+    class Meta(PlanNodeSerializer.Meta):
+        fields = [*PlanNodeSerializer.Meta.fields, "section_summary"]
+        read_only_fields = fields
+
+    def get_section_summary(self, node) -> str:
+        return summary_for(node)
+
+
 class PlanNodeUpdateSerializer(serializers.Serializer):
     priority = serializers.IntegerField(required=False, min_value=0, max_value=5)
     risk = serializers.ChoiceField(choices=PlanNode.Risk.choices, required=False)
     summary = serializers.CharField(required=False, allow_blank=True, max_length=MAX_DESCRIPTION_CHARS)
     status = serializers.ChoiceField(choices=PlanNode.Status.choices, required=False)
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_CHARS)
+    pinned = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="In every agent's context: true, false (never), null (decided by the heading's name). "
+        "Needs the owner role.",
+    )
 
 
 class IngestionJobSerializer(serializers.ModelSerializer):
-    version = serializers.IntegerField(source="blueprint.version", read_only=True, default=None)
+    version = serializers.IntegerField(
+        source="blueprint.version", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = IngestionJob
@@ -162,6 +189,17 @@ def project_blueprints(request, project_id: int):
         versions = Blueprint.objects.filter(project=project).defer("diff").order_by("-version")
         return Response(BlueprintSerializer(versions, many=True).data)
     project = project_for(request.user, project_id, Role.OPERATOR)
+    text, title, generate_tasks = _ingest_input(request)
+    if request.query_params.get("async") in ("1", "true", "yes"):
+        return _queue_job(request, project, text, title, generate_tasks)
+    result = ingest_blueprint(
+        project=project, text=text, title=title, actor=request.user, generate_tasks=generate_tasks
+    )
+    return Response(ingest_response(result), status=status.HTTP_201_CREATED)
+
+
+def _ingest_input(request) -> tuple[str | bytes, str, bool]:
+    """(text, title, generate_tasks) of an ingest request: JSON/form `text` or a `file` upload."""
     data = IngestSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data
@@ -181,21 +219,16 @@ def project_blueprints(request, project_id: int):
         text, title = values["text"], values["title"]
     else:
         raise ApplicationError("Give the blueprint as 'text' (JSON or form field) or as a 'file' upload.")
-    if request.query_params.get("async") in ("1", "true", "yes"):
-        job = ingestion_job_create(
-            project=project,
-            text=text,
-            title=title,
-            actor=request.user,
-            generate_tasks=values["generate_tasks"],
-        )
-        body = IngestionJobSerializer(job).data
-        body["url"] = f"/api/ingestion_jobs/{job.pk}/"
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-    result = ingest_blueprint(
-        project=project, text=text, title=title, actor=request.user, generate_tasks=values["generate_tasks"]
+    return text, title, values["generate_tasks"]
+
+
+def _queue_job(request, project, text, title: str, generate_tasks: bool) -> Response:
+    job = ingestion_job_create(
+        project=project, text=text, title=title, actor=request.user, generate_tasks=generate_tasks
     )
-    return Response(ingest_response(result), status=status.HTTP_201_CREATED)
+    body = IngestionJobSerializer(job).data
+    body["url"] = f"/api/projects/{project.pk}/ingestion_jobs/{job.pk}/"
+    return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 def _max_bytes() -> int:
@@ -265,7 +298,8 @@ class BlueprintViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """A plan node: PATCH priority, risk, summary, or status (through the node's transitions)."""
+    """A plan node: PATCH priority, risk, summary, status (through the node's transitions), or pinned
+    (owner: blueprints.pinning)."""
 
     serializer_class = PlanNodeSerializer
     permission_classes = [IsAuthenticated, ProjectRolePermission]
@@ -276,6 +310,10 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_object(self):
         return placed(super().get_object())  # where the active version has it
 
+    @extend_schema(responses=PlanNodeDetailSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(PlanNodeDetailSerializer(self.get_object()).data)
+
     @extend_schema(request=PlanNodeUpdateSerializer, responses=PlanNodeSerializer)
     def partial_update(self, request, pk=None):
         node = self.get_object()
@@ -285,9 +323,13 @@ class PlanNodeViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         if extra:
             raise ApplicationError(
                 f"Cannot edit {', '.join(sorted(extra))} of a plan node; "
-                "editable: priority, risk, summary, status."
+                "editable: priority, risk, summary, status, pinned."
             )
-        node = plan_node_update(node=node, actor=request.user, **data.validated_data)
+        changes = dict(data.validated_data)
+        with transaction.atomic():  # the pin's owner check comes first: nothing is half-written
+            if "pinned" in changes:
+                node = plan_node_pin(node=node, pinned=changes.pop("pinned"), actor=request.user)
+            node = plan_node_update(node=node, actor=request.user, **changes)
         return Response(PlanNodeSerializer(placed(node)).data)
 
 
@@ -308,3 +350,66 @@ class IngestionJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         """Queue a failed job again (its text is kept until it succeeds)."""
         job = ingestion_job_retry(job=self.get_object(), actor=request.user)
         return Response(IngestionJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class IngestionJobListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=IngestionJob.Status.choices, required=False)
+
+
+class ProjectIngestionJobsView(mixins.ListModelMixin, GenericAPIView):
+    """GET: the project's ingestion jobs, newest first (viewers; ?status=). POST: start one (operators):
+    the same input and service as POST /api/projects/{id}/blueprints/?async=1, answered 202 with the job."""
+
+    serializer_class = IngestionJobSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    filter_backends: list = []  # the query is IngestionJobListQuery
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return IngestionJob.objects.none()
+        project = project_for(self.request.user, self.kwargs["project_id"], Role.VIEWER)
+        query = IngestionJobListQuery(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        qs = IngestionJob.objects.filter(project=project).select_related("blueprint").defer("source_text")
+        if "status" in query.validated_data:
+            qs = qs.filter(status=query.validated_data["status"])
+        return qs.order_by("-created_at", "-id")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                enum=IngestionJob.Status.values,
+                description="Only jobs in this status.",
+            )
+        ],
+        summary="A project's ingestion jobs, newest first.",
+    )
+    def get(self, request, project_id: int):
+        return self.list(request)
+
+    @extend_schema(
+        request=IngestSerializer,
+        responses={202: IngestionJobSerializer},
+        summary="Start an ingestion job (JSON {title, text} or a multipart file upload).",
+    )
+    def post(self, request, project_id: int):
+        project = project_for(request.user, project_id, Role.OPERATOR)
+        text, title, generate_tasks = _ingest_input(request)
+        return _queue_job(request, project, text, title, generate_tasks)
+
+
+@extend_schema(responses=IngestionJobSerializer, summary="One ingestion job of the project.")
+@api_view(["GET"])
+def project_ingestion_job(request, project_id: int, job_id: int):
+    project = project_for(request.user, project_id, Role.VIEWER)
+    job = (
+        IngestionJob.objects.filter(project=project, pk=job_id)
+        .select_related("blueprint")
+        .defer("source_text")
+        .first()
+    )
+    if job is None:
+        raise NotFound(f"No ingestion job '{job_id}' in project '{project.name}'.")
+    return Response(IngestionJobSerializer(job).data)

@@ -28,6 +28,7 @@ from autopilot.permissions import project_for, visible_projects
 from blueprints.selectors import visible_tasks
 from runs import interactive, selectors, services, sessions
 from runs.backends import backend_label
+from runs.bundle import sent_prompt
 from runs.filtersets import RunFilterSet
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind, RunMessage, RunRole
 
@@ -132,13 +133,39 @@ class RunSerializer(serializers.ModelSerializer):
         return backend_label(obj.agent_backend)
 
 
+class PromptPartSerializer(serializers.Serializer):
+    """One labelled part of a task run's prompt as sent (runs.bundle), redacted."""
+
+    name = serializers.CharField(read_only=True)
+    label = serializers.CharField(read_only=True)
+    state = serializers.ChoiceField(
+        choices=["included", "summarized", "truncated", "dropped"],
+        read_only=True,
+        help_text="dropped: left out to fit the budget (text empty); summarized/truncated: shortened.",
+    )
+    chars = serializers.IntegerField(read_only=True)
+    tokens = serializers.IntegerField(read_only=True, help_text="Estimated: characters / 4.")
+    full_tokens = serializers.IntegerField(
+        read_only=True, help_text="The size before the budget was applied."
+    )
+    text = serializers.CharField(read_only=True)
+
+
 class RunDetailSerializer(RunSerializer):
     steps = StepSerializer(many=True, read_only=True)
     messages = MessageSerializer(many=True, read_only=True)
+    sent_prompt = serializers.SerializerMethodField(
+        help_text="The prompt exactly as the agent received it (redacted): a task run's context bundle, "
+        "or the prompt of a run without a task. Empty before the run starts."
+    )
+    prompt_parts = PromptPartSerializer(many=True, read_only=True)
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "steps", "messages"]
+        fields = [*RunSerializer.Meta.fields, "sent_prompt", "prompt_parts", "steps", "messages"]
         read_only_fields = fields
+
+    def get_sent_prompt(self, obj) -> str:
+        return sent_prompt(obj)
 
 
 class RunCreateInput(serializers.Serializer):

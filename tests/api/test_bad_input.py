@@ -258,7 +258,7 @@ def test_anonymous_requests_are_refused_by_every_operation_but_the_token_endpoin
         if path == "/api/auth/token/":
             continue
         url = path
-        for name in ("id", "project_id", "blueprint_id", "node_id", "user_id"):
+        for name in ("id", "project_id", "blueprint_id", "node_id", "job_id", "user_id"):
             url = url.replace("{" + name + "}", "1")
         response = getattr(anonymous, method)(url, {}, format="json")
         answered[f"{method.upper()} {path}"] = response.status_code

@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 
 from autopilot.services import user_token
 from blueprints.ingestion import ingest_blueprint
-from blueprints.models import PlanNode, Task, TaskDependency
+from blueprints.models import PlanNode, SummaryJob, Task, TaskDependency
 from runs.worker import execute_run
 from tests.factories import (
     IngestionJobFactory,
@@ -91,6 +91,7 @@ def seed() -> dict:
     step = runs[0].steps.order_by("seq").first()
     proposal = ProposalFactory(task=Task.objects.filter(project=project).exclude(pk=task.pk).first())
     job = IngestionJobFactory(blueprint=blueprint)
+    summary_job = SummaryJob.objects.create(project=project)
     doomed = ProjectFactory()  # for DELETE /api/projects/{id}/
     return {
         "project": project,
@@ -103,6 +104,7 @@ def seed() -> dict:
         "step": step,
         "proposal": proposal,
         "job": job,
+        "summary_job": summary_job,
     }
 
 
@@ -119,14 +121,20 @@ def pinned_ids(path: str, method: str, objects: dict, member_id: int) -> dict:
         "steps": "step",
         "proposals": "proposal",
         "ingestion_jobs": "job",
+        "summary_jobs": "summary_job",
         "events": None,
     }.get(first)
     if kind == "project" and method == "DELETE" and "{user_id}" not in path:
         kind = "doomed"
     values = {}
-    for name in ("id", "project_id", "blueprint_id", "node_id"):
+    for name in ("id", "project_id", "blueprint_id", "node_id", "job_id"):
         if "{" + name + "}" in path:
-            key = {"project_id": "project", "blueprint_id": "blueprint", "node_id": "node"}.get(name, kind)
+            key = {
+                "project_id": "project",
+                "blueprint_id": "blueprint",
+                "node_id": "node",
+                "job_id": "job",
+            }.get(name, kind)
             if key is None:
                 return {}
             values[name] = objects[key].pk

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from autopilot.manager.models import FileStat, Proposal
 from autopilot.models import Project, ProjectMembership
-from blueprints.models import Blueprint, TaskDependency
+from blueprints.models import Blueprint, BlueprintSectionSummary, SummaryJob, TaskDependency
 from tests.factories import (
     BlueprintFactory,
     ExecutionRunFactory,
@@ -74,6 +74,14 @@ CASES = {
     "ingestion_progress_range": lambda: IngestionJobFactory.build(
         blueprint=(b := _blueprint()), project=b.project, progress=1.5
     ),
+    "summary_job_progress_range": lambda: SummaryJob(project=_project(), progress=1.5),
+    "section_summary_unique": lambda: (
+        lambda s: BlueprintSectionSummary(node=s.node, content_hash=s.content_hash, kind=s.kind, text="again")
+    )(
+        BlueprintSectionSummary.objects.create(
+            node=PlanNodeFactory(blueprint=_blueprint()), content_hash="h", kind="extractive", text="once"
+        )
+    ),
     "plannode_unique_anchor_per_project": lambda: (
         lambda n: PlanNodeFactory.build(blueprint=n.blueprint, project=n.project, anchor=n.anchor)
     )(PlanNodeFactory(blueprint=_blueprint())),
@@ -126,6 +134,10 @@ EXTRA_CASES = {
     "ingestion_progress_below_0": (
         "ingestion_progress_range",
         lambda: IngestionJobFactory.build(blueprint=(b := _blueprint()), project=b.project, progress=-0.1),
+    ),
+    "summary_job_progress_below_0": (
+        "summary_job_progress_range",
+        lambda: SummaryJob(project=_project(), progress=-0.1),
     ),
     "task_complexity_0": (
         "task_complexity_range",

@@ -12,7 +12,7 @@ from autopilot.errors import Conflict, InvalidTransition
 from autopilot.manager.models import Proposal
 from autopilot.models import Event
 from autopilot.state import allowed_targets, transition
-from blueprints.models import Blueprint, IngestionJob, PlanNode, Task
+from blueprints.models import Blueprint, IngestionJob, PlanNode, SummaryJob, Task
 from runs.models import ExecutionRun, ExecutionStep
 from tests.factories import (
     BlueprintFactory,
@@ -39,6 +39,7 @@ BUILDERS = {
     IngestionJob: lambda status: IngestionJobFactory(
         blueprint=BlueprintFactory(project=_project()), status=status
     ),
+    SummaryJob: lambda status: SummaryJob.objects.create(project=_project(), status=status),
     PlanNode: lambda status: PlanNodeFactory(blueprint=BlueprintFactory(project=_project()), status=status),
     Task: lambda status: TaskFactory(project=_project(), status=status),
     ExecutionRun: lambda status: ExecutionRunFactory(project=_project(), status=status),

@@ -50,9 +50,10 @@ def test_a_task_run_started_by_the_tick_sends_the_task_once_with_the_tick_instru
     # then the run stores only the tick's instruction, and the model receives exactly this prompt
     assert run.prompt == TASK_INSTRUCTION
     expected = (
-        f"Task #{task.pk}: Add a greeting\n\n"
+        f"## Task\n\nTask #{task.pk}: Add a greeting\n"
         "Spec section: Greeting (phase-1/greeting)\n\n"
         "Write greet.py that prints hello.\n\nAcceptance: `python3 greet.py` prints hello.\n\n"
+        "## Instruction\n\n"
         "Implement it in this repository, keep the change focused, and make the tests pass."
     )
     first = llm.wait_for_requests(1)[0]
@@ -66,7 +67,7 @@ def test_a_human_prompt_that_repeats_the_task_title_is_not_sent_twice(project):
     run = ExecutionRun(project=project, task=task, prompt="Fix the parser", agent_backend="scripted")
 
     # then the prompt names the task once, then its body
-    assert build_prompt(run) == f"Task #{task.pk}: Fix the parser\n\nIt drops the last line."
+    assert build_prompt(run) == f"## Task\n\nTask #{task.pk}: Fix the parser\n\nIt drops the last line."
 
 
 def test_a_run_without_a_task_receives_its_prompt_verbatim(project):

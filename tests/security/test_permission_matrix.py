@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import FIELD_ROLES, TRUSTED
-from blueprints.models import Blueprint
+from blueprints.models import Blueprint, SummaryJob
 from runs.models import ExecutionRun
 from tests.factories import (
     BlueprintFactory,
@@ -84,6 +84,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         second = ExecutionRunFactory(project=project, status=ExecutionRun.Status.SUCCEEDED)
         step = ExecutionStepFactory(run=run)
         event = Event.objects.create(project=project, kind="matrix.test")
+        summary_job = SummaryJob.objects.create(project=project)
         ids = {
             "project": project.pk,
             "blueprint": blueprint.pk,
@@ -98,6 +99,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             "second_run": second.pk,
             "step": step.pk,
             "event": event.pk,
+            "summary_job": summary_job.pk,
             "viewer": users["viewer"].pk,
             "stranger": users["non-member"].pk,
         }
@@ -175,6 +177,9 @@ API = [
     E("project-blueprints", "GET", P + "/blueprints/", VIEW),
     E("project-blueprints", "POST", P + "/blueprints/", OPS, lambda ids: {"text": "# Phase\n\nWords.\n"}),
     E("project-tasks-ready", "GET", P + "/tasks/ready/", VIEW),
+    E("project-search", "GET", P + "/search/?q=phase", VIEW),
+    E("project-summaries", "POST", P + "/summaries/", OPS, lambda ids: {}),
+    E("summaryjob-detail", "GET", "/api/summary_jobs/{summary_job}/", VIEW),
     E("project-tasks-next", "GET", P + "/tasks/next/", VIEW),
     E("plannode-generate-tasks", "POST", "/api/plan_nodes/{node}/generate_tasks/", OPS),
     E("blueprint-generate-all-tasks", "POST", "/api/blueprints/{blueprint}/generate_all_tasks/", OPS),
@@ -210,6 +215,18 @@ API = [
     E("plannode-detail", "PATCH", "/api/plan_nodes/{node}/", OPS, lambda ids: {"priority": 2}),
     E("ingestionjob-detail", "GET", "/api/ingestion_jobs/{job}/", VIEW),
     E("ingestionjob-retry", "POST", "/api/ingestion_jobs/{job}/retry/", OPS),
+    E("project-ingestion-jobs", "GET", P + "/ingestion_jobs/", VIEW),
+    E(
+        "project-ingestion-jobs",
+        "POST",
+        P + "/ingestion_jobs/",
+        OPS,
+        lambda ids: {"text": "# Phase\n\nWords.\n"},
+    ),
+    E("project-ingestion-job", "GET", P + "/ingestion_jobs/{job}/", VIEW),
+    E("project-snapshot", "GET", P + "/snapshot/", VIEW),
+    E("project-snapshot-refresh", "POST", P + "/snapshot/refresh/", OPS),
+    E("alignment-check", "POST", "/api/alignment/check/", OPS, lambda ids: {"run": ids["run"]}),
     E("project-runs", "GET", P + "/runs/", VIEW),
     E("project-runs", "POST", P + "/runs/", OPS, lambda ids: {"prompt": "hello", "agent": "scripted"}),
     E(
@@ -256,6 +273,7 @@ PAGES = [
     E("project-remove", "POST", "/projects/{project}/remove/", OWN),
     E("manager-autonomy", "GET", "/projects/{project}/manager/autonomy/", VIEW),
     E("project-detail", "GET", "/projects/{project}/", VIEW),
+    E("project-snapshot-refresh-web", "POST", "/projects/{project}/snapshot/refresh/", OPS),
     E("manager-page", "GET", "/projects/{project}/manager/", VIEW),
     E("manager-autonomy", "POST", "/projects/{project}/manager/autonomy/", OPS, lambda ids: {"paused": "1"}),
     E("manager-tick-now", "POST", "/projects/{project}/manager/tick/", OPS),
@@ -273,6 +291,8 @@ PAGES = [
     E("blueprint-job", "GET", "/projects/{project}/blueprints/jobs/{job}/", VIEW),
     E("blueprint-diff", "GET", "/projects/{project}/blueprints/v{version}/", VIEW),
     E("plan-tree", "GET", "/projects/{project}/plan/", VIEW),
+    E("plan-pin", "POST", "/projects/{project}/plan/pin/", OWN, lambda ids: {"pin": f"{ids['node']}:on"}),
+    E("plan-search", "GET", "/projects/{project}/plan/search/?q=phase", VIEW),
     E("task-board", "GET", "/projects/{project}/tasks/", VIEW),
     E("task-new", "GET", "/projects/{project}/tasks/new/", OPS),
     E("task-new", "POST", "/projects/{project}/tasks/new/", OPS, lambda ids: {"title": "Matrix page task"}),
@@ -474,6 +494,7 @@ FIELD_VALUES = {
     "auto_complete_on_tests": True,
     "plan_order_policy": "phases",
     "model_matrix": {"code": {"agent": "scripted", "model": "m"}},
+    "context_budget_tokens": 4000,
     "repo_path": None,  # a fresh repository under the configured root
     "subdirectory": "src",
     "setup_script": "make deps",

@@ -33,7 +33,9 @@ from autopilot.local_account import default_project_get, default_project_set
 from autopilot.models import AutonomyMode, PlanOrderPolicy, Project, Role
 from blueprints.models import Blueprint, PlanNode
 from blueprints.selectors import layout_of
+from runs.api.brain import SnapshotSerializer
 from runs.models import ExecutionRun  # the CLI is a door: it may read the runs app
+from runs.snapshot import snapshot_latest, snapshot_refresh
 
 
 def _usd(text: str) -> Decimal:
@@ -50,7 +52,7 @@ class Command(AutopilotCommand):
     help = "Projects: add, list, view, edit, remove, set the default; autonomy settings; members."
 
     def add_arguments(self, parser):
-        actions = "{add,create,list,view,show,edit,remove,set-default,autonomy,members}"
+        actions = "{add,create,list,view,show,edit,remove,set-default,autonomy,members,snapshot}"
         sub = parser.add_subparsers(dest="action", required=True, metavar=actions)
 
         def add(name: str, help_text: str, aliases: tuple[str, ...] = ()):
@@ -135,6 +137,18 @@ class Command(AutopilotCommand):
             metavar="JSON",
             help='Agent and model per role, e.g. \'{"code": {"model": "opus"}}\'.',
         )
+        context = edit.add_mutually_exclusive_group()
+        context.add_argument(
+            "--context-budget",
+            type=int,
+            metavar="TOKENS",
+            help="Tokens (≈ characters / 4) of spec context each agent receives (500–2,000,000).",
+        )
+        context.add_argument(
+            "--no-context-budget",
+            action="store_true",
+            help="Use the default: a share of the model's context window.",
+        )
 
         remove = add("remove", "Unregister a project (its repository's files are kept); asks unless --yes.")
         remove.add_argument("project", help="Id, slug or name.")
@@ -166,6 +180,15 @@ class Command(AutopilotCommand):
         change.add_argument("--add", metavar="USER", help="Add this user (or change their role).")
         change.add_argument("--remove", metavar="USER", help="Remove this user.")
         members.add_argument("--role", choices=Role.values, help="Role for --add (default: viewer).")
+
+        snap = add(
+            "snapshot", "Where the project stands: progress per phase, in flight, blocked, spend, ETA."
+        )
+        snap.add_argument("project", nargs="?", help="Id, slug or name (default: the current project).")
+        snap.add_argument("--refresh", action="store_true", help="Compute a new snapshot (operators).")
+        snap.add_argument(
+            "--narrative", action="store_true", help="Refresh with a summary from the manager-role model."
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -317,6 +340,26 @@ class Command(AutopilotCommand):
     def do_view(self, actor, options):
         self.do_show(actor, options)
 
+    def do_snapshot(self, actor, options):
+        project = self._project(options["project"], actor)
+        if options["refresh"] or options["narrative"]:
+            stored = snapshot_refresh(project, actor=actor, narrative=options["narrative"])
+        else:
+            stored = snapshot_latest(project)
+        data = SnapshotSerializer(stored).data
+        lines = [
+            f"Snapshot #{stored.pk} of {project.name}, {stored.created_at:%Y-%m-%d %H:%M %Z}",
+            data["text"],
+        ]
+        projection = stored.data["projection"]
+        if projection.get("assumptions") and projection["status"] == "projected":
+            lines.append("  assumptions: " + "; ".join(projection["assumptions"]))
+        if stored.narrative:
+            lines += ["", f"Narrative ({stored.narrative_model}):", stored.narrative]
+        elif stored.narrative_error:
+            lines += ["", f"No narrative: {stored.narrative_error}"]
+        self.emit(data, "\n".join(lines))
+
     def do_edit(self, actor, options):
         project = self._project(options["project"], actor)
         basic: dict = {}
@@ -362,6 +405,10 @@ class Command(AutopilotCommand):
                 autonomy["model_matrix"] = json.loads(options["model_matrix"])
             except ValueError:
                 raise ApplicationError("--model-matrix is not valid JSON.") from None
+        if options.get("context_budget") is not None:
+            autonomy["context_budget_tokens"] = options["context_budget"]
+        if options.get("no_context_budget"):
+            autonomy["context_budget_tokens"] = None
         if not basic and not autonomy:
             raise ApplicationError(
                 "Nothing to change: give at least one option (see `autopilot project edit --help`)."

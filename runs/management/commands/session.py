@@ -27,6 +27,7 @@ from autopilot.permissions import require_role
 from blueprints.models import Task
 from blueprints.selectors import task_get
 from runs import interactive, selectors, services
+from runs.bundle import sent_prompt
 from runs.management.commands._runcli import (
     OneLineParser,
     RunCliCommand,
@@ -90,6 +91,25 @@ def _table(runs: list[ExecutionRun]) -> str:
     )
 
 
+def _prompt_lines(run: ExecutionRun, *, full: bool) -> list[str]:
+    """The prompt as sent: one line per part (state, size), or with `full` every part's text."""
+    parts = run.prompt_parts or []
+    if not parts:
+        sent = sent_prompt(run)
+        if not sent:
+            return ["prompt as sent: - (not started)"]
+        return ["prompt as sent:", sent] if full else [f"prompt as sent: {len(sent):,} characters (--prompt)"]
+    kept = [p for p in parts if p.get("state") != "dropped"]
+    tokens = sum(p.get("tokens", 0) for p in kept)
+    lines = [f"prompt as sent: {len(kept)} of {len(parts)} parts, ~{tokens:,} tokens"]
+    for part in parts:
+        size = f"~{part.get('tokens', 0):,} tokens" if part.get("state") != "dropped" else "-"
+        lines.append(f"  {part.get('label', part.get('name', '?')):<40} {part.get('state', ''):<11} {size}")
+        if full and part.get("text"):
+            lines += ["", part["text"], ""]
+    return lines
+
+
 class Command(RunCliCommand):
     help = "Sessions (runs): list, show/view, start a task, prompt a running agent, follow logs, cancel."
 
@@ -107,8 +127,11 @@ class Command(RunCliCommand):
         listing.add_argument("--format", choices=["table", "json"], default="table")
         listing.add_argument("--limit", type=int, default=50)
         for name in ("show", "view"):
-            show = self.add_action(sub, name, "One session with its steps.")
+            show = self.add_action(sub, name, "One session with its prompt's parts and its steps.")
             show.add_argument("run", metavar="ID")
+            show.add_argument(
+                "--prompt", action="store_true", help="Print the whole prompt as sent, part by part."
+            )
         start = self.add_action(
             sub,
             "start",
@@ -213,8 +236,15 @@ class Command(RunCliCommand):
     def do_show(self, options):
         run = get_run(self, options["run"], options)
         run = selectors.run_get(run.pk, with_steps=True)
-        data = {**selectors.run_to_dict(run), "project_name": run.project.name, "type": run.kind}
-        self.emit(data, run_text(run, data) + "\n" + "\n".join(step_line(s) for s in run.steps.all()))
+        data = {
+            **selectors.run_to_dict(run),
+            "project_name": run.project.name,
+            "type": run.kind,
+            "sent_prompt": sent_prompt(run),
+            "prompt_parts": run.prompt_parts or [],
+        }
+        text = "\n".join([run_text(run, data), *_prompt_lines(run, full=options["prompt"])])
+        self.emit(data, text + "\n" + "\n".join(step_line(s) for s in run.steps.all()))
 
     do_view = do_show
 
