@@ -359,7 +359,10 @@ def start(*, task, actor=None, agent: str | None = None, model: str | None = Non
         )
         run.worktree_path, run.branch, run.base_commit = str(ws.path), ws.branch, ws.base_commit
         with _run_lock(run.pk):
-            recording_path(run).unlink(missing_ok=True)  # a new run: never continue someone else's
+            # a new run: nothing on its socket nor in its recording can be its own (a database restored
+            # from a backup, or a test database, hands out a run id again)
+            kill_server(run)
+            recording_path(run).unlink(missing_ok=True)
             label = open_terminal(run, cwd=ws.cwd, agent=agent, title=f"run #{run.pk}: {task.title}")
     except (ApplicationError, workspace.WorkspaceError, OSError) as exc:
         kill_server(run)
