@@ -37,7 +37,7 @@ from runs.backends.scripted import validate_script
 from runs.context import pid_alive
 from runs.guard import kill_group
 from runs.leases import is_local, parse_lease_owner
-from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind, RunMessage, RunRole
 from runs.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def _build_run(
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
     autonomy_mode: str | None = None,
+    kind: str = RunKind.AUTONOMOUS,
 ) -> ExecutionRun:
     """Validate a run's inputs and apply the defaults: an unsaved ExecutionRun (prompt not yet redacted)."""
     prompt = (prompt or "").strip()
@@ -173,6 +174,8 @@ def _build_run(
         raise ApplicationError("A run needs a prompt (or a task).")
     if role not in RunRole.values:
         raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(RunRole.values)}.")
+    if kind not in RunKind.values:
+        raise ApplicationError(f"Unknown kind '{kind}'; choose from {', '.join(RunKind.values)}.")
     default_agent, default_model = project.agent_for(role)
     agent = agent_backend or default_agent
     if agent not in AgentBackend.values:
@@ -218,6 +221,7 @@ def _build_run(
         project=project,
         task=task,
         role=role,
+        kind=kind,
         agent_backend=agent,
         model=model or "",
         prompt=prompt,
@@ -283,6 +287,7 @@ def run_create(
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
     from_ref: str | None = None,
+    kind: str = RunKind.AUTONOMOUS,
 ) -> ExecutionRun:
     """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
 
@@ -314,13 +319,17 @@ def run_create(
         retry_of=retry_of,
         resumed_from=resumed_from,
         attempt=attempt,
+        kind=kind,
     )
-    ready, missing = backend_status(run.agent_backend, run.model)
+    # An interactive session (runs.interactive.start) runs no agent of its own and never waits in the queue.
+    interactive = kind == RunKind.INTERACTIVE
+    ready, missing = (True, "") if interactive else backend_status(run.agent_backend, run.model)
     if not ready:  # refuse now, not fail later with the agent's own words ("Not logged in")
         raise ApplicationError(f"{backend_label(run.agent_backend)} cannot run here: {missing}.")
     _redact_run(run, Redactor.for_project(project))
     with transaction.atomic():
-        _check_queue_room(1)
+        if not interactive:
+            _check_queue_room(1)
         run.queued_at = timezone.now()
         try:
             with transaction.atomic():  # a savepoint: the caller's transaction stays usable
@@ -386,6 +395,8 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
 def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> ExecutionRun:
     """A new attempt of a finished run (same project, task, prompt, backend, limits)."""
     run.refresh_from_db()
+    if run.kind == RunKind.INTERACTIVE:
+        raise Conflict(f"Run #{run.pk} was a terminal session; open a new one on its task instead.")
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; stop it before retrying.")
     return run_create(
@@ -419,6 +430,8 @@ def run_resume(
     """Continue a finished or interrupted run: a new run with the backend session id and a new prompt,
     in the same worktree and branch when they still exist (budget: the original's unless given)."""
     run.refresh_from_db()
+    if run.kind == RunKind.INTERACTIVE:
+        raise Conflict(f"Run #{run.pk} was a terminal session; an agent cannot resume it.")
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; send it a message instead, or stop it first.")
     if not (prompt or "").strip():
@@ -834,11 +847,15 @@ def enqueue_next_runs(*, now=None, min_age_seconds: float | None = None) -> list
     out again only after Q_CLUSTER["retry"], hours later). Runs waiting for capacity get no message:
     nothing piles up in the queue. Idempotent: a duplicate delivery is refused by the claim."""
     now = now or timezone.now()
-    active = ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count()
+    active = (
+        ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE))
+        .exclude(kind=RunKind.INTERACTIVE)  # a human's terminal is not an agent slot
+        .count()
+    )
     free = int(settings.AUTOPILOT_MAX_CONCURRENT_RUNS) - active
     if free <= 0:
         return []
-    queued = ExecutionRun.objects.filter(status=Status.QUEUED, lease_owner="")
+    queued = ExecutionRun.objects.filter(status=Status.QUEUED, lease_owner="", kind=RunKind.AUTONOMOUS)
     if min_age_seconds is not None:
         queued = queued.filter(queued_at__lte=now - timedelta(seconds=min_age_seconds))
     best = list(queued.order_by("-priority", "queued_at", "pk").values_list("pk", "project_id")[:free])

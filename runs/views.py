@@ -19,10 +19,11 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
-from runs import alignment, selectors, services, trajectory, views_sessions
+from blueprints.selectors import task_get
+from runs import alignment, interactive, selectors, services, trajectory, views_sessions
 from runs.backends import backend_label
 from runs.bundle import sent_prompt
-from runs.models import AgentBackend, ExecutionRun, ExecutionStep
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
 
 
 def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
@@ -151,7 +152,10 @@ def run_detail(request, run_id: int):
     return render(request, "runs/run_detail.html", context)
 
 
-RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry", "align"}
+RUN_ACTIONS = {
+    *("stop", "rollback", "message", "approve", "reject", "advance", "retry", "align"),
+    *("takeover", "handback"),
+}
 
 
 @login_required
@@ -163,7 +167,15 @@ def run_action(request, run_id: int, action: str):
     post = request.POST
     error = ""
     try:
-        if action == "stop":
+        if action == "stop" and run.kind == RunKind.INTERACTIVE:
+            interactive.finish(run, actor=request.user, reason=post.get("reason") or "")
+        elif action == "takeover":
+            interactive.takeover(run, actor=request.user)
+            if interactive.paused(run):
+                interactive.open_takeover(run)
+        elif action == "handback":
+            interactive.handback(run, note=post.get("note", ""), actor=request.user)
+        elif action == "stop":
             services.run_stop(
                 run=run,
                 actor=request.user,
@@ -192,6 +204,22 @@ def run_action(request, run_id: int, action: str):
     except ApplicationError as exc:
         error = exc.message
     return _after(request, run, error)
+
+
+@login_required
+@require_POST
+def task_interactive(request, pk: int, task_id: int):
+    """The task page's "Open a terminal session" button: an interactive session on the task (operator)."""
+    project = project_or_404(request, pk, Role.OPERATOR)
+    try:
+        task = task_get(project, task_id)
+        run = interactive.start(task=task, actor=request.user, agent=request.POST.get("agent") or None)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _redirect(request, reverse("task-detail", args=[project.pk, task_id]))
+    return _redirect(request, reverse("run-detail", args=[run.pk]))
 
 
 @login_required

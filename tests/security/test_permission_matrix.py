@@ -246,7 +246,10 @@ API = [
     E("run-detail", "GET", "/api/runs/{run}/", VIEW),
     *(
         E(f"run-{action}", "POST", f"/api/runs/{{run}}/{action}/", OPS, lambda ids: {"step": 1, "body": "hi"})
-        for action in ("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop")
+        for action in (
+            *("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop"),
+            *("takeover", "handback"),
+        )
     ),
     E("step-detail", "GET", "/api/steps/{step}/", VIEW),
     E("step-rollback", "POST", "/api/steps/{step}/rollback/", OPS),
@@ -369,6 +372,7 @@ PAGES = [
         OPS,
         lambda ids: {"decision": "rejected"},
     ),
+    E("task-interactive", "POST", "/projects/{project}/tasks/{task}/interactive/", OPS),
 ]
 
 
