@@ -19,7 +19,7 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
-from runs import selectors, services, trajectory, views_sessions
+from runs import selectors, services, trajectory, views_sessions, views_terminal
 from runs.backends import backend_label
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep
 
@@ -129,6 +129,7 @@ def run_detail(request, run_id: int):
         return render(request, "runs/run_detail.html#live", context)
     context["last_event"] = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     context["analysis"] = trajectory.analyze(run) if run.is_terminal else None
+    context["terminal"] = views_terminal.terminal_context(request, run)
     return render(request, "runs/run_detail.html", context)
 
 

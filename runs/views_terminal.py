@@ -1,0 +1,75 @@
+"""The run page's terminal panel (a live interactive run: the browser terminal; a finished one: the
+replay of its recording) and the recording itself, redacted: `GET /runs/<id>/recording.cast`.
+
+Thin: the websocket is runs.consumers.TerminalConsumer, the browser side autopilot/static/autopilot/
+terminal.js; the session and its recording are runs.interactive's.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.urls import reverse
+
+from autopilot.errors import NotFound
+from autopilot.models import Role
+from autopilot.permissions import has_role
+from autopilot.web import require_role_or_404
+from runs import interactive, selectors
+from runs.models import ExecutionRun, RunKind
+from runs.redaction import Redactor
+from runs.terminal import BadRecording, redact_cast
+
+MAX_RECORDING_BYTES = 20 * 1024 * 1024  # served at most; the rest is cut at a line with a marker event
+CAST_TYPE = "application/x-asciicast; charset=utf-8"
+
+
+def terminal_context(request, run: ExecutionRun) -> dict | None:
+    """What the run page's terminal panel shows, or None for a run that has none (an autonomous run)."""
+    if run.kind != RunKind.INTERACTIVE:
+        return None
+    live = not run.is_terminal and interactive.is_live(run)
+    return {
+        "live": live,
+        "can_attach": has_role(request.user, run.project, Role.OPERATOR),
+        "socket": f"/ws/runs/{run.pk}/terminal/",
+        "recording": None if live or not interactive.recording_path(run).is_file() else recording_url(run),
+    }
+
+
+def recording_url(run: ExecutionRun) -> str:
+    return reverse("run-recording", args=[run.pk])
+
+
+def read_recording(run: ExecutionRun) -> str:
+    """The run's recording, at most MAX_RECORDING_BYTES of it; Http404 when there is none."""
+    try:
+        with interactive.recording_path(run).open("rb") as handle:
+            raw = handle.read(MAX_RECORDING_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise Http404(f"Run #{run.pk} has no terminal recording.") from exc
+    if len(raw) <= MAX_RECORDING_BYTES:
+        return raw.decode("utf-8", errors="replace")
+    kept = raw[: raw.rfind(b"\n", 0, MAX_RECORDING_BYTES) + 1].decode("utf-8", errors="replace")
+    return kept + '[0, "m", "the recording is longer than the part served"]\n'
+
+
+@login_required
+def run_recording(request, run_id: int):
+    """The run's asciicast v2 recording, redacted (the project's .env values too). Viewer role."""
+    try:
+        run = selectors.run_get(run_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    require_role_or_404(request.user, run.project, Role.VIEWER)
+    if run.kind != RunKind.INTERACTIVE:
+        raise Http404(f"Run #{run.pk} is not an interactive session: it has no terminal recording.")
+    text = read_recording(run)
+    try:
+        body = redact_cast(text, Redactor.for_project(run.project, run.worktree_path or None))
+    except BadRecording as exc:
+        raise Http404(f"Run #{run.pk}'s recording cannot be read: {exc}.") from exc
+    response = HttpResponse(body, content_type=CAST_TYPE)
+    response["Content-Disposition"] = f'inline; filename="run-{run.pk}.cast"'
+    response["Cache-Control"] = "private, no-store"
+    return response
