@@ -436,6 +436,13 @@ AUTOPILOT_SANDBOX = os.environ.get("AUTOPILOT_SANDBOX", "auto")
 AUTOPILOT_SANDBOX_READONLY = [
     p for p in os.environ.get("AUTOPILOT_SANDBOX_READONLY", "").split(":") if p.strip()
 ]
+# Interactive sessions (runs/interactive.py): a human in a recorded tmux terminal in a run's worktree.
+AUTOPILOT_INTERACTIVE_IDLE_SECONDS = env_int("AUTOPILOT_INTERACTIVE_IDLE_SECONDS", 3600)
+AUTOPILOT_INTERACTIVE_MAX_PER_USER = env_int("AUTOPILOT_INTERACTIVE_MAX_PER_USER", 3)
+AUTOPILOT_INTERACTIVE_MAX_PER_PROJECT = env_int("AUTOPILOT_INTERACTIVE_MAX_PER_PROJECT", 5)
+# Where the tmux sockets live (one per session); empty: <data dir>/tmux.
+AUTOPILOT_INTERACTIVE_SOCKET_DIR = os.environ.get("AUTOPILOT_INTERACTIVE_SOCKET_DIR", "")
+AUTOPILOT_TMUX = os.environ.get("AUTOPILOT_TMUX", "")
 AUTOPILOT_WORKTREE_RETENTION_DAYS = env_int("AUTOPILOT_WORKTREE_RETENTION_DAYS", 7)
 AUTOPILOT_WORKTREE_KEEP_LAST = env_int("AUTOPILOT_WORKTREE_KEEP_LAST", 20)
 

@@ -37,7 +37,7 @@ from runs.backends.scripted import validate_script
 from runs.context import pid_alive
 from runs.guard import kill_group
 from runs.leases import is_local, parse_lease_owner
-from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind, RunMessage, RunRole
 from runs.redaction import Redactor
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ def _build_run(
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
     autonomy_mode: str | None = None,
+    kind: str = RunKind.AUTONOMOUS,
 ) -> ExecutionRun:
     """Validate a run's inputs and apply the defaults: an unsaved ExecutionRun (prompt not yet redacted)."""
     prompt = (prompt or "").strip()
@@ -157,6 +158,8 @@ def _build_run(
         raise ApplicationError("A run needs a prompt (or a task).")
     if role not in RunRole.values:
         raise ApplicationError(f"Unknown role '{role}'; choose from {', '.join(RunRole.values)}.")
+    if kind not in RunKind.values:
+        raise ApplicationError(f"Unknown kind '{kind}'; choose from {', '.join(RunKind.values)}.")
     default_agent, default_model = project.agent_for(role)
     agent = agent_backend or default_agent
     if agent not in AgentBackend.values:
@@ -198,6 +201,7 @@ def _build_run(
         project=project,
         task=task,
         role=role,
+        kind=kind,
         agent_backend=agent,
         model=model or "",
         prompt=prompt,
@@ -262,6 +266,7 @@ def run_create(
     retry_of: ExecutionRun | None = None,
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
+    kind: str = RunKind.AUTONOMOUS,
 ) -> ExecutionRun:
     """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
 
@@ -288,13 +293,17 @@ def run_create(
         retry_of=retry_of,
         resumed_from=resumed_from,
         attempt=attempt,
+        kind=kind,
     )
-    ready, missing = backend_status(run.agent_backend, run.model)
+    # An interactive session (runs.interactive.start) runs no agent of its own and never waits in the queue.
+    interactive = kind == RunKind.INTERACTIVE
+    ready, missing = (True, "") if interactive else backend_status(run.agent_backend, run.model)
     if not ready:  # refuse now, not fail later with the agent's own words ("Not logged in")
         raise ApplicationError(f"{backend_label(run.agent_backend)} cannot run here: {missing}.")
     _redact_run(run, Redactor.for_project(project))
     with transaction.atomic():
-        _check_queue_room(1)
+        if not interactive:
+            _check_queue_room(1)
         run.queued_at = timezone.now()
         try:
             with transaction.atomic():  # a savepoint: the caller's transaction stays usable
@@ -808,11 +817,15 @@ def enqueue_next_runs(*, now=None, min_age_seconds: float | None = None) -> list
     out again only after Q_CLUSTER["retry"], hours later). Runs waiting for capacity get no message:
     nothing piles up in the queue. Idempotent: a duplicate delivery is refused by the claim."""
     now = now or timezone.now()
-    active = ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count()
+    active = (
+        ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE))
+        .exclude(kind=RunKind.INTERACTIVE)  # a human's terminal is not an agent slot
+        .count()
+    )
     free = int(settings.AUTOPILOT_MAX_CONCURRENT_RUNS) - active
     if free <= 0:
         return []
-    queued = ExecutionRun.objects.filter(status=Status.QUEUED, lease_owner="")
+    queued = ExecutionRun.objects.filter(status=Status.QUEUED, lease_owner="", kind=RunKind.AUTONOMOUS)
     if min_age_seconds is not None:
         queued = queued.filter(queued_at__lte=now - timedelta(seconds=min_age_seconds))
     best = list(queued.order_by("-priority", "queued_at", "pk").values_list("pk", "project_id")[:free])

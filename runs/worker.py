@@ -35,7 +35,7 @@ from runs.backends import get_backend
 from runs.backends.base import BackendError, BackendResult, LimitExceeded, RunStopped
 from runs.context import WorkerRunContext, create_step
 from runs.leases import lease_seconds, new_lease_owner
-from runs.models import ExecutionRun, ExecutionStep
+from runs.models import ExecutionRun, ExecutionStep, RunKind
 from runs.redaction import Redactor
 from runs.services import enqueue_next_runs
 
@@ -75,10 +75,16 @@ def claim(run_id: int, owner: str) -> ExecutionRun | str:
     now = timezone.now()
     with transaction.atomic():
         _claim_lock()
-        queued = ExecutionRun.objects.filter(pk=run_id, status=Status.QUEUED, lease_owner="")
+        # An interactive session is never a worker's (runs.interactive drives it): never claimed here.
+        queued = ExecutionRun.objects.filter(
+            pk=run_id, status=Status.QUEUED, lease_owner="", kind=RunKind.AUTONOMOUS
+        )
         if connection.vendor == "postgresql" and queued.select_for_update(skip_locked=True).first() is None:
             return NOT_CLAIMED
-        if ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).count() >= max_concurrent_runs():
+        active = ExecutionRun.objects.filter(status__in=list(ExecutionRun.ACTIVE)).exclude(
+            kind=RunKind.INTERACTIVE
+        )
+        if active.count() >= max_concurrent_runs():
             return AT_CAPACITY if queued.exists() else NOT_CLAIMED
         won = queued.update(
             lease_owner=owner,
