@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from importlib import import_module
 from urllib.parse import parse_qs
 
@@ -51,6 +52,11 @@ CLOSE_FAILED = 1011  # the attach command could not start
 MAX_FRAME_BYTES = 64 * 1024  # one client frame (a paste larger than this is split by the client)
 OUTBOX_PAUSE, OUTBOX_RESUME = 64, 8  # output chunks queued for the socket: stop / resume reading the PTY
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+
+
+def client_env() -> dict[str, str]:
+    """The attach command's environment: nothing of the web server's own (its secrets stay there)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm-256color", "LANG": "C.UTF-8"}
 
 
 class BadFrame(ValueError):
@@ -112,7 +118,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         await self.accept()
         try:
             self.terminal = TerminalProcess.spawn(
-                argv, on_output=self._output, on_exit=self._exited, cols=cols, rows=rows
+                argv, on_output=self._output, on_exit=self._exited, cols=cols, rows=rows, env=client_env()
             )
         except OSError as exc:
             await self._send_control({"type": "error", "message": f"the terminal could not start: {exc}"})
