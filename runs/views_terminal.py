@@ -8,7 +8,7 @@ terminal.js; the session and its recording are runs.interactive's.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseNotFound
 from django.urls import reverse
 
 from autopilot.errors import NotFound
@@ -41,13 +41,17 @@ def recording_url(run: ExecutionRun) -> str:
     return reverse("run-recording", args=[run.pk])
 
 
+class NoRecording(Exception):
+    """A member asked for a recording that cannot be served; the message says why."""
+
+
 def read_recording(run: ExecutionRun) -> str:
-    """The run's recording, at most MAX_RECORDING_BYTES of it; Http404 when there is none."""
+    """The run's recording, at most MAX_RECORDING_BYTES of it."""
     try:
         with interactive.recording_path(run).open("rb") as handle:
             raw = handle.read(MAX_RECORDING_BYTES + 1)
     except (FileNotFoundError, IsADirectoryError) as exc:
-        raise Http404(f"Run #{run.pk} has no terminal recording.") from exc
+        raise NoRecording(f"Run #{run.pk} has no terminal recording.") from exc
     if len(raw) <= MAX_RECORDING_BYTES:
         return raw.decode("utf-8", errors="replace")
     kept = raw[: raw.rfind(b"\n", 0, MAX_RECORDING_BYTES) + 1].decode("utf-8", errors="replace")
@@ -56,19 +60,23 @@ def read_recording(run: ExecutionRun) -> str:
 
 @login_required
 def run_recording(request, run_id: int):
-    """The run's asciicast v2 recording, redacted (the project's .env values too). Viewer role."""
+    """The run's asciicast v2 recording, redacted (the project's .env values too). Viewer role; a
+    non-member gets the plain 404 of a run that does not exist, a member a 404 saying why."""
     try:
         run = selectors.run_get(run_id)
     except NotFound as exc:
         raise Http404(exc.message) from exc
     require_role_or_404(request.user, run.project, Role.VIEWER)
-    if run.kind != RunKind.INTERACTIVE:
-        raise Http404(f"Run #{run.pk} is not an interactive session: it has no terminal recording.")
-    text = read_recording(run)
     try:
-        body = redact_cast(text, Redactor.for_project(run.project, run.worktree_path or None))
-    except BadRecording as exc:
-        raise Http404(f"Run #{run.pk}'s recording cannot be read: {exc}.") from exc
+        if run.kind != RunKind.INTERACTIVE:
+            raise NoRecording(f"Run #{run.pk} is not an interactive session: it has no terminal recording.")
+        text = read_recording(run)
+        try:
+            body = redact_cast(text, Redactor.for_project(run.project, run.worktree_path or None))
+        except BadRecording as exc:
+            raise NoRecording(f"Run #{run.pk}'s recording cannot be read: {exc}.") from exc
+    except NoRecording as exc:
+        return HttpResponseNotFound(str(exc), content_type="text/plain; charset=utf-8")
     response = HttpResponse(body, content_type=CAST_TYPE)
     response["Content-Disposition"] = f'inline; filename="run-{run.pk}.cast"'
     response["Cache-Control"] = "private, no-store"

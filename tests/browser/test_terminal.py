@@ -29,6 +29,13 @@ def _no_leftover_tmux():
             interactive.kill_server(int(entry.stem.split("-")[1]))
 
 
+@pytest.fixture
+def subprocess_env(subprocess_env, settings, tmp_path):
+    """This test's recordings only, here and in the server (run ids repeat between tests)."""
+    settings.AUTOPILOT_ARTIFACT_ROOT = tmp_path / "artifacts"
+    return {**subprocess_env, "AUTOPILOT_ARTIFACT_ROOT": str(settings.AUTOPILOT_ARTIFACT_ROOT)}
+
+
 def tmux(run, *args) -> str:
     return subprocess.run(
         [interactive.tmux_binary(), "-S", str(interactive.socket_path(run)), *args],

@@ -46,6 +46,11 @@ def _no_leftover_tmux():
             interactive.kill_server(int(entry.stem.split("-")[1]))
 
 
+@pytest.fixture(autouse=True)
+def _own_artifacts(settings, tmp_path):
+    settings.AUTOPILOT_ARTIFACT_ROOT = tmp_path / "artifacts"  # run ids repeat between tests
+
+
 class World:
     """A project with a live interactive session and one user of every kind."""
 

@@ -120,8 +120,11 @@
     box.setAttribute("data-state", "loading");
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/x-asciicast" } })
       .then(function (response) {
-        if (!response.ok) throw new Error("the recording could not be loaded (HTTP " + response.status + ")");
-        return response.text();
+        if (response.ok) return response.text();
+        var plain = (response.headers.get("Content-Type") || "").indexOf("text/plain") === 0;
+        return (plain ? response.text() : Promise.resolve("")).then(function (why) {
+          throw new Error(why || "the recording could not be loaded (HTTP " + response.status + ")");
+        });
       })
       .then(function (text) {
         var cast = parseCast(text);
