@@ -39,6 +39,9 @@ TASK_INSTRUCTION = "Implement it in this repository, keep the change focused, an
 TIMED_OUT = ExecutionRun.Status.TIMED_OUT
 
 
+TAKEOVER_TOOL = "takeover"  # the tool name of the approval step a take-over waits on (runs.interactive)
+
+
 def output_cap() -> int:
     return int(getattr(settings, "AUTOPILOT_STEP_OUTPUT_CAP", 20_000))
 
@@ -252,6 +255,7 @@ class WorkerRunContext(RunContext):
         )
         if self.stop_event.is_set() or row["stop_requested_at"]:
             raise RunStopped(self.stop_reason or row["status_reason"] or "stopped by request")
+        self.await_takeover()
         if time.monotonic() > self.deadline:
             raise LimitExceeded(f"wall time limit reached ({self.max_wall_seconds}s)", status=TIMED_OUT)
         if row["cost_usd"] > 0 and row["cost_usd"] >= self.budget_usd:
@@ -265,6 +269,29 @@ class WorkerRunContext(RunContext):
                 raise LimitExceeded(f"project daily budget cap reached: ${spent:.4f} of ${cap:.4f} today")
         if self._stuck_reason:
             raise LimitExceeded(self._stuck_reason)
+
+    def await_takeover(self) -> None:
+        """A human asked to take the run over (runs.interactive.takeover: a pending `takeover` approval
+        step): pause here, at a step boundary, until they hand it back (the step is approved; their
+        note and changes arrive as a message). The pause does not count against the wall-time limit."""
+        pending = (
+            ExecutionStep.objects.filter(
+                run_id=self.run_id,
+                kind=ExecutionStep.Kind.APPROVAL,
+                tool_name=TAKEOVER_TOOL,
+                status=ExecutionStep.Status.PENDING,
+            )
+            .order_by("seq")
+            .first()
+        )
+        if pending is None:
+            return
+        handle = WorkerStepHandle(self, pending)
+        paused = time.monotonic()
+        by = (pending.input or {}).get("by") or "a human"
+        decision = self.await_approval(handle, f"taken over by {by}: a human works in the worktree")
+        self.deadline += time.monotonic() - paused
+        handle.complete(f"handed back: {decision.message}" if decision.message else "handed back")
 
     def take_messages(self) -> list[str]:
         with self.lock, transaction.atomic():

@@ -63,14 +63,14 @@ from runs import lifecycle, locks, services, workspace
 from runs.backends import backend_label, backend_status
 from runs.backends.claude_code import bundled_cli
 from runs.backends.codex import codex_cli, codex_install_dirs
-from runs.context import create_step
+from runs.context import TAKEOVER_TOOL, create_step
 from runs.guard import sandbox_argv, sandbox_path_variable, sandbox_readonly_paths, scrubbed_env
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
 from runs.redaction import Redactor
 
 Status = ExecutionRun.Status
 StepStatus = ExecutionStep.Status
-TAKEOVER = "takeover"
+TAKEOVER = TAKEOVER_TOOL
 AGENTS = (AgentBackend.CLAUDE_CODE, AgentBackend.CODEX)
 SOCKET_NAME = re.compile(r"^run-(\d+)\.sock$")
 MAX_SOCKET_PATH = 100
@@ -359,6 +359,7 @@ def start(*, task, actor=None, agent: str | None = None, model: str | None = Non
         )
         run.worktree_path, run.branch, run.base_commit = str(ws.path), ws.branch, ws.base_commit
         with _run_lock(run.pk):
+            recording_path(run).unlink(missing_ok=True)  # a new run: never continue someone else's
             label = open_terminal(run, cwd=ws.cwd, agent=agent, title=f"run #{run.pk}: {task.title}")
     except (ApplicationError, workspace.WorkspaceError, OSError) as exc:
         kill_server(run)
@@ -382,6 +383,15 @@ def start(*, task, actor=None, agent: str | None = None, model: str | None = Non
         lifecycle.publish_run_started(run.pk)
     run.refresh_from_db()
     return run
+
+
+def _fail_unopened(run: ExecutionRun) -> None:
+    reason = "the interactive session never opened (the process opening it ended)"
+    with transaction.atomic():
+        locked = locks.lock_run(run.pk)
+        if locked.status == Status.PREPARING:
+            transition(locked, Status.FAILED, reason=reason, fields=_end_fields(reason))
+            lifecycle.publish_run_finished(locked.pk)
 
 
 def locks_project(project) -> None:
@@ -514,7 +524,11 @@ def sweep(*, now: float | None = None) -> dict:
     handed_back: list[int] = []
     for run in ExecutionRun.objects.filter(kind=RunKind.INTERACTIVE, status__in=ExecutionRun.ACTIVE):
         if run.status == Status.PREPARING:
-            continue  # still opening (start() moves it on or fails it)
+            # still opening (start() moves it on or fails it) — unless the process that opened it died
+            if now - run.created_at.timestamp() > int(settings.AUTOPILOT_LEASE_SECONDS) and not is_live(run):
+                _fail_unopened(run)
+                ended.append(run.pk)
+            continue
         activity = last_activity(run)
         if run.stop_requested_at:
             why = run.status_reason or "stopped by request"
@@ -531,7 +545,10 @@ def sweep(*, now: float | None = None) -> dict:
         kind=ExecutionStep.Kind.APPROVAL, tool_name=TAKEOVER, status=StepStatus.NEEDS_APPROVAL
     ).select_related("run"):
         activity = last_activity(step.run)
-        if activity is not None and now - activity > idle_seconds():
+        if activity is None:  # paused, and nobody opened its terminal yet (a take-over from the API)
+            with contextlib.suppress(ApplicationError, workspace.WorkspaceError):
+                open_takeover(step.run)
+        elif now - activity > idle_seconds():
             with contextlib.suppress(ApplicationError):
                 handback(step.run, note=f"(the terminal closed after {idle_seconds()}s without activity)")
                 handed_back.append(step.run_id)
@@ -636,6 +653,11 @@ def open_takeover(run: ExecutionRun) -> bool:
             return True
         current = ExecutionRun.objects.select_related("project").get(pk=run.pk)
         if not (step.input or {}).get("tree"):
+            earlier = ExecutionStep.objects.filter(
+                run_id=run.pk, kind=ExecutionStep.Kind.APPROVAL, tool_name=TAKEOVER, seq__lt=step.seq
+            )
+            if not earlier.exists():  # the run's first terminal: a fresh recording
+                recording_path(current).unlink(missing_ok=True)
             tree = worktree_tree(current.worktree_path)
             ExecutionStep.objects.filter(pk=step.pk).update(input={**(step.input or {}), "tree": tree})
         cwd = Path(current.worktree_path)

@@ -8,6 +8,9 @@ urlpatterns: list = [
     path("usage/", views_sessions.usage_page, name="usage"),
     path("runs/new/", views_sessions.run_launch, name="run-launch"),
     path("projects/<int:pk>/runs/", views.project_runs, name="run-list"),
+    path(
+        "projects/<int:pk>/tasks/<int:task_id>/interactive/", views.task_interactive, name="task-interactive"
+    ),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/replay/", views.run_replay, name="run-replay"),
     path("runs/<int:run_id>/recording.cast", views_terminal.run_recording, name="run-recording"),

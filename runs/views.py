@@ -19,9 +19,10 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
-from runs import selectors, services, trajectory, views_sessions, views_terminal
+from blueprints.selectors import task_get
+from runs import interactive, selectors, services, trajectory, views_sessions, views_terminal
 from runs.backends import backend_label
-from runs.models import AgentBackend, ExecutionRun, ExecutionStep
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
 
 
 def _run(request, run_id: int, minimum: str = Role.VIEWER) -> ExecutionRun:
@@ -133,7 +134,7 @@ def run_detail(request, run_id: int):
     return render(request, "runs/run_detail.html", context)
 
 
-RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry"}
+RUN_ACTIONS = {"stop", "rollback", "message", "approve", "reject", "advance", "retry", "takeover", "handback"}
 
 
 @login_required
@@ -145,7 +146,15 @@ def run_action(request, run_id: int, action: str):
     post = request.POST
     error = ""
     try:
-        if action == "stop":
+        if action == "stop" and run.kind == RunKind.INTERACTIVE:
+            interactive.finish(run, actor=request.user, reason=post.get("reason") or "")
+        elif action == "takeover":
+            interactive.takeover(run, actor=request.user)
+            if interactive.paused(run):
+                interactive.open_takeover(run)
+        elif action == "handback":
+            interactive.handback(run, note=post.get("note", ""), actor=request.user)
+        elif action == "stop":
             services.run_stop(
                 run=run,
                 actor=request.user,
@@ -172,6 +181,22 @@ def run_action(request, run_id: int, action: str):
     except ApplicationError as exc:
         error = exc.message
     return _after(request, run, error)
+
+
+@login_required
+@require_POST
+def task_interactive(request, pk: int, task_id: int):
+    """The task page's "Open a terminal session" button: an interactive session on the task (operator)."""
+    project = project_or_404(request, pk, Role.OPERATOR)
+    try:
+        task = task_get(project, task_id)
+        run = interactive.start(task=task, actor=request.user, agent=request.POST.get("agent") or None)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _redirect(request, reverse("task-detail", args=[project.pk, task_id]))
+    return _redirect(request, reverse("run-detail", args=[run.pk]))
 
 
 @login_required

@@ -14,7 +14,7 @@ from autopilot.errors import CapacityExceeded
 from autopilot.events import record_event
 from autopilot.models import Project
 from runs import locks as run_locks
-from runs.models import ExecutionRun
+from runs.models import ExecutionRun, RunKind
 from runs.services import run_stop
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
@@ -94,7 +94,9 @@ def queue_status(*, projects: QuerySet[Project] | None = None, limit: int = 500)
                 "prompt": run.prompt[:200],
             }
         )
-    active = ExecutionRun.objects.filter(status__in=ExecutionRun.ACTIVE).count()
+    active = (
+        ExecutionRun.objects.filter(status__in=ExecutionRun.ACTIVE).exclude(kind=RunKind.INTERACTIVE).count()
+    )
     return {
         "size": queue_size(),
         "max": settings.AUTOPILOT_QUEUE_MAX,

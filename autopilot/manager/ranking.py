@@ -39,7 +39,7 @@ from autopilot.models import AutonomyMode, Project
 from blueprints.filtersets import subtree_q
 from blueprints.models import PlanNode, Task
 from blueprints.selectors import unfinished_dependency_exists
-from runs.models import ExecutionRun, UsageRecord
+from runs.models import ExecutionRun, RunKind, UsageRecord
 
 RANKING = Task.RANKING
 MONEY = DecimalField(max_digits=14, decimal_places=6)
@@ -193,13 +193,16 @@ def today_start(now: dt.datetime | None = None) -> dt.datetime:
 def capacities(projects: list[Project], *, now: dt.datetime | None = None) -> dict[int, Capacity]:
     """Capacity of several projects in a constant number of queries (grouped counts and sums)."""
     ids = [p.pk for p in projects]
-    global_row = ExecutionRun.objects.aggregate(
+    # Interactive sessions (a human in a terminal) take no agent slot: neither the global cap nor the
+    # project's parallelism counts them (runs.interactive has its own limits).
+    agent_runs = ExecutionRun.objects.exclude(kind=RunKind.INTERACTIVE)
+    global_row = agent_runs.aggregate(
         open=Count("pk", filter=Q(status__in=ExecutionRun.OPEN)),
         queued=Count("pk", filter=Q(status=ExecutionRun.Status.QUEUED)),
     )
     per_project = {
         row["project_id"]: row
-        for row in ExecutionRun.objects.filter(project_id__in=ids, status__in=ExecutionRun.OPEN)
+        for row in agent_runs.filter(project_id__in=ids, status__in=ExecutionRun.OPEN)
         .values("project_id")
         .annotate(
             open=Count("pk"),

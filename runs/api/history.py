@@ -1,6 +1,7 @@
 """REST doors for trajectories: export, import, analysis and comparison of runs.
 
     GET  /api/runs/{id}/export/?format=json|rlog   the trajectory (redacted), as a download
+         …?format=cast                              the terminal recording (asciicast v2, redacted)
     POST /api/runs/import/                          {project, trajectory} → a new finished run (201)
     GET  /api/runs/{id}/analysis/                   cost, tokens, duration, turns, tool use, files, errors
     GET  /api/runs/compare/?a=ID&b=ID               two runs side by side, steps aligned
@@ -24,7 +25,7 @@ from autopilot.errors import ApplicationError, NotFound
 from autopilot.models import Role
 from autopilot.permissions import require_role
 from autopilot.services import project_get
-from runs import selectors, trajectory
+from runs import interactive, selectors, trajectory
 
 
 class RlogRenderer(BaseRenderer):
@@ -42,6 +43,13 @@ class RlogRenderer(BaseRenderer):
         return str(detail).encode(self.charset)
 
 
+class CastRenderer(RlogRenderer):
+    """`?format=cast`: an interactive session's (or take-over's) terminal recording, asciicast v2."""
+
+    media_type = "application/x-asciicast"
+    format = "cast"
+
+
 def _readable_run(request, run_id):
     """A run of a project the caller can see; any other run is "No run" exactly like a missing one."""
     run = selectors.runs_visible_to(request.user).filter(pk=run_id).first()
@@ -51,18 +59,29 @@ def _readable_run(request, run_id):
 
 
 class RunExportView(APIView):
-    renderer_classes = [JSONRenderer, RlogRenderer]
+    renderer_classes = [JSONRenderer, RlogRenderer, CastRenderer]
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, enum=["json", "rlog"], description="json (default) or rlog")
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "rlog", "cast"],
+                description="json (default), rlog, or cast (the terminal recording, asciicast v2)",
+            )
         ],
         responses={200: dict},
     )
     def get(self, request, pk: int):
         run = _readable_run(request, pk)
         fmt = getattr(request.accepted_renderer, "format", "json")
-        if fmt == "rlog":
+        if fmt == "cast":
+            text = interactive.recording_text(run)
+            if not text:
+                raise NotFound(f"Run #{run.pk} has no terminal recording.")
+            response = Response(text)
+            response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.cast"'
+        elif fmt == "rlog":
             response = Response(trajectory.export_rlog(run))
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.rlog"'
         else:

@@ -26,10 +26,10 @@ from autopilot.input_limits import (
 from autopilot.models import Role
 from autopilot.permissions import project_for, visible_projects
 from blueprints.selectors import visible_tasks
-from runs import selectors, services, sessions
+from runs import interactive, selectors, services, sessions
 from runs.backends import backend_label
 from runs.filtersets import RunFilterSet
-from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunMessage, RunRole
+from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind, RunMessage, RunRole
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -88,6 +88,7 @@ class RunSerializer(serializers.ModelSerializer):
             "project",
             "task",
             "role",
+            "kind",
             "agent_backend",
             "agent_label",
             "model",
@@ -144,6 +145,12 @@ class RunCreateInput(serializers.Serializer):
     prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_PROMPT_CHARS)
     task = IdField(required=False, allow_null=True, default=None)
     role = serializers.ChoiceField(choices=RunRole.choices, default=RunRole.CODE)
+    kind = serializers.ChoiceField(
+        choices=RunKind.choices,
+        default=RunKind.AUTONOMOUS,
+        help_text="interactive: a recorded terminal session of a human on `task` (agent: optionally "
+        "claude_code or codex, whose own TUI starts in it); the other fields are for agent runs.",
+    )
     agent = serializers.ChoiceField(
         choices=AgentBackend.choices, required=False, allow_null=True, default=None
     )
@@ -184,6 +191,37 @@ class StopInput(serializers.Serializer):
     force = serializers.BooleanField(default=False)
 
 
+class HandbackInput(serializers.Serializer):
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=MAX_MESSAGE_CHARS,
+        help_text="What the agent's next turn receives, with a summary of the files you changed.",
+    )
+
+
+class TakeoverSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    status = serializers.CharField()
+    paused = serializers.BooleanField(help_text="The agent paused at a step boundary; the terminal is open.")
+    terminal = serializers.BooleanField(help_text="The run's terminal (tmux) is live.")
+
+
+class HandbackFileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+
+
+class HandbackSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    files = HandbackFileSerializer(many=True)
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    message = serializers.CharField(help_text="The message the agent's next turn receives.")
+
+
 class ResumeInput(serializers.Serializer):
     prompt = serializers.CharField(max_length=MAX_PROMPT_CHARS)
     settings = serializers.DictField(required=False, default=dict)
@@ -215,6 +253,14 @@ def _valid(serializer_class, request):
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _takeover_state(run: ExecutionRun) -> dict:
+    paused = interactive.paused(run)
+    if paused:
+        interactive.open_takeover(run)
+    current = ExecutionRun.objects.values_list("status", flat=True).get(pk=run.pk)
+    return {"run": run.pk, "status": current, "paused": paused, "terminal": interactive.is_live(run)}
 
 
 class ProjectRunsView(GenericAPIView):
@@ -259,6 +305,13 @@ class ProjectRunsView(GenericAPIView):
             task = visible_tasks(request.user).filter(pk=data["task"]).first()
             if task is None:
                 raise ApplicationError(f"No task #{data['task']}.")
+        if data["kind"] == RunKind.INTERACTIVE:
+            if task is None or task.project_id != project.pk:
+                raise ApplicationError("An interactive session needs a task of this project (task).")
+            run = interactive.start(
+                task=task, actor=request.user, agent=data["agent"], model=data["model"] or None
+            )
+            return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
         run = services.run_create(
             project=project,
             prompt=data["prompt"],
@@ -335,8 +388,30 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def stop(self, request, pk=None):
         run = self._run()  # the role first: a stranger learns nothing from a validation error
         data = _valid(StopInput, request)
-        run = services.run_stop(run=run, actor=request.user, reason=data["reason"], force=data["force"])
+        if run.kind == RunKind.INTERACTIVE:  # ends now, with a commit of what changed
+            run = interactive.finish(run, actor=request.user, reason=data["reason"])
+        else:
+            run = services.run_stop(run=run, actor=request.user, reason=data["reason"], force=data["force"])
         return Response(RunSerializer(run).data)
+
+    @extend_schema(request=None, responses={202: TakeoverSerializer})
+    @action(detail=True, methods=["post"])
+    def takeover(self, request, pk=None):
+        """Pause a running agent at its next step boundary and open its worktree in a terminal (tmux;
+        the run page's terminal or `autopilot session attach ID`). 202: `paused` says whether it paused
+        already; the terminal opens when it does."""
+        run = self._run()
+        interactive.takeover(run, actor=request.user)
+        return Response(_takeover_state(run), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=HandbackInput, responses=HandbackSerializer)
+    @action(detail=True, methods=["post"])
+    def handback(self, request, pk=None):
+        """Give a taken-over run back to its agent: your changes become steps (with their diff), the
+        note and a summary of them reach the agent's next turn."""
+        run = self._run()  # the role first: a stranger learns nothing from a validation error
+        data = _valid(HandbackInput, request)
+        return Response(interactive.handback(run, note=data["note"], actor=request.user))
 
     @extend_schema(request=None, responses={201: RunSerializer})
     @action(detail=True, methods=["post"])

@@ -200,8 +200,8 @@ def test_session_and_stop_bad_arguments(subprocess_env, tmp_path):
         (["session", "show", "999999"], "No run '999999'"),
         (["session", "view", "abc"], "No run 'abc'"),
         (
-            ["session", "start", task.pk, "--type", "interactive"],
-            "Interactive sessions are not available yet",
+            ["session", "start", task.pk, "--type", "interactive", "--queue"],
+            "--queue is for autonomous sessions",
         ),
         (["session", "start", "999999"], "No task '999999'"),
         (
@@ -213,7 +213,7 @@ def test_session_and_stop_bad_arguments(subprocess_env, tmp_path):
         (["session", "prompt", done.pk], "the following arguments are required: TEXT"),
         (["session", "logs", "999999"], "No run '999999'"),
         (["session", "cancel", done.pk], f"Run #{done.pk} already ended (succeeded)"),
-        (["session", "attach", done.pk], "Interactive sessions are not available yet"),
+        (["session", "attach", "999999"], "No run '999999'"),
         (["stop", "999999"], "No run '999999'"),
         (["stop", done.pk], "already ended"),
         (["stop"], "the following arguments are required: RUN"),

@@ -235,7 +235,10 @@ API = [
     E("run-detail", "GET", "/api/runs/{run}/", VIEW),
     *(
         E(f"run-{action}", "POST", f"/api/runs/{{run}}/{action}/", OPS, lambda ids: {"step": 1, "body": "hi"})
-        for action in ("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop")
+        for action in (
+            *("advance", "approve", "message", "reject", "resume", "retry", "rollback", "stop"),
+            *("takeover", "handback"),
+        )
     ),
     E("step-detail", "GET", "/api/steps/{step}/", VIEW),
     E("step-rollback", "POST", "/api/steps/{step}/rollback/", OPS),
@@ -330,6 +333,7 @@ PAGES = [
     E("run-recording", "GET", "/runs/{session}/recording.cast", VIEW),
     E("run-step-rollback", "POST", "/runs/{run}/steps/{step}/rollback/", OPS),
     E("run-action", "POST", "/runs/{run}/stop/", OPS),
+    E("task-interactive", "POST", "/projects/{project}/tasks/{task}/interactive/", OPS),
 ]
 
 

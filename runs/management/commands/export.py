@@ -1,4 +1,5 @@
-"""`autopilot export RUN --format json|rlog [-o FILE]`: a run's trajectory (redacted)."""
+"""`autopilot export RUN --format json|rlog|cast [-o FILE]`: a run's trajectory (redacted); `cast`: its
+terminal recording (an interactive session or a take-over), asciicast v2, redacted."""
 
 from __future__ import annotations
 
@@ -6,21 +7,26 @@ import json
 from pathlib import Path
 
 from autopilot.cli_support import AutopilotCommand, to_jsonable
-from runs import trajectory
+from autopilot.errors import NotFound
+from runs import interactive, trajectory
 from runs.management.commands._runcli import get_run
 
 
 class Command(AutopilotCommand):
-    help = "Export a run's trajectory as JSON or as a human-readable .rlog."
+    help = "Export a run's trajectory as JSON or a human-readable .rlog, or its terminal recording (cast)."
 
     def add_arguments(self, parser):
         parser.add_argument("run", type=int)
-        parser.add_argument("--format", choices=["json", "rlog"], default="json")
+        parser.add_argument("--format", choices=["json", "rlog", "cast"], default="json")
         parser.add_argument("-o", "--output", help="Write to this file instead of stdout.")
 
     def handle(self, *args, **options):
         run = get_run(self, options["run"], options)
-        if options["format"] == "rlog":
+        if options["format"] == "cast":
+            text = interactive.recording_text(run)
+            if not text:
+                raise NotFound(f"Run #{run.pk} has no terminal recording (only terminal sessions have one).")
+        elif options["format"] == "rlog":
             text = trajectory.export_rlog(run)
         else:
             text = json.dumps(to_jsonable(trajectory.export_run(run)), indent=2, ensure_ascii=False) + "\n"
