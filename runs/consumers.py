@@ -44,7 +44,7 @@ from autopilot.events import record_event
 from autopilot.models import Role
 from autopilot.permissions import has_role
 from runs import interactive
-from runs.models import ExecutionRun, RunKind
+from runs.models import ExecutionRun
 from runs.terminal import MAX_SIZE, MIN_SIZE, TerminalFull, TerminalProcess
 
 CLOSE_NOT_LIVE = 4409  # not an interactive run, or its session has ended
@@ -220,7 +220,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         run = ExecutionRun.objects.select_related("project").filter(pk=run_id).first()
         if run is None or not has_role(user, run.project, Role.OPERATOR):
             return CLOSE_FORBIDDEN, []
-        if run.kind != RunKind.INTERACTIVE or not interactive.is_live(run):
+        if not interactive.is_live(run):  # an interactive session, or an autonomous run taken over
             return CLOSE_NOT_LIVE, []
         return None, (interactive.attach_argv(run) if spawn else [])
 

@@ -1,5 +1,7 @@
-"""The run page's terminal panel (a live interactive run: the browser terminal; a finished one: the
-replay of its recording) and the recording itself, redacted: `GET /runs/<id>/recording.cast`.
+"""The run page's terminal panel and the terminal recording, redacted: `GET /runs/<id>/recording.cast`.
+
+The panel shows the browser terminal while the run's terminal is live (an interactive session, or an
+autonomous run taken over by a human), otherwise the replay of its recording, if it has one.
 
 Thin: the websocket is runs.consumers.TerminalConsumer, the browser side autopilot/static/autopilot/
 terminal.js; the session and its recording are runs.interactive's.
@@ -25,15 +27,17 @@ CAST_TYPE = "application/x-asciicast; charset=utf-8"
 
 
 def terminal_context(request, run: ExecutionRun) -> dict | None:
-    """What the run page's terminal panel shows, or None for a run that has none (an autonomous run)."""
-    if run.kind != RunKind.INTERACTIVE:
+    """What the run page's terminal panel shows, or None for a run that never had a terminal (an
+    autonomous run never taken over)."""
+    live = not run.is_terminal and interactive.is_live(run)  # a session, or an autonomous run taken over
+    recorded = interactive.recording_path(run).is_file()
+    if run.kind != RunKind.INTERACTIVE and not live and not recorded:
         return None
-    live = not run.is_terminal and interactive.is_live(run)
     return {
         "live": live,
         "can_attach": has_role(request.user, run.project, Role.OPERATOR),
         "socket": f"/ws/runs/{run.pk}/terminal/",
-        "recording": None if live or not interactive.recording_path(run).is_file() else recording_url(run),
+        "recording": recording_url(run) if recorded and not live else None,
     }
 
 
@@ -68,8 +72,6 @@ def run_recording(request, run_id: int):
         raise Http404(exc.message) from exc
     require_role_or_404(request.user, run.project, Role.VIEWER)
     try:
-        if run.kind != RunKind.INTERACTIVE:
-            raise NoRecording(f"Run #{run.pk} is not an interactive session: it has no terminal recording.")
         text = read_recording(run)
         try:
             body = redact_cast(text, Redactor.for_project(run.project, run.worktree_path or None))

@@ -363,3 +363,31 @@ def demote(user_id: int, project_id: int) -> None:
         ProjectMembership.objects.filter(user_id=user_id, project_id=project_id).update(role="viewer")
     finally:
         connection.close()
+
+
+def test_an_autonomous_run_taken_over_gets_the_browser_terminal_while_its_terminal_is_live(
+    world, cookies, tmp_path
+):
+    # Given an autonomous run whose worktree a human took over (its terminal opened, like
+    # runs.interactive.open_takeover does once the agent paused)
+    run = ExecutionRunFactory(
+        project=world.project, status=ExecutionRun.Status.WAITING_APPROVAL, worktree_path=str(tmp_path)
+    )
+    refused_before = attempt(world.users["operator"], socket_path(run.pk))
+    interactive.open_terminal(run, cwd=tmp_path, title=f"run #{run.pk} (taken over)")
+    wait_for(lambda: f"[run #{run.pk}]" in screen(run), message="no prompt in the taken-over terminal")
+
+    async def scenario():
+        ws = communicator(cookies["operator"], socket_path(run.pk))
+        connected, _ = await ws.connect(timeout=WAIT)
+        assert connected
+        await ws.send_to(text_data=json.dumps({"type": "input", "data": "echo taken-$((40+2))\r"}))
+        await read_until(ws, "taken-42")
+        await ws.disconnect()
+
+    # Then an operator attaches and types; a viewer still may not
+    async_to_sync(scenario)()
+    assert refused_before == NOT_LIVE
+    assert attempt(world.users["viewer"], socket_path(run.pk)) == FORBIDDEN
+    interactive.kill_server(run)
+    assert attempt(world.users["operator"], socket_path(run.pk)) == NOT_LIVE

@@ -124,7 +124,7 @@ def test_runs_without_a_readable_recording_are_404_naming_why():
     finally:
         path.unlink()
     assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 404)
-    assert "not an interactive session" in answers["autonomous"].content.decode()
+    assert "has no terminal recording" in answers["autonomous"].content.decode()
     assert "has no terminal recording" in answers["missing"].content.decode()
     assert "not an asciicast v2 file" in answers["broken"].content.decode()
 

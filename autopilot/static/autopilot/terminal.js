@@ -47,7 +47,7 @@
   }
 
   var CLOSED = {
-    1000: "The terminal closed: the attached process ended.",
+    1000: "The terminal closed (the session ended, or tmux detached). Reload the page to attach again or replay.",
     1011: "The terminal could not start.",
     4400: "The terminal refused a message it could not read.",
     4403: "Refused: attaching needs the operator role on this project (or you were logged out).",
