@@ -1,7 +1,8 @@
 """A process on a pseudo-terminal, driven from an asyncio event loop (the browser terminal's bridge).
 
 `TerminalProcess.spawn(argv, on_output=..., on_exit=...)` starts `argv` as the leader of a new
-session whose controlling terminal is a fresh PTY (like a terminal emulator does), then:
+session whose controlling terminal is a fresh PTY (like a terminal emulator does; through setsid(1)),
+then:
 - output: the PTY's master is watched with the loop's `add_reader`; each read (at most READ_CHUNK
   bytes) goes to `on_output(bytes)`; end of file (the session's last writer gone) calls `on_exit()`
   once. Nothing here ever blocks the loop;
@@ -26,6 +27,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -43,9 +45,10 @@ class TerminalFull(Exception):
     """The process stopped reading its input and too much is waiting."""
 
 
-def _become_controlling_terminal() -> None:  # pragma: no cover - runs in the child, before exec
-    # The child is a session leader already (start_new_session); its stdin is the PTY's slave.
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+# util-linux's setsid(1) makes the child a session leader with the PTY (its stdin) as controlling
+# terminal, then execs the command in place (same pid). No preexec_fn: running Python between fork
+# and exec is unsafe in a threaded server (daphne's thread pool).
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"
 
 
 def _set_size(fd: int, cols: int, rows: int) -> None:
@@ -102,14 +105,12 @@ class TerminalProcess:
             environment = dict(os.environ if env is None else env)
             environment.setdefault("TERM", "xterm-256color")
             process = subprocess.Popen(  # noqa: S603 - argv comes from the caller (runs.interactive)
-                argv,
+                [SETSID, "--ctty", *argv],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 cwd=cwd,
                 env=environment,
-                start_new_session=True,
-                preexec_fn=_become_controlling_terminal,  # noqa: PLW1509 - two syscalls, no locks
                 close_fds=True,
             )
         except BaseException:
@@ -219,6 +220,9 @@ class TerminalProcess:
     def _signal_session(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # not yet its own group
+            if self.process.poll() is None:
+                os.kill(self.pid, signum)
         for pid in session_processes(self.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)

@@ -177,11 +177,25 @@ def test_a_resize_outside_the_limits_is_refused(tmp_path, cols, rows):
     run(scenario())
 
 
-def test_a_command_that_cannot_start_raises_and_leaks_no_descriptor(tmp_path):
+def test_a_command_that_cannot_start_says_so_on_the_terminal_and_ends(tmp_path):
+    async def scenario():
+        screen = Screen()
+        terminal = TerminalProcess.spawn(
+            [str(tmp_path / "missing")], on_output=screen.output, on_exit=screen.exit
+        )
+        await screen.wait_for("failed to execute")
+        await asyncio.wait_for(screen.ended.wait(), WAIT)
+        await terminal.aclose()
+        assert terminal.process.returncode != 0
+
+    run(scenario())
+
+
+def test_a_terminal_that_cannot_be_set_up_raises_and_leaks_no_descriptor(tmp_path):
     async def scenario():
         before = len(os.listdir("/proc/self/fd"))
         with pytest.raises(OSError):
-            TerminalProcess.spawn([str(tmp_path / "missing")], on_output=print, on_exit=print)
+            TerminalProcess.spawn(["bash"], on_output=print, on_exit=print, cwd=str(tmp_path / "missing"))
         assert len(os.listdir("/proc/self/fd")) == before
 
     run(scenario())
