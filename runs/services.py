@@ -369,6 +369,8 @@ def runs_create_many(*, specs: list[dict[str, Any]], actor=None, enqueue: bool =
 def run_retry(*, run: ExecutionRun, actor=None, enqueue: bool = True) -> ExecutionRun:
     """A new attempt of a finished run (same project, task, prompt, backend, limits)."""
     run.refresh_from_db()
+    if run.kind == RunKind.INTERACTIVE:
+        raise Conflict(f"Run #{run.pk} was a terminal session; open a new one on its task instead.")
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; stop it before retrying.")
     return run_create(
@@ -402,6 +404,8 @@ def run_resume(
     """Continue a finished or interrupted run: a new run with the backend session id and a new prompt,
     in the same worktree and branch when they still exist (budget: the original's unless given)."""
     run.refresh_from_db()
+    if run.kind == RunKind.INTERACTIVE:
+        raise Conflict(f"Run #{run.pk} was a terminal session; an agent cannot resume it.")
     if not run.is_terminal:
         raise Conflict(f"Run #{run.pk} is still {run.status}; send it a message instead, or stop it first.")
     if not (prompt or "").strip():

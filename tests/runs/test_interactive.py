@@ -197,6 +197,10 @@ def test_bad_inputs_are_refused_with_a_clear_error(task):
     run = interactive.start(task=task)
     with pytest.raises(Conflict, match="already has a queued or active"):
         interactive.start(task=task)
+    with pytest.raises(Conflict, match="was a terminal session"):
+        services.run_retry(run=run)
+    with pytest.raises(Conflict, match="an agent cannot resume it"):
+        services.run_resume(run=run, prompt="go on")
     with pytest.raises(Conflict, match="not an interactive session"):
         interactive.finish(scripted(TaskFactory().project, [{"finish": "x"}]))
     assert interactive.is_live(run)
