@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import views, views_integration, views_sessions
+from runs import views, views_integration, views_sessions, views_terminal
 
 urlpatterns: list = [
     path("sessions/", views_sessions.sessions_list, name="sessions"),
@@ -13,6 +13,7 @@ urlpatterns: list = [
     ),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/replay/", views.run_replay, name="run-replay"),
+    path("runs/<int:run_id>/recording.cast", views_terminal.run_recording, name="run-recording"),
     path("runs/<int:run_id>/steps/<int:step_id>/rollback/", views.step_rollback, name="run-step-rollback"),
     path("runs/<int:run_id>/<str:action>/", views.run_action, name="run-action"),
     path("projects/<int:pk>/integration/", views_integration.integration_page, name="integration-page"),

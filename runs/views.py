@@ -20,7 +20,7 @@ from autopilot.models import Event, Role
 from autopilot.permissions import has_role
 from autopilot.web import project_or_404, require_role_or_404
 from blueprints.selectors import task_get
-from runs import alignment, interactive, selectors, services, trajectory, views_sessions
+from runs import alignment, interactive, selectors, services, trajectory, views_sessions, views_terminal
 from runs.backends import backend_label
 from runs.bundle import sent_prompt
 from runs.models import AgentBackend, ExecutionRun, ExecutionStep, RunKind
@@ -149,6 +149,7 @@ def run_detail(request, run_id: int):
         return render(request, "runs/run_detail.html#prompt", context)
     context["last_event"] = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     context["analysis"] = trajectory.analyze(run) if run.is_terminal else None
+    context["terminal"] = views_terminal.terminal_context(request, run)
     return render(request, "runs/run_detail.html", context)
 
 

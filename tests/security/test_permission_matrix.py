@@ -31,6 +31,7 @@ from rest_framework.test import APIClient
 from autopilot.models import Event, Project, Role
 from autopilot.permissions import FIELD_ROLES, TRUSTED
 from blueprints.models import Blueprint, SummaryJob
+from runs import interactive
 from runs.models import ExecutionRun, Integration
 from tests.factories import (
     BlueprintFactory,
@@ -84,6 +85,12 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         run = ExecutionRunFactory(project=project, status=ExecutionRun.Status.SUCCEEDED)
         second = ExecutionRunFactory(project=project, status=ExecutionRun.Status.SUCCEEDED)
         step = ExecutionStepFactory(run=run)
+        session = ExecutionRunFactory(
+            project=project, kind="interactive", status=ExecutionRun.Status.SUCCEEDED
+        )
+        cast = interactive.recording_path(session)
+        cast.parent.mkdir(parents=True, exist_ok=True)
+        cast.write_text('{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "$ "]\n')
         event = Event.objects.create(project=project, kind="matrix.test")
         summary_job = SummaryJob.objects.create(project=project)
         merge = IntegrationFactory(project=project, task=other, status=Integration.Status.CONFLICT)
@@ -100,6 +107,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             "run": run.pk,
             "second_run": second.pk,
             "step": step.pk,
+            "session": session.pk,
             "event": event.pk,
             "summary_job": summary_job.pk,
             "integration": merge.pk,
@@ -108,6 +116,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         }
         ids["repo_root"] = str(tmp_path_factory.mktemp("roots"))
     yield World(users=users, project=project, ids=ids)
+    cast.unlink(missing_ok=True)
     with django_db_blocker.unblock():
         Project.objects.filter(pk=project.pk).delete()
         get_user_model().objects.filter(username__startswith="m-").delete()
@@ -352,6 +361,7 @@ PAGES = [
         lambda ids: {"project": ids["project"], "prompt": "hello", "agent": "scripted"},
     ),
     E("run-replay", "GET", "/runs/{run}/replay/", VIEW),
+    E("run-recording", "GET", "/runs/{session}/recording.cast", VIEW),
     E("run-step-rollback", "POST", "/runs/{run}/steps/{step}/rollback/", OPS),
     E("run-action", "POST", "/runs/{run}/stop/", OPS),
     E("integration-page", "GET", "/projects/{project}/integration/", VIEW),
