@@ -2,8 +2,10 @@
 
 It uses no model at all and is labelled "scripted (offline demo)" wherever it appears. It follows a
 script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
-JSON list, or from the task's body when it is one (the tick's runs of script tasks), or else the
-built-in demo script (write a notes file with the prompt, list the directory, finish). Every action
+JSON list, or from the task's body when it is one (the tick's runs of script tasks) or when it holds a
+fenced block whose info string is `scripted` (a blueprint section that carries the actions
+implementing it, as the demo's do: the body's first ```scripted block, a JSON list), or else the
+built-in notes script (write a notes file with the prompt, list the directory, finish). Every action
 is one turn and goes through the same guarded tools as the native backend, so approvals, refusals,
 diffs and rollback behave exactly as with a real agent.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
@@ -53,17 +56,37 @@ def demo_script(prompt: str) -> list[dict[str, Any]]:
     ]
 
 
+# A fenced code block (``` or ~~~, CommonMark: the closing fence is at least as long as the opening one)
+# whose info string is exactly `scripted`, at the start of a line.
+SCRIPT_BLOCK = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*scripted[ \t]*\n(?P<body>.*?)^(?P=fence)[`~]*[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def script_in(body: str) -> str | None:
+    """The JSON text of a task body's script: the whole body when it is a JSON list, else its first
+    ```scripted fenced block; None when it has neither."""
+    text = (body or "").strip()
+    if text.startswith("["):
+        return text
+    block = SCRIPT_BLOCK.search(body or "")
+    return block.group("body").strip() if block else None
+
+
 def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     script = ctx.settings.get("script")
     if script is None:
-        text = (ctx.run.prompt or "").strip()
-        if not text.startswith("[") and ctx.run.task_id:  # a task whose body is a script (demos, benches)
-            text = (ctx.run.task.body or "").strip()
-        if text.startswith("["):
+        text, source = (ctx.run.prompt or "").strip(), "The prompt looks like a JSON script but"
+        if not text.startswith("[") and ctx.run.task_id:  # a task that carries its script (demo, benches)
+            task_script = script_in(ctx.run.task.body)
+            if task_script is not None:
+                text, source = task_script, "The task's script"
+        if text.startswith("[") or source == "The task's script":
             try:
                 script = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise BackendError(f"The prompt looks like a JSON script but does not parse: {exc}.") from exc
+                raise BackendError(f"{source} does not parse: {exc}.") from exc
         else:
             script = demo_script(ctx.prompt)
     if not isinstance(script, list) or not all(isinstance(a, dict) and a for a in script):
