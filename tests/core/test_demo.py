@@ -10,8 +10,10 @@ import sys
 import pytest
 from django.contrib.auth import get_user_model
 
+from autopilot.management.commands.demo import DEMO_TASKS
 from autopilot.models import Project
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
+from runs.backends.scripted import script_in
 
 
 def run_demo(env: dict) -> dict:
@@ -78,6 +80,15 @@ def test_demo_creates_admin_project_repository_and_blueprint_once(subprocess_env
     assert list(phases.values_list("title", flat=True)) == ["Phase 1: Arithmetic", "Phase 2: Command line"]
     assert Task.objects.filter(project=project).count() >= 4
     assert TaskDependency.objects.exists()
+    # and every task carries the scripted actions that implement it (its own, not a notes filler),
+    # with the dependencies the scripts build on (each edits what its prerequisite wrote)
+    tasks = {t.title: t for t in Task.objects.filter(project=project, kind=Task.Kind.WORK)}
+    assert set(tasks) == {title for title, *_ in DEMO_TASKS}
+    for title, deps, _spec, script in DEMO_TASKS:
+        assert json.loads(script_in(tasks[title].body)) == script
+        assert set(
+            TaskDependency.objects.filter(task=tasks[title]).values_list("depends_on__title", flat=True)
+        ) == set(deps)
     before = counts()
 
     # When it runs again
