@@ -4,10 +4,11 @@ It uses no model at all and is labelled "scripted (offline demo)" wherever it ap
 script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
 JSON list, or from the task's body when it is one (the tick's runs of script tasks) or when it holds a
 fenced block whose info string is `scripted` (a blueprint section that carries the actions
-implementing it, as the demo's do: the body's first ```scripted block, a JSON list), or else the
-built-in notes script (write a notes file with the prompt, list the directory, finish). Every action
-is one turn and goes through the same guarded tools as the native backend, so approvals, refusals,
-diffs and rollback behave exactly as with a real agent.
+implementing it, as the demo's do: the body's first ```scripted block, a JSON list; a task's later
+runs — retry, rework, a reaction to a merge conflict — follow its ```scripted follow-up block when it
+has one), or else the built-in notes script (write a notes file with the prompt, list the directory,
+finish). Every action is one turn and goes through the same guarded tools as the native backend, so
+approvals, refusals, diffs and rollback behave exactly as with a real agent.
 
 Actions (one key names the action):
     {"say": "text"}                               an assistant message (llm_turn step)
@@ -56,22 +57,27 @@ def demo_script(prompt: str) -> list[dict[str, Any]]:
     ]
 
 
-# A fenced code block (``` or ~~~, CommonMark: the closing fence is at least as long as the opening one)
-# whose info string is exactly `scripted`, at the start of a line.
+# A fenced code block (``` or ~~~; the closing fence at least as long as the opening one) at the start of
+# a line whose info string is `scripted` (the script of a task's first run) or `scripted follow-up`
+# (the script of its later runs: a retry, a rework, a reaction to a merge conflict or failed tests).
 SCRIPT_BLOCK = re.compile(
-    r"^(?P<fence>`{3,}|~{3,})[ \t]*scripted[ \t]*\n(?P<body>.*?)^(?P=fence)[`~]*[ \t]*$",
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*scripted(?P<follow_up>[ \t]+follow-up)?[ \t]*\n"
+    r"(?P<body>.*?)^(?P=fence)[`~]*[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
 
 
-def script_in(body: str) -> str | None:
+def script_in(body: str, *, follow_up: bool = False) -> str | None:
     """The JSON text of a task body's script: the whole body when it is a JSON list, else its first
-    ```scripted fenced block; None when it has neither."""
+    ```scripted fenced block (for a follow-up run, its first ```scripted follow-up block when it has
+    one); None when it has none."""
     text = (body or "").strip()
     if text.startswith("["):
         return text
-    block = SCRIPT_BLOCK.search(body or "")
-    return block.group("body").strip() if block else None
+    blocks = {}
+    for block in SCRIPT_BLOCK.finditer(body or ""):
+        blocks.setdefault(bool(block.group("follow_up")), block.group("body").strip())
+    return blocks.get(True) if follow_up and True in blocks else blocks.get(False)
 
 
 def script_for(ctx: RunContext) -> list[dict[str, Any]]:
@@ -79,7 +85,8 @@ def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     if script is None:
         text, source = (ctx.run.prompt or "").strip(), "The prompt looks like a JSON script but"
         if not text.startswith("[") and ctx.run.task_id:  # a task that carries its script (demo, benches)
-            task_script = script_in(ctx.run.task.body)
+            follow_up = ctx.run.attempt > 1 or ctx.run.retry_of_id is not None
+            task_script = script_in(ctx.run.task.body, follow_up=follow_up)
             if task_script is not None:
                 text, source = task_script, "The task's script"
         if text.startswith("[") or source == "The task's script":

@@ -108,3 +108,26 @@ def test_a_bad_scripted_block_fails_the_run_with_a_clear_error(project, block, e
     run.refresh_from_db()
     assert error in run.status_reason
     assert not ExecutionStep.objects.filter(run=run, kind="write_file").exists()
+
+
+def test_a_follow_up_run_of_the_task_follows_its_follow_up_block(project):
+    # given a task with a first-run script and a follow-up script, and its first run done
+    task = TaskFactory(
+        project=project,
+        body='## Two passes\n\n```scripted\n[{"write": "a.txt", "content": "first\\n"}]\n```\n\n'
+        '```scripted follow-up\n[{"write": "b.txt", "content": "again\\n"}]\n```\n',
+    )
+    first = services.run_create(project=project, task=task, prompt="Implement it.", enqueue=False)
+    assert execute_run(first.pk) == "succeeded"
+
+    # when a retry of it runs
+    retry = services.run_create(
+        project=project, task=task, prompt="Implement it.", retry_of=first, attempt=2, enqueue=False
+    )
+    assert execute_run(retry.pk) == "succeeded"
+
+    # then the first run followed the first block and the retry the follow-up block
+    first.refresh_from_db()
+    retry.refresh_from_db()
+    assert [s.input["path"] for s in first.steps.filter(kind="write_file")] == ["a.txt"]
+    assert [s.input["path"] for s in retry.steps.filter(kind="write_file")] == ["b.txt"]
