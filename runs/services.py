@@ -117,6 +117,22 @@ def _check_run_settings(options: dict[str, Any], *, agent: str, prompt: str) -> 
             raise ApplicationError(f"{where}: {exc}.") from exc
 
 
+def _check_from_ref(project, value: Any, *, task, resumed: bool) -> None:
+    """A run's `from_ref` (where a run without a task starts): an existing local branch, by name."""
+    if not isinstance(value, str):
+        raise ApplicationError("from_ref must be the name of a local branch (text).")
+    if task is not None:
+        raise ApplicationError(
+            "from_ref is only for runs without a task: a task's run starts from the integration branch."
+        )
+    if resumed:
+        raise ApplicationError("from_ref cannot be given when resuming a run: it continues its own branch.")
+    try:
+        workspace.resolve_from_ref(project, value)
+    except workspace.WorkspaceError as exc:
+        raise ApplicationError(f"from_ref: {exc}") from exc
+
+
 def enqueue_run(run_id: int) -> None:
     """Hand a run to the runs cluster (call on commit). The task claims the row; duplicates do nothing."""
     from django_q.tasks import async_task
@@ -194,6 +210,10 @@ def _build_run(
         raise ApplicationError("settings must be an object.")
     options = dict(run_settings or {})
     _check_run_settings(options, agent=agent, prompt=prompt)
+    if options.get("from_ref") not in (None, ""):
+        _check_from_ref(project, options["from_ref"], task=task, resumed=resumed_from is not None)
+    else:
+        options.pop("from_ref", None)
     return ExecutionRun(
         project=project,
         task=task,
@@ -262,8 +282,12 @@ def run_create(
     retry_of: ExecutionRun | None = None,
     resumed_from: ExecutionRun | None = None,
     attempt: int = 1,
+    from_ref: str | None = None,
 ) -> ExecutionRun:
     """Queue a run. Defaults come from project.agent_for(role) and project.default_run_budget_usd.
+
+    `from_ref`: a run without a task starts from this existing local branch instead of the base branch
+    (stored in the run's settings; a task's run always starts from the integration branch).
 
     `run_settings` is the run's backend settings (e.g. {"script": [...]} for scripted; "step_through",
     "write_scope", "stuck_repeat", "stuck_idle_turns"). With enqueue=False the caller executes it
@@ -272,6 +296,8 @@ def run_create(
     Validation and redaction happen before the write transaction opens (redaction reads the project's
     .env files and scans the whole prompt: never while holding the database's write lock).
     """
+    if from_ref not in (None, ""):
+        run_settings = {**(run_settings or {}), "from_ref": from_ref}
     run = _build_run(
         project=project,
         prompt=prompt,
@@ -397,7 +423,7 @@ def run_resume(
         raise Conflict(f"Run #{run.pk} is still {run.status}; send it a message instead, or stop it first.")
     if not (prompt or "").strip():
         raise ApplicationError("Resuming needs a prompt (what the agent should do next).")
-    inherited = {k: v for k, v in (run.settings or {}).items() if k != "script"}
+    inherited = {k: v for k, v in (run.settings or {}).items() if k not in ("script", "from_ref")}
     inherited.update(run_settings or {})
     return run_create(
         project=run.project,

@@ -4,7 +4,7 @@ wrapper (`autopilot.jobs`). Idempotent."""
 from __future__ import annotations
 
 from autopilot.jobs import call_job
-from runs import services, worker
+from runs import integration, services, worker
 
 
 def execute_run(run_id: int) -> str:
@@ -27,3 +27,14 @@ def reconcile_runs() -> dict:
 def cleanup_worktrees() -> dict:
     """Scheduled: retention of finished runs' worktrees (branches kept); reports disk use."""
     return call_job("clean up worktrees", services.cleanup_worktrees)
+
+
+def process_integration_queue(project_id: int) -> dict:
+    """Merge the project's queued integrations one at a time until none can be taken (another worker's
+    merge in flight, the queue empty, the project paused). Enqueued by the manager's tick."""
+
+    def drain() -> dict:
+        done = integration.drain(project_id)
+        return {"project": project_id, "integrations": [{"id": i.pk, "status": i.status} for i in done]}
+
+    return call_job(f"merge queue of project {project_id}", drain)

@@ -29,6 +29,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from autopilot.errors import InvalidTransition
+from autopilot.events import record_event
 from autopilot.state import transition
 from runs import budget, lifecycle, workspace
 from runs.backends import get_backend
@@ -250,13 +251,31 @@ class RunWorker:
                 f"could not create the run's worktree under {where}: {exc.strerror or exc}"
             ) from exc
         ExecutionRun.objects.filter(pk=run.pk).update(
-            worktree_path=str(self.ws.path), branch=self.ws.branch, base_commit=self.ws.base_commit
+            worktree_path=str(self.ws.path),
+            branch=self.ws.branch,
+            base_commit=self.ws.base_commit,
+            start_ref=self.ws.start_ref[:300],
         )
-        run.worktree_path, run.branch, run.base_commit = (
+        run.worktree_path, run.branch, run.base_commit, run.start_ref = (
             str(self.ws.path),
             self.ws.branch,
             self.ws.base_commit,
+            self.ws.start_ref[:300],
         )
+        if self.ws.start_conflict:
+            # The integration head did not merge cleanly into the task's branch (workspace.create):
+            # the event says which files; the prompt context shows both sides from the integration.
+            conflict = self.ws.start_conflict
+            record_event(
+                kind="executionrun.start_conflict",
+                subject=run,
+                data={
+                    "onto": conflict["onto"],
+                    "files": conflict["files"][:100],
+                    "resolved_with_ours": conflict["merged"],
+                    "detail": Redactor.for_project(run.project)(conflict["detail"]),
+                },
+            )
         home = Path(settings.DATA_DIR) / "run-homes" / f"run-{run.pk}"
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         artifacts = Path(settings.AUTOPILOT_ARTIFACT_ROOT) / "runs" / str(run.pk)

@@ -1,9 +1,24 @@
 """Git worktrees for runs: create, set up, commit, summarize, roll back, clean up.
 
 Every run works in `git worktree add` of its project's repository, on its own branch
-(`autopilot/<task-slug>-<run-id>`, or `autopilot/run-<id>` without a task) created from the base
-branch's commit. Nothing here ever checks out, commits to or moves the base branch, and the main
-worktree's files are never touched. `git worktree add/remove/prune` on one repository are serialized
+(`autopilot/<task-slug>-<run-id>`, or `autopilot/run-<id>` without a task). Where the branch starts
+(`start_point`, recorded as the run's start_ref and base_commit):
+
+- a task's first run: the integration branch's head (every integrated prerequisite is in it; the
+  branch is created from the base branch's commit when it does not exist yet);
+- a task's follow-up run (a retry, a rework after failed integration tests, a conflict or requested
+  changes): the task's latest branch, brought up to date by merging the integration head into it. When
+  that merge conflicts it is aborted (no conflict markers ever reach the agent) and redone with
+  `-X ours`: the branch then contains the integration head (so the merge queue can merge it), each
+  conflicting hunk keeps the task's side, and the conflict (files, both sides; `start_conflict`) is
+  recorded for the prompt, whose job is to bring the other side's change back in. The merge queue
+  tests the result before anything reaches the integration branch. A task whose latest review
+  rejected the work starts afresh from the integration head;
+- a run without a task: the base branch, or the existing local branch its settings' `from_ref` names.
+
+Nothing here ever checks out, commits to or moves the base branch or the integration branch (only the
+merge queue, runs.integration, moves the integration branch), and the main worktree's files are never
+touched. `git worktree add/remove/prune` on one repository are serialized
 by an advisory file lock (several workers share a repository) and retried on git's own lock errors.
 """
 
@@ -17,7 +32,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -25,6 +40,7 @@ from django.utils.text import slugify
 
 from runs.backends.base import CommandResult
 from runs.guard import ParsedCommand, execute
+from runs.models import ExecutionRun, TaskReview
 
 GIT_IDENTITY = [
     "-c",
@@ -34,6 +50,7 @@ GIT_IDENTITY = [
     "-c",
     "commit.gpgsign=false",
 ]
+ZERO_COMMIT = "0" * 40
 LOCK_ERRORS = ("index.lock", "could not lock", "already locked", "Unable to create", "cannot lock ref")
 
 
@@ -110,10 +127,112 @@ class Workspace:
     base_commit: str
     cwd: Path
     reused: bool = False
+    start_ref: str = ""
+    # Set when bringing a follow-up branch up to date conflicted: {onto, files, detail}.
+    start_conflict: dict = field(default_factory=dict)
 
 
 def base_commit_of(project) -> str:
     return git(project.repo_path, "rev-parse", "--verify", f"refs/heads/{project.base_branch}^{{commit}}")
+
+
+def check_branch_name(name: str, what: str = "branch") -> str:
+    """A plain local branch name (never an option, a path outside refs/heads, or a revision
+    expression); WorkspaceError naming the problem otherwise."""
+    name = (name or "").strip()
+    if not name:
+        raise WorkspaceError(f"The {what} name is empty.")
+    if name.startswith("-") or name.startswith("refs/") or name.startswith("/"):
+        raise WorkspaceError(f"'{name}' is not a valid {what} name (a plain branch name, like 'main').")
+    ok = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, env=git_env(), timeout=10
+    )
+    if ok.returncode != 0 or ok.stdout.decode().strip() != name:
+        raise WorkspaceError(f"'{name}' is not a valid {what} name.")
+    return name
+
+
+def ref_commit(repo: Path | str, branch: str) -> str | None:
+    """The commit a local branch points at, or None when it does not exist."""
+    out = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False)
+    return out or None
+
+
+def update_ref(repo: Path | str, branch: str, new: str, expected_old: str) -> bool:
+    """Compare-and-swap a local branch: move it to `new` only if it still points at `expected_old`
+    (ZERO_COMMIT: only if it does not exist). False when someone else moved it meanwhile."""
+    try:
+        git(repo, "update-ref", "-m", "autopilot: merge queue", f"refs/heads/{branch}", new, expected_old)
+    except WorkspaceError:
+        return False
+    return True
+
+
+def integration_head(project) -> str:
+    """The integration branch's head commit; the branch is created from the base branch's commit
+    (compare-and-swap against "absent", so two creators agree) when it does not exist yet."""
+    repo = project.repo_path
+    branch = check_branch_name(project.integration_branch, "integration branch")
+    head = ref_commit(repo, branch)
+    if head is not None:
+        return head
+    base = base_commit_of(project)
+    if not update_ref(repo, branch, base, ZERO_COMMIT):
+        head = ref_commit(repo, branch)
+        if head is None:
+            raise WorkspaceError(f"could not create the integration branch '{branch}'.")
+        return head
+    return base
+
+
+def resolve_from_ref(project, name: str) -> str:
+    """The commit of `name`, an existing local branch of the project's repository (a run's `from_ref`)."""
+    name = check_branch_name(name, "from_ref branch")
+    commit = ref_commit(project.repo_path, name)
+    if commit is None:
+        raise WorkspaceError(f"There is no local branch '{name}' in the project's repository.")
+    return commit
+
+
+def previous_branch(run) -> tuple[str, str] | None:
+    """(branch, head) of the task's latest earlier run whose branch still exists — what a follow-up
+    run continues; None for a first run, or when the latest review rejected the work (start afresh)."""
+    if not run.task_id:
+        return None
+    earlier = ExecutionRun.objects.filter(task_id=run.task_id, pk__lt=run.pk).exclude(branch="")
+    rejected = (
+        TaskReview.objects.filter(task_id=run.task_id, decision=TaskReview.Decision.REJECTED)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if rejected is not None:
+        earlier = earlier.filter(created_at__gt=rejected)
+    for branch in earlier.order_by("-pk").values_list("branch", flat=True)[:20]:
+        head = ref_commit(project_repo(run), branch)
+        if head is not None:
+            return branch, head
+    return None
+
+
+def project_repo(run) -> str:
+    return run.project.repo_path
+
+
+def start_point(run) -> tuple[str, str, tuple[str, str] | None]:
+    """(start_ref, start commit, previous) of a new run's branch; `previous` = (branch, head) when the
+    run continues a task's branch (the integration head is then merged into it)."""
+    project = run.project
+    if not run.task_id:
+        from_ref = (run.settings or {}).get("from_ref")
+        if from_ref:
+            return from_ref, resolve_from_ref(project, str(from_ref)), None
+        return project.base_branch, base_commit_of(project), None
+    head = integration_head(project)
+    previous = previous_branch(run)
+    if previous is not None:
+        return previous[0], previous[1], previous
+    return project.integration_branch, head, None
 
 
 def is_worktree(path: Path | str) -> bool:
@@ -122,17 +241,19 @@ def is_worktree(path: Path | str) -> bool:
 
 
 def create(run, *, reuse_from=None) -> Workspace:
-    """A fresh worktree on a new branch from the base branch; or, for a resumed run whose previous
-    worktree still exists, that worktree and branch (its current HEAD becomes this run's base)."""
+    """A fresh worktree on a new branch from the run's start point (see the module doc); or, for a
+    resumed run whose previous worktree still exists, that worktree and branch (its current HEAD
+    becomes this run's base)."""
     project = run.project
     if reuse_from is not None and reuse_from.worktree_path and is_worktree(reuse_from.worktree_path):
         path = Path(reuse_from.worktree_path)
         head = git(path, "rev-parse", "HEAD")
-        return Workspace(path, reuse_from.branch, head, _cwd(project, path), reused=True)
+        return Workspace(
+            path, reuse_from.branch, head, _cwd(project, path), reused=True, start_ref=reuse_from.branch
+        )
     repo = Path(project.repo_path)
     path = path_for(run)
     branch = branch_for(run)
-    base = base_commit_of(project)
     path.parent.mkdir(parents=True, exist_ok=True)
     if reuse_from is not None and reuse_from.branch:
         # The worktree is gone but the branch is kept: check the branch out again.
@@ -141,7 +262,10 @@ def create(run, *, reuse_from=None) -> Workspace:
             with repo_lock(repo):
                 _retrying(lambda: git(repo, "worktree", "add", str(path), reuse_from.branch))
             head = git(path, "rev-parse", "HEAD")
-            return Workspace(path, reuse_from.branch, head, _cwd(project, path), reused=True)
+            return Workspace(
+                path, reuse_from.branch, head, _cwd(project, path), reused=True, start_ref=reuse_from.branch
+            )
+    start_ref, base, previous = start_point(run)
     with repo_lock(repo):
         if path.exists():
             # A leftover from a crashed attempt of this same run: start clean.
@@ -150,7 +274,118 @@ def create(run, *, reuse_from=None) -> Workspace:
             git(repo, "worktree", "prune", check=False)
             git(repo, "branch", "-D", branch, check=False)
         _retrying(lambda: git(repo, "worktree", "add", "--no-track", "-b", branch, str(path), base))
-    return Workspace(path, branch, base, _cwd(project, path))
+    conflict: dict = {}
+    if previous is not None:
+        onto = integration_head(project)
+        conflict = bring_up_to_date(path, onto, project.integration_branch)
+        base = git(path, "rev-parse", "HEAD")
+    return Workspace(path, branch, base, _cwd(project, path), start_ref=start_ref, start_conflict=conflict)
+
+
+def bring_up_to_date(path: Path | str, onto: str, onto_name: str) -> dict:
+    """Merge the integration head `onto` into the worktree's branch (nothing when it is in already).
+    A conflicting merge is aborted and redone with `-X ours` (see the module doc); returns the
+    conflict ({onto, files, detail}) or {} when the merge was clean."""
+    if _is_ancestor(path, onto, "HEAD"):
+        return {}
+    message = f"autopilot: bring the branch up to date with {onto_name} ({onto[:12]})"
+    merged = subprocess.run(
+        ["git", *GIT_IDENTITY, "merge", "--no-edit", "-m", message, onto],
+        cwd=str(path),
+        capture_output=True,
+        env=git_env(),
+        timeout=300,
+    )
+    if merged.returncode == 0:
+        return {}
+    files = conflicted_files(path)
+    detail = conflict_detail(path, files, ours=onto_name, theirs="this task's branch", swap=True)
+    git(path, "merge", "--abort", check=False)
+    git(path, "reset", "-q", "--hard", "HEAD", check=False)
+    again = subprocess.run(
+        ["git", *GIT_IDENTITY, "merge", "--no-edit", "-X", "ours", "-m", message, onto],
+        cwd=str(path),
+        capture_output=True,
+        env=git_env(),
+        timeout=300,
+    )
+    if again.returncode != 0:  # e.g. modify/delete: -X ours cannot decide; start from the branch as it is
+        git(path, "merge", "--abort", check=False)
+        git(path, "reset", "-q", "--hard", "HEAD", check=False)
+    return {"onto": onto, "files": files, "detail": detail, "merged": again.returncode == 0}
+
+
+def _is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:
+    result = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+        cwd=str(path),
+        capture_output=True,
+        env=git_env(),
+        timeout=60,
+    )
+    return result.returncode == 0
+
+
+CONFLICT_DETAIL_CAP = 20_000
+_MARKER_START, _MARKER_BASE, _MARKER_MID, _MARKER_END = "<<<<<<<", "|||||||", "=======", ">>>>>>>"
+
+
+def conflicted_files(path: Path | str) -> list[str]:
+    """The unmerged paths of a worktree in the middle of a merge, rebase or squash."""
+    out = git(path, "diff", "--name-only", "--diff-filter=U", "-z", check=False)
+    return sorted({name for name in out.split("\0") if name})[:500]
+
+
+def conflict_detail(
+    path: Path | str,
+    files: list[str],
+    *,
+    ours: str,
+    theirs: str,
+    swap: bool = False,
+    cap: int = CONFLICT_DETAIL_CAP,
+) -> str:
+    """Both sides of every conflicting hunk of `files` (as git left them in the worktree), labelled
+    with `ours` (the side checked out) and `theirs`; capped at `cap` characters. `swap`: the worktree
+    had the task's branch checked out, so git's "ours" is the task — shown second, as everywhere else
+    the integration side comes first."""
+    parts: list[str] = []
+    for name in files:
+        target = Path(path) / name
+        if not target.is_file():
+            parts.append(f"--- {name}: deleted on one side, changed on the other")
+            continue
+        lines = target.read_text(errors="replace").splitlines()
+        hunks, current, side = [], None, None
+        for number, line in enumerate(lines, 1):
+            if line.startswith(_MARKER_START):
+                current, side = {"line": number, "ours": [], "theirs": []}, "ours"
+            elif current is not None and line.startswith(_MARKER_BASE):
+                side = None
+            elif current is not None and line.startswith(_MARKER_MID):
+                side = "theirs"
+            elif current is not None and line.startswith(_MARKER_END):
+                hunks.append(current)
+                current, side = None, None
+            elif current is not None and side is not None:
+                current[side].append(line)
+        if not hunks:
+            parts.append(f"--- {name}: conflicting changes (no text hunks: binary, or added on both sides)")
+            continue
+        for hunk in hunks:
+            first, second = (hunk["theirs"], hunk["ours"]) if swap else (hunk["ours"], hunk["theirs"])
+            labels = (ours, theirs)
+            parts.append(
+                f"--- {name} (near line {hunk['line']})\n<<<<<<< {labels[0]}\n"
+                + "".join(f"{x}\n" for x in first)
+                + "=======\n"
+                + "".join(f"{x}\n" for x in second)
+                + f">>>>>>> {labels[1]}"
+            )
+    text = "\n".join(parts)
+    if len(text) > cap:
+        text = text[: cap - 40] + "\n[… conflict detail truncated]"
+    return text
 
 
 def _cwd(project, path: Path) -> Path:

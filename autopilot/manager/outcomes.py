@@ -10,6 +10,14 @@ Definitions:
   to succeed; a failure pushes it up by the attempts spent so far.
 - cycle time: task.started_at (first run started) → task.completed_at (done).
 
+The lifecycle of a task's code run (runs.integration has the merge queue):
+- succeeded, its tests passed or none ran → review when a human must approve it
+  (`integration.review_needed`: an explicit project.review_required wins, else the legacy
+  auto_complete_on_tests means "don't wait for review", else required in suggest and semi_auto, not
+  in full_auto), otherwise straight to `integrating` with an Integration queued; done = merged;
+- succeeded but its own tests failed, failed, timed out → ready for rework (blocked after max attempts);
+- cancelled → blocked (never restarted behind a human's back).
+
 Idempotent: every outcome is applied once per run, marked by a `manager.outcome` event on the run.
 """
 
@@ -24,13 +32,12 @@ from django.utils import timezone
 
 from autopilot.events import record_event
 from autopilot.manager.models import FileStat
-from autopilot.manager.requests import is_inline
 from autopilot.models import Event
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
 from blueprints.models import PlanNode, Task
+from runs import integration
 from runs.models import ExecutionRun, ExecutionStep
-from runs.services import run_create
 
 logger = logging.getLogger(__name__)
 
@@ -165,16 +172,22 @@ def _outcome(run, task: Task) -> dict:
     if run.status == ExecutionRun.Status.SUCCEEDED:
         result = tests_result(run)
         passed = result is True
-        has_command = bool(project.test_command.strip())
-        # Auto-complete: done when the run's tests passed, or when no tests ran and there is no test
-        # command at all; with a test command and no test step, the test worker runs in the run's
-        # worktree first (a test-role run resuming this one) and its result decides.
-        verify = project.auto_complete_on_tests and result is None and has_command
-        complete = project.auto_complete_on_tests and (passed or (result is None and not has_command))
-        target = Task.Status.DONE if complete else Task.Status.REVIEW
+        if result is False:
+            # The run's own tests failed: rework, exactly like a failed run (below).
+            return _failed(run, task, project, attempts, files, rework, other_open, why="its tests failed")
+        # Delivered: a human reviews it first when the project requires it (integration.review_needed);
+        # otherwise it goes straight to the merge queue, whose integration tests are the gate (the
+        # task is done once merged). Milestones have no code: done.
+        if task.kind == Task.Kind.MILESTONE:
+            target = Task.Status.DONE
+        else:
+            # (A run without a branch has nothing to merge: a human looks at it.)
+            auto = not integration.review_needed(project) and bool(run.branch)
+            target = Task.Status.INTEGRATING if auto else Task.Status.REVIEW
         fields = {"attempts": attempts}
         if target == Task.Status.DONE:
             fields["completed_at"] = now
+        queued = None
         if not other_open and task.status != target and can_transition(Task, task.status, target):
             transition(
                 task,
@@ -183,6 +196,8 @@ def _outcome(run, task: Task) -> dict:
                 fields=fields,
                 event_data={"run": run.pk},
             )
+            if target == Task.Status.INTEGRATING:
+                queued = integration.enqueue(task, run)
         else:
             Task.objects.filter(pk=task.pk).update(attempts=F("attempts") + 1)
         if node is not None:
@@ -191,20 +206,26 @@ def _outcome(run, task: Task) -> dict:
             )
             PlanNode.objects.filter(pk=node.pk).update(difficulty=node.difficulty)
         _bump_files(project.pk, files, runs=1, **({"reworks": 1} if rework else {}))
-        test_run = _start_test_run(run, task) if verify and not other_open else None
         return {
             "task_status": target,
             "attempts": attempts,
             "tests_passed": passed,
             "files": len(files),
-            **({"test_run": test_run.pk} if test_run else {}),
+            **({"integration": queued.pk} if queued else {}),
         }
 
-    # failed or timed out
+    return _failed(run, task, project, attempts, files, rework, other_open, why=run.status)
+
+
+def _failed(
+    run, task: Task, project, attempts: int, files: list[str], rework: bool, other_open: bool, *, why: str
+) -> dict:
+    """A failed (or timed out) run, or one whose tests failed: retry until max attempts, then block."""
+    node = task.plan_node
     exhausted = attempts >= project.max_attempts
     target = Task.Status.BLOCKED if exhausted else Task.Status.READY
     reason = (
-        f"run #{run.pk} {run.status}; {'no attempts left' if exhausted else 'will retry'} "
+        f"run #{run.pk} {why}; {'no attempts left' if exhausted else 'will retry'} "
         f"(attempt {attempts} of {project.max_attempts})"
     )
     if not other_open and task.status != target and can_transition(Task, task.status, target):
@@ -222,35 +243,23 @@ def _outcome(run, task: Task) -> dict:
     return {"task_status": target, "attempts": attempts, "exhausted": exhausted, "files": len(files)}
 
 
-def _start_test_run(run, task: Task):
-    """Queue the test worker in the code run's worktree (resumed_from reuses it)."""
-    return run_create(
-        project=run.project,
-        task=task,
-        role="test",
-        agent_backend="test_worker",
-        prompt=f"Run the tests for task #{task.pk} ({task.title}) on the changes of run #{run.pk}.",
-        priority=run.priority,
-        resumed_from=run,
-        enqueue=not is_inline(run.project_id),
-    )
-
-
 def _test_outcome(run, task: Task, project, now) -> dict:
-    """A test-worker run ended: passed → done (when the project auto-completes); failed → rework."""
+    """A test-role run of a task in review ended: passed → the merge queue when the project does not
+    wait for a human's review; failed → rework."""
     passed = run.status == ExecutionRun.Status.SUCCEEDED
     if task.status != Task.Status.REVIEW:
         return {"task_status": task.status, "tests_passed": passed}
     if passed:
-        if project.auto_complete_on_tests:
+        delivered = integration.latest_delivery(task)
+        if not integration.review_needed(project) and delivered is not None:
             transition(
                 task,
-                Task.Status.DONE,
+                Task.Status.INTEGRATING,
                 reason=f"tests passed in run #{run.pk}",
-                fields={"completed_at": now},
                 event_data={"run": run.pk},
             )
-            return {"task_status": Task.Status.DONE, "tests_passed": True}
+            queued = integration.enqueue(task, delivered)
+            return {"task_status": Task.Status.INTEGRATING, "tests_passed": True, "integration": queued.pk}
         return {"task_status": task.status, "tests_passed": True}
     if run.status == ExecutionRun.Status.CANCELLED:
         return {"task_status": task.status, "tests_passed": False, "cancelled": True}

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field, replace
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
-from autopilot import locks
+from autopilot import locks, queues
 from autopilot.errors import CapacityExceeded
 from autopilot.events import record_events
 from autopilot.manager import ranking
@@ -32,6 +33,7 @@ from autopilot.manager.outcomes import apply_run_finished
 from autopilot.models import AutonomyMode, Project
 from blueprints.models import Task
 from blueprints.readiness import refresh_readiness
+from runs import integration
 from runs.context import TASK_INSTRUCTION
 from runs.models import ExecutionRun
 from runs.services import reconcile_runs, runs_create_many
@@ -148,6 +150,7 @@ class TickReport:
     promoted: int = 0
     demoted: int = 0
     completed_milestones: int = 0
+    merges: dict[int, list[dict]] = field(default_factory=dict)
     projects: dict[int, ProjectTick] = field(default_factory=dict)
 
     @property
@@ -167,6 +170,7 @@ class TickReport:
             "promoted": self.promoted,
             "demoted": self.demoted,
             "completed_milestones": self.completed_milestones,
+            "merges": {str(k): v for k, v in self.merges.items()},
             "started": self.started,
             "proposed": self.proposed,
         }
@@ -203,6 +207,40 @@ def _recover_orphans(project_ids: list[int]) -> list[int]:
     for run_id in latest.values():
         apply_run_finished(run_id)
     return list(latest)
+
+
+def _merge_queue(project_ids: list[int], *, enqueue: bool) -> dict[int, list[dict]]:
+    """The queue step: merge approved work of every project that is not paused, whatever its mode
+    (merging already-approved work needs no autonomy). With `enqueue` each project's queue is handed
+    to a control worker (runs.tasks.process_integration_queue, on commit); without it (the terminal
+    driver, tests) the queues are drained here, before readiness is refreshed, so dependents of what
+    merged are ready in this same tick. Returns the inline results by project."""
+    pending = [pk for pk in integration.pending_projects() if pk in set(project_ids)]
+    results: dict[int, list[dict]] = {}
+    for project_id in pending:
+        if enqueue:
+            transaction.on_commit(lambda pid=project_id: _enqueue_merges(pid))
+            results[project_id] = [{"enqueued": True}]
+            continue
+        try:
+            done = integration.drain(project_id)
+        except Exception:  # noqa: BLE001 - one project's merge failure must not stop the tick
+            logger.exception("merge queue of project %s failed", project_id)
+            continue
+        results[project_id] = [{"integration": i.pk, "task": i.task_id, "status": i.status} for i in done]
+    return results
+
+
+def _enqueue_merges(project_id: int) -> None:
+    try:
+        async_task(
+            "runs.tasks.process_integration_queue",
+            project_id,
+            task_name=f"merge-queue-{project_id}",
+            cluster=queues.CONTROL,
+        )
+    except Exception:  # noqa: BLE001 - the next tick enqueues it again
+        logger.exception("could not enqueue the merge queue of project %s", project_id)
 
 
 def _readiness_summary(changes: dict[str, list[int]] | None) -> dict:
@@ -678,6 +716,7 @@ def tick_all(
     readiness: dict = {}
     if not dry_run:
         report.reaped = _reap(now)
+        report.merges = _merge_queue([p.pk for p in projects if not p.paused], enqueue=enqueue)
         if working:
             ids = [p.pk for p in working]
             report.recovered = _recover_orphans(ids)

@@ -7,7 +7,8 @@ import pytest
 from autopilot.errors import ApplicationError
 from autopilot.manager.drive import drive
 from blueprints.models import Task
-from runs.models import ExecutionRun
+from runs import workspace
+from runs.models import ExecutionRun, Integration
 from tests.manager.conftest import depend, make_task, set_mode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,8 +68,8 @@ def test_drive_refuses_a_paused_project(project):
         drive(project=project, stdout=io.StringIO())
 
 
-def test_with_a_test_command_the_test_worker_decides_completion(project):
-    # Given a project that auto-completes on tests, with a passing test command, and two chained tasks
+def test_with_a_test_command_the_merge_queue_tests_decide_completion(project):
+    # Given a project that does not wait for review, with a passing test command, and two chained tasks
     set_mode(project, "off", auto_complete_on_tests=True, model_matrix={"code": {"agent": "scripted"}})
     project.test_command = "true"
     project.save(update_fields=["test_command"])
@@ -78,24 +79,26 @@ def test_with_a_test_command_the_test_worker_decides_completion(project):
     out = io.StringIO()
     # When the driver runs until empty
     summary = drive(project=project, until_empty=True, as_json=True, stdout=out)
-    # Then each task had a code run and a test run in the code run's worktree, and both are done
+    # Then each task had one code run, was merged after the integration tests passed, and is done
     runs = list(
-        ExecutionRun.objects.filter(project=project)
-        .order_by("pk")
-        .values_list("task_id", "role", "status", "resumed_from_id")
+        ExecutionRun.objects.filter(project=project).order_by("pk").values_list("task_id", "role", "status")
     )
-    assert [(t, r, s) for t, r, s, _ in runs] == [
-        (first.pk, "code", "succeeded"),
-        (first.pk, "test", "succeeded"),
-        (second.pk, "code", "succeeded"),
-        (second.pk, "test", "succeeded"),
-    ]
-    assert runs[1][3] is not None and runs[3][3] is not None
+    assert runs == [(first.pk, "code", "succeeded"), (second.pk, "code", "succeeded")]
+    merges = list(
+        Integration.objects.filter(project=project)
+        .order_by("pk")
+        .values_list("task_id", "status", "tests_passed")
+    )
+    assert merges == [(first.pk, "merged", True), (second.pk, "merged", True)]
+    # and the second run started from the integration branch holding the first task's merge
+    second_run = ExecutionRun.objects.get(task=second)
+    assert second_run.start_ref == "autopilot/integration"
+    assert second_run.base_commit == Integration.objects.get(task=first).merge_commit
     assert set(Task.objects.filter(project=project).values_list("status", flat=True)) == {"done"}
     assert summary["stopped_because"] == "no ready task remains"
 
 
-def test_failing_tests_send_the_task_back_for_rework_until_attempts_run_out(project, settings):
+def test_failing_integration_tests_send_the_task_back_for_rework_until_attempts_run_out(project, settings):
     settings.AUTOPILOT_RETRY_BACKOFF_SECONDS = 1
     set_mode(
         project,
@@ -110,15 +113,21 @@ def test_failing_tests_send_the_task_back_for_rework_until_attempts_run_out(proj
     drive(project=project, until_empty=True, as_json=True, stdout=io.StringIO())
     task.refresh_from_db()
     roles = list(ExecutionRun.objects.filter(task=task).order_by("pk").values_list("role", "status"))
-    assert roles == [("code", "succeeded"), ("test", "failed"), ("code", "succeeded"), ("test", "failed")]
-    assert task.status == Task.Status.REVIEW and task.attempts == 2 and task.rework_count == 1
+    assert roles == [("code", "succeeded"), ("code", "succeeded")]
+    assert (
+        list(Integration.objects.filter(task=task).values_list("status", flat=True)) == ["tests_failed"] * 2
+    )
+    assert task.status == Task.Status.BLOCKED and task.attempts == 2 and task.rework_count == 1
+    # the integration branch never moved: it is still the base branch's commit
+    base = workspace.base_commit_of(project)
+    assert workspace.ref_commit(project.repo_path, "autopilot/integration") == base
 
 
 def test_autopilot_run_full_auto_command_drives_the_project(project):
     # Given a project with two independent ready tasks, done when their run succeeds
     set_mode(project, "off", auto_complete_on_tests=True, model_matrix={"code": {"agent": "scripted"}})
-    make_task(project)
-    make_task(project)
+    for name in ("a.txt", "b.txt"):  # each writes its own file (the demo script's notes would conflict)
+        make_task(project, body=json.dumps([{"write": name, "content": name}, {"finish": "ok"}]))
     from tests.factories import UserFactory
 
     UserFactory(username="root", is_superuser=True)

@@ -8,7 +8,7 @@ from autopilot.manager.requests import request_tick
 from autopilot.manager.tick import tick_project
 from autopilot.models import Event, Project
 from blueprints.models import Task
-from runs.models import ExecutionRun
+from runs.models import ExecutionRun, Integration
 from tests.factories import BlueprintFactory, ExecutionRunFactory, ExecutionStepFactory, PlanNodeFactory
 from tests.manager.conftest import make_task, set_mode
 
@@ -38,24 +38,53 @@ def test_success_sends_the_task_to_review_and_counts_files(project):
     assert FileStat.objects.get(project=project, path="app.py").runs == 1
 
 
-def test_success_with_passing_tests_completes_the_task_when_the_project_says_so(project):
-    set_mode(project, "full_auto", auto_complete_on_tests=True)
+def test_success_with_passing_tests_queues_the_task_for_integration_when_no_review_is_needed(project):
+    # Given a full-auto project (review not required by its mode)
+    set_mode(project, "full_auto")
     task = make_task(project, status=Task.Status.IN_PROGRESS, started_at=timezone.now())
-    run = finished_run(project, task, "succeeded")
+    run = finished_run(project, task, "succeeded", branch="autopilot/t-1", head_commit="a" * 40)
     ExecutionStepFactory(run=run, kind="test", status="completed")
     hooks.on_run_finished(run.pk)
     task.refresh_from_db()
-    assert task.status == Task.Status.DONE and task.completed_at is not None
+    # Then it never waits in review: it is integrating, its branch queued (done only once merged)
+    assert task.status == Task.Status.INTEGRATING and task.completed_at is None
+    integration = Integration.objects.get(task=task)
+    assert (integration.status, integration.branch, integration.run_id) == ("queued", "autopilot/t-1", run.pk)
+    assert Event.objects.filter(kind="integration.queued", subject_id=integration.pk).exists()
 
 
-def test_success_with_failing_tests_stays_in_review(project):
-    set_mode(project, "full_auto", auto_complete_on_tests=True)
+@pytest.mark.parametrize(
+    ("mode", "review_required", "auto_complete", "expected"),
+    [
+        ("semi_auto", None, False, Task.Status.REVIEW),  # by mode
+        ("full_auto", None, False, Task.Status.INTEGRATING),  # by mode
+        ("semi_auto", None, True, Task.Status.INTEGRATING),  # legacy: don't wait for review
+        ("semi_auto", False, False, Task.Status.INTEGRATING),  # explicit setting wins
+        ("full_auto", True, True, Task.Status.REVIEW),  # explicit setting wins over the legacy one
+    ],
+)
+def test_review_is_required_by_the_explicit_setting_else_the_legacy_one_else_the_mode(
+    project, mode, review_required, auto_complete, expected
+):
+    set_mode(project, mode, auto_complete_on_tests=auto_complete)
+    Project.objects.filter(pk=project.pk).update(review_required=review_required)
     task = make_task(project, status=Task.Status.IN_PROGRESS)
-    run = finished_run(project, task, "succeeded")
+    run = finished_run(project, task, "succeeded", branch="autopilot/t-2")
+    hooks.on_run_finished(run.pk)
+    task.refresh_from_db()
+    assert task.status == expected
+    assert Integration.objects.filter(task=task).exists() == (expected == Task.Status.INTEGRATING)
+
+
+def test_success_with_failing_tests_goes_back_for_rework(project):
+    set_mode(project, "full_auto", max_attempts=3)
+    task = make_task(project, status=Task.Status.IN_PROGRESS)
+    run = finished_run(project, task, "succeeded", branch="autopilot/t-3")
     ExecutionStepFactory(run=run, kind="test", status="failed")
     hooks.on_run_finished(run.pk)
     task.refresh_from_db()
-    assert task.status == Task.Status.REVIEW
+    assert task.status == Task.Status.READY and task.attempts == 1
+    assert not Integration.objects.filter(task=task).exists()
 
 
 def test_failures_retry_until_max_attempts_then_block_and_feed_the_learning_signals(project):
@@ -98,10 +127,11 @@ def test_a_cancelled_run_blocks_its_task_instead_of_restarting_it(project):
 def test_a_missed_finish_hook_is_repaired_by_the_next_tick(project):
     set_mode(project, "full_auto")
     task = make_task(project, status=Task.Status.IN_PROGRESS)
-    finished_run(project, task, "succeeded")
+    finished_run(project, task, "succeeded", branch="autopilot/missed-1")
     report = tick_project(project, reason="test")
     task.refresh_from_db()
-    assert report.recovered == [task.pk] and task.status == Task.Status.REVIEW
+    # (full_auto: review is not required, so the repaired outcome queues it for integration)
+    assert report.recovered == [task.pk] and task.status == Task.Status.INTEGRATING
 
 
 @pytest.mark.django_db(transaction=True)
