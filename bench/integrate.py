@@ -47,6 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_COMMAND = "python3 -m unittest -q"
+INTEGRATION_BRANCH = "autopilot/integration"  # the project's (default) integration branch
 BASE_FILES = {
     "README.md": "# Integration benchmark repository\n",
     ".gitignore": "__pycache__/\n",
@@ -143,44 +144,65 @@ def test_text(spec: Spec, expected: int) -> str:
 
 FIXER = """\
 import json
+import os
 import pathlib
-mine, hooks, shared_in = {mine!r}, {hooks!r}, {shared_in!r}
+import subprocess
+mine, hooks, shared_in, integration = {mine!r}, {hooks!r}, {shared_in!r}, {integration!r}
+
+
+def entries(text):
+    found = []
+    for line in text.splitlines():
+        if line.startswith("SHARED = "):
+            found += json.loads(line[len("SHARED = "):])
+    return found
+
+
 for stem in hooks:
     path = pathlib.Path(stem + ".py")
-    names, out, slot = [], [], None
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    names = entries(text)
+    if stem == shared_in:
+        names.append(mine)
+        other = subprocess.run(["git", "show", integration + ":" + path.name], capture_output=True, text=True)
+        names += entries(other.stdout)
+    names = list(dict.fromkeys(names))
+    out, slot = [], None
+    for line in text.splitlines():
         if line.startswith({markers!r}):
             continue
         if line.startswith("SHARED = "):
-            names += [n for n in json.loads(line[len("SHARED = "):]) if n not in names]
-            slot = len(out) if slot is None else slot
-            if slot == len(out):
-                out.append(line)
+            if slot is None:
+                slot = len(out)
+                out.append("SHARED = " + json.dumps(names))
             continue
         if line.startswith(hooks[stem] + " = "):
             line = hooks[stem] + " = " + hooks[stem][len("HOOK_"):].lstrip("0")
         out.append(line)
-    if stem == shared_in and mine not in names:
-        names.append(mine)
-    out[slot] = "SHARED = " + json.dumps(names)
     path.write_text(chr(10).join(out) + chr(10))
+os.remove(__file__)
 """
 
 
-def fixer_command(spec: Spec) -> str:
-    """The follow-up's program: on whatever the run starts from (its branch brought up to date, or the
-    integration head), drop conflict markers keeping both sides' SHARED entries, and (re)apply the
-    task's own edits of its prerequisites' modules. Idempotent."""
+def fixer(spec: Spec, integration: str) -> list[dict]:
+    """The follow-up's resolution, as an agent would do it: a throwaway program (it deletes itself)
+    that, on whatever the run starts from (its branch brought up to date with the integration head,
+    conflicting hunks on the task's side), brings the other side's SHARED entries back in (read from
+    the integration branch with `git show`: read-only git works in the sandbox) keeping the task's own,
+    drops any conflict marker, and (re)applies the task's edits of its prerequisites' modules.
+    Idempotent."""
     program = FIXER.format(
         mine=spec.name,
         hooks={Spec(d).name: f"HOOK_{spec.index:02d}" for d in spec.deps},
         shared_in=Spec(spec.shared_in).name if spec.shared_in is not None else None,
+        integration=integration,
         markers=MARKERS,
     )
-    return "python3 -c " + shlex.quote(program)
+    name = f"resolve_{spec.name}.py"
+    return [{"write": name, "content": program}, {"run": f"python3 {name}"}]
 
 
-def scripts(spec: Spec, expected: int) -> tuple[list[dict], list[dict]]:
+def scripts(spec: Spec, expected: int, integration: str) -> tuple[list[dict], list[dict]]:
     """(first run's actions, follow-up runs' actions) of a task."""
     files = [
         {"write": f"{spec.name}.py", "content": module_text(spec)},
@@ -208,7 +230,7 @@ def scripts(spec: Spec, expected: int) -> tuple[list[dict], list[dict]]:
     follow_up = [
         {"say": f"Task {spec.index} again: resolve and re-apply on the current code."},
         *files,
-        {"run": fixer_command(spec)},
+        *fixer(spec, integration),
         {"finish": f"{spec.name} re-applied"},
     ]
     return first, follow_up
@@ -281,7 +303,7 @@ def baseline(specs: list[Spec], work: Path) -> dict:
     values = value_of(specs)
     overheads, followed_up = [], 0
     for spec in specs:
-        first, follow_up = scripts(spec, values[spec.index])
+        first, follow_up = scripts(spec, values[spec.index], "integration")
         git(repo, "checkout", "-q", "-b", f"task-{spec.index}", "integration")
         try:
             apply(repo, first)
@@ -382,19 +404,21 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=3, help="the project's max parallel runs")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--timeout", type=float, default=420)
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR (must not exist) and keep it, to inspect")
     args = parser.parse_args()
     specs = generate(args.tasks, args.seed)
     values = value_of(specs)
     conflict_tasks = sum(1 for s in specs if s.shared_in is not None)
     diamonds = sum(1 for s in specs if len(s.deps) == 2)
     with tempfile.TemporaryDirectory(prefix="ap-bench-integrate-") as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(exist_ok=bool(not args.keep))
         base = baseline(specs, work)
         repo = make_repo(work / "repo")
         base_head = git(repo, "rev-parse", "main")
         tasks = []
         for spec in specs:
-            first, follow_up = scripts(spec, values[spec.index])
+            first, follow_up = scripts(spec, values[spec.index], INTEGRATION_BRANCH)
             tasks.append(
                 {
                     "title": f"Task {spec.index}: {spec.name}",
