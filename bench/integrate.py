@@ -13,10 +13,11 @@ repository. Every task is run by the offline `scripted` backend following the ac
   (run with python3 like any agent command) that resolves the conflict markers / applies the task's
   edits again on whatever it starts from, keeping both sides' entries.
 
-Before the server starts, the same scripts are applied in dependency order on a plain repository and
-each task branch is merged with a bare `git merge --no-ff` followed by the same test command: that
-proves every script implements its task (its tests pass on top of its prerequisites) and is the
-BASELINE of the integration overhead, measured in the same invocation.
+Before the server starts and again after it stopped, the same scripts are applied in dependency order
+on a plain repository and each task branch is merged with a bare `git merge --no-ff` followed by the
+same test command: that proves every script implements its task (its tests pass on top of its
+prerequisites) and is the BASELINE of the integration overhead, measured in the same invocation
+(both passes bracket the measured run, as the machine's load drifts).
 
 Then `autopilot serve` (2 workers) takes the project to full_auto and nothing but Autopilot moves the
 DAG forward. Printed: wall time, merges, conflicts resolved, reworks, the median integration overhead
@@ -294,14 +295,14 @@ def run_tests(repo: Path) -> subprocess.CompletedProcess:
     return subprocess.run(shlex.split(TEST_COMMAND), cwd=repo, capture_output=True, text=True, timeout=300)
 
 
-def baseline(specs: list[Spec], work: Path) -> dict:
+def baseline(specs: list[Spec], where: Path) -> dict:
     """Apply every task on its own branch from the integration head, then merge it with a bare
     `git merge --no-ff` and run the test command: the timed part. Fails loudly if a script does not
-    implement its task (its edit has nothing to edit, or the tests fail)."""
-    repo = make_repo(work / "baseline")
+    implement its task (its edit has nothing to edit, or the tests fail). Returns the timings."""
+    repo = make_repo(where)
     git(repo, "checkout", "-q", "-b", "integration")
     values = value_of(specs)
-    overheads, followed_up = [], 0
+    overheads, merges, followed_up = [], [], 0
     for spec in specs:
         first, follow_up = scripts(spec, values[spec.index], "integration")
         git(repo, "checkout", "-q", "-b", f"task-{spec.index}", "integration")
@@ -316,13 +317,26 @@ def baseline(specs: list[Spec], work: Path) -> dict:
         git(repo, "checkout", "-q", "integration")
         started = time.perf_counter()
         git(repo, "merge", "-q", "--no-ff", "--no-edit", f"task-{spec.index}")
+        merges.append(time.perf_counter() - started)
         tests = run_tests(repo)
         overheads.append(time.perf_counter() - started)
         if tests.returncode != 0:
             raise SystemExit(
                 f"baseline: task {spec.index}'s tests fail on top of its prerequisites:\n{tests.stderr}"
             )
-    return {"median_s": statistics.median(overheads), "followed_up": followed_up}
+    return {"overheads": overheads, "merges": merges, "followed_up": followed_up}
+
+
+def summary(*passes: dict) -> dict:
+    """Medians over the baseline passes (one before the server starts, one after it stopped: the
+    machine's load drifts, so the baseline brackets the measured run)."""
+    overheads = [t for p in passes for t in p["overheads"]]
+    merges = [m for p in passes for m in p["merges"]]
+    return {
+        "median_s": statistics.median(overheads),
+        "merge_median_s": statistics.median(merges),
+        "test_median_s": statistics.median(t - m for t, m in zip(overheads, merges, strict=True)),
+    }
 
 
 # --- the real thing -----------------------------------------------------------------------------------
@@ -358,16 +372,23 @@ import json, sys
 import django
 django.setup()
 from django.db.models import Sum
-from autopilot.models import Project
+from autopilot.models import Event, Project
 from blueprints.models import Task
 from runs.models import ExecutionRun, Integration
 project = Project.objects.get(pk=int(sys.argv[1]))
 tasks = Task.objects.filter(project=project)
 integrations = list(Integration.objects.filter(project=project).values(
-    "task_id", "status", "started_at", "finished_at", "conflict_files"))
+    "id", "task_id", "status", "started_at", "finished_at", "conflict_files"))
+testing = {
+    e.subject_id: e.created_at
+    for e in Event.objects.filter(subject_type="integration", kind="integration.status", data__to="testing")
+}
 for i in integrations:
     ends = i["started_at"], i["finished_at"]
     i["overhead"] = (ends[1] - ends[0]).total_seconds() if all(ends) else None
+    tested = testing.get(i["id"])
+    i["merge_phase"] = (tested - ends[0]).total_seconds() if tested and ends[0] else None
+    i["test_phase"] = (ends[1] - tested).total_seconds() if tested and ends[1] else None
     del i["started_at"], i["finished_at"]
 print(json.dumps({
     "done": tasks.filter(status__in=Task.SATISFIED).count(),
@@ -413,7 +434,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ap-bench-integrate-") as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(exist_ok=bool(not args.keep))
-        base = baseline(specs, work)
+        before = baseline(specs, work / "baseline-before")
         repo = make_repo(work / "repo")
         base_head = git(repo, "rev-parse", "main")
         tasks = []
@@ -486,6 +507,7 @@ def main() -> None:
                 os.killpg(server.pid, 9)
             log.close()
 
+        base = summary(before, baseline(specs, work / "baseline-after"))
         integrations = data.get("integrations", [])
         merged = [i for i in integrations if i["status"] == "merged"]
         conflicts = [i for i in integrations if i["status"] == "conflict"]
@@ -515,6 +537,14 @@ def main() -> None:
                 f"median integration overhead per task {statistics.median(overheads):.3f} s "
                 f"(bring onto the integration head + tests + ref update; max {max(overheads):.3f} s) vs "
                 f"bare `git merge` + `{TEST_COMMAND}` {base['median_s']:.3f} s: {ratio:.2f}x (target <= 1.5x)"
+            )
+        merge_phases = [i["merge_phase"] for i in merged if i.get("merge_phase") is not None]
+        test_phases = [i["test_phase"] for i in merged if i.get("test_phase") is not None]
+        if merge_phases and test_phases:
+            print(
+                f"  phases (median): bring onto the head {statistics.median(merge_phases):.3f} s vs bare "
+                f"`git merge` {base['merge_median_s']:.3f} s; tests + ref update "
+                f"{statistics.median(test_phases):.3f} s vs bare tests {base['test_median_s']:.3f} s"
             )
         print(
             f"end state: every task done: {data.get('done') == args.tasks}; integration branch tests pass: "
