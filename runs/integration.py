@@ -62,7 +62,7 @@ from autopilot import seams
 from autopilot.errors import ApplicationError, Conflict
 from autopilot.events import record_event
 from autopilot.input_limits import MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, check_length
-from autopilot.models import ConflictPolicy, MergeStrategy, Project, Role
+from autopilot.models import AutonomyMode, ConflictPolicy, MergeStrategy, Project, Role
 from autopilot.permissions import require_role
 from autopilot.state import can_transition, transition
 from blueprints import locks as task_locks
@@ -93,12 +93,17 @@ def worktree_path(project) -> Path:
     return Path(settings.AUTOPILOT_WORKTREE_ROOT) / project.slug / ".integration"
 
 
-def review_needed(project) -> bool:
+def review_needed(project, mode: str | None = None) -> bool:
     """Does a human approve each task's work before it is merged? An explicit `review_required` wins;
-    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode
-    (`Project.needs_review`: required in suggest and semi_auto, not in full_auto)."""
-    if project.review_required is None and project.auto_complete_on_tests:
+    else the legacy `auto_complete_on_tests` means "don't wait for review"; else by mode: required in
+    suggest and semi_auto, not in full_auto (`Project.needs_review`). `mode`: the mode the run was made
+    in when it differs from the project's (`autopilot run --full-auto` drives a project in full_auto)."""
+    if project.review_required is not None:
+        return project.review_required
+    if project.auto_complete_on_tests:
         return False
+    if mode:
+        return mode != AutonomyMode.FULL_AUTO
     return project.needs_review
 
 
@@ -113,6 +118,18 @@ def _actor(actor):
 
 def _who(actor) -> str:
     return actor.get_username() if _actor(actor) is not None else "the system"
+
+
+def _move(integration: Integration, target: str, *, reason: str, actor=None, fields=None, event_data=None):
+    """An integration's status change (autopilot.state.transition) that also stores the reason."""
+    return transition(
+        integration,
+        target,
+        actor=actor,
+        reason=reason,
+        fields={"status_reason": reason[:5000], **(fields or {})},
+        event_data=event_data,
+    )
 
 
 # --- Queueing -------------------------------------------------------------------------------------
@@ -207,7 +224,7 @@ def release_expired(project_id: int | None = None, *, now=None) -> list[int]:
                 or current.lease_expires_at >= now
             ):
                 continue
-            transition(
+            _move(
                 current,
                 Status.QUEUED,
                 reason=f"the merge's worker stopped ({current.lease_owner or 'unknown'}: lease expired); "
@@ -242,7 +259,7 @@ def _claim(project_id: int, owner: str) -> Integration | None:
             candidate = _eligible(project_id)
             if candidate is None:
                 return None
-            return transition(
+            return _move(
                 candidate,
                 Status.MERGING,
                 reason=f"merging {candidate.branch} into {project.integration_branch}",
@@ -486,7 +503,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
     command = integration.test_command or project.effective_integration_test_command
     passed, output = None, ""
     if command:
-        integration = transition(
+        integration = _move(
             integration,
             Status.TESTING,
             reason=f"running the integration tests: {command[:200]}",
@@ -509,7 +526,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
         )
         return False
     if not workspace.update_ref(repo, project.integration_branch, merge.commit, onto):
-        transition(
+        _move(
             integration,
             Status.QUEUED,
             reason=f"{project.integration_branch} moved during the merge (it is no longer at {onto[:12]}); "
@@ -575,7 +592,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
     )
     with transaction.atomic():
         task = task_locks.lock_task(integration.task_id)
-        transition(
+        _move(
             integration,
             Status.MERGED,
             reason=reason,
@@ -592,11 +609,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
             },
             event_data={"task": integration.task_id, "merge_commit": new, "changed": changed},
         )
-        if (
-            task is not None
-            and task.status != Task.Status.DONE
-            and can_transition(Task, task.status, Task.Status.DONE)
-        ):
+        if task is not None and task.status == Task.Status.INTEGRATING:
             transition(
                 task,
                 Task.Status.DONE,
@@ -614,7 +627,7 @@ def _fail(integration, status: str, *, reason: str, fields: dict) -> None:
     project = integration.project
     with transaction.atomic():
         task = task_locks.lock_task(integration.task_id)
-        transition(
+        _move(
             integration,
             status,
             reason=reason,
@@ -716,7 +729,25 @@ def _push(project, integration) -> None:
 
 
 def _lock_integration(integration: Integration) -> Integration:
+    """Lock the integration's task, then the integration (the lock order: Task → Integration, as the
+    merge queue's own writes take them)."""
+    task_locks.lock_task(integration.task_id)
     return Integration.objects.select_for_update().select_related("project", "task").get(pk=integration.pk)
+
+
+def cancel_queued(task, old: str, new: str) -> None:
+    """After-hook of Task transitions: a task that leaves `integrating` for anything but done (a
+    human cancelled it, sent it back, blocked it) takes its queued merge out of the queue. An
+    in-flight merge finishes (it never moves a task that is no longer integrating)."""
+    if old != Task.Status.INTEGRATING or new == Task.Status.DONE:
+        return
+    for item in Integration.objects.select_for_update().filter(task_id=task.pk, status=Status.QUEUED):
+        _move(
+            item,
+            Status.CANCELLED,
+            reason=f"task #{task.pk} moved from integrating to {new}",
+            fields={"finished_at": timezone.now()},
+        )
 
 
 def _requeue(integration: Integration, *, actor, reason: str) -> Integration:
@@ -732,7 +763,7 @@ def _requeue(integration: Integration, *, actor, reason: str) -> Integration:
     task = task_locks.lock_task(integration.task_id)
     if task.status == Task.Status.DONE or task.status == Task.Status.CANCELLED:
         raise Conflict(f"Task #{task.pk} is {task.status}; there is nothing to merge.")
-    transition(
+    _move(
         integration,
         Status.QUEUED,
         actor=actor,
@@ -813,7 +844,7 @@ def skip(integration: Integration, *, actor, reason: str) -> Integration:
             )
         task = task_locks.lock_task(current.task_id)
         text = f"skipped by {_who(actor)}: {reason}"
-        transition(
+        _move(
             current,
             Status.SKIPPED,
             actor=actor,
@@ -843,12 +874,12 @@ def review(
     decision: str,
     comment: str = "",
     cancel: bool = False,
-    enqueue: bool = True,
+    enqueue_follow_up: bool = True,
 ) -> TaskReview:
     """A human's review of a task's delivered work (a task in review, or one whose merge failed and
     waits for a human): approved → merge queue; changes_requested (comment required) → a follow-up
     run on the task's branch (the prompt carries the comment); rejected → back to todo (the next run
-    starts afresh), or cancelled with `cancel=True`. `enqueue=False`: the follow-up run is created
+    starts afresh), or cancelled with `cancel=True`. `enqueue_follow_up=False`: the follow-up run is created
     but not handed to the workers (the caller executes it, like run_create's)."""
     project = task.project
     _require_operator(actor, project)
@@ -919,7 +950,7 @@ def review(
                 reason=f"rejected by {who}" + (f": {comment[:300]}" if comment else ""),
             )
     if rework:
-        _start_follow_up(locked, project, actor=actor, enqueue=enqueue)
+        _start_follow_up(locked, project, actor=actor, enqueue=enqueue_follow_up)
     seams.project_changed.send_on_commit(project.pk, f"task #{task.pk} reviewed: {decision}")
     return entry
 

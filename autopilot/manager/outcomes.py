@@ -182,7 +182,7 @@ def _outcome(run, task: Task) -> dict:
             target = Task.Status.DONE
         else:
             # (A run without a branch has nothing to merge: a human looks at it.)
-            auto = not integration.review_needed(project) and bool(run.branch)
+            auto = not integration.review_needed(project, run.autonomy_mode) and bool(run.branch)
             target = Task.Status.INTEGRATING if auto else Task.Status.REVIEW
         fields = {"attempts": attempts}
         if target == Task.Status.DONE:
@@ -251,7 +251,10 @@ def _test_outcome(run, task: Task, project, now) -> dict:
         return {"task_status": task.status, "tests_passed": passed}
     if passed:
         delivered = integration.latest_delivery(task)
-        if not integration.review_needed(project) and delivered is not None:
+        if (
+            not integration.review_needed(project, delivered.autonomy_mode if delivered else None)
+            and delivered
+        ):
             transition(
                 task,
                 Task.Status.INTEGRATING,

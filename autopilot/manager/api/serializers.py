@@ -160,6 +160,10 @@ class TickReportSerializer(serializers.Serializer):
     promoted = serializers.IntegerField()
     demoted = serializers.IntegerField()
     completed_milestones = serializers.IntegerField()
+    merges = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()),
+        help_text="The merge queue step, by project id: the merges done inline, or [{enqueued: true}].",
+    )
     started = serializers.ListField(child=serializers.JSONField())
     proposed = serializers.ListField(child=serializers.JSONField())
     projects = TickProjectSerializer(many=True)
