@@ -352,7 +352,7 @@ data = json.loads(Path(sys.argv[1]).read_text())
 project = project_create(
     name="integrate", repo_path=data["repo"], test_command=data["test_command"],
     command_allowlist=["python3"],
-    max_parallel_runs=data["parallel"], max_attempts=4, auto_complete_on_tests=True,
+    max_parallel_runs=data["parallel"], max_attempts=4,
     model_matrix={role: {"agent": "scripted"} for role in ("code", "test", "manager")},
 )
 tasks = [

@@ -11,9 +11,10 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from autopilot.management.commands.demo import DEMO_TASKS
-from autopilot.models import Project
+from autopilot.models import AutonomyMode, Project
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
 from runs.backends.scripted import script_in
+from runs.integration import review_needed
 
 
 def run_demo(env: dict) -> dict:
@@ -70,8 +71,13 @@ def test_demo_creates_admin_project_repository_and_blueprint_once(subprocess_env
     assert {entry["agent"] for entry in project.model_matrix.values()} == {"scripted"}
     assert project.agent_for("code")[0] == "scripted"
     assert "DEMO" in project.description
-    # and a task whose run passes the tests is completed, so full-auto walks the whole demo graph
-    assert project.auto_complete_on_tests is True
+    # and integration as any new project has it: review by mode (a human approves in suggest and
+    # semi_auto; full_auto merges what passes the integration tests), into the integration branch
+    assert project.auto_complete_on_tests is False and project.review_required is None
+    assert project.integration_branch == "autopilot/integration" != project.base_branch
+    assert review_needed(project, AutonomyMode.SEMI_AUTO) and not review_needed(
+        project, AutonomyMode.FULL_AUTO
+    )
 
     # and an active blueprint with two phases, sections, checklist items and dependencies
     blueprint = Blueprint.objects.get(project=project)

@@ -398,8 +398,9 @@ class Command(AutopilotCommand):
             command_allowlist=DEMO_ALLOWLIST,
             owner=admin,
             model_matrix={role: {"agent": DEMO_BACKEND, "model": DEMO_BACKEND} for role in DEMO_ROLES},
-            # A run whose tests pass completes its task, so a full-auto demo walks the whole graph.
-            auto_complete_on_tests=True,
+            # Integration as any new project has it: each task's work is merged into the integration
+            # branch only after the integration tests pass there; review by mode (suggest and
+            # semi_auto wait for a human's approval, full_auto merges straight away).
         )
         return project, True
 
