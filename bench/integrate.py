@@ -288,11 +288,25 @@ def apply(repo: Path, actions: list[dict]) -> None:
                 raise LookupError(f"{action['edit']}: {action['old']!r} is not there exactly once")
             path.write_text(text.replace(action["old"], action["new"], 1))
         elif "run" in action:
-            subprocess.run(shlex.split(action["run"]), cwd=repo, check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                shlex.split(action["run"]),
+                cwd=repo,
+                env=COMMAND_ENV,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+
+
+# Commands resolve `python3` as Autopilot's sandbox does: the interpreter's own bin directory first (not a
+# slower shim earlier on the PATH), so the baseline runs the very same program.
+COMMAND_ENV = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
 
 
 def run_tests(repo: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(shlex.split(TEST_COMMAND), cwd=repo, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        shlex.split(TEST_COMMAND), cwd=repo, env=COMMAND_ENV, capture_output=True, text=True, timeout=300
+    )
 
 
 def baseline(specs: list[Spec], where: Path) -> dict:
@@ -540,6 +554,11 @@ def main() -> None:
             )
         merge_phases = [i["merge_phase"] for i in merged if i.get("merge_phase") is not None]
         test_phases = [i["test_phase"] for i in merged if i.get("test_phase") is not None]
+        if overheads:
+            print(
+                f"  fixed cost per merge over the bare commands: "
+                f"{statistics.median(overheads) - base['median_s']:.3f} s (median)"
+            )
         if merge_phases and test_phases:
             print(
                 f"  phases (median): bring onto the head {statistics.median(merge_phases):.3f} s vs bare "
