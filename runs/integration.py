@@ -288,7 +288,14 @@ def process_queue(project_id: int, *, owner: str) -> Integration | None:
         integration = _claim(project_id, owner)
         if integration is None:
             return None
-        if not _attempt(integration, owner):
+        keeper = _LeaseKeeper(integration.pk, owner)  # renews the lease while git and the tests work
+        keeper.start()
+        try:
+            redo = _attempt(integration, owner)
+        finally:
+            keeper.done.set()
+            keeper.join(timeout=10)
+        if not redo:
             break  # finished (merged or failed)
     if integration is not None:
         integration.refresh_from_db()
@@ -328,7 +335,7 @@ class _Merge:
 
 
 class _LeaseKeeper(threading.Thread):
-    """Renews an in-flight merge's lease while its tests run (its own database connection)."""
+    """Renews an in-flight merge's lease while it works (its own database connection)."""
 
     def __init__(self, integration_id: int, owner: str):
         super().__init__(name=f"lease-integration-{integration_id}", daemon=True)
@@ -559,21 +566,9 @@ def _run_tests(project, integration, owner, path: Path, command: str, redactor) 
     artifacts.mkdir(parents=True, exist_ok=True)
     cwd = path / project.subdirectory if project.subdirectory else path
     timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
-    keeper = _LeaseKeeper(integration.pk, owner)
-    keeper.start()
-    try:
-        result = workspace.run_script(
-            command,
-            cwd=cwd,
-            workspace=path,
-            home=home,
-            timeout=timeout,
-            artifact_dir=artifacts,
-            redact=redactor,
-        )
-    finally:
-        keeper.done.set()
-        keeper.join(timeout=10)
+    result = workspace.run_script(
+        command, cwd=cwd, workspace=path, home=home, timeout=timeout, artifact_dir=artifacts, redact=redactor
+    )
     output = redactor(result.output or "")
     if result.timed_out:
         output += f"\n[integration tests timed out after {timeout:g}s]"

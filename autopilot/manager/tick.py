@@ -698,11 +698,14 @@ def tick_all(
 ) -> TickReport:
     """One tick over every project (or the given ones). Idempotent; safe to run concurrently.
 
-    1. reconcile: reap expired leases, repair tasks whose finish was missed, refresh readiness
-       (all set-based); 2. a pre-pass decides for every project at once (grouped capacity queries and
-    one ranked window query for the candidates); 3. only projects that can start something take
-    the locks and act (re-checking under them). `dry_run` computes the decisions only: no writes,
-    and to-do tasks whose dependencies are done count as ready."""
+    1. reconcile: reap expired leases, the merge queue step (`_merge_queue`: approved work of every
+       project that is not paused is merged, enqueued or inline), repair tasks whose finish was
+       missed, refresh readiness (all set-based);
+    2. a pre-pass decides for every project at once (grouped capacity queries and one ranked window
+       query for the candidates);
+    3. only projects that can start something take the locks and act (re-checking under them).
+    `dry_run` computes the decisions only: no writes, and to-do tasks whose dependencies are done
+    count as ready."""
     started = time.perf_counter()
     now = timezone.now()
     report = TickReport(reason=reason)
