@@ -83,16 +83,17 @@ def script_in(body: str, *, follow_up: bool = False) -> str | None:
 def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     script = ctx.settings.get("script")
     if script is None:
-        text, source = (ctx.run.prompt or "").strip(), "The prompt looks like a JSON script but"
+        text, from_task = (ctx.run.prompt or "").strip(), False
         if not text.startswith("[") and ctx.run.task_id:  # a task that carries its script (demo, benches)
             follow_up = ctx.run.attempt > 1 or ctx.run.retry_of_id is not None
             task_script = script_in(ctx.run.task.body, follow_up=follow_up)
             if task_script is not None:
-                text, source = task_script, "The task's script"
-        if text.startswith("[") or source == "The task's script":
+                text, from_task = task_script, True
+        if text.startswith("[") or from_task:
             try:
                 script = json.loads(text)
             except json.JSONDecodeError as exc:
+                source = "The task's script" if from_task else "The prompt looks like a JSON script but"
                 raise BackendError(f"{source} does not parse: {exc}.") from exc
         else:
             script = demo_script(ctx.prompt)
