@@ -81,7 +81,32 @@ def test_the_demo_in_full_auto_ends_with_every_task_done_and_a_working_tested_ca
                 server.kill()
                 server.wait(timeout=30)
 
+    assert_calculator_integrated(project, base_head, tmp_path)
+
+
+def test_the_demo_driven_from_the_terminal_in_full_auto_ends_the_same(subprocess_env, tmp_path):
+    # Given the demo (its project's mode is off)
+    env = {**subprocess_env, "AUTOPILOT_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "data").mkdir()
+    project = Project.objects.get(pk=cli(env, "demo")["project"]["id"])
+    base_head = git(Path(project.repo_path), "rev-parse", project.base_branch)
+
+    # When `autopilot run Demo --full-auto --until-empty` drives it in this terminal (no cluster)
+    summary = cli(env, "run", "Demo", "--full-auto", "--until-empty")
+
+    # Then every task is done through the merge queue, with no review asked for in full_auto
+    assert summary["succeeded"] == len(DEMO_TASKS) and summary["failed"] == 0, summary
+    assert not Task.objects.filter(project=project, kind=Task.Kind.WORK).exclude(status=Task.Status.DONE)
+    assert_calculator_integrated(project, base_head, tmp_path)
+
+
+def assert_calculator_integrated(project, base_head: str, tmp_path: Path) -> None:
+    """Every demo task merged once into the integration branch, each dependent built on its
+    prerequisites' integrated work; the integration branch's tests pass and its calculator works; the
+    base branch is untouched."""
     project.refresh_from_db()
+    repo = Path(project.repo_path)
+    titles = [title for title, *_ in DEMO_TASKS]
     tasks = {t.title: t for t in Task.objects.filter(project=project, kind=Task.Kind.WORK)}
     # each through the merge queue: exactly one merged Integration per task, into the integration branch
     merges = {}
