@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -370,15 +369,11 @@ def _prepare_worktree(project, onto: str) -> Path:
             workspace.git(path, "rev-parse", "--git-path", name, check=False)
             for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply")
         ]
-        if usable and any((path / p).exists() or Path(p).exists() for p in in_progress if p):
+        if usable and any((path / p).exists() for p in in_progress if p):
             usable = False
     if not usable:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with workspace.repo_lock(repo):
-            workspace.git(repo, "worktree", "remove", "--force", str(path), check=False)
-            shutil.rmtree(path, ignore_errors=True)
-            workspace.git(repo, "worktree", "prune", check=False)
-            workspace._retrying(lambda: workspace.git(repo, "worktree", "add", "--detach", str(path), onto))
+        workspace.add_detached_worktree(repo, path, onto)
     else:
         workspace.git(path, "checkout", "-q", "--detach", "-f", onto)
         workspace.git(path, "reset", "-q", "--hard", onto)
@@ -406,7 +401,7 @@ def _bring_onto(path: Path, project, integration: Integration, head: str, onto: 
     """Apply the task's branch onto the integration head in the worktree with the strategy."""
     task = integration.task
     strategy = integration.strategy or project.merge_strategy
-    if workspace._is_ancestor(path, head, onto):
+    if workspace.is_ancestor(path, head, onto):
         return _Merge(commit=onto, changed=False)
     if strategy == MergeStrategy.SQUASH:
         ok, error = _git_ok(path, "merge", "--squash", head)

@@ -209,14 +209,10 @@ def previous_branch(run) -> tuple[str, str] | None:
     if rejected is not None:
         earlier = earlier.filter(created_at__gt=rejected)
     for branch in earlier.order_by("-pk").values_list("branch", flat=True)[:20]:
-        head = ref_commit(project_repo(run), branch)
+        head = ref_commit(run.project.repo_path, branch)
         if head is not None:
             return branch, head
     return None
-
-
-def project_repo(run) -> str:
-    return run.project.repo_path
 
 
 def start_point(run) -> tuple[str, str, tuple[str, str] | None]:
@@ -286,7 +282,7 @@ def bring_up_to_date(path: Path | str, onto: str, onto_name: str) -> dict:
     """Merge the integration head `onto` into the worktree's branch (nothing when it is in already).
     A conflicting merge is aborted and redone with `-X ours` (see the module doc); returns the
     conflict ({onto, files, detail}) or {} when the merge was clean."""
-    if _is_ancestor(path, onto, "HEAD"):
+    if is_ancestor(path, onto, "HEAD"):
         return {}
     message = f"autopilot: bring the branch up to date with {onto_name} ({onto[:12]})"
     merged = subprocess.run(
@@ -315,7 +311,7 @@ def bring_up_to_date(path: Path | str, onto: str, onto_name: str) -> dict:
     return {"onto": onto, "files": files, "detail": detail, "merged": again.returncode == 0}
 
 
-def _is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:
+def is_ancestor(path: Path | str, ancestor: str, descendant: str) -> bool:
     result = subprocess.run(
         ["git", "merge-base", "--is-ancestor", ancestor, descendant],
         cwd=str(path),
@@ -574,6 +570,16 @@ def run_setup(
 
 
 # --- Retention ------------------------------------------------------------------------------------
+
+
+def add_detached_worktree(repo: Path | str, path: Path | str, commit: str) -> None:
+    """A fresh worktree at `path` with `commit` checked out detached (no branch); whatever was at
+    `path` before is removed first."""
+    with repo_lock(repo):
+        git(repo, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+        git(repo, "worktree", "prune", check=False)
+        _retrying(lambda: git(repo, "worktree", "add", "--detach", str(path), commit))
 
 
 def remove_worktree(repo: Path | str, path: Path | str) -> None:

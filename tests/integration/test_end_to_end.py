@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from autopilot.manager.drive import drive
-from autopilot.models import Project
+from autopilot.models import Event, Project
 from blueprints.models import Task
 from runs import integration, workspace
 from runs.models import ExecutionRun, Integration, TaskReview
@@ -149,3 +149,39 @@ def test_with_review_required_tasks_wait_in_review_until_approved(project, opera
     assert rounds == 3  # A, then B and C, then D
     assert TaskReview.objects.filter(decision="approved").count() == 4
     assert_everything_integrated(project, tasks, base)
+
+
+def test_a_conflict_goes_back_to_the_agent_whose_follow_up_run_gets_it_merged(project):
+    # Given two independent tasks that both add to the end of README.md, started at once from the
+    # same integration head
+    set_mode(project, "full_auto", max_parallel_runs=2, model_matrix={"code": {"agent": "scripted"}})
+    Project.objects.filter(pk=project.pk).update(test_command="grep -q first README.md")
+    first = make_task(
+        project,
+        title="first",
+        plan_order=1,
+        body=json.dumps([{"write": "README.md", "content": "# Demo\nfirst\n"}, {"finish": "first"}]),
+    )
+    second = make_task(
+        project,
+        title="second",
+        plan_order=2,
+        body=json.dumps([{"write": "README.md", "content": "# Demo\nfirst\nsecond\n"}, {"finish": "second"}]),
+    )
+    # When the manager drives the project to the end
+    drive(project=project, until_empty=True, as_json=True, stdout=io.StringIO())
+    # Then one of them conflicted (both ran from the same integration head), went back to its agent,
+    # whose follow-up run continued its branch brought up to date, and merged
+    conflicted = Integration.objects.get(project=project, status="conflict")
+    assert conflicted.conflict_files == ["README.md"]
+    late = conflicted.task
+    runs = list(ExecutionRun.objects.filter(task=late).order_by("pk"))
+    assert len(runs) == 2 and runs[1].start_ref == runs[0].branch and runs[1].retry_of_id == runs[0].pk
+    assert Event.objects.filter(
+        kind="integration.reaction", subject_id=late.pk, data__cause="conflict"
+    ).exists()
+    assert Event.objects.filter(kind="executionrun.start_conflict", subject_id=runs[1].pk).exists()
+    assert set(Task.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {"done"}
+    # and the integration branch holds what the follow-up run wrote (whichever task merged first)
+    script = json.loads(Task.objects.get(pk=late.pk).body)
+    assert show(project, branch_head(project), "README.md") == script[0]["content"]
