@@ -2,7 +2,10 @@
 
 Idempotent: running it again creates nothing twice and prints the same admin password (kept in
 DATA_DIR/admin-password.txt, mode 0600). The demo project uses the offline `scripted` agent backend,
-so it works with no API key; it is labelled as a demo wherever it appears.
+so it works with no API key; it is labelled as a demo wherever it appears. Each task of its blueprint
+carries the scripted actions that really implement it (code and unit tests), so in full_auto the
+manager runs them, the merge queue tests and merges each into the integration branch, and the
+calculator there works.
 """
 
 from __future__ import annotations
@@ -331,6 +334,9 @@ class Command(AutopilotCommand):
                 f"  Project '{project.name}' over {project.repo_path}, agents: '{DEMO_BACKEND}' "
                 f"(offline DEMO backend, not a real model)"
                 + ("\n  Demo blueprint ingested." if ingested else "")
+                + f"\n  Watch it build the calculator: autopilot project autonomy {project.name} "
+                f"--mode full_auto (tested and merged into '{project.integration_branch}'; "
+                f"'{project.base_branch}' is never written)"
             ),
         )
 
