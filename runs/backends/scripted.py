@@ -2,10 +2,13 @@
 
 It uses no model at all and is labelled "scripted (offline demo)" wherever it appears. It follows a
 script — a list of actions — from run.settings["script"], or from the prompt when the prompt is a
-JSON list, or from the task's body when it is one (the tick's runs of script tasks), or else the
-built-in demo script (write a notes file with the prompt, list the directory, finish). Every action
-is one turn and goes through the same guarded tools as the native backend, so approvals, refusals,
-diffs and rollback behave exactly as with a real agent.
+JSON list, or from the task's body when it is one (the tick's runs of script tasks) or when it holds a
+fenced block whose info string is `scripted` (a blueprint section that carries the actions
+implementing it, as the demo's do: the body's first ```scripted block, a JSON list; a task's later
+runs — retry, rework, a reaction to a merge conflict — follow its ```scripted follow-up block when it
+has one), or else the built-in notes script (write a notes file with the prompt, list the directory,
+finish). Every action is one turn and goes through the same guarded tools as the native backend, so
+approvals, refusals, diffs and rollback behave exactly as with a real agent.
 
 Actions (one key names the action):
     {"say": "text"}                               an assistant message (llm_turn step)
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from runs.backends.base import Backend, BackendError, BackendResult, RunContext, RunStopped
@@ -53,17 +57,44 @@ def demo_script(prompt: str) -> list[dict[str, Any]]:
     ]
 
 
+# A fenced code block (``` or ~~~; the closing fence at least as long as the opening one) at the start of
+# a line whose info string is `scripted` (the script of a task's first run) or `scripted follow-up`
+# (the script of its later runs: a retry, a rework, a reaction to a merge conflict or failed tests).
+SCRIPT_BLOCK = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*scripted(?P<follow_up>[ \t]+follow-up)?[ \t]*\n"
+    r"(?P<body>.*?)^(?P=fence)[`~]*[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def script_in(body: str, *, follow_up: bool = False) -> str | None:
+    """The JSON text of a task body's script: the whole body when it is a JSON list, else its first
+    ```scripted fenced block (for a follow-up run, its first ```scripted follow-up block when it has
+    one); None when it has none."""
+    text = (body or "").strip()
+    if text.startswith("["):
+        return text
+    blocks = {}
+    for block in SCRIPT_BLOCK.finditer(body or ""):
+        blocks.setdefault(bool(block.group("follow_up")), block.group("body").strip())
+    return blocks.get(True) if follow_up and True in blocks else blocks.get(False)
+
+
 def script_for(ctx: RunContext) -> list[dict[str, Any]]:
     script = ctx.settings.get("script")
     if script is None:
-        text = (ctx.run.prompt or "").strip()
-        if not text.startswith("[") and ctx.run.task_id:  # a task whose body is a script (demos, benches)
-            text = (ctx.run.task.body or "").strip()
-        if text.startswith("["):
+        text, from_task = (ctx.run.prompt or "").strip(), False
+        if not text.startswith("[") and ctx.run.task_id:  # a task that carries its script (demo, benches)
+            follow_up = ctx.run.attempt > 1 or ctx.run.retry_of_id is not None
+            task_script = script_in(ctx.run.task.body, follow_up=follow_up)
+            if task_script is not None:
+                text, from_task = task_script, True
+        if text.startswith("[") or from_task:
             try:
                 script = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise BackendError(f"The prompt looks like a JSON script but does not parse: {exc}.") from exc
+                source = "The task's script" if from_task else "The prompt looks like a JSON script but"
+                raise BackendError(f"{source} does not parse: {exc}.") from exc
         else:
             script = demo_script(ctx.prompt)
     if not isinstance(script, list) or not all(isinstance(a, dict) and a for a in script):

@@ -10,8 +10,11 @@ import sys
 import pytest
 from django.contrib.auth import get_user_model
 
-from autopilot.models import Project
+from autopilot.management.commands.demo import DEMO_TASKS
+from autopilot.models import AutonomyMode, Project
 from blueprints.models import Blueprint, PlanNode, Task, TaskDependency
+from runs.backends.scripted import script_in
+from runs.integration import review_needed
 
 
 def run_demo(env: dict) -> dict:
@@ -68,8 +71,13 @@ def test_demo_creates_admin_project_repository_and_blueprint_once(subprocess_env
     assert {entry["agent"] for entry in project.model_matrix.values()} == {"scripted"}
     assert project.agent_for("code")[0] == "scripted"
     assert "DEMO" in project.description
-    # and a task whose run passes the tests is completed, so full-auto walks the whole demo graph
-    assert project.auto_complete_on_tests is True
+    # and integration as any new project has it: review by mode (a human approves in suggest and
+    # semi_auto; full_auto merges what passes the integration tests), into the integration branch
+    assert project.auto_complete_on_tests is False and project.review_required is None
+    assert project.integration_branch == "autopilot/integration" != project.base_branch
+    assert review_needed(project, AutonomyMode.SEMI_AUTO) and not review_needed(
+        project, AutonomyMode.FULL_AUTO
+    )
 
     # and an active blueprint with two phases, sections, checklist items and dependencies
     blueprint = Blueprint.objects.get(project=project)
@@ -78,6 +86,15 @@ def test_demo_creates_admin_project_repository_and_blueprint_once(subprocess_env
     assert list(phases.values_list("title", flat=True)) == ["Phase 1: Arithmetic", "Phase 2: Command line"]
     assert Task.objects.filter(project=project).count() >= 4
     assert TaskDependency.objects.exists()
+    # and every task carries the scripted actions that implement it (its own, not a notes filler),
+    # with the dependencies the scripts build on (each edits what its prerequisite wrote)
+    tasks = {t.title: t for t in Task.objects.filter(project=project, kind=Task.Kind.WORK)}
+    assert set(tasks) == {title for title, *_ in DEMO_TASKS}
+    for title, deps, _spec, script in DEMO_TASKS:
+        assert json.loads(script_in(tasks[title].body)) == script
+        assert set(
+            TaskDependency.objects.filter(task=tasks[title]).values_list("depends_on__title", flat=True)
+        ) == set(deps)
     before = counts()
 
     # When it runs again

@@ -7,6 +7,7 @@ import pytest
 from runs import services
 from runs.models import ExecutionRun, ExecutionStep
 from runs.worker import execute_run
+from tests.factories import TaskFactory
 from tests.gitrepo import git
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,3 +70,64 @@ def test_duplicate_delivery_does_nothing(project):
     # then nothing happens
     assert outcome == "not claimed"
     assert ExecutionStep.objects.filter(run=run).count() == steps
+
+
+def test_a_task_section_with_a_scripted_block_is_the_script(project):
+    # given a task whose body is a spec section ending with a ```scripted block of actions
+    task = TaskFactory(
+        project=project,
+        body='## Greeting\n\nWrite hello.txt.\n\n```scripted\n[{"write": "hello.txt", "content": "hi\\n"},\n'
+        '{"finish": "greeted"}]\n```\n\nMore prose after the block.\n',
+    )
+    run = services.run_create(project=project, task=task, prompt="Implement it.", enqueue=False)
+
+    # when the worker executes the task's run
+    assert execute_run(run.pk) == "succeeded"
+
+    # then the block's actions ran (not the notes filler)
+    run.refresh_from_db()
+    assert run.result_summary == "greeted"
+    assert git(project.repo_path, "show", f"{run.branch}:hello.txt") == "hi"
+    assert "AUTOPILOT_NOTES.md" not in git(project.repo_path, "ls-tree", "--name-only", run.branch)
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        ("[{]", "The task's script does not parse"),
+        ('{"write": "x"}', "must be a list of one-key action objects"),
+    ],
+)
+def test_a_bad_scripted_block_fails_the_run_with_a_clear_error(project, block, error):
+    # given a task whose ```scripted block is not a list of actions
+    task = TaskFactory(project=project, body=f"## Broken\n\n```scripted\n{block}\n```\n")
+    run = services.run_create(project=project, task=task, prompt="Implement it.", enqueue=False)
+
+    # when the worker executes it, then the run fails saying what is wrong, and wrote nothing
+    assert execute_run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert error in run.status_reason
+    assert not ExecutionStep.objects.filter(run=run, kind="write_file").exists()
+
+
+def test_a_follow_up_run_of_the_task_follows_its_follow_up_block(project):
+    # given a task with a first-run script and a follow-up script, and its first run done
+    task = TaskFactory(
+        project=project,
+        body='## Two passes\n\n```scripted\n[{"write": "a.txt", "content": "first\\n"}]\n```\n\n'
+        '```scripted follow-up\n[{"write": "b.txt", "content": "again\\n"}]\n```\n',
+    )
+    first = services.run_create(project=project, task=task, prompt="Implement it.", enqueue=False)
+    assert execute_run(first.pk) == "succeeded"
+
+    # when a retry of it runs
+    retry = services.run_create(
+        project=project, task=task, prompt="Implement it.", retry_of=first, attempt=2, enqueue=False
+    )
+    assert execute_run(retry.pk) == "succeeded"
+
+    # then the first run followed the first block and the retry the follow-up block
+    first.refresh_from_db()
+    retry.refresh_from_db()
+    assert [s.input["path"] for s in first.steps.filter(kind="write_file")] == ["a.txt"]
+    assert [s.input["path"] for s in retry.steps.filter(kind="write_file")] == ["b.txt"]

@@ -2,11 +2,15 @@
 
 Idempotent: running it again creates nothing twice and prints the same admin password (kept in
 DATA_DIR/admin-password.txt, mode 0600). The demo project uses the offline `scripted` agent backend,
-so it works with no API key; it is labelled as a demo wherever it appears.
+so it works with no API key; it is labelled as a demo wherever it appears. Each task of its blueprint
+carries the scripted actions that really implement it (code and unit tests), so in full_auto the
+manager runs them, the merge queue tests and merges each into the integration branch, and the
+calculator there works.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -46,45 +50,231 @@ DEMO_FILES = {
 }
 
 DEMO_BLUEPRINT_TITLE = "Calculator demo plan"
-DEMO_BLUEPRINT = """\
-A short demo blueprint: two phases that grow the tiny calculator in the demo repository.
 
-# Phase 1: Arithmetic
+# What each demo task's agent does. The demo's agents are the offline `scripted` backend, so each
+# section of the blueprint carries, in a ```scripted block, the actions that implement it: the code
+# AND its unit tests, each task editing what its prerequisites wrote (the run starts from the
+# integration branch, which holds them). Nothing is marked done that was not done: the integration
+# test command (`python3 -m unittest`) runs every test written so far before a task's work is merged.
+MULTIPLY_CODE = "\n\ndef multiply(a, b):\n    return a * b\n"
+MULTIPLY_TESTS = (
+    "\n    def test_multiply(self):\n"
+    "        self.assertEqual(calc.multiply(4, 3), 12)\n"
+    "        self.assertEqual(calc.multiply(-2, 3), -6)\n"
+    "        self.assertEqual(calc.multiply(-2, -3), 6)\n"
+    "        self.assertEqual(calc.multiply(7, 0), 0)\n"
+)
+DIVIDE_CODE = (
+    "\n\ndef divide(a, b):\n"
+    "    if b == 0:\n"
+    '        raise ZeroDivisionError(f"cannot divide {a} by zero")\n'
+    "    return a / b\n"
+)
+DIVIDE_TESTS = (
+    "\n    def test_divide(self):\n"
+    "        self.assertEqual(calc.divide(7, 2), 3.5)\n"
+    "        self.assertIsInstance(calc.divide(6, 3), float)\n"
+    "\n    def test_divide_by_zero(self):\n"
+    '        with self.assertRaisesRegex(ZeroDivisionError, "cannot divide 1 by zero"):\n'
+    "            calc.divide(1, 0)\n"
+)
+CLI_CODE = (
+    '\n\nOPERATORS = {"+": add, "-": subtract, "*": multiply, "/": divide}\n'
+    'USAGE = "usage: python3 -m calc A OP B   (OP is one of + - * /)"\n'
+    "\n\ndef _number(text):\n"
+    "    try:\n"
+    "        return int(text)\n"
+    "    except ValueError:\n"
+    "        return float(text)\n"
+    "\n\ndef main(argv=None):\n"
+    '    """`python3 -m calc A OP B` prints the result; bad input prints the usage line, status 2."""\n'
+    "    args = sys.argv[1:] if argv is None else argv\n"
+    "    if len(args) != 3 or args[1] not in OPERATORS:\n"
+    "        print(USAGE, file=sys.stderr)\n"
+    "        return 2\n"
+    "    try:\n"
+    "        result = OPERATORS[args[1]](_number(args[0]), _number(args[2]))\n"
+    "    except ValueError:\n"
+    "        print(USAGE, file=sys.stderr)\n"
+    "        return 2\n"
+    "    except ZeroDivisionError as exc:\n"
+    '        print(f"error: {exc}", file=sys.stderr)\n'
+    "        return 2\n"
+    "    print(result)\n"
+    "    return 0\n"
+    '\n\nif __name__ == "__main__":\n'
+    "    sys.exit(main())\n"
+)
+CLI_TEST_IMPORTS = (
+    "import io\nimport subprocess\nimport sys\nimport unittest\n"
+    "from contextlib import redirect_stderr, redirect_stdout\nfrom pathlib import Path\n\nimport calc\n"
+)
+CLI_TESTS = (
+    "\n    def test_command_line_prints_the_result(self):\n"
+    '        for args, shown in ((["2", "+", "3"], "5"), (["7", "/", "2"], "3.5"), '
+    '(["6", "*", "-2"], "-12"), (["1.5", "-", "1"], "0.5")):\n'
+    "            out = io.StringIO()\n"
+    "            with redirect_stdout(out):\n"
+    "                self.assertEqual(calc.main(args), 0)\n"
+    "            self.assertEqual(out.getvalue().strip(), shown)\n"
+    "\n    def test_command_line_bad_input_prints_usage_and_exits_2(self):\n"
+    '        for args in ([], ["2", "%", "3"], ["two", "+", "3"], ["1", "/", "0"]):\n'
+    "            err = io.StringIO()\n"
+    "            with redirect_stderr(err):\n"
+    "                self.assertEqual(calc.main(args), 2)\n"
+    "            self.assertTrue(err.getvalue().strip())\n"
+    "\n    def test_python_m_calc(self):\n"
+    "        here = Path(__file__).resolve().parent\n"
+    '        done = subprocess.run([sys.executable, "-m", "calc", "2", "+", "3"], cwd=here,\n'
+    "                              capture_output=True, text=True, timeout=60)\n"
+    '        self.assertEqual((done.returncode, done.stdout.strip()), (0, "5"))\n'
+    '        bad = subprocess.run([sys.executable, "-m", "calc", "2"], cwd=here,\n'
+    "                             capture_output=True, text=True, timeout=60)\n"
+    "        self.assertEqual(bad.returncode, 2)\n"
+    '        self.assertIn("usage:", bad.stderr)\n'
+)
+DOCS_README = (
+    "\n## Functions\n\n"
+    "- `add(a, b)`: the sum of `a` and `b`.\n"
+    "- `subtract(a, b)`: `a` minus `b`.\n"
+    "- `multiply(a, b)`: the product of `a` and `b`.\n"
+    "- `divide(a, b)`: `a` divided by `b`, always a float; dividing by zero raises `ZeroDivisionError`.\n"
+    "- `main(argv=None)`: the command line below (returns the exit status).\n"
+    "\n## Command line\n\n"
+    "`python3 -m calc 2 + 3` prints `5`. The operators are `+ - * /` (quote `*` in a shell). Bad input\n"
+    "prints a usage line and exits with status 2.\n"
+)
+DOCS_TEST = (
+    "import inspect\nimport subprocess\nimport sys\nimport unittest\n"
+    "from pathlib import Path\n\nimport calc\n\n\n"
+    "class DocsTest(unittest.TestCase):\n"
+    "    def test_every_function_is_documented_in_the_readme(self):\n"
+    '        readme = (Path(__file__).resolve().parent / "README.md").read_text()\n'
+    "        functions = [name for name, _ in inspect.getmembers(calc, inspect.isfunction) "
+    'if not name.startswith("_")]\n'
+    "        self.assertGreaterEqual(len(functions), 5)\n"
+    "        for name in functions:\n"
+    '            self.assertIn(f"`{name}(", readme)\n'
+    "\n    def test_the_readme_example_works(self):\n"
+    "        here = Path(__file__).resolve().parent\n"
+    '        self.assertIn("`python3 -m calc 2 + 3` prints `5`", (here / "README.md").read_text())\n'
+    '        done = subprocess.run([sys.executable, "-m", "calc", "2", "+", "3"], cwd=here,\n'
+    "                              capture_output=True, text=True, timeout=60)\n"
+    '        self.assertEqual(done.stdout.strip(), "5")\n'
+)
+TEST_COMMAND_ACTION = {"run": "python3 -m unittest -q"}
 
-## Multiplication
+# (title, prerequisites, spec text, the scripted actions that implement it), in plan order.
+DEMO_TASKS = [
+    (
+        "Multiplication",
+        [],
+        "Add `multiply(a, b)` to `calc.py` with unit tests in `test_calc.py`.\n\n"
+        "- [ ] `multiply(a, b)` returns the product\n- [ ] tests cover negative numbers and zero",
+        [
+            {"say": "Adding multiply(a, b) after subtract in calc.py, and its tests."},
+            {"edit": "calc.py", "old": "    return a - b\n", "new": "    return a - b\n" + MULTIPLY_CODE},
+            {
+                "edit": "test_calc.py",
+                "old": "        self.assertEqual(calc.subtract(5, 3), 2)\n",
+                "new": "        self.assertEqual(calc.subtract(5, 3), 2)\n" + MULTIPLY_TESTS,
+            },
+            TEST_COMMAND_ACTION,
+            {"finish": "multiply(a, b) with tests for negative numbers and zero."},
+        ],
+    ),
+    (
+        "Division",
+        ["Multiplication"],
+        "Add `divide(a, b)`; dividing by zero raises `ZeroDivisionError` with a clear message.\n\n"
+        "- [ ] `divide(a, b)` returns a float\n- [ ] division by zero is tested",
+        [
+            {"say": "Adding divide(a, b) after multiply (from the Multiplication task), and its tests."},
+            {"edit": "calc.py", "old": "    return a * b\n", "new": "    return a * b\n" + DIVIDE_CODE},
+            {
+                "edit": "test_calc.py",
+                "old": "        self.assertEqual(calc.multiply(7, 0), 0)\n",
+                "new": "        self.assertEqual(calc.multiply(7, 0), 0)\n" + DIVIDE_TESTS,
+            },
+            TEST_COMMAND_ACTION,
+            {"finish": "divide(a, b) returns a float; division by zero raises a clear ZeroDivisionError."},
+        ],
+    ),
+    (
+        "Calculator CLI",
+        ["Division"],
+        "A `python3 -m calc 2 + 3` entry point that prints the result.\n\n"
+        "- [ ] parses `a op b` for + - * /\n- [ ] prints a usage line on bad input\n"
+        "- [ ] exits with status 2 on errors",
+        [
+            {"say": "Adding main() and a __main__ entry point to calc.py over the four operations."},
+            {
+                "edit": "calc.py",
+                "old": '"""A tiny calculator."""\n',
+                "new": '"""A tiny calculator."""\n\nimport sys\n',
+            },
+            {"edit": "calc.py", "old": "    return a / b\n", "new": "    return a / b\n" + CLI_CODE},
+            {"edit": "test_calc.py", "old": "import unittest\n\nimport calc\n", "new": CLI_TEST_IMPORTS},
+            {
+                "edit": "test_calc.py",
+                "old": "            calc.divide(1, 0)\n",
+                "new": "            calc.divide(1, 0)\n" + CLI_TESTS,
+            },
+            TEST_COMMAND_ACTION,
+            {"finish": "`python3 -m calc A OP B` prints the result; bad input: usage line, status 2."},
+        ],
+    ),
+    (
+        "Documentation",
+        ["Calculator CLI"],
+        "Describe the functions and the command line in `README.md`.\n\n- [ ] every function documented",
+        [
+            {"say": "Documenting every function and the command line in README.md; test_docs.py checks it."},
+            {
+                "edit": "README.md",
+                "old": "Run the tests with `python3 -m unittest -q`.\n",
+                "new": "Run the tests with `python3 -m unittest -q`.\n" + DOCS_README,
+            },
+            {
+                "edit": "calc.py",
+                "old": '"""A tiny calculator."""\n\nimport sys\n',
+                "new": '"""A tiny calculator: add, subtract, multiply, divide and '
+                "`python3 -m calc A OP B`.\n\n"
+                'README.md documents every function and the command line.\n"""\n\nimport sys\n',
+            },
+            {"write": "test_docs.py", "content": DOCS_TEST},
+            TEST_COMMAND_ACTION,
+            {"finish": "README.md documents every function and the command line (test_docs.py checks it)."},
+        ],
+    ),
+]
+DEMO_PHASES = [
+    ("Phase 1: Arithmetic", ("Multiplication", "Division")),
+    ("Phase 2: Command line", ("Calculator CLI", "Documentation")),
+]
 
-Add `multiply(a, b)` to `calc.py` with unit tests in `test_calc.py`.
 
-- [ ] `multiply(a, b)` returns the product
-- [ ] tests cover negative numbers and zero
+def demo_blueprint() -> str:
+    """The demo blueprint's Markdown: each task's section, its prerequisites and its scripted actions."""
+    tasks = {title: (deps, spec, script) for title, deps, spec, script in DEMO_TASKS}
+    parts = [
+        "A short demo blueprint: two phases that grow the tiny calculator in the demo repository. Each "
+        "section ends with the actions the offline `scripted` agent takes to implement it.\n"
+    ]
+    for phase, titles in DEMO_PHASES:
+        parts.append(f"# {phase}\n")
+        for title in titles:
+            deps, spec, script = tasks[title]
+            parts.append(f"## {title}\n")
+            if deps:
+                parts.append(f"Depends on: {', '.join(deps)}\n")
+            parts.append(f"{spec}\n")
+            actions = ",\n".join(json.dumps(action) for action in script)
+            parts.append(f"```scripted\n[\n{actions}\n]\n```\n")
+    return "\n".join(parts)
 
-## Division
 
-Depends on: Multiplication
-
-Add `divide(a, b)`; dividing by zero raises `ZeroDivisionError` with a clear message.
-
-- [ ] `divide(a, b)` returns a float
-- [ ] division by zero is tested
-
-# Phase 2: Command line
-
-## Calculator CLI
-
-Depends on: Division
-
-A `python3 -m calc 2 + 3` entry point that prints the result.
-
-- [ ] parses `a op b` for + - * /
-- [ ] prints a usage line on bad input
-- [ ] exits with status 2 on errors
-
-## Documentation
-
-Describe the functions and the command line in `README.md`.
-
-- [ ] every function documented
-"""
+DEMO_BLUEPRINT = demo_blueprint()
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Autopilot demo",
@@ -144,6 +334,9 @@ class Command(AutopilotCommand):
                 f"  Project '{project.name}' over {project.repo_path}, agents: '{DEMO_BACKEND}' "
                 f"(offline DEMO backend, not a real model)"
                 + ("\n  Demo blueprint ingested." if ingested else "")
+                + f"\n  Watch it build the calculator: autopilot project autonomy {project.name} "
+                f"--mode full_auto (tested and merged into '{project.integration_branch}'; "
+                f"'{project.base_branch}' is never written)"
             ),
         )
 
@@ -211,8 +404,9 @@ class Command(AutopilotCommand):
             command_allowlist=DEMO_ALLOWLIST,
             owner=admin,
             model_matrix={role: {"agent": DEMO_BACKEND, "model": DEMO_BACKEND} for role in DEMO_ROLES},
-            # A run whose tests pass completes its task, so a full-auto demo walks the whole graph.
-            auto_complete_on_tests=True,
+            # Integration as any new project has it: each task's work is merged into the integration
+            # branch only after the integration tests pass there; review by mode (suggest and
+            # semi_auto wait for a human's approval, full_auto merges straight away).
         )
         return project, True
 
