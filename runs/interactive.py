@@ -641,6 +641,11 @@ def takeover(run: ExecutionRun, *, actor=None) -> ExecutionStep:
     return step
 
 
+def taken_over(run: ExecutionRun) -> bool:
+    """Is the run taken over by a human (asked to pause, or paused) and not handed back yet?"""
+    return _takeover_step(run, (StepStatus.PENDING, StepStatus.NEEDS_APPROVAL)) is not None
+
+
 def paused(run: ExecutionRun) -> bool:
     return _takeover_waiting(run.pk)
 

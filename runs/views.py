@@ -150,6 +150,9 @@ def run_detail(request, run_id: int):
     context["last_event"] = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     context["analysis"] = trajectory.analyze(run) if run.is_terminal else None
     context["terminal"] = views_terminal.terminal_context(request, run)
+    context["taken_over"] = (
+        run.kind == RunKind.AUTONOMOUS and not run.is_terminal and interactive.taken_over(run)
+    )
     return render(request, "runs/run_detail.html", context)
 
 

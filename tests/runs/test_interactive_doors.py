@@ -232,3 +232,24 @@ def test_recording_exports_redacted_from_the_api_and_the_cli(subprocess_env, tea
     assert exported == body
     refused = autopilot(subprocess_env, "export", agent_run.pk, "--format", "cast", cwd=tmp_path)
     assert refused.returncode != 0 and "no terminal recording" in refused.stderr
+
+
+def test_the_run_page_offers_take_over_then_hand_back_to_operators_only(team, client, tmp_path):
+    project, users = team
+    run = ExecutionRun.objects.create(
+        project=project,
+        agent_backend="scripted",
+        prompt="work",
+        status=ExecutionRun.Status.RUNNING,
+        worktree_path=str(tmp_path),
+    )
+    client.force_login(users["viewer"])
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'data-testid="takeover"' not in page and 'data-testid="handback"' not in page
+    client.force_login(users["operator"])
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'data-testid="takeover"' in page and 'data-testid="handback"' not in page
+    # When the operator takes it over, the page offers to hand it back (with a note) instead
+    interactive.takeover(run, actor=users["operator"])
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'data-testid="handback"' in page and 'name="note"' in page and 'data-testid="takeover"' not in page
