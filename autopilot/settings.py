@@ -319,6 +319,10 @@ SPECTACULAR_SETTINGS = {
         "StepStatusEnum": "runs.models.ExecutionStep.Status",
         "RunRoleEnum": "runs.models.RunRole",
         "AgentBackendEnum": "runs.models.AgentBackend",
+        "PlanNodeKindEnum": "blueprints.models.PlanNode.Kind",
+        "TaskKindEnum": "blueprints.models.Task.Kind",
+        "StepKindEnum": "runs.models.ExecutionStep.Kind",
+        "SectionSummaryKindEnum": "blueprints.models.BlueprintSectionSummary.Kind",
     },
 }
 
