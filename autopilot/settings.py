@@ -323,6 +323,10 @@ SPECTACULAR_SETTINGS = {
         "ReviewDecisionEnum": "runs.models.TaskReview.Decision",
         "MergeStrategyEnum": "autopilot.models.MergeStrategy",
         "ConflictPolicyEnum": "autopilot.models.ConflictPolicy",
+        "PlanNodeKindEnum": "blueprints.models.PlanNode.Kind",
+        "TaskKindEnum": "blueprints.models.Task.Kind",
+        "StepKindEnum": "runs.models.ExecutionStep.Kind",
+        "SectionSummaryKindEnum": "blueprints.models.BlueprintSectionSummary.Kind",
     },
 }
 

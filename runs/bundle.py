@@ -29,8 +29,11 @@ capped at MAX_DEFAULT_BUDGET.
 
 When the bundle is over budget, these steps are applied in DROP_ORDER until it fits: a part is first
 replaced by its summarized form (sections by their summaries, output by a shorter tail) where it has
-one, then dropped. The task and the instruction are never dropped: the task's text is truncated last.
-Every part left out or summarized is listed in the `omitted` part of the bundle itself.
+one, then dropped. The snapshot goes first, then the relevant sections (neither is about the task
+itself), then the spec context (related, ancestry, pinned), then the prerequisites, and the previous
+attempt's failure, review comments and conflict last. The task and the instruction are never
+dropped: the task's text is truncated last. Every part left out or summarized is listed in the
+`omitted` part of the bundle itself.
 """
 
 from __future__ import annotations

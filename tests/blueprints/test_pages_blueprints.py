@@ -116,8 +116,9 @@ def test_plan_tree_of_5000_nodes_is_one_page_with_few_queries(project, viewer, d
     )
     ingest_blueprint(project=project, text=spec, generate_tasks=False)
     client = _client(viewer)
-    # when the plan page is shown, then the query count does not grow with the tree
-    with django_assert_max_num_queries(12):
+    # when the plan page is shown, then the query count does not grow with the tree (a fixed number:
+    # the page's own, the pins read once, the cached section summaries in one query)
+    with django_assert_max_num_queries(15):
         page = client.get(f"/projects/{project.pk}/plan/")
     html = page.content.decode()
     assert html.count('<li id="node-') == 5000

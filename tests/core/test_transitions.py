@@ -13,12 +13,13 @@ from autopilot.manager.models import Proposal
 from autopilot.models import Event
 from autopilot.state import allowed_targets, transition
 from blueprints.models import Blueprint, IngestionJob, PlanNode, SummaryJob, Task
-from runs.models import ExecutionRun, ExecutionStep
+from runs.models import ExecutionRun, ExecutionStep, Integration
 from tests.factories import (
     BlueprintFactory,
     ExecutionRunFactory,
     ExecutionStepFactory,
     IngestionJobFactory,
+    IntegrationFactory,
     PlanNodeFactory,
     ProjectFactory,
     ProposalFactory,
@@ -46,6 +47,7 @@ BUILDERS = {
     ExecutionStep: lambda status: ExecutionStepFactory(
         run=ExecutionRunFactory(project=_project()), status=status
     ),
+    Integration: lambda status: IntegrationFactory(project=_project(), status=status),
 }
 
 

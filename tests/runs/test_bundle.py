@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from blueprints.ingestion import ingest_blueprint
-from blueprints.models import PlanNode, Task, TaskDependency
+from blueprints.models import BlueprintSectionSummary, PlanNode, Task, TaskDependency
+from blueprints.summaries import save_summary
 from runs import bundle as bundles
 from runs.bundle import DROP_ORDER, DROPPED, LABELS, SUMMARIZED, TRUNCATED, build_bundle, estimate_tokens
 from runs.context import TASK_INSTRUCTION, build_prompt
 from runs.models import ExecutionRun, ExecutionStep, Integration, TaskReview
+from runs.snapshot import snapshot_refresh, snapshot_text, snapshot_text_from
 from tests.factories import ExecutionRunFactory, ExecutionStepFactory, IntegrationFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -148,6 +150,7 @@ def test_a_task_bundle_has_every_part_in_the_fixed_order(spec_project):
         "failure",
         "reviews",
         "conflict",
+        "snapshot",
         "instruction",
     ]
     assert {p.state for p in bundle.parts} == {"included"}
@@ -175,6 +178,9 @@ def test_a_task_bundle_has_every_part_in_the_fixed_order(spec_project):
     assert "Failing tests: tests/test_notes.py::test_list" in text["failure"]
     assert "Paginate the list." in text["reviews"]
     assert "Conflicting files: api/notes.py" in text["conflict"] and "return notes" in text["conflict"]
+    # the project snapshot, as runs.snapshot renders it
+    assert text["snapshot"] == f"## Project snapshot\n\n{snapshot_text(spec_project)}"
+    assert f"Project {spec_project.name}: 1/" in text["snapshot"]
     assert text["instruction"] == f"## Instruction\n\n{TASK_INSTRUCTION}"
     # the prompt is the parts joined; build_prompt gives the same
     assert bundle.prompt == "\n\n".join(p.text for p in bundle.parts)
@@ -190,16 +196,26 @@ def test_over_budget_parts_are_summarized_then_dropped_in_the_documented_order_a
     notes = with_history(spec_project)
     full = build_bundle(new_run(notes))
 
-    # when the budget is a little short: the first step that applies (related sections summarized) is enough
+    # when the budget is a little short: the first step (the snapshot left out) is enough
     short = build_bundle(new_run(notes), budget_tokens=full.tokens - 5)
-    assert short.part("related").state == SUMMARIZED
-    assert short.omitted == ["Related sections: summarized"]
+    assert short.part("snapshot").state == DROPPED and short.part("snapshot").text == ""
+    assert short.omitted == ["Project snapshot: left out"]
     assert (
-        short.part("omitted").text
-        == "## Left out to fit the context budget\n\n- Related sections: summarized"
+        short.part("omitted").text == "## Left out to fit the context budget\n\n- Project snapshot: left out"
     )
-    assert [p.name for p in short.parts][-2:] == ["omitted", "instruction"]
+    assert [p.name for p in short.parts][-3:] == ["snapshot", "omitted", "instruction"]
+    assert {p.state for p in short.parts if p.name != "snapshot"} == {"included"}
     assert short.tokens <= short.budget_tokens
+
+    # when it is short by more than the snapshot: the next step that applies (related sections summarized)
+    # (the task has no `relevant` part: no other section has both "notes" and "api")
+    assert full.part("relevant") is None
+    snapshot_tokens = estimate_tokens("\n\n" + full.part("snapshot").text)
+    shorter = build_bundle(new_run(notes), budget_tokens=full.tokens - snapshot_tokens - 5)
+    assert shorter.part("snapshot").state == DROPPED
+    assert shorter.part("related").state == SUMMARIZED
+    assert shorter.omitted == ["Project snapshot: left out", "Related sections: summarized"]
+    assert shorter.tokens <= shorter.budget_tokens
 
     # when the budget is tiny: every step that applies, in DROP_ORDER, then the task is truncated
     tiny = build_bundle(new_run(notes), budget_tokens=bundles.MIN_BUDGET // 5)
@@ -285,8 +301,11 @@ def test_only_the_latest_failed_merge_and_an_earlier_failed_run_count(spec_proje
 def test_a_task_without_a_spec_section_gets_its_body_and_instruction(project):
     task = Task.objects.create(project=project, title="Fix the parser", body="It drops the last line.")
     bundle = build_bundle(new_run(task, prompt="Fix the parser"))
-    assert [p.name for p in bundle.parts] == ["task"]
-    assert bundle.prompt == f"## Task\n\nTask #{task.pk}: Fix the parser\n\nIt drops the last line."
+    assert [p.name for p in bundle.parts] == ["task", "snapshot"]
+    assert bundle.prompt == (
+        f"## Task\n\nTask #{task.pk}: Fix the parser\n\nIt drops the last line.\n\n"
+        f"## Project snapshot\n\n{snapshot_text(project)}"
+    )
 
 
 def test_an_ad_hoc_run_keeps_its_prompt_as_written(project):
@@ -305,3 +324,127 @@ def test_stored_parts_carry_name_label_state_size_and_text(spec_project):
         assert part["chars"] == len(part["text"]) and part["tokens"] == estimate_tokens(part["text"])
         assert (part["text"] == "") == (part["state"] == DROPPED)
     assert bundles.join_parts(stored) == bundle.prompt
+
+
+# --- the `relevant` part (blueprints.search), the `snapshot` part (runs.snapshot), summaries ---------
+
+RELEVANCE_SPEC = """# Phase 1: Gateway
+
+The gateway fronts every service; its throttling is described under each feature.
+
+## Throttling
+
+Apply throttling per API key: 100 requests a minute, then answer 429.
+
+## Billing
+
+Invoices are sent monthly. Accounts over their quota get throttling on every endpoint until they pay.
+Throttling never applies to the billing page itself.
+
+## Audit log
+
+Every admin action is written to the audit log.
+"""
+
+
+@pytest.fixture
+def relevance_project(db):
+    project = ProjectFactory()
+    ingest_blueprint(project=project, text=RELEVANCE_SPEC)
+    return project
+
+
+def test_a_task_gets_the_other_sections_its_title_words_appear_in(relevance_project):
+    # given the Throttling task: its word appears in Billing, in its own section and in its phase's intro
+    throttling = task_titled(relevance_project, "Throttling")
+
+    # when its bundle is built
+    bundle = build_bundle(new_run(throttling))
+
+    # then Billing is its relevant section, summarized; neither its own section nor its ancestor is,
+    # nor the Audit log that does not mention it
+    names = [p.name for p in bundle.parts]
+    assert names.index("relevant") == names.index("pinned" if "pinned" in names else "ancestry") + 1
+    relevant = bundle.part("relevant").text
+    billing = PlanNode.objects.get(project=relevance_project, title="Billing")
+    assert relevant.startswith(f"## Other relevant sections\n\n### Billing ({billing.anchor})\n\n")
+    assert "Invoices are sent monthly." in relevant
+    assert "### Throttling" not in relevant and "Phase 1" not in relevant and "Audit log" not in relevant
+
+
+def test_a_task_whose_title_words_appear_nowhere_else_has_no_relevant_part(relevance_project):
+    audit = task_titled(relevance_project, "Audit log")
+    assert "relevant" not in [p.name for p in build_bundle(new_run(audit)).parts]
+
+
+def test_a_section_already_related_is_not_repeated_as_relevant(spec_project):
+    # "Search" is named by the Notes API section; the Search task's relevant part is the Notes API section
+    search = task_titled(spec_project, "Search")
+    relevant = build_bundle(new_run(search)).part("relevant").text
+    assert "### Notes API (phase-1-foundation/storage/notes-api)" in relevant
+    assert "### Search" not in relevant
+    # the Notes API task names Search (related): Search is not also relevant to it
+    notes = build_bundle(new_run(task_titled(spec_project, "Notes API")))
+    assert "### Search" in notes.part("related").text and notes.part("relevant") is None
+
+
+def test_the_snapshot_part_is_the_project_snapshot_within_its_cap(relevance_project):
+    # the snapshot computed now when none is stored
+    throttling = task_titled(relevance_project, "Throttling")
+    snapshot = build_bundle(new_run(throttling)).part("snapshot")
+    assert snapshot is not None and snapshot.state == "included"
+    assert snapshot.body == snapshot_text(relevance_project)
+    assert snapshot.body.startswith(f"Project {relevance_project.name}: 0/")
+    assert len(snapshot.body) <= 2000  # runs.snapshot.snapshot_text_from's limit
+    # a stored snapshot younger than FRESH_FOR is the one used
+    stored = snapshot_refresh(relevance_project)
+    Task.objects.filter(pk=throttling.pk).update(status=Task.Status.DONE)
+    assert build_bundle(new_run(throttling)).part("snapshot").body == snapshot_text_from(stored.data)
+
+
+def test_the_snapshot_is_dropped_first_then_the_relevant_sections(relevance_project):
+    throttling = task_titled(relevance_project, "Throttling")
+    full = build_bundle(new_run(throttling))
+    assert DROP_ORDER[:2] == (("snapshot", "drop"), ("relevant", "drop"))
+    cost = estimate_tokens("\n\n" + full.part("snapshot").text)
+    short = build_bundle(new_run(throttling), budget_tokens=full.tokens - cost // 2)
+    assert short.omitted == ["Project snapshot: left out"]
+    assert short.part("relevant").state == "included"
+    cost += estimate_tokens("\n\n" + full.part("relevant").text)
+    shorter = build_bundle(new_run(throttling), budget_tokens=full.tokens - cost + 5)
+    assert shorter.omitted[:2] == ["Project snapshot: left out", "Other relevant sections: left out"]
+    assert shorter.part("relevant").state == DROPPED
+    assert shorter.tokens <= shorter.budget_tokens
+
+
+def test_section_summaries_come_from_blueprints_summaries_and_are_cached(relevance_project):
+    throttling = task_titled(relevance_project, "Throttling")
+    billing = PlanNode.objects.get(project=relevance_project, title="Billing")
+    assert not BlueprintSectionSummary.objects.filter(node=billing).exists()
+
+    # a bundle that needs Billing's summary (its relevant part) computes and caches it
+    relevant = build_bundle(new_run(throttling)).part("relevant").text
+    cached = BlueprintSectionSummary.objects.get(node=billing, content_hash=billing.content_hash)
+    assert cached.kind == BlueprintSectionSummary.Kind.EXTRACTIVE
+    assert cached.text.startswith("Invoices are sent monthly.") and cached.text[:400] in relevant
+
+    # a summary written by the manager-role model is preferred over the extractive one
+    save_summary(
+        node_id=billing.pk,
+        content_hash=billing.content_hash,
+        kind=BlueprintSectionSummary.Kind.LLM,
+        text="Billing throttles accounts over quota.",
+        model="anthropic:claude-haiku-4-5",
+    )
+    relevant = build_bundle(new_run(throttling)).part("relevant").text
+    assert "Billing throttles accounts over quota." in relevant
+    assert "Invoices are sent monthly." not in relevant
+    assert bundles.summarize(bundles.Spec.load(throttling), _index(relevance_project, "Billing")) == (
+        "Billing throttles accounts over quota."
+    )
+
+
+def _index(project, title) -> int:
+    spec = bundles.Spec.load(task_titled(project, "Throttling"))
+    node = PlanNode.objects.get(project=project, title=title)
+    return spec.index[node.pk]

@@ -17,6 +17,7 @@ from runs.bundle import build_bundle, join_parts
 from runs.context import TASK_INSTRUCTION
 from runs.models import ExecutionRun
 from runs.redaction import Redactor
+from runs.snapshot import snapshot_refresh
 from runs.worker import execute_run
 from tests.factories import ProjectFactory
 from tests.fakellm import text, tool
@@ -44,6 +45,9 @@ Write greet.py that prints hello.
 def greeting(db):
     project = ProjectFactory(autonomy_mode="full_auto")
     ingest_blueprint(project=project, text=SPEC)
+    # a stored snapshot (younger than runs.snapshot.FRESH_FOR) is the one every bundle uses: the bundle
+    # rebuilt after the run (its task then integrating) is the one the agent received
+    snapshot_refresh(project)
     return Task.objects.get(project=project, title="Greeting")
 
 
@@ -62,7 +66,7 @@ def start(task, backend: str, model: str) -> ExecutionRun:
 def assert_stored_as_sent(run: ExecutionRun, sent: str) -> None:
     run.refresh_from_db()
     assert run.prompt == TASK_INSTRUCTION  # the instruction is kept as it was
-    assert [p["name"] for p in run.prompt_parts] == ["task", "ancestry", "pinned", "instruction"]
+    assert [p["name"] for p in run.prompt_parts] == ["task", "ancestry", "pinned", "snapshot", "instruction"]
     assert join_parts(run.prompt_parts) == sent
     # the same bundle the builder makes, redacted: the secret never reaches the agent nor the record
     expected = build_bundle(run).prompt

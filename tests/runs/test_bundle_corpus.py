@@ -65,7 +65,7 @@ def test_a_deep_task_gets_its_section_its_ancestry_and_the_pinned_context(corpus
     names = [p.name for p in bundle.parts]
     assert names == sorted(names, key=ORDER.index)
     assert names[0] == "task" and names[-1] == "instruction"
-    assert {"ancestry", "pinned"} <= set(names)
+    assert {"ancestry", "pinned", "snapshot"} <= set(names)
     assert bundle.tokens <= bundle.budget_tokens == 24_000
 
     # the task: its title, its anchor, its text
@@ -107,6 +107,7 @@ def test_a_small_budget_drops_in_order_lists_it_and_holds(corpus):
     assert bundle.tokens <= bundle.budget_tokens
     # what was left out follows DROP_ORDER and is listed in the bundle itself
     steps = [f"{LABELS[n]}: {'summarized' if a == 'summarize' else 'left out'}" for n, a in DROP_ORDER]
+    assert bundle.omitted[0] == "Project snapshot: left out"  # the first step of DROP_ORDER
     assert bundle.omitted and [steps.index(line) for line in bundle.omitted] == sorted(
         steps.index(line) for line in bundle.omitted
     )

@@ -86,7 +86,13 @@ def test_run_api_and_page_show_the_prompt_part_by_part(world, client):
 
     # the API: the prompt as sent and its parts, for a viewer; nothing for a non-member
     body = api(users["viewer"]).get(f"/api/runs/{run.pk}/").json()
-    assert [p["name"] for p in body["prompt_parts"]] == ["task", "ancestry", "pinned", "instruction"]
+    assert [p["name"] for p in body["prompt_parts"]] == [
+        "task",
+        "ancestry",
+        "pinned",
+        "snapshot",
+        "instruction",
+    ]
     assert body["sent_prompt"] == "\n\n".join(p["text"] for p in body["prompt_parts"])
     assert body["sent_prompt"].startswith(f"## Task\n\nTask #{run.task_id}: Greeting")
     assert body["prompt"] == TASK_INSTRUCTION
@@ -96,7 +102,7 @@ def test_run_api_and_page_show_the_prompt_part_by_part(world, client):
     client.force_login(users["viewer"])
     page = client.get(reverse("run-detail", args=[run.pk])).content.decode()
     assert 'id="run-prompt"' in page and "Prompt as sent" in page
-    for name in ("task", "ancestry", "pinned", "instruction"):
+    for name in ("task", "ancestry", "pinned", "snapshot", "instruction"):
         assert f'data-testid="prompt-part-{name}"' in page
     assert "Pinned project context" in page and "Use snake_case." in page
     assert "data-live-events" not in page.split('id="run-prompt"')[1].split(">")[0]  # recorded: no refresh
@@ -119,7 +125,7 @@ def test_session_show_prints_the_parts_and_the_prompt(world, subprocess_env, tmp
     project, users = world
     run = finished_run(project)
     text = ok(autopilot(subprocess_env, "session", "show", run.pk, "--user", "viewer", cwd=tmp_path)).stdout
-    assert "prompt as sent: 4 of 4 parts" in text
+    assert "prompt as sent: 5 of 5 parts" in text
     assert "Pinned project context" in text and "included" in text
     assert "Use snake_case." not in text  # the texts only with --prompt
     full = ok(
@@ -127,7 +133,13 @@ def test_session_show_prints_the_parts_and_the_prompt(world, subprocess_env, tmp
     ).stdout
     assert "Use snake_case." in full and f"Task #{run.task_id}: Greeting" in full
     data = last_json(autopilot(subprocess_env, "session", "show", run.pk, "--json", cwd=tmp_path))
-    assert [p["name"] for p in data["prompt_parts"]] == ["task", "ancestry", "pinned", "instruction"]
+    assert [p["name"] for p in data["prompt_parts"]] == [
+        "task",
+        "ancestry",
+        "pinned",
+        "snapshot",
+        "instruction",
+    ]
     assert data["sent_prompt"].endswith(TASK_INSTRUCTION)
 
 

@@ -8,6 +8,7 @@ from autopilot.manager.tick import tick_project
 from blueprints.models import Task
 from runs.context import TASK_INSTRUCTION, build_prompt
 from runs.models import ExecutionRun
+from runs.snapshot import snapshot_refresh, snapshot_text, snapshot_text_from
 from runs.worker import execute_run
 from tests.factories import PlanNodeFactory, ProjectFactory, TaskFactory
 from tests.fakellm import tool
@@ -40,6 +41,7 @@ def test_a_task_run_started_by_the_tick_sends_the_task_once_with_the_tick_instru
         body="Write greet.py that prints hello.\n\nAcceptance: `python3 greet.py` prints hello.",
     )
     llm.script([tool("finish", {"summary": "nothing to do"})])
+    snapshot = snapshot_refresh(project)  # the stored snapshot (younger than FRESH_FOR) the prompt carries
 
     # when the tick starts it and the worker executes the run
     report = tick_project(project, reason="test", enqueue=False)
@@ -53,6 +55,7 @@ def test_a_task_run_started_by_the_tick_sends_the_task_once_with_the_tick_instru
         f"## Task\n\nTask #{task.pk}: Add a greeting\n"
         "Spec section: Greeting (phase-1/greeting)\n\n"
         "Write greet.py that prints hello.\n\nAcceptance: `python3 greet.py` prints hello.\n\n"
+        f"## Project snapshot\n\n{snapshot_text_from(snapshot.data)}\n\n"
         "## Instruction\n\n"
         "Implement it in this repository, keep the change focused, and make the tests pass."
     )
@@ -67,7 +70,10 @@ def test_a_human_prompt_that_repeats_the_task_title_is_not_sent_twice(project):
     run = ExecutionRun(project=project, task=task, prompt="Fix the parser", agent_backend="scripted")
 
     # then the prompt names the task once, then its body
-    assert build_prompt(run) == f"## Task\n\nTask #{task.pk}: Fix the parser\n\nIt drops the last line."
+    assert build_prompt(run) == (
+        f"## Task\n\nTask #{task.pk}: Fix the parser\n\nIt drops the last line.\n\n"
+        f"## Project snapshot\n\n{snapshot_text(project)}"
+    )
 
 
 def test_a_run_without_a_task_receives_its_prompt_verbatim(project):
