@@ -138,3 +138,32 @@ def test_a_finished_sessions_recording_replays_on_the_page_redacted(
     expect(replay).to_have_attribute("data-state", "done", timeout=WAIT_MS)
     expect(rows).to_contain_text("replayed-42")
     assert violations.of(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_below_the_fold_waits_until_it_is_shown(logged_in_page, browser_user, project, asgi_server):
+    # xterm.js paints nothing while its terminal is off screen: a replay that played to its end below the
+    # fold left a blank terminal in the page (and a viewer who scrolled down saw no playback)
+    page = logged_in_page
+    operator = MembershipFactory(project=project, user=UserFactory(), role="operator").user
+    run = live_session(project, operator)
+    tmux(run, "send-keys", "-t", interactive.session_name(run), "-l", "echo shown-$((6*7))")
+    tmux(run, "send-keys", "-t", interactive.session_name(run), "Enter")
+    wait_for(lambda: "shown-42" in screen(run), message="the command did not run")
+    interactive.finish(run, actor=operator)
+    MembershipFactory(project=project, user=browser_user, role="viewer")
+
+    # Given a window too short to show the recording panel, When a viewer opens the run page
+    page.set_viewport_size({"width": 1280, "height": 300})
+    page.goto(f"/runs/{run.pk}/")
+
+    # Then the replay is loaded but waits
+    replay = page.get_by_test_id("terminal-replay")
+    expect(replay).to_have_attribute("data-state", "ready", timeout=WAIT_MS)
+    expect(page.get_by_test_id("terminal-status")).to_have_text("Ready: plays when shown.")
+
+    # When they scroll to it, Then it plays to the end and its output is on the page
+    replay.scroll_into_view_if_needed()
+    expect(replay).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+    expect(replay.locator(".xterm-rows")).to_contain_text("shown-42")

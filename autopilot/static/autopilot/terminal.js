@@ -5,7 +5,8 @@
 // - [data-terminal-replay="/runs/ID/recording.cast"]: plays an asciicast v2 recording (fetched with
 //   the session cookie, redacted by the server) with Replay / Skip to end / speed controls.
 // [data-terminal-status] next to it shows the state; the box gets data-state (connecting, open,
-// closed / loading, playing, done) for tests and styles.
+// closed / loading, ready, playing, done) for tests and styles. A replay starts once its box is on
+// screen (ready until then), so the viewer sees it play.
 //
 // xterm.js creates <style> elements at run time (cell sizes, colours). The Content-Security-Policy
 // allows only nonced ones, so the page's nonce (this script tag's) goes on every <style> a script
@@ -113,6 +114,18 @@
     return { header: header, events: events };
   }
 
+  // xterm.js paints nothing while its terminal is off screen (it pauses its renderer until it is
+  // scrolled into view), so a replay started below the fold would play unseen: it starts when shown.
+  function whenShown(element, callback) {
+    if (!("IntersectionObserver" in window)) { callback(); return; }
+    var observer = new IntersectionObserver(function (entries) {
+      if (!entries.some(function (entry) { return entry.isIntersecting; })) return;
+      observer.disconnect();
+      callback();
+    });
+    observer.observe(element);
+  }
+
   function replay(box) {
     var panel = box.closest("section") || box.parentNode;
     var url = box.getAttribute("data-terminal-replay");
@@ -172,7 +185,11 @@
         var endButton = panel.querySelector("[data-replay-end]");
         if (playButton) playButton.addEventListener("click", play);
         if (endButton) endButton.addEventListener("click", toEnd);
-        play();
+        box.setAttribute("data-state", "ready");
+        say(box, "Ready: plays when shown.");
+        whenShown(box, function () {
+          if (box.getAttribute("data-state") === "ready") play(); // not when a button already started it
+        });
       })
       .catch(function (err) {
         box.setAttribute("data-state", "error");
