@@ -583,14 +583,14 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
 def _run_tests(project, integration, owner, path: Path, command: str, redactor) -> tuple[bool, str]:
     home = Path(settings.DATA_DIR) / "integration-homes" / project.slug
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Created by run_script only when the output is over the cap (its full text goes there).
     artifacts = Path(settings.AUTOPILOT_ARTIFACT_ROOT) / "integrations" / str(integration.pk)
-    artifacts.mkdir(parents=True, exist_ok=True)
     cwd = path / project.subdirectory if project.subdirectory else path
     timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
     result = workspace.run_script(
         command, cwd=cwd, workspace=path, home=home, timeout=timeout, artifact_dir=artifacts, redact=redactor
     )
-    output = redactor(result.output or "")
+    output = result.output or ""  # redacted by run_script (redact=)
     if result.timed_out:
         output += f"\n[integration tests timed out after {timeout:g}s]"
     return result.exit_code == 0, output[-TEST_OUTPUT_TAIL:]
