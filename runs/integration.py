@@ -9,8 +9,9 @@ item per project at a time and:
    re-checks that nothing else of the project is in flight (the database refuses a second one too);
    prerequisites go before dependents, otherwise in queued order;
 2. in a private worktree under AUTOPILOT_WORKTREE_ROOT/<slug>/.integration (detached HEAD, never an
-   agent's; recreated when missing or dirty) brings the task's branch onto the integration head with
-   the project's strategy: merge commit, squash, or rebase + fast-forward;
+   agent's; cleaned with checkout -f + clean, recreated when missing or broken) brings the task's
+   branch onto the integration head with the project's strategy: merge commit, squash, or rebase +
+   fast-forward;
 3. TESTING: runs the integration test command there, sandboxed (workspace.run_script: timeout, output
    cap, redaction), renewing the lease while it runs;
 4. only when it passes moves the integration branch with `git update-ref <ref> <new> <old>`
