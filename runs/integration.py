@@ -9,8 +9,9 @@ item per project at a time and:
    re-checks that nothing else of the project is in flight (the database refuses a second one too);
    prerequisites go before dependents, otherwise in queued order;
 2. in a private worktree under AUTOPILOT_WORKTREE_ROOT/<slug>/.integration (detached HEAD, never an
-   agent's; recreated when missing or dirty) brings the task's branch onto the integration head with
-   the project's strategy: merge commit, squash, or rebase + fast-forward;
+   agent's; cleaned with checkout -f + clean, recreated when missing or broken) brings the task's
+   branch onto the integration head with the project's strategy: merge commit, squash, or rebase +
+   fast-forward;
 3. TESTING: runs the integration test command there, sandboxed (workspace.run_script: timeout, output
    cap, redaction), renewing the lease while it runs;
 4. only when it passes moves the integration branch with `git update-ref <ref> <new> <old>`
@@ -258,6 +259,7 @@ def _claim(project_id: int, owner: str) -> Integration | None:
             candidate = _eligible(project_id)
             if candidate is None:
                 return None
+            candidate.project = project  # the merge works with the project read under the queue lock
             return _move(
                 candidate,
                 Status.MERGING,
@@ -331,6 +333,7 @@ class _Merge:
     conflict_files: list | None = None
     conflict_detail: str = ""
     error: str = ""
+    summary: dict | None = None  # workspace.diff_summary(onto, commit) of a merge that changed something
 
 
 class _LeaseKeeper(threading.Thread):
@@ -354,30 +357,28 @@ class _LeaseKeeper(threading.Thread):
             connection.close()
 
 
+IN_PROGRESS = ("MERGE_HEAD", "rebase-merge", "rebase-apply")  # a merge or rebase left half-done
+
+
 def _prepare_worktree(project, onto: str) -> Path:
-    """The project's private integration worktree, clean and detached at `onto` (recreated when it is
-    missing, broken or dirty)."""
+    """The project's private integration worktree, clean and detached at `onto`: reused with two git
+    processes (`checkout -f` discards tracked changes, `clean -ffd` untracked files and directories,
+    nested repositories too; ignored files such as caches stay), recreated when it is missing, broken
+    (not a linked worktree, or git refuses to check out there) or a merge or rebase is in progress in
+    it (its private git directory is read directly, no git process)."""
     repo = Path(project.repo_path)
     path = worktree_path(project)
-    usable = workspace.is_worktree(path)
+    gitdir = workspace.worktree_gitdir(path)
+    usable = gitdir is not None and not any((gitdir / name).exists() for name in IN_PROGRESS)
     if usable:
         try:
-            usable = not workspace.changed(path) and not (Path(path) / ".git").is_dir()
+            workspace.git(path, "checkout", "-q", "--detach", "-f", onto)
+            workspace.git(path, "clean", "-q", "-ffd")
         except workspace.WorkspaceError:
-            usable = False
-        in_progress = [
-            workspace.git(path, "rev-parse", "--git-path", name, check=False)
-            for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply")
-        ]
-        if usable and any((path / p).exists() for p in in_progress if p):
             usable = False
     if not usable:
         path.parent.mkdir(parents=True, exist_ok=True)
         workspace.add_detached_worktree(repo, path, onto)
-    else:
-        workspace.git(path, "checkout", "-q", "--detach", "-f", onto)
-        workspace.git(path, "reset", "-q", "--hard", onto)
-        workspace.git(path, "clean", "-q", "-fd")
     return path
 
 
@@ -401,8 +402,8 @@ def _bring_onto(path: Path, project, integration: Integration, head: str, onto: 
     """Apply the task's branch onto the integration head in the worktree with the strategy."""
     task = integration.task
     strategy = integration.strategy or project.merge_strategy
-    if workspace.is_ancestor(path, head, onto):
-        return _Merge(commit=onto, changed=False)
+    # A branch already contained in `onto` needs no special case: each strategy then leaves HEAD at
+    # `onto` (or stages nothing), which is "no new commit" below.
     if strategy == MergeStrategy.SQUASH:
         ok, error = _git_ok(path, "merge", "--squash", head)
         if not ok:
@@ -423,11 +424,12 @@ def _bring_onto(path: Path, project, integration: Integration, head: str, onto: 
         ok, error = _git_ok(path, "merge", "--no-ff", "--no-edit", "-m", message, head)
         if not ok:
             return _conflict(path, project, integration.branch, error)
-    commit = workspace.git(path, "rev-parse", "HEAD")
-    if commit == onto or not workspace.git(path, "diff", "--name-only", onto, commit):
+    commit = workspace.detached_head(path)
+    summary = workspace.diff_summary(path, onto, commit)
+    if not summary["files"]:
         # Nothing new (e.g. every rebased commit was already in): no commit is added.
         return _Merge(commit=onto, changed=False)
-    return _Merge(commit=commit)
+    return _Merge(commit=commit, summary=summary)
 
 
 def _reset(path: Path, onto: str) -> None:
@@ -437,20 +439,26 @@ def _reset(path: Path, onto: str) -> None:
 
 
 def _holds_lease(integration_id: int, owner: str) -> bool:
-    return Integration.objects.filter(
-        pk=integration_id, lease_owner=owner, status__in=Integration.IN_FLIGHT
-    ).exists()
+    """Does `owner` still hold the in-flight merge's lease? Locks the row (the caller's transaction):
+    nothing can take the lease away (release_expired locks it too) until the caller commits."""
+    return (
+        Integration.objects.select_for_update()
+        .filter(pk=integration_id, lease_owner=owner, status__in=Integration.IN_FLIGHT)
+        .exists()
+    )
 
 
 def _attempt(integration: Integration, owner: str) -> bool:
     """Do one claimed merge; True when it must be redone on a moved integration head (requeued)."""
-    project = Project.objects.get(pk=integration.project_id)
-    integration.project = project
+    project = integration.project  # read by _claim under the queue lock
     repo = Path(project.repo_path)
     redactor = Redactor.for_project(project)
+    onto = head = None
     try:
-        onto = workspace.integration_head(project)
-        head = workspace.ref_commit(repo, integration.branch)
+        target = workspace.check_branch_name(project.integration_branch, "integration branch")
+        heads = workspace.ref_commits(repo, target, integration.branch)  # one git process for both
+        onto = heads[target] or workspace.integration_head(project)  # created from the base when absent
+        head = heads[integration.branch]
         if head is None:
             _fail(
                 integration,
@@ -460,10 +468,10 @@ def _attempt(integration: Integration, owner: str) -> bool:
             )
             return False
         path = _prepare_worktree(project, onto)
-        Integration.objects.filter(pk=integration.pk).update(onto_commit=onto, head_commit=head)
         merge = _bring_onto(path, project, integration, head, onto)
     except workspace.WorkspaceError as exc:
-        _fail(integration, Status.CONFLICT, reason=f"git failed: {redactor(str(exc))[:1000]}", fields={})
+        known = {"onto_commit": onto, "head_commit": head} if onto and head else {}
+        _fail(integration, Status.CONFLICT, reason=f"git failed: {redactor(str(exc))[:1000]}", fields=known)
         return False
     try:
         return _finish(integration, owner, project, path, onto, head, merge, redactor)
@@ -513,7 +521,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
             fields={"onto_commit": onto, "head_commit": head, "conflict_files": markers[:500]},
         )
         return False
-    summary = workspace.diff_summary(path, onto, merge.commit)
+    summary = merge.summary or {}
     command = integration.test_command or project.effective_integration_test_command
     passed, output = None, ""
     if command:
@@ -521,7 +529,7 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
             integration,
             Status.TESTING,
             reason=f"running the integration tests: {command[:200]}",
-            fields={"diff_summary": summary},
+            fields={"diff_summary": summary, "onto_commit": onto, "head_commit": head},
         )
         passed, output = _run_tests(project, integration, owner, path, command, redactor)
         if not passed:
@@ -534,55 +542,68 @@ def _finish(integration, owner, project, path: Path, onto: str, head: str, merge
                 fields={"tests_passed": False, "test_output": output, "diff_summary": summary},
             )
             return False
-    if not _holds_lease(integration.pk, owner):
-        logger.warning(
-            "integration %s: lease lost before the ref update; not moving the branch", integration.pk
-        )
-        return False
-    if not workspace.update_ref(repo, project.integration_branch, merge.commit, onto):
-        _move(
+    # One transaction: the lease is checked with the row locked (nobody can take it before the commit),
+    # then the compare-and-swap ref update, then MERGED and the task done.
+    with transaction.atomic():
+        task = task_locks.lock_task(integration.task_id)  # the lock order: Task, then Integration
+        if not _holds_lease(integration.pk, owner):
+            logger.warning(
+                "integration %s: lease lost before the ref update; not moving the branch", integration.pk
+            )
+            return False
+        if not workspace.update_ref(repo, project.integration_branch, merge.commit, onto):
+            _move(
+                integration,
+                Status.QUEUED,
+                reason=f"{project.integration_branch} moved during the merge (it is no longer at "
+                f"{onto[:12]}); the merge is redone on the new head",
+                fields={"lease_owner": "", "lease_expires_at": None},
+            )
+            record_event(
+                kind="integration.branch_moved",
+                subject=integration,
+                data={"expected": onto, "now": workspace.ref_commit(repo, project.integration_branch) or ""},
+            )
+            return True
+        _merged(
             integration,
-            Status.QUEUED,
-            reason=f"{project.integration_branch} moved during the merge (it is no longer at {onto[:12]}); "
-            "the merge is redone on the new head",
-            fields={"lease_owner": "", "lease_expires_at": None},
+            owner,
+            onto=onto,
+            new=merge.commit,
+            head=head,
+            tests=passed,
+            output=output,
+            summary=summary,
+            task=task,
         )
-        record_event(
-            kind="integration.branch_moved",
-            subject=integration,
-            data={"expected": onto, "now": workspace.ref_commit(repo, project.integration_branch) or ""},
-        )
-        return True
-    _merged(
-        integration,
-        owner,
-        onto=onto,
-        new=merge.commit,
-        head=head,
-        tests=passed,
-        output=output,
-        summary=summary,
-    )
+    if project.integration_remote:
+        _push(project, integration)
     return False
 
 
 def _run_tests(project, integration, owner, path: Path, command: str, redactor) -> tuple[bool, str]:
     home = Path(settings.DATA_DIR) / "integration-homes" / project.slug
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Created by run_script only when the output is over the cap (its full text goes there).
     artifacts = Path(settings.AUTOPILOT_ARTIFACT_ROOT) / "integrations" / str(integration.pk)
-    artifacts.mkdir(parents=True, exist_ok=True)
     cwd = path / project.subdirectory if project.subdirectory else path
     timeout = float(getattr(settings, "AUTOPILOT_TEST_TIMEOUT", 1800))
     result = workspace.run_script(
         command, cwd=cwd, workspace=path, home=home, timeout=timeout, artifact_dir=artifacts, redact=redactor
     )
-    output = redactor(result.output or "")
+    output = result.output or ""  # redacted by run_script (redact=)
     if result.timed_out:
         output += f"\n[integration tests timed out after {timeout:g}s]"
     return result.exit_code == 0, output[-TEST_OUTPUT_TAIL:]
 
 
-def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> None:
+_UNLOCKED = object()  # _merged's default: it locks the task itself
+
+
+def _merged(integration, owner, *, onto, new, head, tests, output, summary, task=_UNLOCKED) -> None:
+    """MERGED and the task done (one transaction; `task`: the task when the caller's transaction
+    locked it already). Pushes a changed integration branch when the caller did not lock (the caller
+    that did pushes after its commit)."""
     project = integration.project
     changed = new != onto
     reason = (
@@ -592,8 +613,10 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
         else f"merged with no new commit: the changes of {integration.branch} are already in "
         f"{project.integration_branch}"
     )
-    with transaction.atomic():
-        task = task_locks.lock_task(integration.task_id)
+    with transaction.atomic(savepoint=False):
+        locked_by_caller = task is not _UNLOCKED
+        if not locked_by_caller:
+            task = task_locks.lock_task(integration.task_id)
         _move(
             integration,
             Status.MERGED,
@@ -620,7 +643,7 @@ def _merged(integration, owner, *, onto, new, head, tests, output, summary) -> N
                 event_data={"integration": integration.pk, "merge_commit": new},
             )
         seams.project_changed.send_on_commit(project.pk, f"task #{integration.task_id} merged")
-    if project.integration_remote and changed:
+    if project.integration_remote and changed and not locked_by_caller:
         _push(project, integration)
 
 

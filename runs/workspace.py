@@ -27,8 +27,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -144,18 +146,40 @@ def check_branch_name(name: str, what: str = "branch") -> str:
         raise WorkspaceError(f"The {what} name is empty.")
     if name.startswith("-") or name.startswith("refs/") or name.startswith("/"):
         raise WorkspaceError(f"'{name}' is not a valid {what} name (a plain branch name, like 'main').")
+    if not _is_branch_name(name):
+        raise WorkspaceError(f"'{name}' is not a valid {what} name.")
+    return name
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_branch_name(name: str) -> bool:
+    """git's own verdict on a branch name (a pure function of the name: asked once per process, as
+    the merge queue checks its integration branch's name on every merge)."""
     ok = subprocess.run(
         ["git", "check-ref-format", "--branch", name], capture_output=True, env=git_env(), timeout=10
     )
-    if ok.returncode != 0 or ok.stdout.decode().strip() != name:
-        raise WorkspaceError(f"'{name}' is not a valid {what} name.")
-    return name
+    return ok.returncode == 0 and ok.stdout.decode().strip() == name
 
 
 def ref_commit(repo: Path | str, branch: str) -> str | None:
     """The commit a local branch points at, or None when it does not exist."""
     out = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False)
     return out or None
+
+
+def ref_commits(repo: Path | str, *branches: str) -> dict[str, str | None]:
+    """{branch: the commit it points at, or None when it does not exist (or not at a commit)} for
+    several local branches with one git process."""
+    refs = {f"refs/heads/{branch}": branch for branch in branches}
+    out = git(
+        repo, "for-each-ref", "--format=%(refname)%00%(objectname)%00%(objecttype)", "--", *refs, check=False
+    )
+    found: dict[str, str | None] = dict.fromkeys(branches)
+    for line in out.splitlines():
+        refname, commit, kind = (line.split("\0") + ["", ""])[:3]
+        if refname in refs and kind == "commit":  # a pattern also matches refs below it: exact names only
+            found[refs[refname]] = commit
+    return found
 
 
 def update_ref(repo: Path | str, branch: str, new: str, expected_old: str) -> bool:
@@ -234,6 +258,40 @@ def start_point(run) -> tuple[str, str, tuple[str, str] | None]:
 def is_worktree(path: Path | str) -> bool:
     path = Path(path)
     return path.is_dir() and (path / ".git").exists()
+
+
+def worktree_gitdir(path: Path | str) -> Path | None:
+    """A linked worktree's private git directory (what its `.git` file points at), read without a
+    git process; None when `path` is not a linked worktree (no `.git` file, or a broken one)."""
+    dotgit = Path(path) / ".git"
+    try:
+        if not dotgit.is_file():
+            return None
+        text = dotgit.read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    gitdir = Path(text[len("gitdir:") :].strip())
+    gitdir = gitdir if gitdir.is_absolute() else (Path(path) / gitdir)
+    return gitdir if gitdir.is_dir() else None
+
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def detached_head(path: Path | str, gitdir: Path | None = None) -> str:
+    """The commit checked out at `path`: read from the worktree's HEAD file when it is detached (no
+    git process), else `git rev-parse HEAD`."""
+    gitdir = gitdir or worktree_gitdir(path)
+    if gitdir is not None:
+        try:
+            head = (gitdir / "HEAD").read_text().strip()
+        except OSError:
+            head = ""
+        if _SHA.match(head):
+            return head
+    return git(path, "rev-parse", "HEAD")
 
 
 def create(run, *, reuse_from=None) -> Workspace:

@@ -111,7 +111,7 @@ def test_a_force_pushed_base_branch_does_not_disturb_the_integration_branch(proj
     assert workspace.ref_commit(project.repo_path, "main") == rewritten  # never written by Autopilot
 
 
-@pytest.mark.parametrize("damage", ["dirty", "missing", "mid-merge"])
+@pytest.mark.parametrize("damage", ["dirty", "nested-repository", "missing", "mid-merge", "mid-rebase"])
 def test_a_dirty_or_missing_integration_worktree_is_recreated(project, damage):
     queued(project, {"a.py": "A\n"})
     integration.process_queue(project.pk, owner=OWNER)
@@ -119,8 +119,14 @@ def test_a_dirty_or_missing_integration_worktree_is_recreated(project, damage):
     if damage == "dirty":
         (path / "README.md").write_text("scribbled on\n")
         (path / "stray.txt").write_text("left behind\n")
+    elif damage == "nested-repository":  # `git clean -fd` alone leaves an untracked nested repository
+        subprocess.run(["git", "init", "-q", str(path / "nested")], check=True)
+        (path / "nested" / "stray.txt").write_text("left behind\n")
     elif damage == "missing":
         shutil.rmtree(path)
+    elif damage == "mid-rebase":  # a rebase left half-way
+        gitdir = Path(git(path, "rev-parse", "--absolute-git-dir"))
+        (gitdir / "rebase-merge").mkdir()
     else:  # a merge left half-way (a crash between merge and reset)
         commit_files(project.repo_path, "side", {"README.md": "side\n"}, start=branch_head(project))
         subprocess.run(["git", "-C", str(path), "merge", "--no-edit", "side"], capture_output=True)
@@ -129,8 +135,9 @@ def test_a_dirty_or_missing_integration_worktree_is_recreated(project, damage):
     done = integration.process_queue(project.pk, owner=OWNER)
     assert done.status == Integration.Status.MERGED
     files = git(project.repo_path, "ls-tree", "--name-only", done.merge_commit).split()
-    assert "stray.txt" not in files and show(project, done.merge_commit, "README.md") == "# Demo\n"
-    assert not workspace.changed(path)
+    assert "stray.txt" not in files and "nested" not in files
+    assert show(project, done.merge_commit, "README.md") == "# Demo\n"
+    assert not workspace.changed(path) and not (path / "nested").exists()
 
 
 PROCESS_QUEUE = (

@@ -164,3 +164,33 @@ def test_parse_unittest_summary():
         1,
         "unittest",
     )
+
+
+def test_ref_commits_reads_several_branches_exactly_with_one_process(tmp_path, settings):
+    settings.DATA_DIR = tmp_path
+    repo = make_repo(tmp_path / "repo")
+    main = git(repo, "rev-parse", "main")
+    git(repo, "branch", "feature/x", main)
+    git(repo, "branch", "main-2", main)  # shares a prefix with "main": never mistaken for it
+    other = git(repo, "commit-tree", "-m", "other", git(repo, "rev-parse", "main^{tree}"))
+    git(repo, "branch", "other", other)
+    found = workspace.ref_commits(repo, "main", "feature/x", "feature", "absent", "other")
+    assert found == {"main": main, "feature/x": main, "feature": None, "absent": None, "other": other}
+    assert found["main"] == workspace.ref_commit(repo, "main")
+
+
+def test_worktree_gitdir_and_detached_head_read_without_git(tmp_path, settings):
+    settings.DATA_DIR = tmp_path
+    repo = make_repo(tmp_path / "repo")
+    main = git(repo, "rev-parse", "main")
+    assert workspace.worktree_gitdir(repo) is None  # the main checkout: `.git` is a directory
+    assert workspace.worktree_gitdir(tmp_path / "nowhere") is None
+    linked = tmp_path / "linked"
+    workspace.add_detached_worktree(repo, linked, main)
+    gitdir = workspace.worktree_gitdir(linked)
+    assert gitdir is not None and (gitdir / "HEAD").read_text().strip() == main
+    assert workspace.detached_head(linked) == main
+    git(linked, "checkout", "-q", "-b", "attached")  # HEAD names a branch: asked to git instead
+    assert workspace.detached_head(linked) == main
+    (linked / ".git").write_text("gitdir: /no/such/place\n")
+    assert workspace.worktree_gitdir(linked) is None
