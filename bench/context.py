@@ -21,10 +21,11 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from _setup import embedded_django
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = ROOT.parent / "shared" / "data" / "blueprints" / "rust-rfcs-500k.md"
@@ -48,19 +49,7 @@ def main() -> int:
         print(f"bench/context.py: {path} not found", file=sys.stderr)
         return 1
 
-    tmp = tempfile.mkdtemp(prefix="autopilot-bench-")
-    os.environ["AUTOPILOT_DATA_DIR"] = tmp
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("AUTOPILOT_SQLITE_PATH", None)
-    os.environ.setdefault("AUTOPILOT_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autopilot.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
+    tmp = embedded_django("autopilot-bench-", "WARNING")
     from autopilot.services import project_create
     from blueprints.ingestion import ingest_blueprint
     from blueprints.models import Task
@@ -68,9 +57,6 @@ def main() -> int:
     from runs.bundle import DROPPED, SUMMARIZED, TRUNCATED, build_bundle
     from runs.models import ExecutionRun
 
-    call_command("migrate", verbosity=0)
-    if "channels" in settings.DATABASES:
-        call_command("migrate", database="channels", verbosity=0)
     text = path.read_text(encoding="utf-8")
 
     repo = Path(tmp) / "repo"

@@ -20,10 +20,11 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+from _setup import embedded_django
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = ROOT.parent / "shared" / "data" / "blueprints" / "rust-rfcs-500k.md"
@@ -39,27 +40,13 @@ def main() -> int:
         print(f"bench/ingest.py: {path} not found", file=sys.stderr)
         return 1
 
-    tmp = tempfile.mkdtemp(prefix="autopilot-bench-")
-    os.environ["AUTOPILOT_DATA_DIR"] = tmp
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("AUTOPILOT_SQLITE_PATH", None)
-    os.environ.setdefault("AUTOPILOT_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autopilot.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
+    tmp = embedded_django("autopilot-bench-", "WARNING")
     from markdown_it import MarkdownIt
 
     from autopilot.services import project_create
     from blueprints.ingestion import ingest_blueprint
     from blueprints.models import PlanNode
 
-    call_command("migrate", verbosity=0)
-    if "channels" in settings.DATABASES:
-        call_command("migrate", database="channels", verbosity=0)
     text = path.read_text(encoding="utf-8")
     size = len(text.encode("utf-8"))
     words = len(text.split())

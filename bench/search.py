@@ -21,9 +21,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _setup import embedded_django
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FILE = ROOT.parent / "shared" / "data" / "blueprints" / "rust-rfcs-500k.md"
@@ -61,27 +62,12 @@ def main() -> int:
         print(f"bench/search.py: {path} not found", file=sys.stderr)
         return 1
 
-    tmp = tempfile.mkdtemp(prefix="autopilot-bench-search-")
-    os.environ["AUTOPILOT_DATA_DIR"] = tmp
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("AUTOPILOT_SQLITE_PATH", None)
-    os.environ.setdefault("AUTOPILOT_LOG_LEVEL", "CRITICAL")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autopilot.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
+    tmp = embedded_django("autopilot-bench-search-", "CRITICAL")
     from autopilot.services import project_create
     from blueprints import search
     from blueprints.ingestion import ingest_blueprint
     from blueprints.models import PlanNode
 
-    call_command("migrate", verbosity=0)
-    if "channels" in settings.DATABASES:
-        call_command("migrate", database="channels", verbosity=0)
     text = path.read_text(encoding="utf-8")
     env = {
         **os.environ,

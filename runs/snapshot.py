@@ -388,9 +388,14 @@ def snapshot_refresh(project: Project, *, actor=None, narrative: bool = False) -
             snapshot.narrative, snapshot.narrative_model = answer.text, answer.model
             data["narrative_cost_usd"] = _money(answer.usage.cost_usd)
     snapshot.save()
+    _prune(project)
+    return snapshot
+
+
+def _prune(project: Project) -> None:
+    """Keep the newest KEEP_SNAPSHOTS snapshots of the project."""
     stale = ProjectSnapshot.objects.filter(project=project).order_by("-created_at", "-id")[KEEP_SNAPSHOTS:]
     ProjectSnapshot.objects.filter(pk__in=list(stale.values_list("pk", flat=True))).delete()
-    return snapshot
 
 
 def _json(data: dict) -> str:
@@ -408,14 +413,18 @@ def snapshot_latest(project: Project, *, max_age: dt.timedelta | None = None) ->
 
 def snapshot_text(project: Project) -> str:
     """A short plain-text snapshot for agent prompts: the newest stored one if younger than FRESH_FOR,
-    else computed now (not stored)."""
+    else computed now and stored (the runs started in the next minutes share it)."""
     latest = (
         ProjectSnapshot.objects.filter(project=project, created_at__gte=timezone.now() - FRESH_FOR)
         .order_by("-created_at", "-id")
         .values_list("data", flat=True)
         .first()
     )
-    data = latest if latest and latest.get("schema") == SCHEMA_VERSION else snapshot_data(project)
+    if latest and latest.get("schema") == SCHEMA_VERSION:
+        return snapshot_text_from(latest)
+    data = snapshot_data(project)
+    ProjectSnapshot.objects.create(project=project, data=data)
+    _prune(project)
     return snapshot_text_from(data)
 
 
