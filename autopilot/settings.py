@@ -327,6 +327,7 @@ SPECTACULAR_SETTINGS = {
         "TaskKindEnum": "blueprints.models.Task.Kind",
         "StepKindEnum": "runs.models.ExecutionStep.Kind",
         "SectionSummaryKindEnum": "blueprints.models.BlueprintSectionSummary.Kind",
+        "RunKindEnum": "runs.models.RunKind",
     },
 }
 
