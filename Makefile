@@ -56,11 +56,12 @@ run: demo
 serve: install
 	$(BIN)/autopilot serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
-# Debian packages the tests use for real: headless Chromium (Playwright drives it) and bubblewrap
-# (the command sandbox). Installed when missing and we are root; otherwise the tests that need them
-# are skipped with a reason.
+# Debian packages the tests use for real: headless Chromium (Playwright drives it), bubblewrap
+# (the command sandbox) and tmux (interactive sessions). Installed when missing and we are root;
+# otherwise the tests that need them are skipped with a reason.
 browser:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  echo "Installing$$missing for the tests"; \
