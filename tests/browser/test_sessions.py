@@ -18,8 +18,10 @@ from tests.factories import ExecutionRunFactory, ExecutionStepFactory, Membershi
 
 
 def keep(page, tmp_path: Path, name: str) -> None:
-    """A full-page screenshot, kept under var/screenshots/ (CI keeps them)."""
-    page.screenshot(path=str(tmp_path / name), full_page=True)
+    """A full-page screenshot, kept under var/screenshots/ (CI keeps them). `caret="initial"`: by default
+    Playwright injects a <style> hiding the text caret, which the page's CSP refuses (a console error
+    the CSP assertions would count)."""
+    page.screenshot(path=str(tmp_path / name), full_page=True, caret="initial")
     shots = Path(settings.BASE_DIR) / "var" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / name, shots / name)
