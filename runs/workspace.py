@@ -40,9 +40,10 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.text import slugify
 
+from autopilot.events import record_event
 from runs.backends.base import CommandResult
 from runs.guard import ParsedCommand, execute
-from runs.models import ExecutionRun, TaskReview
+from runs.models import ExecutionRun, Integration, TaskReview
 
 GIT_IDENTITY = [
     "-c",
@@ -193,20 +194,43 @@ def update_ref(repo: Path | str, branch: str, new: str, expected_old: str) -> bo
 
 
 def integration_head(project) -> str:
-    """The integration branch's head commit; the branch is created from the base branch's commit
-    (compare-and-swap against "absent", so two creators agree) when it does not exist yet."""
+    """The integration branch's head commit. When the branch does not exist it is created
+    (compare-and-swap against "absent", so two creators agree): at the last merge Autopilot made into
+    it when that commit is still in the repository (the branch was deleted behind its back: nothing
+    integrated is lost), else at the base branch's commit (the first merge)."""
     repo = project.repo_path
     branch = check_branch_name(project.integration_branch, "integration branch")
     head = ref_commit(repo, branch)
     if head is not None:
         return head
-    base = base_commit_of(project)
-    if not update_ref(repo, branch, base, ZERO_COMMIT):
+    last = last_merge_commit(project, branch)
+    start = last or base_commit_of(project)
+    if not update_ref(repo, branch, start, ZERO_COMMIT):
         head = ref_commit(repo, branch)
         if head is None:
             raise WorkspaceError(f"could not create the integration branch '{branch}'.")
         return head
-    return base
+    record_event(
+        kind="integration.branch_created",
+        subject=project,
+        data={"branch": branch, "at": start, "from": "the last merge" if last else "the base branch"},
+    )
+    return start
+
+
+def last_merge_commit(project, branch: str) -> str | None:
+    """The newest merge commit Autopilot moved `branch` to, when the repository still has it."""
+    commit = (
+        Integration.objects.filter(project=project, target_branch=branch, status=Integration.Status.MERGED)
+        .exclude(merge_commit="")
+        .order_by("-finished_at", "-pk")
+        .values_list("merge_commit", flat=True)
+        .first()
+    )
+    if not commit:
+        return None
+    found = git(project.repo_path, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False)
+    return found or None
 
 
 def resolve_from_ref(project, name: str) -> str:

@@ -49,15 +49,29 @@ def settings_of(project, **values) -> Project:
     return project
 
 
-def test_a_deleted_integration_branch_is_recreated_from_the_base_branch(project):
+def test_a_deleted_integration_branch_is_recreated_at_the_last_merge_nothing_integrated_is_lost(project):
     first, _, _ = queued(project, {"a.py": "A\n"})
-    integration.process_queue(project.pk, owner=OWNER)
+    merged = integration.process_queue(project.pk, owner=OWNER)
     git(project.repo_path, "branch", "-D", "autopilot/integration")
     second, _, _ = queued(project, {"b.py": "B\n"}, start=workspace.base_commit_of(project))
     done = integration.process_queue(project.pk, owner=OWNER)
     assert done.status == Integration.Status.MERGED
-    assert done.onto_commit == workspace.base_commit_of(project)
+    assert done.onto_commit == merged.merge_commit != workspace.base_commit_of(project)
+    assert show(project, branch_head(project), "a.py") == "A\n"
     assert show(project, branch_head(project), "b.py") == "B\n"
+    event = Event.objects.filter(kind="integration.branch_created").latest("pk")
+    assert event.data["at"] == merged.merge_commit and event.data["from"] == "the last merge"
+
+
+def test_a_deleted_integration_branch_whose_last_merge_is_gone_starts_again_from_the_base(project):
+    queued(project, {"a.py": "A\n"})
+    merged = integration.process_queue(project.pk, owner=OWNER)
+    git(project.repo_path, "branch", "-D", "autopilot/integration")
+    Integration.objects.filter(pk=merged.pk).update(merge_commit="f" * 40)  # not in the repository
+    queued(project, {"b.py": "B\n"}, start=workspace.base_commit_of(project))
+    done = integration.process_queue(project.pk, owner=OWNER)
+    assert done.status == Integration.Status.MERGED
+    assert done.onto_commit == workspace.base_commit_of(project)
 
 
 def test_a_branch_moved_during_the_tests_is_never_clobbered_the_merge_is_redone(project):
