@@ -35,7 +35,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "align",
     ),
     "Manager & queue": ("start", "manager", "queue", "tick", "reconcile"),
-    "Integration": ("mcp", "integration", "snapshot"),
+    "Integration": ("integration",),
+    "MCP": ("mcp",),
     "Server & setup": ("serve", "setup", "user", "demo", "completion", "manage"),
 }
 MANAGE_HELP = "Django's own commands: `autopilot manage migrate`, `autopilot manage shell`, …"

@@ -40,6 +40,7 @@ def test_help_lists_our_commands_by_group_and_nothing_of_djangos(fresh):
         "Runs & sessions:",
         "Manager & queue:",
         "Integration:",
+        "MCP:",
         "Server & setup:",
     ):
         assert group in text
