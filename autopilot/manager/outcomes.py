@@ -123,18 +123,22 @@ def apply_run_finished(run_id: int) -> dict | None:
         return None
     if run.role not in ("code", "test"):
         return None
+    applied = Event.objects.filter(kind=OUTCOME_KIND, subject_type="executionrun", subject_id=run.pk)
+    # The alignment check (git, stored on the run for its review) runs before the task is locked.
+    delivered = run.role == "code" and run.status == ExecutionRun.Status.SUCCEEDED and bool(run.branch)
+    blocked_by = _alignment_block(run) if delivered and not applied.exists() else ""
     with transaction.atomic():
         task = task_locks.lock_task(run.task_id, related=("plan_node",))
         if task is None:
             return None
-        if Event.objects.filter(kind=OUTCOME_KIND, subject_type="executionrun", subject_id=run.pk).exists():
+        if applied.exists():
             return None  # already applied (duplicate delivery)
-        outcome = _outcome(run, task)
+        outcome = _outcome(run, task, blocked_by)
         record_event(kind=OUTCOME_KIND, subject=run, data={"task": task.pk, **outcome})
     return outcome
 
 
-def _outcome(run, task: Task) -> dict:
+def _outcome(run, task: Task, blocked_by: str = "") -> dict:
     project = run.project
     now = timezone.now()
     open_runs = ExecutionRun.objects.filter(task=task, role="code", status__in=ExecutionRun.OPEN)
@@ -183,10 +187,10 @@ def _outcome(run, task: Task) -> dict:
         if task.kind == Task.Kind.MILESTONE:
             target = Task.Status.DONE
         else:
-            # (A run without a branch has nothing to merge: a human looks at it.) The alignment check
-            # runs first: a change it blocks (forbidden paths, far over its size) waits for a human.
+            # (A run without a branch has nothing to merge: a human looks at it.) A change the
+            # alignment check blocked (forbidden paths, far over its size) waits for a human.
             auto = not integration.review_needed(project, run.autonomy_mode) and bool(run.branch)
-            blocked_by = _alignment_block(run) if auto else ""
+            blocked_by = blocked_by if auto else ""
             auto = auto and not blocked_by
             target = Task.Status.INTEGRATING if auto else Task.Status.REVIEW
         fields = {"attempts": attempts}
